@@ -1,0 +1,47 @@
+"""Names of everything the sandbox seeds for the example pipeline (include/pipelines/webapp-release.yaml).
+
+One place, so the seed step, the example spec, the demo and the tests agree.
+"""
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+REGION = "us-east-1"
+SECOND_REGION = "eu-west-1"  # the example's cross-region Lambda deploy
+
+ARTIFACT_BUCKET = "release-artifacts"
+SERVICE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/release-service-role"
+
+# CodeBuild
+BUILD_PROJECT = "webapp-build"
+TEST_PROJECT = "webapp-integration-tests"
+
+# CodeDeploy: application -> deployment groups
+EC2_APPLICATION = "webapp-ec2"
+EC2_STAGING_GROUP = "staging"
+EC2_PRODUCTION_GROUP = "production"
+EC2_AUTOSCALING_GROUP = "webapp-asg"
+ECS_APPLICATION = "webapp-ecs"
+ECS_GROUP = "production"
+LAMBDA_APPLICATION = "webapp-lambda"
+LAMBDA_GROUP = "production"
+
+# ECS
+ECS_CLUSTER = "webapp"
+ECS_SERVICE = "webapp-web"
+ECS_TASK_FAMILY = "webapp-web"
+ECS_CONTAINER = "web"
+ECS_CONTAINER_PORT = 8080
+ECR_REPOSITORY = "webapp"
+
+# Lambda
+LAMBDA_FUNCTION = "webapp-api"
+LAMBDA_ALIAS = "live"
+
+# Notifications: the topic the pipeline publishes to, and a queue subscribed to it so
+# the demo and the tests can read back what was published.
+SNS_TOPIC = "release-notifications"
+SNS_TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{SNS_TOPIC}"
+INBOX_QUEUE = "release-notifications-inbox"
+
+# Default local ports (tests pick free ports instead)
+SANDBOX_PORT = 5055
+AIRFLOW_PORT = 8080
