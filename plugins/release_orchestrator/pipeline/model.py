@@ -1,0 +1,64 @@
+"""The pipeline model: what a YAML spec or the Python API describes, and what the compiler reads.
+
+Kept free of Airflow imports so that loading and validating specs stays cheap at DAG-parse time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EXECUTION_MODES = ("QUEUED", "PARALLEL", "SUPERSEDED")
+
+
+@dataclass
+class Action:
+    name: str
+    type: str  # e.g. "build.codebuild"; see pipeline/action_types.py
+    configuration: dict[str, Any] = field(default_factory=dict)
+    run_order: int = 1
+    namespace: str | None = None  # exposes the action's outputs as #{namespace.Var}
+    input_artifacts: list[str] = field(default_factory=list)
+    output_artifacts: list[str] = field(default_factory=list)
+    region: str | None = None  # cross-region: the action's own region
+    aws_conn_id: str | None = None  # cross-account: an Airflow connection naming a role to assume
+    timeout_minutes: int | None = None
+    line: int | None = None  # where the action starts in its spec file, for error messages
+
+
+@dataclass
+class Stage:
+    name: str
+    actions: list[Action] = field(default_factory=list)
+    line: int | None = None
+
+
+@dataclass
+class Variable:
+    name: str
+    default: str | None = None
+    description: str = ""
+
+
+@dataclass
+class Notifications:
+    topic_arn: str
+    events: list[str] = field(default_factory=list)
+    aws_conn_id: str | None = None
+
+
+@dataclass
+class Pipeline:
+    name: str
+    stages: list[Stage] = field(default_factory=list)
+    description: str = ""
+    execution_mode: str = "QUEUED"
+    schedule: str | None = None  # cron expression
+    variables: list[Variable] = field(default_factory=list)
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    notifications: Notifications | None = None
+    artifact_store: str | None = None  # s3://bucket/prefix for per-run artifacts
+    aws_conn_id: str = "aws_default"
+    region: str | None = None
+    tags: list[str] = field(default_factory=list)
+    source_file: str | None = None  # the spec file this came from, for error messages
