@@ -23,14 +23,16 @@ class Action:
     region: str | None = None  # cross-region: the action's own region
     aws_conn_id: str | None = None  # cross-account: an Airflow connection naming a role to assume
     timeout_minutes: int | None = None
-    line: int | None = None  # where the action starts in its spec file, for error messages
+    # Where things are in the spec file, for error messages; not part of the model's identity.
+    line: int | None = field(default=None, compare=False)
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)  # "configuration.x" -> line
 
 
 @dataclass
 class Stage:
     name: str
     actions: list[Action] = field(default_factory=list)
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -61,4 +63,6 @@ class Pipeline:
     aws_conn_id: str = "aws_default"
     region: str | None = None
     tags: list[str] = field(default_factory=list)
-    source_file: str | None = None  # the spec file this came from, for error messages
+    # Where the pipeline was read from, for error messages; not part of the model's identity.
+    source_file: str | None = field(default=None, compare=False)
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)  # "schedule" -> line

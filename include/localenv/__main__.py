@@ -1,0 +1,50 @@
+"""`python -m include.localenv demo|up` (what `make demo` and `make up` run)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM ends the environment as Ctrl-C does
+    raise KeyboardInterrupt
+
+
+def up() -> int:
+    from include.localenv.environment import LocalEnvironment
+
+    env = LocalEnvironment()
+    with env:
+        print(f"\nAirflow UI: {env.airflow_url}  (login admin / {env.users['admin']}; reviewer qa-lead / "
+              f"{env.users['qa-lead']})\nSandbox AWS: {env.sandbox_url}\nProcess logs: {env.log_dir}\n"
+              "Ctrl-C stops everything.", flush=True)
+        while True:
+            env.check_alive()
+            time.sleep(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.localenv")
+    parser.add_argument("command", choices=["demo", "up"])
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    from include.localenv.environment import LocalEnvironmentError
+
+    try:
+        if args.command == "up":
+            return up()
+        from include.localenv.demo import main as demo
+
+        return demo()
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process started here has been stopped", file=sys.stderr)
+        return 130
+    except LocalEnvironmentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""`make demo`: the example release, end to end, on the local sandbox.
+
+Starts the sandbox AWS and Airflow, triggers `webapp-release` with a source revision as a push
+webhook would, approves the pending approval as the QA lead (REST API, with a note), waits for the
+end, then prints the stages and actions with status and duration, and the SNS messages the pipeline
+published (read back from the SQS queue subscribed to the topic). Exit code 0 only on success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import boto3
+
+from include.localenv.airflow_api import AirflowAPI
+from include.localenv.environment import LocalEnvironment
+from include.sandbox import resources
+
+PIPELINE = "webapp-release"
+APPROVAL_TASK = "Approval.QALeadSignOff"
+REVIEWER = "qa-lead"
+RUN_TIMEOUT = 15 * 60
+TERMINAL = {"success", "failed"}
+
+
+def sample_push() -> dict[str, Any]:
+    """The source revision a push to main would carry."""
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    commit = hashlib.sha1(stamp.encode()).hexdigest()
+    return {
+        "source": {
+            "provider": "github",
+            "repository": "acme/webapp",
+            "branch": "main",
+            "commit_id": commit,
+            "commit_message": "Add the order history page",
+            "author": "Dana Developer",
+            "author_date": stamp,
+            "changed_files": ["web/orders.py", "web/templates/orders.html"],
+        }
+    }
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def follow_run(env: LocalEnvironment, api: AirflowAPI, reviewer: AirflowAPI, run_id: str) -> tuple[str, list[dict]]:
+    """Print a line per state change; approve when the approval waits. Returns the final state and TIs."""
+    seen: dict[str, str | None] = {}
+    approved = False
+    deadline = time.monotonic() + RUN_TIMEOUT
+    run_state = "queued"
+    while time.monotonic() < deadline:
+        env.check_alive()
+        run = api.get_run(PIPELINE, run_id)
+        tis = api.task_instances(PIPELINE, run_id)
+        for ti in sorted(tis, key=lambda t: t.get("start_date") or "~"):
+            state = ti["state"]
+            if seen.get(ti["task_id"], "unset") != state:
+                if state is not None:
+                    log(f"{ti['task_id']:<28} {seen.get(ti['task_id']) or 'none':>10} -> {state}")
+                seen[ti["task_id"]] = state
+            if ti["task_id"] == APPROVAL_TASK and state == "deferred" and not approved:
+                time.sleep(1)  # let a person read the approval message first
+                reviewer.set_task_state(PIPELINE, run_id, APPROVAL_TASK, "success",
+                                        note=f"Approved by {REVIEWER}: staging checked, integration tests green.")
+                log(f"{APPROVAL_TASK:<28} approved by {REVIEWER} through the REST API")
+                approved = True
+        if run["state"] != run_state:
+            log(f"pipeline run {run_id}: {run_state} -> {run['state']}")
+            run_state = run["state"]
+        if run_state in TERMINAL:
+            return run_state, api.task_instances(PIPELINE, run_id)
+        time.sleep(1)
+    raise TimeoutError(f"the run did not finish within {RUN_TIMEOUT}s")
+
+
+def duration(ti: dict) -> str:
+    if ti.get("duration") is not None:
+        return f"{ti['duration']:.1f}s"
+    return "-"
+
+
+def print_table(tis: list[dict]) -> None:
+    print()
+    print(f"{'stage':<10} {'action':<18} {'status':<16} {'duration':>9}  note")
+    print("-" * 80)
+    stage_order = ["Source", "Build", "Test", "Approval", "Deploy"]
+    for ti in sorted(tis, key=lambda t: (stage_order.index(t["task_id"].split(".")[0])
+                                          if t["task_id"].split(".")[0] in stage_order else 99,
+                                          t.get("start_date") or "~", t["task_id"])):
+        stage, _, action = ti["task_id"].partition(".")
+        print(f"{stage:<10} {action:<18} {str(ti['state']):<16} {duration(ti):>9}  {ti.get('note') or ''}")
+    print()
+
+
+def read_notifications(env: LocalEnvironment) -> list[dict]:
+    sqs = boto3.client("sqs", endpoint_url=env.sandbox_url, region_name=resources.REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    queue_url = sqs.get_queue_url(QueueName=resources.INBOX_QUEUE)["QueueUrl"]
+    received: list[dict] = []
+    for _ in range(5):
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        if not batch and received:
+            break
+        for message in batch:
+            received.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return received
+
+
+def print_notifications(notes: list[dict]) -> None:
+    print(f"SNS messages published to {resources.SNS_TOPIC} ({len(notes)}):")
+    for envelope in notes:
+        print(f"  - {envelope.get('Subject')}")
+        try:
+            body = json.loads(envelope.get("Message", "{}"))
+        except ValueError:
+            continue
+        if "approval" in body:
+            print(f"      review link: {body['approval'].get('approvalReviewLink')}")
+        detail = body.get("detail") or {}
+        for key in ("failed-stage", "failed-action", "error-summary", "aws-console-link"):
+            if detail.get(key):
+                print(f"      {key}: {detail[key]}")
+    print()
+
+
+def main() -> int:
+    env = LocalEnvironment()
+    with env:
+        api = AirflowAPI(env.airflow_url, "admin", env.users["admin"])
+        reviewer = AirflowAPI(env.airflow_url, REVIEWER, env.users[REVIEWER])
+        log(f"waiting for the dag-processor to load {PIPELINE}")
+        api.wait_for_dag(PIPELINE)
+        read_notifications(env)  # start from an empty inbox
+        push = sample_push()
+        run = api.trigger(PIPELINE, conf=push)
+        log(f"triggered {PIPELINE} run {run['dag_run_id']} for commit {push['source']['commit_id'][:12]}")
+        state, tis = follow_run(env, api, reviewer, run["dag_run_id"])
+        print_table(tis)
+        print_notifications(read_notifications(env))
+        print(f"Run {run['dag_run_id']}: {state.upper()}  (Airflow UI: {env.airflow_url}, login admin/admin "
+              f"while `make up` runs)")
+        return 0 if state == "success" else 1

@@ -1,0 +1,252 @@
+"""The local environment: the sandbox AWS plus an Airflow 3 installation, as real processes on loopback.
+
+Used by `make demo`, `make up` and the integration tests (one environment per test session).
+Airflow runs in its embedded default shape: SQLite metadata DB under a project-local AIRFLOW_HOME,
+LocalExecutor, and api-server, scheduler, dag-processor and triggerer as separate processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from include.sandbox import resources
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+AIRFLOW_PROCESSES = {
+    # name -> arguments after `airflow`. The scheduler's and triggerer's log servers would listen on
+    # every interface; LocalExecutor writes logs where the api-server reads them, so they are not needed.
+    "api-server": None,  # filled in with host/port at start
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+
+
+class LocalEnvironmentError(RuntimeError):
+    """A clear, user-facing reason why the environment could not start."""
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalEnvironment:
+    home: Path = REPO_ROOT / ".airflow"
+    airflow_port: int = resources.AIRFLOW_PORT
+    sandbox_port: int = resources.SANDBOX_PORT
+    build_seconds: float = 6
+    deploy_seconds: float = 8
+    users: dict[str, str] = field(
+        default_factory=lambda: {"admin": "admin", "qa-lead": "qa-lead", "developer": "developer"}
+    )
+    user_roles: dict[str, str] = field(
+        default_factory=lambda: {"admin": "admin", "qa-lead": "op", "developer": "viewer"}
+    )
+    pipelines_dir: Path = REPO_ROOT / "include" / "pipelines"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    echo: bool = True
+    _procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
+
+    # ---- addresses -------------------------------------------------------------------------
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.sandbox_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "process-logs"
+
+    # ---- configuration ---------------------------------------------------------------------
+    def airflow_env(self) -> dict[str, str]:
+        """Environment of every Airflow process (and of any `airflow` CLI call against this home)."""
+        env = dict(os.environ)
+        pythonpath = os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
+        aws_conn = {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": self.sandbox_url, "region_name": resources.REGION},
+        }
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "PYTHONPATH": pythonpath + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "16",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                    f"{user}:{self.user_roles.get(user, 'viewer')}" for user in self.users
+                ),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.airflow_port),
+                "AIRFLOW__API__BASE_URL": self.airflow_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": "local-environment-secret-key",
+                "AIRFLOW__API_AUTH__JWT_SECRET": "local-environment-jwt-secret",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+                # Pick up new and changed specs quickly; the defaults are tuned for big deployments.
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+                "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws_conn),
+                "AWS_DEFAULT_REGION": resources.REGION,
+                "RELEASE_ORCHESTRATOR_PIPELINES_DIR": str(self.pipelines_dir),
+                "NO_PROXY": "*",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def check_ports(self) -> None:
+        for name, port in (("Airflow api-server", self.airflow_port), ("sandbox AWS", self.sandbox_port)):
+            if not port_is_free(port):
+                raise LocalEnvironmentError(
+                    f"port {port} on 127.0.0.1 (for the {name}) is already in use. Stop whatever holds it "
+                    f"(`lsof -i :{port}` shows it; a `make up` still running?), then try again."
+                )
+
+    def start(self) -> None:
+        self.check_ports()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        (self.home / "passwords.json").write_text(json.dumps(self.users))
+        self._say(f"starting the sandbox AWS on {self.sandbox_url}")
+        self._spawn(
+            "sandbox",
+            [
+                sys.executable, "-m", "include.sandbox.server",
+                "--host", "127.0.0.1", "--port", str(self.sandbox_port),
+                "--build-seconds", str(self.build_seconds), "--deploy-seconds", str(self.deploy_seconds),
+                "--seed",
+            ],
+        )
+        self._say("migrating the Airflow metadata DB")
+        self._run_airflow(["db", "migrate"], timeout=600)
+        self._wait_http(f"{self.sandbox_url}/_sandbox/health", "sandbox", timeout=120, seeded=True)
+        self._say(f"starting Airflow (api-server on {self.airflow_url}, scheduler, dag-processor, triggerer)")
+        for name, args in AIRFLOW_PROCESSES.items():
+            if args is None:
+                args = ["api-server", "--host", "127.0.0.1", "--port", str(self.airflow_port), "--workers", "1"]
+            self._spawn(name, [sys.executable, "-m", "airflow", *args], env=self.airflow_env())
+        self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=180)
+
+    def stop(self) -> None:
+        """Stop every process this environment started (and their children), politely first."""
+        for name, proc in reversed(list(self._procs.items())):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 20
+        for name, proc in self._procs.items():
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                pass
+            try:  # children (task runners, serve-logs) may outlive their parent: end the whole group
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self._procs.clear()
+
+    def __enter__(self) -> "LocalEnvironment":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def check_alive(self) -> None:
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                raise LocalEnvironmentError(
+                    f"the {name} process exited with code {proc.returncode}; its log: {self.log_dir / (name + '.log')}\n"
+                    + self.tail_log(name)
+                )
+
+    def tail_log(self, name: str, lines: int = 30) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _say(self, message: str) -> None:
+        if self.echo:
+            print(f"[env] {message}", flush=True)
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc_env = env or {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        # Own process group, so stop() ends the process and everything it forked.
+        self._procs[name] = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=proc_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+
+    def run_airflow_cli(self, args: list[str], timeout: float = 120) -> str:
+        return self._run_airflow(args, timeout)
+
+    def _run_airflow(self, args: list[str], timeout: float) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            cwd=REPO_ROOT, env=self.airflow_env(), capture_output=True, text=True, timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise LocalEnvironmentError(f"`airflow {' '.join(args)}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def _wait_http(self, url: str, what: str, timeout: float, seeded: bool = False) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                response = httpx.get(url, timeout=2)
+                if response.status_code == 200 and (not seeded or response.json().get("seeded", True)):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise LocalEnvironmentError(f"the {what} did not answer on {url} within {timeout:.0f}s\n{self.tail_log(what)}")

@@ -1,0 +1,108 @@
+"""Fault injection: which CodeBuild projects and CodeDeploy groups misbehave, and how.
+
+Document shape (GET/PUT /_sandbox/faults):
+    {"codebuild":  {"<project>": {"mode": "fail" | "hang" | "throttle" | "fail-tests", "rate": 0.5}},
+     "codedeploy": {"<application>/<group>" or "<application>": {"mode": ..., "event": "AfterInstall"}}}
+A PUT merges into what is set; `"mode": null` (or "none") removes one entry.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+
+MODES = {
+    "codebuild": {"fail", "hang", "throttle", "fail-tests"},
+    "codedeploy": {"fail", "hang", "throttle"},
+}
+
+
+class FaultError(ValueError):
+    pass
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[str, dict[str, dict]] = {"codebuild": {}, "codedeploy": {}}
+        self._calls: Counter = Counter()
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {service: {k: dict(v) for k, v in entries.items()} for service, entries in self._faults.items()}
+
+    def update(self, doc: dict) -> dict:
+        # Validate everything first so a bad document changes nothing.
+        if not isinstance(doc, dict):
+            raise FaultError("expected a JSON object")
+        changes = []
+        for service, entries in doc.items():
+            if service not in MODES:
+                raise FaultError(f"unknown service {service!r}; use codebuild or codedeploy")
+            if not isinstance(entries, dict):
+                raise FaultError(f"{service}: expected an object of targets")
+            for target, spec in entries.items():
+                changes.append((service, target, _validated(service, target, spec)))
+        with self._lock:
+            for service, target, spec in changes:
+                self._calls.pop((service, target), None)
+                if spec is None:
+                    self._faults[service].pop(target, None)
+                else:
+                    self._faults[service][target] = spec
+        return self.snapshot()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults = {"codebuild": {}, "codedeploy": {}}
+            self._calls.clear()
+
+    def for_project(self, project: str) -> dict | None:
+        with self._lock:
+            return self._faults["codebuild"].get(project)
+
+    def for_group(self, application: str, group: str | None) -> dict | None:
+        # The group-specific entry wins over an application-wide one.
+        with self._lock:
+            entries = self._faults["codedeploy"]
+            return entries.get(f"{application}/{group}") or entries.get(application)
+
+    def should_throttle(self, service: str, targets: list[str]) -> bool:
+        """Count one API call against each throttled target; True when it must be refused.
+
+        Deterministic: with rate r, call n is refused when floor(n*r) steps up,
+        so rate 0.5 refuses every second call and the first call always passes.
+        """
+        refuse = False
+        with self._lock:
+            for target in dict.fromkeys(targets):
+                spec = self._faults[service].get(target)
+                if not spec or spec["mode"] != "throttle":
+                    continue
+                self._calls[(service, target)] += 1
+                n, rate = self._calls[(service, target)], spec["rate"]
+                if math.floor(n * rate) > math.floor((n - 1) * rate):
+                    refuse = True
+        return refuse
+
+
+def _validated(service: str, target: str, spec) -> dict | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise FaultError(f"{service}/{target}: expected an object like {{\"mode\": \"fail\"}}")
+    mode = spec.get("mode")
+    if mode in (None, "none"):
+        return None
+    if mode not in MODES[service]:
+        raise FaultError(f"{service}/{target}: mode must be one of {sorted(MODES[service])}")
+    result = {"mode": mode}
+    if mode == "throttle":
+        rate = spec.get("rate", 0.5)
+        if not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise FaultError(f"{service}/{target}: rate must be a number in (0, 1]")
+        result["rate"] = float(rate)
+    if service == "codedeploy" and spec.get("event"):
+        result["event"] = str(spec["event"])
+    return result

@@ -1,0 +1,114 @@
+"""SNS messages shaped like CodePipeline's: EventBridge state-change events and the approval JSON.
+
+Tools that already parse CodePipeline notifications can read these; people get a readable subject.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+EVENTS = (
+    "pipeline-started",
+    "pipeline-succeeded",
+    "pipeline-failed",
+    "pipeline-superseded",
+    "stage-failed",
+    "action-failed",
+    "approval-needed",
+    "approval-approved",
+    "approval-rejected",
+)
+
+DETAIL_TYPES = {
+    "pipeline": "CodePipeline Pipeline Execution State Change",
+    "stage": "CodePipeline Stage Execution State Change",
+    "action": "CodePipeline Action Execution State Change",
+}
+
+SOURCE = "release-orchestrator"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def airflow_links(base_url: str, dag_id: str, run_id: str, task_id: str | None = None) -> dict[str, str]:
+    """Deep links into the Airflow UI: the run, and the task (its log) when given."""
+    base = base_url.rstrip("/")
+    run = f"{base}/dags/{quote(dag_id)}/runs/{quote(run_id)}"
+    links = {"run": run}
+    if task_id:
+        links["task"] = f"{run}/tasks/{quote(task_id)}"
+    return links
+
+
+def state_change_event(
+    *,
+    level: str,
+    pipeline: str,
+    execution_id: str,
+    state: str,
+    region: str,
+    account: str = "",
+    stage: str | None = None,
+    action: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An EventBridge-shaped event, level one of pipeline / stage / action."""
+    detail: dict[str, Any] = {"pipeline": pipeline, "execution-id": execution_id, "state": state, "version": 1}
+    if stage:
+        detail["stage"] = stage
+    if action:
+        detail["action"] = action
+    if extra:
+        detail.update(extra)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": DETAIL_TYPES[level],
+        "source": SOURCE,
+        "account": account,
+        "time": now_iso(),
+        "region": region,
+        "resources": [f"pipeline:{pipeline}"],
+        "detail": detail,
+    }
+
+
+def approval_message(
+    *,
+    region: str,
+    console_link: str,
+    pipeline: str,
+    stage: str,
+    action: str,
+    token: str,
+    expires: str,
+    review_link: str,
+    external_entity_link: str | None,
+    custom_data: str | None,
+) -> dict[str, Any]:
+    """The JSON CodePipeline sends for a manual approval, with links into Airflow."""
+    return {
+        "region": region,
+        "consoleLink": console_link,
+        "approval": {
+            "pipelineName": pipeline,
+            "stageName": stage,
+            "actionName": action,
+            "token": token,
+            "expires": expires,
+            "externalEntityLink": external_entity_link,
+            "approvalReviewLink": review_link,
+            "customData": custom_data,
+        },
+    }
+
+
+def subject(text: str) -> str:
+    """SNS subjects: printable ASCII, one line, at most 100 characters."""
+    clean = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text.replace("\n", " "))
+    return clean if len(clean) <= 100 else clean[:97] + "..."

@@ -1,0 +1,115 @@
+"""Pipeline notifications on the amazon provider's SNS notifier.
+
+`PipelineEventNotifier` is an `SnsNotifier` whose message is built from the callback context: the
+compiler attaches one per wanted event as a DAG or task callback. Publishing goes through the
+provider's SnsHook; a failed publish is retried, then logged as an error without changing the
+pipeline's own outcome (a notification must never hide or alter what happened to the release).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+
+from release_orchestrator.notifications import messages
+
+log = logging.getLogger(__name__)
+
+PUBLISH_ATTEMPTS = 3
+
+
+def split_task_id(task_id: str) -> tuple[str, str]:
+    """'Build.Compile' -> ('Build', 'Compile'): stage groups are one level deep."""
+    stage, _, action = task_id.partition(".")
+    return (stage, action) if action else ("", stage)
+
+
+def airflow_base_url() -> str:
+    from airflow.configuration import conf
+
+    return conf.get("api", "base_url", fallback="http://localhost:8080") or "http://localhost:8080"
+
+
+def publish(hook: Any, target_arn: str, subject: str, message: dict[str, Any], attributes: dict | None = None) -> bool:
+    """Publish with a few retries; never raise (the release's outcome must not depend on SNS)."""
+    body = json.dumps(message, default=str)
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        try:
+            hook.publish_to_target(
+                target_arn=target_arn, message=body, subject=messages.subject(subject), message_attributes=attributes
+            )
+            return True
+        except Exception as err:  # noqa: BLE001 - any publish failure is retried, then logged
+            if attempt == PUBLISH_ATTEMPTS:
+                log.error("SNS publish to %s failed after %d attempts: %s; message was: %s",
+                          target_arn, attempt, err, body)
+                return False
+            time.sleep(0.5 * 2 ** (attempt - 1))
+    return False
+
+
+class PipelineEventNotifier(SnsNotifier):
+    """Publishes one CodePipeline-shaped state-change event to SNS from a DAG or task callback."""
+
+    def __init__(self, *, event: str, pipeline: str, target_arn: str, region_name: str | None = None,
+                 aws_conn_id: str | None = "aws_default", **kwargs: Any):
+        if event not in messages.EVENTS:
+            raise ValueError(f"unknown notification event {event!r}; known: {', '.join(messages.EVENTS)}")
+        super().__init__(aws_conn_id=aws_conn_id, target_arn=target_arn, message="", region_name=region_name, **kwargs)
+        self.event = event
+        self.pipeline = pipeline
+
+    def build(self, context: Any) -> tuple[str, dict[str, Any]]:
+        """Subject and message for this event, from the callback context."""
+        run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", "")
+        ti = context.get("ti") or context.get("task_instance")
+        task_id = getattr(ti, "task_id", None)
+        stage, action = split_task_id(task_id) if task_id else ("", "")
+        region = self.region_name or self.hook.conn_region_name or ""
+        links = messages.airflow_links(airflow_base_url(), self.pipeline, run_id, task_id)
+        extra: dict[str, Any] = {"airflow-run-link": links["run"]}
+        error = context.get("exception") or context.get("reason")
+        outputs = _task_outputs(ti)
+
+        if self.event.startswith("pipeline-"):
+            state = self.event.removeprefix("pipeline-").upper()
+            if self.event == "pipeline-failed" and task_id:
+                extra.update({"failed-stage": stage, "failed-action": action, "airflow-log-link": links["task"]})
+            if error:
+                extra["reason"] = str(error)
+            event = messages.state_change_event(level="pipeline", pipeline=self.pipeline, execution_id=run_id,
+                                                state=state, region=region, extra=extra)
+            where = f" at {stage}.{action}" if self.event == "pipeline-failed" and task_id else ""
+            return f"{state}: pipeline {self.pipeline}{where} (run {run_id})", event
+
+        level = "stage" if self.event == "stage-failed" else "action"
+        extra.update({"airflow-log-link": links.get("task", links["run"])})
+        if error:
+            extra["error-summary"] = str(error)[:2000]
+        if outputs.get("ConsoleUrl") or outputs.get("LogsUrl"):
+            extra["aws-console-link"] = outputs.get("ConsoleUrl") or outputs.get("LogsUrl")
+        event = messages.state_change_event(
+            level=level, pipeline=self.pipeline, execution_id=run_id, state="FAILED", region=region,
+            stage=stage, action=action if level == "action" else None, extra=extra,
+        )
+        what = f"stage {stage}" if level == "stage" else f"action {stage}.{action}"
+        return f"FAILED: {what} of pipeline {self.pipeline} (run {run_id})", event
+
+    def notify(self, context: Any) -> None:
+        subject, message = self.build(context)
+        publish(self.hook, self.target_arn, subject, message, {"event": self.event, "pipeline": self.pipeline})
+
+
+def _task_outputs(ti: Any) -> dict[str, Any]:
+    """The failed action's recorded links (the operators push them before waiting), if any."""
+    if ti is None or not hasattr(ti, "xcom_pull"):
+        return {}
+    try:
+        value = ti.xcom_pull(task_ids=ti.task_id, key="links")
+    except Exception:  # noqa: BLE001 - links only enrich the message
+        return {}
+    return value if isinstance(value, dict) else {}

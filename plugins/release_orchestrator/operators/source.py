@@ -1,0 +1,131 @@
+"""Source actions: the first action of a pipeline, turning the run's source revision into outputs.
+
+A run learns its revision from its conf (a webhook, an EventBridge event or a manual trigger put it
+there as `conf["source"]`), or from the `source_revision` param of the trigger form. Git sources
+need one of those: there is no git host to ask from here. S3 and ECR sources resolve the latest
+object version / image digest from AWS when the run names none, as CodePipeline does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.sdk import BaseOperator
+
+from release_orchestrator.operators.errors import aws_call
+
+SOURCE_REVISION_PARAM = "source_revision"
+
+
+class SourceRevisionMissing(ValueError):
+    pass
+
+
+def run_source(context: Any) -> dict[str, Any]:
+    """The revision this run was started with: conf["source"], overridden by the trigger form's param."""
+    conf = dict((context["dag_run"].conf or {}).get("source") or {})
+    override = (context["params"] or {}).get(SOURCE_REVISION_PARAM)
+    if override:
+        conf["revision"] = str(override)
+    return conf
+
+
+class GitSourceOperator(BaseOperator):
+    """source.github and source.codecommit: the commit this run releases."""
+
+    template_fields = ("repository", "branch")
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, repository: str, branch: str, provider: str = "github", connection_arn: str | None = None,
+                 output_format: str | None = None, detect_changes: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.repository = repository
+        self.branch = branch
+        self.provider = provider
+        self.connection_arn = connection_arn
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        source = run_source(context)
+        commit_id = source.get("revision") or source.get("commit_id")
+        if not commit_id:
+            raise SourceRevisionMissing(
+                f"source action {self.task_id}: this run has no source revision for {self.repository}@{self.branch}. "
+                f"Start it from a push webhook, or trigger it with conf {{\"source\": {{\"commit_id\": \"<sha>\"}}}} "
+                f"or the '{SOURCE_REVISION_PARAM}' param."
+            )
+        repository = source.get("repository") or self.repository
+        branch = source.get("branch") or self.branch
+        outputs = {
+            "CommitId": commit_id,
+            "BranchName": branch,
+            "RepositoryName": repository.split("/")[-1],
+            "FullRepositoryName": repository,
+            "CommitMessage": source.get("commit_message", ""),
+            "AuthorDisplayName": source.get("author", ""),
+            "AuthorDate": source.get("author_date", ""),
+            "CommitUrl": source.get("commit_url")
+            or (f"https://github.com/{repository}/commit/{commit_id}" if self.provider == "github" else ""),
+            "ChangedFiles": list(source.get("changed_files") or []),
+        }
+        self.log.info("Releasing %s@%s commit %s: %s", repository, branch, commit_id, outputs["CommitMessage"])
+        return outputs
+
+
+class S3SourceOperator(BaseOperator):
+    """source.s3: an object version in a versioned bucket."""
+
+    template_fields = ("bucket", "object_key")
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, bucket: str, object_key: str, detect_changes: bool = True,
+                 aws_conn_id: str | None = "aws_default", region_name: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.bucket, self.object_key = bucket, object_key
+        self.aws_conn_id, self.region_name = aws_conn_id, region_name
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        source = run_source(context)
+        client = AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="s3").conn
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": self.object_key}
+        version = source.get("revision") or source.get("version_id")
+        if version:
+            request["VersionId"] = version
+        with aws_call("HeadObject", f"s3://{self.bucket}/{self.object_key}"):
+            head = client.head_object(**request)
+        return {
+            "VersionId": head.get("VersionId") or version or "",
+            "ETag": head.get("ETag", "").strip('"'),
+            "ObjectKey": self.object_key,
+            "BucketName": self.bucket,
+        }
+
+
+class EcrSourceOperator(BaseOperator):
+    """source.ecr: an image, by digest when the run names one, else the tag's current digest."""
+
+    template_fields = ("repository", "image_tag")
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, repository: str, image_tag: str = "latest",
+                 aws_conn_id: str | None = "aws_default", region_name: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.repository, self.image_tag = repository, image_tag
+        self.aws_conn_id, self.region_name = aws_conn_id, region_name
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        source = run_source(context)
+        client = AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="ecr").conn
+        digest = source.get("revision") or source.get("image_digest")
+        image_id = {"imageDigest": digest} if digest else {"imageTag": source.get("image_tag") or self.image_tag}
+        with aws_call("DescribeImages", f"ecr repository '{self.repository}' image {image_id}"):
+            detail = client.describe_images(repositoryName=self.repository, imageIds=[image_id])["imageDetails"][0]
+        with aws_call("DescribeRepositories", f"ecr repository '{self.repository}'"):
+            uri = client.describe_repositories(repositoryNames=[self.repository])["repositories"][0]["repositoryUri"]
+        return {
+            "ImageDigest": detail["imageDigest"],
+            "ImageTag": (detail.get("imageTags") or [self.image_tag])[0],
+            "ImageURI": f"{uri}@{detail['imageDigest']}",
+            "RegistryId": detail["registryId"],
+            "RepositoryName": self.repository,
+        }

@@ -1,0 +1,326 @@
+"""The action types a spec can use: one entry in ACTION_TYPES per type.
+
+Each entry says which category the type belongs to, which configuration keys it takes (required or optional,
+with a one-line description, the kind of value and the default), which output variables it produces for
+#{Namespace.Variable} references, and optionally a check for rules that span several keys. The validator,
+the docs and the importer all read this table, so adding a type is adding an entry here (and an operator).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable
+
+from .syntax import has_reference, parse_duration
+
+CATEGORIES = ("Source", "Build", "Test", "Approval", "Deploy")
+
+# What a configuration value may be. A string holding a #{...} reference is accepted for any kind, since
+# the value is only known when the action runs.
+KINDS = ("str", "int", "bool", "list[str]", "mapping", "str|int", "str|mapping", "list|mapping")
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    name: str
+    description: str
+    required: bool = False
+    kind: str = "str"
+    default: Any = None
+    choices: tuple = ()
+    range: tuple[int, int] | None = None  # inclusive bounds for "int" keys
+
+
+# A check gets the configuration (its known keys only; values may still be of the wrong kind, which the
+# validator reports on its own) and returns (key path inside the configuration, message) pairs.
+Check = Callable[[dict[str, Any]], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class ActionType:
+    name: str
+    category: str
+    description: str
+    keys: tuple[ConfigKey, ...]
+    outputs: tuple[str, ...]
+    # True when the action can export variables beyond `outputs` (CodeBuild's exported-variables), so a
+    # reference to any other name is allowed.
+    open_outputs: bool = False
+    check: Check | None = None
+
+    def key(self, name: str) -> ConfigKey | None:
+        return next((k for k in self.keys if k.name == name), None)
+
+    @property
+    def allowed_keys(self) -> list[str]:
+        return [k.name for k in self.keys]
+
+    @property
+    def required_keys(self) -> list[str]:
+        return [k.name for k in self.keys if k.required]
+
+    @property
+    def optional_keys(self) -> list[str]:
+        return [k.name for k in self.keys if not k.required]
+
+    def with_defaults(self, configuration: dict[str, Any]) -> dict[str, Any]:
+        """The configuration with each missing optional key set to its documented default (if it has one)."""
+        defaults = {k.name: k.default for k in self.keys if k.default is not None}
+        return {**defaults, **configuration}
+
+
+# --- checks that span several keys -------------------------------------------------------------------------
+
+_REPOSITORY_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
+
+
+def _check_github(config: dict) -> list[tuple[str, str]]:
+    repo = config.get("repository")
+    if isinstance(repo, str) and not has_reference(repo) and not _REPOSITORY_RE.match(repo):
+        return [("repository", f"expected 'owner/name', got {repo!r}")]
+    return []
+
+
+ENV_VAR_TYPES = ("PLAINTEXT", "PARAMETER_STORE", "SECRETS_MANAGER")
+
+
+def _check_codebuild(config: dict) -> list[tuple[str, str]]:
+    env = config.get("environment_variables")
+    problems = []
+    if isinstance(env, dict):  # name -> value, all PLAINTEXT
+        for name, value in env.items():
+            if not isinstance(value, (str, int, float, bool)):
+                problems.append((f"environment_variables.{name}", "expected a plain value (string or number)"))
+    elif isinstance(env, list):
+        for i, item in enumerate(env):
+            where = f"environment_variables[{i}]"
+            if not isinstance(item, dict):
+                problems.append((where, "expected a mapping with name, value and type"))
+                continue
+            for key in item:
+                if key not in ("name", "value", "type"):
+                    problems.append((f"{where}.{key}", "unknown key; allowed keys: name, value, type"))
+            for key in ("name", "value"):
+                if key not in item:
+                    problems.append((f"{where}.{key}", "missing required key"))
+            if item.get("type", "PLAINTEXT") not in ENV_VAR_TYPES:
+                problems.append((f"{where}.type", f"must be one of {', '.join(ENV_VAR_TYPES)}"))
+    return problems
+
+
+APPROVAL_TIMEOUT_MIN = timedelta(minutes=5)
+APPROVAL_TIMEOUT_MAX = timedelta(days=60)
+
+
+def _check_approval(config: dict) -> list[tuple[str, str]]:
+    timeout = config.get("timeout")
+    if isinstance(timeout, str) and not has_reference(timeout):
+        try:
+            duration = parse_duration(timeout)
+        except ValueError as e:
+            return [("timeout", str(e))]
+        if not APPROVAL_TIMEOUT_MIN <= duration <= APPROVAL_TIMEOUT_MAX:
+            return [("timeout", f"{timeout!r} is outside the allowed range of 5 minutes to 60 days")]
+    return []
+
+
+# Keys that only make sense on one CodeDeploy compute platform ("hooks" is shared by ecs and lambda).
+_SERVER_KEYS = ("revision_s3_bucket", "revision_s3_key", "revision_bundle_type", "revision_github_repository",
+                "revision_github_commit")
+_ECS_KEYS = ("task_definition_template", "container_name", "container_port", "image", "platform_version",
+             "network_configuration")
+_LAMBDA_KEYS = ("function_name", "alias", "target_version", "publish_version", "current_version")
+_PLATFORM_KEYS = {"server": _SERVER_KEYS, "ecs": _ECS_KEYS + ("hooks",), "lambda": _LAMBDA_KEYS + ("hooks",)}
+HOOK_EVENTS = {
+    "ecs": ("BeforeInstall", "AfterInstall", "AfterAllowTestTraffic", "BeforeAllowTraffic", "AfterAllowTraffic"),
+    "lambda": ("BeforeAllowTraffic", "AfterAllowTraffic"),
+}
+
+
+def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
+    platform = config.get("platform", "server")
+    if platform not in _PLATFORM_KEYS:
+        return []  # the choices check already reported it
+    problems = []
+    for key in config:
+        owners = [p for p, keys in _PLATFORM_KEYS.items() if key in keys]
+        if owners and platform not in owners:
+            problems.append((key, f"only applies to platform {' or '.join(owners)}, not {platform}"))
+
+    def require(*keys: str) -> None:
+        for key in keys:
+            if key not in config:
+                problems.append((key, f"missing required key for platform {platform}"))
+
+    if platform == "server":
+        s3 = [k for k in ("revision_s3_bucket", "revision_s3_key") if k in config]
+        github = [k for k in ("revision_github_repository", "revision_github_commit") if k in config]
+        if s3 and github:
+            problems.append(("revision_s3_bucket", "give either an S3 revision or a GitHub revision, not both"))
+        elif s3:
+            require("revision_s3_bucket", "revision_s3_key")
+        elif github:
+            require("revision_github_repository", "revision_github_commit")
+        else:
+            problems.append(("revision_s3_bucket", "platform server needs a revision: revision_s3_bucket and "
+                             "revision_s3_key, or revision_github_repository and revision_github_commit"))
+    elif platform == "ecs":
+        require("task_definition_template", "container_name", "container_port", "image")
+    else:
+        require("function_name", "alias")
+        has_target, publish = "target_version" in config, config.get("publish_version") is True
+        if has_target == publish:
+            problems.append(("target_version", "give exactly one of target_version or publish_version: true"))
+
+    hooks = config.get("hooks")
+    if isinstance(hooks, dict) and platform in HOOK_EVENTS:
+        for event, function in hooks.items():
+            if event not in HOOK_EVENTS[platform]:
+                problems.append((f"hooks.{event}", f"unknown lifecycle event for platform {platform}; "
+                                 f"allowed: {', '.join(HOOK_EVENTS[platform])}"))
+            elif not isinstance(function, str):
+                problems.append((f"hooks.{event}", "expected a Lambda function name"))
+    return problems
+
+
+# --- the table ---------------------------------------------------------------------------------------------
+
+_DETECT_CHANGES = ConfigKey("detect_changes", "start the pipeline when the source changes", kind="bool", default=True)
+
+_CODEBUILD_KEYS = (
+    ConfigKey("project_name", "CodeBuild project to run", required=True),
+    ConfigKey("source_version", "commit, branch or S3 object version to build instead of the input artifact's"),
+    ConfigKey("environment_variables", "list of {name, value, type} (type PLAINTEXT, PARAMETER_STORE or "
+              "SECRETS_MANAGER), or a mapping name -> value (PLAINTEXT)", kind="list|mapping"),
+    ConfigKey("buildspec", "buildspec file path or inline buildspec overriding the project's"),
+    ConfigKey("build_timeout_minutes", "build timeout overriding the project's", kind="int", range=(5, 2160)),
+    ConfigKey("primary_source", "input artifact that is the primary source when there are several"),
+)
+_CODEBUILD_OUTPUTS = ("BuildId", "BuildNumber", "BuildStatus", "ResolvedSourceVersion", "LogsUrl")
+
+ACTION_TYPES: dict[str, ActionType] = {
+    t.name: t
+    for t in (
+        ActionType(
+            "source.github", "Source", "A branch of a GitHub repository, through a CodeStar connection.",
+            keys=(
+                ConfigKey("repository", "repository as 'owner/name'", required=True),
+                ConfigKey("branch", "branch to follow", required=True),
+                ConfigKey("connection_arn", "CodeStar/CodeConnections connection ARN"),
+                ConfigKey("output_format", "CODE_ZIP (an archive) or CODEBUILD_CLONE_REF (a git clone reference)",
+                          default="CODE_ZIP", choices=("CODE_ZIP", "CODEBUILD_CLONE_REF")),
+                _DETECT_CHANGES,
+            ),
+            outputs=("CommitId", "BranchName", "RepositoryName", "FullRepositoryName", "CommitMessage",
+                     "AuthorDisplayName", "AuthorDate", "CommitUrl", "ChangedFiles"),
+            check=_check_github,
+        ),
+        ActionType(
+            "source.codecommit", "Source", "A branch of a CodeCommit repository.",
+            keys=(
+                ConfigKey("repository", "CodeCommit repository name", required=True),
+                ConfigKey("branch", "branch to follow", required=True),
+                _DETECT_CHANGES,
+            ),
+            outputs=("CommitId", "BranchName", "RepositoryName", "CommitMessage", "AuthorDate", "AuthorDisplayName"),
+        ),
+        ActionType(
+            "source.s3", "Source", "An object (typically a zip) in a versioned S3 bucket.",
+            keys=(
+                ConfigKey("bucket", "bucket name", required=True),
+                ConfigKey("object_key", "object key", required=True),
+                _DETECT_CHANGES,
+            ),
+            outputs=("VersionId", "ETag", "ObjectKey", "BucketName"),
+        ),
+        ActionType(
+            "source.ecr", "Source", "An image tag in an ECR repository.",
+            keys=(
+                ConfigKey("repository", "ECR repository name", required=True),
+                ConfigKey("image_tag", "tag to follow", default="latest"),
+            ),
+            outputs=("ImageDigest", "ImageTag", "ImageURI", "RegistryId", "RepositoryName"),
+        ),
+        ActionType(
+            "build.codebuild", "Build", "Runs a CodeBuild project.",
+            keys=_CODEBUILD_KEYS,
+            outputs=_CODEBUILD_OUTPUTS,
+            open_outputs=True,
+            check=_check_codebuild,
+        ),
+        ActionType(
+            "test.codebuild", "Test", "Runs a CodeBuild project as a test, optionally reading its test reports.",
+            keys=_CODEBUILD_KEYS + (
+                ConfigKey("report_group_arn", "CodeBuild report group whose results are summarised"),
+                ConfigKey("junit_path", "JUnit XML file(s) in the build output to summarise"),
+                ConfigKey("fail_on_test_failure", "fail the action when a test fails", kind="bool", default=True),
+            ),
+            outputs=_CODEBUILD_OUTPUTS,
+            open_outputs=True,
+            check=_check_codebuild,
+        ),
+        ActionType(
+            "approval.manual", "Approval", "Waits for a person to approve or reject.",
+            keys=(
+                ConfigKey("sns_topic_arn", "SNS topic told that an approval is waiting"),
+                ConfigKey("custom_data", "text shown to the reviewer"),
+                ConfigKey("external_entity_link", "URL for the reviewer to look at"),
+                ConfigKey("timeout", "how long to wait before failing, e.g. '30m', '12h', '7d', '1d12h' "
+                          "(5 minutes to 60 days)", default="7d"),
+                ConfigKey("approvers", "user names allowed to decide (anyone with access when empty)",
+                          kind="list[str]"),
+                ConfigKey("mode", "'mark' (approve or reject the task) or 'form' (a form with a comment)",
+                          default="mark", choices=("mark", "form")),
+            ),
+            outputs=("Outcome", "Reviewer", "Comment", "DecidedAt"),
+            check=_check_approval,
+        ),
+        ActionType(
+            "deploy.codedeploy", "Deploy", "A CodeDeploy deployment to EC2/on-premises servers, ECS (blue/green) "
+            "or Lambda.",
+            keys=(
+                ConfigKey("application_name", "CodeDeploy application", required=True),
+                ConfigKey("deployment_group_name", "deployment group", required=True),
+                ConfigKey("platform", "compute platform: server, ecs or lambda", default="server",
+                          choices=("server", "ecs", "lambda")),
+                ConfigKey("deployment_config_name", "deployment configuration overriding the group's"),
+                ConfigKey("auto_rollback", "roll back when the deployment fails", kind="bool"),
+                ConfigKey("on_ready", "ecs blue/green: 'continue' rerouting traffic by itself, or 'wait' for "
+                          "someone to continue", default="continue", choices=("continue", "wait")),
+                ConfigKey("description", "deployment description"),
+                # server
+                ConfigKey("revision_s3_bucket", "server: bucket of the revision bundle"),
+                ConfigKey("revision_s3_key", "server: key of the revision bundle"),
+                ConfigKey("revision_bundle_type", "server: zip, tar, tgz, YAML or JSON", default="zip",
+                          choices=("zip", "tar", "tgz", "YAML", "JSON")),
+                ConfigKey("revision_github_repository", "server: GitHub repository ('owner/name') of the revision"),
+                ConfigKey("revision_github_commit", "server: commit of the revision"),
+                # ecs
+                ConfigKey("task_definition_template", "ecs: task definition, as a path relative to the spec's "
+                          "directory or a mapping", kind="str|mapping"),
+                ConfigKey("container_name", "ecs: container that receives traffic"),
+                ConfigKey("container_port", "ecs: its port", kind="int", range=(1, 65535)),
+                ConfigKey("image", "ecs: image URI for that container"),
+                ConfigKey("platform_version", "ecs: Fargate platform version"),
+                ConfigKey("network_configuration", "ecs: awsvpcConfiguration (subnets, security groups)",
+                          kind="mapping"),
+                ConfigKey("hooks", "ecs/lambda: lifecycle event -> Lambda function name", kind="mapping"),
+                # lambda
+                ConfigKey("function_name", "lambda: function to shift traffic on"),
+                ConfigKey("alias", "lambda: alias that receives traffic"),
+                ConfigKey("target_version", "lambda: version to shift traffic to", kind="str|int"),
+                ConfigKey("publish_version", "lambda: publish a new version and shift traffic to it", kind="bool"),
+                ConfigKey("current_version", "lambda: version the alias points at now (looked up if not given)",
+                          kind="str|int"),
+            ),
+            outputs=("DeploymentId", "DeploymentStatus", "TaskDefinitionArn", "LambdaVersion", "ConsoleUrl"),
+            check=_check_codedeploy,
+        ),
+    )
+}
+
+
+def get_action_type(name: str) -> ActionType | None:
+    return ACTION_TYPES.get(name)

@@ -1,0 +1,264 @@
+"""The compiler: one validated Pipeline model in, one Airflow DAG out.
+
+- dag_id = pipeline name; a TaskGroup per stage, stages chained in order;
+- inside a stage, actions with equal run_order run in parallel and the next run_order waits for all
+  of them (Airflow's default all_success rule: a failed action stops its stage and everything after
+  it, while actions already running beside it finish first, as in CodePipeline);
+- pipeline variables become DAG params (overridable at trigger time, validated by Airflow);
+- `#{Namespace.Var}` references become Jinja expressions resolved at run time from the producing
+  action's outputs (its XCom return value), `#{variables.NAME}` from params and
+  `#{codepipeline.PipelineExecutionId}` from the run id.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Callable
+
+from release_orchestrator.pipeline.model import Action, Pipeline
+
+REFERENCE = re.compile(r"#\{([A-Za-z0-9@_-]+)\.([A-Za-z0-9@_-]+)\}")
+SOURCE_REVISION_PARAM = "source_revision"
+PARALLEL_MAX_ACTIVE_RUNS = int(os.environ.get("RELEASE_ORCHESTRATOR_PARALLEL_RUNS", "16"))
+TAG = "release-pipeline"
+
+
+class UnresolvedReference(LookupError):
+    pass
+
+
+def airflow_key(name: str) -> str:
+    """Spec names allow '.' and '@'; Airflow group and task ids do not."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
+def task_id_of(stage_name: str, action_name: str) -> str:
+    return f"{airflow_key(stage_name)}.{airflow_key(action_name)}"
+
+
+# ---- run-time resolution of references ------------------------------------------------------
+def release_output(ti: Any, task_id: str, namespace: str, variable: str) -> Any:
+    """Value of `#{namespace.variable}`: an output of the action that owns the namespace."""
+    outputs = ti.xcom_pull(task_ids=task_id)
+    if not isinstance(outputs, dict):
+        raise UnresolvedReference(
+            f"#{{{namespace}.{variable}}}: action {task_id} recorded no outputs in this run"
+        )
+    if variable not in outputs:
+        raise UnresolvedReference(
+            f"#{{{namespace}.{variable}}}: action {task_id} has no output {variable!r}; "
+            f"it has: {', '.join(sorted(outputs)) or 'none'}"
+        )
+    return outputs[variable]
+
+
+def to_jinja(value: Any, namespaces: dict[str, str]) -> Any:
+    """Rewrite #{...} references (in nested values too) into Jinja that Airflow renders at run time."""
+    if isinstance(value, str):
+        def replace(match: re.Match) -> str:
+            namespace, variable = match.groups()
+            if namespace == "variables":
+                return f"{{{{ params[{variable!r}] }}}}"
+            if namespace == "codepipeline":
+                return "{{ run_id }}"
+            return f"{{{{ release_output(ti, {namespaces[namespace]!r}, {namespace!r}, {variable!r}) }}}}"
+
+        return REFERENCE.sub(replace, value)
+    if isinstance(value, dict):
+        return {key: to_jinja(item, namespaces) for key, item in value.items()}
+    if isinstance(value, list):
+        return [to_jinja(item, namespaces) for item in value]
+    return value
+
+
+# ---- operators per action type ----------------------------------------------------------------
+def operator_for(action_type: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The operator class and fixed kwargs of an action type (imported lazily: parse stays fast)."""
+    if action_type in ("source.github", "source.codecommit"):
+        from release_orchestrator.operators.source import GitSourceOperator
+
+        return GitSourceOperator, {"provider": action_type.split(".")[1]}
+    if action_type == "source.s3":
+        from release_orchestrator.operators.source import S3SourceOperator
+
+        return S3SourceOperator, {}
+    if action_type == "source.ecr":
+        from release_orchestrator.operators.source import EcrSourceOperator
+
+        return EcrSourceOperator, {}
+    if action_type == "build.codebuild":
+        from release_orchestrator.operators.codebuild import CodeBuildOperator
+
+        return CodeBuildOperator, {}
+    if action_type == "test.codebuild":
+        from release_orchestrator.operators.codebuild import TestCodeBuildOperator
+
+        return TestCodeBuildOperator, {}
+    if action_type == "approval.manual":
+        from release_orchestrator.operators.approval import ManualApprovalOperator
+
+        return ManualApprovalOperator, {}
+    if action_type == "deploy.codedeploy":
+        from release_orchestrator.operators.codedeploy import CodeDeployOperator
+
+        return CodeDeployOperator, {}
+    raise ValueError(f"no operator for action type {action_type!r}")
+
+
+USES_AWS = {"source.s3", "source.ecr", "build.codebuild", "test.codebuild", "approval.manual", "deploy.codedeploy"}
+
+
+def _configuration(pipeline: Pipeline, action: Action, namespaces: dict[str, str]) -> dict[str, Any]:
+    config = dict(action.configuration)
+    template = config.get("task_definition_template")
+    if isinstance(template, str) and pipeline.source_file and not os.path.isabs(template):
+        config["task_definition_template"] = str(Path(pipeline.source_file).parent / template)
+    return to_jinja(config, namespaces)
+
+
+# ---- the DAG ------------------------------------------------------------------------------------
+def doc_md(pipeline: Pipeline) -> str:
+    lines = [pipeline.description or f"Release pipeline `{pipeline.name}`.", "",
+             f"Execution mode: **{pipeline.execution_mode}**"
+             + (f" · schedule `{pipeline.schedule}`" if pipeline.schedule else ""), "",
+             "| stage | run order | action | type | namespace |", "|---|---|---|---|---|"]
+    for stage in pipeline.stages:
+        for action in sorted(stage.actions, key=lambda a: a.run_order):
+            lines.append(f"| {stage.name} | {action.run_order} | {action.name} | `{action.type}` | "
+                         f"{action.namespace or ''} |")
+    if pipeline.source_file:
+        lines += ["", f"Spec: `{pipeline.source_file}`"]
+    return "\n".join(lines)
+
+
+def _notifiers(pipeline: Pipeline) -> dict[str, Any]:
+    """One notifier per wanted event, keyed by event name."""
+    if not pipeline.notifications:
+        return {}
+    from release_orchestrator.notifications.notifier import PipelineEventNotifier
+
+    wanted = pipeline.notifications.events
+    return {
+        event: PipelineEventNotifier(
+            event=event, pipeline=pipeline.name, target_arn=pipeline.notifications.topic_arn,
+            aws_conn_id=pipeline.notifications.aws_conn_id or pipeline.aws_conn_id, region_name=pipeline.region,
+        )
+        for event in wanted
+        if event not in ("approval-needed", "approval-approved", "approval-rejected")
+    }
+
+
+def build_dag(pipeline: Pipeline):
+    """Compile one (validated) pipeline into an Airflow DAG."""
+    from airflow.sdk import DAG, Param, TaskGroup
+
+    params: dict[str, Any] = {
+        variable.name: Param(variable.default, type=["string", "null"] if variable.default is None else "string",
+                             description=variable.description or f"pipeline variable {variable.name}")
+        for variable in pipeline.variables
+    }
+    params[SOURCE_REVISION_PARAM] = Param(
+        None, type=["null", "string"],
+        description="Release this revision instead of the one the trigger carries: "
+                    "a commit id, an image digest or an S3 object version.",
+    )
+    notifiers = _notifiers(pipeline)
+    namespaces = {
+        action.namespace: task_id_of(stage.name, action.name)
+        for stage in pipeline.stages for action in stage.actions if action.namespace
+    }
+    mode = pipeline.execution_mode
+    dag = DAG(
+        dag_id=airflow_key(pipeline.name),
+        description=(pipeline.description or "")[:200] or None,
+        schedule=pipeline.schedule,
+        catchup=False,
+        params=params,
+        tags=[TAG, *pipeline.tags],
+        max_active_runs=PARALLEL_MAX_ACTIVE_RUNS if mode == "PARALLEL" else 1,
+        doc_md=doc_md(pipeline),
+        user_defined_macros={"release_output": release_output},
+        on_success_callback=[notifiers["pipeline-succeeded"]] if "pipeline-succeeded" in notifiers else None,
+        on_failure_callback=[notifiers["pipeline-failed"]] if "pipeline-failed" in notifiers else None,
+        default_args={"retries": 0},
+        # The factory assigns DAGs to module globals itself; auto-registration would also put them in
+        # release_pipeline_errors.py, which builds them again to find compile errors.
+        auto_register=False,
+    )
+    task_failure_callbacks = [notifiers[e] for e in ("action-failed", "stage-failed") if e in notifiers]
+    first_task = True
+    previous_group = None
+    with dag:
+        for stage in pipeline.stages:
+            with TaskGroup(group_id=airflow_key(stage.name), tooltip=f"stage {stage.name}") as group:
+                previous_tasks: list[Any] = []
+                ordered = sorted(stage.actions, key=lambda a: a.run_order)
+                for _, same_order in groupby(ordered, key=lambda a: a.run_order):
+                    tasks = []
+                    for action in same_order:
+                        task = _build_task(pipeline, action, namespaces, notifiers, task_failure_callbacks,
+                                           started=first_task)
+                        first_task = False
+                        tasks.append(task)
+                    for upstream in previous_tasks:
+                        upstream >> tasks
+                    previous_tasks = tasks
+            if previous_group is not None:
+                previous_group >> group
+            previous_group = group
+    return dag
+
+
+def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], notifiers: dict[str, Any],
+                failure_callbacks: list[Any], started: bool):
+    operator, fixed = operator_for(action.type)
+    kwargs: dict[str, Any] = {**_configuration(pipeline, action, namespaces), **fixed}
+    if action.type in USES_AWS:
+        kwargs["aws_conn_id"] = action.aws_conn_id or pipeline.aws_conn_id
+        kwargs["region_name"] = action.region or pipeline.region
+    if action.type == "approval.manual" and "approval-needed" in (
+        pipeline.notifications.events if pipeline.notifications else []
+    ):
+        kwargs.setdefault("sns_topic_arn", pipeline.notifications.topic_arn)
+    if action.timeout_minutes:
+        kwargs["execution_timeout"] = timedelta(minutes=action.timeout_minutes)
+    if failure_callbacks:
+        kwargs["on_failure_callback"] = list(failure_callbacks)
+    if started and "pipeline-started" in notifiers:
+        kwargs["on_execute_callback"] = [notifiers["pipeline-started"]]
+    kwargs["doc_md"] = f"Action **{action.name}** (`{action.type}`), run order {action.run_order}" + (
+        f", namespace `{action.namespace}`" if action.namespace else "")
+    return operator(task_id=airflow_key(action.name), **kwargs)
+
+
+def build_dags(directory: str | os.PathLike | None = None) -> tuple[dict[str, Any], dict[str, Exception]]:
+    """Every spec in the directory as a DAG; one bad spec never hides the others."""
+    from release_orchestrator.pipeline.loader import load_specs
+
+    directory = directory or os.environ.get("RELEASE_ORCHESTRATOR_PIPELINES_DIR") or default_pipelines_dir()
+    pipelines, errors = load_specs(directory)
+    dags: dict[str, Any] = {}
+    for pipeline in pipelines:
+        try:
+            dags[airflow_key(pipeline.name)] = build_dag(pipeline)
+        except Exception as err:  # noqa: BLE001 - reported per spec, the others still load
+            errors[pipeline.source_file or pipeline.name] = err
+    return dags, errors
+
+
+def default_pipelines_dir() -> str:
+    return str(Path(__file__).resolve().parents[3] / "include" / "pipelines")
+
+
+def spec_errors_report(directory: str | os.PathLike | None = None) -> str:
+    """All spec errors as one message (empty when every spec is valid)."""
+    _, errors = build_dags(directory)
+    if not errors:
+        return ""
+    parts = [f"{len(errors)} pipeline spec(s) invalid; the other pipelines are loaded:"]
+    parts += [str(error) if str(path) in str(error) else f"{path}: {error}" for path, error in sorted(errors.items())]
+    return "\n\n".join(parts)

@@ -1,0 +1,442 @@
+"""Static checks of docker-compose.yaml (and the Dockerfile it builds).
+
+No Docker engine is needed: the file is loaded with PyYAML (which resolves the anchors and `<<`
+merge keys the way Compose does) and Compose's `${VAR...}` interpolation is applied here, so the
+checks see what each container would get.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+
+# What a user puts in .env (docs/deployment.md). The secrets have no defaults on purpose.
+DOTENV = {
+    "AIRFLOW_FERNET_KEY": "fernet-key",
+    "AIRFLOW_JWT_SECRET": "jwt-secret",
+    "AIRFLOW_API_SECRET_KEY": "api-secret-key",
+    "_AIRFLOW_WWW_USER_PASSWORD": "admin-password",
+}
+REQUIRED_SECRETS = {
+    "AIRFLOW__CORE__FERNET_KEY": "AIRFLOW_FERNET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET": "AIRFLOW_JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY": "AIRFLOW_API_SECRET_KEY",
+}
+
+# Environment keys a single Airflow service may add to the common environment.
+SERVICE_SPECIFIC_ENV = {
+    "DUMB_INIT_SETSID",  # airflow-worker: warm shutdown
+    "_AIRFLOW_WWW_USER_USERNAME",  # airflow-init: the admin user it writes a password for
+    "_AIRFLOW_WWW_USER_PASSWORD",
+    "CONNECTION_CHECK_MAX_COUNT",  # airflow-cli
+}
+ONE_SHOT_SERVICES = {"airflow-init", "airflow-cli"}
+REQUIRED_MOUNTS = ("dags", "plugins", "include", "logs", "config")
+
+
+# ---- Compose interpolation ---------------------------------------------------------------------
+class MissingVariable(Exception):
+    pass
+
+
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*)|(?P<invalid>))"
+)
+
+
+def interpolate_string(value: str, env: dict[str, str]) -> str:
+    def replace(match: re.Match) -> str:
+        if match.group("escaped"):
+            return "$"
+        if match.group("invalid") is not None:
+            raise ValueError(f"invalid interpolation in {value!r} at {match.start()}")
+        name = match.group("braced") or match.group("named")
+        op, arg = match.group("op"), match.group("arg") or ""
+        current = env.get(name)
+        set_and_non_empty = bool(current)
+        is_set = current is not None
+        if op in (":-", "-"):
+            return current if (set_and_non_empty if op == ":-" else is_set) else arg
+        if op in (":?", "?"):
+            if not (set_and_non_empty if op == ":?" else is_set):
+                raise MissingVariable(f"{name}: {arg}")
+            return current
+        if op in (":+", "+"):
+            return arg if (set_and_non_empty if op == ":+" else is_set) else ""
+        return current or ""
+
+    return _VARIABLE.sub(replace, value)
+
+
+def interpolate(node, env: dict[str, str]):
+    if isinstance(node, str):
+        return interpolate_string(node, env)
+    if isinstance(node, list):
+        return [interpolate(item, env) for item in node]
+    if isinstance(node, dict):
+        return {key: interpolate(value, env) for key, value in node.items()}
+    return node
+
+
+def test_interpolation_helper_follows_compose_rules():
+    env = {"SET": "x", "EMPTY": ""}
+    assert interpolate_string("${SET:-d}/${EMPTY:-d}/${EMPTY-d}/${UNSET-d}/$SET/$${HOSTNAME}", env) == "x/d//d/x/${HOSTNAME}"
+    assert interpolate_string("${SET:+alt}${UNSET:+alt}", env) == "alt"
+    with pytest.raises(MissingVariable):
+        interpolate_string("${EMPTY:?needed}", env)
+    with pytest.raises(ValueError):
+        interpolate_string("$(id -u)", env)
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    with COMPOSE_FILE.open() as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope="module")
+def compose(raw) -> dict:
+    """The file as Compose sees it with a minimal .env (and nothing else) set."""
+    return interpolate(raw, dict(DOTENV))
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def airflow_services(services) -> dict:
+    found = {name: svc for name, svc in services.items() if name.startswith("airflow-")}
+    assert found, "no airflow-* services"
+    return found
+
+
+@pytest.fixture(scope="module")
+def common_env(compose) -> dict:
+    return compose["x-airflow-common"]["environment"]
+
+
+def requirements_airflow_version() -> str:
+    text = (REPO_ROOT / "requirements.txt").read_text()
+    match = re.search(r"^apache-airflow(?:\[[^\]]*\])?==(\S+)\s*$", text, re.MULTILINE)
+    assert match, "requirements.txt does not pin apache-airflow"
+    return match.group(1)
+
+
+def env_of(service: dict) -> dict:
+    env = service.get("environment", {})
+    if isinstance(env, list):  # KEY=VALUE list form
+        env = dict(item.split("=", 1) for item in env)
+    return env
+
+
+def healthcheck_command(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    if isinstance(test, str):
+        return test
+    assert test[0] in ("CMD", "CMD-SHELL"), test
+    return " ".join(test[1:])
+
+
+def url_port(url, default: int) -> int:
+    return url.port or default
+
+
+# ---- the services ------------------------------------------------------------------------------
+def test_expected_services_exist(services):
+    expected = {
+        "postgres",
+        "redis",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-worker",
+        "airflow-triggerer",
+        "airflow-init",
+        "airflow-cli",
+        "flower",
+        "sandbox",
+    }
+    assert expected <= set(services)
+    assert services["postgres"]["image"].split(":")[0] == "postgres"
+    assert services["postgres"]["image"].split(":")[1].split(".")[0] == "16"
+    assert services["redis"]["image"].split(":")[0] == "redis"
+
+
+def test_airflow_commands(services):
+    assert services["airflow-apiserver"]["command"] == "api-server"
+    assert services["airflow-scheduler"]["command"] == "scheduler"
+    assert services["airflow-dag-processor"]["command"] == "dag-processor"
+    assert services["airflow-worker"]["command"] == "celery worker"
+    assert services["airflow-triggerer"]["command"] == "triggerer"
+    assert services["flower"]["command"] == "celery flower"
+    init_script = " ".join(services["airflow-init"]["command"])
+    assert "airflow db migrate" in init_script
+
+
+def test_optional_services_sit_behind_profiles(services):
+    assert "debug" in services["airflow-cli"]["profiles"]
+    assert "flower" in services["flower"]["profiles"]
+    assert "sandbox" in services["sandbox"]["profiles"]
+    core = [name for name in services if name not in ("airflow-cli", "flower", "sandbox")]
+    for name in core:
+        assert not services[name].get("profiles"), f"{name} must start with a plain `docker compose up`"
+
+
+@pytest.mark.parametrize("key", ["image", "build", "volumes", "user"])
+def test_every_airflow_service_shares_the_common_definition(compose, airflow_services, key):
+    common = compose["x-airflow-common"]
+    services = dict(airflow_services, flower=compose["services"]["flower"])
+    for name, svc in services.items():
+        if key == "user" and name == "airflow-init":
+            assert svc["user"] == "0:0"  # it chowns the mounted folders
+            continue
+        assert svc.get(key) == common.get(key), f"{name}: {key} differs from x-airflow-common"
+
+
+def test_every_airflow_service_shares_the_common_environment(compose, airflow_services, common_env):
+    services = dict(airflow_services, flower=compose["services"]["flower"])
+    for name, svc in services.items():
+        env = env_of(svc)
+        extra = set(env) - set(common_env)
+        assert extra <= SERVICE_SPECIFIC_ENV, f"{name} adds {sorted(extra - SERVICE_SPECIFIC_ENV)}"
+        for key, value in common_env.items():
+            if key in SERVICE_SPECIFIC_ENV:
+                continue
+            assert env.get(key) == value, f"{name}: {key} is {env.get(key)!r}, common is {value!r}"
+    assert env_of(compose["services"]["airflow-worker"]).get("DUMB_INIT_SETSID") == "0"
+
+
+def test_image_is_built_from_the_dockerfile_and_tagged_with_the_airflow_pin(compose):
+    common = compose["x-airflow-common"]
+    version = requirements_airflow_version()
+    image = common["image"]
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    assert tag.split("-")[0] == version, f"image {image!r} is not tagged with Airflow {version}"
+    if "build" in common:
+        build = common["build"]
+        context = REPO_ROOT / (build if isinstance(build, str) else build.get("context", "."))
+        dockerfile = context / (build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile")
+        assert dockerfile.resolve() == DOCKERFILE.resolve()
+    else:
+        assert image.startswith("apache/airflow:")
+
+
+def test_dockerfile_extends_the_pinned_official_image_and_installs_with_constraints():
+    version = requirements_airflow_version()
+    text = DOCKERFILE.read_text()
+    instructions = [
+        line.strip()
+        for line in re.sub(r"\\\n", " ", text).splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    from_lines = [line for line in instructions if line.upper().startswith("FROM ")]
+    assert len(from_lines) == 1, from_lines
+    base = from_lines[0].split()[1]
+    match = re.fullmatch(r"apache/airflow:(?P<airflow>[\d.]+)-python(?P<python>[\d.]+)", base)
+    assert match, f"unexpected base image {base!r}"
+    assert match.group("airflow") == version
+
+    # constraints.txt was frozen with the Makefile's Python; the image must run the same minor.
+    makefile_python = re.search(r"^PYTHON \?= python(\S+)", (REPO_ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert makefile_python and match.group("python") == makefile_python.group(1)
+    assert f"apache-airflow=={version}" in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+
+    copies = " ".join(line for line in instructions if line.upper().startswith(("COPY ", "ADD ")))
+    assert "requirements.txt" in copies and "constraints.txt" in copies
+    installs = [line for line in instructions if line.upper().startswith("RUN ") and "pip install" in line]
+    assert installs, "the Dockerfile does not pip install anything"
+    args = shlex.split(installs[0][4:])
+    requirement = args[args.index("-r") + 1] if "-r" in args else args[args.index("--requirement") + 1]
+    constraint = args[args.index("-c") + 1] if "-c" in args else args[args.index("--constraint") + 1]
+    assert Path(requirement).name == "requirements.txt"
+    assert Path(constraint).name == "constraints.txt"
+
+
+# ---- configuration agrees with the services ----------------------------------------------------
+def test_executor_and_basic_settings(common_env):
+    assert common_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert common_env["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == "false"
+    assert common_env["AIRFLOW__API__BASE_URL"].startswith("http")
+    assert common_env["RELEASE_ORCHESTRATOR_PIPELINES_DIR"] == "/opt/airflow/include/pipelines"
+    pythonpath = common_env["PYTHONPATH"].split(":")
+    assert "/opt/airflow" in pythonpath and "/opt/airflow/plugins" in pythonpath
+
+
+def test_metadata_db_url_names_the_postgres_service(services, common_env):
+    url = urlsplit(common_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    assert url.scheme == "postgresql+psycopg2"
+    assert url.hostname in services, f"DB host {url.hostname!r} is not a service"
+    postgres = services[url.hostname]
+    assert postgres["image"].startswith("postgres:")
+    pg_env = env_of(postgres)
+    assert url.username == pg_env["POSTGRES_USER"]
+    assert url.password == pg_env["POSTGRES_PASSWORD"]
+    assert url.path.lstrip("/") == pg_env.get("POSTGRES_DB", pg_env["POSTGRES_USER"])
+    assert url_port(url, 5432) == int(pg_env.get("PGPORT", 5432))
+
+
+def test_celery_result_backend_is_the_same_database(services, common_env):
+    backend = common_env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    assert backend.startswith("db+postgresql")
+    backend_url = urlsplit(backend[len("db+") :])
+    db_url = urlsplit(common_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    assert backend_url.hostname in services
+    assert (backend_url.hostname, backend_url.username, backend_url.password, backend_url.path) == (
+        db_url.hostname,
+        db_url.username,
+        db_url.password,
+        db_url.path,
+    )
+    assert url_port(backend_url, 5432) == url_port(db_url, 5432)
+
+
+def test_broker_url_names_the_redis_service(services, common_env):
+    url = urlsplit(common_env["AIRFLOW__CELERY__BROKER_URL"])
+    assert url.scheme == "redis"
+    assert url.hostname in services, f"broker host {url.hostname!r} is not a service"
+    redis = services[url.hostname]
+    assert redis["image"].startswith("redis:")
+    command = redis.get("command", "")
+    command = command if isinstance(command, str) else " ".join(map(str, command))
+    port = re.search(r"--port\s+(\d+)", command)
+    redis_port = int(port.group(1)) if port else 6379
+    assert url_port(url, 6379) == redis_port
+    assert redis_port in [int(p) for p in redis.get("expose", [redis_port])]
+    requirepass = re.search(r"--requirepass\s+(\S+)", command)
+    assert (url.password or None) == (requirepass.group(1) if requirepass else None)
+
+
+def test_execution_api_url_names_the_api_server(services, common_env):
+    url = urlsplit(common_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+    assert url.hostname == "airflow-apiserver" and url.hostname in services
+    assert url.path == "/execution/"
+    container_ports = {int(str(p).split(":")[-1]) for p in services["airflow-apiserver"]["ports"]}
+    assert url_port(url, 80) in container_ports
+
+
+def test_secrets_are_shared_and_never_defaulted(raw, common_env):
+    for key, variable in REQUIRED_SECRETS.items():
+        assert common_env[key] == DOTENV[variable], f"{key} is not taken from {variable}"
+        without = {k: v for k, v in DOTENV.items() if k != variable}
+        with pytest.raises(MissingVariable):
+            interpolate(raw["x-airflow-common"]["environment"][key], without)
+
+
+def test_simple_auth_manager_users_and_password_file(services, common_env, compose):
+    assert common_env["AIRFLOW__CORE__AUTH_MANAGER"].endswith(".SimpleAuthManager")
+    init_env = env_of(services["airflow-init"])
+    users = dict(user.split(":")[:2] for user in common_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
+    assert users.get(init_env["_AIRFLOW_WWW_USER_USERNAME"]) == "admin"
+    # airflow-init writes the file; the api-server reads it: it must live on a shared mount.
+    passwords_file = common_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    targets = [volume.split(":")[1] for volume in compose["x-airflow-common"]["volumes"]]
+    assert any(passwords_file.startswith(target + "/") for target in targets)
+    assert passwords_file in " ".join(services["airflow-init"]["command"])
+
+
+def test_aws_connection_points_at_the_sandbox_service(services, common_env):
+    conn = json.loads(common_env["AIRFLOW_CONN_AWS_DEFAULT"])
+    assert conn["conn_type"] == "aws"
+    endpoint = urlsplit(conn["extra"]["endpoint_url"])
+    assert endpoint.hostname == "sandbox" and endpoint.hostname in services
+    sandbox_command = services["sandbox"]["command"]
+    sandbox_args = shlex.split(sandbox_command) if isinstance(sandbox_command, str) else sandbox_command
+    assert endpoint.port == int(sandbox_args[sandbox_args.index("--port") + 1])
+    assert conn["extra"]["region_name"]
+    assert conn.get("login") and conn.get("password"), "the sandbox connection carries test credentials"
+
+
+def test_sandbox_service(compose, services):
+    sandbox = services["sandbox"]
+    command = sandbox["command"]
+    args = shlex.split(command) if isinstance(command, str) else command
+    assert args[:3] == ["python", "-m", "include.sandbox.server"]
+    assert "--seed" in args and args[args.index("--host") + 1] == "0.0.0.0"
+    assert sandbox.get("image") == compose["x-airflow-common"]["image"]
+    assert sandbox.get("build") == compose["x-airflow-common"].get("build")
+    port = args[args.index("--port") + 1]
+    assert f"localhost:{port}/_sandbox/health" in healthcheck_command(sandbox)
+    targets = {volume.split(":")[1] for volume in sandbox["volumes"]}
+    assert "/opt/airflow/include" in targets
+    assert "/opt/airflow" in env_of(sandbox)["PYTHONPATH"].split(":")
+
+
+# ---- mounts, health checks, start order --------------------------------------------------------
+def test_project_folders_are_mounted(compose, airflow_services):
+    for name, svc in airflow_services.items():
+        mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in svc["volumes"]}
+        for folder in REQUIRED_MOUNTS:
+            target = f"/opt/airflow/{folder}"
+            assert target in mounts, f"{name} does not mount {folder}"
+            assert mounts[target].endswith(f"/{folder}") or mounts[target] == f"./{folder}"
+    for volume in compose["services"]["postgres"]["volumes"]:
+        source = volume.split(":")[0]
+        if not source.startswith((".", "/")):
+            assert source in compose.get("volumes", {}), f"named volume {source!r} is not declared"
+
+
+def test_long_running_services_have_health_checks(services):
+    for name, svc in services.items():
+        if name in ONE_SHOT_SERVICES:
+            continue
+        check = svc.get("healthcheck")
+        assert check and not check.get("disable"), f"{name} has no health check"
+        assert healthcheck_command(svc).strip(), f"{name} has an empty health check"
+
+
+def test_health_checks_are_the_right_ones(services, common_env):
+    assert "http://localhost:8080/api/v2/version" in healthcheck_command(services["airflow-apiserver"])
+    assert "curl --fail" in healthcheck_command(services["airflow-apiserver"])
+    assert "http://localhost:8974/health" in healthcheck_command(services["airflow-scheduler"])
+    assert common_env["AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK"].lower() == "true"
+    for name, job in (("airflow-dag-processor", "DagProcessorJob"), ("airflow-triggerer", "TriggererJob")):
+        command = healthcheck_command(services[name])
+        assert f"airflow jobs check --job-type {job}" in command
+        assert '--hostname "${HOSTNAME}"' in command  # `$$` in the file: expanded by the shell, not Compose
+    worker = healthcheck_command(services["airflow-worker"])
+    assert "inspect ping" in worker and 'celery@${HOSTNAME}' in worker
+    assert "pg_isready" in healthcheck_command(services["postgres"])
+    assert "redis-cli ping" in healthcheck_command(services["redis"])
+
+
+def test_depends_on_targets_exist_and_conditions_fit(services):
+    for name, svc in services.items():
+        depends = svc.get("depends_on", {})
+        if isinstance(depends, list):
+            depends = {target: {"condition": "service_started"} for target in depends}
+        for target, spec in depends.items():
+            assert target in services, f"{name} depends on undefined service {target!r}"
+            assert target != name
+            condition = spec.get("condition", "service_started")
+            if target in ONE_SHOT_SERVICES:
+                assert condition == "service_completed_successfully", f"{name} -> {target}"
+            else:
+                assert condition == "service_healthy", f"{name} -> {target}: {condition}"
+                assert services[target].get("healthcheck"), f"{name} waits for {target}, which has no health check"
+            if not svc.get("profiles"):
+                assert not services[target].get("profiles"), f"{name} depends on {target}, which sits behind a profile"
+
+
+def test_airflow_services_wait_for_their_backends_and_init(services):
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer"):
+        depends = services[name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["redis"]["condition"] == "service_healthy"
+        assert depends["airflow-init"]["condition"] == "service_completed_successfully"
+    init_depends = services["airflow-init"]["depends_on"]
+    assert init_depends["postgres"]["condition"] == "service_healthy"
+    assert "airflow-init" not in init_depends
