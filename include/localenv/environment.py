@@ -66,7 +66,7 @@ class LocalEnvironment:
     user_roles: dict[str, str] = field(
         default_factory=lambda: {"admin": "admin", "qa-lead": "op", "developer": "viewer"}
     )
-    pipelines_dir: Path = REPO_ROOT / "include" / "pipelines"
+    pipelines_dir: str = str(REPO_ROOT / "include" / "pipelines")  # one or more dirs, os.pathsep-separated
     extra_env: dict[str, str] = field(default_factory=dict)
     echo: bool = True
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)

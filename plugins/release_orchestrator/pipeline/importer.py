@@ -1,0 +1,444 @@
+"""Importing an AWS CodePipeline definition (the JSON of `aws codepipeline get-pipeline`) as a pipeline spec.
+
+Each CodePipeline action whose provider has an action type here becomes that type, with its configuration
+renamed to the spec's keys. Actions that cannot be mapped are left out of the spec, written in place as
+comments holding their original definition, and listed in ImportResult.unmapped. Anything the user has to
+finish by hand (a placeholder, a dropped setting, a connection to create) is an ImportResult note and a
+comment above the action concerned. docs/import.md describes the mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import SpecError
+
+PLACEHOLDER = "REPLACE_ME"  # marks values the CodePipeline definition does not hold
+
+
+class ImportInputError(Exception):
+    """The input is not a readable CodePipeline definition."""
+
+
+@dataclass
+class Unmapped:
+    stage: str
+    action: str
+    provider: str  # "Category/Owner/Provider vN"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"stage '{self.stage}', action '{self.action}' ({self.provider}): {self.reason}"
+
+
+@dataclass
+class ImportResult:
+    name: str
+    spec: dict[str, Any]  # {"pipeline": {...}}, as written to `yaml`
+    yaml: str
+    unmapped: list[Unmapped] = field(default_factory=list)
+    connections: dict[str, str] = field(default_factory=dict)  # Airflow connection id -> IAM role ARN
+    notes: list[str] = field(default_factory=list)  # what to review or finish by hand
+    errors: list[SpecError] = field(default_factory=list)  # problems the written spec still has
+
+    @property
+    def complete(self) -> bool:
+        return not self.unmapped and not self.errors
+
+
+def read_codepipeline_json(path: str | Path) -> dict[str, Any]:
+    """The pipeline definition in a get-pipeline JSON file, with or without the outer {"pipeline": ...}."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ImportInputError(f"cannot read {path}: {e}") from e
+    return _unwrap(data, str(path))
+
+
+def _unwrap(data: Any, source: str) -> dict[str, Any]:
+    if isinstance(data, dict) and isinstance(data.get("pipeline"), dict):
+        metadata = data.get("metadata") or {}
+        data = {**data["pipeline"], "metadata": metadata}
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data.get("name"):
+        raise ImportInputError(f"{source}: not a CodePipeline definition (expected the JSON of `aws codepipeline "
+                               "get-pipeline`, with a name and a list of stages)")
+    return data
+
+
+def import_codepipeline(definition: dict[str, Any], source: str = "<input>") -> ImportResult:
+    """The spec equivalent to `definition` (a get-pipeline JSON document, wrapped or not)."""
+    return _Importer(_unwrap(definition, source), source).run()
+
+
+# --- mapping ------------------------------------------------------------------------------------------------
+
+
+def _bool(value: Any) -> Any:
+    """CodePipeline writes booleans as "true"/"false"; anything else (a #{...} reference) stays as it is."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+# Why a provider has no action type (for providers without a mapper below).
+_UNSUPPORTED = {
+    "Jenkins": "Jenkins jobs are custom actions; there is no Jenkins action type (run the job from a CodeBuild "
+               "project, or add an action type)",
+    "CloudFormation": "there is no CloudFormation action type yet",
+    "CloudFormationStackSet": "there is no CloudFormation action type yet",
+    "ElasticBeanstalk": "there is no Elastic Beanstalk action type",
+    "Lambda": "there is no Lambda invoke action type (deploy.codedeploy platform lambda shifts an alias, it "
+              "does not invoke a function)",
+    "StepFunctions": "there is no Step Functions action type",
+    "ECS": "standard ECS deployments are not supported; only CodeDeploy blue/green (CodeDeployToECS) is",
+    "S3": "there is no S3 deploy action type",
+    "ServiceCatalog": "there is no Service Catalog action type",
+    "AppConfig": "there is no AppConfig action type",
+    "DeviceFarm": "there is no Device Farm action type",
+    "CodeStarSourceConnection": "only Source actions use connections",
+}
+
+
+class _Importer:
+    def __init__(self, definition: dict[str, Any], source: str):
+        self.d = definition
+        self.source = source
+        self.unmapped: list[Unmapped] = []
+        self.connections: dict[str, str] = {}
+        self.notes: list[str] = []  # pipeline-wide
+        self.producers: dict[str, tuple[str, dict | None]] = {}  # artifact -> (provider, spec action or None)
+        self.namespaces = {a.get("namespace") for s in definition["stages"] for a in s.get("actions", [])}
+        self.mappers: dict[tuple[str, str, str], Callable] = {
+            ("Source", "AWS", "CodeStarSourceConnection"): self.github,
+            ("Source", "ThirdParty", "GitHub"): self.github_v1,
+            ("Source", "AWS", "CodeCommit"): self.codecommit,
+            ("Source", "AWS", "S3"): self.s3,
+            ("Source", "AWS", "ECR"): self.ecr,
+            ("Build", "AWS", "CodeBuild"): self.codebuild,
+            ("Test", "AWS", "CodeBuild"): self.codebuild,
+            ("Approval", "AWS", "Manual"): self.manual,
+            ("Deploy", "AWS", "CodeDeploy"): self.codedeploy,
+            ("Deploy", "AWS", "CodeDeployToECS"): self.codedeploy_ecs,
+        }
+
+    def run(self) -> ImportResult:
+        d = self.d
+        spec: dict[str, Any] = {"name": d["name"]}
+        arn = (d.get("metadata") or {}).get("pipelineArn", "")
+        region = arn.split(":")[3] if arn.count(":") >= 5 else None
+        mode = d.get("executionMode") or "SUPERSEDED"  # CodePipeline's default
+        spec["execution_mode"] = mode
+        if mode == "SUPERSEDED":
+            self.notes.append("execution mode SUPERSEDED currently runs like QUEUED (see docs/pipeline-spec.md)")
+        if d.get("roleArn"):
+            spec["aws_conn_id"] = self.connection(d["roleArn"])
+        if region:
+            spec["region"] = region
+        self.bucket = self.artifact_bucket(region)
+        if self.bucket:
+            spec["artifact_store"] = f"s3://{self.bucket}"
+        variables = [{"name": v.get("name"), "default": v.get("defaultValue"), "description": v.get("description")}
+                     for v in d.get("variables", [])]
+        if variables:
+            spec["variables"] = [{k: v for k, v in var.items() if v is not None} for var in variables]
+        if d.get("triggers"):
+            spec["triggers"] = [self.trigger(t) for t in d["triggers"]]
+
+        stages = [self.stage(s) for s in d["stages"]]
+        text = _render(d, self.source, spec, stages, self.unmapped, self.connections, self.notes)
+        spec["stages"] = [{"name": name, "actions": [item[1] for item in items if item[0] == "action"]}
+                          for name, items in stages if any(item[0] == "action" for item in items)]
+        action_notes = [f"stage '{s}', action '{a['name']}': {note}"
+                        for s, items in stages for kind, a, notes in items if kind == "action" for note in notes]
+
+        from .loader import parse_spec_text  # here, not at the top: the loader does not need the importer
+
+        _, errors = parse_spec_text(text, self.source)
+        return ImportResult(name=d["name"], spec={"pipeline": spec}, yaml=text, unmapped=self.unmapped,
+                            connections=self.connections, notes=self.notes + action_notes, errors=errors)
+
+    def artifact_bucket(self, region: str | None) -> str | None:
+        if self.d.get("artifactStore"):
+            return self.d["artifactStore"].get("location")
+        stores = self.d.get("artifactStores") or {}
+        if stores:
+            chosen = stores.get(region) or next(iter(stores.values()))
+            self.notes.append(f"the pipeline had artifact stores in {', '.join(stores)}; artifact_store uses "
+                              f"{chosen.get('location')}")
+            return chosen.get("location")
+        return None
+
+    def connection(self, role_arn: str) -> str:
+        """The Airflow connection to create for a role CodePipeline assumed (named after the role)."""
+        for conn_id, arn in self.connections.items():
+            if arn == role_arn:
+                return conn_id
+        parts = role_arn.split(":")
+        account = parts[4] if len(parts) > 5 else ""
+        conn_id = f"aws_{_slug(role_arn.rsplit('/', 1)[-1])}"
+        if conn_id in self.connections:  # same role name in another account
+            conn_id = f"{conn_id}_{account}"
+        self.connections[conn_id] = role_arn
+        return conn_id
+
+    def trigger(self, t: dict) -> dict:
+        git = t.get("gitConfiguration") or {}
+        out: dict[str, Any] = {"source_action": git.get("sourceActionName")}
+        if t.get("providerType", "CodeStarSourceConnection") != "CodeStarSourceConnection":
+            self.notes.append(f"trigger provider {t['providerType']} imported as a git trigger")
+        for cp_key, key in (("push", "push"), ("pullRequest", "pull_request")):
+            if git.get(cp_key):
+                out[key] = [_trigger_filter(f) for f in git[cp_key]]
+        return out
+
+    def stage(self, stage: dict) -> tuple[str, list]:
+        """(name, items); an item is ("action", spec action, notes) or ("unmapped", CodePipeline action, reason)."""
+        items = []
+        for cp in stage.get("actions", []):
+            type_id = cp.get("actionTypeId") or {}
+            key = (type_id.get("category"), type_id.get("owner"), type_id.get("provider"))
+            provider = f"{'/'.join(str(k) for k in key)} v{type_id.get('version', '1')}"
+            mapper = self.mappers.get(key)
+            if mapper is None:
+                reason = _UNSUPPORTED.get(type_id.get("provider"), "no action type for this provider")
+                if type_id.get("owner") == "Custom" and type_id.get("provider") not in _UNSUPPORTED:
+                    reason = "custom action types have no equivalent"
+                self.unmapped.append(Unmapped(stage["name"], cp.get("name"), provider, reason))
+                items.append(("unmapped", cp, f"{provider}: {reason}"))
+                for artifact in cp.get("outputArtifacts", []):
+                    self.producers[artifact.get("name")] = (key[2], None)
+                continue
+            action, notes = self.action(cp, mapper)
+            for artifact in action.get("output_artifacts", []):
+                self.producers[artifact] = (key[2], action)
+            items.append(("action", action, notes))
+        return stage["name"], items
+
+    def action(self, cp: dict, mapper: Callable) -> tuple[dict, list[str]]:
+        notes: list[str] = []
+        action: dict[str, Any] = {"name": cp.get("name"), "type": None}
+        if cp.get("runOrder", 1) != 1:
+            action["run_order"] = cp["runOrder"]
+        if cp.get("namespace"):
+            action["namespace"] = cp["namespace"]
+        if cp.get("region"):
+            action["region"] = cp["region"]
+        if cp.get("roleArn"):
+            action["aws_conn_id"] = self.connection(cp["roleArn"])
+            notes.append(f"ran as {cp['roleArn']}: create Airflow connection '{action['aws_conn_id']}' for it")
+        for cp_key, key in (("inputArtifacts", "input_artifacts"), ("outputArtifacts", "output_artifacts")):
+            names = [a.get("name") for a in cp.get(cp_key, [])]
+            if names:
+                action[key] = names
+        cfg = dict(cp.get("configuration") or {})
+        category = (cp.get("actionTypeId") or {}).get("category")
+        action["type"], action["configuration"] = mapper(cfg, action, notes, category)
+        for key in cfg:  # whatever the mapper did not consume
+            notes.append(f"CodePipeline configuration {key}={cfg[key]!r} has no equivalent and was left out")
+        return action, notes
+
+    # One method per provider: (type, configuration), consuming the CodePipeline keys it maps from `cfg`.
+
+    def github(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+        out = {"repository": cfg.pop("FullRepositoryId", PLACEHOLDER), "branch": cfg.pop("BranchName", PLACEHOLDER)}
+        if "ConnectionArn" in cfg:
+            out["connection_arn"] = cfg.pop("ConnectionArn")
+        if "OutputArtifactFormat" in cfg:
+            out["output_format"] = cfg.pop("OutputArtifactFormat")
+        if "DetectChanges" in cfg:
+            out["detect_changes"] = _bool(cfg.pop("DetectChanges"))
+        return "source.github", out
+
+    def github_v1(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+        out = {"repository": f"{cfg.pop('Owner', PLACEHOLDER)}/{cfg.pop('Repo', PLACEHOLDER)}",
+               "branch": cfg.pop("Branch", PLACEHOLDER)}
+        if "PollForSourceChanges" in cfg:
+            out["detect_changes"] = _bool(cfg.pop("PollForSourceChanges"))
+        if cfg.pop("OAuthToken", None) is not None:
+            notes.append("GitHub (version 1) used an OAuth token: create a CodeStar connection to the repository "
+                         "and set connection_arn")
+        return "source.github", out
+
+    def codecommit(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+        out = {"repository": cfg.pop("RepositoryName", PLACEHOLDER), "branch": cfg.pop("BranchName", PLACEHOLDER)}
+        self.poll(cfg, out)
+        if cfg.get("OutputArtifactFormat") == "CODE_ZIP":
+            cfg.pop("OutputArtifactFormat")
+        return "source.codecommit", out
+
+    def s3(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+        out = {"bucket": cfg.pop("S3Bucket", PLACEHOLDER), "object_key": cfg.pop("S3ObjectKey", PLACEHOLDER)}
+        self.poll(cfg, out)
+        return "source.s3", out
+
+    @staticmethod
+    def poll(cfg: dict, out: dict) -> None:
+        # PollForSourceChanges=false usually means "started by an EventBridge rule", so only true maps.
+        if _bool(cfg.get("PollForSourceChanges")) is True:
+            out["detect_changes"] = True
+        cfg.pop("PollForSourceChanges", None)
+
+    def ecr(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+        out = {"repository": cfg.pop("RepositoryName", PLACEHOLDER)}
+        if "ImageTag" in cfg:
+            out["image_tag"] = cfg.pop("ImageTag")
+        return "source.ecr", out
+
+    def codebuild(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+        out: dict[str, Any] = {"project_name": cfg.pop("ProjectName", PLACEHOLDER)}
+        if "EnvironmentVariables" in cfg:
+            raw = cfg.pop("EnvironmentVariables")
+            try:
+                env = json.loads(raw) if isinstance(raw, str) else raw
+                if not isinstance(env, list) or not all(isinstance(e, dict) and "name" in e for e in env):
+                    raise ValueError("expected a list of {name, value, type}")
+            except ValueError as e:
+                notes.append(f"EnvironmentVariables could not be read ({e}) and were left out: {raw!r}")
+            else:
+                if all(e.get("type", "PLAINTEXT") == "PLAINTEXT" for e in env):
+                    out["environment_variables"] = {e["name"]: e.get("value", "") for e in env}
+                else:
+                    out["environment_variables"] = [
+                        {"name": e["name"], "value": e.get("value", ""), "type": e.get("type", "PLAINTEXT")}
+                        for e in env]
+        if "PrimarySource" in cfg:
+            out["primary_source"] = cfg.pop("PrimarySource")
+        if _bool(cfg.get("BatchEnabled")) is False:
+            cfg.pop("BatchEnabled")
+        if _bool(cfg.get("CombineArtifacts")) is False:
+            cfg.pop("CombineArtifacts")
+        return ("test.codebuild" if category == "Test" else "build.codebuild"), out
+
+    def manual(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+        out = {}
+        for cp_key, key in (("NotificationArn", "sns_topic_arn"), ("CustomData", "custom_data"),
+                            ("ExternalEntityLink", "external_entity_link")):
+            if cp_key in cfg:
+                out[key] = cfg.pop(cp_key)
+        return "approval.manual", out
+
+    def codedeploy(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+        # CodePipeline deploys the input artifact, whose S3 key changes every run; a spec names its revision.
+        artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
+        out = {
+            "application_name": cfg.pop("ApplicationName", PLACEHOLDER),
+            "deployment_group_name": cfg.pop("DeploymentGroupName", PLACEHOLDER),
+            "platform": "server",
+            "revision_s3_bucket": self.bucket or PLACEHOLDER,
+            "revision_s3_key": f"{PLACEHOLDER}/{artifact}.zip",
+            "revision_bundle_type": "zip",
+        }
+        notes.append(f"CodePipeline deployed artifact '{artifact}': set revision_s3_bucket/revision_s3_key to "
+                     "where your build uploads that bundle (revision_s3_key is a placeholder)")
+        return "deploy.codedeploy", out
+
+    def codedeploy_ecs(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+        out: dict[str, Any] = {
+            "application_name": cfg.pop("ApplicationName", PLACEHOLDER),
+            "deployment_group_name": cfg.pop("DeploymentGroupName", PLACEHOLDER),
+            "platform": "ecs",
+        }
+        taskdef_artifact = cfg.pop("TaskDefinitionTemplateArtifact", "?")
+        taskdef_path = cfg.pop("TaskDefinitionTemplatePath", "taskdef.json")
+        out["task_definition_template"] = taskdef_path
+        notes.append(f"task_definition_template: copy {taskdef_path} from artifact '{taskdef_artifact}' next to "
+                     "this spec (the path is relative to the spec's directory)")
+        out["container_name"] = cfg.pop("Image1ContainerName", PLACEHOLDER)
+        appspec = cfg.pop("AppSpecTemplatePath", "appspec.yaml")
+        appspec_artifact = cfg.pop("AppSpecTemplateArtifact", "?")
+        out["container_port"] = 80
+        notes.append(f"container_port 80 is a placeholder: use the ContainerPort of {appspec} in artifact "
+                     f"'{appspec_artifact}' (its hooks, if any, go in hooks)")
+        out["image"] = self.image(cfg.pop("Image1ArtifactName", None), notes)
+        extra = sorted(k for k in cfg if re.fullmatch(r"Image[2-4](ArtifactName|ContainerName)", k))
+        if extra:
+            notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")
+            for k in extra:
+                cfg.pop(k)
+        return "deploy.codedeploy", out
+
+    def image(self, artifact: str | None, notes: list) -> str:
+        """#{Ns.ImageURI} of the ECR source that produced `artifact`, giving that action a namespace if needed."""
+        provider, source = self.producers.get(artifact, (None, None))
+        if provider == "ECR" and source is not None:
+            if not source.get("namespace"):
+                ns = source["name"] if source["name"] not in self.namespaces else f"{source['name']}Image"
+                source["namespace"] = ns
+                self.namespaces.add(ns)
+            return f"#{{{source['namespace']}.ImageURI}}"
+        notes.append(f"image is a placeholder: CodePipeline took it from artifact '{artifact}' (imageDetail.json)")
+        return f"{PLACEHOLDER}: image URI"
+
+
+def _trigger_filter(f: dict) -> dict:
+    names = {"branches": "branches", "tags": "tags", "filePaths": "file_paths", "events": "events"}
+    return {names.get(k, k): v for k, v in f.items()}
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+
+_ACTION_KEY_ORDER = ("name", "type", "run_order", "namespace", "region", "aws_conn_id", "input_artifacts",
+                     "output_artifacts", "configuration")
+
+
+class _Dumper(yaml.SafeDumper):
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)  # indent lists under their key
+
+
+def _dump(data: Any, indent: int) -> list[str]:
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
+    return [" " * indent + line for line in text.rstrip("\n").split("\n")]
+
+
+def _comment(text: str, indent: int) -> list[str]:
+    return [" " * indent + ("# " + line).rstrip() for line in text.split("\n")]
+
+
+def _render(d: dict, source: str, spec: dict, stages: list, unmapped: list[Unmapped], connections: dict,
+            notes: list[str]) -> str:
+    out = [f"# Imported from AWS CodePipeline pipeline '{d['name']}' ({d.get('pipelineType', 'V1')}), {source}.",
+           "# Review the notes here and above actions before relying on it; docs/import.md explains the mapping."]
+    if connections:
+        out += ["#", "# Airflow connections to create (one per IAM role CodePipeline assumed; the role must trust "
+                "the credentials Airflow runs with):"]
+        for conn_id, arn in connections.items():
+            extra = json.dumps({"role_arn": arn})
+            out.append(f"#   airflow connections add {conn_id} --conn-type aws --conn-extra '{extra}'")
+    if unmapped:
+        out += ["#", "# Not imported (left in place as comments):"]
+        out += [f"#   {u}" for u in unmapped]
+    if notes:
+        out += ["#", "# Notes:"] + [f"#   {n}" for n in notes]
+    out.append("pipeline:")
+    out += _dump(spec, 2)
+    out.append("  stages:")
+    for name, items in stages:
+        mapped = [item for item in items if item[0] == "action"]
+        indent = 4 if mapped else 6
+        if not mapped:
+            out += _comment(f"NOT IMPORTED: stage '{name}': none of its actions could be imported", 4)
+            out.append(f"    # - name: {name}")
+            out.append("    #   actions:")
+        else:
+            out.append(f"    - name: {name}")
+            out.append("      actions:")
+        for kind, action, extra in items:
+            if kind == "action":
+                out += _comment("\n".join(extra), 8) if extra else []
+                ordered = {k: action[k] for k in _ACTION_KEY_ORDER if action.get(k) not in (None, {}, [])}
+                out += _dump([ordered], 8)
+            else:
+                out += _comment(f"NOT IMPORTED: {extra}", indent + 2 if not mapped else 8)
+                out += _comment("\n".join(_dump([action], 0)), indent + 2 if not mapped else 8)
+    return "\n".join(out) + "\n"

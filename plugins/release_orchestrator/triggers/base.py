@@ -1,0 +1,181 @@
+"""Base for triggers that wait on one AWS item through the shared batched poller."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from release_orchestrator.triggers.poller import BatchPoller, BatchSpec, get_poller
+
+# Task states after which a user action on a deferred task means "abandon the work".
+# Anything else (cleared -> None/scheduled/queued/running, marked success) keeps it running:
+# a cleared task reattaches to it.
+ABANDONED_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"})
+
+
+def json_safe(value: Any) -> Any:
+    """Datetimes and other boto3 types as strings, so the event serializes anywhere."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class BatchPolledTrigger(BaseTrigger):
+    """Waits until one item reaches a final status, asking AWS through the shared poller.
+
+    Subclasses set ``spec``, ``hook_class`` and ``id_field`` (the constructor keyword holding the id)
+    and implement ``summary`` (what of the item goes into the event) and ``stop`` (stopping the work).
+    """
+
+    spec: ClassVar[BatchSpec]
+    hook_class: ClassVar[type[AwsBaseHook]]
+    id_field: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        item_id: str,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        poll_interval: float = 30,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.item_id = item_id
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.poll_interval = float(poll_interval)
+        self.verify = verify
+        self.botocore_config = botocore_config
+
+    # What the subclass adds to serialize() and to the poller's stop states.
+    def extra_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def stop_states(self) -> frozenset[str]:
+        return frozenset()
+
+    def summary(self, item: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def outcome(self, status: str | None) -> str:
+        raise NotImplementedError
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                self.id_field: self.item_id,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+                "poll_interval": self.poll_interval,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
+                **self.extra_kwargs(),
+            },
+        )
+
+    def hook(self) -> AwsBaseHook:
+        return self.hook_class(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
+
+    def poller(self) -> BatchPoller:
+        key = (
+            self.spec.service,
+            self.aws_conn_id,
+            self.region_name,
+            json.dumps(self.verify),
+            json.dumps(self.botocore_config, sort_keys=True),
+        )
+        return get_poller(key, self._make_poller)
+
+    def _make_poller(self) -> BatchPoller:
+        hook = self.hook()
+        spec = self.spec
+
+        def call(ids: list[str]) -> list[dict[str, Any]]:
+            # The first call also builds the client (reads the connection): in the thread too.
+            response = getattr(hook.conn, spec.batch_call)(**{spec.ids_param: ids})
+            return response.get(spec.items_key, [])
+
+        async def fetch(ids: list[str]) -> list[dict[str, Any]]:
+            return await asyncio.to_thread(call, ids)
+
+        return BatchPoller(spec, fetch)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            item = await self.poller().wait(
+                self.item_id, interval=self.poll_interval, stop_states=self.stop_states()
+            )
+        except Exception as err:
+            yield TriggerEvent(
+                {
+                    "status": "error",
+                    self.id_field: self.item_id,
+                    "message": f"Waiting for {self.spec.service} {self.item_id} failed: {err}",
+                }
+            )
+            return
+        status = item.get(self.spec.status_key)
+        yield TriggerEvent(
+            {
+                "status": self.outcome(status),
+                self.id_field: self.item_id,
+                "item_status": status,
+                "item": json_safe(self.summary(item)),
+            }
+        )
+
+    async def on_kill(self) -> None:
+        """Stop the work when the user abandoned the deferred task (marked it failed).
+
+        Airflow calls this for mark failed, mark success and clear alike; the task's current
+        state tells them apart. A cleared task keeps its work, as its next try reattaches to it.
+        """
+        if await self._task_abandoned():
+            self.log.info("Task abandoned: stopping %s %s", self.spec.service, self.item_id)
+            await asyncio.to_thread(self.stop)
+        else:
+            self.log.info("Task cleared or marked success: leaving %s %s running", self.spec.service, self.item_id)
+
+    async def _task_abandoned(self) -> bool:
+        ti = self.task_instance
+        if ti is None:
+            return True
+        try:
+            state = await asyncio.to_thread(self._task_state, ti)
+        except Exception:
+            self.log.warning("Could not read the task's state; stopping to be safe", exc_info=True)
+            return True
+        if state is ...:
+            return True
+        # States may come back as TaskInstanceState members or plain strings.
+        return getattr(state, "value", state) in ABANDONED_STATES
+
+    @staticmethod
+    def _task_state(ti: Any) -> Any:
+        """The task instance's current state, ``...`` when the task instance is not found."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        map_index = getattr(ti, "map_index", -1)
+        map_index = -1 if map_index is None else map_index
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=ti.dag_id,
+            task_ids=[ti.task_id],
+            run_ids=[ti.run_id],
+            map_index=None if map_index < 0 else map_index,
+        )
+        key = ti.task_id if map_index < 0 else f"{ti.task_id}_{map_index}"
+        return states.get(ti.run_id, {}).get(key, ...)

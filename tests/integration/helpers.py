@@ -1,0 +1,73 @@
+"""Helpers for integration tests: AWS clients on the sandbox, the SNS inbox, waiting for runs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+
+from include.localenv.airflow_api import AirflowAPI
+from include.localenv.environment import LocalEnvironment
+from include.sandbox import resources
+
+
+def aws_client(env: LocalEnvironment, service: str, region: str = resources.REGION):
+    return boto3.client(service, endpoint_url=env.sandbox_url, region_name=region,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+class Inbox:
+    """The SQS queue subscribed to the sandbox's SNS topic: what the pipelines published."""
+
+    def __init__(self, env: LocalEnvironment):
+        self.sqs = aws_client(env, "sqs")
+        self.url = self.sqs.get_queue_url(QueueName=resources.INBOX_QUEUE)["QueueUrl"]
+
+    def drain(self, wait: float = 2.0) -> list[dict]:
+        """Every message received until the queue stays empty for `wait` seconds."""
+        messages: list[dict] = []
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < wait:
+            batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", [])
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                envelope["parsed"] = json.loads(envelope["Message"])
+                messages.append(envelope)
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+            if batch:
+                quiet_since = time.monotonic()
+        return messages
+
+
+def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_for_run(api: AirflowAPI, dag_id: str, run_id: str, timeout: float = 300) -> dict:
+    return wait_for(
+        lambda: (run := api.get_run(dag_id, run_id))["state"] in ("success", "failed") and run,
+        timeout, what=f"run {run_id} of {dag_id} to finish",
+    )
+
+
+def wait_for_task_state(api: AirflowAPI, dag_id: str, run_id: str, task_id: str, states: set[str],
+                        timeout: float = 180) -> dict:
+    def check():
+        for ti in api.task_instances(dag_id, run_id):
+            if ti["task_id"] == task_id and ti["state"] in states:
+                return ti
+        return None
+
+    return wait_for(check, timeout, what=f"{task_id} in {states}")
+
+
+def ti_states(api: AirflowAPI, dag_id: str, run_id: str) -> dict[str, str | None]:
+    return {ti["task_id"]: ti["state"] for ti in api.task_instances(dag_id, run_id)}

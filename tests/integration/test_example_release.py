@@ -1,0 +1,136 @@
+"""The example release (include/pipelines/webapp-release.yaml) in real Airflow processes on the sandbox."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from include.sandbox import resources
+from include.sandbox.client import SandboxClient
+from tests.integration.helpers import (
+    aws_client,
+    ti_states,
+    wait_for_run,
+    wait_for_task_state,
+)
+
+pytestmark = pytest.mark.integration
+
+PIPELINE = "webapp-release"
+APPROVAL = "Approval.QALeadSignOff"
+DEPLOY_TASKS = {"Deploy.EC2", "Deploy.ECS", "Deploy.Lambda"}
+
+
+def push(label: str) -> dict:
+    commit = hashlib.sha1(f"{label}-{time.time()}".encode()).hexdigest()
+    return {"source": {"provider": "github", "repository": "acme/webapp", "branch": "main", "commit_id": commit,
+                       "commit_message": f"test {label}", "author": "Test Author",
+                       "changed_files": ["web/app.py"]}}
+
+
+@pytest.fixture(scope="module")
+def pipeline_ready(api, inbox):
+    api.wait_for_dag(PIPELINE, timeout=180)
+    inbox.drain(wait=1)
+    return True
+
+
+def subjects(messages: list[dict]) -> list[str]:
+    return [m.get("Subject", "") for m in messages]
+
+
+def test_release_runs_end_to_end_with_approval(airflow_env, api, reviewer_api, inbox, pipeline_ready):
+    conf = push("e2e")
+    commit = conf["source"]["commit_id"]
+    lambda_client = aws_client(airflow_env, "lambda", resources.SECOND_REGION)
+    alias_before = lambda_client.get_alias(FunctionName=resources.LAMBDA_FUNCTION, Name=resources.LAMBDA_ALIAS)
+
+    run_id = api.trigger(PIPELINE, conf=conf)["dag_run_id"]
+    wait_for_task_state(api, PIPELINE, run_id, APPROVAL, {"deferred"}, timeout=300)
+    reviewer_api.set_task_state(PIPELINE, run_id, APPROVAL, "success", note="Approved by qa-lead: looks good")
+    run = wait_for_run(api, PIPELINE, run_id, timeout=300)
+
+    states = ti_states(api, PIPELINE, run_id)
+    assert run["state"] == "success", states
+    assert set(states.values()) == {"success"}
+    assert {"Source.Checkout", "Build.Compile", "Test.DeployStaging", "Test.IntegrationTests", APPROVAL} | DEPLOY_TASKS \
+        == set(states)
+
+    # The approval keeps its reviewer's note.
+    approval = next(ti for ti in api.task_instances(PIPELINE, run_id) if ti["task_id"] == APPROVAL)
+    assert "qa-lead" in (approval.get("note") or "")
+
+    # References resolved at run time: the build got the commit and the run id from #{...}.
+    build = api.xcom(PIPELINE, run_id, "Build.Compile")
+    assert build["BuildStatus"] == "SUCCEEDED"
+    assert build["ResolvedSourceVersion"] == commit
+    codebuild = aws_client(airflow_env, "codebuild")
+    detail = codebuild.batch_get_builds(ids=[build["BuildId"]])["builds"][0]
+    env = {v["name"]: v["value"] for v in detail["environment"]["environmentVariables"]}
+    assert env["COMMIT_ID"] == commit
+    assert env["RELEASE_ID"] == run_id
+
+    # The Lambda deploy went to the second region and moved the alias to the new version.
+    deployed = api.xcom(PIPELINE, run_id, "Deploy.Lambda")
+    alias_after = lambda_client.get_alias(FunctionName=resources.LAMBDA_FUNCTION, Name=resources.LAMBDA_ALIAS)
+    assert alias_after["FunctionVersion"] == str(deployed["LambdaVersion"])
+    assert alias_after["FunctionVersion"] != alias_before["FunctionVersion"]
+
+    # The ECS service runs the task definition the deploy registered.
+    ecs_out = api.xcom(PIPELINE, run_id, "Deploy.ECS")
+    service = aws_client(airflow_env, "ecs").describe_services(
+        cluster=resources.ECS_CLUSTER, services=[resources.ECS_SERVICE])["services"][0]
+    assert service["taskDefinition"] == ecs_out["TaskDefinitionArn"]
+
+    messages = inbox.drain()
+    titles = subjects(messages)
+    assert sum(t.startswith("STARTED") for t in titles) == 1, titles
+    assert sum(t.startswith("APPROVAL NEEDED") for t in titles) == 1, titles
+    assert sum(t.startswith("SUCCEEDED") for t in titles) == 1, titles
+    approval_msg = next(m["parsed"] for m in messages if m["Subject"].startswith("APPROVAL NEEDED"))
+    assert approval_msg["approval"]["pipelineName"] == PIPELINE
+    assert approval_msg["approval"]["approvalReviewLink"].startswith(airflow_env.airflow_url)
+    assert approval_msg["approval"]["approvalReviewLink"].endswith("/tasks/" + APPROVAL)
+    assert commit in approval_msg["approval"]["customData"]
+
+
+def test_rejected_approval_stops_the_release(api, reviewer_api, inbox, pipeline_ready):
+    run_id = api.trigger(PIPELINE, conf=push("reject"))["dag_run_id"]
+    wait_for_task_state(api, PIPELINE, run_id, APPROVAL, {"deferred"}, timeout=300)
+    reviewer_api.set_task_state(PIPELINE, run_id, APPROVAL, "failed", note="Rejected by qa-lead: checkout broken")
+    run = wait_for_run(api, PIPELINE, run_id, timeout=120)
+
+    states = ti_states(api, PIPELINE, run_id)
+    assert run["state"] == "failed"
+    assert states[APPROVAL] == "failed"
+    assert all(states[t] in ("upstream_failed", None) for t in DEPLOY_TASKS), states
+    titles = subjects(inbox.drain())
+    assert sum(t.startswith("FAILED: pipeline webapp-release") for t in titles) == 1, titles
+
+
+def test_failed_build_stops_the_pipeline_and_notifies(airflow_env, api, inbox, pipeline_ready):
+    sandbox = SandboxClient(airflow_env.sandbox_url)
+    sandbox.set_fault("codebuild", resources.BUILD_PROJECT, mode="fail")
+    try:
+        run_id = api.trigger(PIPELINE, conf=push("build-fails"))["dag_run_id"]
+        run = wait_for_run(api, PIPELINE, run_id, timeout=180)
+    finally:
+        sandbox.clear_faults()
+
+    states = ti_states(api, PIPELINE, run_id)
+    assert run["state"] == "failed"
+    assert states["Build.Compile"] == "failed"
+    assert states["Test.DeployStaging"] == "upstream_failed"
+    assert states[APPROVAL] == "upstream_failed"
+    messages = inbox.drain()
+    action_failed = [m["parsed"] for m in messages if m["Subject"].startswith("FAILED: action Build.Compile")]
+    assert len(action_failed) == 1, subjects(messages)
+    detail = action_failed[0]["detail"]
+    assert detail["stage"] == "Build" and detail["action"] == "Compile"
+    assert "BUILD" in detail["error-summary"]
+    assert detail["aws-console-link"]
+    pipeline_failed = [m["parsed"] for m in messages if m["Subject"].startswith("FAILED: pipeline")]
+    assert len(pipeline_failed) == 1
+    assert pipeline_failed[0]["detail"]["failed-stage"] == "Build"
