@@ -324,3 +324,20 @@ ACTION_TYPES: dict[str, ActionType] = {
 
 def get_action_type(name: str) -> ActionType | None:
     return ACTION_TYPES.get(name)
+
+
+def reference_markdown() -> str:
+    """The action-type section of docs/pipeline-spec.md, generated from the table."""
+    out = []
+    for t in ACTION_TYPES.values():
+        out += [f"### `{t.name}` ({t.category})", "", t.description, "",
+                "| key | required | value | default | description |", "|---|---|---|---|---|"]
+        for k in t.keys:
+            value = " \\| ".join(f"`{c}`" for c in k.choices) if k.choices else k.kind
+            default = "" if k.default is None else f"`{str(k.default).lower() if k.default is True else k.default}`"
+            out.append(f"| `{k.name}` | {'yes' if k.required else ''} | {value} | {default} | {k.description} |")
+        outputs = ", ".join(f"`{o}`" for o in t.outputs)
+        if t.open_outputs:
+            outputs += ", and any variable the build exports"
+        out += ["", f"Outputs: {outputs}.", ""]
+    return "\n".join(out)

@@ -425,7 +425,6 @@ def _render(d: dict, source: str, spec: dict, stages: list, unmapped: list[Unmap
     out.append("  stages:")
     for name, items in stages:
         mapped = [item for item in items if item[0] == "action"]
-        indent = 4 if mapped else 6
         if not mapped:
             out += _comment(f"NOT IMPORTED: stage '{name}': none of its actions could be imported", 4)
             out.append(f"    # - name: {name}")
@@ -439,6 +438,6 @@ def _render(d: dict, source: str, spec: dict, stages: list, unmapped: list[Unmap
                 ordered = {k: action[k] for k in _ACTION_KEY_ORDER if action.get(k) not in (None, {}, [])}
                 out += _dump([ordered], 8)
             else:
-                out += _comment(f"NOT IMPORTED: {extra}", indent + 2 if not mapped else 8)
-                out += _comment("\n".join(_dump([action], 0)), indent + 2 if not mapped else 8)
+                out += _comment(f"NOT IMPORTED: {extra}", 8)
+                out += _comment("\n".join(_dump([action], 0)), 8)
     return "\n".join(out) + "\n"
