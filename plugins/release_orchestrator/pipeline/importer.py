@@ -353,13 +353,18 @@ class _Importer:
         out["task_definition_template"] = taskdef_path
         notes.append(f"task_definition_template: copy {taskdef_path} from artifact '{taskdef_artifact}' next to "
                      "this spec (the path is relative to the spec's directory)")
-        out["container_name"] = cfg.pop("Image1ContainerName", PLACEHOLDER)
+        # The container and port that take traffic are in the AppSpec template, which the definition only names.
         appspec = cfg.pop("AppSpecTemplatePath", "appspec.yaml")
         appspec_artifact = cfg.pop("AppSpecTemplateArtifact", "?")
+        out["container_name"] = PLACEHOLDER
         out["container_port"] = 80
-        notes.append(f"container_port 80 is a placeholder: use the ContainerPort of {appspec} in artifact "
-                     f"'{appspec_artifact}' (its hooks, if any, go in hooks)")
+        notes.append(f"container_name and container_port are placeholders: use LoadBalancerInfo's ContainerName "
+                     f"and ContainerPort from {appspec} in artifact '{appspec_artifact}' (its Hooks go in hooks)")
+        # Image1ContainerName is the placeholder CodePipeline replaced in the task definition, not a container.
+        placeholder = cfg.pop("Image1ContainerName", "IMAGE1_NAME")
         out["image"] = self.image(cfg.pop("Image1ArtifactName", None), notes)
+        notes.append(f"the task definition's <{placeholder}> was replaced by the image in CodePipeline; here "
+                     "image is set on container_name instead")
         extra = sorted(k for k in cfg if re.fullmatch(r"Image[2-4](ArtifactName|ContainerName)", k))
         if extra:
             notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")
