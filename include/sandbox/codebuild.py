@@ -389,7 +389,7 @@ class CodeBuildEmulator:
         commands = phase_commands(build.spec, SPEC_PHASES[phase])
         fails = phase == "BUILD" and build.mode in ("fail", "fail-tests")
         clock = log_clock(at)
-        lines = [f"[Container] {clock} Entering phase {phase}"]
+        lines = [f"[Container] {log_clock(build.phase_started)} Entering phase {phase}"]
         for command in commands or ([build.failed_command] if fails else []):
             lines.append(f"[Container] {clock} Running command {command}")
             if fails and command == build.failed_command:

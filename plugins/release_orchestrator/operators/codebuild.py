@@ -224,7 +224,7 @@ class CodeBuildOperator(AwsBaseOperator[CodeBuildHook]):
         """Register secret values with the masker (again in each process: masks are per process)."""
         for var in self.env_overrides:
             if var["value"] and (var["type"] != "PLAINTEXT" or looks_secret(var["name"])):
-                mask_secret(var["value"], var["name"])
+                mask_secret(var["value"])
 
     def start_overrides(self, context: Context, generation: int) -> dict[str, Any]:
         overrides: dict[str, Any] = {
@@ -401,7 +401,7 @@ class CodeBuildOperator(AwsBaseOperator[CodeBuildHook]):
             name, value = var["name"], var.get("value", "")
             if looks_secret(name):
                 # Never into XCom: downstream actions read secrets from their store instead.
-                mask_secret(value, name)
+                mask_secret(value)
                 value = "***"
             outputs[name] = value
         outputs.update(

@@ -19,7 +19,12 @@ CATEGORIES = ("Source", "Build", "Test", "Approval", "Deploy")
 
 # What a configuration value may be. A string holding a #{...} reference is accepted for any kind, since
 # the value is only known when the action runs.
-KINDS = ("str", "int", "bool", "list[str]", "mapping", "str|int", "str|mapping", "list|mapping")
+KIND_NAMES = {
+    "str": "a string", "int": "an integer", "bool": "true or false", "list[str]": "a list of strings",
+    "mapping": "a mapping", "str|int": "a string or an integer", "str|mapping": "a string or a mapping",
+    "list|mapping": "a list or a mapping",
+}
+KINDS = tuple(KIND_NAMES)
 
 
 @dataclass(frozen=True)
@@ -333,7 +338,9 @@ def reference_markdown() -> str:
         out += [f"### `{t.name}` ({t.category})", "", t.description, "",
                 "| key | required | value | default | description |", "|---|---|---|---|---|"]
         for k in t.keys:
-            value = " \\| ".join(f"`{c}`" for c in k.choices) if k.choices else k.kind
+            value = " \\| ".join(f"`{c}`" for c in k.choices) if k.choices else KIND_NAMES[k.kind]
+            if k.range:
+                value += f" ({k.range[0]}-{k.range[1]})"
             default = "" if k.default is None else f"`{str(k.default).lower() if k.default is True else k.default}`"
             out.append(f"| `{k.name}` | {'yes' if k.required else ''} | {value} | {default} | {k.description} |")
         outputs = ", ".join(f"`{o}`" for o in t.outputs)

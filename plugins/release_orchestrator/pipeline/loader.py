@@ -114,11 +114,14 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 
 
 def _describe(value: Any) -> str:
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
+    for t in (bool, int, float, str, list, dict, type(None)):  # bool before int: True is an int too
+        if isinstance(value, t):
+            return _TYPE_NAMES[t]
+    return type(value).__name__
 
 
 def _expected(types) -> str:
-    types = types if isinstance(types, tuple) else (types,)
+    types = _as_tuple(types)
     return "a plain value" if types == _SCALAR else " or ".join(_TYPE_NAMES[t] for t in types)
 
 

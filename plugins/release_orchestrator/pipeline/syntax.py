@@ -14,7 +14,7 @@ NAMESPACE_RE = re.compile(r"^[A-Za-z0-9@_-]{1,100}$")
 VARIABLE_NAME_RE = re.compile(r"^[A-Za-z0-9@_-]{1,128}$")
 
 # #{Namespace.Variable}: the same syntax as CodePipeline, so imported specs keep their references.
-REFERENCE_RE = re.compile(r"#\{([^.{}\s]+)\.([^{}\s]+)\}")
+REFERENCE_RE = re.compile(r"#\{([A-Za-z0-9@_-]+)\.([A-Za-z0-9@_-]+)\}")
 
 _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .action_types import ACTION_TYPES, ActionType
+from .action_types import ACTION_TYPES, KIND_NAMES, ActionType
 from .errors import SpecError
 from .model import EXECUTION_MODES, Action, Pipeline, Stage
 from .syntax import (NAME_RE, NAMESPACE_RE, REFERENCE_RE, VARIABLE_NAME_RE, did_you_mean, find_references,
@@ -39,11 +39,6 @@ _KIND_CHECKS = {
     "str|int": lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
     "str|mapping": lambda v: isinstance(v, (str, dict)),
     "list|mapping": lambda v: isinstance(v, (list, dict)),
-}
-_KIND_NAMES = {
-    "str": "a string", "int": "an integer", "bool": "true or false", "list[str]": "a list of strings",
-    "mapping": "a mapping", "str|int": "a string or an integer", "str|mapping": "a string or a mapping",
-    "list|mapping": "a list or a mapping",
 }
 
 
@@ -256,7 +251,7 @@ def _configuration_problems(action_type: ActionType, configuration: dict) -> lis
         elif has_reference(value):
             continue  # only known at run time
         elif not _KIND_CHECKS[spec.kind](value):
-            problems.append((key, f"expected {_KIND_NAMES[spec.kind]}, got {value!r}"))
+            problems.append((key, f"expected {KIND_NAMES[spec.kind]}, got {value!r}"))
         elif spec.choices and value not in spec.choices:
             problems.append((key, f"{value!r} is not one of {', '.join(map(str, spec.choices))}"))
         elif spec.range and not spec.range[0] <= value <= spec.range[1]:

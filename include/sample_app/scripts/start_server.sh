@@ -1,0 +1,4 @@
+#!/bin/bash
+# ApplicationStart
+set -euo pipefail
+systemctl start webapp

@@ -1,0 +1,610 @@
+"""CodeDeploy action ``deploy.codedeploy``: EC2/on-premises, ECS (blue/green) and Lambda deployments.
+
+The deployment is created, then waited for deferred (the triggerer's shared batched poller).
+See docs/operators.md for the reattach and stop rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.hooks.ecs import EcsHook
+from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException
+
+from release_orchestrator.hooks.base import aws_call
+from release_orchestrator.hooks.codedeploy import (
+    DEPLOYMENT_READY,
+    DEPLOYMENT_STOPPED,
+    DEPLOYMENT_SUCCEEDED,
+    DEPLOYMENT_TERMINAL_STATES,
+    CodeDeployHook,
+)
+from release_orchestrator.links import CodeDeployDeploymentLink
+from release_orchestrator.operators.codebuild import (
+    StartRecord,
+    defer_timeout,
+    is_timeout_resume,
+    stable_token,
+)
+from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+PLATFORMS = ("server", "ecs", "lambda")
+ON_READY = ("continue", "wait")
+SYNC_WAIT_MAX_ATTEMPTS = 1_000_000
+
+# Fields of describe_task_definition's answer that register_task_definition does not take.
+TASK_DEFINITION_READ_ONLY = (
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+)
+
+BUNDLE_TYPES = {".zip": "zip", ".tar": "tar", ".tgz": "tgz", ".gz": "tgz", ".yaml": "YAML", ".yml": "YAML", ".json": "JSON"}
+
+
+def as_bool(value: Any) -> bool | None:
+    """Booleans that may arrive as rendered template strings."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return bool(value)
+
+
+def as_json(value: Any) -> Any:
+    """Mappings and lists that may arrive as JSON strings."""
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        return json.loads(value)
+    return value
+
+
+def appspec_hooks(hooks: Any) -> list[dict[str, str]]:
+    """AppSpec Hooks from a mapping lifecycle event -> function, or a list of such one-key mappings."""
+    hooks = as_json(hooks)
+    if not hooks:
+        return []
+    if isinstance(hooks, Mapping):
+        return [{event: function} for event, function in hooks.items()]
+    return [dict(hook) for hook in hooks]
+
+
+def appspec_network_configuration(config: Any) -> dict[str, Any]:
+    """AppSpec's NetworkConfiguration from the AppSpec or the ECS API spelling."""
+    config = as_json(config)
+    inner = config.get("AwsvpcConfiguration") or config.get("awsvpcConfiguration") or config
+    spelled = {"subnets": "Subnets", "securitygroups": "SecurityGroups", "assignpublicip": "AssignPublicIp"}
+    return {"AwsvpcConfiguration": {spelled.get(k.lower(), k): v for k, v in inner.items()}}
+
+
+def appspec_revision(appspec: dict[str, Any]) -> dict[str, Any]:
+    content = json.dumps(appspec, indent=2)
+    return {
+        "revisionType": "AppSpecContent",
+        "appSpecContent": {"content": content, "sha256": hashlib.sha256(content.encode()).hexdigest()},
+    }
+
+
+def appspec_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The AppSpec a deployment was created with, when it is inline JSON."""
+    content = ((deployment.get("revision") or {}).get("appSpecContent") or {}).get("content")
+    try:
+        return json.loads(content) if content else {}
+    except ValueError:
+        return {}
+
+
+def resource_properties(appspec: dict[str, Any]) -> dict[str, Any]:
+    for resource in appspec.get("Resources") or []:
+        for body in resource.values():
+            return body.get("Properties") or {}
+    return {}
+
+
+class CodeDeployOperator(AwsBaseOperator[CodeDeployHook]):
+    """Deploy with CodeDeploy (action type ``deploy.codedeploy``).
+
+    :param application_name: the CodeDeploy application.
+    :param deployment_group_name: its deployment group.
+    :param platform: ``server`` (EC2/on-premises), ``ecs`` or ``lambda``.
+    :param deployment_config_name: deployment configuration (default: the group's).
+    :param auto_rollback: roll back on failure and on stop (true) or never (false); unset keeps the group's.
+    :param on_ready: ``continue`` the deployment when it waits at Ready, or ``wait`` until someone does.
+    :param description: the deployment's description.
+    :param revision_s3_bucket: server: bucket of the revision bundle.
+    :param revision_s3_key: server: its key (or an ``s3://`` URI).
+    :param revision_bundle_type: server: zip, tar, tgz, YAML or JSON (default: from the key).
+    :param revision_github_repository: server: ``owner/repo`` of a GitHub revision.
+    :param revision_github_commit: server: its commit id.
+    :param task_definition_template: ecs: task definition, as a mapping or a path to a JSON file.
+    :param container_name: ecs: the container receiving traffic (and the new image).
+    :param container_port: ecs: its port.
+    :param image: ecs: image to put into the container (default: the template's).
+    :param platform_version: ecs: Fargate platform version.
+    :param network_configuration: ecs: awsvpc network configuration.
+    :param hooks: lifecycle event -> Lambda function name.
+    :param function_name: lambda: the function.
+    :param alias: lambda: the alias to shift.
+    :param target_version: lambda: the version to shift to.
+    :param publish_version: lambda: publish a new version and shift to it.
+    :param current_version: lambda: the version shifted from (default: the alias's).
+    :param poll_interval: seconds between two looks at the deployment.
+    :param deferrable: wait in the triggerer (default) instead of a worker slot.
+    """
+
+    aws_hook_class = CodeDeployHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "application_name",
+        "deployment_group_name",
+        "platform",
+        "deployment_config_name",
+        "auto_rollback",
+        "on_ready",
+        "description",
+        "revision_s3_bucket",
+        "revision_s3_key",
+        "revision_bundle_type",
+        "revision_github_repository",
+        "revision_github_commit",
+        "task_definition_template",
+        "container_name",
+        "container_port",
+        "image",
+        "platform_version",
+        "network_configuration",
+        "hooks",
+        "function_name",
+        "alias",
+        "target_version",
+        "publish_version",
+        "current_version",
+    )
+    template_fields_renderers = {"task_definition_template": "json", "network_configuration": "json"}
+    ui_color = "#f0e0d5"
+    operator_extra_links = (CodeDeployDeploymentLink(),)
+
+    record_key = "codedeploy_deployment"
+
+    def __init__(
+        self,
+        *,
+        application_name: str,
+        deployment_group_name: str,
+        platform: str = "server",
+        deployment_config_name: str | None = None,
+        auto_rollback: bool | str | None = None,
+        on_ready: str = "continue",
+        description: str | None = None,
+        revision_s3_bucket: str | None = None,
+        revision_s3_key: str | None = None,
+        revision_bundle_type: str | None = None,
+        revision_github_repository: str | None = None,
+        revision_github_commit: str | None = None,
+        task_definition_template: dict[str, Any] | str | None = None,
+        container_name: str | None = None,
+        container_port: int | str | None = None,
+        image: str | None = None,
+        platform_version: str | None = None,
+        network_configuration: dict[str, Any] | str | None = None,
+        hooks: dict[str, str] | list[dict[str, str]] | str | None = None,
+        function_name: str | None = None,
+        alias: str | None = None,
+        target_version: str | None = None,
+        publish_version: bool | str = False,
+        current_version: str | None = None,
+        poll_interval: float = 15,
+        deferrable: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.application_name = application_name
+        self.deployment_group_name = deployment_group_name
+        self.platform = platform
+        self.deployment_config_name = deployment_config_name
+        self.auto_rollback = auto_rollback
+        self.on_ready = on_ready
+        self.description = description
+        self.revision_s3_bucket = revision_s3_bucket
+        self.revision_s3_key = revision_s3_key
+        self.revision_bundle_type = revision_bundle_type
+        self.revision_github_repository = revision_github_repository
+        self.revision_github_commit = revision_github_commit
+        self.task_definition_template = task_definition_template
+        self.container_name = container_name
+        self.container_port = container_port
+        self.image = image
+        self.platform_version = platform_version
+        self.network_configuration = network_configuration
+        self.hooks = hooks
+        self.function_name = function_name
+        self.alias = alias
+        self.target_version = target_version
+        self.publish_version = publish_version
+        self.current_version = current_version
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+        self._deployment_id: str | None = None
+
+    @property
+    def _platform(self) -> str:
+        platform = str(self.platform or "server").lower()
+        if platform not in PLATFORMS:
+            raise ValueError(f"platform must be one of {PLATFORMS}, not {self.platform!r}")
+        return platform
+
+    @property
+    def _continue_at_ready(self) -> bool:
+        on_ready = str(self.on_ready or "continue").lower()
+        if on_ready not in ON_READY:
+            raise ValueError(f"on_ready must be one of {ON_READY}, not {self.on_ready!r}")
+        return on_ready == "continue"
+
+    @property
+    def _group(self) -> str:
+        return f"{self.application_name}/{self.deployment_group_name}"
+
+    def _aws_kwargs(self) -> dict[str, Any]:
+        return {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "config": self.botocore_config,
+        }
+
+    # --- execution ---
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        record = StartRecord(context, self.record_key, self.log)
+        marker = self.marker(context)
+        deployment = self._reattach(record, marker) or self._create(context, record, marker)
+        self._deployment_id = deployment["deploymentId"]
+        self._persist_link(context, deployment["deploymentId"])
+        status = deployment["status"]
+        if status in DEPLOYMENT_TERMINAL_STATES:
+            return self.finish(context, deployment)
+        stop_at_ready = self._continue_at_ready
+        if status == DEPLOYMENT_READY and stop_at_ready:
+            self._continue(deployment["deploymentId"])
+            stop_at_ready = False
+        return self._wait(context, deployment["deploymentId"], stop_at_ready)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event:
+            raise AirflowException("Trigger error: event is None")
+        deployment_id = self._deployment_id = event.get("deployment_id")
+        if event.get("status") == "error":
+            raise AirflowException(event.get("message", f"Waiting for deployment {deployment_id} failed"))
+        if event.get("status") == "ready":
+            self._continue(deployment_id)
+            return self._wait(context, deployment_id, stop_at_ready=False)
+        return self.finish(context, self.hook.get_deployment(deployment_id))
+
+    def _wait(self, context: Context, deployment_id: str, stop_at_ready: bool) -> dict[str, Any]:
+        if self.deferrable:
+            self.defer(
+                trigger=CodeDeployDeploymentTrigger(
+                    deployment_id=deployment_id,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    poll_interval=self.poll_interval,
+                    stop_at_ready=stop_at_ready,
+                    verify=self.verify,
+                    botocore_config=self.botocore_config,
+                ),
+                method_name="execute_complete",
+                timeout=defer_timeout(self, context),
+            )
+        waiter = "deployment_ready_or_finished" if stop_at_ready else "deployment_finished"
+        self.log.info("Waiting for deployment %s", deployment_id)
+        self.hook.get_waiter(waiter).wait(
+            deploymentId=deployment_id,
+            WaiterConfig={"Delay": int(float(self.poll_interval)), "MaxAttempts": SYNC_WAIT_MAX_ATTEMPTS},
+        )
+        deployment = self.hook.get_deployment(deployment_id)
+        if deployment["status"] == DEPLOYMENT_READY:
+            self._continue(deployment_id)
+            return self._wait(context, deployment_id, stop_at_ready=False)
+        return self.finish(context, deployment)
+
+    def _continue(self, deployment_id: str) -> None:
+        self.log.info("Deployment %s is Ready: continuing it", deployment_id)
+        self.hook.continue_deployment(deployment_id)
+
+    def marker(self, context: Context) -> str:
+        """Goes into the description, so a try that lost its record still finds its deployment."""
+        return f"[airflow-task {stable_token(context, 'codedeploy')[:24]}]"
+
+    def _reattach(self, record: StartRecord, marker: str) -> dict[str, Any] | None:
+        deployment_id = record.pending_id
+        if deployment_id:
+            try:
+                deployment = self.hook.get_deployment(deployment_id)
+            except Exception as err:
+                self.log.warning("Recorded deployment %s cannot be read (%s)", deployment_id, err)
+            else:
+                if deployment["status"] != DEPLOYMENT_STOPPED:
+                    self.log.info(
+                        "Reattaching to deployment %s (%s), created by an earlier try of this task",
+                        deployment_id,
+                        deployment["status"],
+                    )
+                    return deployment
+                # Stopped deployments were abandoned (task marked failed, timed out or killed).
+                self.log.info("Recorded deployment %s was stopped: creating a new one", deployment_id)
+        try:
+            deployment_id = self.hook.find_active_deployment(
+                self.application_name, self.deployment_group_name, marker
+            )
+        except Exception as err:
+            self.log.warning("Could not look for an active deployment of this task: %s", err)
+            return None
+        if not deployment_id:
+            return None
+        self.log.info("Reattaching to active deployment %s of this task, found by its description", deployment_id)
+        record.started(deployment_id, record.next_generation)
+        return self.hook.get_deployment(deployment_id)
+
+    def _create(self, context: Context, record: StartRecord, marker: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "revision": self.revision(),
+            "description": " ".join(filter(None, (self.description, marker))),
+        }
+        if self.deployment_config_name:
+            kwargs["deploymentConfigName"] = self.deployment_config_name
+        rollback = as_bool(self.auto_rollback)
+        if rollback is not None:
+            kwargs["autoRollbackConfiguration"] = (
+                {"enabled": True, "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"]}
+                if rollback
+                else {"enabled": False}
+            )
+        self.log.info("Creating a %s deployment of %s", self._platform, self._group)
+        deployment_id = self.hook.create_deployment(self.application_name, self.deployment_group_name, **kwargs)
+        record.started(deployment_id, record.next_generation)
+        self.log.info("Created deployment %s", deployment_id)
+        return self.hook.get_deployment(deployment_id)
+
+    def _persist_link(self, context: Context, deployment_id: str) -> None:
+        CodeDeployDeploymentLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            deployment_id=deployment_id,
+        )
+
+    # --- revisions ---
+
+    def revision(self) -> dict[str, Any]:
+        if self._platform == "ecs":
+            return appspec_revision(self.ecs_appspec(self.register_task_definition()))
+        if self._platform == "lambda":
+            return appspec_revision(self.lambda_appspec())
+        return self.server_revision()
+
+    def server_revision(self) -> dict[str, Any]:
+        bucket, key = self.revision_s3_bucket, self.revision_s3_key
+        if key and str(key).startswith("s3://") and not bucket:
+            bucket, _, key = key[len("s3://") :].partition("/")
+        if bucket and key:
+            bundle_type = self.revision_bundle_type or next(
+                (kind for ext, kind in BUNDLE_TYPES.items() if key.lower().endswith(ext)), "zip"
+            )
+            return {"revisionType": "S3", "s3Location": {"bucket": bucket, "key": key, "bundleType": bundle_type}}
+        if self.revision_github_repository and self.revision_github_commit:
+            return {
+                "revisionType": "GitHub",
+                "gitHubLocation": {
+                    "repository": self.revision_github_repository,
+                    "commitId": self.revision_github_commit,
+                },
+            }
+        raise ValueError(
+            "A server deployment needs revision_s3_bucket and revision_s3_key, "
+            "or revision_github_repository and revision_github_commit"
+        )
+
+    def task_definition(self) -> dict[str, Any]:
+        """The template as register_task_definition's arguments, with ``image`` put in."""
+        template = self.task_definition_template
+        if not template:
+            raise ValueError("An ecs deployment needs task_definition_template")
+        if isinstance(template, str):
+            template = as_json(template)
+            if isinstance(template, str):
+                template = json.loads(Path(template).read_text())
+        template = dict(template.get("taskDefinition", template))
+        for field in TASK_DEFINITION_READ_ONLY:
+            template.pop(field, None)
+        if self.image:
+            containers = template.get("containerDefinitions") or []
+            for container in containers:
+                if container.get("name") == self.container_name or len(containers) == 1 and not self.container_name:
+                    container["image"] = self.image
+                    break
+            else:
+                raise ValueError(f"Task definition has no container named {self.container_name!r}")
+        return template
+
+    def register_task_definition(self) -> str:
+        task_definition = self.task_definition()
+        family = task_definition.get("family")
+        ecs = EcsHook(**self._aws_kwargs())
+        with aws_call("RegisterTaskDefinition", f"family '{family}'"):
+            registered = ecs.conn.register_task_definition(**task_definition)["taskDefinition"]
+        self.log.info("Registered task definition %s", registered["taskDefinitionArn"])
+        return registered["taskDefinitionArn"]
+
+    def ecs_appspec(self, task_definition_arn: str) -> dict[str, Any]:
+        properties: dict[str, Any] = {"TaskDefinition": task_definition_arn}
+        if self.container_name and self.container_port not in (None, ""):
+            properties["LoadBalancerInfo"] = {
+                "ContainerName": self.container_name,
+                "ContainerPort": int(self.container_port),
+            }
+        if self.platform_version:
+            properties["PlatformVersion"] = self.platform_version
+        if self.network_configuration:
+            properties["NetworkConfiguration"] = appspec_network_configuration(self.network_configuration)
+        appspec: dict[str, Any] = {
+            "version": 0.0,
+            "Resources": [{"TargetService": {"Type": "AWS::ECS::Service", "Properties": properties}}],
+        }
+        if hooks := appspec_hooks(self.hooks):
+            appspec["Hooks"] = hooks
+        return appspec
+
+    def lambda_appspec(self) -> dict[str, Any]:
+        if not self.function_name or not self.alias:
+            raise ValueError("A lambda deployment needs function_name and alias")
+        lambda_hook = LambdaHook(**self._aws_kwargs())
+        function = f"function '{self.function_name}'"
+        if as_bool(self.publish_version):
+            with aws_call("PublishVersion", function):
+                target = lambda_hook.conn.publish_version(FunctionName=self.function_name)["Version"]
+            self.log.info("Published version %s of %s", target, self.function_name)
+        elif self.target_version not in (None, ""):
+            target = str(self.target_version)
+        else:
+            raise ValueError("A lambda deployment needs target_version or publish_version")
+        current = self.current_version
+        if current in (None, ""):
+            with aws_call("GetAlias", f"alias '{self.alias}' of {function}"):
+                current = lambda_hook.conn.get_alias(FunctionName=self.function_name, Name=self.alias)[
+                    "FunctionVersion"
+                ]
+        self.log.info("Shifting %s:%s from version %s to %s", self.function_name, self.alias, current, target)
+        logical_id = re.sub(r"[^A-Za-z0-9]", "", self.function_name.rsplit(":", 1)[-1]) or "Function"
+        appspec: dict[str, Any] = {
+            "version": 0.0,
+            "Resources": [
+                {
+                    logical_id: {
+                        "Type": "AWS::Lambda::Function",
+                        "Properties": {
+                            "Name": self.function_name,
+                            "Alias": self.alias,
+                            "CurrentVersion": str(current),
+                            "TargetVersion": str(target),
+                        },
+                    }
+                }
+            ],
+        }
+        if hooks := appspec_hooks(self.hooks):
+            appspec["Hooks"] = hooks
+        return appspec
+
+    # --- result ---
+
+    def finish(self, context: Context, deployment: dict[str, Any]) -> dict[str, Any]:
+        StartRecord(context, self.record_key, self.log).reported()
+        deployment_id, status = deployment["deploymentId"], deployment["status"]
+        if status != DEPLOYMENT_SUCCEEDED:
+            raise AirflowException(self.failure_message(deployment))
+        self.log.info("Deployment %s succeeded", deployment_id)
+        return self.outputs(deployment)
+
+    def outputs(self, deployment: dict[str, Any]) -> dict[str, Any]:
+        outputs: dict[str, Any] = {
+            "DeploymentId": deployment["deploymentId"],
+            "DeploymentStatus": deployment["status"],
+            "ConsoleUrl": CodeDeployDeploymentLink().format_link(
+                region_name=self.hook.conn_region_name,
+                aws_domain=CodeDeployDeploymentLink.get_aws_domain(self.hook.conn_partition),
+                deployment_id=deployment["deploymentId"],
+            ),
+        }
+        properties = resource_properties(appspec_of(deployment))
+        if self._platform == "ecs":
+            outputs["TaskDefinitionArn"] = properties.get("TaskDefinition", "")
+        elif self._platform == "lambda":
+            outputs["LambdaVersion"] = properties.get("TargetVersion", "")
+        return outputs
+
+    def failure_message(self, deployment: dict[str, Any]) -> str:
+        deployment_id = deployment["deploymentId"]
+        parts = [f"Deployment {deployment_id} of {self._group} {deployment['status']}"]
+        failed_event = self.failed_lifecycle_event(deployment_id)
+        if failed_event:
+            parts.append(failed_event)
+        error = deployment.get("errorInformation") or {}
+        if error:
+            parts.append(f"{error.get('code', 'ERROR')}: {error.get('message', '')}".strip())
+        rollback = deployment.get("rollbackInfo") or {}
+        if rollback.get("rollbackDeploymentId"):
+            note = f"rolled back by deployment {rollback['rollbackDeploymentId']}"
+            if rollback.get("rollbackMessage"):
+                note += f" ({rollback['rollbackMessage']})"
+            parts.append(note)
+        else:
+            parts.append("no rollback")
+        return "; ".join(parts)
+
+    def failed_lifecycle_event(self, deployment_id: str) -> str | None:
+        """The first failed lifecycle event of the deployment's targets; its log tail goes to the task log."""
+        try:
+            targets = self.hook.get_deployment_targets(deployment_id)
+        except Exception as err:
+            self.log.info("Deployment targets cannot be read: %s", err)
+            return None
+        for target in targets:
+            for kind in ("instanceTarget", "ecsTarget", "lambdaTarget", "cloudFormationTarget"):
+                details = target.get(kind)
+                if not details:
+                    continue
+                for event in details.get("lifecycleEvents") or []:
+                    if event.get("status") != "Failed":
+                        continue
+                    diagnostics = event.get("diagnostics") or {}
+                    if diagnostics.get("logTail"):
+                        self.log.error(
+                            "Log tail of %s on %s:\n%s",
+                            event.get("lifecycleEventName"),
+                            details.get("targetId"),
+                            diagnostics["logTail"],
+                        )
+                    text = f"lifecycle event {event.get('lifecycleEventName')} failed on {details.get('targetId')}"
+                    detail = ": ".join(filter(None, (diagnostics.get("errorCode"), diagnostics.get("message"))))
+                    if diagnostics.get("scriptName"):
+                        detail += f" (script {diagnostics['scriptName']})"
+                    return f"{text}: {detail}" if detail else text
+        return None
+
+    # --- stopping ---
+
+    def on_kill(self) -> None:
+        """The task was killed or timed out while this worker ran it: stop (and roll back) the deployment."""
+        if self._deployment_id:
+            self._stop(self._deployment_id)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
+        if is_timeout_resume(next_method, next_kwargs):
+            # The deferred wait outlived its timeout: the task fails, so the deployment must stop too.
+            record = StartRecord(context, self.record_key, self.log)
+            if record.pending_id:
+                self._stop(record.pending_id)
+                record.reported()
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def _stop(self, deployment_id: str) -> None:
+        self.log.info("Stopping deployment %s (with rollback)", deployment_id)
+        try:
+            self.hook.stop_deployment(deployment_id, auto_rollback=True)
+        except Exception as err:
+            self.log.warning("Could not stop deployment %s: %s", deployment_id, err)

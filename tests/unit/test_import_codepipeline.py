@@ -1,0 +1,140 @@
+"""Importing CodePipeline definitions: the spec written for each fixture loads, validates and keeps the meaning."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from release_orchestrator.pipeline.importer import (PLACEHOLDER, ImportInputError, import_codepipeline,
+                                                    read_codepipeline_json)
+from release_orchestrator.pipeline.loader import load_spec_text
+
+FIXTURES = Path(__file__).parent / "fixtures" / "codepipeline"
+
+
+def imported(name):
+    path = FIXTURES / name
+    result = import_codepipeline(read_codepipeline_json(path), source=str(path))
+    return result, load_spec_text(result.yaml, source=str(path))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.json")))
+def test_every_fixture_imports_to_a_valid_spec(name):
+    result, pipeline = imported(name)
+    assert result.errors == []
+    assert {"pipeline": result.spec["pipeline"]} == result.spec and pipeline.name == result.name
+
+
+def test_v1_with_outer_wrapper():
+    result, p = imported("v1-wrapped.json")
+    assert result.complete and result.unmapped == []
+    assert (p.name, p.execution_mode, p.region) == ("legacy-webapp", "SUPERSEDED", "us-east-1")
+    assert p.artifact_store == "s3://codepipeline-us-east-1-111111111111"
+    source, = p.stages[0].actions
+    assert (source.type, source.namespace, source.configuration) == (
+        "source.codecommit", "SourceVariables", {"repository": "legacy-webapp", "branch": "main"})
+    build, = p.stages[1].actions
+    assert build.configuration["environment_variables"] == [
+        {"name": "COMMIT_ID", "value": "#{SourceVariables.CommitId}", "type": "PLAINTEXT"},
+        {"name": "DB_PASSWORD", "value": "/legacy/db-password", "type": "PARAMETER_STORE"}]
+    approve, = p.stages[2].actions
+    assert approve.configuration["custom_data"] == ("Release commit #{SourceVariables.CommitId} built by "
+                                                     "#{BuildVariables.BUILD_TAG}")
+    deploy, = p.stages[3].actions
+    assert deploy.configuration["platform"] == "server"
+    assert deploy.configuration["revision_s3_key"] == f"{PLACEHOLDER}/BuildArtifact.zip"
+    # roles become Airflow connections named after them
+    assert deploy.aws_conn_id == "aws_productiondeployrole"
+    assert result.connections["aws_productiondeployrole"] == "arn:aws:iam::222222222222:role/ProductionDeployRole"
+    assert p.aws_conn_id in result.connections
+    assert "airflow connections add aws_productiondeployrole --conn-type aws" in result.yaml
+    assert any("revision_s3_key is a placeholder" in n for n in result.notes)
+
+
+def test_v2_variables_triggers_and_parallel_mode():
+    result, p = imported("v2-variables-triggers.json")
+    assert result.complete
+    assert p.execution_mode == "PARALLEL"
+    assert [(v.name, v.default, v.description) for v in p.variables] == [
+        ("DeployEnv", "staging", "environment to deploy to"), ("ReleaseNote", None, "")]
+    assert p.triggers == [{
+        "source_action": "Checkout",
+        "push": [{"branches": {"includes": ["main", "release/*"], "excludes": ["release/old-*"]},
+                  "file_paths": {"includes": ["src/**"], "excludes": ["docs/**"]}},
+                 {"tags": {"includes": ["v*"]}}],
+        "pull_request": [{"events": ["OPEN", "UPDATED"], "branches": {"includes": ["main"]},
+                          "file_paths": {"includes": ["src/**"]}}],
+    }]
+    checkout, config = p.stages[0].actions
+    assert checkout.configuration == {
+        "repository": "acme/webapp", "branch": "main", "output_format": "CODE_ZIP", "detect_changes": False,
+        "connection_arn": "arn:aws:codestar-connections:us-east-1:123456789012:connection/"
+                          "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab"}
+    assert config.type == "source.s3" and config.configuration["detect_changes"] is True
+    compile_, tests = p.stages[1].actions
+    assert compile_.input_artifacts == ["SourceArtifact", "ConfigArtifact"]
+    assert compile_.configuration["primary_source"] == "SourceArtifact"
+    assert compile_.configuration["environment_variables"] == {
+        "COMMIT": "#{SourceVariables.CommitId}", "CONFIG_VERSION": "#{ConfigVariables.VersionId}"}
+    assert (tests.type, tests.run_order) == ("test.codebuild", 2)
+    assert not any("BatchEnabled" in n for n in result.notes)  # "false" is the default, nothing lost
+
+
+def test_ecs_blue_green():
+    result, p = imported("ecs-blue-green.json")
+    assert result.complete and p.execution_mode == "QUEUED"
+    image_source = p.stages[0].actions[0]
+    assert image_source.type == "source.ecr" and image_source.namespace == "Image"  # given one for the image
+    deploy, = p.stages[1].actions
+    assert deploy.configuration["platform"] == "ecs"
+    assert deploy.configuration["image"] == "#{Image.ImageURI}"
+    assert deploy.configuration["task_definition_template"] == "ecs/taskdef.json"
+    assert deploy.configuration["container_name"] == PLACEHOLDER
+    assert any("ContainerPort" in n for n in result.notes)
+
+
+def test_unsupported_providers_are_listed_and_kept_as_comments():
+    result, p = imported("unsupported.json")
+    assert not result.complete and result.errors == []
+    assert [(u.stage, u.action, u.provider) for u in result.unmapped] == [
+        ("Build", "JenkinsBuild", "Build/Custom/Jenkins v1"),
+        ("Infrastructure", "CreateChangeSet", "Deploy/AWS/CloudFormation v1"),
+        ("Infrastructure", "ExecuteChangeSet", "Deploy/AWS/CloudFormation v1")]
+    assert all(u.reason for u in result.unmapped)
+    assert [s.name for s in p.stages] == ["Source", "Build"]  # a stage with nothing left is left out
+    assert [a.name for a in p.stages[1].actions] == ["Lint"]
+    assert "#     StackName: infra" in result.yaml and "# NOT IMPORTED: stage 'Infrastructure'" in result.yaml
+    source, = p.stages[0].actions
+    assert source.configuration == {"repository": "acme/infra", "branch": "main", "detect_changes": True}
+    assert any("OAuth token" in n for n in result.notes)
+
+
+def test_leftover_configuration_is_reported_not_dropped_silently():
+    definition = json.loads((FIXTURES / "v2-variables-triggers.json").read_text())
+    definition["stages"][1]["actions"][0]["configuration"]["BatchEnabled"] = "true"
+    result = import_codepipeline(definition)
+    assert any("BatchEnabled='true' has no equivalent" in n for n in result.notes)
+
+
+def test_reference_to_a_dropped_action_makes_the_result_incomplete():
+    definition = json.loads((FIXTURES / "unsupported.json").read_text())
+    jenkins = definition["pipeline"]["stages"][1]["actions"][0]
+    jenkins["namespace"] = "Jenkins"
+    definition["pipeline"]["stages"][1]["actions"][1]["runOrder"] = 2
+    definition["pipeline"]["stages"][1]["actions"][1]["configuration"]["PrimarySource"] = "#{Jenkins.Build}"
+    result = import_codepipeline(definition)
+    assert [e.field for e in result.errors] == ["configuration.primary_source"]
+    assert not result.complete
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "cannot read"),
+    ('{"name": "x"}', "not a CodePipeline definition"),
+    ('[1, 2]', "not a CodePipeline definition"),
+])
+def test_unreadable_input_names_the_file(tmp_path, content, message):
+    path = tmp_path / "pipeline.json"
+    path.write_text(content)
+    with pytest.raises(ImportInputError, match=message) as e:
+        read_codepipeline_json(path)
+    assert str(path) in str(e.value)

@@ -1,0 +1,230 @@
+"""The shared batched poller, driven by a fake batch call."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from botocore.exceptions import ClientError
+
+from release_orchestrator.triggers import poller as poller_module
+from release_orchestrator.triggers.poller import BatchPoller, BatchSpec, ItemNotFound, get_poller
+
+SPEC = BatchSpec(
+    service="fake",
+    batch_call="batch_get_things",
+    ids_param="ids",
+    items_key="things",
+    id_key="id",
+    status_key="status",
+    max_batch=100,
+    terminal_states=frozenset({"DONE", "BROKEN"}),
+)
+FAST = 0.01
+
+
+def throttling() -> ClientError:
+    return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "BatchGetThings")
+
+
+class FakeService:
+    """Items whose status the test sets; records every batch call."""
+
+    def __init__(self, ids=()):
+        self.status = {item_id: "RUNNING" for item_id in ids}
+        self.calls: list[list[str]] = []
+        self.failures: list[BaseException] = []
+
+    async def fetch(self, ids: list[str]) -> list[dict]:
+        self.calls.append(list(ids))
+        if self.failures:
+            raise self.failures.pop(0)
+        return [{"id": i, "status": self.status[i]} for i in ids if i in self.status]
+
+
+def make_poller(service: FakeService, **kwargs) -> BatchPoller:
+    kwargs.setdefault("backoff_base", FAST)
+    kwargs.setdefault("backoff_cap", 4 * FAST)
+    return BatchPoller(SPEC, service.fetch, **kwargs)
+
+
+async def until(condition, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(FAST / 2)
+
+
+def test_250_waiting_ids_cost_3_calls_per_round():
+    ids = [f"build-{n}" for n in range(250)]
+    service = FakeService(ids)
+
+    async def scenario():
+        poller = make_poller(service)
+        waits = [asyncio.ensure_future(poller.wait(i, interval=FAST)) for i in ids]
+        await until(lambda: poller.rounds >= 2)
+        assert [len(c) for c in service.calls[:3]] == [100, 100, 50]
+        assert sorted(sum(service.calls[:3], [])) == sorted(ids)
+        for item_id in ids:
+            service.status[item_id] = "DONE"
+        results = await asyncio.gather(*waits)
+        assert {r["id"] for r in results} == set(ids)
+        assert all(r["status"] == "DONE" for r in results)
+        # Every round asked about every waiting id in ceil(250 / 100) calls.
+        assert poller.api_calls == 3 * poller.rounds
+        assert poller.ids_polled == 250 * poller.rounds
+        assert poller.stats["waiting"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_each_waiter_resolves_when_its_item_is_terminal():
+    service = FakeService(["a", "b"])
+
+    async def scenario():
+        poller = make_poller(service)
+        wait_a = asyncio.ensure_future(poller.wait("a", interval=FAST))
+        wait_b = asyncio.ensure_future(poller.wait("b", interval=FAST))
+        service.status["a"] = "BROKEN"
+        assert (await wait_a)["status"] == "BROKEN"
+        assert not wait_b.done()
+        assert poller.waiting_ids == ["b"]
+        service.status["b"] = "DONE"
+        assert (await wait_b)["status"] == "DONE"
+
+    asyncio.run(scenario())
+
+
+def test_extra_stop_states_per_waiter():
+    service = FakeService(["d"])
+
+    async def scenario():
+        poller = make_poller(service)
+        at_ready = asyncio.ensure_future(poller.wait("d", interval=FAST, stop_states={"READY"}))
+        to_the_end = asyncio.ensure_future(poller.wait("d", interval=FAST))
+        service.status["d"] = "READY"
+        assert (await at_ready)["status"] == "READY"
+        await asyncio.sleep(5 * FAST)
+        assert not to_the_end.done()
+        service.status["d"] = "DONE"
+        assert (await to_the_end)["status"] == "DONE"
+
+    asyncio.run(scenario())
+
+
+def test_throttling_backs_off_and_retries(monkeypatch):
+    service = FakeService(["a"])
+    service.failures = [throttling(), throttling(), throttling()]
+    service.status["a"] = "DONE"
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recording_sleep(seconds, *args, **kwargs):
+        sleeps.append(seconds)
+        await real_sleep(min(seconds, FAST))
+
+    monkeypatch.setattr(poller_module.asyncio, "sleep", recording_sleep)
+
+    async def scenario():
+        poller = make_poller(service, backoff_base=1.0, backoff_cap=3.0)
+        item = await poller.wait("a", interval=FAST)
+        assert item["status"] == "DONE"
+        assert poller.throttled == 3
+        assert poller.api_calls == 4
+
+    asyncio.run(scenario())
+    # Exponential with jitter: within [d/2, d] of 1, 2, then capped at 3.
+    assert len(sleeps) == 3
+    for delay, nominal in zip(sleeps, (1.0, 2.0, 3.0)):
+        assert nominal / 2 <= delay <= nominal
+
+
+def test_backoff_is_capped_and_resets_after_success():
+    poller = make_poller(FakeService(), backoff_base=1.0, backoff_cap=8.0)
+    delays = [poller._backoff() for _ in range(10)]
+    assert max(delays) <= 8.0
+    assert min(delays[5:]) >= 4.0  # at the cap, jitter keeps at least half
+    poller._throttled_in_a_row = 0
+    assert poller._backoff() <= 1.0
+
+
+def test_non_transient_error_fails_the_waiters_of_that_batch():
+    service = FakeService(["a"])
+    service.failures = [
+        ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "BatchGetThings")
+    ]
+
+    async def scenario():
+        poller = make_poller(service)
+        with pytest.raises(ClientError, match="AccessDenied"):
+            await poller.wait("a", interval=FAST)
+
+    asyncio.run(scenario())
+
+
+def test_unknown_id_fails_after_a_few_rounds():
+    service = FakeService([])
+
+    async def scenario():
+        poller = make_poller(service, not_found_limit=2)
+        with pytest.raises(ItemNotFound):
+            await poller.wait("ghost", interval=FAST)
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_one_waiter_leaves_the_others():
+    service = FakeService(["a", "b"])
+
+    async def scenario():
+        poller = make_poller(service)
+        wait_a = asyncio.ensure_future(poller.wait("a", interval=FAST))
+        wait_b = asyncio.ensure_future(poller.wait("b", interval=FAST))
+        await until(lambda: poller.rounds >= 1)
+        wait_a.cancel()
+        await asyncio.sleep(0)
+        assert poller.waiting_ids == ["b"]
+        calls_before = len(service.calls)
+        await until(lambda: len(service.calls) > calls_before + 1)
+        assert service.calls[-1] == ["b"]
+        service.status["b"] = "DONE"
+        assert (await wait_b)["status"] == "DONE"
+        assert wait_a.cancelled()
+
+    asyncio.run(scenario())
+
+
+def test_poller_stops_when_nobody_waits_and_restarts_on_demand():
+    service = FakeService(["a", "b"])
+
+    async def scenario():
+        poller = make_poller(service)
+        service.status["a"] = "DONE"
+        await poller.wait("a", interval=FAST)
+        await until(lambda: poller._task.done())
+        service.status["b"] = "DONE"
+        assert (await poller.wait("b", interval=FAST))["id"] == "b"
+
+    asyncio.run(scenario())
+
+
+def test_one_poller_per_key_and_event_loop():
+    made = []
+
+    def factory():
+        made.append(make_poller(FakeService()))
+        return made[-1]
+
+    async def lookups():
+        first = get_poller(("fake", "aws_default", "us-east-1"), factory)
+        again = get_poller(("fake", "aws_default", "us-east-1"), factory)
+        other_region = get_poller(("fake", "aws_default", "eu-west-1"), factory)
+        assert first is again
+        assert first is not other_region
+        return first
+
+    in_loop_1 = asyncio.run(lookups())
+    in_loop_2 = asyncio.run(lookups())
+    # Futures belong to one loop: a second loop gets its own poller.
+    assert in_loop_1 is not in_loop_2
+    assert len(made) == 4

@@ -1,0 +1,72 @@
+"""The action-type table: the keys other code relies on, and that a new type needs nothing but an entry."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from release_orchestrator.pipeline import action_types
+from release_orchestrator.pipeline.action_types import ACTION_TYPES, CATEGORIES, KINDS, ActionType, ConfigKey
+from release_orchestrator.pipeline.loader import parse_spec_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_types_and_required_keys():
+    required = {
+        "source.github": ["repository", "branch"],
+        "source.codecommit": ["repository", "branch"],
+        "source.s3": ["bucket", "object_key"],
+        "source.ecr": ["repository"],
+        "build.codebuild": ["project_name"],
+        "test.codebuild": ["project_name"],
+        "approval.manual": [],
+        "deploy.codedeploy": ["application_name", "deployment_group_name"],
+    }
+    assert {name: t.required_keys for name, t in ACTION_TYPES.items()} == required
+
+
+def test_entries_are_consistent():
+    for name, t in ACTION_TYPES.items():
+        assert t.name == name and t.category in CATEGORIES and name.split(".")[0] == t.category.lower()
+        assert len(set(t.allowed_keys)) == len(t.keys)
+        assert all(k.kind in KINDS and k.description for k in t.keys)
+        assert t.outputs and t.open_outputs == (t.category in ("Build", "Test"))
+
+
+def test_defaults():
+    assert ACTION_TYPES["approval.manual"].with_defaults({}) == {"timeout": "7d", "mode": "mark"}
+    assert ACTION_TYPES["source.ecr"].with_defaults({"repository": "r"})["image_tag"] == "latest"
+    assert ACTION_TYPES["test.codebuild"].with_defaults({})["fail_on_test_failure"] is True
+    deploy = ACTION_TYPES["deploy.codedeploy"].with_defaults({"platform": "ecs"})
+    assert deploy["platform"] == "ecs" and deploy["on_ready"] == "continue"
+
+
+def test_a_new_type_is_one_entry(monkeypatch):
+    new = ActionType("deploy.lambda_invoke", "Deploy", "Invokes a function.",
+                     keys=(ConfigKey("function_name", "function", required=True),), outputs=("StatusCode",))
+    monkeypatch.setitem(action_types.ACTION_TYPES, new.name, new)
+    spec = {"pipeline": {"name": "p", "stages": [{"name": "S", "actions": [
+        {"name": "Invoke", "type": "deploy.lambda_invoke", "namespace": "Inv", "configuration": {"function_name": "f"}},
+        {"name": "Approve", "type": "approval.manual", "run_order": 2,
+         "configuration": {"custom_data": "#{Inv.StatusCode} #{Inv.Nope}"}}]}]}}
+    _, errors = parse_spec_text(yaml.safe_dump(spec))
+    assert [e.message.split(":")[0] for e in errors] == ["#{Inv.Nope}"]
+
+
+def test_docs_cover_every_type_and_key():
+    docs = (ROOT / "docs" / "pipeline-spec.md").read_text()
+    for t in ACTION_TYPES.values():
+        assert f"`{t.name}`" in docs
+        for k in t.keys:
+            assert f"`{k.name}`" in docs, f"{t.name}.{k.name} is not documented"
+        for output in t.outputs:
+            assert f"`{output}`" in docs
+
+
+def test_pipeline_modules_do_not_import_airflow():
+    code = ("import sys, release_orchestrator.pipeline.loader, release_orchestrator.pipeline.api, "
+            "release_orchestrator.pipeline.importer, release_orchestrator.__main__; "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'airflow'], 'airflow imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": f"{ROOT}/plugins:{ROOT}"})
