@@ -254,6 +254,9 @@ class CodeBuildOperator(AwsBaseOperator[CodeBuildHook]):
             if source.get("location"):
                 override["sourceLocationOverride"] = source["location"]
             return override
+        if source:
+            # An input artifact's name: the project's own source configuration applies.
+            self.log.info("Primary source: input artifact %s", source)
         return {}
 
     def describe_request(self, overrides: dict[str, Any]) -> str:

@@ -19,9 +19,9 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable
 
+from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.model import Action, Pipeline
-
-REFERENCE = re.compile(r"#\{([A-Za-z0-9@_-]+)\.([A-Za-z0-9@_-]+)\}")
+from release_orchestrator.pipeline.syntax import REFERENCE_RE
 SOURCE_REVISION_PARAM = "source_revision"
 PARALLEL_MAX_ACTIVE_RUNS = int(os.environ.get("RELEASE_ORCHESTRATOR_PARALLEL_RUNS", "16"))
 TAG = "release-pipeline"
@@ -67,7 +67,7 @@ def to_jinja(value: Any, namespaces: dict[str, str]) -> Any:
                 return "{{ run_id }}"
             return f"{{{{ release_output(ti, {namespaces[namespace]!r}, {namespace!r}, {variable!r}) }}}}"
 
-        return REFERENCE.sub(replace, value)
+        return REFERENCE_RE.sub(replace, value)
     if isinstance(value, dict):
         return {key: to_jinja(item, namespaces) for key, item in value.items()}
     if isinstance(value, list):
@@ -113,7 +113,7 @@ USES_AWS = {"source.s3", "source.ecr", "build.codebuild", "test.codebuild", "app
 
 
 def _configuration(pipeline: Pipeline, action: Action, namespaces: dict[str, str]) -> dict[str, Any]:
-    config = dict(action.configuration)
+    config = ACTION_TYPES[action.type].with_defaults(action.configuration)
     template = config.get("task_definition_template")
     if isinstance(template, str) and pipeline.source_file and not os.path.isabs(template):
         config["task_definition_template"] = str(Path(pipeline.source_file).parent / template)
@@ -235,11 +235,13 @@ def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], 
     return operator(task_id=airflow_key(action.name), **kwargs)
 
 
-def build_dags(directory: str | os.PathLike | None = None) -> tuple[dict[str, Any], dict[str, Exception]]:
+def build_dags(directory: str | os.PathLike | list | None = None) -> tuple[dict[str, Any], dict[str, Exception]]:
     """Every spec in the directory as a DAG; one bad spec never hides the others."""
     from release_orchestrator.pipeline.loader import load_specs
 
     directory = directory or os.environ.get("RELEASE_ORCHESTRATOR_PIPELINES_DIR") or default_pipelines_dir()
+    if isinstance(directory, str) and os.pathsep in directory:
+        directory = [part for part in directory.split(os.pathsep) if part]
     pipelines, errors = load_specs(directory)
     dags: dict[str, Any] = {}
     for pipeline in pipelines:
@@ -254,7 +256,7 @@ def default_pipelines_dir() -> str:
     return str(Path(__file__).resolve().parents[3] / "include" / "pipelines")
 
 
-def spec_errors_report(directory: str | os.PathLike | None = None) -> str:
+def spec_errors_report(directory: str | os.PathLike | list | None = None) -> str:
     """All spec errors as one message (empty when every spec is valid)."""
     _, errors = build_dags(directory)
     if not errors:

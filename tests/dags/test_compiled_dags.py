@@ -1,0 +1,113 @@
+"""The compiler and the DAG factory: DAG shape, params, references, and bad specs beside good ones."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from release_orchestrator.pipeline import compiler
+from release_orchestrator.pipeline.api import action, pipeline, stage
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_DIR = REPO / "include" / "pipelines"
+
+
+@pytest.fixture(scope="module")
+def example_dag():
+    dags, errors = compiler.build_dags(str(EXAMPLE_DIR))
+    assert errors == {}
+    return dags["webapp-release"]
+
+
+def test_one_task_group_per_stage_in_order(example_dag):
+    groups = list(example_dag.task_group.children)
+    assert groups == ["Source", "Build", "Test", "Approval", "Deploy"]
+    assert example_dag.task_dict["Build.Compile"].upstream_task_ids == {"Source.Checkout"}
+    assert example_dag.task_dict["Approval.QALeadSignOff"].upstream_task_ids == {"Test.IntegrationTests"}
+
+
+def test_run_order_sequences_and_equal_run_order_is_parallel(example_dag):
+    # Test stage: DeployStaging (run_order 1) then IntegrationTests (run_order 2)
+    assert example_dag.task_dict["Test.IntegrationTests"].upstream_task_ids == {"Test.DeployStaging"}
+    # Deploy stage: three actions with equal run_order, all after the approval, none after another
+    for task_id in ("Deploy.EC2", "Deploy.ECS", "Deploy.Lambda"):
+        assert example_dag.task_dict[task_id].upstream_task_ids == {"Approval.QALeadSignOff"}
+        assert example_dag.task_dict[task_id].downstream_task_ids == set()
+
+
+def test_variables_become_params_and_mode_limits_runs(example_dag):
+    params = example_dag.params
+    assert params["environment_url"] == "https://staging.webapp.example.com"
+    assert params["source_revision"] is None
+    assert example_dag.max_active_runs == 1  # QUEUED
+    assert "release-pipeline" in example_dag.tags
+    assert "| Deploy | 1 | Lambda | `deploy.codedeploy` | DeployLambda |" in example_dag.doc_md
+
+
+def test_references_compile_to_run_time_lookups(example_dag):
+    build = example_dag.task_dict["Build.Compile"]
+    assert build.source_version == "{{ release_output(ti, 'Source.Checkout', 'Source', 'CommitId') }}"
+    env = {v["name"]: v["value"] for v in build.environment_variables}
+    assert env["RELEASE_ID"] == "{{ run_id }}"
+    staging = example_dag.task_dict["Test.DeployStaging"]
+    assert staging.revision_s3_key == "{{ release_output(ti, 'Build.Compile', 'Build', 'ARTIFACT_KEY') }}"
+    lam = example_dag.task_dict["Deploy.Lambda"]
+    assert lam.deployment_config_name == "{{ params['deploy_config_lambda'] }}"
+    assert lam.region_name == "eu-west-1"
+    ecs = example_dag.task_dict["Deploy.ECS"]
+    assert Path(ecs.task_definition_template).is_absolute()  # relative to the spec's directory
+
+
+def test_parallel_mode_allows_concurrent_runs():
+    spec = pipeline("parallel-demo", execution_mode="PARALLEL", stages=[
+        stage("Source", [action("Checkout", "source.github", repository="a/b", branch="main")])])
+    dag = compiler.build_dag(spec)
+    assert dag.max_active_runs == compiler.PARALLEL_MAX_ACTIVE_RUNS > 1
+
+
+class FakeTI:
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def xcom_pull(self, task_ids):
+        return self.outputs.get(task_ids)
+
+
+def test_release_output_resolves_and_explains_missing_values():
+    ti = FakeTI({"Build.Compile": {"IMAGE_URI": "repo:abc"}})
+    assert compiler.release_output(ti, "Build.Compile", "Build", "IMAGE_URI") == "repo:abc"
+    with pytest.raises(compiler.UnresolvedReference, match=r"#\{Build.NOPE\}.*has: IMAGE_URI"):
+        compiler.release_output(ti, "Build.Compile", "Build", "NOPE")
+    with pytest.raises(compiler.UnresolvedReference, match="recorded no outputs"):
+        compiler.release_output(ti, "Source.Checkout", "Source", "CommitId")
+
+
+def test_a_bad_spec_is_reported_and_the_others_still_load(tmp_path):
+    shutil.copy(EXAMPLE_DIR / "webapp-release.yaml", tmp_path / "webapp-release.yaml")
+    shutil.copytree(REPO / "include" / "sample_app", tmp_path.parent / "sample_app", dirs_exist_ok=True)
+    (tmp_path / "broken.yaml").write_text(
+        "pipeline:\n  name: broken\n  stages:\n    - name: Build\n      actions:\n"
+        "        - name: Compile\n          type: build.codebuild\n          configuration: {}\n"
+    )
+    dags, errors = compiler.build_dags(str(tmp_path))
+    assert list(dags) == ["webapp-release"]
+    report = compiler.spec_errors_report(str(tmp_path))
+    assert "broken.yaml:8" in report
+    assert "project_name" in report and "stage 'Build'" in report and "action 'Compile'" in report
+
+
+def test_dag_files_in_a_real_dagbag(tmp_path, monkeypatch):
+    """The DAG processor's view: valid pipelines load, the bad spec is one import error."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    shutil.copy(EXAMPLE_DIR / "webapp-release.yaml", tmp_path / "webapp-release.yaml")
+    shutil.copytree(REPO / "include" / "sample_app", tmp_path.parent / "sample_app", dirs_exist_ok=True)
+    (tmp_path / "bad.yaml").write_text("pipeline:\n  name: bad\n  execution_mode: SOMETIMES\n  stages: []\n")
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_PIPELINES_DIR", str(tmp_path))
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert "webapp-release" in bag.dag_ids
+    assert list(bag.import_errors) == [str(REPO / "dags" / "release_pipeline_errors.py")]
+    message = next(iter(bag.import_errors.values()))
+    assert "bad.yaml" in message and "execution_mode" in message
