@@ -265,3 +265,26 @@ def test_unknown_names_are_refused(aws):
     with pytest.raises(ClientError) as error:
         codedeploy.get_deployment(deploymentId="d-NOTTHERE1")
     assert error.value.response["Error"]["Code"] == "DeploymentDoesNotExistException"
+
+
+def test_termination_wait_ends_with_continue_deployment(aws, wait_until):
+    codedeploy = aws("codedeploy")
+    group = "keep-blue-fleet"
+    if group not in codedeploy.list_deployment_groups(applicationName=r.ECS_APPLICATION)["deploymentGroups"]:
+        codedeploy.create_deployment_group(
+            applicationName=r.ECS_APPLICATION, deploymentGroupName=group, serviceRoleArn=r.SERVICE_ROLE_ARN,
+            deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+            blueGreenDeploymentConfiguration={
+                "deploymentReadyOption": {"actionOnTimeout": "CONTINUE_DEPLOYMENT"},
+                "terminateBlueInstancesOnDeploymentSuccess": {"action": "TERMINATE",
+                                                              "terminationWaitTimeInMinutes": 60}},
+            ecsServices=[{"serviceName": r.ECS_SERVICE, "clusterName": r.ECS_CLUSTER}])
+    task_definition = new_task_definition(aws)
+    deployment_id = codedeploy.create_deployment(applicationName=r.ECS_APPLICATION, deploymentGroupName=group,
+                                                 revision=ecs_revision(task_definition))["deploymentId"]
+    info = wait_until(lambda: deployment(codedeploy, deployment_id), lambda d: d["instanceTerminationWaitTimeStarted"])
+    assert info["status"] == "InProgress"
+    assert service_task_definition(aws) == task_definition  # traffic already on the new task set
+
+    codedeploy.continue_deployment(deploymentId=deployment_id, deploymentWaitType="TERMINATION_WAIT")
+    assert deployment(codedeploy, deployment_id)["status"] == "Succeeded"

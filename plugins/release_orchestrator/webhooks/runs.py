@@ -1,0 +1,124 @@
+"""The Airflow side of a delivery: which pipelines exist, whether they can start, starting runs, finding replays.
+
+Replay protection keeps no state of its own: a run started by a webhook has a deterministic run_id,
+
+    webhook__<delivery id>__<first 16 hex digits of the SHA-256 of the body>[__<n>]
+
+(`__<n>` for the n-th further branch or tag of a Bitbucket push that updated several). The metadata DB keeps
+run ids unique per DAG and survives restarts. A delivery is a replay when a run exists whose id carries the same
+delivery id, or the same body digest: the signature covers the body only, so a captured body resent under a new
+delivery id is caught too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from release_orchestrator.pipeline.model import Pipeline
+
+log = logging.getLogger(__name__)
+
+RUN_ID_PREFIX = "webhook__"
+# Delivery ids become part of run ids: Airflow allows [A-Za-z0-9_.~:+-]; "__" separates the parts.
+DELIVERY_ID_RE = re.compile(r"[A-Za-z0-9_.~:+-]{1,100}")
+
+
+def valid_delivery_id(delivery_id: str) -> bool:
+    return bool(DELIVERY_ID_RE.fullmatch(delivery_id)) and "__" not in delivery_id and ".." not in delivery_id
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+def run_id_for(delivery_id: str, digest: str, index: int = 0) -> str:
+    return f"{RUN_ID_PREFIX}{delivery_id}__{digest}" + (f"__{index}" if index else "")
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def pipelines_dirs() -> list[str]:
+    configured = os.environ.get("RELEASE_ORCHESTRATOR_PIPELINES_DIR")
+    if configured:
+        return [d for d in configured.split(os.pathsep) if d]
+    return [str(Path(__file__).resolve().parents[3] / "include" / "pipelines")]
+
+
+def load_pipelines() -> list[Pipeline]:
+    """The valid pipelines in the spec directories, read on every delivery so spec changes apply at once."""
+    from release_orchestrator.pipeline.loader import load_specs
+
+    pipelines, errors = load_specs([d for d in pipelines_dirs() if Path(d).is_dir()])
+    if errors:
+        log.info("webhooks ignore %d invalid spec file(s): %s", len(errors), ", ".join(sorted(errors)))
+    return pipelines
+
+
+def dag_id_of(pipeline: Pipeline) -> str:
+    from release_orchestrator.pipeline.compiler import airflow_key
+
+    return airflow_key(pipeline.name)
+
+
+class AlreadyStarted(Exception):
+    """A run with this run_id exists (a concurrent delivery of the same change got there first)."""
+
+
+class AirflowRuns:
+    """Reads and starts DAG runs in the metadata DB, as the api-server's own routes do."""
+
+    def existing(self, delivery_id: str, digest: str) -> list[dict[str, str]]:
+        """Runs an earlier delivery with this id, or with this very body, started."""
+        from sqlalchemy import or_, select
+
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+
+        by_delivery = f"{_like_escape(RUN_ID_PREFIX + delivery_id)}\\_\\_%"
+        by_body = f"{_like_escape(RUN_ID_PREFIX)}%\\_\\_{digest}%"
+        with create_session() as session:
+            rows = session.execute(
+                select(DagRun.dag_id, DagRun.run_id)
+                .where(or_(DagRun.run_id.like(by_delivery, escape="\\"), DagRun.run_id.like(by_body, escape="\\")))
+                .order_by(DagRun.dag_id, DagRun.run_id)
+            ).all()
+        return [{"dag_id": dag_id, "run_id": run_id} for dag_id, run_id in rows]
+
+    def blocker(self, dag_id: str) -> str | None:
+        """Why the pipeline's DAG cannot start now, or None."""
+        from sqlalchemy import select
+
+        from airflow.models.dag import DagModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            dag = session.scalar(select(DagModel).where(DagModel.dag_id == dag_id))
+            if dag is None or dag.is_stale:
+                return "the pipeline's DAG is not loaded in Airflow (is its spec valid and parsed yet?)"
+            if dag.has_import_errors:
+                return "the pipeline's DAG has import errors"
+            if dag.is_paused:
+                return "the pipeline is paused"
+        return None
+
+    def start(self, dag_id: str, run_id: str, conf: dict[str, Any], note: str, user: str) -> str:
+        """Create a queued run, validating conf against the DAG's params as POST /dagRuns does."""
+        from sqlalchemy.exc import IntegrityError
+
+        from airflow.api.common.trigger_dag import trigger_dag
+        from airflow.exceptions import DagRunAlreadyExists
+        from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+        try:
+            run = trigger_dag(dag_id, run_id=run_id, conf=conf, note=note, run_type=DagRunType.MANUAL,
+                              triggered_by=DagRunTriggeredByType.REST_API, triggering_user_name=user)
+        except (DagRunAlreadyExists, IntegrityError) as err:
+            raise AlreadyStarted(run_id) from err
+        return run.run_id
