@@ -415,6 +415,26 @@ def test_tests_read_from_junit_under_artifacts_and_fail_naming_them(context):
     assert "2 of 4 tests failed: api.Orders.test_create, api.Orders.test_delete" in str(err.value)
 
 
+def test_unreadable_reports_fall_back_to_the_xml_next_to_them(context):
+    # moto has no DescribeTestCases; the emulator writes reports to <bucket>/<project>/<build uuid>/.
+    put_junit(f"{PROJECT}/1111-2222/integration.xml")
+    op = make_operator(TestCodeBuildOperator, fail_on_test_failure=False)
+    finished = build(
+        reportArns=["arn:aws:codebuild:us-east-1:123456789012:report/webapp-build-integration:1111-2222"],
+        artifacts={"location": f"arn:aws:s3:::{ARTIFACT_BUCKET}/builds/{PROJECT}"},
+    )
+    with mock.patch.object(CodeBuildHook, "get_build", return_value=finished):
+        outputs = op.execute_complete(context, {"status": "success", "build_id": finished["id"]})
+    assert (outputs["TestsTotal"], outputs["TestsFailed"]) == (4, 2)
+
+
+def test_no_report_at_all_counts_no_tests(context):
+    op = make_operator(TestCodeBuildOperator)
+    with mock.patch.object(CodeBuildHook, "get_build", return_value=build()):
+        outputs = op.execute_complete(context, {"status": "success", "build_id": build()["id"]})
+    assert outputs["TestsTotal"] == 0 and outputs["FailedTests"] == ""
+
+
 def test_tests_outputs_when_failures_are_tolerated(context):
     put_junit("run-1/junit.xml")
     op = make_operator(

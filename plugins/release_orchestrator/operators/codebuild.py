@@ -494,8 +494,9 @@ class TestCodeBuildOperator(CodeBuildOperator):
 
     :param report_group_arn: only read reports of this report group.
     :param junit_path: where the JUnit XML lands when report groups cannot be read: an S3 URI, or a
-        key pattern (``*`` allowed) under ``<artifacts location>/<project>/<build uuid>/``.
-        ``{build_id}``, ``{build_uuid}`` and ``{project_name}`` are replaced.
+        key pattern (``*`` allowed) under ``<artifact bucket>/<project>/<build uuid>/`` (default
+        ``*.xml`` there when the build has reports). ``{build_id}``, ``{build_uuid}`` and
+        ``{project_name}`` are replaced.
     :param fail_on_test_failure: fail the task when a test failed (default), even if the build passed.
     """
 
@@ -575,8 +576,8 @@ class TestCodeBuildOperator(CodeBuildOperator):
                         cases.append({"name": name, "status": case.get("status", "UNKNOWN")})
                 return cases
             except Exception as err:
-                self.log.warning("Test reports cannot be read (%s): trying the JUnit XML", err)
-        if self.junit_path:
+                self.log.warning("Test reports cannot be read (%s): reading the JUnit XML from S3", err)
+        if self.junit_path or report_arns:
             return self._read_junit(build)
         self.log.warning("Build %s has no test report to read", build["id"])
         return []
@@ -596,7 +597,11 @@ class TestCodeBuildOperator(CodeBuildOperator):
             verify=self.verify,
             config=self.botocore_config,
         )
-        bucket, key_pattern = self._junit_location(build)
+        location = self._junit_location(build)
+        if location is None:
+            self.log.warning("Build %s has no artifact bucket to read a JUnit report from", build["id"])
+            return []
+        bucket, key_pattern = location
         if "*" in key_pattern or "?" in key_pattern:
             prefix = key_pattern.split("*", 1)[0].split("?", 1)[0]
             keys = [k for k in s3.list_keys(bucket, prefix=prefix) if fnmatch.fnmatchcase(k, key_pattern)]
@@ -612,24 +617,23 @@ class TestCodeBuildOperator(CodeBuildOperator):
             self.log.warning("No JUnit report matches s3://%s/%s", bucket, key_pattern)
         return cases
 
-    def _junit_location(self, build: dict[str, Any]) -> tuple[str, str]:
+    def _junit_location(self, build: dict[str, Any]) -> tuple[str, str] | None:
         build_uuid = build["id"].split(":", 1)[-1]
         path = (
-            self.junit_path.replace("{build_id}", build["id"])
+            (self.junit_path or "*.xml")
+            .replace("{build_id}", build["id"])
             .replace("{build_uuid}", build_uuid)
             .replace("{project_name}", self.project_name)
         )
         if path.startswith("s3://"):
             bucket, _, key = path[len("s3://") :].partition("/")
             return bucket, key
-        # The artifacts location is "bucket[/prefix]" or an S3 ARN of it.
+        # Reports land under <artifact bucket>/<project>/<build uuid>/. The build's artifacts
+        # location is "bucket[/key]" or an S3 ARN of it: only its bucket counts here.
         location = (build.get("artifacts") or {}).get("location") or ""
         if location.startswith("arn:"):
             location = location.split(":::", 1)[-1]
-        if not location:
-            raise AirflowException(
-                f"Build {build['id']} has no artifacts location to find junit_path {self.junit_path!r} under"
-            )
-        bucket, _, prefix = location.partition("/")
-        parts = [p for p in (prefix.strip("/"), self.project_name, build_uuid, path.lstrip("/")) if p]
-        return bucket, "/".join(parts)
+        bucket = location.split("/", 1)[0]
+        if not bucket:
+            return None
+        return bucket, f"{self.project_name}/{build_uuid}/{path.lstrip('/')}"

@@ -76,7 +76,7 @@ def to_jinja(value: Any, namespaces: dict[str, str]) -> Any:
 
 
 # ---- operators per action type ----------------------------------------------------------------
-def operator_for(action_type: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+def operator_for(action_type: str, configuration: dict[str, Any] | None = None) -> tuple[Callable[..., Any], dict[str, Any]]:
     """The operator class and fixed kwargs of an action type (imported lazily: parse stays fast)."""
     if action_type in ("source.github", "source.codecommit"):
         from release_orchestrator.operators.source import GitSourceOperator
@@ -99,9 +99,10 @@ def operator_for(action_type: str) -> tuple[Callable[..., Any], dict[str, Any]]:
 
         return TestCodeBuildOperator, {}
     if action_type == "approval.manual":
-        from release_orchestrator.operators.approval import ManualApprovalOperator
+        from release_orchestrator.operators.approval import FormApprovalOperator, ManualApprovalOperator
 
-        return ManualApprovalOperator, {}
+        form = (configuration or {}).get("mode") == "form"
+        return (FormApprovalOperator if form else ManualApprovalOperator), {}
     if action_type == "deploy.codedeploy":
         from release_orchestrator.operators.codedeploy import CodeDeployOperator
 
@@ -215,7 +216,7 @@ def build_dag(pipeline: Pipeline):
 
 def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], notifiers: dict[str, Any],
                 failure_callbacks: list[Any], started: bool):
-    operator, fixed = operator_for(action.type)
+    operator, fixed = operator_for(action.type, action.configuration)
     kwargs: dict[str, Any] = {**_configuration(pipeline, action, namespaces), **fixed}
     if action.type in USES_AWS:
         kwargs["aws_conn_id"] = action.aws_conn_id or pipeline.aws_conn_id
