@@ -62,6 +62,7 @@ def seed(endpoint_url: str) -> dict:
     for region in (r.REGION, r.SECOND_REGION):
         _lambda(endpoint_url, region)
     _codedeploy(endpoint_url, network)
+    # Last on purpose: the sandbox's health reports "seeded" once this subscription exists.
     out["inbox_queue_url"] = _notifications(endpoint_url)
     return out
 
@@ -157,8 +158,9 @@ def _network(url: str) -> dict:
             listeners[port] = elb.create_listener(
                 LoadBalancerArn=balancer, Protocol="HTTP", Port=port,
                 DefaultActions=[{"Type": "forward", "TargetGroupArn": groups[group]}])["Listeners"][0]["ListenerArn"]
-    return {"vpc_id": vpc, "subnet_ids": subnets, "security_group_id": security_group, "target_groups": groups, "load_balancer": balancer,
-            "prod_listener": listeners[PROD_LISTENER_PORT], "test_listener": listeners[TEST_LISTENER_PORT]}
+    return {"vpc_id": vpc, "subnet_ids": subnets, "security_group_id": security_group, "target_groups": groups,
+            "load_balancer": balancer, "prod_listener": listeners[PROD_LISTENER_PORT],
+            "test_listener": listeners[TEST_LISTENER_PORT]}
 
 
 def _autoscaling(url: str, network: dict) -> None:
@@ -261,7 +263,8 @@ def _codedeploy(url: str, network: dict) -> None:
                     "autoRollbackConfiguration": rollback}
     plan = [
         (r.REGION, r.EC2_APPLICATION, "Server", r.EC2_STAGING_GROUP, ec2_group),
-        (r.REGION, r.EC2_APPLICATION, "Server", r.EC2_PRODUCTION_GROUP, {**ec2_group, "autoRollbackConfiguration": rollback}),
+        (r.REGION, r.EC2_APPLICATION, "Server", r.EC2_PRODUCTION_GROUP,
+         {**ec2_group, "autoRollbackConfiguration": rollback}),
         (r.REGION, r.ECS_APPLICATION, "ECS", r.ECS_GROUP, ecs_group),
         (r.REGION, r.LAMBDA_APPLICATION, "Lambda", r.LAMBDA_GROUP, lambda_group),
         (r.SECOND_REGION, r.LAMBDA_APPLICATION, "Lambda", r.LAMBDA_GROUP, lambda_group),

@@ -26,11 +26,12 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
 from include.sandbox import codebuild, codedeploy
-from include.sandbox.common import ApiError, now, region_of
+from include.sandbox.common import ApiError, backend, now, region_of
 from include.sandbox.faults import FaultError, Faults
-from include.sandbox.resources import SANDBOX_PORT
+from include.sandbox.resources import INBOX_QUEUE, REGION, SANDBOX_PORT, SNS_TOPIC_ARN
 
 LOOPBACK = ("127.0.0.1", "localhost")
+ALL_INTERFACES = "0.0.0.0"  # only for a container whose port is published; never on a shared host
 TARGET_PREFIXES = {"CodeBuild_20161006": "codebuild", "CodeDeploy_20141006": "codedeploy"}
 # moto services our ticker writes to; their requests wait for the ticker. Others
 # (SQS long polls especially) must not block the lifecycles.
@@ -125,6 +126,7 @@ class SandboxApp:
                     "deploySeconds": self.codedeploy.deploy_seconds,
                     "builds": len(self.codebuild.builds),
                     "deployments": len(self.codedeploy.deployments),
+                    "seeded": _seeded(),
                 })
         if path == "/_sandbox/faults":
             if method == "GET":
@@ -163,7 +165,8 @@ class Sandbox:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = "127.0.0.1" if self.host == ALL_INTERFACES else self.host
+        return f"http://{host}:{self.port}"
 
     def _tick(self) -> None:
         # Lifecycles move on wall-clock time even when nobody polls.
@@ -193,12 +196,13 @@ def start_sandbox(host: str = "127.0.0.1", port: int = SANDBOX_PORT, build_secon
                   deploy_seconds: float = 8.0, quiet: bool = True) -> Sandbox:
     """Serve the sandbox in background threads of this process; port 0 picks a free port.
 
-    Raises PortInUseError at once when the port is taken. moto's state is per
-    process, so two sandboxes in one process share it.
+    Listens on 127.0.0.1; 0.0.0.0 is accepted for a container. Raises
+    PortInUseError at once when the port is taken. moto's state is per process,
+    so two sandboxes in one process share it.
     """
-    if host not in LOOPBACK:
-        raise ValueError(f"the sandbox listens on loopback only, not {host!r}")
-    host = "127.0.0.1"
+    if host not in LOOPBACK + (ALL_INTERFACES,):
+        raise ValueError(f"the sandbox listens on 127.0.0.1 (or 0.0.0.0 in a container), not {host!r}")
+    host = ALL_INTERFACES if host == ALL_INTERFACES else "127.0.0.1"
     if quiet:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # Bind ourselves: werkzeug would sys.exit() on a taken port instead of raising.
@@ -241,6 +245,15 @@ def _reply(start_response, status: int, payload: dict):
     return [data]
 
 
+def _seeded() -> bool:
+    """Whether the seed has finished: its last step subscribes the inbox queue to the topic."""
+    try:
+        subscriptions = backend("sns", REGION).subscriptions.values()
+        return any(s.topic.arn == SNS_TOPIC_ARN and s.endpoint.endswith(f":{INBOX_QUEUE}") for s in subscriptions)
+    except Exception:
+        return False
+
+
 def _signed_service(environ) -> str:
     parts = environ.get("HTTP_AUTHORIZATION", "").split("Credential=", 1)[-1].split("/")
     return parts[3] if len(parts) > 3 else ""
@@ -254,7 +267,8 @@ def _caller(environ) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.sandbox.server", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="127.0.0.1 (default); 0.0.0.0 only inside a container whose port is published")
     parser.add_argument("--port", type=int, default=SANDBOX_PORT)
     parser.add_argument("--build-seconds", type=float, default=6.0, help="wall-clock length of a build")
     parser.add_argument("--deploy-seconds", type=float, default=8.0, help="wall-clock length of a deployment")
@@ -269,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sandbox: {error}", file=sys.stderr)
         return 2
 
+    if args.host == ALL_INTERFACES:
+        print("sandbox: listening on all interfaces; it has no authentication, use this only in a container",
+              file=sys.stderr)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -50,7 +50,3 @@ class CodeDeployDeploymentLink(BaseAwsLink):
         if not deployment_id:
             return ""
         return super().format_link(deployment_id=quote(deployment_id, safe=""), **kwargs)
-
-
-def console_domain(aws_partition: str) -> str:
-    return BaseAwsLink.get_aws_domain(aws_partition) or "aws.amazon.com"

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_health_and_fault_document(control):
-    assert control.health()["status"] == "ok"
+    health = control.health()
+    assert health["status"] == "ok" and health["seeded"] is True
     document = control.set_faults({"codebuild": {r.BUILD_PROJECT: {"mode": "fail"}},
                                    "codedeploy": {f"{r.ECS_APPLICATION}/{r.ECS_GROUP}": {"mode": "throttle"}}})
     assert document["codebuild"][r.BUILD_PROJECT] == {"mode": "fail"}

@@ -25,12 +25,3 @@ def aws_call(operation: str, resource: str):
         code = error.get("Code", "Unknown")
         message = error.get("Message", str(err))
         raise AirflowException(f"{operation} on {resource} failed: {code}: {message}") from err
-
-
-def error_code(err: BaseException) -> str | None:
-    """The AWS error code behind an exception, also when it was re-raised by ``aws_call``."""
-    while err is not None:
-        if isinstance(err, ClientError):
-            return err.response.get("Error", {}).get("Code")
-        err = err.__cause__
-    return None

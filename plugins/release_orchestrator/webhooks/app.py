@@ -185,13 +185,13 @@ def _note(source: dict) -> str:
     return f"Started by {source['provider']} webhook: {source['repository']} {what} ({source['commit_id'][:12]})"
 
 
-def create_app(receiver: Receiver | None = None) -> FastAPI:
+def create_app(receiver: Receiver | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     receiver = receiver or Receiver()
     app = FastAPI(title="Release orchestrator webhooks", docs_url=None, redoc_url=None, openapi_url=None)
 
     async def receive(provider: str, request: Request) -> JSONResponse:
         try:
-            body = await read_body(request)
+            body = await read_body(request, max_body_bytes)
         except Reject as reject:
             return JSONResponse(reject.body, status_code=reject.status)
         status, content = await run_in_threadpool(receiver.handle, provider, dict(request.headers), body)

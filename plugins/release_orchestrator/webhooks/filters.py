@@ -266,6 +266,7 @@ class _Parser:
         if not isinstance(node, dict):
             self.problem(where, "expected a mapping with includes and/or excludes (lists of glob patterns)")
             return Patterns()
+        before = len(self.problems)
         self.known_fields(node, _PATTERN_FIELDS, where)
         lists = {}
         for key in _PATTERN_FIELDS:
@@ -277,7 +278,7 @@ class _Parser:
             else:
                 self.problem(f"{where}.{key}", "expected a list of non-empty glob patterns (strings)")
                 lists[key] = ()
-        if not lists["includes"] and not lists["excludes"]:
+        if len(self.problems) == before and not lists["includes"] and not lists["excludes"]:
             self.problem(where, "give includes and/or excludes patterns")
         return Patterns(**lists)
 
