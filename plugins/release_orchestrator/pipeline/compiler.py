@@ -25,6 +25,10 @@ from release_orchestrator.pipeline.syntax import REFERENCE_RE
 SOURCE_REVISION_PARAM = "source_revision"
 PARALLEL_MAX_ACTIVE_RUNS = int(os.environ.get("RELEASE_ORCHESTRATOR_PARALLEL_RUNS", "16"))
 TAG = "release-pipeline"
+# How often waiting builds and deployments are polled (seconds); the operators' defaults suit real
+# AWS, a local sandbox whose builds take seconds wants a shorter one.
+POLL_INTERVAL = os.environ.get("RELEASE_ORCHESTRATOR_POLL_INTERVAL")
+POLLED_TYPES = {"build.codebuild", "test.codebuild", "deploy.codedeploy"}
 
 
 class UnresolvedReference(LookupError):
@@ -225,6 +229,8 @@ def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], 
         pipeline.notifications.events if pipeline.notifications else []
     ):
         kwargs.setdefault("sns_topic_arn", pipeline.notifications.topic_arn)
+    if POLL_INTERVAL and action.type in POLLED_TYPES:
+        kwargs["poll_interval"] = float(POLL_INTERVAL)
     if action.timeout_minutes:
         kwargs["execution_timeout"] = timedelta(minutes=action.timeout_minutes)
     if failure_callbacks:
