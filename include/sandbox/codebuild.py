@@ -40,7 +40,8 @@ PHASES = [
 PHASE_NAMES = [name for name, _ in PHASES]
 SPEC_PHASES = {"INSTALL": "install", "PRE_BUILD": "pre_build", "BUILD": "build", "POST_BUILD": "post_build"}
 
-OPERATIONS = {"StartBuild", "BatchGetBuilds", "StopBuild", "ListBuildsForProject", "ListBuilds"}
+OPERATIONS = {"StartBuild", "BatchGetBuilds", "StopBuild", "ListBuildsForProject", "ListBuilds",
+              "BatchGetReports", "DescribeTestCases"}
 IDEMPOTENCY_WINDOW = 300  # seconds, as documented for StartBuild
 
 ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
@@ -98,6 +99,7 @@ class CodeBuildEmulator:
         self.builds: dict[str, Build] = {}
         self.numbers: dict[tuple[str, str], int] = {}
         self.tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self.reports: dict[str, tuple[dict, list[dict]]] = {}  # report arn -> (report, test cases)
 
     # ---- API ---------------------------------------------------------------
 
@@ -112,6 +114,10 @@ class CodeBuildEmulator:
             return self.stop_build(params, region)
         if operation == "ListBuildsForProject":
             return self.list_builds_for_project(params, region)
+        if operation == "BatchGetReports":
+            return self.batch_get_reports(params)
+        if operation == "DescribeTestCases":
+            return self.describe_test_cases(params)
         return self.list_builds(params, region)
 
     def throttle_check(self, operation: str, params: dict) -> None:
@@ -285,6 +291,23 @@ class CodeBuildEmulator:
     def list_builds(self, params: dict, region: str) -> dict:
         return self._page([b for b in self.builds.values() if b.region == region], params)
 
+    def batch_get_reports(self, params: dict) -> dict:
+        arns = params.get("reportArns") or []
+        return {"reports": [self.reports[a][0] for a in arns if a in self.reports],
+                "reportsNotFound": [a for a in arns if a not in self.reports]}
+
+    def describe_test_cases(self, params: dict) -> dict:
+        arn = params.get("reportArn") or ""
+        if arn not in self.reports:
+            raise ApiError("ResourceNotFoundException", f"Report {arn} does not exist")
+        wanted = (params.get("filter") or {}).get("status")
+        cases = [c for c in self.reports[arn][1] if not wanted or c["status"] == wanted]
+        start, size = int(params.get("nextToken") or 0), int(params.get("maxResults") or 50)
+        result = {"testCases": cases[start:start + size]}
+        if start + size < len(cases):
+            result["nextToken"] = str(start + size)
+        return result
+
     def _page(self, builds: list[Build], params: dict) -> dict:
         # Newest first unless ASCENDING, 100 per page, like CodeBuild.
         builds.sort(key=lambda b: b.started, reverse=params.get("sortOrder", "DESCENDING") != "ASCENDING")
@@ -451,8 +474,9 @@ class CodeBuildEmulator:
             files = (config or {}).get("files") or []
             plain = [f for f in files if "*" not in f]
             file_name = plain[0].rsplit("/", 1)[-1] if plain else f"{group_name}.xml"
-            build.doc["reportArns"].append(
-                f"arn:aws:codebuild:{build.region}:{ACCOUNT_ID}:report/{build.name}-{group_name}:{build.uuid}")
+            arn = f"arn:aws:codebuild:{build.region}:{ACCOUNT_ID}:report/{build.name}-{group_name}:{build.uuid}"
+            build.doc["reportArns"].append(arn)
+            self.reports[arn] = test_report(build, arn, group_name, at)
             if bucket:
                 xml = junit_report(group_name, failing=build.mode == "fail-tests")
                 self._put_object(build, at, bucket, f"{build.name}/{build.uuid}/{file_name}", xml)
@@ -578,6 +602,28 @@ def artifact_location(artifacts: dict, project: str, build_uuid: str) -> dict:
 def artifact_bucket(project: dict) -> str | None:
     artifacts = project.get("artifacts") or {}
     return artifacts.get("location") if artifacts.get("type") == "S3" else None
+
+
+def test_report(build: Build, arn: str, group_name: str, at: float) -> tuple[dict, list[dict]]:
+    """The report group view of the same results as the JUnit file."""
+    failed = set(FAILING_TESTS) if build.mode == "fail-tests" else set()
+    expires = ts(at + 30 * 86400)
+    cases = [{"reportArn": arn, "testRawDataPath": f"{build.env['CODEBUILD_SRC_DIR']}/reports/junit.xml",
+              "prefix": "tests.integration.test_webapp", "name": name,
+              "status": "FAILED" if name in failed else "SUCCEEDED", "durationInNanoSeconds": 300_000_000,
+              "message": "AssertionError: expected 200, got 500" if name in failed else "",
+              "expired": expires, "testSuiteName": group_name} for name in TEST_NAMES]
+    counts = {"SUCCEEDED": len(TEST_NAMES) - len(failed)}
+    if failed:
+        counts["FAILED"] = len(failed)
+    report = {"arn": arn, "type": "TEST", "name": f"{build.name}-{group_name}",
+              "reportGroupArn": f"arn:aws:codebuild:{build.region}:{ACCOUNT_ID}:report-group/{build.name}-{group_name}",
+              "executionId": build.doc["arn"], "status": "FAILED" if failed else "SUCCEEDED",
+              "created": ts(at), "expired": expires, "exportConfig": {"exportConfigType": "NO_EXPORT"},
+              "truncated": False,
+              "testSummary": {"total": len(TEST_NAMES), "statusCounts": counts,
+                              "durationInNanoSeconds": 300_000_000 * len(TEST_NAMES)}}
+    return report, cases
 
 
 def junit_report(suite: str, failing: bool) -> bytes:

@@ -177,6 +177,10 @@ def test_fail_tests_uploads_junit_report_with_failures(aws, control, wait_until)
     assert failed_phase["phaseType"] == "BUILD"
     assert "pytest tests/integration" in failed_phase["contexts"][0]["message"]
     assert bad["reportArns"] and bad["reportArns"][0].startswith(f"arn:aws:codebuild:{r.REGION}:{r.ACCOUNT_ID}:report/")
+    cases = codebuild.describe_test_cases(reportArn=bad["reportArns"][0], filter={"status": "FAILED"})["testCases"]
+    assert sorted(c["name"] for c in cases) == ["test_checkout_applies_discount", "test_order_confirmation_email"]
+    summary = codebuild.batch_get_reports(reportArns=bad["reportArns"])["reports"][0]["testSummary"]
+    assert summary["total"] == 12 and summary["statusCounts"]["FAILED"] == 2
     xml = report(bad)
     assert 'tests="12" failures="2"' in xml
     assert xml.count("<failure") == 2

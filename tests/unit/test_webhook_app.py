@@ -203,7 +203,8 @@ def test_unknown_event_is_202_and_ping_is_200(client, airflow):
 
 
 def test_unknown_event_with_a_bad_signature_is_still_401(client):
-    response = github(client, {"repository": {"full_name": "acme/webapp"}}, event="issues", signature="sha256=" + "1" * 64)
+    response = github(client, {"repository": {"full_name": "acme/webapp"}}, event="issues",
+                      signature="sha256=" + "1" * 64)
     assert response.status_code == 401
 
 

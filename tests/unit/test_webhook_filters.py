@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from release_orchestrator.pipeline.model import Action, Pipeline, Stage
@@ -9,7 +11,8 @@ from release_orchestrator.webhooks.filters import glob_match, match, parse_trigg
 
 
 def pipeline(*triggers: dict) -> Pipeline:
-    checkout = Action(name="Checkout", type="source.github", configuration={"repository": "acme/webapp", "branch": "main"})
+    checkout = Action(name="Checkout", type="source.github",
+                      configuration={"repository": "acme/webapp", "branch": "main"})
     return Pipeline(name="p", stages=[Stage(name="Source", actions=[checkout])], triggers=list(triggers))
 
 
@@ -77,12 +80,14 @@ def test_tag_filters_match_tag_pushes_only():
     branch_push = judge(trigger, push("v1"))
     assert branch_push.reasons == ["triggers[0].push: a branch push, and this filter is for tags"]
     branch_trigger = {"repository": "acme/webapp", "push": {"branches": {"includes": ["**"]}}}
-    assert judge(branch_trigger, push(tag="v1")).reasons == ["triggers[0].push: a tag push, and this filter is for branches"]
+    assert judge(branch_trigger, push(tag="v1")).reasons == [
+        "triggers[0].push: a tag push, and this filter is for branches"]
 
 
 def test_file_paths_any_changed_file_included_and_not_excluded():
-    trigger = {"repository": "acme/webapp", "push": {"branches": {"includes": ["main"]},
-                                                    "file_paths": {"includes": ["src/**"], "excludes": ["src/**/*.md"]}}}
+    trigger = {"repository": "acme/webapp",
+               "push": {"branches": {"includes": ["main"]},
+                        "file_paths": {"includes": ["src/**"], "excludes": ["src/**/*.md"]}}}
     assert judge(trigger, push(files=["README.md", "src/app.py"])).matched
     assert not judge(trigger, push(files=["src/docs/guide.md"])).matched
     result = judge(trigger, push(files=["README.md"]))
@@ -133,7 +138,8 @@ def test_other_repositories_and_providers_are_not_concerned():
 
 
 def test_source_action_gives_provider_and_repository():
-    triggers, problems = parse_triggers(pipeline({"source_action": "Checkout", "push": [{"branches": {"includes": ["main"]}}]}))
+    trigger = {"source_action": "Checkout", "push": [{"branches": {"includes": ["main"]}}]}
+    triggers, problems = parse_triggers(pipeline(trigger))
     assert problems == []
     assert (triggers[0].provider, triggers[0].repository) == ("github", "acme/webapp")
 
@@ -185,15 +191,15 @@ def test_valid_triggers_have_no_problems_and_invalid_ones_are_left_out():
     assert [where for where, _ in problems] == ["triggers[1].push.branches.includes"]
 
 
-def test_the_example_spec_triggers_are_valid():
-    from release_orchestrator.pipeline.loader import load_spec
+def test_the_example_and_test_specs_have_valid_triggers():
+    from release_orchestrator.pipeline.loader import load_specs
 
-    example = load_spec("include/pipelines/webapp-release.yaml")
-    assert validate_triggers(example) == []
+    root = Path(__file__).resolve().parents[2]
+    pipelines, errors = load_specs([root / "include" / "pipelines", root / "tests" / "integration" / "pipelines"])
+    assert errors == {}
+    for p in pipelines:
+        assert validate_triggers(p) == [], p.name
+    example = next(p for p in pipelines if p.name == "webapp-release")
     triggers, _ = parse_triggers(example)
-    assert judge_source(triggers, push("main")).matched
-    assert not judge_source(triggers, push("dev")).matched
-
-
-def judge_source(triggers, source):
-    return match(triggers, source)
+    assert match(triggers, push("main")).matched
+    assert not match(triggers, push("dev")).matched

@@ -146,9 +146,11 @@ class Receiver:
                 if result is None:
                     continue  # the pipeline does not watch this repository
                 dag_id = runs.dag_id_of(pipeline)
-                entry = {"pipeline": pipeline.name, "dag_id": dag_id, "ref": ref, "commit_id": event.source["commit_id"]}
+                entry = {"pipeline": pipeline.name, "dag_id": dag_id, "ref": ref,
+                         "commit_id": event.source["commit_id"]}
                 if not result.matched:
-                    response["not_started"].append({**entry, "reason": "no filter matched: " + "; ".join(result.reasons)})
+                    reason = "no filter matched: " + "; ".join(result.reasons)
+                    response["not_started"].append({**entry, "reason": reason})
                     continue
                 blocker = self.airflow.blocker(dag_id)
                 if blocker:

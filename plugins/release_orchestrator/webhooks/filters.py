@@ -167,20 +167,18 @@ class _Parser:
         provider, repository = self.repository(node, where)
         if provider is None:
             return None
-        trigger = Trigger(where=where, provider=provider, repository=repository)
-        trigger.push = [self.push_filter(item, w) for item, w in self.filters(node, "push", where)]
-        trigger.pull_request = [self.pr_filter(item, w) for item, w in self.filters(node, "pull_request", where)]
-        if not trigger.push and not trigger.pull_request and "push" not in node and "pull_request" not in node:
+        if node.get("push") is None and node.get("pull_request") is None:
             self.problem(where, "a trigger needs push or pull_request filters")
+        trigger = Trigger(where=where, provider=provider, repository=repository)
+        trigger.push = [f for item, w in self.filters(node, "push", where) if (f := self.push_filter(item, w))]
+        trigger.pull_request = [f for item, w in self.filters(node, "pull_request", where)
+                                if (f := self.pr_filter(item, w))]
         for kind, filters in (("push", trigger.push), ("pull_request", trigger.pull_request)):
-            if (provider, kind) in NO_FILE_LISTS:
-                for f in filters:
-                    if f is not None and f.file_paths is not None:
-                        self.problem(f"{f.where}.file_paths",
-                                     f"{provider} {kind} webhooks do not list changed files, so file_paths cannot "
-                                     f"be checked; remove it (the generic endpoint accepts changed_files)")
-        trigger.push = [f for f in trigger.push if f is not None]
-        trigger.pull_request = [f for f in trigger.pull_request if f is not None]
+            for f in filters:
+                if (provider, kind) in NO_FILE_LISTS and f.file_paths is not None:
+                    self.problem(f"{f.where}.file_paths",
+                                 f"{provider} {kind} webhooks do not list changed files, so file_paths cannot "
+                                 f"be checked; remove it (the generic endpoint accepts changed_files)")
         return trigger
 
     def repository(self, node: dict, where: str) -> tuple[str | None, str]:
@@ -192,7 +190,8 @@ class _Parser:
             action = next((a for s in self.pipeline.stages for a in s.actions if a.name == action_name), None)
             if action is None:
                 names = [a.name for s in self.pipeline.stages for a in s.actions if str(a.type).startswith("source.")]
-                self.problem(f"{where}.source_action", f"no action named {action_name!r}{did_you_mean(action_name, names)}")
+                self.problem(f"{where}.source_action",
+                             f"no action named {action_name!r}{did_you_mean(action_name, names)}")
                 return None, ""
             if repository is None:
                 repository = (action.configuration or {}).get("repository")

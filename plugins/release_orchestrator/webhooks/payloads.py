@@ -229,7 +229,8 @@ def _bitbucket_pull_request(event_name: str, body: dict, base: dict, html_url: s
 
 
 def generic_events(kind: str, body: dict, delivery_id: str) -> list[Event]:
-    """A body already in our terms: {repository, event?, branch | tag, commit_id, ..., changed_files?, pull_request?}."""
+    """A body already in our terms: {repository, event?, branch | tag, commit_id, ..., changed_files?,
+    pull_request?}."""
     source: dict[str, Any] = {"provider": "generic", "repository": get(body, "repository"), "event": kind,
                               "delivery_id": delivery_id, "commit_id": get(body, "commit_id")}
     for key in ("commit_message", "author", "author_date", "commit_url"):

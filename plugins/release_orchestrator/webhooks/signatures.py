@@ -102,7 +102,7 @@ def find_secret(repository: str | None,
         if value:
             log.debug("webhook secret for %s from %s", repository, name)
             return value
-    log.warning("no webhook secret for %s: set Variable %s, Connection %s or Variable %s", repository,
-                secret_variable(repository) if repository else "-", secret_connection(repository) if repository else "-",
-                GLOBAL_SECRET_VARIABLE)
+    names = [secret_variable(repository), secret_connection(repository)] if repository else []
+    log.warning("no webhook secret for %s: looked for %s", repository or "a delivery naming no repository",
+                ", ".join([*names, GLOBAL_SECRET_VARIABLE]))
     return None
