@@ -99,19 +99,25 @@ def print_table(tis: list[dict]) -> None:
     print()
 
 
-def read_notifications(env: LocalEnvironment) -> list[dict]:
+def read_notifications(env: LocalEnvironment, until_subject: tuple[str, ...] = (), timeout: float = 45) -> list[dict]:
+    """Messages on the inbox queue; with until_subject, keep reading until one such subject arrives.
+
+    The pipeline's own success/failure message comes from a DAG callback that the dag-processor runs
+    shortly after the run ends, so it may arrive a few seconds after the run's final state.
+    """
     sqs = boto3.client("sqs", endpoint_url=env.sandbox_url, region_name=resources.REGION,
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     queue_url = sqs.get_queue_url(QueueName=resources.INBOX_QUEUE)["QueueUrl"]
     received: list[dict] = []
-    for _ in range(5):
+    deadline = time.monotonic() + timeout
+    while True:
         batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-        if not batch and received:
-            break
         for message in batch:
             received.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return received
+        done = not until_subject or any(m.get("Subject", "").startswith(until_subject) for m in received)
+        if (done and not batch) or time.monotonic() > deadline:
+            return received
 
 
 def print_notifications(notes: list[dict]) -> None:
@@ -144,7 +150,8 @@ def main() -> int:
         log(f"triggered {PIPELINE} run {run['dag_run_id']} for commit {push['source']['commit_id'][:12]}")
         state, tis = follow_run(env, api, reviewer, run["dag_run_id"])
         print_table(tis)
-        print_notifications(read_notifications(env))
+        log("collecting the SNS messages the pipeline published")
+        print_notifications(read_notifications(env, until_subject=("SUCCEEDED: pipeline", "FAILED: pipeline")))
         print(f"Run {run['dag_run_id']}: {state.upper()}  (Airflow UI: {env.airflow_url}, login admin/admin "
               f"while `make up` runs)")
         return 0 if state == "success" else 1

@@ -24,11 +24,16 @@ class Inbox:
         self.sqs = aws_client(env, "sqs")
         self.url = self.sqs.get_queue_url(QueueName=resources.INBOX_QUEUE)["QueueUrl"]
 
-    def drain(self, wait: float = 2.0) -> list[dict]:
-        """Every message received until the queue stays empty for `wait` seconds."""
+    def drain(self, wait: float = 2.0, until: tuple[str, ...] = (), timeout: float = 60) -> list[dict]:
+        """Every message received until the queue stays empty for `wait` seconds.
+
+        With `until`, first wait (up to `timeout`) for a message whose subject starts with one of
+        those prefixes: pipeline-level messages come from DAG callbacks that run after the run ends.
+        """
         messages: list[dict] = []
         quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < wait:
+        deadline = time.monotonic() + timeout
+        while True:
             batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
                 "Messages", [])
             for message in batch:
@@ -38,7 +43,9 @@ class Inbox:
                 self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
             if batch:
                 quiet_since = time.monotonic()
-        return messages
+            arrived = not until or any(m.get("Subject", "").startswith(until) for m in messages)
+            if (arrived and time.monotonic() - quiet_since >= wait) or time.monotonic() > deadline:
+                return messages
 
 
 def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):

@@ -84,7 +84,7 @@ def test_release_runs_end_to_end_with_approval(airflow_env, api, reviewer_api, i
         cluster=resources.ECS_CLUSTER, services=[resources.ECS_SERVICE])["services"][0]
     assert service["taskDefinition"] == ecs_out["TaskDefinitionArn"]
 
-    messages = inbox.drain()
+    messages = inbox.drain(until=("SUCCEEDED: pipeline",))
     titles = subjects(messages)
     assert sum(t.startswith("STARTED") for t in titles) == 1, titles
     assert sum(t.startswith("APPROVAL NEEDED") for t in titles) == 1, titles
@@ -106,7 +106,7 @@ def test_rejected_approval_stops_the_release(api, reviewer_api, inbox, pipeline_
     assert run["state"] == "failed"
     assert states[APPROVAL] == "failed"
     assert all(states[t] in ("upstream_failed", None) for t in DEPLOY_TASKS), states
-    titles = subjects(inbox.drain())
+    titles = subjects(inbox.drain(until=("FAILED: pipeline",)))
     assert sum(t.startswith("FAILED: pipeline webapp-release") for t in titles) == 1, titles
 
 
@@ -124,7 +124,7 @@ def test_failed_build_stops_the_pipeline_and_notifies(airflow_env, api, inbox, p
     assert states["Build.Compile"] == "failed"
     assert states["Test.DeployStaging"] == "upstream_failed"
     assert states[APPROVAL] == "upstream_failed"
-    messages = inbox.drain()
+    messages = inbox.drain(until=("FAILED: pipeline",))
     action_failed = [m["parsed"] for m in messages if m["Subject"].startswith("FAILED: action Build.Compile")]
     assert len(action_failed) == 1, subjects(messages)
     detail = action_failed[0]["detail"]
