@@ -228,3 +228,27 @@ def test_one_poller_per_key_and_event_loop():
     # Futures belong to one loop: a second loop gets its own poller.
     assert in_loop_1 is not in_loop_2
     assert len(made) == 4
+
+
+def test_a_result_is_held_until_the_minimum_defer_time(monkeypatch):
+    """Results arriving right after deferral wait out MIN_DEFER_SECONDS (the scheduler race guard)."""
+    import time as time_module
+
+    from release_orchestrator.triggers import base
+    from release_orchestrator.triggers.codebuild import CodeBuildBuildTrigger
+
+    monkeypatch.setattr(base, "MIN_DEFER_SECONDS", 0.5)
+
+    async def instant_wait(self, item_id, interval, stop_states):
+        return {"id": item_id, "buildStatus": "SUCCEEDED"}
+
+    monkeypatch.setattr(base.BatchPoller, "wait", instant_wait)
+
+    async def run():
+        start = time_module.monotonic()
+        event = await anext(CodeBuildBuildTrigger(build_id="p:1", poll_interval=0.01).run())
+        return event, time_module.monotonic() - start
+
+    event, elapsed = asyncio.run(run())
+    assert event.payload["status"] == "success"
+    assert elapsed >= 0.5

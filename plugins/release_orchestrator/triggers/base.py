@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -16,6 +18,13 @@ from release_orchestrator.triggers.poller import BatchPoller, BatchSpec, get_pol
 # Anything else (cleared -> None/scheduled/queued/running, marked success) keeps it running:
 # a cleared task reattaches to it.
 ABANDONED_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"})
+
+# A trigger that fires within seconds of deferring races the scheduler: Airflow 3.3.2 may process the
+# worker's "deferred, exited" success event after the trigger already re-queued the task, and then
+# fails the task as "state changed externally" (apache/airflow#67287, #72716; only the `scheduled`
+# variant is fixed in 3.3.2). Holding each result at least this long after deferral avoids it; real
+# builds and deployments take minutes, so this costs nothing there.
+MIN_DEFER_SECONDS = float(os.environ.get("RELEASE_ORCHESTRATOR_MIN_DEFER_SECONDS", "15"))
 
 
 def json_safe(value: Any) -> Any:
@@ -115,10 +124,12 @@ class BatchPolledTrigger(BaseTrigger):
         return BatchPoller(spec, fetch)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        started = time.monotonic()
         try:
             item = await self.poller().wait(
                 self.item_id, interval=self.poll_interval, stop_states=self.stop_states()
             )
+            await asyncio.sleep(max(0.0, MIN_DEFER_SECONDS - (time.monotonic() - started)))
         except Exception as err:
             yield TriggerEvent(
                 {
