@@ -32,7 +32,9 @@ def topic_and_queue(monkeypatch):
 
 
 def failure_context(task_id="Build.Compile", exception="build FAILED in phase BUILD"):
-    ti = SimpleNamespace(task_id=task_id, xcom_pull=lambda task_ids, key: {"LogsUrl": "https://console/logs"})
+    stored = {"_codebuild_build": {"region_name": "us-east-1", "aws_domain": "aws.amazon.com",
+                                   "build_id": "webapp-build:1234", "project_name": "webapp-build"}}
+    ti = SimpleNamespace(task_id=task_id, xcom_pull=lambda task_ids, key: stored.get(key))
     return {"run_id": "manual__1", "ti": ti, "exception": RuntimeError(exception)}
 
 
@@ -48,7 +50,9 @@ def test_action_failure_message_names_everything(topic_and_queue):
     assert (detail["pipeline"], detail["execution-id"], detail["stage"], detail["action"], detail["state"]) == (
         "webapp-release", "manual__1", "Build", "Compile", "FAILED")
     assert "phase BUILD" in detail["error-summary"]
-    assert detail["aws-console-link"] == "https://console/logs"
+    assert detail["aws-console-link"] == (
+        "https://console.aws.amazon.com/codesuite/codebuild/projects/webapp-build/build/webapp-build%3A1234/"
+        "?region=us-east-1")
     assert detail["airflow-log-link"].endswith("/dags/webapp-release/runs/manual__1/tasks/Build.Compile")
 
 

@@ -73,7 +73,6 @@ class PipelineEventNotifier(SnsNotifier):
         links = messages.airflow_links(airflow_base_url(), self.pipeline, run_id, task_id)
         extra: dict[str, Any] = {"airflow-run-link": links["run"]}
         error = context.get("exception") or context.get("reason")
-        outputs = _task_outputs(ti)
 
         if self.event.startswith("pipeline-"):
             state = self.event.removeprefix("pipeline-").upper()
@@ -90,8 +89,8 @@ class PipelineEventNotifier(SnsNotifier):
         extra.update({"airflow-log-link": links.get("task", links["run"])})
         if error:
             extra["error-summary"] = str(error)[:2000]
-        if outputs.get("ConsoleUrl") or outputs.get("LogsUrl"):
-            extra["aws-console-link"] = outputs.get("ConsoleUrl") or outputs.get("LogsUrl")
+        if console := _console_link(ti):
+            extra["aws-console-link"] = console
         event = messages.state_change_event(
             level=level, pipeline=self.pipeline, execution_id=run_id, state="FAILED", region=region,
             stage=stage, action=action if level == "action" else None, extra=extra,
@@ -104,12 +103,17 @@ class PipelineEventNotifier(SnsNotifier):
         publish(self.hook, self.target_arn, subject, message, {"event": self.event, "pipeline": self.pipeline})
 
 
-def _task_outputs(ti: Any) -> dict[str, Any]:
-    """The failed action's recorded links (the operators push them before waiting), if any."""
+def _console_link(ti: Any) -> str | None:
+    """The failed action's AWS console link, from the extra-link data it stored when it started."""
     if ti is None or not hasattr(ti, "xcom_pull"):
-        return {}
-    try:
-        value = ti.xcom_pull(task_ids=ti.task_id, key="links")
-    except Exception:  # noqa: BLE001 - links only enrich the message
-        return {}
-    return value if isinstance(value, dict) else {}
+        return None
+    from release_orchestrator.links import CodeBuildBuildLink, CodeDeployDeploymentLink
+
+    for link in (CodeBuildBuildLink, CodeDeployDeploymentLink):
+        try:
+            value = ti.xcom_pull(task_ids=ti.task_id, key=link.key)
+        except Exception:  # noqa: BLE001 - links only enrich the message
+            continue
+        if isinstance(value, dict) and (url := link().format_link(**value)):
+            return url
+    return None
