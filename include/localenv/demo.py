@@ -1,7 +1,7 @@
 """`make demo`: the example release, end to end, on the local sandbox.
 
-Starts the sandbox AWS and Airflow, triggers `webapp-release` with a source revision as a push
-webhook would, approves the pending approval as the QA lead (REST API, with a note), waits for the
+Starts the sandbox AWS and Airflow, starts `webapp-release` with a signed GitHub push delivered to
+the webhook endpoint (as GitHub would), approves the pending approval as the QA lead (REST API, with a note), waits for the
 end, then prints the stages and actions with status and duration, and the SNS messages the pipeline
 published (read back from the SQS queue subscribed to the topic). Exit code 0 only on success.
 """
@@ -12,12 +12,12 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any
 
 import boto3
 
-from include.localenv.airflow_api import AirflowAPI
+from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from include.localenv.environment import LocalEnvironment
+from include.localenv.webhook_client import send_github_push
 from include.sandbox import resources
 
 PIPELINE = "webapp-release"
@@ -27,22 +27,28 @@ RUN_TIMEOUT = 15 * 60
 TERMINAL = {"success", "failed"}
 
 
-def sample_push() -> dict[str, Any]:
-    """The source revision a push to main would carry."""
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    commit = hashlib.sha1(stamp.encode()).hexdigest()
-    return {
-        "source": {
-            "provider": "github",
-            "repository": "acme/webapp",
-            "branch": "main",
-            "commit_id": commit,
-            "commit_message": "Add the order history page",
-            "author": "Dana Developer",
-            "author_date": stamp,
-            "changed_files": ["web/orders.py", "web/templates/orders.html"],
-        }
-    }
+REPOSITORY = "acme/webapp"
+WEBHOOK_SECRET = "local-demo-webhook-secret"
+
+
+def push_to_main(env: LocalEnvironment, api: AirflowAPI) -> str:
+    """Deliver a signed GitHub push of a new commit on main; return the run it started."""
+    # The receiver looks the repository's secret up in an Airflow Variable (never in a spec).
+    name = "release_webhook_secret__" + REPOSITORY.replace("/", "__")
+    try:
+        api.request("POST", "/variables", json={"key": name, "value": WEBHOOK_SECRET})
+    except AirflowAPIError:
+        api.request("PATCH", f"/variables/{name}", json={"key": name, "value": WEBHOOK_SECRET})
+    commit = hashlib.sha1(datetime.now(timezone.utc).isoformat().encode()).hexdigest()
+    response = send_github_push(f"{env.airflow_url}/release-webhooks/github", WEBHOOK_SECRET, REPOSITORY, "main",
+                                commit, ["web/orders.py", "web/templates/orders.html"])
+    body = response.json()
+    started = [s for s in body.get("started", []) if s["dag_id"] == PIPELINE]
+    if response.status_code != 200 or not started:
+        raise RuntimeError(f"the push webhook started no {PIPELINE} run: HTTP {response.status_code} {body}")
+    log(f"GitHub push of {commit[:12]} to {REPOSITORY}@main -> webhook started {PIPELINE} "
+        f"run {started[0]['run_id']}")
+    return started[0]["run_id"]
 
 
 def log(message: str) -> None:
@@ -145,13 +151,11 @@ def main() -> int:
         log(f"waiting for the dag-processor to load {PIPELINE}")
         api.wait_for_dag(PIPELINE)
         read_notifications(env)  # start from an empty inbox
-        push = sample_push()
-        run = api.trigger(PIPELINE, conf=push)
-        log(f"triggered {PIPELINE} run {run['dag_run_id']} for commit {push['source']['commit_id'][:12]}")
-        state, tis = follow_run(env, api, reviewer, run["dag_run_id"])
+        run_id = push_to_main(env, api)
+        state, tis = follow_run(env, api, reviewer, run_id)
         print_table(tis)
         log("collecting the SNS messages the pipeline published")
         print_notifications(read_notifications(env, until_subject=("SUCCEEDED: pipeline", "FAILED: pipeline")))
-        print(f"Run {run['dag_run_id']}: {state.upper()}  (Airflow UI: {env.airflow_url}, login admin/admin "
+        print(f"Run {run_id}: {state.upper()}  (Airflow UI: {env.airflow_url}, login admin/admin "
               f"while `make up` runs)")
         return 0 if state == "success" else 1

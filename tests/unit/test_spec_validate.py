@@ -221,3 +221,41 @@ def test_find_references():
     config = {"a": "#{Src.CommitId}-#{variables.Env}", "b": [{"c": "x#{Build.BuildId}"}], "d": 3, "e": "#{nodot}"}
     assert find_references(config) == [("Src", "CommitId"), ("variables", "Env"), ("Build", "BuildId")]
     assert find_references("#{codepipeline.PipelineExecutionId}") == [("codepipeline", "PipelineExecutionId")]
+
+
+def test_names_that_collide_as_airflow_ids_are_refused():
+    from release_orchestrator.pipeline.api import action, stage
+    from release_orchestrator.pipeline.model import Pipeline
+    from release_orchestrator.pipeline.validate import validate
+
+    p = Pipeline(name="collide", stages=[
+        stage("Build", [action("Unit.Tests", "build.codebuild", project_name="a"),
+                        action("Unit_Tests", "build.codebuild", project_name="b")]),
+        stage("Ship.It", [action("Go", "build.codebuild", project_name="c")]),
+        stage("Ship@It", [action("Go", "build.codebuild", project_name="c")]),
+    ])
+    messages = [str(e) for e in validate(p)]
+    assert any("'Unit.Tests' and 'Unit_Tests' both become Airflow task id 'Unit_Tests'" in m for m in messages)
+    assert any("'Ship.It' and 'Ship@It' both become Airflow group id 'Ship_It'" in m for m in messages)
+
+
+def test_trigger_filters_are_validated_with_the_spec():
+    from release_orchestrator.pipeline.loader import load_spec_text
+    from release_orchestrator.pipeline.errors import SpecError
+
+    text = """pipeline:
+  name: trig
+  triggers:
+    - provider: github
+      repository: acme/x
+      push:
+        branches: {includs: [main]}
+  stages:
+    - name: Source
+      actions:
+        - name: Checkout
+          type: source.github
+          configuration: {repository: acme/x, branch: main}
+"""
+    with pytest.raises(SpecError, match=r"<string>:7: field 'triggers\[0\].push.branches.includs'.*includes"):
+        load_spec_text(text)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.model import Action, Pipeline
-from release_orchestrator.pipeline.syntax import REFERENCE_RE
+from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
 SOURCE_REVISION_PARAM = "source_revision"
 PARALLEL_MAX_ACTIVE_RUNS = int(os.environ.get("RELEASE_ORCHESTRATOR_PARALLEL_RUNS", "16"))
 TAG = "release-pipeline"
@@ -33,11 +33,6 @@ POLLED_TYPES = {"build.codebuild", "test.codebuild", "deploy.codedeploy"}
 
 class UnresolvedReference(LookupError):
     pass
-
-
-def airflow_key(name: str) -> str:
-    """Spec names allow '.' and '@'; Airflow group and task ids do not."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
 def task_id_of(stage_name: str, action_name: str) -> str:

@@ -59,3 +59,8 @@ def did_you_mean(name: str, options) -> str:
     by_norm = {norm(o): o for o in options}
     close = difflib.get_close_matches(norm(str(name)), list(by_norm), n=1, cutoff=0.6)
     return f" (did you mean '{by_norm[close[0]]}'?)" if close else ""
+
+
+def airflow_key(name: str) -> str:
+    """Spec names allow '.' and '@'; Airflow DAG, group and task ids do not: they become '_'."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)

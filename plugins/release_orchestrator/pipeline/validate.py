@@ -10,7 +10,7 @@ from typing import Any
 from .action_types import ACTION_TYPES, KIND_NAMES, ActionType
 from .errors import SpecError
 from .model import EXECUTION_MODES, Action, Pipeline, Stage
-from .syntax import (NAME_RE, NAMESPACE_RE, REFERENCE_RE, VARIABLE_NAME_RE, did_you_mean, find_references,
+from .syntax import (NAME_RE, airflow_key, NAMESPACE_RE, REFERENCE_RE, VARIABLE_NAME_RE, did_you_mean, find_references,
                      has_reference, iter_strings, parse_duration)
 
 __all__ = ["validate", "find_references", "parse_duration", "NOTIFICATION_EVENTS", "SCHEDULE_PRESETS"]
@@ -94,6 +94,7 @@ class _Validator:
             self.check_schedule(p.schedule)
         self.check_variables()
         self.check_notifications()
+        self.check_triggers()
         self.check_stages()
         self.check_references()
         return self.errors
@@ -117,6 +118,12 @@ class _Validator:
                 self.error(f"variable '{variable.name}' is declared twice", field=field)
             seen.add(variable.name)
 
+    def check_triggers(self) -> None:
+        from release_orchestrator.webhooks.filters import parse_triggers
+
+        for where, message in parse_triggers(self.p)[1]:
+            self.error(message, field=where)
+
     def check_notifications(self) -> None:
         n = self.p.notifications
         if n is None:
@@ -132,24 +139,34 @@ class _Validator:
         stages = self.p.stages
         if not 1 <= len(stages) <= MAX_STAGES:
             self.error(f"a pipeline needs 1 to {MAX_STAGES} stages, this one has {len(stages)}", field="stages")
-        seen_stages = set()
+        seen_stages: dict[str, str] = {}  # Airflow group id -> stage name
         for stage in stages:
             if problem := _name_problem(stage.name, "stage"):
                 self.error(problem, stage=stage, field="name")
-            elif stage.name in seen_stages:
+            elif stage.name in seen_stages.values():
                 self.error(f"stage name '{stage.name}' is used twice", stage=stage, field="name")
-            seen_stages.add(stage.name)
+            elif (other := seen_stages.get(airflow_key(stage.name))) is not None:
+                self.error(f"stage names '{other}' and '{stage.name}' both become Airflow group id "
+                           f"'{airflow_key(stage.name)}' ('.' and '@' turn into '_'); rename one", stage=stage,
+                           field="name")
+            if isinstance(stage.name, str):
+                seen_stages.setdefault(airflow_key(stage.name), stage.name)
             if not 1 <= len(stage.actions) <= MAX_ACTIONS_PER_STAGE:
                 self.error(f"a stage needs 1 to {MAX_ACTIONS_PER_STAGE} actions, this one has "
                            f"{len(stage.actions)}", stage=stage, field="actions")
-            seen_actions = set()
+            seen_actions: dict[str, str] = {}  # Airflow task id -> action name
             for action in stage.actions:
                 if problem := _name_problem(action.name, "action"):
                     self.error(problem, stage=stage, action=action, field="name")
-                elif action.name in seen_actions:
+                elif action.name in seen_actions.values():
                     self.error(f"action name '{action.name}' is used twice in this stage", stage=stage,
                                action=action, field="name")
-                seen_actions.add(action.name)
+                elif (other := seen_actions.get(airflow_key(action.name))) is not None:
+                    self.error(f"action names '{other}' and '{action.name}' both become Airflow task id "
+                               f"'{airflow_key(action.name)}' ('.' and '@' turn into '_'); rename one",
+                               stage=stage, action=action, field="name")
+                if isinstance(action.name, str):
+                    seen_actions.setdefault(airflow_key(action.name), action.name)
                 self.check_action(stage, action)
 
     def check_action(self, stage: Stage, action: Action) -> None:
