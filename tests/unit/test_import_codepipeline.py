@@ -62,9 +62,10 @@ def test_v2_variables_triggers_and_parallel_mode():
         "push": [{"branches": {"includes": ["main", "release/*"], "excludes": ["release/old-*"]},
                   "file_paths": {"includes": ["src/**"], "excludes": ["docs/**"]}},
                  {"tags": {"includes": ["v*"]}}],
-        "pull_request": [{"events": ["OPEN", "UPDATED"], "branches": {"includes": ["main"]},
-                          "file_paths": {"includes": ["src/**"]}}],
+        "pull_request": [{"events": ["OPEN", "UPDATED"], "branches": {"includes": ["main"]}}],
     }]
+    # Pull-request webhooks list no changed files: the path filter is left out, and said so.
+    assert any("file path filter of pull request filter 0 was left out" in n for n in result.notes)
     checkout, config = p.stages[0].actions
     assert checkout.configuration == {
         "repository": "acme/webapp", "branch": "main", "output_format": "CODE_ZIP", "detect_changes": False,

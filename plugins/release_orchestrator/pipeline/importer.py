@@ -199,6 +199,11 @@ class _Importer:
         for cp_key, key in (("push", "push"), ("pullRequest", "pull_request")):
             if git.get(cp_key):
                 out[key] = [_trigger_filter(f) for f in git[cp_key]]
+        for index, pr_filter in enumerate(out.get("pull_request", [])):
+            # Pull-request webhooks carry no list of changed files, so such a filter could never be checked.
+            if pr_filter.pop("file_paths", None) is not None:
+                self.notes.append(f"trigger on {out['source_action']}: the file path filter of pull request filter "
+                                  f"{index} was left out (pull request webhooks do not list changed files)")
         return out
 
     def stage(self, stage: dict) -> tuple[str, list]:
