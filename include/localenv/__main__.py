@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["demo", "up"])
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Ctrl-C must stop everything even when started from a shell that ignores SIGINT in background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from include.localenv.environment import LocalEnvironmentError
 
     try:
