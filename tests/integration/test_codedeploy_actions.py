@@ -113,6 +113,9 @@ def cd_resources(airflow_env) -> dict:
     # The seed's network: target groups and listeners are only named by our groups and services.
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]]
+    security_group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                           {"Name": "group-name", "Values": ["default"]}]
+                                                  )["SecurityGroups"][0]["GroupId"]
     blue = elb.describe_target_groups(Names=["webapp-ecs-blue"])["TargetGroups"][0]["TargetGroupArn"]
     balancer = elb.describe_load_balancers(Names=["webapp-alb"])["LoadBalancers"][0]["LoadBalancerArn"]
     listeners = {l["Port"]: l["ListenerArn"] for l in elb.describe_listeners(LoadBalancerArn=balancer)["Listeners"]}
@@ -134,7 +137,8 @@ def cd_resources(airflow_env) -> dict:
             cluster=CLUSTER, serviceName=service_name(group), taskDefinition=baseline_task, desiredCount=1,
             launchType="FARGATE", deploymentController={"type": "CODE_DEPLOY"},
             loadBalancers=[{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080}],
-            networkConfiguration={"awsvpcConfiguration": {"subnets": subnets[:2], "assignPublicIp": "DISABLED"}})
+            networkConfiguration={"awsvpcConfiguration": {"subnets": subnets[:2], "securityGroups": [security_group],
+                                                          "assignPublicIp": "DISABLED"}})
 
     # Lambda: version 1 behind the alias, new code waiting to be published.
     for group in LAMBDA_GROUPS:
