@@ -84,11 +84,24 @@ class AirflowAPI:
         return entry.get("value")
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        response = self._http.get(
-            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            headers={"Accept": "text/plain"},
-        )
-        return response.text
+        """A try's whole log as text: every string of every entry, one entry per line.
+
+        Airflow 3.3's log endpoint serves structured JSON entries only.
+        """
+        content = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                               params={"full_content": True}, headers={"Accept": "application/json"})["content"]
+
+        def strings(value: Any):
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, dict):
+                for item in value.values():
+                    yield from strings(item)
+            elif isinstance(value, list):
+                for item in value:
+                    yield from strings(item)
+
+        return "\n".join(" ".join(strings(entry)) for entry in content)
 
     def close(self) -> None:
         self._http.close()

@@ -199,6 +199,13 @@ class LocalEnvironment:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def kill_and_restart(self, name: str) -> None:
+        """SIGKILL an Airflow process and its children, then start it again (tests of crash recovery)."""
+        proc = self._procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        self._spawn(name, [sys.executable, "-m", "airflow", *AIRFLOW_PROCESSES[name]], env=self.airflow_env())
+
     def check_alive(self) -> None:
         for name, proc in self._procs.items():
             if proc.poll() is not None:

@@ -20,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from include.sandbox import resources as r
+from include.sandbox.events import seed_events
 
 SAMPLE_APP = Path(__file__).resolve().parent.parent / "sample_app"
 ECS_BLUE_TARGET_GROUP = "webapp-ecs-blue"
@@ -62,6 +63,7 @@ def seed(endpoint_url: str) -> dict:
     for region in (r.REGION, r.SECOND_REGION):
         _lambda(endpoint_url, region)
     _codedeploy(endpoint_url, network)
+    out["source_events_queue_url"] = seed_events(endpoint_url)
     # Last on purpose: the sandbox's health reports "seeded" once this subscription exists.
     out["inbox_queue_url"] = _notifications(endpoint_url)
     return out

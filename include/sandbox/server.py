@@ -26,6 +26,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
 from include.sandbox import codebuild, codedeploy
+from include.sandbox import events as sandbox_events
 from include.sandbox.common import ApiError, backend, now, region_of
 from include.sandbox.faults import FaultError, Faults
 from include.sandbox.resources import INBOX_QUEUE, REGION, SANDBOX_PORT, SNS_TOPIC_ARN
@@ -62,6 +63,8 @@ class SandboxApp:
             self.codedeploy.tick(at)
 
     def __call__(self, environ, start_response):
+        if (handled := sandbox_events.intercept(self, environ, start_response)) is not None:
+            return handled  # ECR PutImage and the CodeCommit push endpoint emit source change events
         if environ.get("PATH_INFO", "").startswith("/_sandbox/"):
             return self._control(environ, start_response)
         prefix, _, operation = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")

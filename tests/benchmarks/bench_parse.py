@@ -17,13 +17,16 @@ replays what the forked child does in airflow/dag_processing/processor.py ``_par
 
 - ``stability``: the AST check for DAG version inflation (``check_dag_file_stability``);
 - ``parse``: ``DagBag(dag_folder=<file>, bundle_path=..., load_op_links=False)``: import the file, collect,
-  validate and bag its DAGs. Modules the file imports outside ``airflow.*`` (release_orchestrator, yaml,
-  the Amazon provider hooks the operators use, ...) are not preloaded by the manager, so every real parse
+  validate and bag its DAGs. Modules the file imports outside ``airflow.*`` (release_orchestrator, the
+  Amazon provider hooks the operators use, boto3, ...) are not preloaded by the manager, so every real parse
   pays for importing them: this first parse is the representative figure;
 - ``serialize``: ``DagSerialization.to_dict`` of every DAG, which the processor sends to the scheduler.
 
 The same process then parses the file a second time (``warm``): every module is already imported, so this
-is the cost of the DAG-building code alone.
+is the cost of the DAG-building code alone. Each measurement is repeated (``--repeats``) and the median
+reported, in CPU seconds of the parsing process by default (``--clock wall`` for wall-clock time), so other
+load on the machine does not inflate it. Unless ``--no-profile``, the first parse of each file at
+``--profile-size`` pipelines then runs under cProfile, and a summary of where its time goes is printed.
 
 Files measured, each with RELEASE_ORCHESTRATOR_PIPELINES_DIR pointing at the generated specs:
 ``dags/release_pipelines.py`` (the factory), ``dags/release_pipeline_errors.py`` (loads the specs again to
@@ -35,16 +38,19 @@ report invalid ones; the dag-processor parses it in its own fork), and the gener
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import pprint
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +91,7 @@ def write_hand_written(path: Path, specs: Path) -> None:
 
     Task arguments are taken from the compiler (so they are exactly what it passes, defaults and Jinja
     included) and written out as literals; the DAG, TaskGroups and dependencies are written as one would by
-    hand. compare_dags() checks the result against the factory's DAGs.
+    hand. compare_worker() checks that both give the same serialized DAGs.
     """
     from release_orchestrator.pipeline import compiler
     from release_orchestrator.pipeline.loader import load_specs
@@ -127,14 +133,18 @@ def write_hand_written(path: Path, specs: Path) -> None:
                     f"target_arn={notifier.target_arn!r}, aws_conn_id={notifier.aws_conn_id!r}, "
                     f"region_name={notifier.region_name!r})")
 
-            def ref(value, indent=8):
-                if isinstance(value, list) and value and all(id(v) in names for v in value):
+            def ref(value, indent: int) -> str:
+                if isinstance(value, list) and value and all(id(v) in names for v in value):  # notifiers
                     return "[" + ", ".join(names[id(v)] for v in value) + "]"
-                if isinstance(value, datetime_timedelta):
+                if isinstance(value, timedelta):
                     return f"datetime.timedelta(seconds={value.total_seconds()!r})"
                 return _literal(value, indent)
 
-            params = [f"        {v.name!r}: Param({v.default!r}, type={['string', 'null'] if v.default is None else 'string'!r}, "
+            def callback(event: str) -> str:
+                return f"[{names[id(notifiers[event])]}]" if event in notifiers else "None"
+
+            params = [f"        {v.name!r}: Param({v.default!r}, "
+                      f"type={['string', 'null'] if v.default is None else 'string'!r}, "
                       f"description={v.description or f'pipeline variable {v.name}'!r}),"
                       for v in pipeline.variables]
             params.append(f"        {compiler.SOURCE_REVISION_PARAM!r}: Param(None, type=['null', 'string'], "
@@ -142,7 +152,6 @@ def write_hand_written(path: Path, specs: Path) -> None:
                           "an image digest or an S3 object version.'),")
             mode = pipeline.execution_mode
             imports.add(("release_orchestrator.pipeline.compiler", "release_output"))
-            dag_var = f"dag{suffix}"
             body += [
                 "with DAG(",
                 f"    dag_id={compiler.airflow_key(pipeline.name)!r},",
@@ -154,12 +163,10 @@ def write_hand_written(path: Path, specs: Path) -> None:
                 f"    max_active_runs={compiler.PARALLEL_MAX_ACTIVE_RUNS if mode == 'PARALLEL' else 1},",
                 f"    doc_md={compiler.doc_md(pipeline)!r},",
                 "    user_defined_macros={'release_output': release_output},",
-                "    on_success_callback="
-                + (f"[{names[id(notifiers['pipeline-succeeded'])]}]," if "pipeline-succeeded" in notifiers else "None,"),
-                "    on_failure_callback="
-                + (f"[{names[id(notifiers['pipeline-failed'])]}]," if "pipeline-failed" in notifiers else "None,"),
+                f"    on_success_callback={callback('pipeline-succeeded')},",
+                f"    on_failure_callback={callback('pipeline-failed')},",
                 "    default_args={'retries': 0},",
-                f") as {dag_var}:",
+                f") as dag{suffix}:",
             ]
             namespaces = {a.namespace: compiler.task_id_of(s.name, a.name)
                           for s in pipeline.stages for a in s.actions if a.namespace}
@@ -196,9 +203,6 @@ def write_hand_written(path: Path, specs: Path) -> None:
     path.write_text("\n".join(out + body) + "\n")
 
 
-from datetime import timedelta as datetime_timedelta  # noqa: E402  (used by write_hand_written's literals)
-
-
 # --- the measurement, in a fresh interpreter ----------------------------------------------------------------
 
 
@@ -226,28 +230,38 @@ def worker(file: str, bundle: str, passes: int, profile: str | None) -> None:
     import structlog
 
     log = structlog.get_logger()
+    gc.freeze()  # the manager freezes its heap before its parsing loop, so forked parsers never scan it
     _pre_import_airflow_modules(file, log)  # done by the manager before it forks the parser
 
     results = []
     for number in range(passes):
+        if number:  # the warm pass: drop the previous pass's DAGs, and keep every import out of GC's way
+            del bag, serialized
+            gc.collect()
+            gc.freeze()
         profiler = None
-        if profile and number == 0:
+        if profile and number == 0:  # the parse only: the figure the profile explains
             import cProfile
 
             profiler = cProfile.Profile()
-            profiler.enable()
-        t0 = time.perf_counter()
+        marks = [(time.perf_counter(), time.process_time())]
         check_dag_file_stability(file)
-        t1 = time.perf_counter()
+        marks.append((time.perf_counter(), time.process_time()))
+        if profiler is not None:
+            profiler.enable()
         bag = DagBag(dag_folder=file, bundle_path=Path(bundle), bundle_name=BUNDLE, load_op_links=False)
-        t2 = time.perf_counter()
-        serialized, serialization_errors = _serialize_dags(bag, log)
-        t3 = time.perf_counter()
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile)
+        marks.append((time.perf_counter(), time.process_time()))
+        serialized, serialization_errors = _serialize_dags(bag, log)
+        marks.append((time.perf_counter(), time.process_time()))
+        step = {}
+        for index, name in enumerate(("stability", "parse", "serialize")):
+            step[name] = marks[index + 1][1] - marks[index][1]  # CPU seconds
+            step[name + "_wall"] = marks[index + 1][0] - marks[index][0]
         results.append({
-            "stability": t1 - t0, "parse": t2 - t1, "serialize": t3 - t2,
+            **step,
             "dags": len(bag.dags), "tasks": sum(len(d.tasks) for d in bag.dags.values()),
             "import_errors": {**bag.import_errors, **serialization_errors},
         })
@@ -296,25 +310,23 @@ def run_worker(args: list[str], env: dict[str, str]) -> object:
 
 # --- profile ------------------------------------------------------------------------------------------------
 
-# (label, file suffix, function) whose cumulative time says where a parse goes; first match wins.
+# (label, file suffix, function) whose cumulative time says where a parse goes (the largest among matches).
 PROFILE_GROUPS = [
-    ("DagBag: import the DAG file (module body)", "importers/python_importer.py", "_load_modules_from_file"),
-    ("  import release_orchestrator / yaml / provider modules", "<frozen importlib._bootstrap>", "_find_and_load"),
-    ("  load_specs: read + YAML + shape + validate", "pipeline/loader.py", "load_specs"),
-    ("    YAML parse (PyYAML, line-tracking SafeLoader)", "pipeline/loader.py", "parse_spec_text"),
-    ("    yaml compose/construct", "yaml/constructor.py", "get_single_data"),
+    ("import the DAG file (run its module body)", "importers/python_importer.py", "_load_modules_from_file"),
+    ("  imports: release_orchestrator, Amazon provider, boto3...", None, "imports"),
+    ("  load_specs: read, YAML, shape checks, validate", "pipeline/loader.py", "load_specs"),
+    ("    YAML to Python objects (loader.get_single_data)", "yaml/constructor.py", "get_single_data"),
     ("    validate()", "pipeline/validate.py", "validate"),
     ("  build_dag (all pipelines)", "pipeline/compiler.py", "build_dag"),
     ("    _build_task: operators", "pipeline/compiler.py", "_build_task"),
     ("    _notifiers", "pipeline/compiler.py", "_notifiers"),
-    ("DagBag: dag.validate()", "definitions/dag.py", "validate"),
-    ("DagBag: bag_dag (cycle check, template files, policies)", "dag_processing/dagbag.py", "bag_dag"),
-    ("processor: serialize DAGs", "dag_processing/processor.py", "_serialize_dags"),
-    ("processor: stability check (AST)", "utils/dag_version_inflation_checker.py", "check_dag_file_stability"),
+    ("dag.validate() of each DAG", "definitions/dag.py", "validate"),
+    ("bag_dag: cycle check, template files, policies", "dag_processing/dagbag.py", "bag_dag"),
 ]
 
 
-def profile_summary(path: str, top: int) -> tuple[float, list[tuple[str, float]], list[tuple[str, float, float]]]:
+def profile_summary(path: str, dag_file: str, top: int) -> tuple[float, list, list]:
+    """Total seconds, (label, cumulative seconds) per PROFILE_GROUPS entry, and the top functions by own time."""
     import pstats
 
     stats = pstats.Stats(path)
@@ -322,6 +334,13 @@ def profile_summary(path: str, top: int) -> tuple[float, list[tuple[str, float]]
     total = stats.total_tt
     groups = []
     for label, suffix, func in PROFILE_GROUPS:
+        if suffix is None:  # imports started by the DAG file or by a function, not nested in another import
+            times = [sum(c[3] for (cf, _, cfn), c in v[4].items()
+                         if not cf.startswith("<frozen") and (cfn != "<module>" or cf == dag_file))
+                     for (f, _, fn), v in raw.items()
+                     if f == "<frozen importlib._bootstrap>" and fn == "_find_and_load"]
+            groups.append((label, sum(times)))
+            continue
         # The outermost call carries the whole time: take the largest cumulative time among matches.
         times = [v[3] for (f, _, fn), v in raw.items() if f.endswith(suffix) and fn == func]
         if times:
@@ -355,6 +374,9 @@ def main(argv=None) -> int:
     parser.add_argument("--root", type=Path, default=REPO, help="checkout whose dags/ and plugins/ are measured")
     parser.add_argument("--json", type=Path, help="also write every raw timing here")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="report CPU time of the parsing process (default; not inflated by other load on the "
+                             "machine) or wall-clock time (both are in --json)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     root = args.root.resolve()
@@ -406,23 +428,24 @@ def main(argv=None) -> int:
                     per_file[kind].append(passes)
                 print(f"  N={n}: repeat {repeat + 1}/{args.repeats} done", flush=True)
             raw["results"][n] = per_file
-        report(raw, sizes)
+        report(raw, sizes, args.clock)
 
         if not args.no_profile:
             n = args.profile_size
             _, env, files = setups[n]
-            for kind in ("factory", "errors"):
+            for kind in ("factory", "errors", "hand"):
                 prof = str(work / f"{kind}-n{n}.prof")
                 run_worker(["_worker", files[kind][0], files[kind][1], "1", prof], env)
-                total, groups, own = profile_summary(prof, args.top)
-                print(f"\nProfile of the first parse of {kind} ({Path(files[kind][0]).name}), N={n}, under cProfile "
-                      f"(total {total:.2f} s; cProfile inflates call-heavy code):")
+                total, groups, own = profile_summary(prof, files[kind][0], args.top)
+                print(f"\nProfile of the first DagBag parse of {kind} ({Path(files[kind][0]).name}), N={n}: "
+                      f"{total:.2f} s under cProfile, which inflates call-heavy code; read the shares.")
                 for label, seconds in groups:
                     print(f"  {label:<60} {seconds:6.3f} s  {100 * seconds / total:5.1f} %")
                 print(f"  top {args.top} by own time (own s, cumulative s):")
                 for where, tottime, cumtime in own:
                     print(f"    {tottime:6.3f} {cumtime:6.3f}  {where}")
-                print(f"  (full profile: {prof}; e.g. python -m pstats {prof})" if args.keep else "")
+                if args.keep:
+                    print(f"  (full profile: {prof}; e.g. python -m pstats {prof})")
         if args.json:
             args.json.write_text(json.dumps(raw, indent=1))
     finally:
@@ -433,36 +456,44 @@ def main(argv=None) -> int:
     return 0
 
 
-def report(raw: dict, sizes: list[int]) -> None:
-    def med(n, kind, key, pass_=0):
-        return median([p[pass_][key] for p in raw["results"][n][kind]])
+def report(raw: dict, sizes: list[int], clock: str) -> None:
+    suffix = "" if clock == "cpu" else "_wall"
 
-    def total(n, kind, pass_=0):  # what the forked parser spends on the file, per repeat
-        return median([p[pass_]["stability"] + p[pass_]["parse"] + p[pass_]["serialize"]
-                       for p in raw["results"][n][kind]])
+    def runs(n, kind, pass_=0):
+        return [p[pass_] for p in raw["results"][n][kind]]
 
-    def both(n, key="parse", pass_=0):
-        pairs = zip(raw["results"][n]["factory"], raw["results"][n]["errors"])
-        return median([a[pass_][key] + b[pass_][key] for a, b in pairs])
+    def med(n, kind, key="parse", pass_=0):
+        return median([r[key + suffix] for r in runs(n, kind, pass_)])
 
-    print(f"\nMedian of {raw['repeats']} fresh interpreters, seconds. 'parse' = DagBag of the one file, first parse "
-          "in a process set up like a dag-processor fork; 'warm' = second parse in the same process.")
-    header = ("| N | factory parse | errors file parse | both files | hand-written parse | factory / hand | "
-              "both / hand | factory warm | hand warm | factory full | hand full |")
-    print(header)
-    print("|---" * (header.count("|") - 1) + "|")
+    def both(n, key="parse", pass_=0):  # the two factory files, paired per repeat
+        return median([a[key + suffix] + b[key + suffix]
+                       for a, b in zip(runs(n, "factory", pass_), runs(n, "errors", pass_))])
+
+    def full(n, kind):  # what the forked parser spends on the file
+        return median([r["stability" + suffix] + r["parse" + suffix] + r["serialize" + suffix]
+                       for r in runs(n, kind)])
+
+    what = "CPU seconds of the parsing process" if clock == "cpu" else "wall-clock seconds"
+    print(f"\nMedian of {raw['repeats']} fresh interpreters, {what}. Parse = DagBag of the one file, the first "
+          "parse in a process set up like a dag-processor fork.")
+    print("| N | factory | errors file | factory + errors file | hand-written | factory ÷ hand | "
+          "(factory + errors) ÷ hand |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
-        f, e, h = med(n, "factory", "parse"), med(n, "errors", "parse"), med(n, "hand", "parse")
-        b = both(n)
-        print(f"| {n} | {f:.3f} | {e:.3f} | {b:.3f} | {h:.3f} | {f / h:.2f}x | {b / h:.2f}x | "
-              f"{med(n, 'factory', 'parse', 1):.3f} | {med(n, 'hand', 'parse', 1):.3f} | "
-              f"{total(n, 'factory') + total(n, 'errors'):.3f} | {total(n, 'hand'):.3f} |")
-    print("\n'full' = stability check + parse + serialization, what the forked parser does per file "
-          "(factory full = both factory files).")
+        f, e, b, h = med(n, "factory"), med(n, "errors"), both(n), med(n, "hand")
+        print(f"| {n} | {f:.3f} | {e:.3f} | {b:.3f} | {h:.3f} | {f / h:.2f}x | {b / h:.2f}x |")
+    print("\nWarm = second parse in the same process (every module already imported). Full = what the forked "
+          "parser does with the file: stability check + parse + serialization (factory: both files).")
+    print("| N | factory warm | factory + errors warm | hand-written warm | factory full | hand-written full |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
-        spread = {k: (min(p[0]["parse"] for p in v), max(p[0]["parse"] for p in v))
-                  for k, v in raw["results"][n].items()}
-        print(f"  N={n} parse min-max: " + ", ".join(f"{k} {lo:.3f}-{hi:.3f}" for k, (lo, hi) in spread.items()))
+        print(f"| {n} | {med(n, 'factory', pass_=1):.3f} | {both(n, pass_=1):.3f} | {med(n, 'hand', pass_=1):.3f} | "
+              f"{full(n, 'factory') + full(n, 'errors'):.3f} | {full(n, 'hand'):.3f} |")
+    print()
+    for n in sizes:
+        spread = {k: (min(r["parse" + suffix] for r in runs(n, k)), max(r["parse" + suffix] for r in runs(n, k)))
+                  for k in raw["results"][n]}
+        print(f"N={n} parse min-max: " + ", ".join(f"{k} {lo:.3f}-{hi:.3f}" for k, (lo, hi) in spread.items()))
 
 
 if __name__ == "__main__":
@@ -471,4 +502,5 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "_compare":
         compare_worker(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the temporary files
         sys.exit(main())

@@ -4,17 +4,14 @@ Pipelines: tests/integration/pipelines/cb-*.yaml (a source action, then one buil
 building its own CodeBuild project, created here, so the faults set on them never touch other tests.
 
 Every deferred action holds its result at least MIN_DEFER_SECONDS (15 s) after deferring, so a run costs
-about 25 s at least. The runs that need nothing from the test while they wait are all started at once by
-the `background` fixture; the tests that act on a waiting task (clear, mark failed, stop, kill the
-triggerer) run one after the other while those finish.
+about 25 s at least. All runs but one are started at once by the `background` fixture; the tests that act
+on a waiting task (clear, mark failed, stop) go first, while the others finish. Killing the triggerer comes
+last, with a run of its own, so that it touches no other run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import sys
 import time
 
 import boto3
@@ -22,7 +19,6 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from include.localenv.environment import AIRFLOW_PROCESSES
 from include.sandbox import resources
 from include.sandbox.client import SandboxClient
 from tests.integration.helpers import aws_client, wait_for, wait_for_run, wait_for_task_state
@@ -124,33 +120,29 @@ def one_build_started(codebuild, project: str) -> str:
     return ids[0]
 
 
-def _strings(value) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in _strings(item)]
-    if isinstance(value, list):
-        return [text for item in value for text in _strings(item)]
-    return []
-
-
 def task_log(api, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-    """A try's whole log as text: every message with all its fields (an error's type and message too).
+    return api.task_log(dag_id, run_id, task_id, try_number)
 
-    Airflow 3.3.2's log endpoint answers JSON or NDJSON only, so AirflowAPI.task_log (text/plain) is refused.
-    """
-    content = api.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                          params={"full_content": True}, headers={"Accept": "application/json"})["content"]
-    return "\n".join(" ".join(_strings(entry)) for entry in content)
+
+def trigger_starts(api, dag_id: str, run_id: str) -> list[str]:
+    """The lines of the build task's first try logged by a triggerer starting its trigger."""
+    name = f"{dag_id}/{run_id}/{BUILD_TASK}/-1/1 "
+    return [line for line in task_log(api, dag_id, run_id, BUILD_TASK).splitlines()
+            if name in line and "starting" in line]
+
+
+def finished(api, dag_id: str, run_id: str) -> dict:
+    """The run once it ended; when it does not, fail with where its tasks are."""
+    try:
+        return wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    except AssertionError as err:
+        tasks = [(ti["task_id"], ti["state"], ti["try_number"], ti.get("start_date"), ti.get("end_date"))
+                 for ti in api.task_instances(dag_id, run_id)]
+        raise AssertionError(f"{err}; task instances: {tasks}") from None
 
 
 def restart_triggerer(env) -> None:
-    """SIGKILL the triggerer's process group, then start it again as LocalEnvironment.start does."""
-    proc = env._procs["triggerer"]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    env._spawn("triggerer", [sys.executable, "-m", "airflow", *AIRFLOW_PROCESSES["triggerer"]],
-               env=env.airflow_env())
+    env.kill_and_restart("triggerer")
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -217,7 +209,7 @@ def test_task_cleared_while_deferred_reattaches_to_its_build(api, codebuild, bac
     cleared = api.request("POST", f"/dags/{dag_id}/clearTaskInstances", json={
         "dry_run": False, "only_failed": False, "task_ids": [BUILD_TASK], "dag_run_id": run_id})
     assert [ti["task_id"] for ti in cleared["task_instances"]] == [BUILD_TASK]
-    run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    run = finished(api, dag_id, run_id)
 
     ti = task_instance(api, dag_id, run_id, BUILD_TASK)
     assert run["state"] == "success", ti
@@ -240,7 +232,7 @@ def test_marking_the_deferred_task_failed_stops_the_build(api, codebuild, backgr
     build = wait_for(lambda: (b := get_build(codebuild, build_id))["buildStatus"] != "IN_PROGRESS" and b,
                      timeout=30, what=f"build {build_id} to stop")
     assert build["buildStatus"] == "STOPPED"
-    assert wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)["state"] == "failed"
+    assert finished(api, dag_id, run_id)["state"] == "failed"
     assert task_instance(api, dag_id, run_id, BUILD_TASK)["state"] == "failed"
     assert project_builds(codebuild, dag_id) == [build_id]
 
@@ -252,34 +244,12 @@ def test_build_stopped_in_codebuild_fails_the_task(api, codebuild, background):
     build_id = one_build_started(codebuild, dag_id)
     codebuild.stop_build(id=build_id)
 
-    run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    run = finished(api, dag_id, run_id)
     assert run["state"] == "failed"
     assert task_instance(api, dag_id, run_id, BUILD_TASK)["state"] == "failed"
     log = task_log(api, dag_id, run_id, BUILD_TASK)
     assert f"Build {build_id} STOPPED in phase BUILD" in log
     assert "Build was stopped by a StopBuild request" in log  # from the build's own log
-
-
-def test_killed_triggerer_is_replaced_and_the_wait_goes_on(airflow_env, api, codebuild, projects):
-    dag_id = "cb-build-kill"
-    conf, commit = push(dag_id)
-    run_id = api.trigger(dag_id, conf=conf)["dag_run_id"]
-    wait_for_task_state(api, dag_id, run_id, BUILD_TASK, {"deferred"}, timeout=RUN_TIMEOUT)
-    build_id = one_build_started(codebuild, dag_id)
-
-    restart_triggerer(airflow_env)
-    # The result was held (MIN_DEFER_SECONDS) when the triggerer died: the task is still waiting.
-    assert task_instance(api, dag_id, run_id, BUILD_TASK)["state"] == "deferred"
-
-    run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
-    ti = task_instance(api, dag_id, run_id, BUILD_TASK)
-    assert run["state"] == "success", ti
-    assert ti["try_number"] == 1
-    outputs = api.xcom(dag_id, run_id, BUILD_TASK)
-    assert outputs["BuildId"] == build_id
-    assert outputs["ResolvedSourceVersion"] == commit
-    assert project_builds(codebuild, dag_id) == [build_id]
-    airflow_env.check_alive()
 
 
 # --- runs that only wait ------------------------------------------------------------------------
@@ -288,7 +258,7 @@ def test_killed_triggerer_is_replaced_and_the_wait_goes_on(airflow_env, api, cod
 def test_build_succeeds_with_its_outputs(api, codebuild, background):
     dag_id = "cb-build-ok"
     run_id, commit = background[dag_id]
-    run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    run = finished(api, dag_id, run_id)
     assert run["state"] == "success"
 
     outputs = api.xcom(dag_id, run_id, BUILD_TASK)
@@ -313,7 +283,7 @@ def test_build_succeeds_with_its_outputs(api, codebuild, background):
 def test_failed_build_fails_with_phase_message_and_log_tail(api, inbox, codebuild, background):
     dag_id = "cb-build-fail"
     run_id, _ = background[dag_id]
-    run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    run = finished(api, dag_id, run_id)
     assert run["state"] == "failed"
     assert task_instance(api, dag_id, run_id, BUILD_TASK)["state"] == "failed"
 
@@ -337,7 +307,7 @@ def test_failed_build_fails_with_phase_message_and_log_tail(api, inbox, codebuil
 def test_build_timed_out_in_codebuild_fails_the_task(api, codebuild, background):
     dag_id = "cb-build-timeout"
     run_id, _ = background[dag_id]
-    run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    run = finished(api, dag_id, run_id)
     assert run["state"] == "failed"
     [build_id] = project_builds(codebuild, dag_id)
     assert get_build(codebuild, build_id)["buildStatus"] == "TIMED_OUT"
@@ -349,7 +319,7 @@ def test_build_timed_out_in_codebuild_fails_the_task(api, codebuild, background)
 def test_throttled_project_still_builds(airflow_env, api, codebuild, background):
     dag_id = "cb-build-throttle"
     run_id, commit = background[dag_id]
-    run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    run = finished(api, dag_id, run_id)
     assert run["state"] == "success", task_log(api, dag_id, run_id, BUILD_TASK)
     outputs = api.xcom(dag_id, run_id, BUILD_TASK)
     assert outputs["ResolvedSourceVersion"] == commit
@@ -371,7 +341,7 @@ def test_throttled_project_still_builds(airflow_env, api, codebuild, background)
 def test_failing_tests_fail_the_test_action_naming_them(api, codebuild, background):
     dag_id = "cb-test-fail"
     run_id, _ = background[dag_id]
-    run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    run = finished(api, dag_id, run_id)
     assert run["state"] == "failed"
     assert task_instance(api, dag_id, run_id, TEST_TASK)["state"] == "failed"
 
@@ -383,3 +353,34 @@ def test_failing_tests_fail_the_test_action_naming_them(api, codebuild, backgrou
     assert f"2 of 12 tests failed: {failing}" in log
     assert "Tests: 12 total, 10 passed, 2 failed, 0 skipped" in log
     assert "Failed test: tests.integration.test_webapp.test_order_confirmation_email" in log
+
+
+# --- last, so that killing the triggerer touches no other run -------------------------------------
+
+
+def test_killed_triggerer_is_replaced_and_the_wait_goes_on(airflow_env, api, codebuild, projects):
+    dag_id = "cb-build-kill"
+    conf, commit = push(dag_id)
+    run_id = api.trigger(dag_id, conf=conf)["dag_run_id"]
+    wait_for_task_state(api, dag_id, run_id, BUILD_TASK, {"deferred"}, timeout=RUN_TIMEOUT)
+    build_id = one_build_started(codebuild, dag_id)
+    # Kill it once it runs the trigger (which then holds the result MIN_DEFER_SECONDS).
+    wait_for(lambda: len(trigger_starts(api, dag_id, run_id)) == 1, timeout=60, interval=0.5,
+             what="the triggerer to run the trigger")
+
+    restart_triggerer(airflow_env)
+    # The result was held (MIN_DEFER_SECONDS) when the triggerer died: the task is still waiting.
+    assert task_instance(api, dag_id, run_id, BUILD_TASK)["state"] == "deferred"
+
+    run = finished(api, dag_id, run_id)
+    ti = task_instance(api, dag_id, run_id, BUILD_TASK)
+    assert run["state"] == "success", ti
+    assert ti["try_number"] == 1
+    outputs = api.xcom(dag_id, run_id, BUILD_TASK)
+    assert outputs["BuildId"] == build_id
+    assert outputs["ResolvedSourceVersion"] == commit
+    assert project_builds(codebuild, dag_id) == [build_id]
+    # The same trigger ran twice: in the killed triggerer, then in its replacement, which fired.
+    starts = trigger_starts(api, dag_id, run_id)
+    assert len(starts) == 2, starts
+    airflow_env.check_alive()

@@ -6,9 +6,10 @@ per scenario), with their own ECS services and Lambda functions, created here th
 include/sandbox/seed.py creates the example's, so the faults set on them never touch other tests.
 
 Every deferred action holds its result at least MIN_DEFER_SECONDS (15 s) after deferring, so a run costs
-about 25 s at least. All six runs are started at once by the `runs` fixture; the tests then act on them in
-file order: first the ones that need a live triggerer at a given moment (mark failed, kill the triggerer),
-then the ones that only wait for a result, which meanwhile have had time to finish.
+about 25 s at least. All six runs are started at once by the `runs` fixture (with a thread that continues
+one cd-ready deployment by hand just before its action does); the tests then act on them in file order:
+first the ones that need a live triggerer at a given moment (mark failed, kill the triggerer), then the
+ones that only wait for a result, which meanwhile have had time to finish.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ import hashlib
 import io
 import json
 import os
-import signal
-import sys
+import threading
 import time
 import zipfile
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from include.localenv.environment import AIRFLOW_PROCESSES
+from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from include.sandbox import resources
 from include.sandbox.client import SandboxClient
 from release_orchestrator.operators.codebuild import stable_token
@@ -45,9 +46,9 @@ IMAGE_REPOSITORY = f"{resources.ACCOUNT_ID}.dkr.ecr.{resources.REGION}.amazonaws
 # Deployment groups per application; the ones listed in READY_GROUPS hold blue/green deployments at
 # Ready (deploymentReadyOption.actionOnTimeout STOP_DEPLOYMENT) until ContinueDeployment.
 EC2_GROUPS = ("platforms", "rollback", "parallel", "reattach")
-ECS_GROUPS = ("platforms", "rollback", "stop", "ready-continue", "ready-wait", "parallel")
+ECS_GROUPS = ("platforms", "rollback", "stop", "ready-continue", "ready-wait", "ready-raced", "parallel")
 LAMBDA_GROUPS = ("platforms", "parallel")
-READY_GROUPS = {(EC2_APP, "reattach"), (ECS_APP, "ready-continue"), (ECS_APP, "ready-wait")}
+READY_GROUPS = {(EC2_APP, "reattach"), (ECS_APP, "ready-continue"), (ECS_APP, "ready-wait"), (ECS_APP, "ready-raced")}
 
 # Faults on our own groups only (keyed application/group); cleared when the module ends.
 FAULTS = {
@@ -221,20 +222,68 @@ def new_commit(label: str) -> str:
     return hashlib.sha1(f"{label}-{time.time()}-{os.getpid()}".encode()).hexdigest()
 
 
+class ReadyRacer(threading.Thread):
+    """Continues cd-ready's Deploy.Raced deployment by hand in the gap between the trigger's "ready" event
+    and the action's own ContinueDeployment: once the waiting task leaves `deferred` (the trigger fired),
+    its worker still has to start before it looks at the deployment again.
+    """
+
+    dag_id, task_id, group = "cd-ready", "Deploy.Raced", "ready-raced"
+
+    def __init__(self, env, run_id: str):
+        super().__init__(name="ready-racer", daemon=True)
+        self.env, self.run_id = env, run_id
+        self.continued: str | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            api = AirflowAPI(self.env.airflow_url, "admin", self.env.users["admin"])
+            cd = aws_client(self.env, "codedeploy")
+            deferred = False
+            deadline = time.monotonic() + RUN_TIMEOUT
+            while time.monotonic() < deadline and not self.done.is_set():
+                try:
+                    state = task_instance(api, self.dag_id, self.run_id, self.task_id)["state"]
+                except (AirflowAPIError, httpx.HTTPError, StopIteration):
+                    time.sleep(0.2)  # a busy api-server, or the task instance not created yet: look again
+                    continue
+                if state == "deferred":
+                    deferred = True
+                elif deferred:
+                    [deployment] = deployments_of_task(cd, ECS_APP, self.group, self.dag_id, self.run_id, self.task_id)
+                    if deployment["status"] == "Ready":
+                        cd.continue_deployment(deploymentId=deployment["deploymentId"], deploymentWaitType="READY_WAIT")
+                        self.continued = deployment["deploymentId"]
+                    return
+                time.sleep(0.2)
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            self.error = error
+
+
 @pytest.fixture(scope="module")
 def runs(airflow_env, api, cd_resources):
     """Set our faults, then start one run of every cd-* pipeline at once: pipeline -> (run_id, commit)."""
     for dag_id in PIPELINES:
         api.wait_for_dag(dag_id, timeout=240)
     sandbox = SandboxClient(airflow_env.sandbox_url)
+    racer = None
     try:
         sandbox.set_faults({"codedeploy": FAULTS})
         started = {}
         for dag_id in PIPELINES:
             commit = new_commit(dag_id)
             started[dag_id] = (api.trigger(dag_id, conf={"source": {"commit_id": commit}})["dag_run_id"], commit)
+            if dag_id == ReadyRacer.dag_id:
+                racer = ReadyRacer(airflow_env, started[dag_id][0])
+                racer.start()
+        started["racer"] = racer
         yield started
     finally:
+        if racer is not None:
+            racer.done.set()
+            racer.join(timeout=10)
         sandbox.set_faults({"codedeploy": {target: None for target in FAULTS}})
 
 
@@ -278,8 +327,10 @@ def task_marker(dag_id: str, run_id: str, task_id: str) -> str:
 
 
 def deployments_of_task(cd, app: str, group: str, dag_id: str, run_id: str, task_id: str) -> list[dict]:
+    """The deployments the task created (rollback deployments CodeDeploy made of them left out)."""
     marker = task_marker(dag_id, run_id, task_id)
-    return [d for d in deployments(cd, app, group) if marker in (d.get("description") or "")]
+    return [d for d in deployments(cd, app, group)
+            if marker in (d.get("description") or "") and d.get("creator") != "codeDeployRollback"]
 
 
 def the_deployment(cd, app, group, dag_id, run_id, task_id, timeout: float = 120) -> dict:
@@ -314,13 +365,12 @@ def task_instance(api, dag_id: str, run_id: str, task_id: str) -> dict:
     return next(ti for ti in api.task_instances(dag_id, run_id) if ti["task_id"] == task_id)
 
 
+def task_log(api, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+    return api.task_log(dag_id, run_id, task_id, try_number)
+
+
 def restart_triggerer(env) -> None:
-    """SIGKILL the triggerer's process group, then start it again as LocalEnvironment.start does."""
-    proc = env._procs["triggerer"]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    env._spawn("triggerer", [sys.executable, "-m", "airflow", *AIRFLOW_PROCESSES["triggerer"]],
-               env=env.airflow_env())
+    env.kill_and_restart("triggerer")
 
 
 def assert_success_outputs(outputs: dict, deployment: dict) -> None:
@@ -386,7 +436,10 @@ def test_killed_triggerer_the_wait_goes_on_with_the_same_deployment(airflow_env,
     assert task_instance(api, dag_id, run_id, task_id)["state"] == "deferred"
     cd.continue_deployment(deploymentId=deployment["deploymentId"], deploymentWaitType="READY_WAIT")
 
-    run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    try:
+        run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the triggerer's log ends with:\n{airflow_env.tail_log('triggerer', 60)}") from None
     assert run["state"] == "success", ti_states(api, dag_id, run_id)
     ti = task_instance(api, dag_id, run_id, task_id)
     assert ti["state"] == "success" and ti["try_number"] == try_number
@@ -494,7 +547,7 @@ def test_failed_deployments_name_the_lifecycle_event_and_roll_back(airflow_env, 
     assert f"rolled back by deployment {rollback_id}" in summary
 
     # The failed event's log tail went into the task log.
-    log = api.task_log(dag_id, run_id, "Deploy.EC2")
+    log = task_log(api, dag_id, run_id, "Deploy.EC2")
     assert "Log tail of ValidateService" in log and "The requested URL returned error: 503" in log
 
 
@@ -509,8 +562,8 @@ def test_ready_deployments_continue_by_themselves_or_wait_for_someone(airflow_en
     out = api.xcom(dag_id, run_id, "Deploy.Continue")
     assert_success_outputs(out, cd.get_deployment(deploymentId=continued["deploymentId"])["deploymentInfo"])
     assert service_task_definition(ecs, "ready-continue") == out["TaskDefinitionArn"] != cd_resources["task_definition"]
-    assert f"Deployment {continued['deploymentId']} is Ready: continuing it" in api.task_log(
-        dag_id, run_id, "Deploy.Continue")
+    log = task_log(api, dag_id, run_id, "Deploy.Continue")
+    assert f"Deployment {continued['deploymentId']} is Ready: continuing it" in log
 
     # on_ready: wait -- meanwhile the other deployment still waits at Ready, production traffic unmoved.
     waiting = the_deployment(cd, ECS_APP, "ready-wait", dag_id, run_id, "Deploy.Wait")
@@ -526,7 +579,21 @@ def test_ready_deployments_continue_by_themselves_or_wait_for_someone(airflow_en
     out = api.xcom(dag_id, run_id, "Deploy.Wait")
     assert_success_outputs(out, cd.get_deployment(deploymentId=waiting["deploymentId"])["deploymentInfo"])
     assert service_task_definition(ecs, "ready-wait") == out["TaskDefinitionArn"] != cd_resources["task_definition"]
-    assert "continuing it" not in api.task_log(dag_id, run_id, "Deploy.Wait")
+    assert "continuing it" not in task_log(api, dag_id, run_id, "Deploy.Wait")
+
+    # on_ready: continue, but a person continued it first, after the trigger had reported Ready: the action
+    # finds it no longer at Ready and waits for its end instead of failing on ContinueDeployment.
+    racer = runs["racer"]
+    racer.join(timeout=RUN_TIMEOUT)
+    assert racer.error is None, racer.error
+    raced = the_deployment(cd, ECS_APP, "ready-raced", dag_id, run_id, "Deploy.Raced")
+    assert racer.continued == raced["deploymentId"]
+    out = api.xcom(dag_id, run_id, "Deploy.Raced")
+    assert_success_outputs(out, cd.get_deployment(deploymentId=raced["deploymentId"])["deploymentInfo"])
+    assert service_task_definition(ecs, "ready-raced") == out["TaskDefinitionArn"] != cd_resources["task_definition"]
+    log = task_log(api, dag_id, run_id, "Deploy.Raced")
+    assert f"Deployment {raced['deploymentId']} no longer waits at Ready" in log
+    assert "is Ready: continuing it" not in log
 
 
 def test_parallel_deploys_one_failing_rolls_back_only_that_one(airflow_env, api, runs, cd_resources, notices):

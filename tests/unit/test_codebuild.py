@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from unittest import mock
 
@@ -546,3 +548,77 @@ def test_trigger_on_kill_stops_when_the_state_cannot_be_read():
     ):
         asyncio.run(trigger.on_kill())
     stop.assert_called_once_with("p:1")
+
+
+def _cancel_repeatedly(coro, every: float = 0.02):
+    """Run ``coro`` as a task cancelled again and again, as Airflow 3.3.2's triggerer does with a trigger
+    whose task a user acted on: its supervisor re-sends the cancellation at every state sync until the
+    trigger has ended, also while ``on_kill`` runs. Returns how the task ended and after how long."""
+
+    async def run():
+        started = time.monotonic()
+        task = asyncio.create_task(coro)
+        await asyncio.sleep(0)  # on_kill has started (Airflow calls it once the trigger was cancelled)
+        while not task.done():
+            task.cancel("__airflow_user_action__")
+            await asyncio.sleep(every)
+        return ("cancelled" if task.cancelled() else "returned"), time.monotonic() - started
+
+    return asyncio.run(run())
+
+
+def _slow(seconds, value=None):
+    def call(*args, **kwargs):
+        time.sleep(seconds)
+        return value
+
+    return call
+
+
+def test_trigger_on_kill_completes_the_stop_while_cancelled_again_and_again():
+    trigger = CodeBuildBuildTrigger(build_id="p:1")
+    trigger._task_instance = FakeTI()
+    with (
+        # Reading the state goes through the triggerer's supervisor: slow when it is busy.
+        mock.patch.object(CodeBuildBuildTrigger, "_task_state", side_effect=_slow(0.3, "failed")),
+        mock.patch.object(CodeBuildHook, "stop_build", side_effect=_slow(0.2)) as stop,
+    ):
+        _cancel_repeatedly(trigger.on_kill())
+    stop.assert_called_once_with("p:1")
+
+
+def test_trigger_on_kill_leaves_a_cleared_task_s_build_while_cancelled_again_and_again():
+    trigger = CodeBuildBuildTrigger(build_id="p:1")
+    trigger._task_instance = FakeTI()
+    with (
+        mock.patch.object(CodeBuildBuildTrigger, "_task_state", side_effect=_slow(0.3, "scheduled")),
+        mock.patch.object(CodeBuildHook, "stop_build") as stop,
+    ):
+        assert _cancel_repeatedly(trigger.on_kill())[0] == "returned"
+    stop.assert_not_called()
+
+
+def test_trigger_on_kill_gives_up_waiting_at_its_budget_but_the_stop_still_happens(monkeypatch):
+    monkeypatch.setattr("release_orchestrator.triggers.base.on_kill_budget", lambda: 0.1)
+    trigger = CodeBuildBuildTrigger(build_id="p:1")
+    trigger._task_instance = FakeTI()
+    stopped = threading.Event()
+    with (
+        mock.patch.object(CodeBuildBuildTrigger, "_task_state", side_effect=_slow(0.5, "failed")),
+        mock.patch.object(CodeBuildHook, "stop_build", side_effect=lambda build_id: stopped.set()),
+    ):
+        outcome, seconds = _cancel_repeatedly(trigger.on_kill())
+        assert outcome == "cancelled" and seconds < 0.45  # did not wait for the state read
+        assert stopped.wait(5)
+
+
+def test_trigger_on_kill_logs_a_failed_stop_instead_of_raising(capsys):
+    trigger = CodeBuildBuildTrigger(build_id="p:1")
+    trigger._task_instance = FakeTI()
+    with (
+        mock.patch.object(CodeBuildBuildTrigger, "_task_state", return_value="failed"),
+        mock.patch.object(CodeBuildHook, "stop_build", side_effect=AirflowException("StopBuild ... denied")),
+    ):
+        asyncio.run(trigger.on_kill())
+    captured = capsys.readouterr()
+    assert "Could not stop codebuild p:1" in captured.out + captured.err

@@ -388,6 +388,28 @@ def test_lost_record_finds_the_active_deployment_by_its_marker(groups, context):
     assert fresh.data["codedeploy_deployment"]["id"] == first.value.trigger.deployment_id
 
 
+def test_lost_record_never_takes_a_rollback_deployment_for_its_own(groups, context):
+    """CodeDeploy's rollback deployment of a failed one may carry its description (and so its marker)."""
+    with pytest.raises(TaskDeferred) as first:
+        server_operator().execute(context)
+    own = first.value.trigger.deployment_id
+    original = deployed(own)
+    rollback = {**original, "deploymentId": "d-ROLLBACK1", "creator": "codeDeployRollback", "status": "InProgress"}
+    hook = CodeDeployHook()
+    marker = server_operator().marker(context)
+    assert marker in original["description"]
+    with (
+        mock.patch.object(hook.conn, "list_deployments", return_value={"deployments": ["d-ROLLBACK1"]}),
+        mock.patch.object(hook, "batch_get_deployments", return_value=[rollback]),
+    ):
+        assert hook.find_active_deployment("webapp-ec2", "production", marker) is None
+    with (
+        mock.patch.object(hook.conn, "list_deployments", return_value={"deployments": ["d-ROLLBACK1", own]}),
+        mock.patch.object(hook, "batch_get_deployments", return_value=[rollback, {**original, "creator": "user"}]),
+    ):
+        assert hook.find_active_deployment("webapp-ec2", "production", marker) == own
+
+
 def test_after_a_reported_deployment_a_new_one_is_created(groups, context, store):
     with pytest.raises(TaskDeferred) as first:
         server_operator().execute(context)
@@ -416,6 +438,7 @@ def test_ready_event_continues_and_waits_for_the_end(groups, context):
     with pytest.raises(TaskDeferred) as first:
         op.execute(context)
     deployment_id = first.value.trigger.deployment_id
+    set_status(deployment_id, "Ready")
     with (
         mock.patch.object(CodeDeployHook, "continue_deployment") as go_on,
         pytest.raises(TaskDeferred) as again,
@@ -424,6 +447,76 @@ def test_ready_event_continues_and_waits_for_the_end(groups, context):
     go_on.assert_called_once_with(deployment_id)
     assert again.value.trigger.deployment_id == deployment_id
     assert again.value.trigger.stop_at_ready is False
+
+
+def test_ready_event_for_a_deployment_someone_else_continued_waits_for_the_end(groups, context):
+    """The event is held a while after Ready was seen: a person may have continued it meanwhile."""
+    op = server_operator()
+    with pytest.raises(TaskDeferred) as first:
+        op.execute(context)
+    deployment_id = first.value.trigger.deployment_id
+    set_status(deployment_id, "InProgress")
+    with (
+        mock.patch.object(CodeDeployHook, "continue_deployment") as go_on,
+        pytest.raises(TaskDeferred) as again,
+    ):
+        op.execute_complete(context, {"status": "ready", "deployment_id": deployment_id})
+    go_on.assert_not_called()
+    assert again.value.trigger.deployment_id == deployment_id
+    assert again.value.trigger.stop_at_ready is False
+
+
+def test_ready_event_for_a_deployment_that_ended_meanwhile_reports_its_end(groups, context, store):
+    op = server_operator()
+    with pytest.raises(TaskDeferred) as first:
+        op.execute(context)
+    deployment_id = first.value.trigger.deployment_id
+    set_status(deployment_id, "Succeeded")
+    with mock.patch.object(CodeDeployHook, "continue_deployment") as go_on:
+        outputs = op.execute_complete(context, {"status": "ready", "deployment_id": deployment_id})
+    go_on.assert_not_called()
+    assert outputs["DeploymentId"] == deployment_id and outputs["DeploymentStatus"] == "Succeeded"
+    assert store.data["codedeploy_deployment"]["reported"] is True
+
+    set_status(deployment_id, "Stopped")
+    with pytest.raises(AirflowException, match=f"Deployment {deployment_id} of webapp-ec2/production Stopped"):
+        server_operator().execute_complete(context, {"status": "ready", "deployment_id": deployment_id})
+
+
+def test_continue_refused_because_someone_was_faster_is_not_an_error(groups, context):
+    """ContinueDeployment refused as not Ready, and the deployment has indeed moved on: keep waiting."""
+    op = server_operator()
+    with pytest.raises(TaskDeferred) as first:
+        op.execute(context)
+    deployment_id = first.value.trigger.deployment_id
+    set_status(deployment_id, "Ready")
+
+    def someone_was_faster(_deployment_id):
+        set_status(deployment_id, "InProgress")
+        raise AirflowException(f"ContinueDeployment on deployment '{deployment_id}' failed: "
+                               "DeploymentIsNotInReadyStateException: not in the Ready state")
+
+    with (
+        mock.patch.object(CodeDeployHook, "continue_deployment", side_effect=someone_was_faster),
+        pytest.raises(TaskDeferred) as again,
+    ):
+        op.execute_complete(context, {"status": "ready", "deployment_id": deployment_id})
+    assert again.value.trigger.stop_at_ready is False
+
+    # Still at Ready after a refusal: that is a real error.
+    with (
+        mock.patch.object(CodeDeployHook, "continue_deployment", side_effect=AirflowException("AccessDenied")),
+        pytest.raises(AirflowException, match="AccessDenied"),
+    ):
+        set_status(deployment_id, "Ready")
+        server_operator().execute_complete(context, {"status": "ready", "deployment_id": deployment_id})
+
+
+def test_bad_on_ready_is_refused_before_any_deployment_exists(groups, context):
+    op = server_operator(on_ready="later")
+    with spy(op.hook.conn, "create_deployment") as create, pytest.raises(ValueError, match="on_ready"):
+        op.execute(context)
+    create.assert_not_called()
 
 
 def test_success_outputs(groups, context):

@@ -91,3 +91,139 @@ def test_subject_is_sns_safe():
     assert messages.subject("a\nb") == "a b"
     assert len(messages.subject("x" * 300)) == 100
     assert messages.subject("déployé") == "d?ploy?"
+
+
+# ---- exactly once ----------------------------------------------------------------------------------
+class FakeStateStore:
+    """context["task_state_store"]: kept across tries, resumptions and clears of a task instance."""
+
+    def __init__(self):
+        self.data = {}
+
+    def get(self, key, default=None):
+        return self.data.get(key, default)
+
+    def set(self, key, value, *, retention=None):
+        self.data[key] = json.loads(json.dumps(value))
+
+
+def started_context(store):
+    ti = SimpleNamespace(task_id="Source.Checkout", xcom_pull=lambda task_ids, key: None)
+    return {"run_id": "manual__1", "ti": ti, "task_state_store": store}
+
+
+def test_pipeline_started_is_published_once_per_run_however_often_the_callback_runs(topic_and_queue):
+    """on_execute_callback runs on every try and on every resumption after a deferral."""
+    topic, received = topic_and_queue
+    notifier = PipelineEventNotifier(event="pipeline-started", pipeline="webapp-release", target_arn=topic)
+    store = FakeStateStore()
+    for _ in range(3):
+        notifier.notify(started_context(store))
+    [envelope] = received()
+    assert envelope["Subject"] == "STARTED: pipeline webapp-release (run manual__1)"
+    assert "pipeline-started" in store.data["release_notifications_sent"]
+
+
+def test_an_event_whose_publish_failed_is_published_by_the_next_try(topic_and_queue, monkeypatch):
+    topic, received = topic_and_queue
+    monkeypatch.setattr("release_orchestrator.notifications.notifier.time.sleep", lambda s: None)
+    notifier = PipelineEventNotifier(event="pipeline-started", pipeline="webapp-release", target_arn=topic)
+    store = FakeStateStore()
+    real = type(notifier.hook).publish_to_target
+    monkeypatch.setattr(type(notifier.hook), "publish_to_target",
+                        lambda self, **kw: (_ for _ in ()).throw(ConnectionError("SNS down")))
+    notifier.notify(started_context(store))
+    assert store.data == {}
+    monkeypatch.setattr(type(notifier.hook), "publish_to_target", real)
+    notifier.notify(started_context(store))
+    notifier.notify(started_context(store))
+    assert len(received()) == 1
+
+
+# ---- superseded runs are not failures ----------------------------------------------------------------
+def test_a_superseded_approval_is_not_reported_as_a_failed_action(topic_and_queue):
+    from release_orchestrator.operators.approval import ApprovalSuperseded
+
+    topic, received = topic_and_queue
+    for event in ("action-failed", "stage-failed"):
+        notifier = PipelineEventNotifier(event=event, pipeline="webapp-release", target_arn=topic)
+        context = failure_context("Approval.SignOff")
+        context["exception"] = ApprovalSuperseded("approval Approval.SignOff: superseded by run manual__2",
+                                                  superseded_by="manual__2")
+        notifier.notify(context)
+    assert received() == []
+
+
+def test_a_superseded_run_is_not_reported_as_a_failed_pipeline(topic_and_queue):
+    topic, received = topic_and_queue
+    decisions = {"Approval.SignOff": {"Outcome": "Superseded", "SupersededBy": "manual__2"}}
+    ti = SimpleNamespace(task_id="Approval.SignOff",
+                         xcom_pull=lambda task_ids, key: decisions.get(task_ids) if key == "approval_decision" else None)
+    notifier = PipelineEventNotifier(event="pipeline-failed", pipeline="webapp-release", target_arn=topic,
+                                     approval_task_ids=["Approval.SignOff"])
+    notifier.notify({"run_id": "manual__1", "ti": ti, "reason": "task_failure"})
+    assert received() == []
+    decisions["Approval.SignOff"] = {"Outcome": "Rejected"}
+    notifier.notify({"run_id": "manual__1", "ti": ti, "reason": "task_failure"})
+    assert [m["Subject"] for m in received()] == [
+        "FAILED: pipeline webapp-release at Approval.SignOff (run manual__1)"]
+
+
+# ---- decisions by marking that the trigger could not announce ----------------------------------------
+def decision_context(xcoms, clear_number=0):
+    ti = SimpleNamespace(dag_id="webapp-release", task_id="Approval.SignOff",
+                         xcom_pull=lambda task_ids, key: xcoms.get((task_ids, key)))
+    return {"run_id": "manual__1", "ti": ti,
+            "dag_run": SimpleNamespace(run_id="manual__1", clear_number=clear_number)}
+
+
+def decision_notifier(topic, states):
+    from release_orchestrator.notifications.approvals import ApprovalDecisionNotifier, ApprovalNotifications
+
+    notifier = ApprovalDecisionNotifier(
+        ApprovalNotifications(pipeline="webapp-release", topic_arn=topic, region_name="us-east-1",
+                              events=["approval-approved", "approval-rejected"]),
+        ["Approval.SignOff", "Approval.Security"])
+    notifier.task_states = lambda dag_id, run_id: states
+    notifier.GRACE_SECONDS = 0.3
+    notifier.GRACE_POLL_SECONDS = 0.1
+    return notifier
+
+
+def test_the_end_of_the_run_announces_a_marked_decision_nobody_announced(topic_and_queue):
+    topic, received = topic_and_queue
+    xcoms = {("Approval.SignOff", "approval_wait"): {"clear_number": 0},
+             ("Approval.Security", "approval_wait"): {"clear_number": 0},
+             ("Approval.Security", "approval_decision"): {"Outcome": "Approved", "Announced": True}}
+    decision_notifier(topic, {"Approval.SignOff": "failed", "Approval.Security": "success"})(decision_context(xcoms))
+    [envelope] = received()
+    assert envelope["Subject"] == "REJECTED: webapp-release Approval.SignOff (run manual__1)"
+    assert json.loads(envelope["Message"])["detail"]["approval"]["outcome"] == "Rejected"
+
+
+def test_the_end_of_the_run_skips_approvals_that_did_not_wait_in_this_round(topic_and_queue):
+    topic, received = topic_and_queue
+    xcoms = {("Approval.SignOff", "approval_wait"): {"clear_number": 0}}  # waited before the run was cleared
+    notifier = decision_notifier(topic, {"Approval.SignOff": "success", "Approval.Security": "success"})
+    notifier(decision_context(xcoms, clear_number=1))  # Approval.Security never waited (no approval_wait)
+    assert received() == []
+
+
+def test_the_end_of_the_run_waits_briefly_for_the_triggerer_to_announce_the_decision(topic_and_queue):
+    """The triggerer announces a marked decision a few seconds after it was made; no second message."""
+    topic, received = topic_and_queue
+    xcoms = {("Approval.SignOff", "approval_wait"): {"clear_number": 0}}
+    looks = []
+
+    def xcom_pull(task_ids, key):
+        if key == "approval_decision":
+            looks.append(task_ids)
+            if len(looks) == 2:  # announced while the callback waits
+                xcoms[(task_ids, key)] = {"Outcome": "Approved", "Announced": True}
+        return xcoms.get((task_ids, key))
+
+    context = decision_context(xcoms)
+    context["ti"].xcom_pull = xcom_pull
+    decision_notifier(topic, {"Approval.SignOff": "success"})(context)
+    assert received() == []
+    assert len(looks) >= 2

@@ -135,7 +135,22 @@ def test_paused_pipeline_is_reported(client, airflow):
     assert body["not_started"][0]["reason"] == "the pipeline is paused"
 
 
-def test_failure_to_start_is_500_only_when_nothing_started(client, airflow):
+def test_partial_failure_is_500_and_a_redelivery_starts_only_what_is_missing(client, airflow):
+    payload = github_push_payload("acme/webapp", "main", SHA, ["docs/index.md"])  # main-release and docs-site
+    airflow.failing.add("docs-site")
+    first = github(client, payload, delivery="d-9")
+    assert first.status_code == 500
+    assert [s["dag_id"] for s in first.json()["started"]] == ["main-release"]
+    airflow.failing.clear()
+    again = github(client, payload, delivery="d-9")
+    assert again.status_code == 200 and again.json()["duplicate"] is False
+    assert [s["dag_id"] for s in again.json()["started"]] == ["docs-site"]
+    assert [(n["dag_id"], n["reason"]) for n in again.json()["not_started"] if n["dag_id"] != "tagged"] == [
+        ("main-release", f"already started as {first.json()['started'][0]['run_id']}")]
+    assert sorted(dag for dag, _ in airflow.runs) == ["docs-site", "main-release"]
+
+
+def test_failure_to_start_is_500(client, airflow):
     airflow.failing.add("main-release")
     response = github(client, github_push_payload("acme/webapp", "main", SHA, ["a.py"]))
     assert response.status_code == 500

@@ -16,6 +16,8 @@ DEPLOYMENT_STOPPED = "Stopped"
 DEPLOYMENT_FAILED_STATES = frozenset({"Failed", "Stopped"})
 DEPLOYMENT_TERMINAL_STATES = DEPLOYMENT_FAILED_STATES | {DEPLOYMENT_SUCCEEDED}
 DEPLOYMENT_ACTIVE_STATES = ("Created", "Queued", "InProgress", "Baking", "Ready")
+# deploymentInfo.creator of deployments made by CreateDeployment (others: codeDeployRollback, autoscaling, ...).
+DEPLOYMENT_CREATOR_USER = "user"
 
 # BatchGetDeployments and BatchGetDeploymentTargets take at most 25 ids (API reference).
 BATCH_GET_DEPLOYMENTS_MAX = 25
@@ -80,6 +82,10 @@ class CodeDeployHook(AwsBaseHook):
                     break
                 kwargs["nextToken"] = page["nextToken"]
         for info in self.batch_get_deployments(ids):
+            # Only a deployment created by a CreateDeployment call: a rollback deployment CodeDeploy
+            # makes of a failed one may carry its description, and must never be taken for it.
+            if info.get("creator", DEPLOYMENT_CREATOR_USER) != DEPLOYMENT_CREATOR_USER:
+                continue
             if marker in (info.get("description") or ""):
                 return info["deploymentId"]
         return None

@@ -108,6 +108,50 @@ def approval_message(
     }
 
 
+APPROVAL_ACTION_TYPE = {"owner": "AWS", "category": "Approval", "provider": "Manual", "version": "1"}
+
+
+def approval_result_event(
+    *,
+    pipeline: str,
+    execution_id: str,
+    stage: str,
+    action: str,
+    outcome: str,
+    region: str,
+    links: dict[str, str],
+    reviewer: str | None = None,
+    comment: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The approval action's state change once it is decided: SUCCEEDED when approved, FAILED otherwise.
+
+    `outcome` is "Approved" or "Rejected"; the reviewer and comment are known in form mode, the reason
+    when nobody decided (timeout).
+    """
+    approval: dict[str, Any] = {"outcome": outcome}
+    for key, value in (("reviewer", reviewer), ("comment", comment), ("reason", reason)):
+        if value:
+            approval[key] = value
+    return state_change_event(
+        level="action", pipeline=pipeline, execution_id=execution_id,
+        state="SUCCEEDED" if outcome == "Approved" else "FAILED", region=region, stage=stage, action=action,
+        extra={"type": dict(APPROVAL_ACTION_TYPE), "approval": approval, "airflow-run-link": links["run"],
+               "airflow-log-link": links.get("task", links["run"])},
+    )
+
+
+def superseded_event(*, pipeline: str, execution_id: str, superseded_by: str, stage: str, action: str,
+                     region: str, links: dict[str, str]) -> dict[str, Any]:
+    """The run's state change to SUPERSEDED: a newer run reached the approval it was waiting at."""
+    return state_change_event(
+        level="pipeline", pipeline=pipeline, execution_id=execution_id, state="SUPERSEDED", region=region,
+        extra={"superseded-by": superseded_by, "superseded-at-stage": stage, "superseded-at-action": action,
+               "reason": f"superseded by run {superseded_by}", "airflow-run-link": links["run"],
+               "airflow-log-link": links.get("task", links["run"])},
+    )
+
+
 def subject(text: str) -> str:
     """SNS subjects: printable ASCII, one line, at most 100 characters."""
     clean = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text.replace("\n", " "))

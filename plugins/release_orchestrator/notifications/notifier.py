@@ -4,6 +4,11 @@
 compiler attaches one per wanted event as a DAG or task callback. Publishing goes through the
 provider's SnsHook; a failed publish is retried, then logged as an error without changing the
 pipeline's own outcome (a notification must never hide or alter what happened to the release).
+
+Exactly once: SNS standard topics do not deduplicate, so events published from a task (in the
+worker) are recorded in the task instance's state store (`SentLog`), which Airflow keeps across
+tries, resumptions after deferral and clears. An event is recorded only once its publish succeeded,
+so a failed publish is tried again by the next try instead of being lost.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
@@ -20,6 +26,10 @@ from release_orchestrator.notifications import messages
 log = logging.getLogger(__name__)
 
 PUBLISH_ATTEMPTS = 3
+# Task state store key under which a task instance records the events it published.
+SENT_LOG_KEY = "release_notifications_sent"
+# Longer than the longest approval wait (60 days), so no record expires while its task can still run.
+SENT_LOG_RETENTION = timedelta(days=90)
 
 
 def split_task_id(task_id: str) -> tuple[str, str]:
@@ -52,16 +62,68 @@ def publish(hook: Any, target_arn: str, subject: str, message: dict[str, Any], a
     return False
 
 
+class SentLog:
+    """The events one task instance has published, in its task state store (worker side only).
+
+    Identities are chosen by the caller: `pipeline-started`, `approval-needed#2` (the second wait of
+    an approval after a clear), ... Without a store (an old Airflow, a unit test without one) every
+    event counts as not yet sent: publishing twice is better than never.
+    """
+
+    def __init__(self, context: Any):
+        self._store = context.get("task_state_store") if hasattr(context, "get") else None
+        self._sent: dict[str, str] = {}
+        if self._store is not None:
+            try:
+                self._sent = dict(self._store.get(SENT_LOG_KEY) or {})
+            except Exception:  # noqa: BLE001 - the record only prevents duplicates
+                log.warning("Could not read the notification record; events may be published again",
+                            exc_info=True)
+                self._store = None
+
+    def __contains__(self, ident: str) -> bool:
+        return ident in self._sent
+
+    def add(self, ident: str) -> None:
+        self._sent[ident] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if self._store is not None:
+            try:
+                self._store.set(SENT_LOG_KEY, self._sent, retention=SENT_LOG_RETENTION)
+            except Exception:  # noqa: BLE001
+                log.warning("Could not record that %s was published", ident, exc_info=True)
+
+
+def publish_once(context: Any, ident: str, hook: Any, target_arn: str, subject: str, message: dict[str, Any],
+                 attributes: dict | None = None) -> bool:
+    """Publish unless this task instance already published `ident`; True when it is (now) published."""
+    sent = SentLog(context)
+    if ident in sent:
+        log.info("Notification %s was already published for this task instance; not publishing it again", ident)
+        return True
+    if publish(hook, target_arn, subject, message, attributes):
+        sent.add(ident)
+        return True
+    return False
+
+
+def is_superseded(error: Any) -> bool:
+    """Whether a task failed because a newer run superseded it (not a failure of the release)."""
+    return getattr(error, "superseded_by", None) is not None
+
+
 class PipelineEventNotifier(SnsNotifier):
     """Publishes one CodePipeline-shaped state-change event to SNS from a DAG or task callback."""
 
     def __init__(self, *, event: str, pipeline: str, target_arn: str, region_name: str | None = None,
-                 aws_conn_id: str | None = "aws_default", **kwargs: Any):
+                 aws_conn_id: str | None = "aws_default", approval_task_ids: list[str] | None = None,
+                 **kwargs: Any):
         if event not in messages.EVENTS:
             raise ValueError(f"unknown notification event {event!r}; known: {', '.join(messages.EVENTS)}")
         super().__init__(aws_conn_id=aws_conn_id, target_arn=target_arn, message="", region_name=region_name, **kwargs)
         self.event = event
         self.pipeline = pipeline
+        # pipeline-failed: approvals whose superseding ends the run (then it is not reported as failed).
+        self.approval_task_ids = list(approval_task_ids or [])
 
     def build(self, context: Any) -> tuple[str, dict[str, Any]]:
         """Subject and message for this event, from the callback context."""
@@ -99,8 +161,38 @@ class PipelineEventNotifier(SnsNotifier):
         return f"FAILED: {what} of pipeline {self.pipeline} (run {run_id})", event
 
     def notify(self, context: Any) -> None:
+        error = context.get("exception")
+        if self.event in ("action-failed", "stage-failed") and is_superseded(error):
+            log.info("Not publishing %s: the run was superseded (%s)", self.event, error)
+            return
+        if self.event == "pipeline-failed" and (newer := self._superseded_by(context)):
+            log.info("Not publishing pipeline-failed: the run was superseded by run %s", newer)
+            return
         subject, message = self.build(context)
-        publish(self.hook, self.target_arn, subject, message, {"event": self.event, "pipeline": self.pipeline})
+        attributes = {"event": self.event, "pipeline": self.pipeline}
+        if self.event == "pipeline-started":
+            # A task callback in the worker: on_execute_callback runs on every try and again on every
+            # resumption after a deferral; the run started once.
+            publish_once(context, self.event, self.hook, self.target_arn, subject, message, attributes)
+        else:
+            publish(self.hook, self.target_arn, subject, message, attributes)
+
+    def _superseded_by(self, context: Any) -> str | None:
+        """The newer run that superseded this one at an approval, if that is how it ended."""
+        from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY
+
+        ti = context.get("ti") or context.get("task_instance")
+        if ti is None or not hasattr(ti, "xcom_pull"):
+            return None
+        for task_id in self.approval_task_ids:
+            try:
+                decision = ti.xcom_pull(task_ids=task_id, key=DECISION_XCOM_KEY)
+            except Exception:  # noqa: BLE001 - at worst the run is reported as failed
+                log.warning("Could not read the decision of approval %s", task_id, exc_info=True)
+                continue
+            if isinstance(decision, dict) and decision.get("Outcome") == "Superseded":
+                return decision.get("SupersededBy") or "?"
+        return None
 
 
 def _console_link(ti: Any) -> str | None:

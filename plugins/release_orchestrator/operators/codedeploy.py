@@ -269,18 +269,18 @@ class CodeDeployOperator(AwsBaseOperator[CodeDeployHook]):
     # --- execution ---
 
     def execute(self, context: Context) -> dict[str, Any]:
+        # Checked before anything is created: a bad value must not leave a deployment nobody waits for.
+        stop_at_ready = self._continue_at_ready
         record = StartRecord(context, self.record_key, self.log)
         marker = self.marker(context)
         deployment = self._reattach(record, marker) or self._create(context, record, marker)
         self._deployment_id = deployment["deploymentId"]
         self._persist_link(context, deployment["deploymentId"])
-        status = deployment["status"]
-        if status in DEPLOYMENT_TERMINAL_STATES:
-            return self.finish(context, deployment)
-        stop_at_ready = self._continue_at_ready
-        if status == DEPLOYMENT_READY and stop_at_ready:
-            self._continue(deployment["deploymentId"])
+        if deployment["status"] == DEPLOYMENT_READY and stop_at_ready:
+            deployment = self._continue(deployment)
             stop_at_ready = False
+        if deployment["status"] in DEPLOYMENT_TERMINAL_STATES:
+            return self.finish(context, deployment)
         return self._wait(context, deployment["deploymentId"], stop_at_ready)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -289,10 +289,13 @@ class CodeDeployOperator(AwsBaseOperator[CodeDeployHook]):
         deployment_id = self._deployment_id = event.get("deployment_id")
         if event.get("status") == "error":
             raise AirflowException(event.get("message", f"Waiting for deployment {deployment_id} failed"))
+        deployment = self.hook.get_deployment(deployment_id)
         if event.get("status") == "ready":
-            self._continue(deployment_id)
-            return self._wait(context, deployment_id, stop_at_ready=False)
-        return self.finish(context, self.hook.get_deployment(deployment_id))
+            # The event was seen at Ready a while ago: someone may have continued or stopped it since.
+            deployment = self._continue(deployment)
+            if deployment["status"] not in DEPLOYMENT_TERMINAL_STATES:
+                return self._wait(context, deployment_id, stop_at_ready=False)
+        return self.finish(context, deployment)
 
     def _wait(self, context: Context, deployment_id: str, stop_at_ready: bool) -> dict[str, Any]:
         if self.deferrable:
@@ -317,13 +320,32 @@ class CodeDeployOperator(AwsBaseOperator[CodeDeployHook]):
         )
         deployment = self.hook.get_deployment(deployment_id)
         if deployment["status"] == DEPLOYMENT_READY:
-            self._continue(deployment_id)
-            return self._wait(context, deployment_id, stop_at_ready=False)
+            deployment = self._continue(deployment)
+            if deployment["status"] not in DEPLOYMENT_TERMINAL_STATES:
+                return self._wait(context, deployment_id, stop_at_ready=False)
         return self.finish(context, deployment)
 
-    def _continue(self, deployment_id: str) -> None:
+    def _continue(self, deployment: dict[str, Any]) -> dict[str, Any]:
+        """ContinueDeployment when the deployment still waits at Ready; returns the deployment as it is now.
+
+        One that left Ready meanwhile (continued by someone else, stopped, timed out) is left alone.
+        """
+        deployment_id = deployment["deploymentId"]
+        if deployment["status"] != DEPLOYMENT_READY:
+            self.log.info(
+                "Deployment %s no longer waits at Ready (%s): not continuing it", deployment_id, deployment["status"]
+            )
+            return deployment
         self.log.info("Deployment %s is Ready: continuing it", deployment_id)
-        self.hook.continue_deployment(deployment_id)
+        try:
+            self.hook.continue_deployment(deployment_id)
+        except AirflowException:
+            current = self.hook.get_deployment(deployment_id)
+            if current["status"] == DEPLOYMENT_READY:
+                raise
+            self.log.info("Deployment %s left Ready meanwhile (%s)", deployment_id, current["status"])
+            return current
+        return deployment
 
     def marker(self, context: Context) -> str:
         """Goes into the description, so a try that lost its record still finds its deployment."""

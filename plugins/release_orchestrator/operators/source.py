@@ -1,18 +1,24 @@
 """Source actions: the first action of a pipeline, turning the run's source revision into outputs.
 
-A run learns its revision from its conf (a webhook, an EventBridge event or a manual trigger put it
-there as `conf["source"]`), or from the `source_revision` param of the trigger form. Git sources
-need one of those: there is no git host to ask from here. S3 and ECR sources resolve the latest
-object version / image digest from AWS when the run names none, as CodePipeline does.
+A run learns its revision, first found wins, from
+1. the `source_revision` param (the trigger form, or `conf["source_revision"]` of a triggered run);
+2. its conf: `conf["source"]` (a webhook or a manual trigger put it there);
+3. its triggering asset events: a run started by an event-driven trigger (CodeCommit push, ECR image
+   push, S3 upload through EventBridge and SQS) has no conf; each event's extra carries the AWS event,
+   and the source action takes the latest one about its own source (several events can fold into one
+   run when they arrive before the scheduler creates it).
+Git sources need one of those: there is no git host to ask from here. S3 and ECR sources resolve the
+latest object version / image digest from AWS when the run names none, as CodePipeline does.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.sdk import BaseOperator
 
+from release_orchestrator.events.sources import changes_in_asset_events, describe_change, describe_changes
 from release_orchestrator.operators.errors import aws_call
 
 SOURCE_REVISION_PARAM = "source_revision"
@@ -22,13 +28,37 @@ class SourceRevisionMissing(ValueError):
     pass
 
 
-def run_source(context: Any) -> dict[str, Any]:
-    """The revision this run was started with: conf["source"], overridden by the trigger form's param."""
+def run_source(context: Any, accepts: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    """The revision this run was started with: conf["source"], else the latest triggering event that
+    `accepts` (one about this action's source), overridden by the trigger form's param."""
     conf = dict((context["dag_run"].conf or {}).get("source") or {})
+    if not conf and accepts is not None:
+        conf = dict(event_source(context, accepts) or {})
     override = (context["params"] or {}).get(SOURCE_REVISION_PARAM)
     if override:
         conf["revision"] = str(override)
     return conf
+
+
+def event_source(context: Any, accepts: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+    """The latest change about this source among the run's triggering asset events, if any."""
+    try:
+        events = context.get("triggering_asset_events")
+    except Exception:  # noqa: BLE001 - a context without asset events
+        return None
+    changes = changes_in_asset_events(events)
+    if not changes:
+        return None
+    mine = [change for change in changes if accepts(change)]
+    task = context.get("task")
+    logger = getattr(task, "log", None)
+    if not mine:
+        if logger:
+            logger.info("Triggering events are about other sources: %s", describe_changes(changes))
+        return None
+    if logger:
+        logger.info("Started by %d source event(s); releasing the latest: %s", len(mine), describe_change(mine[-1]))
+    return mine[-1]
 
 
 class GitSourceOperator(BaseOperator):
@@ -45,13 +75,19 @@ class GitSourceOperator(BaseOperator):
         self.provider = provider
         self.connection_arn = connection_arn
 
+    def accepts(self, change: dict[str, Any]) -> bool:
+        """A CodeCommit push event about this action's repository (the trigger chose the branches)."""
+        return (self.provider == "codecommit" and change.get("provider") == "codecommit"
+                and change.get("repository") == self.repository)
+
     def execute(self, context: Any) -> dict[str, Any]:
-        source = run_source(context)
+        source = run_source(context, self.accepts)
         commit_id = source.get("revision") or source.get("commit_id")
         if not commit_id:
+            started_by = "a CodeCommit push event" if self.provider == "codecommit" else "a push webhook"
             raise SourceRevisionMissing(
                 f"source action {self.task_id}: this run has no source revision for {self.repository}@{self.branch}. "
-                f"Start it from a push webhook, or trigger it with conf {{\"source\": {{\"commit_id\": \"<sha>\"}}}} "
+                f"Start it from {started_by}, or trigger it with conf {{\"source\": {{\"commit_id\": \"<sha>\"}}}} "
                 f"or the '{SOURCE_REVISION_PARAM}' param."
             )
         repository = source.get("repository") or self.repository
@@ -84,8 +120,12 @@ class S3SourceOperator(BaseOperator):
         self.bucket, self.object_key = bucket, object_key
         self.aws_conn_id, self.region_name = aws_conn_id, region_name
 
+    def accepts(self, change: dict[str, Any]) -> bool:
+        return (change.get("provider") == "s3" and change.get("bucket") == self.bucket
+                and change.get("object_key") == self.object_key)
+
     def execute(self, context: Any) -> dict[str, Any]:
-        source = run_source(context)
+        source = run_source(context, self.accepts)
         client = AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="s3").conn
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": self.object_key}
         version = source.get("revision") or source.get("version_id")
@@ -113,8 +153,12 @@ class EcrSourceOperator(BaseOperator):
         self.repository, self.image_tag = repository, image_tag
         self.aws_conn_id, self.region_name = aws_conn_id, region_name
 
+    def accepts(self, change: dict[str, Any]) -> bool:
+        return (change.get("provider") == "ecr" and change.get("repository") == self.repository
+                and change.get("image_tag") == self.image_tag)
+
     def execute(self, context: Any) -> dict[str, Any]:
-        source = run_source(context)
+        source = run_source(context, self.accepts)
         client = AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="ecr").conn
         digest = source.get("revision") or source.get("image_digest")
         image_id = {"imageDigest": digest} if digest else {"imageTag": source.get("image_tag") or self.image_tag}
@@ -124,8 +168,13 @@ class EcrSourceOperator(BaseOperator):
             uri = client.describe_repositories(repositoryNames=[self.repository])["repositories"][0]["repositoryUri"]
         return {
             "ImageDigest": detail["imageDigest"],
-            "ImageTag": (detail.get("imageTags") or [self.image_tag])[0],
+            "ImageTag": _image_tag(detail.get("imageTags") or [], source.get("image_tag") or self.image_tag),
             "ImageURI": f"{uri}@{detail['imageDigest']}",
             "RegistryId": detail["registryId"],
             "RepositoryName": self.repository,
         }
+
+
+def _image_tag(tags: list[str], wanted: str) -> str:
+    """The tag the run asked for when the image carries it, else the image's first tag."""
+    return wanted if wanted in tags or not tags else tags[0]

@@ -7,11 +7,15 @@
 - pipeline variables become DAG params (overridable at trigger time, validated by Airflow);
 - `#{Namespace.Var}` references become Jinja expressions resolved at run time from the producing
   action's outputs (its XCom return value), `#{variables.NAME}` from params and
-  `#{codepipeline.PipelineExecutionId}` from the run id.
+  `#{codepipeline.PipelineExecutionId}` from the run id;
+- execution modes: QUEUED runs one at a time (max_active_runs=1); PARALLEL and SUPERSEDED let runs
+  overlap; approvals of a pipeline with superseding on (SUPERSEDED by default, `supersede_approvals`)
+  end an older run's wait when a newer run reaches them (see docs/approvals.md).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import timedelta
@@ -22,11 +26,19 @@ from typing import Any, Callable
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.model import Action, Pipeline
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
+
+log = logging.getLogger(__name__)
 SOURCE_REVISION_PARAM = "source_revision"
 PARALLEL_MAX_ACTIVE_RUNS = int(os.environ.get("RELEASE_ORCHESTRATOR_PARALLEL_RUNS", "16"))
+# Execution modes whose runs may overlap; SUPERSEDED must, or a newer run could never reach an
+# approval while an older one waits there.
+OVERLAPPING_MODES = ("PARALLEL", "SUPERSEDED")
+# Events an approval action publishes itself (the others are DAG or task callbacks).
+APPROVAL_EVENTS = ("approval-needed", "approval-approved", "approval-rejected", "pipeline-superseded")
 TAG = "release-pipeline"
-# How often waiting builds and deployments are polled (seconds); the operators' defaults suit real
-# AWS, a local sandbox whose builds take seconds wants a shorter one.
+# How often waiting builds and deployments are polled, and waiting approvals look for newer runs
+# (seconds); the operators' defaults suit real AWS, a local sandbox whose builds take seconds wants a
+# shorter one.
 POLL_INTERVAL = os.environ.get("RELEASE_ORCHESTRATOR_POLL_INTERVAL")
 POLLED_TYPES = {"build.codebuild", "test.codebuild", "deploy.codedeploy"}
 
@@ -124,6 +136,7 @@ def _configuration(pipeline: Pipeline, action: Action, namespaces: dict[str, str
 def doc_md(pipeline: Pipeline) -> str:
     lines = [pipeline.description or f"Release pipeline `{pipeline.name}`.", "",
              f"Execution mode: **{pipeline.execution_mode}**"
+             + (" · approvals superseded by newer runs" if supersedes_approvals(pipeline) else "")
              + (f" · schedule `{pipeline.schedule}`" if pipeline.schedule else ""), "",
              "| stage | run order | action | type | namespace |", "|---|---|---|---|---|"]
     for stage in pipeline.stages:
@@ -148,13 +161,53 @@ def _notifiers(pipeline: Pipeline) -> dict[str, Any]:
             aws_conn_id=pipeline.notifications.aws_conn_id or pipeline.aws_conn_id, region_name=pipeline.region,
         )
         for event in wanted
-        if event not in ("approval-needed", "approval-approved", "approval-rejected")
+        if event not in APPROVAL_EVENTS
     }
+
+
+def supersedes_approvals(pipeline: Pipeline) -> bool:
+    """Whether a newer run reaching an approval ends an older run's wait there."""
+    if pipeline.supersede_approvals is not None:
+        return bool(pipeline.supersede_approvals)
+    return pipeline.execution_mode == "SUPERSEDED"
+
+
+def _approval_notifications(pipeline: Pipeline) -> dict[str, Any] | None:
+    """Where approvals publish their decisions and superseding (the pipeline's notifications)."""
+    n = pipeline.notifications
+    if not n or not any(event in n.events for event in APPROVAL_EVENTS[1:]):
+        return None
+    return {"pipeline": pipeline.name, "topic_arn": n.topic_arn,
+            "events": [event for event in n.events if event in APPROVAL_EVENTS[1:]],
+            "aws_conn_id": n.aws_conn_id or pipeline.aws_conn_id, "region_name": pipeline.region}
+
+
+def _approval_task_ids(pipeline: Pipeline) -> list[str]:
+    return [task_id_of(stage.name, action.name) for stage in pipeline.stages for action in stage.actions
+            if action.type == "approval.manual"]
+
+
+def _dag_callbacks(pipeline: Pipeline, notifiers: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """on_success_callback and on_failure_callback of the DAG."""
+    on_success = [notifiers["pipeline-succeeded"]] if "pipeline-succeeded" in notifiers else []
+    on_failure = [notifiers["pipeline-failed"]] if "pipeline-failed" in notifiers else []
+    approvals = _approval_task_ids(pipeline)
+    config = _approval_notifications(pipeline)
+    if approvals and config and {"approval-approved", "approval-rejected"} & set(config["events"]):
+        from release_orchestrator.notifications.approvals import ApprovalDecisionNotifier, ApprovalNotifications
+
+        # Decisions made by marking the task that the trigger could not announce, when the run ends.
+        catch_up = ApprovalDecisionNotifier(ApprovalNotifications.from_dict(config), approvals)
+        on_success.append(catch_up)
+        on_failure.append(catch_up)
+    return on_success, on_failure
 
 
 def build_dag(pipeline: Pipeline):
     """Compile one (validated) pipeline into an Airflow DAG."""
     from airflow.sdk import DAG, Param, TaskGroup
+
+    from release_orchestrator.events.assets import pipeline_schedule
 
     params: dict[str, Any] = {
         variable.name: Param(variable.default, type=["string", "null"] if variable.default is None else "string",
@@ -167,6 +220,10 @@ def build_dag(pipeline: Pipeline):
                     "a commit id, an image digest or an S3 object version.",
     )
     notifiers = _notifiers(pipeline)
+    if "pipeline-failed" in notifiers:
+        # A run superseded at an approval ends failed in Airflow, but is reported as superseded.
+        notifiers["pipeline-failed"].approval_task_ids = _approval_task_ids(pipeline)
+    on_success, on_failure = _dag_callbacks(pipeline, notifiers)
     namespaces = {
         action.namespace: task_id_of(stage.name, action.name)
         for stage in pipeline.stages for action in stage.actions if action.namespace
@@ -175,18 +232,18 @@ def build_dag(pipeline: Pipeline):
     dag = DAG(
         dag_id=airflow_key(pipeline.name),
         description=(pipeline.description or "")[:200] or None,
-        schedule=pipeline.schedule,
+        schedule=pipeline_schedule(pipeline),  # cron, the assets event-driven triggers watch, or both
         catchup=False,
         params=params,
         tags=[TAG, *pipeline.tags],
-        max_active_runs=PARALLEL_MAX_ACTIVE_RUNS if mode == "PARALLEL" else 1,
+        max_active_runs=PARALLEL_MAX_ACTIVE_RUNS if mode in OVERLAPPING_MODES else 1,
         doc_md=doc_md(pipeline),
         user_defined_macros={"release_output": release_output},
-        on_success_callback=[notifiers["pipeline-succeeded"]] if "pipeline-succeeded" in notifiers else None,
-        on_failure_callback=[notifiers["pipeline-failed"]] if "pipeline-failed" in notifiers else None,
+        on_success_callback=on_success or None,
+        on_failure_callback=on_failure or None,
         default_args={"retries": 0},
-        # The factory assigns DAGs to module globals itself; auto-registration would also put them in
-        # release_pipeline_errors.py, which builds them again to find compile errors.
+        # The factory assigns DAGs to module globals itself; auto-registration would also register
+        # DAGs built anywhere else (tests, benchmarks, the CLI) in whatever file built them.
         auto_register=False,
     )
     task_failure_callbacks = [notifiers[e] for e in ("action-failed", "stage-failed") if e in notifiers]
@@ -220,10 +277,13 @@ def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], 
     if action.type in USES_AWS:
         kwargs["aws_conn_id"] = action.aws_conn_id or pipeline.aws_conn_id
         kwargs["region_name"] = action.region or pipeline.region
-    if action.type == "approval.manual" and "approval-needed" in (
-        pipeline.notifications.events if pipeline.notifications else []
-    ):
-        kwargs.setdefault("sns_topic_arn", pipeline.notifications.topic_arn)
+    if action.type == "approval.manual":
+        if "approval-needed" in (pipeline.notifications.events if pipeline.notifications else []):
+            kwargs.setdefault("sns_topic_arn", pipeline.notifications.topic_arn)
+        kwargs["supersede"] = supersedes_approvals(pipeline)
+        kwargs["notifications"] = _approval_notifications(pipeline)
+        if POLL_INTERVAL:
+            kwargs["check_interval"] = float(POLL_INTERVAL)
     if POLL_INTERVAL and action.type in POLLED_TYPES:
         kwargs["poll_interval"] = float(POLL_INTERVAL)
     if action.timeout_minutes:
@@ -237,19 +297,26 @@ def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], 
     return operator(task_id=airflow_key(action.name), **kwargs)
 
 
-def build_dags(directory: str | os.PathLike | list | None = None) -> tuple[dict[str, Any], dict[str, Exception]]:
-    """Every spec in the directory as a DAG; one bad spec never hides the others."""
+def load_pipelines(directory: str | os.PathLike | list | None = None):
+    """Every valid spec of the pipelines directories, and the error of each invalid one."""
     from release_orchestrator.pipeline.loader import load_specs
 
     directory = directory or os.environ.get("RELEASE_ORCHESTRATOR_PIPELINES_DIR") or default_pipelines_dir()
     if isinstance(directory, str) and os.pathsep in directory:
         directory = [part for part in directory.split(os.pathsep) if part]
-    pipelines, errors = load_specs(directory)
+    return load_specs(directory)
+
+
+def build_dags(directory: str | os.PathLike | list | None = None) -> tuple[dict[str, Any], dict[str, Exception]]:
+    """Every spec in the directory as a DAG; one bad spec never hides the others."""
+    pipelines, errors = load_pipelines(directory)
     dags: dict[str, Any] = {}
     for pipeline in pipelines:
         try:
             dags[airflow_key(pipeline.name)] = build_dag(pipeline)
         except Exception as err:  # noqa: BLE001 - reported per spec, the others still load
+            # A valid spec that does not compile is a defect here, not in the spec: say so loudly.
+            log.exception("pipeline %s (%s) is valid but could not be compiled", pipeline.name, pipeline.source_file)
             errors[pipeline.source_file or pipeline.name] = err
     return dags, errors
 
@@ -259,8 +326,12 @@ def default_pipelines_dir() -> str:
 
 
 def spec_errors_report(directory: str | os.PathLike | list | None = None) -> str:
-    """All spec errors as one message (empty when every spec is valid)."""
-    _, errors = build_dags(directory)
+    """All spec errors as one message (empty when every spec is valid).
+
+    Only loads and validates (compiling every DAG again here would double the parse cost); a valid
+    spec that fails to compile is logged by the factory.
+    """
+    _, errors = load_pipelines(directory)
     if not errors:
         return ""
     parts = [f"{len(errors)} pipeline spec(s) invalid; the other pipelines are loaded:"]

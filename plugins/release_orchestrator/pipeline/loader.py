@@ -35,7 +35,8 @@ class _Seq(list):
     item_lines: list
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's C parser when PyYAML has it: about 8x faster than the pure-Python one on big spec sets.
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     def __init__(self, stream):
         super().__init__(stream)
         self.duplicate_keys: list[tuple[str, int]] = []
@@ -98,9 +99,9 @@ def _plain(value: Any, path: str, lines: dict[str, int]) -> Any:
 
 _SCALAR = (str, int, float, bool)
 _PIPELINE_FIELDS = {
-    "name": str, "description": str, "execution_mode": str, "schedule": str, "variables": list,
-    "triggers": list, "notifications": dict, "artifact_store": str, "aws_conn_id": str, "region": str,
-    "tags": list, "stages": list,
+    "name": str, "description": str, "execution_mode": str, "supersede_approvals": bool, "schedule": str,
+    "variables": list, "triggers": list, "notifications": dict, "artifact_store": str, "aws_conn_id": str,
+    "region": str, "tags": list, "stages": list,
 }
 _VARIABLE_FIELDS = {"name": str, "default": _SCALAR, "description": str}
 _NOTIFICATION_FIELDS = {"topic_arn": str, "events": list, "aws_conn_id": str}
@@ -186,7 +187,8 @@ class _Parser:
         f = self.fields(node, _PIPELINE_FIELDS, "", required=("name", "stages"))
         lines = _lines_of(node, skip=("stages",))
         p = Pipeline(name=f.get("name"), source_file=self.source, lines=lines)
-        for key in ("description", "execution_mode", "schedule", "artifact_store", "aws_conn_id", "region"):
+        for key in ("description", "execution_mode", "supersede_approvals", "schedule", "artifact_store",
+                    "aws_conn_id", "region"):
             if key in f:
                 setattr(p, key, f[key])
         if "tags" in f:

@@ -55,6 +55,9 @@ class Pipeline:
     stages: list[Stage] = field(default_factory=list)
     description: str = ""
     execution_mode: str = "QUEUED"
+    # A newer run reaching an approval supersedes an older run waiting there. None: on in SUPERSEDED
+    # mode, off otherwise.
+    supersede_approvals: bool | None = None
     schedule: str | None = None  # cron expression
     variables: list[Variable] = field(default_factory=list)
     triggers: list[dict[str, Any]] = field(default_factory=list)

@@ -90,6 +90,13 @@ class _Validator:
         if p.execution_mode not in EXECUTION_MODES:
             self.error(f"unknown execution mode {p.execution_mode!r}; use one of {', '.join(EXECUTION_MODES)}",
                        field="execution_mode")
+        if p.supersede_approvals is not None and not isinstance(p.supersede_approvals, bool):
+            self.error(f"supersede_approvals must be true or false, got {p.supersede_approvals!r}",
+                       field="supersede_approvals")
+        elif p.supersede_approvals and p.execution_mode == "QUEUED":
+            self.error("supersede_approvals needs runs that overlap, and QUEUED runs one at a time; use "
+                       "execution_mode SUPERSEDED (where it is on by default) or PARALLEL",
+                       field="supersede_approvals")
         if p.schedule is not None:
             self.check_schedule(p.schedule)
         self.check_variables()

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -27,9 +27,51 @@ ABANDONED_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"}
 MIN_DEFER_SECONDS = float(os.environ.get("RELEASE_ORCHESTRATOR_MIN_DEFER_SECONDS", "15"))
 
 
+def on_kill_budget() -> float:
+    """Seconds ``on_kill`` may take: a little less than the triggerer allows it (``on_kill_timeout``)."""
+    try:
+        from airflow.configuration import conf
+
+        allowed = conf.getfloat("triggerer", "on_kill_timeout", fallback=30.0)
+    except Exception:
+        allowed = 30.0
+    return max(1.0, allowed - 2.0)
+
+
 def json_safe(value: Any) -> Any:
     """Datetimes and other boto3 types as strings, so the event serializes anywhere."""
     return json.loads(json.dumps(value, default=str))
+
+
+async def finish_despite_cancellation(work: Callable[[], None], log: Any, what: str) -> None:
+    """Run `work` in a thread from a trigger's on_kill, to the end.
+
+    Airflow 3.3.2's triggerer cancels a trigger again at every state sync until it has ended (its
+    supervisor re-sends the trigger in ``to_cancel`` each time), i.e. while on_kill runs. Those
+    repeated cancellations must not abandon the work half-way (or before it starts), so it runs in
+    one thread, awaited through a shield, and further cancellations are waited out until shortly
+    before ``[triggerer] on_kill_timeout``; past that the thread still finishes on its own.
+    """
+    loop = asyncio.get_running_loop()
+    future = asyncio.ensure_future(asyncio.to_thread(work))
+    deadline = loop.time() + on_kill_budget()
+    while True:
+        try:
+            await asyncio.shield(future)
+            return
+        except asyncio.CancelledError:
+            if not future.done() and loop.time() >= deadline:
+                raise
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            if future.done():
+                if not future.cancelled() and future.exception() is not None:
+                    log.warning("%s failed", what, exc_info=future.exception())
+                return
+        except Exception:  # noqa: BLE001 - logged; the caller has nothing better to do with it
+            log.warning("%s failed", what, exc_info=True)
+            return
 
 
 class BatchPolledTrigger(BaseTrigger):
@@ -155,18 +197,25 @@ class BatchPolledTrigger(BaseTrigger):
         Airflow calls this for mark failed, mark success and clear alike; the task's current
         state tells them apart. A cleared task keeps its work, as its next try reattaches to it.
         """
-        if await self._task_abandoned():
-            self.log.info("Task abandoned: stopping %s %s", self.spec.service, self.item_id)
-            await asyncio.to_thread(self.stop)
-        else:
-            self.log.info("Task cleared or marked success: leaving %s %s running", self.spec.service, self.item_id)
+        await finish_despite_cancellation(self._act_on_user_action, self.log, "acting on the user's action")
 
-    async def _task_abandoned(self) -> bool:
+    def _act_on_user_action(self) -> None:
+        """In a thread: read the task's state; stop the work when the task was abandoned."""
+        if not self._task_abandoned():
+            self.log.info("Task cleared or marked success: leaving %s %s running", self.spec.service, self.item_id)
+            return
+        self.log.info("Task abandoned: stopping %s %s", self.spec.service, self.item_id)
+        try:
+            self.stop()
+        except Exception:
+            self.log.warning("Could not stop %s %s", self.spec.service, self.item_id, exc_info=True)
+
+    def _task_abandoned(self) -> bool:
         ti = self.task_instance
         if ti is None:
             return True
         try:
-            state = await asyncio.to_thread(self._task_state, ti)
+            state = self._task_state(ti)
         except Exception:
             self.log.warning("Could not read the task's state; stopping to be safe", exc_info=True)
             return True

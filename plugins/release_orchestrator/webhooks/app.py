@@ -132,9 +132,13 @@ class Receiver:
             "repository": events[0].source["repository"], "duplicate": False, "started": [], "not_started": [],
         }
         seen = self.airflow.existing(delivery_id, digest)
-        if seen:
+        own_prefix = runs.run_id_for(delivery_id, digest)
+        if any(not run["run_id"].startswith(own_prefix) for run in seen):
+            # The same body under another delivery id: a replay, whatever this one claims to be.
             log.info("%s delivery %s is a replay of runs %s", provider.name, delivery_id, seen)
             return 200, {**response, "duplicate": True, "runs": seen}
+        # A redelivery of this very delivery goes on: the run ids are the same, so pipelines it already
+        # started collide in the DB (AlreadyStarted), and those that failed to start last time start now.
 
         errors = 0
         pipelines = self.load_pipelines()
@@ -169,10 +173,13 @@ class Receiver:
                     response["not_started"].append({**entry, "reason": f"could not start: {err}"})
                     continue
                 response["started"].append({**entry, "run_id": run_id, "matched_by": result.by})
+        if seen and not response["started"] and not errors:
+            log.info("%s delivery %s is a replay of runs %s", provider.name, delivery_id, seen)
+            return 200, {**response, "duplicate": True, "runs": seen}
         log.info("%s delivery %s for %s: started %s", provider.name, delivery_id, response["repository"],
                  [(s["dag_id"], s["run_id"]) for s in response["started"]] or "nothing")
-        # Nothing started and something failed: a 5xx lets the sender redeliver; the replay check then allows it.
-        return (500 if errors and not response["started"] else 200), response
+        # Something failed to start: a 5xx lets the sender redeliver, and the redelivery starts only what is missing.
+        return (500 if errors else 200), response
 
 
 def _note(source: dict) -> str:

@@ -32,6 +32,7 @@ from release_orchestrator.pipeline.model import Pipeline
 from release_orchestrator.pipeline.syntax import did_you_mean
 
 PROVIDERS = ("github", "bitbucket", "generic")
+EVENT_PROVIDERS = ("s3", "ecr", "codecommit")  # event-driven entries, see release_orchestrator.events
 PR_EVENTS = ("opened", "updated", "closed")
 # CodePipeline's spelling (what the importer writes) and a few near misses mean the same events.
 _PR_EVENT_ALIASES = {"open": "opened", "opened": "opened", "reopened": "opened", "updated": "updated",
@@ -160,6 +161,12 @@ class _Parser:
         return out
 
     def trigger(self, node: Any, where: str) -> Trigger | None:
+        if isinstance(node, dict) and node.get("provider") in EVENT_PROVIDERS:
+            # An event-driven AWS source (release_orchestrator.events): checked here, never matched by webhooks.
+            from release_orchestrator.events.spec import parse_event_trigger
+
+            self.problems += parse_event_trigger(self.pipeline, node, where)[1]
+            return None
         if not isinstance(node, dict):
             self.problem(where, "expected a mapping with provider, repository, push, pull_request")
             return None

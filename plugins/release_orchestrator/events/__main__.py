@@ -1,0 +1,5 @@
+import sys
+
+from release_orchestrator.events.setup import main
+
+sys.exit(main())

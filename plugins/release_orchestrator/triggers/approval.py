@@ -1,0 +1,200 @@
+"""The wait of a manual approval, in the triggerer.
+
+`ApprovalWaitTrigger` replaces a plain timer. It fires once, with one of:
+
+- `{"kind": "timeout"}` when the approval's expiry passes;
+- `{"kind": "superseded", "superseded_by": <run id>}` when superseding is on and a newer run of the
+  same pipeline has reached the same approval (it waits there, or was decided already).
+
+A person's decision does not come through the trigger: marking the task success or failed ends the
+wait directly (Airflow then cancels the trigger and calls `on_kill`, which announces the decision),
+and a form response resumes the task directly through Airflow's REST API.
+
+"Newer" is the order in which runs were created: each approval records, when its wait starts, its
+run's `run_after` in the XCom `approval_wait` (see notifications/approvals.py). Workers have no
+database access in Airflow 3 and cannot end another run's wait; each waiting trigger instead looks
+at the other runs every `check_interval` seconds through the Task SDK calls the triggerer offers
+(`get_task_states` for the approval task in every run of the DAG, and XCom reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from release_orchestrator.notifications.approvals import (
+    DECISION_XCOM_KEY,
+    WAIT_XCOM_KEY,
+    ApprovalNotifications,
+    now_iso,
+    publish_result,
+)
+from release_orchestrator.triggers import base as trigger_base
+
+DEFAULT_CHECK_INTERVAL = 30.0
+# States of another run's approval task that, together with its `approval_wait` XCom (which Airflow
+# clears when a new try starts), show it reached its wait: waiting, or decided. A task in between
+# (resuming after a form answer) shows up at a later check, once it is decided.
+REACHED_STATES = frozenset({"deferred", "awaiting_input", "success", "failed"})
+TERMINAL_STATES = frozenset({"success", "failed"})
+
+# (dag_id, task_id, run_id) -> (state when read, run_after or None). A run's run_after never changes,
+# so a found value is kept for the life of the triggerer process; "no wait recorded" is kept only
+# while the task stays in the terminal state it had when read.
+_ORDER_CACHE: dict[tuple[str, str, str], tuple[str | None, datetime | None]] = {}
+
+
+def parse_time(value: str | datetime) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _state_value(state: Any) -> str | None:
+    return getattr(state, "value", state)
+
+
+class ApprovalWaitTrigger(BaseTrigger):
+    """Waits until the approval times out or (with `supersede`) a newer run reaches it."""
+
+    def __init__(self, *, dag_id: str, run_id: str, task_id: str, expires: str, run_after: str,
+                 map_index: int = -1, supersede: bool = False, check_interval: float = DEFAULT_CHECK_INTERVAL,
+                 notifications: dict[str, Any] | None = None, mode: str = "mark") -> None:
+        super().__init__()
+        self.dag_id = dag_id
+        self.run_id = run_id
+        self.task_id = task_id
+        self.map_index = -1 if map_index is None else map_index
+        self.expires = expires
+        self.run_after = run_after
+        self.supersede = bool(supersede)
+        self.check_interval = max(1.0, float(check_interval))
+        self.notifications = notifications
+        self.mode = mode  # "form": the worker announces answers to the form itself
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "dag_id": self.dag_id,
+                "run_id": self.run_id,
+                "task_id": self.task_id,
+                "map_index": self.map_index,
+                "expires": self.expires,
+                "run_after": self.run_after,
+                "supersede": self.supersede,
+                "check_interval": self.check_interval,
+                "notifications": self.notifications,
+                "mode": self.mode,
+            },
+        )
+
+    # ---- the wait ------------------------------------------------------------------------------
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        started = time.monotonic()
+        expires = parse_time(self.expires)
+        while True:
+            remaining = (expires - datetime.now(timezone.utc)).total_seconds()
+            if remaining <= 0:
+                await self._hold(started)
+                yield TriggerEvent({"kind": "timeout", "expires": self.expires})
+                return
+            if self.supersede:
+                try:
+                    newer = await asyncio.to_thread(self.newer_run)
+                except Exception:  # noqa: BLE001 - a failed look is retried at the next check
+                    self.log.warning("Could not check for newer runs at this approval", exc_info=True)
+                    newer = None
+                if newer:
+                    self.log.info("Run %s reached %s after this run: superseded", newer, self.task_id)
+                    await self._hold(started)
+                    yield TriggerEvent({"kind": "superseded", "superseded_by": newer})
+                    return
+                await asyncio.sleep(min(remaining, self.check_interval))
+            else:
+                await asyncio.sleep(remaining)
+
+    @staticmethod
+    async def _hold(started: float) -> None:
+        """Never report within MIN_DEFER_SECONDS of deferring (an Airflow 3.3.2 race, see triggers/base.py)."""
+        await asyncio.sleep(max(0.0, trigger_base.MIN_DEFER_SECONDS - (time.monotonic() - started)))
+
+    def newer_run(self) -> str | None:
+        """The newest other run whose same approval reached its wait and that was created after this one."""
+        mine = (parse_time(self.run_after), self.run_id)
+        newest: tuple[datetime, str] | None = None
+        for run_id, state in self.approval_states().items():
+            if run_id == self.run_id or state not in REACHED_STATES:
+                continue
+            run_after = self.run_after_of(run_id, state)
+            if run_after is None:
+                continue
+            order = (run_after, run_id)
+            if order > mine and (newest is None or order > newest):
+                newest = order
+        return newest[1] if newest else None
+
+    def approval_states(self) -> dict[str, str | None]:
+        """run id -> state of this approval task, for every run of the DAG."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=self.dag_id, task_ids=[self.task_id], map_index=None if self.map_index < 0 else self.map_index)
+        key = self.task_id if self.map_index < 0 else f"{self.task_id}_{self.map_index}"
+        return {run_id: _state_value(tasks.get(key)) for run_id, tasks in states.items() if key in tasks}
+
+    def run_after_of(self, run_id: str, state: str) -> datetime | None:
+        """When `run_id` was created, as its approval recorded it on starting to wait; None if it did not."""
+        cache_key = (self.dag_id, self.task_id, run_id)
+        cached = _ORDER_CACHE.get(cache_key)
+        if cached is not None and (cached[1] is not None or cached[0] == state):
+            return cached[1]
+        wait = self.read_xcom(run_id, WAIT_XCOM_KEY)
+        run_after = parse_time(wait["run_after"]) if isinstance(wait, dict) and wait.get("run_after") else None
+        if run_after is not None or state in TERMINAL_STATES:
+            _ORDER_CACHE[cache_key] = (state, run_after)
+        return run_after
+
+    def read_xcom(self, run_id: str, key: str) -> Any:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        return XCom.get_one(key=key, dag_id=self.dag_id, task_id=self.task_id, run_id=run_id,
+                            map_index=self.map_index)
+
+    def write_xcom(self, key: str, value: Any) -> None:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        XCom.set(key, value, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id,
+                 map_index=self.map_index)
+
+    # ---- a person decided by marking the task ---------------------------------------------------
+    async def on_kill(self) -> None:
+        """Airflow cancelled the wait because of a user action: announce a decision made by marking.
+
+        Called for mark success, mark failed and clear alike (and after a form response resumed
+        the task); the task's state tells them apart. A decision the worker already announced
+        (form mode) is recorded in `approval_decision` and not announced again.
+        """
+        # A failure is logged; the DAG callback at the end of the run catches up.
+        await trigger_base.finish_despite_cancellation(self.announce_marked_decision, self.log,
+                                                       f"announcing the decision on {self.task_id}")
+
+    def announce_marked_decision(self) -> None:
+        state = self.approval_states().get(self.run_id)
+        outcome = {"success": "Approved", "failed": "Rejected"}.get(state or "")
+        if outcome is None:
+            self.log.info("Approval wait of %s ended with the task %s: nothing to announce", self.task_id, state)
+            return
+        if self.mode == "form" and self.read_xcom(self.run_id, DECISION_XCOM_KEY):
+            return  # answered in the form: the worker announced it
+        config = ApprovalNotifications.from_dict(self.notifications)
+        announced = publish_result(config, run_id=self.run_id, task_id=self.task_id, outcome=outcome,
+                                   reason="decided by marking the task")
+        self.write_xcom(DECISION_XCOM_KEY, {"Outcome": outcome, "DecidedAt": now_iso(), "DecidedBy": "mark",
+                                            "Announced": announced})
+        self.log.info("Approval %s %s by marking the task%s", self.task_id, outcome.lower(),
+                      "; announced" if announced else "")

@@ -1,0 +1,275 @@
+"""Manual approvals in real Airflow processes: marking, the form, superseding, and their SNS messages.
+
+Every run this module needs is started by one fixture at the beginning (they are independent), so
+they progress in parallel while the tests look at them one after the other. Messages are read from
+the session's shared SNS inbox and kept here, filtered by pipeline and run.
+
+The approval timeout (5 minutes at the least) is tested by `test_timeout_rejects_the_approval`
+only when RELEASE_ORCHESTRATOR_SLOW_TESTS is set; tests/unit/test_approval_trigger.py checks the
+trigger's timeout and tests/unit/test_approval_operator.py the operator's reaction to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pytest
+
+from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
+from tests.integration.helpers import Inbox, wait_for, wait_for_run, wait_for_task_state
+
+pytestmark = pytest.mark.integration
+
+APPROVAL = "Approval.SignOff"
+MARK, FORM, ONCE = "ap-mark", "ap-form", "ap-once"
+SUPERSEDE, SUPERSEDE_FORM, TIMEOUT = "ap-supersede", "ap-supersede-form", "ap-timeout"
+SLOW = bool(os.environ.get("RELEASE_ORCHESTRATOR_SLOW_TESTS"))
+WAITING = {"deferred"}
+
+
+def push(label: str) -> dict:
+    commit = hashlib.sha1(f"{label}-{time.time()}".encode()).hexdigest()
+    return {"source": {"provider": "github", "repository": "acme/approvals", "branch": "main", "commit_id": commit,
+                       "commit_message": f"test {label}", "author": "Test Author"}}
+
+
+class Mailbox:
+    """Everything that arrived on the shared inbox since the module started, by pipeline and run."""
+
+    def __init__(self, inbox: Inbox):
+        self.inbox = inbox
+        self.messages: list[dict] = []
+
+    def collect(self) -> None:
+        self.messages += self.inbox.drain(wait=0.5, timeout=5)
+
+    @staticmethod
+    def where(message: dict) -> tuple[str | None, str | None]:
+        body = message["parsed"]
+        if "approval" in body and "token" in body["approval"]:  # CodePipeline's approval JSON
+            pipeline, run_id, _ = body["approval"]["token"].split("/", 2)
+            return pipeline, run_id
+        detail = body.get("detail", {})
+        return detail.get("pipeline"), detail.get("execution-id")
+
+    def of(self, pipeline: str, run_id: str, prefix: str = "") -> list[dict]:
+        self.collect()
+        return [m for m in self.messages
+                if self.where(m) == (pipeline, run_id) and m.get("Subject", "").startswith(prefix)]
+
+    def wait(self, pipeline: str, run_id: str, prefix: str, timeout: float = 120) -> list[dict]:
+        return wait_for(lambda: self.of(pipeline, run_id, prefix), timeout, interval=1,
+                        what=f"a '{prefix}' message of {pipeline} run {run_id}")
+
+    def settled(self, pipeline: str, run_id: str, seconds: float = 5) -> dict[str, int]:
+        """Subjects (without the run-specific tail) and how often each arrived, once nothing more comes."""
+        time.sleep(seconds)
+        counts: dict[str, int] = {}
+        for message in self.of(pipeline, run_id):
+            kind = message["Subject"].split(":", 1)[0] + (":" + message["Subject"].split()[1]
+                                                          if message["Subject"].startswith("FAILED") else "")
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+@pytest.fixture(scope="module")
+def mailbox(inbox) -> Mailbox:
+    return Mailbox(inbox)
+
+
+@pytest.fixture(scope="module")
+def runs(api, mailbox) -> dict[str, tuple[str, str]]:
+    """Start every run of this module at once: name -> (pipeline, run id)."""
+    pipelines = [MARK, FORM, ONCE, SUPERSEDE, SUPERSEDE_FORM] + ([TIMEOUT] if SLOW else [])
+    for pipeline in pipelines:
+        api.wait_for_dag(pipeline, timeout=240)
+    mailbox.collect()
+    started = {}
+    plan = [("mark-approve", MARK), ("mark-reject", MARK), ("form-approve", FORM), ("form-reject", FORM),
+            ("once", ONCE), ("supersede-old", SUPERSEDE), ("supersede-form-old", SUPERSEDE_FORM)]
+    if SLOW:
+        plan.append(("timeout", TIMEOUT))
+    for name, pipeline in plan:
+        started[name] = (pipeline, api.trigger(pipeline, conf=push(name))["dag_run_id"])
+    # The newer runs start once the older ones wait at their approval.
+    for old, new in (("supersede-old", "supersede-new"), ("supersede-form-old", "supersede-form-new")):
+        pipeline, run_id = started[old]
+        wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
+        started[new] = (pipeline, api.trigger(pipeline, conf=push(new))["dag_run_id"])
+    return started
+
+
+def approval_ti(api: AirflowAPI, pipeline: str, run_id: str) -> dict:
+    return next(ti for ti in api.task_instances(pipeline, run_id) if ti["task_id"] == APPROVAL)
+
+
+def task_log(api: AirflowAPI, pipeline: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+    return api.task_log(pipeline, run_id, task_id, try_number)
+
+
+def wait_for_the_trigger(api: AirflowAPI, pipeline: str, run_id: str) -> None:
+    """Until the triggerer runs the approval's wait (its log, which includes the trigger's, says so)."""
+    wait_for(lambda: f"{APPROVAL}/-1/1 (ID" in (log := task_log(api, pipeline, run_id, APPROVAL)) and "starting" in log,
+             timeout=180, interval=2, what=f"the triggerer to run the approval of {pipeline} run {run_id}")
+
+
+def answer_form(client: AirflowAPI, pipeline: str, run_id: str, option: str, comment: str) -> dict:
+    return client.request("PATCH", f"/dags/{pipeline}/dagRuns/{run_id}/taskInstances/{APPROVAL}/-1/hitlDetails",
+                          json={"chosen_options": [option], "params_input": {"comment": comment}})
+
+
+# ---- mode `mark` ------------------------------------------------------------------------------
+def test_approve_by_marking_keeps_the_note_and_announces_it(api, reviewer_api, mailbox, runs):
+    pipeline, run_id = runs["mark-approve"]
+    wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
+    [needed] = mailbox.wait(pipeline, run_id, "APPROVAL NEEDED")
+    assert needed["parsed"]["approval"]["actionName"] == "SignOff"
+    assert needed["parsed"]["approval"]["customData"].startswith("Release ")
+
+    wait_for_the_trigger(api, pipeline, run_id)
+    reviewer_api.set_task_state(pipeline, run_id, APPROVAL, "success", note="Approved by qa-lead: looks good")
+    assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "success"
+    assert "qa-lead" in (approval_ti(api, pipeline, run_id).get("note") or "")
+
+    [approved] = mailbox.wait(pipeline, run_id, "APPROVED")
+    detail = approved["parsed"]["detail"]
+    assert approved["parsed"]["detail-type"] == "CodePipeline Action Execution State Change"
+    assert (detail["stage"], detail["action"], detail["state"]) == ("Approval", "SignOff", "SUCCEEDED")
+    assert detail["type"]["category"] == "Approval"
+    # Announced by the waiting trigger when Airflow cancelled it, not by the catch-up at the run's end.
+    assert detail["approval"] == {"outcome": "Approved", "reason": "decided by marking the task"}
+    mailbox.wait(pipeline, run_id, "SUCCEEDED")
+    assert mailbox.settled(pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
+
+
+def test_reject_by_marking_fails_the_run_and_announces_it(api, reviewer_api, mailbox, runs):
+    pipeline, run_id = runs["mark-reject"]
+    wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
+    wait_for_the_trigger(api, pipeline, run_id)
+    reviewer_api.set_task_state(pipeline, run_id, APPROVAL, "failed", note="Rejected by qa-lead: broken login")
+    assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "failed"
+    assert "broken login" in (approval_ti(api, pipeline, run_id).get("note") or "")
+
+    [rejected] = mailbox.wait(pipeline, run_id, "REJECTED")
+    detail = rejected["parsed"]["detail"]
+    assert detail["state"] == "FAILED"
+    assert detail["approval"] == {"outcome": "Rejected", "reason": "decided by marking the task"}
+    [failed] = mailbox.wait(pipeline, run_id, "FAILED: pipeline")
+    assert failed["parsed"]["detail"]["failed-action"] == "SignOff"
+    counts = mailbox.settled(pipeline, run_id)
+    assert counts == {"STARTED": 1, "APPROVAL NEEDED": 1, "REJECTED": 1, "FAILED:pipeline": 1}, counts
+
+
+# ---- mode `form` ------------------------------------------------------------------------------
+def test_form_refuses_users_who_are_not_approvers_then_the_approver_approves(airflow_env, api, reviewer_api,
+                                                                             mailbox, runs):
+    pipeline, run_id = runs["form-approve"]
+    wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
+    detail = api.request("GET", f"/dags/{pipeline}/dagRuns/{run_id}/taskInstances/{APPROVAL}/-1/hitlDetails")
+    assert [user["id"] for user in detail["assigned_users"]] == ["qa-lead"]
+    assert detail["response_received"] is False
+
+    # admin may change any task, but is not among the approvers; developer is a viewer.
+    developer = AirflowAPI(airflow_env.airflow_url, "developer", airflow_env.users["developer"])
+    for client in (api, developer):
+        with pytest.raises(AirflowAPIError, match="HTTP 403"):
+            answer_form(client, pipeline, run_id, "Approve", f"{client.username} approves")
+    assert approval_ti(api, pipeline, run_id)["state"] in WAITING
+
+    response = answer_form(reviewer_api, pipeline, run_id, "Approve", "checked on staging")
+    assert response["responded_by"]["name"] == "qa-lead"
+    assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "success"
+    outputs = api.xcom(pipeline, run_id, APPROVAL)
+    assert (outputs["Outcome"], outputs["Reviewer"], outputs["Comment"]) == ("Approved", "qa-lead",
+                                                                            "checked on staging")
+
+    [approved] = mailbox.wait(pipeline, run_id, "APPROVED")
+    assert approved["Subject"].startswith(f"APPROVED: {pipeline} Approval.SignOff by qa-lead")
+    decision = approved["parsed"]["detail"]["approval"]
+    assert decision == {"outcome": "Approved", "reviewer": "qa-lead", "comment": "checked on staging"}
+    mailbox.wait(pipeline, run_id, "SUCCEEDED")
+    assert mailbox.settled(pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
+
+
+def test_form_rejection_fails_the_run_with_the_reviewers_comment(api, reviewer_api, mailbox, runs):
+    pipeline, run_id = runs["form-reject"]
+    wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
+    answer_form(reviewer_api, pipeline, run_id, "Reject", "login page broken")
+    assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "failed"
+    assert approval_ti(api, pipeline, run_id)["state"] == "failed"
+    assert "rejected by qa-lead: login page broken" in task_log(api, pipeline, run_id, APPROVAL)
+
+    [rejected] = mailbox.wait(pipeline, run_id, "REJECTED")
+    assert rejected["parsed"]["detail"]["approval"] == {"outcome": "Rejected", "reviewer": "qa-lead",
+                                                        "comment": "login page broken"}
+    [action_failed] = mailbox.wait(pipeline, run_id, "FAILED: action")
+    assert "rejected by qa-lead" in action_failed["parsed"]["detail"]["error-summary"]
+    mailbox.wait(pipeline, run_id, "FAILED: pipeline")
+    counts = mailbox.settled(pipeline, run_id)
+    assert counts == {"STARTED": 1, "APPROVAL NEEDED": 1, "REJECTED": 1, "FAILED:action": 1,
+                      "FAILED:pipeline": 1}, counts
+
+
+# ---- superseding --------------------------------------------------------------------------------
+@pytest.mark.parametrize("old, new", [("supersede-old", "supersede-new"),
+                                      ("supersede-form-old", "supersede-form-new")], ids=["mark", "form"])
+def test_a_newer_run_at_the_approval_supersedes_the_waiting_one(api, reviewer_api, mailbox, runs, old, new):
+    pipeline, old_run = runs[old]
+    _, new_run = runs[new]
+    assert api.get_dag(pipeline)["max_active_runs"] > 1  # SUPERSEDED runs overlap
+
+    assert wait_for_run(api, pipeline, old_run, timeout=240)["state"] == "failed"
+    assert approval_ti(api, pipeline, old_run)["state"] == "failed"
+    assert f"superseded by run {new_run}" in task_log(api, pipeline, old_run, APPROVAL)
+    # The newer run keeps waiting for its reviewer.
+    assert approval_ti(api, pipeline, new_run)["state"] in WAITING
+
+    [superseded] = mailbox.wait(pipeline, old_run, "SUPERSEDED")
+    # SNS subjects stop at 100 characters; the message has the full run ids.
+    assert superseded["Subject"].startswith(f"SUPERSEDED: pipeline {pipeline} (run {old_run}) by run ")
+    detail = superseded["parsed"]["detail"]
+    assert (detail["state"], detail["superseded-by"]) == ("SUPERSEDED", new_run)
+    assert detail["reason"] == f"superseded by run {new_run}"
+    # A superseded run is not reported as failed (nor its approval action).
+    counts = mailbox.settled(pipeline, old_run)
+    assert counts.get("SUPERSEDED") == 1 and counts.get("APPROVAL NEEDED") == 1, counts
+    assert not any(kind.startswith("FAILED") for kind in counts), counts
+
+    if old == "supersede-old":
+        reviewer_api.set_task_state(pipeline, new_run, APPROVAL, "success", note="newest build approved")
+    else:
+        answer_form(reviewer_api, pipeline, new_run, "Approve", "newest build approved")
+    assert wait_for_run(api, pipeline, new_run, timeout=180)["state"] == "success"
+    mailbox.wait(pipeline, new_run, "APPROVED")
+    counts = mailbox.settled(pipeline, new_run)
+    assert counts.get("APPROVAL NEEDED") == 1 and counts.get("APPROVED") == 1, counts
+    assert "SUPERSEDED" not in counts, counts
+
+
+# ---- exactly once -------------------------------------------------------------------------------
+def test_pipeline_started_is_published_once_although_the_first_action_resumes(api, reviewer_api, mailbox,
+                                                                               runs):
+    """The first action (a build) defers and resumes: its on_execute_callback runs twice."""
+    pipeline, run_id = runs["once"]
+    wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
+    log = task_log(api, pipeline, run_id, "Build.Compile")
+    assert "Notification pipeline-started was already published" in log
+    reviewer_api.set_task_state(pipeline, run_id, APPROVAL, "success", note="ok")
+    assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "success"
+    mailbox.wait(pipeline, run_id, "SUCCEEDED")
+    assert mailbox.settled(pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
+
+
+# ---- timeout (slow: 5 minutes is the shortest timeout a spec may set) ----------------------------
+@pytest.mark.skipif(not SLOW, reason="takes over 5 minutes; set RELEASE_ORCHESTRATOR_SLOW_TESTS=1 to run it")
+def test_timeout_rejects_the_approval(api, mailbox, runs):
+    pipeline, run_id = runs["timeout"]
+    assert wait_for_run(api, pipeline, run_id, timeout=540)["state"] == "failed"
+    assert "nobody approved within 0:05:00 (timeout)" in task_log(api, pipeline, run_id, APPROVAL)
+    [rejected] = mailbox.wait(pipeline, run_id, "REJECTED")
+    assert rejected["parsed"]["detail"]["approval"]["reason"] == "timeout: nobody decided within 0:05:00"
+    mailbox.wait(pipeline, run_id, "FAILED: pipeline")
+    counts = mailbox.settled(pipeline, run_id)
+    assert counts == {"APPROVAL NEEDED": 1, "REJECTED": 1, "FAILED:pipeline": 1}, counts

@@ -1,0 +1,201 @@
+"""The approval's wait in the triggerer: timeout, superseding by newer runs, and marked decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY, WAIT_XCOM_KEY
+from release_orchestrator.triggers import approval as approval_trigger
+from release_orchestrator.triggers.approval import ApprovalWaitTrigger
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+TASK = "Approval.SignOff"
+
+
+class FakeAirflow:
+    """What the trigger asks the Task SDK: approval states of every run, and XComs."""
+
+    def __init__(self, states: dict[str, str | None], run_after: dict[str, datetime]):
+        self.states = states
+        self.xcoms = {(run_id, WAIT_XCOM_KEY): {"run_after": moment.isoformat()} for run_id, moment in run_after.items()}
+        self.reads: list[tuple[str, str]] = []
+
+    def install(self, trigger: ApprovalWaitTrigger) -> ApprovalWaitTrigger:
+        trigger.approval_states = lambda: dict(self.states)
+
+        def read(run_id, key):
+            self.reads.append((run_id, key))
+            return self.xcoms.get((run_id, key))
+
+        trigger.read_xcom = read
+        trigger.write_xcom = lambda key, value: self.xcoms.__setitem__((trigger.run_id, key), value)
+        return trigger
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    approval_trigger._ORDER_CACHE.clear()
+    yield
+    approval_trigger._ORDER_CACHE.clear()
+
+
+def make_trigger(run_id="run-b", run_after=T0, expires=None, supersede=True, **kwargs) -> ApprovalWaitTrigger:
+    expires = expires or datetime.now(timezone.utc) + timedelta(days=7)
+    return ApprovalWaitTrigger(dag_id="webapp", run_id=run_id, task_id=TASK, expires=expires.isoformat(),
+                               run_after=run_after.isoformat(), supersede=supersede, check_interval=1, **kwargs)
+
+
+async def first_event(trigger: ApprovalWaitTrigger, timeout: float = 5):
+    async def first():
+        async for event in trigger.run():
+            return event.payload
+
+    return await asyncio.wait_for(first(), timeout)
+
+
+def test_fires_timeout_once_the_expiry_has_passed():
+    trigger = make_trigger(expires=datetime.now(timezone.utc) - timedelta(seconds=1), supersede=False)
+    assert asyncio.run(first_event(trigger)) == {"kind": "timeout", "expires": trigger.expires}
+
+
+def test_waits_for_the_expiry_without_superseding():
+    trigger = make_trigger(expires=datetime.now(timezone.utc) + timedelta(seconds=0.5), supersede=False)
+    trigger.approval_states = lambda: pytest.fail("superseding is off: no need to look at other runs")
+    started = datetime.now(timezone.utc)
+    assert asyncio.run(first_event(trigger))["kind"] == "timeout"
+    assert datetime.now(timezone.utc) - started >= timedelta(seconds=0.4)
+
+
+def test_a_newer_run_waiting_at_the_same_approval_supersedes():
+    airflow = FakeAirflow({"run-a": "failed", "run-b": "deferred", "run-c": "deferred"},
+                          {"run-a": T0 - timedelta(hours=1), "run-b": T0, "run-c": T0 + timedelta(minutes=5)})
+    trigger = airflow.install(make_trigger())
+    assert asyncio.run(first_event(trigger)) == {"kind": "superseded", "superseded_by": "run-c"}
+
+
+def test_the_newest_of_several_newer_runs_is_named():
+    airflow = FakeAirflow({"run-b": "deferred", "run-c": "success", "run-d": "deferred"},
+                          {"run-b": T0, "run-c": T0 + timedelta(minutes=1), "run-d": T0 + timedelta(minutes=2)})
+    assert airflow.install(make_trigger()).newer_run() == "run-d"
+
+
+def test_older_runs_and_runs_that_never_waited_do_not_supersede():
+    airflow = FakeAirflow(
+        {"run-a": "deferred", "run-b": "deferred", "run-c": "upstream_failed", "run-d": "running", "run-e": None,
+         "run-f": "failed"},
+        {"run-a": T0 - timedelta(minutes=1), "run-b": T0})
+    # run-c never reached the approval; run-d is still before its wait (no approval_wait yet); run-e was
+    # cleared; run-f's approval was marked failed before it ever waited.
+    trigger = airflow.install(make_trigger(expires=datetime.now(timezone.utc) + timedelta(seconds=1.5)))
+    assert asyncio.run(first_event(trigger))["kind"] == "timeout"
+
+
+def test_a_newer_run_that_was_already_decided_supersedes_an_older_run_arriving_late():
+    """Runs overlap: the newer build passed the approval before the older one got there."""
+    airflow = FakeAirflow({"run-b": "deferred", "run-c": "success"},
+                          {"run-b": T0, "run-c": T0 + timedelta(seconds=30)})
+    assert airflow.install(make_trigger()).newer_run() == "run-c"
+
+
+def test_runs_created_at_the_same_moment_are_ordered_by_run_id():
+    airflow = FakeAirflow({"run-b": "deferred", "run-c": "deferred", "run-a": "deferred"},
+                          {"run-a": T0, "run-b": T0, "run-c": T0})
+    assert airflow.install(make_trigger()).newer_run() == "run-c"
+
+
+def test_each_runs_order_is_read_once_and_finished_runs_without_a_wait_are_not_read_again():
+    airflow = FakeAirflow({"run-a": "success", "run-old": "success", "run-b": "deferred"},
+                          {"run-a": T0 - timedelta(days=3), "run-b": T0})
+    airflow.xcoms.pop(("run-old", WAIT_XCOM_KEY), None)  # approved before approvals recorded their wait
+    trigger = airflow.install(make_trigger())
+    for _ in range(3):
+        assert trigger.newer_run() is None
+    assert sorted(airflow.reads) == [("run-a", WAIT_XCOM_KEY), ("run-old", WAIT_XCOM_KEY)]
+
+
+def test_a_failed_look_at_other_runs_is_retried_at_the_next_check():
+    airflow = FakeAirflow({"run-b": "deferred", "run-c": "deferred"}, {"run-b": T0, "run-c": T0 + timedelta(1)})
+    trigger = airflow.install(make_trigger())
+    looks = []
+
+    def flaky():
+        looks.append(1)
+        if len(looks) == 1:
+            raise ConnectionError("api-server restarting")
+        return dict(airflow.states)
+
+    trigger.approval_states = flaky
+    assert asyncio.run(first_event(trigger)) == {"kind": "superseded", "superseded_by": "run-c"}
+    assert len(looks) == 2
+
+
+def test_serializes_everything_it_needs():
+    trigger = make_trigger(notifications={"pipeline": "webapp", "topic_arn": "arn:t", "events": []})
+    path, kwargs = trigger.serialize()
+    assert path == "release_orchestrator.triggers.approval.ApprovalWaitTrigger"
+    again = ApprovalWaitTrigger(**json.loads(json.dumps(kwargs)))
+    assert again.serialize() == (path, kwargs)
+
+
+# ---- decisions by marking ------------------------------------------------------------------------
+@pytest.fixture
+def topic_and_queue(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}))
+    with mock_aws():
+        sns = boto3.client("sns", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        topic = sns.create_topic(Name="release-notifications")["TopicArn"]
+        queue_url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+        def received():
+            out = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            return [json.loads(m["Body"]) for m in out]
+
+        yield topic, received
+
+
+def marked(topic: str, state: str, mode: str = "mark") -> tuple[ApprovalWaitTrigger, FakeAirflow]:
+    airflow = FakeAirflow({"run-b": state}, {"run-b": T0})
+    trigger = airflow.install(make_trigger(mode=mode, notifications={
+        "pipeline": "webapp", "topic_arn": topic, "events": ["approval-approved", "approval-rejected"],
+        "aws_conn_id": "aws_default", "region_name": "us-east-1"}))
+    return trigger, airflow
+
+
+@pytest.mark.parametrize("state, outcome, subject", [("success", "Approved", "APPROVED"),
+                                                      ("failed", "Rejected", "REJECTED")])
+def test_marking_the_task_is_announced_when_airflow_cancels_the_wait(topic_and_queue, state, outcome, subject):
+    topic, received = topic_and_queue
+    trigger, airflow = marked(topic, state)
+    asyncio.run(trigger.on_kill())
+    [envelope] = received()
+    assert envelope["Subject"] == f"{subject}: webapp Approval.SignOff (run run-b)"
+    detail = json.loads(envelope["Message"])["detail"]
+    assert detail["approval"] == {"outcome": outcome, "reason": "decided by marking the task"}
+    decision = airflow.xcoms[("run-b", DECISION_XCOM_KEY)]
+    assert (decision["Outcome"], decision["DecidedBy"], decision["Announced"]) == (outcome, "mark", True)
+
+
+def test_a_form_answer_announced_by_the_worker_is_not_announced_again(topic_and_queue):
+    topic, received = topic_and_queue
+    trigger, airflow = marked(topic, "success", mode="form")
+    airflow.xcoms[("run-b", DECISION_XCOM_KEY)] = {"Outcome": "Approved", "Reviewer": "qa-lead", "Announced": True}
+    asyncio.run(trigger.on_kill())
+    assert received() == []
+
+
+@pytest.mark.parametrize("state", [None, "scheduled", "queued", "running"])
+def test_a_cleared_or_resumed_task_announces_nothing(topic_and_queue, state):
+    topic, received = topic_and_queue
+    trigger, airflow = marked(topic, state)
+    asyncio.run(trigger.on_kill())
+    assert received() == []
+    assert ("run-b", DECISION_XCOM_KEY) not in airflow.xcoms
