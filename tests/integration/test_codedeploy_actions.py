@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from include.sandbox import resources
 from include.sandbox.client import SandboxClient
-from release_orchestrator.operators.codebuild import stable_token
+from release_orchestrator.operators.reattach import stable_token
 from tests.integration.helpers import aws_client, ti_states, wait_for, wait_for_run, wait_for_task_state
 
 pytestmark = pytest.mark.integration

@@ -21,21 +21,9 @@ from release_orchestrator.operators.approval import (
     ManualApprovalOperator,
 )
 from release_orchestrator.triggers.approval import ApprovalWaitTrigger
+from tests.unit.fakes import FakeStateStore
 
 RUN_AFTER = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-class FakeStateStore:
-    """context["task_state_store"]: kept across tries, resumptions and clears of a task instance."""
-
-    def __init__(self):
-        self.data = {}
-
-    def get(self, key, default=None):
-        return self.data.get(key, default)
-
-    def set(self, key, value, *, retention=None):
-        self.data[key] = json.loads(json.dumps(value))
 
 
 class FakeTI:

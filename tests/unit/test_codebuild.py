@@ -22,10 +22,11 @@ from release_orchestrator.operators.codebuild import (
     TestCodeBuildOperator,
     normalize_environment_variables,
     parse_junit,
-    stable_token,
 )
+from release_orchestrator.operators.reattach import stable_token
 from release_orchestrator.triggers import poller as poller_module
 from release_orchestrator.triggers.codebuild import CodeBuildBuildTrigger
+from tests.unit.fakes import FakeStateStore, FakeTaskInstance
 
 REGION = "us-east-1"
 PROJECT = "webapp-build"
@@ -61,31 +62,7 @@ def project():
     return PROJECT
 
 
-class FakeStateStore:
-    """context["task_state_store"]: kept across tries of a task instance."""
-
-    def __init__(self):
-        self.data = {}
-
-    def get(self, key, default=None):
-        return self.data.get(key, default)
-
-    def set(self, key, value, *, retention=None):
-        self.data[key] = json.loads(json.dumps(value))
-
-
-class FakeTI:
-    dag_id = "webapp"
-    task_id = "Build.Compile"
-    run_id = "manual__2026-01-01"
-    map_index = -1
-
-    def __init__(self):
-        self.start_date = datetime.now(timezone.utc)
-        self.xcom = {}
-
-    def xcom_push(self, key, value):
-        self.xcom[key] = value
+FakeTI = FakeTaskInstance
 
 
 @pytest.fixture

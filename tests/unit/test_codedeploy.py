@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import zipfile
-from datetime import datetime, timezone
 from unittest import mock
 
 import boto3
@@ -21,6 +20,7 @@ from release_orchestrator.hooks.codedeploy import CodeDeployHook
 from release_orchestrator.operators.codedeploy import CodeDeployOperator
 from release_orchestrator.triggers import poller as poller_module
 from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
+from tests.unit.fakes import FakeStateStore, FakeTaskInstance
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -78,31 +78,8 @@ def lambda_function():
     return "webapp-api"
 
 
-class FakeStateStore:
-    """context["task_state_store"]: kept across tries of a task instance."""
-
-    def __init__(self):
-        self.data = {}
-
-    def get(self, key, default=None):
-        return self.data.get(key, default)
-
-    def set(self, key, value, *, retention=None):
-        self.data[key] = json.loads(json.dumps(value))
-
-
-class FakeTI:
-    dag_id = "webapp"
+class FakeTI(FakeTaskInstance):
     task_id = "Deploy.Production"
-    run_id = "manual__2026-01-01"
-    map_index = -1
-
-    def __init__(self):
-        self.start_date = datetime.now(timezone.utc)
-        self.xcom = {}
-
-    def xcom_push(self, key, value):
-        self.xcom[key] = value
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from release_orchestrator.notifications import messages
 from release_orchestrator.notifications.notifier import PipelineEventNotifier, publish
+from tests.unit.fakes import FakeStateStore
 
 
 @pytest.fixture
@@ -94,19 +95,6 @@ def test_subject_is_sns_safe():
 
 
 # ---- exactly once ----------------------------------------------------------------------------------
-class FakeStateStore:
-    """context["task_state_store"]: kept across tries, resumptions and clears of a task instance."""
-
-    def __init__(self):
-        self.data = {}
-
-    def get(self, key, default=None):
-        return self.data.get(key, default)
-
-    def set(self, key, value, *, retention=None):
-        self.data[key] = json.loads(json.dumps(value))
-
-
 def started_context(store):
     ti = SimpleNamespace(task_id="Source.Checkout", xcom_pull=lambda task_ids, key: None)
     return {"run_id": "manual__1", "ti": ti, "task_state_store": store}

@@ -7,11 +7,9 @@ action's output variables. See docs/operators.md for the reattach and stop rules
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +17,7 @@ from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, mask_secret, redact
+from airflow.providers.common.compat.sdk import AirflowException, mask_secret
 
 from release_orchestrator.hooks.codebuild import (
     BUILD_STOPPED,
@@ -28,6 +26,13 @@ from release_orchestrator.hooks.codebuild import (
     CodeBuildHook,
 )
 from release_orchestrator.links import CodeBuildBuildLink, CodeBuildLogsLink
+from release_orchestrator.operators.reattach import (
+    StartRecord,
+    StopsItsWork,
+    defer_timeout,
+    looks_secret,
+    stable_token,
+)
 from release_orchestrator.triggers.codebuild import CodeBuildBuildTrigger
 
 if TYPE_CHECKING:
@@ -37,87 +42,6 @@ ENV_TYPES = ("PLAINTEXT", "PARAMETER_STORE", "SECRETS_MANAGER")
 LOG_TAIL_LINES = 30
 # Long enough never to end a wait before the build or execution_timeout does.
 SYNC_WAIT_MAX_ATTEMPTS = 1_000_000
-
-
-# --- shared by the CodeBuild and CodeDeploy operators ------------------------------------------
-
-
-def looks_secret(name: str) -> bool:
-    """Whether Airflow's secrets masker treats values under this name as sensitive."""
-    return redact("x", name) != "x"
-
-
-def stable_token(context: Context, *parts: Any) -> str:
-    """A deterministic id for this task instance (not its try), plus ``parts``."""
-    ti = context["ti"]
-    key = "|".join(str(p) for p in (ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1), *parts))
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def defer_timeout(operator: AwsBaseOperator, context: Context) -> timedelta | None:
-    """What is left of execution_timeout: Airflow does not apply it to deferred waits itself."""
-    if not operator.execution_timeout:
-        return None
-    started = getattr(context.get("ti"), "start_date", None)
-    if started is None:
-        return operator.execution_timeout
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=timezone.utc)
-    left = operator.execution_timeout - (datetime.now(timezone.utc) - started)
-    return max(left, timedelta(seconds=1))
-
-
-def is_timeout_resume(next_method: str, next_kwargs: dict[str, Any] | None) -> bool:
-    """Whether the task is resumed only to fail because its deferred wait timed out."""
-    from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
-
-    return next_method == TRIGGER_FAIL_REPR and (next_kwargs or {}).get(
-        "error"
-    ) == TriggerFailureReason.TRIGGER_TIMEOUT
-
-
-class StartRecord:
-    """What this task instance started, in Airflow's task state store.
-
-    The store (``context["task_state_store"]``, Airflow 3.3) is kept per task instance across
-    tries and clears, where XCom is wiped at the start of every new try. The entry is
-    ``{"id", "generation", "reported", ...extra}``: ``reported`` turns true once a try has
-    reported the result (success or failure) to Airflow; ``generation`` counts the starts and
-    goes into idempotency tokens, so a deliberate new start never reuses an earlier one's token.
-    """
-
-    def __init__(self, context: Context, key: str, log) -> None:
-        self.key = key
-        self._store = context.get("task_state_store")
-        self.entry: dict[str, Any] = {}
-        if self._store is None:
-            log.warning("No task state store: a later try cannot reattach to what this one starts")
-        else:
-            self.entry = dict(self._store.get(key) or {})
-
-    @property
-    def pending_id(self) -> str | None:
-        """The recorded id, unless a try already reported its result."""
-        if self.entry and not self.entry.get("reported"):
-            return self.entry.get("id")
-        return None
-
-    @property
-    def next_generation(self) -> int:
-        return self.entry["generation"] + 1 if self.entry else 0
-
-    def started(self, resource_id: str, generation: int, **extra: Any) -> None:
-        self.entry = {"id": resource_id, "generation": generation, "reported": False, **extra}
-        self._save()
-
-    def reported(self) -> None:
-        if self.entry and not self.entry.get("reported"):
-            self.entry["reported"] = True
-            self._save()
-
-    def _save(self) -> None:
-        if self._store is not None:
-            self._store.set(self.key, self.entry)
 
 
 # --- build.codebuild ---------------------------------------------------------------------------
@@ -153,7 +77,7 @@ def failed_phase(build: dict[str, Any]) -> tuple[str, str]:
     return build.get("currentPhase", "UNKNOWN"), ""
 
 
-class CodeBuildOperator(AwsBaseOperator[CodeBuildHook]):
+class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
     """Run a CodeBuild build (action type ``build.codebuild``).
 
     Starts the build and waits for it deferred; succeeds only when the build SUCCEEDED.
@@ -443,21 +367,10 @@ class CodeBuildOperator(AwsBaseOperator[CodeBuildHook]):
 
     # --- stopping ---
 
-    def on_kill(self) -> None:
-        """The task was killed or timed out while this worker ran it: stop the build."""
-        if self._build_id:
-            self._stop(self._build_id)
+    def running_work_id(self) -> str | None:
+        return self._build_id
 
-    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
-        if is_timeout_resume(next_method, next_kwargs):
-            # The deferred wait outlived its timeout: the task fails, so the build must stop too.
-            record = StartRecord(context, self.record_key, self.log)
-            if record.pending_id:
-                self._stop(record.pending_id)
-                record.reported()
-        return super().resume_execution(next_method, next_kwargs, context)
-
-    def _stop(self, build_id: str) -> None:
+    def stop_work(self, build_id: str) -> None:
         self.log.info("Stopping build %s", build_id)
         try:
             self.hook.stop_build(build_id)

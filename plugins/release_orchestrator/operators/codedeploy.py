@@ -28,12 +28,7 @@ from release_orchestrator.hooks.codedeploy import (
     CodeDeployHook,
 )
 from release_orchestrator.links import CodeDeployDeploymentLink
-from release_orchestrator.operators.codebuild import (
-    StartRecord,
-    defer_timeout,
-    is_timeout_resume,
-    stable_token,
-)
+from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, defer_timeout, stable_token
 from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
 
 if TYPE_CHECKING:
@@ -116,7 +111,7 @@ def resource_properties(appspec: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-class CodeDeployOperator(AwsBaseOperator[CodeDeployHook]):
+class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
     """Deploy with CodeDeploy (action type ``deploy.codedeploy``).
 
     :param application_name: the CodeDeploy application.
@@ -610,21 +605,11 @@ class CodeDeployOperator(AwsBaseOperator[CodeDeployHook]):
 
     # --- stopping ---
 
-    def on_kill(self) -> None:
-        """The task was killed or timed out while this worker ran it: stop (and roll back) the deployment."""
-        if self._deployment_id:
-            self._stop(self._deployment_id)
+    def running_work_id(self) -> str | None:
+        return self._deployment_id
 
-    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
-        if is_timeout_resume(next_method, next_kwargs):
-            # The deferred wait outlived its timeout: the task fails, so the deployment must stop too.
-            record = StartRecord(context, self.record_key, self.log)
-            if record.pending_id:
-                self._stop(record.pending_id)
-                record.reported()
-        return super().resume_execution(next_method, next_kwargs, context)
-
-    def _stop(self, deployment_id: str) -> None:
+    def stop_work(self, deployment_id: str) -> None:
+        """Stop (and roll back) the deployment."""
         self.log.info("Stopping deployment %s (with rollback)", deployment_id)
         try:
             self.hook.stop_deployment(deployment_id, auto_rollback=True)
