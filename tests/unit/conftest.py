@@ -1,7 +1,41 @@
+import json
+
+import boto3
 import pytest
+from moto import mock_aws
+
+REGION = "us-east-1"
 
 
 @pytest.fixture(autouse=True)
 def no_minimum_defer(monkeypatch):
     """Unit tests of triggers need not hold results back (see triggers/base.py MIN_DEFER_SECONDS)."""
     monkeypatch.setattr("release_orchestrator.triggers.base.MIN_DEFER_SECONDS", 0.0)
+
+
+@pytest.fixture
+def moto_aws(monkeypatch):
+    """moto, and an Airflow AWS connection (aws_default) that points at it."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}))
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def topic_and_queue(moto_aws):
+    """An SNS topic with an SQS queue subscribed; returns the topic ARN and a reader of what arrived."""
+    sns = boto3.client("sns", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    topic = sns.create_topic(Name="release-notifications")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    def received():
+        out = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"]) for m in out]
+
+    return topic, received

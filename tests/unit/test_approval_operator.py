@@ -6,11 +6,9 @@ import json
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
-import boto3
 import pytest
 from airflow.providers.standard.exceptions import HITLRejectException
 from airflow.sdk.exceptions import TaskDeferred
-from moto import mock_aws
 
 from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY, WAIT_XCOM_KEY
 from release_orchestrator.operators import approval as approval_module
@@ -39,24 +37,6 @@ class FakeTI:
 
     def xcom_push(self, key, value):
         self.xcom[key] = json.loads(json.dumps(value))
-
-
-@pytest.fixture
-def topic_and_queue(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}))
-    with mock_aws():
-        sns = boto3.client("sns", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        topic = sns.create_topic(Name="release-notifications")["TopicArn"]
-        queue_url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-
-        def received():
-            out = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            return [json.loads(m["Body"]) for m in out]
-
-        yield topic, received
 
 
 def make_context(store=None, ti=None):

@@ -6,9 +6,7 @@ import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY, WAIT_XCOM_KEY
 from release_orchestrator.triggers import approval as approval_trigger
@@ -144,24 +142,6 @@ def test_serializes_everything_it_needs():
 
 
 # ---- decisions by marking ------------------------------------------------------------------------
-@pytest.fixture
-def topic_and_queue(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}))
-    with mock_aws():
-        sns = boto3.client("sns", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        topic = sns.create_topic(Name="release-notifications")["TopicArn"]
-        queue_url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-
-        def received():
-            out = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            return [json.loads(m["Body"]) for m in out]
-
-        yield topic, received
-
-
 def marked(topic: str, state: str, mode: str = "mark") -> tuple[ApprovalWaitTrigger, FakeAirflow]:
     airflow = FakeAirflow({"run-b": state}, {"run-b": T0})
     trigger = airflow.install(make_trigger(mode=mode, notifications={

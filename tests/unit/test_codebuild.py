@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -11,7 +10,6 @@ from unittest import mock
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred, redact
 from airflow.sdk.exceptions import TaskDeferralTimeout
@@ -37,17 +35,9 @@ ARTIFACT_BUCKET = "release-artifacts"
 
 
 @pytest.fixture(autouse=True)
-def aws(monkeypatch):
-    """moto, and the Airflow connection every operator here uses."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}})
-    )
+def aws(moto_aws):
+    """moto, and the Airflow connection every operator here uses; a fresh poller registry."""
     poller_module.reset_pollers()
-    with mock_aws():
-        yield
 
 
 @pytest.fixture

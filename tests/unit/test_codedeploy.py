@@ -10,7 +10,6 @@ from unittest import mock
 
 import boto3
 import pytest
-from moto import mock_aws
 from moto.codedeploy.models import codedeploy_backends
 
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
@@ -31,17 +30,9 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/release-service-role"
 
 
 @pytest.fixture(autouse=True)
-def aws(monkeypatch):
-    """moto, and the Airflow connection every operator here uses."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}})
-    )
+def aws(moto_aws):
+    """moto, and the Airflow connection every operator here uses; a fresh poller registry."""
     poller_module.reset_pollers()
-    with mock_aws():
-        yield
 
 
 @pytest.fixture

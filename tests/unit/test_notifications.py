@@ -5,31 +5,11 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from release_orchestrator.notifications import messages
 from release_orchestrator.notifications.notifier import PipelineEventNotifier, publish
 from tests.unit.fakes import FakeStateStore
-
-
-@pytest.fixture
-def topic_and_queue(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}))
-    with mock_aws():
-        sns = boto3.client("sns", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        topic = sns.create_topic(Name="release-notifications")["TopicArn"]
-        queue_url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-
-        def received():
-            out = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            return [json.loads(m["Body"]) for m in out]
-
-        yield topic, received
 
 
 def failure_context(task_id="Build.Compile", exception="build FAILED in phase BUILD"):
