@@ -1,8 +1,10 @@
 """The local environment: the sandbox AWS plus an Airflow 3 installation, as real processes on loopback.
 
 Used by `make demo`, `make up` and the integration tests (one environment per test session).
-Airflow runs in its embedded default shape: SQLite metadata DB under a project-local AIRFLOW_HOME,
-LocalExecutor, and api-server, scheduler, dag-processor and triggerer as separate processes.
+By default Airflow runs in its embedded shape: SQLite metadata DB under a project-local AIRFLOW_HOME,
+LocalExecutor, and api-server, scheduler, dag-processor and triggerer as separate processes. Given a
+PostgreSQL database and a Redis broker it runs in the production shape instead: CeleryExecutor with a
+Celery worker as a fifth process (the integration tests use that shape).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_PROCESSES = {
     # name -> arguments after `airflow`. The scheduler's and triggerer's log servers would listen on
     # every interface; LocalExecutor writes logs where the api-server reads them, so they are not needed.
-    "api-server": None,  # filled in with host/port at start
+    "api-server": [],  # host and port filled in by LocalEnvironment.airflow_processes
     "scheduler": ["scheduler", "--skip-serve-logs"],
     "dag-processor": ["dag-processor"],
     "triggerer": ["triggerer", "--skip-serve-logs"],
@@ -67,6 +69,8 @@ class LocalEnvironment:
         default_factory=lambda: {"admin": "admin", "qa-lead": "op", "developer": "viewer"}
     )
     pipelines_dir: str = str(REPO_ROOT / "include" / "pipelines")  # one or more dirs, os.pathsep-separated
+    database_url: str | None = None  # SQLAlchemy URL of the metadata DB; None: SQLite under `home`
+    celery_broker_url: str | None = None  # e.g. redis://127.0.0.1:6379/0: CeleryExecutor instead of LocalExecutor
     extra_env: dict[str, str] = field(default_factory=dict)
     echo: bool = True
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
@@ -102,7 +106,7 @@ class LocalEnvironment:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if self.celery_broker_url else "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "16",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
@@ -110,7 +114,7 @@ class LocalEnvironment:
                     f"{user}:{self.user_roles.get(user, 'viewer')}" for user in self.users
                 ),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url or f"sqlite:///{self.home / 'airflow.db'}",
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.airflow_port),
                 "AIRFLOW__API__BASE_URL": self.airflow_url,
@@ -130,8 +134,35 @@ class LocalEnvironment:
                 "NO_PROXY": "*",
             }
         )
+        if self.celery_broker_url:
+            env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.database_url.replace("+psycopg2", ""),
+                    # A queue of this environment's own, so two environments sharing one Redis never
+                    # run each other's tasks.
+                    "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery_queue,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": "16",
+                }
+            )
         env.update(self.extra_env)
         return env
+
+    @property
+    def celery_queue(self) -> str:
+        return f"release-orchestrator-{self.airflow_port}"
+
+    @property
+    def airflow_processes(self) -> dict[str, list[str]]:
+        processes = dict(AIRFLOW_PROCESSES)
+        processes["api-server"] = ["api-server", "--host", "127.0.0.1", "--port", str(self.airflow_port), "--workers", "1"]
+        if self.celery_broker_url:
+            # Logs are written to the shared log folder and read from there, so no log server.
+            processes["celery-worker"] = [
+                "celery", "worker", "--queues", self.celery_queue, "--skip-serve-logs",
+                "--celery-hostname", f"{self.celery_queue}@%h", "--without-gossip", "--without-mingle",
+            ]
+        return processes
 
     # ---- lifecycle -------------------------------------------------------------------------
     def check_ports(self) -> None:
@@ -160,10 +191,9 @@ class LocalEnvironment:
         self._say("migrating the Airflow metadata DB")
         self._run_airflow(["db", "migrate"], timeout=600)
         self._wait_http(f"{self.sandbox_url}/_sandbox/health", "sandbox", timeout=120, seeded=True)
-        self._say(f"starting Airflow (api-server on {self.airflow_url}, scheduler, dag-processor, triggerer)")
-        for name, args in AIRFLOW_PROCESSES.items():
-            if args is None:
-                args = ["api-server", "--host", "127.0.0.1", "--port", str(self.airflow_port), "--workers", "1"]
+        processes = self.airflow_processes
+        self._say(f"starting Airflow (api-server on {self.airflow_url}, {', '.join(list(processes)[1:])})")
+        for name, args in processes.items():
             self._spawn(name, [sys.executable, "-m", "airflow", *args], env=self.airflow_env())
         self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=180)
 
@@ -204,7 +234,7 @@ class LocalEnvironment:
         proc = self._procs[name]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        self._spawn(name, [sys.executable, "-m", "airflow", *AIRFLOW_PROCESSES[name]], env=self.airflow_env())
+        self._spawn(name, [sys.executable, "-m", "airflow", *self.airflow_processes[name]], env=self.airflow_env())
 
     def check_alive(self) -> None:
         for name, proc in self._procs.items():

@@ -1,4 +1,10 @@
-"""One sandbox and one Airflow environment (real processes) for the whole integration session."""
+"""One sandbox and one Airflow environment (real processes) for the whole integration session.
+
+The environment runs in Airflow's production shape (PostgreSQL metadata DB, CeleryExecutor on Redis)
+when both services answer on loopback, as they do on this project's CI machines, and in the embedded
+shape (SQLite, LocalExecutor) otherwise. RELEASE_ORCHESTRATOR_TEST_SHAPE=production|embedded forces one;
+RELEASE_ORCHESTRATOR_TEST_POSTGRES and RELEASE_ORCHESTRATOR_TEST_REDIS point at other servers.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,45 @@ from pathlib import Path
 import pytest
 
 from include.localenv.airflow_api import AirflowAPI
+from include.localenv import postgres
 from include.localenv.environment import REPO_ROOT, LocalEnvironment, free_port
 from tests.integration.helpers import Inbox
 
 TEST_PIPELINES = Path(__file__).parent / "pipelines"
 
 
+POSTGRES_SERVER = os.environ.get("RELEASE_ORCHESTRATOR_TEST_POSTGRES", postgres.DEFAULT_SERVER_URL)
+REDIS_URL = os.environ.get("RELEASE_ORCHESTRATOR_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def redis_is_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def airflow_shape() -> str:
+    shape = os.environ.get("RELEASE_ORCHESTRATOR_TEST_SHAPE", "auto")
+    if shape not in ("auto", "production", "embedded"):
+        raise pytest.UsageError(f"RELEASE_ORCHESTRATOR_TEST_SHAPE={shape!r}: expected auto, production or embedded")
+    if shape == "auto":
+        reachable = postgres.server_is_reachable(POSTGRES_SERVER) and redis_is_reachable(REDIS_URL)
+        shape = "production" if reachable else "embedded"
+    return shape
+
+
 @pytest.fixture(scope="session")
-def airflow_env(tmp_path_factory):
+def airflow_env(tmp_path_factory, request):
     home = tmp_path_factory.mktemp("airflow-home")
+    production = airflow_shape() == "production"
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        shape = "production: PostgreSQL, CeleryExecutor on Redis" if production else "embedded: SQLite, LocalExecutor"
+        reporter.write_line(f"\n[integration] Airflow in its {shape} shape; home {home}")
+    database_url = postgres.create_scratch_database(POSTGRES_SERVER, "ro_test") if production else None
     env = LocalEnvironment(
         home=home,
         airflow_port=free_port(),
@@ -24,10 +60,16 @@ def airflow_env(tmp_path_factory):
         build_seconds=3,
         deploy_seconds=3,
         pipelines_dir=os.pathsep.join([str(REPO_ROOT / "include" / "pipelines"), str(TEST_PIPELINES)]),
+        database_url=database_url,
+        celery_broker_url=REDIS_URL if production else None,
         echo=False,
     )
-    with env:
-        yield env
+    try:
+        with env:
+            yield env
+    finally:
+        if database_url:
+            postgres.drop_database(database_url, POSTGRES_SERVER)
 
 
 @pytest.fixture(scope="session")
