@@ -53,6 +53,7 @@ NOT_MATCHING = ("bench-release",)
 MAX_REQUESTS = 20_000
 MAX_DURATION = 120.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 SPECS = {
     "bench-main": {"push": {"branches": {"includes": ["main"]}}},
@@ -73,7 +74,8 @@ def spec_yaml(name: str, trigger: dict) -> str:
 # --- the environment ----------------------------------------------------------------------------------------
 
 
-def start_environment(home: Path, specs: Path, extra_specs: list[str], log_level: str):
+def start_environment(home: Path, specs: Path, extra_specs: list[str], log_level: str,
+                      database_url: str | None = None, workers: int = 1):
     from include.localenv.environment import LocalEnvironment, free_port
     from release_orchestrator.webhooks.signatures import secret_variable
 
@@ -87,18 +89,20 @@ def start_environment(home: Path, specs: Path, extra_specs: list[str], log_level
             (self.home / "passwords.json").write_text(json.dumps(self.users))
             self._say("migrating the Airflow metadata DB")
             self._run_airflow(["db", "migrate"], timeout=600)
-            self._say(f"starting the api-server on {self.airflow_url} (1 worker) and the dag-processor")
+            self._say(f"starting the api-server on {self.airflow_url} ({workers} worker(s)) and the dag-processor")
             self._spawn("api-server", [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1",
-                                       "--port", str(self.airflow_port), "--workers", "1"], env=self.airflow_env())
+                                       "--port", str(self.airflow_port), "--workers", str(workers)],
+                        env=self.airflow_env())
             self._spawn("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"], env=self.airflow_env())
             self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=180)
 
     for name, trigger in SPECS.items():
         (specs / f"{name}.yaml").write_text(spec_yaml(name, trigger))
     env = ApiOnly(home=home, airflow_port=free_port(), sandbox_port=free_port(),
-                  pipelines_dir=os.pathsep.join([str(specs), *extra_specs]),
+                  pipelines_dir=os.pathsep.join([str(specs), *extra_specs]), database_url=database_url,
                   extra_env={f"AIRFLOW_VAR_{secret_variable(REPOSITORY).upper()}": SECRET,
-                             "AIRFLOW__LOGGING__LOGGING_LEVEL": log_level})
+                             "AIRFLOW__LOGGING__LOGGING_LEVEL": log_level,
+                             "AIRFLOW__API__WORKERS": str(workers)})
     env.start()
     return env
 
@@ -267,10 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default="admin")
     parser.add_argument("--password", default="admin")
     parser.add_argument("--extra-specs", action="append", default=[],
-                        help="more spec directories for the own environment (the receiver reads every spec on "
-                             "every delivery), e.g. include/pipelines")
+                        help="more spec directories for the own environment (the receiver matches every "
+                             "pipeline against every delivery), e.g. include/pipelines")
     parser.add_argument("--log-level", default="INFO",
                         help="the own api-server's log level (INFO as `make up`; WARNING skips the access log)")
+    parser.add_argument("--postgres", nargs="?", const=DEFAULT_POSTGRES, metavar="SERVER_URL",
+                        help="the own environment's metadata DB on PostgreSQL (a scratch database on this server, "
+                             f"dropped afterwards; default {DEFAULT_POSTGRES}) instead of SQLite")
+    parser.add_argument("--workers", type=int, default=1, help="the own api-server's worker processes (default 1)")
     parser.add_argument("--keep", action="store_true", help="leave the own environment's home in place")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
     args = parser.parse_args(argv)
@@ -278,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"at most {MAX_REQUESTS} requests and {MAX_DURATION:.0f} s")
     REPOSITORY = args.repository
 
-    env = None
+    env = database_url = None
     home = Path(tempfile.mkdtemp(prefix="load-webhooks-"))
     try:
         if args.url:
@@ -290,8 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             specs = home / "specs"
             specs.mkdir()
+            if args.postgres:
+                from include.localenv import postgres
+
+                database_url = postgres.create_scratch_database(args.postgres, "load_webhooks")
             env = start_environment(home / "airflow", specs, [str(Path(p).resolve()) for p in args.extra_specs],
-                                    args.log_level)
+                                    args.log_level, database_url, args.workers)
             base, secret, user, password = env.airflow_url, SECRET, "admin", env.users["admin"]
             matching, not_matching = MATCHING, NOT_MATCHING
             from include.localenv.airflow_api import AirflowAPI
@@ -310,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = read_runs(base, user, password, (*matching, *not_matching))
         summary = report(results, runs, args.rate, args.duration, matching, not_matching)
         summary["cores"] = os.cpu_count()
+        if env is not None:
+            summary["environment"] = {"metadata_db": "postgresql" if database_url else "sqlite",
+                                      "api_server_workers": args.workers}
         summary["load_average_1m_before_after"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
         if server:
             summary["api_server_cpu"] = {"cores_busy": round(cpu_used / wall, 2),
@@ -322,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if env is not None:
             env.stop()
+        if database_url:
+            postgres.drop_database(database_url, args.postgres)
         if not args.keep:
             import shutil
 

@@ -16,6 +16,8 @@ import hashlib
 import logging
 import os
 import re
+import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +53,48 @@ def pipelines_dirs() -> list[str]:
     return [str(Path(__file__).resolve().parents[3] / "include" / "pipelines")]
 
 
-def load_pipelines() -> list[Pipeline]:
-    """The valid pipelines in the spec directories, read on every delivery so spec changes apply at once."""
-    from release_orchestrator.pipeline.loader import load_specs
+class SpecCache:
+    """The valid pipelines of the spec directories, re-read only when a spec file changes.
 
-    pipelines, errors = load_specs([d for d in pipelines_dirs() if Path(d).is_dir()])
-    if errors:
-        log.info("webhooks ignore %d invalid spec file(s): %s", len(errors), ", ".join(sorted(errors)))
-    return pipelines
+    Every delivery lists the directories and stats the files (microseconds); the specs are parsed and
+    validated again (milliseconds each) only when a file was added, removed or rewritten, so a change to a
+    spec applies to the very next delivery without every delivery paying for the parse.
+    """
+
+    def __init__(self, dirs=pipelines_dirs):
+        self._dirs = dirs
+        self._lock = threading.Lock()
+        self._fingerprint: tuple | None = None
+        self._pipelines: list[Pipeline] = []
+
+    def fingerprint(self, dirs: list[str]) -> tuple:
+        from release_orchestrator.pipeline.loader import spec_files
+
+        files = []
+        for directory in dirs:
+            for file in spec_files(directory):
+                try:
+                    stat = file.stat()
+                except OSError:  # removed while listing: the next delivery sees the directory as it is then
+                    continue
+                files.append((str(file), stat.st_mtime_ns, stat.st_size, stat.st_ino))
+        return tuple(files)
+
+    def pipelines(self) -> list[Pipeline]:
+        from release_orchestrator.pipeline.loader import load_specs
+
+        dirs = [d for d in self._dirs() if Path(d).is_dir()]
+        fingerprint = self.fingerprint(dirs)
+        with self._lock:
+            if fingerprint != self._fingerprint:
+                pipelines, errors = load_specs(dirs)
+                if errors:
+                    log.info("webhooks ignore %d invalid spec file(s): %s", len(errors), ", ".join(sorted(errors)))
+                self._fingerprint, self._pipelines = fingerprint, pipelines
+            return self._pipelines
+
+
+load_pipelines = SpecCache().pipelines
 
 
 def dag_id_of(pipeline: Pipeline) -> str:
@@ -108,17 +144,41 @@ class AirflowRuns:
                 return "the pipeline is paused"
         return None
 
+    def __init__(self) -> None:
+        self._dag_bag = None
+
+    def _dags(self):
+        """One DBDagBag for the receiver's life: it keeps each deserialized DAG version, so a delivery reads
+        only the id of the latest version, not the whole serialized DAG (trigger_dag reads and deserializes
+        it on every call, which cost more than everything else a delivery does)."""
+        if self._dag_bag is None:
+            from airflow.models.dagbag import DBDagBag
+
+            self._dag_bag = DBDagBag(load_op_links=False)
+        return self._dag_bag
+
     def start(self, dag_id: str, run_id: str, conf: dict[str, Any], note: str, user: str) -> str:
-        """Create a queued run, validating conf against the DAG's params as POST /dagRuns does."""
+        """Create a queued run, validating conf against the DAG's params, as POST /dagRuns does."""
         from sqlalchemy.exc import IntegrityError
 
-        from airflow.api.common.trigger_dag import trigger_dag
-        from airflow.exceptions import DagRunAlreadyExists
+        from airflow.exceptions import DagNotFound
+        from airflow.models.dag_version import DagVersion
+        from airflow.utils.session import create_session
+        from airflow.utils.state import DagRunState
         from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
         try:
-            run = trigger_dag(dag_id, run_id=run_id, conf=conf, note=note, run_type=DagRunType.MANUAL,
-                              triggered_by=DagRunTriggeredByType.REST_API, triggering_user_name=user)
-        except (DagRunAlreadyExists, IntegrityError) as err:
+            with create_session() as session:
+                version = DagVersion.get_latest_version(dag_id, session=session)
+                dag = self._dags().get_dag(version.id, session=session) if version else None
+                if dag is None:
+                    raise DagNotFound(f"no serialized version of DAG {dag_id} in the metadata DB")
+                run = dag.create_dagrun(
+                    run_id=run_id, logical_date=None, data_interval=None, run_after=datetime.now(timezone.utc),
+                    conf=conf, run_type=DagRunType.MANUAL, triggered_by=DagRunTriggeredByType.REST_API,
+                    triggering_user_name=user, note=note, state=DagRunState.QUEUED, session=session,
+                )
+                run_id = run.run_id
+        except IntegrityError as err:  # the unique (dag_id, run_id): this delivery's run exists
             raise AlreadyStarted(run_id) from err
-        return run.run_id
+        return run_id
