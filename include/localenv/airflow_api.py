@@ -65,6 +65,17 @@ class AirflowAPI:
     def get_run(self, dag_id: str, run_id: str) -> dict:
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
 
+    def wait_for_run_created(self, dag_id: str, run_id: str, timeout: float = 60) -> dict:
+        """A webhook's runs are created just after its answer (the delivery is recorded first): wait for one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.get_run(dag_id, run_id)
+            except AirflowAPIError as err:
+                if "HTTP 404" not in str(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})[
             "task_instances"

@@ -59,6 +59,7 @@ def follow_run(env: LocalEnvironment, api: AirflowAPI, reviewer: AirflowAPI, run
     """Print a line per state change; approve when the approval waits. Returns the final state and TIs."""
     seen: dict[str, str | None] = {}
     approved = False
+    api.wait_for_run_created(PIPELINE, run_id)
     deadline = time.monotonic() + RUN_TIMEOUT
     run_state = "queued"
     while time.monotonic() < deadline:

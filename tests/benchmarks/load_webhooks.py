@@ -177,6 +177,22 @@ def read_runs(base: str, user: str, password: str, dag_ids: tuple[str, ...]) -> 
     return out
 
 
+def wait_for_runs(base: str, user: str, password: str, results: list[dict], matching: tuple[str, ...],
+                  not_matching: tuple[str, ...], timeout: float) -> dict[str, list[dict]]:
+    """The runs, once every accepted delivery's runs exist (the receiver creates them just after answering)."""
+    ours = {r["delivery"] for r in results if r["status"] == 200}
+    expected = len(ours) * len(matching)
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = read_runs(base, user, password, (*matching, *not_matching))
+        created = sum(1 for dag_id in matching for run in runs[dag_id]
+                      if run["dag_run_id"].startswith("webhook__") and run["dag_run_id"].split("__")[1] in ours)
+        if created >= expected or time.monotonic() > deadline:
+            return runs
+        print(f"  {created}/{expected} runs created; waiting", file=sys.stderr)
+        time.sleep(2)
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of a process group (Linux /proc)."""
     total, tick = 0.0, os.sysconf("SC_CLK_TCK")
@@ -268,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret", default=SECRET, help="the repository's webhook secret (with --url)")
     parser.add_argument("--repository", default=REPOSITORY, help="repository the pushes are for (with --url)")
     parser.add_argument("--expect", default=",".join(MATCHING), help="DAGs each push must start (with --url)")
+    parser.add_argument("--drain-timeout", type=float, default=300.0,
+                        help="seconds to wait, after the load, for every accepted delivery's runs (default 300)")
     parser.add_argument("--user", default="admin")
     parser.add_argument("--password", default="admin")
     parser.add_argument("--extra-specs", action="append", default=[],
@@ -318,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         cpu_before, wall_before, load_before = (group_cpu_seconds(server) if server else 0.0), time.time(), \
             os.getloadavg()[0]
         results = asyncio.run(load(url, secret, args.rate, args.duration, args.max_in_flight, args.timeout))
+        runs = wait_for_runs(base, user, password, results, matching, not_matching, args.drain_timeout)
+        # Until every run exists: the CPU of answering and of creating the runs.
         cpu_used, wall = (group_cpu_seconds(server) if server else 0.0) - cpu_before, time.time() - wall_before
-        runs = read_runs(base, user, password, (*matching, *not_matching))
         summary = report(results, runs, args.rate, args.duration, matching, not_matching)
         summary["cores"] = os.cpu_count()
         if env is not None:

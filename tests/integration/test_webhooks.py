@@ -65,9 +65,13 @@ def push(url: str, branch: str = "main", files=("src/app.py",), **kwargs) -> htt
     return send_github_push(f"{url}/github", SECRET, REPO, branch, commit(), list(files), **kwargs)
 
 
-def started(response: httpx.Response) -> dict[str, str]:
+def started(response: httpx.Response, api=None) -> dict[str, str]:
+    """The runs a delivery started; with `api`, once they exist (they are created just after the answer)."""
     assert response.status_code == 200, response.text
-    return {s["dag_id"]: s["run_id"] for s in response.json()["started"]}
+    runs = {s["dag_id"]: s["run_id"] for s in response.json()["started"]}
+    for dag_id, run_id in runs.items() if api else ():
+        api.wait_for_run_created(dag_id, run_id)
+    return runs
 
 
 def not_started(response: httpx.Response) -> dict[str, str]:
@@ -84,7 +88,7 @@ def test_signed_push_starts_a_run_with_the_source_in_its_conf(url, api):
     sha, delivery = commit(), str(uuid.uuid4())
     response = send_github_push(f"{url}/github", SECRET, REPO, "main", sha, ["src/app.py", "README.md"],
                                 delivery_id=delivery)
-    runs = started(response)
+    runs = started(response, api)
     assert list(runs) == ["webhook-main"]  # webhook-docs wants docs/**
     assert runs["webhook-main"].startswith(f"webhook__{delivery}__")
     assert "triggers[0].push.file_paths" in not_started(response)["webhook-docs"]
@@ -109,7 +113,7 @@ def test_signed_push_starts_a_run_with_the_source_in_its_conf(url, api):
 def test_one_push_starts_every_matching_pipeline_once(url, api):
     before = run_ids(api)
     response = push(url, files=["docs/guide.md", "src/app.py"])
-    runs = started(response)
+    runs = started(response, api)
     assert sorted(runs) == ["webhook-docs", "webhook-main"]
     assert run_ids(api) - before == set(runs.items())
 
@@ -142,7 +146,7 @@ def test_signed_with_the_wrong_secret_is_refused(url, api):
 def test_replayed_delivery_starts_nothing_new(url, api, airflow_env):
     payload = github_push_payload(REPO, "main", commit(), ["src/app.py"])
     delivery = str(uuid.uuid4())
-    first = started(send_github(f"{url}/github", SECRET, "push", payload, delivery_id=delivery))
+    first = started(send_github(f"{url}/github", SECRET, "push", payload, delivery_id=delivery), api)
     before = run_ids(api)
 
     again = send_github(f"{url}/github", SECRET, "push", payload, delivery_id=delivery)
@@ -155,11 +159,33 @@ def test_replayed_delivery_starts_nothing_new(url, api, airflow_env):
     assert run_ids(api) == before
 
     # Seen deliveries live in the metadata DB only: a new process (as after an api-server restart) finds them.
-    check = ("from release_orchestrator.webhooks.runs import AirflowRuns; import json, sys; "
-             "print(json.dumps(AirflowRuns().existing(sys.argv[1], sys.argv[2])))")
+    check = ("from release_orchestrator.webhooks.deliveries import DeliveryStore; import json, sys; "
+             "print(json.dumps(DeliveryStore().record(sys.argv[1], sys.argv[2], 'github', []).runs))")
     out = subprocess.run([sys.executable, "-c", check, delivery, body_digest(json.dumps(payload).encode())],
                          env=airflow_env.airflow_env(), capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == again.json()["runs"]
+
+
+def test_a_recorded_delivery_is_started_by_the_api_servers_starter(url, api, airflow_env):
+    """As when the api-server stopped between its answer and the runs: a delivery recorded in the metadata DB
+    by another process, which wakes no one, is started by the api-server's starter on its next round."""
+    from release_orchestrator.webhooks import payloads
+
+    sha, delivery = commit(), str(uuid.uuid4())
+    data = github_push_payload(REPO, "main", sha, ["src/app.py"])
+    source = payloads.parse_events("github", payloads.event_kind("github", "push", data), "push", data, delivery)[0].source
+    run_id = f"webhook__{delivery}__{body_digest(json.dumps(data).encode())}"
+    starts = [{"dag_id": "webhook-main", "run_id": run_id, "conf": {"source": source}, "note": "recorded elsewhere",
+               "user": "github-webhook"}]
+    record = ("from release_orchestrator.webhooks.deliveries import DeliveryStore; import json, sys; "
+              "print(DeliveryStore().record(sys.argv[1], sys.argv[2], 'github', json.loads(sys.argv[3])).outcome)")
+    out = subprocess.run([sys.executable, "-c", record, delivery, run_id.split("__")[2], json.dumps(starts)],
+                         env=airflow_env.airflow_env(), capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "new"
+
+    run = api.wait_for_run_created("webhook-main", run_id, timeout=60)
+    assert run["conf"]["source"]["commit_id"] == sha
+    assert run["note"] == "recorded elsewhere"
 
 
 def _raw_post(url: str, head: str, chunks) -> tuple[int, str]:
@@ -253,7 +279,7 @@ def pull_request(action: str, base: str = "main", number: int = 5) -> dict:
 def test_pull_request_events(url, api):
     opened = send_github(f"{url}/github", SECRET, "pull_request", pull_request("opened"))
     assert list(started(opened)) == ["webhook-pr"]
-    conf = api.get_run("webhook-pr", started(opened)["webhook-pr"])["conf"]["source"]
+    conf = api.get_run("webhook-pr", started(opened, api)["webhook-pr"])["conf"]["source"]
     assert conf["branch"] == "feature/fast"
     assert conf["pull_request"] == {"number": 5, "action": "opened", "source_branch": "feature/fast",
                                     "destination_branch": "main", "title": "Make it faster"}

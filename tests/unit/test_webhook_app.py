@@ -1,15 +1,21 @@
-"""The webhook app in-process: status codes, responses, run ids and replays, with Airflow replaced by a fake."""
+"""The webhook app in-process: status codes, responses, run ids and replays.
+
+Airflow's runs are replaced by a fake; the record of deliveries is the real one, on a SQLite file.
+"""
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
 from include.localenv.webhook_client import github_push_payload, sign
 from release_orchestrator.pipeline.model import Pipeline
-from release_orchestrator.webhooks import runs
+from release_orchestrator.webhooks import deliveries, runs
 from release_orchestrator.webhooks.app import Receiver, create_app
 
 SECRET = "s3cret"
@@ -22,12 +28,8 @@ class FakeAirflow:
         self.paused: set[str] = set()
         self.failing: set[str] = set()
 
-    def existing(self, delivery_id, digest):
-        return [{"dag_id": d, "run_id": r} for d, r in sorted(self.runs)
-                if r.startswith(f"webhook__{delivery_id}__") or f"__{digest}" in r]
-
-    def blocker(self, dag_id):
-        return "the pipeline is paused" if dag_id in self.paused else None
+    def blockers(self, dag_ids):
+        return {dag_id: "the pipeline is paused" for dag_id in dag_ids if dag_id in self.paused}
 
     def start(self, dag_id, run_id, conf, note, user):
         if dag_id in self.failing:
@@ -60,14 +62,37 @@ def airflow():
 
 
 @pytest.fixture
-def receiver(airflow):
+def store(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'metadata.db'}")
+
+    @contextmanager
+    def session_scope():
+        with Session(engine) as session, session.begin():
+            yield session
+
+    return deliveries.DeliveryStore(session_scope)
+
+
+@pytest.fixture
+def receiver(airflow, store):
     secrets = {"acme/webapp": SECRET, "acme/api": "bb-secret", "acme/tool": "gen-secret"}
-    return Receiver(find_secret=secrets.get, airflow=airflow, load_pipelines=lambda: PIPELINES)
+    return Receiver(find_secret=secrets.get, airflow=airflow, load_pipelines=lambda: PIPELINES, store=store)
 
 
 @pytest.fixture
 def client(receiver):
-    return TestClient(create_app(receiver))
+    """Without the app's lifespan, so no starter thread: each request drains the recorded deliveries itself."""
+    receiver.starter.autostart = False
+    test_client = TestClient(create_app(receiver))
+    post = test_client.post
+
+    def post_then_start_runs(*args, **kwargs):
+        response = post(*args, **kwargs)
+        receiver.starter.drain()
+        return response
+
+    test_client.post = post_then_start_runs
+    return test_client
 
 
 def github(client, payload, event="push", delivery="d-1", secret=SECRET, signature=None, raw=None):
@@ -135,30 +160,71 @@ def test_paused_pipeline_is_reported(client, airflow):
     assert body["not_started"][0]["reason"] == "the pipeline is paused"
 
 
-def test_partial_failure_is_500_and_a_redelivery_starts_only_what_is_missing(client, airflow):
+def test_runs_that_fail_to_start_are_retried_then_left_failed_until_redelivered(client, airflow, receiver, store,
+                                                                              monkeypatch):
+    monkeypatch.setattr(deliveries, "RETRY_SECONDS", 0)
     payload = github_push_payload("acme/webapp", "main", SHA, ["docs/index.md"])  # main-release and docs-site
     airflow.failing.add("docs-site")
     first = github(client, payload, delivery="d-9")
-    assert first.status_code == 500
-    assert [s["dag_id"] for s in first.json()["started"]] == ["main-release"]
+    assert first.status_code == 200  # accepted: recorded before the answer, the runs come after it
+    assert [s["dag_id"] for s in first.json()["started"]] == ["main-release", "docs-site"]
+    record = store.get("d-9")
+    assert record["state"] == deliveries.FAILED and record["attempts"] == deliveries.MAX_ATTEMPTS
+    assert record["error"] == "docs-site: database is locked"
+    assert sorted(dag for dag, _ in airflow.runs) == ["main-release"]  # created once, not once per attempt
+
     airflow.failing.clear()
-    again = github(client, payload, delivery="d-9")
+    again = github(client, payload, delivery="d-9")  # the sender redelivers: the delivery goes again
     assert again.status_code == 200 and again.json()["duplicate"] is False
-    assert [s["dag_id"] for s in again.json()["started"]] == ["docs-site"]
-    assert [(n["dag_id"], n["reason"]) for n in again.json()["not_started"] if n["dag_id"] != "tagged"] == [
-        ("main-release", f"already started as {first.json()['started'][0]['run_id']}")]
+    assert store.get("d-9")["state"] == deliveries.DONE
     assert sorted(dag for dag, _ in airflow.runs) == ["docs-site", "main-release"]
+    assert github(client, payload, delivery="d-9").json()["duplicate"] is True  # and now it is done
 
 
-def test_failure_to_start_is_500(client, airflow):
+def test_a_failed_attempt_waits_before_the_next(client, airflow, store):
     airflow.failing.add("main-release")
-    response = github(client, github_push_payload("acme/webapp", "main", SHA, ["a.py"]))
-    assert response.status_code == 500
-    assert "could not start: database is locked" in response.json()["not_started"][0]["reason"]
-    # Redelivery (same id) works once the problem is gone: nothing was recorded as started.
-    airflow.failing.clear()
-    response = github(client, github_push_payload("acme/webapp", "main", SHA, ["a.py"]))
-    assert response.status_code == 200 and response.json()["started"]
+    github(client, github_push_payload("acme/webapp", "main", SHA, ["a.py"]), delivery="d-10")
+    record = store.get("d-10")
+    assert record["state"] == deliveries.PENDING and record["attempts"] == 1
+    assert record["next_attempt_at"] > record["received_at"] + deliveries.RETRY_SECONDS * 0.9
+    assert airflow.runs == {}
+
+
+def test_deliveries_recorded_before_a_restart_are_started_by_the_next_starter(airflow, store):
+    recorded = store.record("d-11", "0123456789abcdef", "github", [
+        {"dag_id": "main-release", "run_id": "webhook__d-11__0123456789abcdef", "conf": {"source": {}},
+         "note": "n", "user": "github-webhook"}])
+    assert recorded.outcome == "new" and airflow.runs == {}
+    starter = deliveries.Starter(store, airflow, poll_seconds=0.05)
+    starter.start()
+    try:
+        import time
+
+        deadline = time.monotonic() + 10
+        while store.get("d-11")["state"] != deliveries.DONE and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        starter.stop()
+    assert list(airflow.runs) == [("main-release", "webhook__d-11__0123456789abcdef")]
+
+
+def test_a_claimed_delivery_whose_starter_died_is_taken_up_after_its_lease(airflow, store, monkeypatch):
+    store.record("d-12", "fedcba9876543210", "github", [
+        {"dag_id": "main-release", "run_id": "webhook__d-12__fedcba9876543210", "conf": {}, "note": "n", "user": "u"}])
+    assert [c.delivery_id for c in store.claim()] == ["d-12"]  # then the process dies
+    assert store.claim() == []  # leased
+    monkeypatch.setattr(deliveries.time, "time", lambda real=deliveries.time.time: real() + deliveries.LEASE_SECONDS + 1)
+    assert [c.delivery_id for c in store.claim()] == ["d-12"]
+
+
+def test_old_deliveries_are_forgotten(store, monkeypatch):
+    store.record("d-13", "1111111111111111", "github", [
+        {"dag_id": "x", "run_id": "webhook__d-13__1111111111111111", "conf": {}, "note": "n", "user": "u"}])
+    store.finish(store.claim()[0], [])
+    assert store.forget_older_than(days=1) == 0
+    monkeypatch.setattr(deliveries.time, "time", lambda real=deliveries.time.time: real() + 2 * 86400)
+    assert store.forget_older_than(days=1) == 1
+    assert store.get("d-13") is None
 
 
 @pytest.mark.parametrize("signature,message", [

@@ -3,13 +3,15 @@
 Plugin apps are not behind Airflow's authentication, so the HMAC signature is the gate. A delivery goes:
 size limit (413) -> signature header present and well-formed (401) -> JSON (400) -> signature valid with the
 repository's secret (401) -> event known (ping 200, others 202) -> delivery id (400) -> fields (400) ->
-replay check (200, duplicate) -> filters of every pipeline -> runs started (200).
+filters of every pipeline -> delivery recorded, unless it is a replay (200, duplicate) -> answer (200) -> runs
+created by the starter thread (deliveries.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from release_orchestrator.webhooks import filters, payloads, runs, signatures
+from release_orchestrator.webhooks import deliveries, filters, payloads, runs, signatures
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +68,13 @@ class Receiver:
     """Everything after the body is read; synchronous, since the secret lookup and runs go to the metadata DB."""
 
     def __init__(self, find_secret: Callable[[str | None], str | None] = signatures.find_secret,
-                 airflow: Any = None, load_pipelines: Callable[[], list] = runs.load_pipelines):
+                 airflow: Any = None, load_pipelines: Callable[[], list] = runs.load_pipelines,
+                 store: deliveries.DeliveryStore | None = None):
         self.find_secret = find_secret
         self.airflow = airflow or runs.AirflowRuns()
         self.load_pipelines = load_pipelines
+        self.store = store or deliveries.DeliveryStore()
+        self.starter = deliveries.Starter(self.store, self.airflow)
 
     def handle(self, provider_name: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
         provider = PROVIDERS[provider_name]
@@ -131,16 +136,7 @@ class Receiver:
             "delivery_id": delivery_id, "event": events[0].source["event"],
             "repository": events[0].source["repository"], "duplicate": False, "started": [], "not_started": [],
         }
-        seen = self.airflow.existing(delivery_id, digest)
-        own_prefix = runs.run_id_for(delivery_id, digest)
-        if any(not run["run_id"].startswith(own_prefix) for run in seen):
-            # The same body under another delivery id: a replay, whatever this one claims to be.
-            log.info("%s delivery %s is a replay of runs %s", provider.name, delivery_id, seen)
-            return 200, {**response, "duplicate": True, "runs": seen}
-        # A redelivery of this very delivery goes on: the run ids are the same, so pipelines it already
-        # started collide in the DB (AlreadyStarted), and those that failed to start last time start now.
-
-        errors = 0
+        outcomes = []  # (entry, start or None, reason not started or None), in pipeline order
         pipelines = self.load_pipelines()
         for index, event in enumerate(events):
             ref = f"tag {event.source['tag']}" if event.source.get("tag") else f"branch {event.source.get('branch')}"
@@ -153,33 +149,43 @@ class Receiver:
                 entry = {"pipeline": pipeline.name, "dag_id": dag_id, "ref": ref,
                          "commit_id": event.source["commit_id"]}
                 if not result.matched:
-                    reason = "no filter matched: " + "; ".join(result.reasons)
-                    response["not_started"].append({**entry, "reason": reason})
-                    continue
-                blocker = self.airflow.blocker(dag_id)
-                if blocker:
-                    response["not_started"].append({**entry, "reason": blocker})
+                    outcomes.append((entry, None, "no filter matched: " + "; ".join(result.reasons)))
                     continue
                 run_id = runs.run_id_for(delivery_id, digest, index)
-                try:
-                    self.airflow.start(dag_id, run_id, {"source": event.source}, note=_note(event.source),
-                                       user=f"{provider.name}-webhook")
-                except runs.AlreadyStarted:
-                    response["not_started"].append({**entry, "reason": f"already started as {run_id}"})
-                    continue
-                except Exception as err:  # noqa: BLE001 - reported per pipeline; the others still start
-                    log.exception("could not start %s for delivery %s", dag_id, delivery_id)
-                    errors += 1
-                    response["not_started"].append({**entry, "reason": f"could not start: {err}"})
-                    continue
-                response["started"].append({**entry, "run_id": run_id, "matched_by": result.by})
-        if seen and not response["started"] and not errors:
-            log.info("%s delivery %s is a replay of runs %s", provider.name, delivery_id, seen)
-            return 200, {**response, "duplicate": True, "runs": seen}
-        log.info("%s delivery %s for %s: started %s", provider.name, delivery_id, response["repository"],
-                 [(s["dag_id"], s["run_id"]) for s in response["started"]] or "nothing")
-        # Something failed to start: a 5xx lets the sender redeliver, and the redelivery starts only what is missing.
-        return (500 if errors else 200), response
+                start = {"dag_id": dag_id, "run_id": run_id, "conf": {"source": event.source},
+                         "note": _note(event.source), "user": f"{provider.name}-webhook"}
+                outcomes.append(({**entry, "run_id": run_id, "matched_by": result.by}, start, None))
+
+        matched = sorted({start["dag_id"] for _, start, _ in outcomes if start})
+        try:
+            blockers = self.airflow.blockers(matched) if matched else {}
+        except Exception as err:  # noqa: BLE001 - the metadata DB is away: the sender delivers again later
+            log.exception("%s delivery %s: could not read the pipelines' DAGs", provider.name, delivery_id)
+            raise Reject(500, f"could not check the pipelines' DAGs: {err}") from None
+        starts = []
+        for entry, start, reason in outcomes:
+            if start and start["dag_id"] not in blockers:
+                response["started"].append(entry)
+                starts.append(start)
+                continue
+            entry = {key: value for key, value in entry.items() if key not in ("run_id", "matched_by")}
+            response["not_started"].append({**entry, "reason": reason or blockers[start["dag_id"]]})
+
+        # Recorded before the answer, so an accepted delivery is never lost; the runs are created right after it.
+        try:
+            recorded = self.store.record(delivery_id, digest, provider.name, starts)
+        except Exception as err:  # noqa: BLE001 - nothing recorded, nothing started: a redelivery is safe
+            log.exception("%s delivery %s could not be recorded", provider.name, delivery_id)
+            raise Reject(500, f"the delivery could not be recorded: {err}") from None
+        if recorded.outcome == "duplicate":
+            log.info("%s delivery %s is a replay of runs %s", provider.name, delivery_id, recorded.runs)
+            return 200, {**response, "duplicate": True, "started": [], "runs": recorded.runs}
+        if starts:
+            self.starter.wake()
+        log.info("%s delivery %s for %s: %s %s", provider.name, delivery_id, response["repository"],
+                 "starting again" if recorded.outcome == "requeued" else "starting",
+                 [(s["dag_id"], s["run_id"]) for s in starts] or "nothing")
+        return 200, response
 
 
 def _note(source: dict) -> str:
@@ -196,7 +202,20 @@ def _note(source: dict) -> str:
 
 def create_app(receiver: Receiver | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     receiver = receiver or Receiver()
-    app = FastAPI(title="Release orchestrator webhooks", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        # The api-server enters its plugin apps' lifespans: the starter runs as long as the server does, and
+        # its first round creates the runs of deliveries recorded before a restart.
+        receiver.starter.start()
+        receiver.starter.wake()
+        try:
+            yield
+        finally:
+            receiver.starter.stop()
+
+    app = FastAPI(title="Release orchestrator webhooks", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
 
     async def receive(provider: str, request: Request) -> JSONResponse:
         try:

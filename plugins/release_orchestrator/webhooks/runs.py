@@ -1,13 +1,13 @@
-"""The Airflow side of a delivery: which pipelines exist, whether they can start, starting runs, finding replays.
+"""The Airflow side of a delivery: which pipelines exist, whether they can start, and starting their runs.
 
-Replay protection keeps no state of its own: a run started by a webhook has a deterministic run_id,
+A run started by a webhook has a deterministic run_id,
 
     webhook__<delivery id>__<first 16 hex digits of the SHA-256 of the body>[__<n>]
 
 (`__<n>` for the n-th further branch or tag of a Bitbucket push that updated several). The metadata DB keeps
-run ids unique per DAG and survives restarts. A delivery is a replay when a run exists whose id carries the same
-delivery id, or the same body digest: the signature covers the body only, so a captured body resent under a new
-delivery id is caught too.
+run ids unique per DAG, so however often a delivery is handled, each of its runs is created once. The record of
+deliveries (deliveries.py) also catches a captured body resent under a new delivery id: the signature covers
+the body only.
 """
 
 from __future__ import annotations
@@ -40,10 +40,6 @@ def body_digest(body: bytes) -> str:
 
 def run_id_for(delivery_id: str, digest: str, index: int = 0) -> str:
     return f"{RUN_ID_PREFIX}{delivery_id}__{digest}" + (f"__{index}" if index else "")
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def pipelines_dirs() -> list[str]:
@@ -110,42 +106,28 @@ class AlreadyStarted(Exception):
 class AirflowRuns:
     """Reads and starts DAG runs in the metadata DB, as the api-server's own routes do."""
 
-    def existing(self, delivery_id: str, digest: str) -> list[dict[str, str]]:
-        """Runs an earlier delivery with this id, or with this very body, started."""
-        from sqlalchemy import or_, select
+    def __init__(self) -> None:
+        self._dag_bag = None
 
-        from airflow.models.dagrun import DagRun
-        from airflow.utils.session import create_session
-
-        by_delivery = f"{_like_escape(RUN_ID_PREFIX + delivery_id)}\\_\\_%"
-        by_body = f"{_like_escape(RUN_ID_PREFIX)}%\\_\\_{digest}%"
-        with create_session() as session:
-            rows = session.execute(
-                select(DagRun.dag_id, DagRun.run_id)
-                .where(or_(DagRun.run_id.like(by_delivery, escape="\\"), DagRun.run_id.like(by_body, escape="\\")))
-                .order_by(DagRun.dag_id, DagRun.run_id)
-            ).all()
-        return [{"dag_id": dag_id, "run_id": run_id} for dag_id, run_id in rows]
-
-    def blocker(self, dag_id: str) -> str | None:
-        """Why the pipeline's DAG cannot start now, or None."""
+    def blockers(self, dag_ids: list[str]) -> dict[str, str]:
+        """Why each of these pipelines' DAGs cannot start now (absent when it can), in one query."""
         from sqlalchemy import select
 
         from airflow.models.dag import DagModel
         from airflow.utils.session import create_session
 
+        reasons = {}
         with create_session() as session:
-            dag = session.scalar(select(DagModel).where(DagModel.dag_id == dag_id))
-            if dag is None or dag.is_stale:
-                return "the pipeline's DAG is not loaded in Airflow (is its spec valid and parsed yet?)"
-            if dag.has_import_errors:
-                return "the pipeline's DAG has import errors"
-            if dag.is_paused:
-                return "the pipeline is paused"
-        return None
-
-    def __init__(self) -> None:
-        self._dag_bag = None
+            dags = {dag.dag_id: dag for dag in session.scalars(select(DagModel).where(DagModel.dag_id.in_(dag_ids)))}
+            for dag_id in dag_ids:
+                dag = dags.get(dag_id)
+                if dag is None or dag.is_stale:
+                    reasons[dag_id] = "the pipeline's DAG is not loaded in Airflow (is its spec valid and parsed yet?)"
+                elif dag.has_import_errors:
+                    reasons[dag_id] = "the pipeline's DAG has import errors"
+                elif dag.is_paused:
+                    reasons[dag_id] = "the pipeline is paused"
+        return reasons
 
     def _dags(self):
         """One DBDagBag for the receiver's life: it keeps each deserialized DAG version, so a delivery reads

@@ -1,0 +1,248 @@
+"""Accepted deliveries: recorded before the answer, turned into DAG runs right after it.
+
+Creating a DAG run costs milliseconds of CPU and a dozen database round trips (the run, its task instances,
+checks); a push that matches several pipelines multiplies that. So the receiver answers once the delivery is
+*recorded* - one row in `release_orchestrator_webhook_delivery`, in the Airflow metadata DB - and a starter
+thread in the same api-server process creates the runs a moment later. Nothing is lost in between: a row
+stays pending until every run it names exists, and a starter in any api-server process (after a restart, the
+next one) picks up what another left.
+
+The table is also the replay guard: a delivery id, or a body digest, seen before starts nothing again. Run ids
+stay deterministic (webhook__<delivery>__<digest>), so even two starters racing on one row create each run once.
+Rows are kept `RETENTION_DAYS` (30 by default), which is how long a replay is recognised by the table; the
+runs' own unique ids still stop a replayed delivery from starting a run that exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, inspect, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+log = logging.getLogger(__name__)
+
+PENDING, STARTING, DONE, FAILED = "pending", "starting", "done", "failed"
+MAX_ATTEMPTS = 3
+RETRY_SECONDS = 5.0  # times the attempt number
+LEASE_SECONDS = 300.0  # a claimed row whose starter died is taken up again after this
+RETENTION_DAYS = float(os.environ.get("RELEASE_ORCHESTRATOR_WEBHOOK_RETENTION_DAYS", "30"))
+
+metadata = MetaData()
+deliveries = Table(
+    "release_orchestrator_webhook_delivery",
+    metadata,
+    Column("delivery_id", String(100), primary_key=True),
+    Column("body_digest", String(16), nullable=False),
+    Column("provider", String(20), nullable=False),
+    Column("received_at", Float, nullable=False),  # epoch seconds: the same on every database
+    Column("starts", Text, nullable=False),  # JSON: [{dag_id, run_id, conf, note, user}]
+    Column("state", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("error", Text),
+    Index("release_orchestrator_webhook_delivery_digest", "body_digest"),
+    Index("release_orchestrator_webhook_delivery_due", "state", "next_attempt_at"),
+)
+
+SessionScope = Callable[[], AbstractContextManager]
+
+
+def airflow_session() -> AbstractContextManager:
+    from airflow.utils.session import create_session
+
+    return create_session()
+
+
+@dataclass
+class Recorded:
+    """What record() did: `new` (runs will be created), `requeued` (a failed delivery sent again), `duplicate`."""
+
+    outcome: str
+    runs: list[dict[str, str]] = field(default_factory=list)  # for a duplicate: the runs the first one started
+
+
+@dataclass
+class Claimed:
+    delivery_id: str
+    starts: list[dict[str, Any]]
+    attempts: int
+
+
+class DeliveryStore:
+    def __init__(self, session_scope: SessionScope = airflow_session):
+        self.session_scope = session_scope
+        self._table_ready = False
+        self._lock = threading.Lock()
+
+    def ensure_table(self, session) -> None:
+        """Create the table on first use (it is the plugin's own; Airflow's migrations do not know it)."""
+        if not self._table_ready:
+            with self._lock:
+                if not self._table_ready:
+                    bind = session.get_bind()
+                    try:
+                        metadata.create_all(bind, checkfirst=True)
+                    except SQLAlchemyError:  # another api-server process created it at the same moment
+                        if not inspect(bind).has_table(deliveries.name):
+                            raise
+                    self._table_ready = True
+
+    def record(self, delivery_id: str, digest: str, provider: str, starts: list[dict[str, Any]]) -> Recorded:
+        """Record a delivery and the runs it starts, unless this delivery (or its body) was recorded before."""
+        try:
+            with self.session_scope() as session:
+                self.ensure_table(session)
+                rows = session.execute(
+                    select(deliveries.c.delivery_id, deliveries.c.starts, deliveries.c.state)
+                    .where(or_(deliveries.c.delivery_id == delivery_id, deliveries.c.body_digest == digest))
+                    .order_by(deliveries.c.received_at)
+                ).all()
+                mine = [row for row in rows if row.delivery_id == delivery_id]
+                if mine and mine[0].state == FAILED and len(rows) == 1:
+                    # Sent again after its runs could not be created: try again from the start.
+                    session.execute(update(deliveries).where(deliveries.c.delivery_id == delivery_id).values(
+                        state=PENDING, attempts=0, next_attempt_at=time.time(), error=None))
+                    return Recorded("requeued", _runs(mine[0].starts))
+                if rows:  # the same delivery again, or its body under another delivery id: a replay
+                    return Recorded("duplicate", [run for row in rows for run in _runs(row.starts)])
+                if starts:
+                    now = time.time()
+                    session.execute(deliveries.insert().values(
+                        delivery_id=delivery_id, body_digest=digest, provider=provider, received_at=now,
+                        starts=json.dumps(starts), state=PENDING, attempts=0, next_attempt_at=now))
+                return Recorded("new")
+        except IntegrityError:  # the same delivery arrived twice at once and the other one got there first
+            return self.record(delivery_id, digest, provider, starts)
+
+    def claim(self, limit: int = 20) -> list[Claimed]:
+        """Take up to `limit` due deliveries for this starter (leased, so a dead starter's rows come back)."""
+        now = time.time()
+        with self.session_scope() as session:
+            self.ensure_table(session)
+            rows = session.execute(
+                select(deliveries.c.delivery_id, deliveries.c.starts, deliveries.c.attempts)
+                .where(deliveries.c.state.in_((PENDING, STARTING)), deliveries.c.next_attempt_at <= now)
+                .order_by(deliveries.c.next_attempt_at).limit(limit)
+                .with_for_update(skip_locked=True)  # PostgreSQL/MySQL; SQLite has one writer anyway
+            ).all()
+            if rows:
+                session.execute(update(deliveries).where(deliveries.c.delivery_id.in_([r.delivery_id for r in rows]))
+                                .values(state=STARTING, next_attempt_at=now + LEASE_SECONDS))
+        return [Claimed(r.delivery_id, json.loads(r.starts), r.attempts) for r in rows]
+
+    def finish(self, claimed: Claimed, errors: list[str]) -> str:
+        """Mark a claimed delivery done, due again (after a pause), or failed for good. Returns the new state."""
+        attempts = claimed.attempts + 1
+        if not errors:
+            state, values = DONE, {"error": None}
+        elif attempts < MAX_ATTEMPTS:
+            state, values = PENDING, {"error": "; ".join(errors), "next_attempt_at": time.time() + RETRY_SECONDS * attempts}
+        else:
+            state, values = FAILED, {"error": "; ".join(errors)}
+        with self.session_scope() as session:
+            session.execute(update(deliveries).where(deliveries.c.delivery_id == claimed.delivery_id)
+                            .values(state=state, attempts=attempts, **values))
+        return state
+
+    def forget_older_than(self, days: float = RETENTION_DAYS) -> int:
+        with self.session_scope() as session:
+            self.ensure_table(session)
+            result = session.execute(deliveries.delete().where(
+                deliveries.c.received_at < time.time() - days * 86400, deliveries.c.state.in_((DONE, FAILED))))
+            return result.rowcount or 0
+
+    def get(self, delivery_id: str) -> dict | None:
+        with self.session_scope() as session:
+            self.ensure_table(session)
+            row = session.execute(select(deliveries).where(deliveries.c.delivery_id == delivery_id)).mappings().first()
+            return dict(row) if row else None
+
+
+def _runs(starts_json: str) -> list[dict[str, str]]:
+    return [{"dag_id": s["dag_id"], "run_id": s["run_id"]} for s in json.loads(starts_json)]
+
+
+class Starter:
+    """Creates the runs of recorded deliveries: woken by each new delivery, and every `poll_seconds` anyway."""
+
+    def __init__(self, store: DeliveryStore, airflow: Any, poll_seconds: float = 5.0, batch: int = 20,
+                 autostart: bool = True):
+        self.store, self.airflow = store, airflow
+        self.poll_seconds, self.batch = poll_seconds, batch
+        self.autostart = autostart  # start the thread on the first wake() if the app's lifespan did not
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_cleanup = 0.0
+
+    def wake(self) -> None:
+        if self.autostart and (self._thread is None or not self._thread.is_alive()) and not self._stop.is_set():
+            self.start()
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="release-webhook-starter", daemon=True)
+            self._thread.start()
+            log.info("webhook starter running in process %d: creates the runs of recorded deliveries", os.getpid())
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            try:
+                self.drain()
+                if time.monotonic() - self._last_cleanup > 3600:
+                    self._last_cleanup = time.monotonic()
+                    if removed := self.store.forget_older_than():
+                        log.info("forgot %d webhook deliveries older than %s days", removed, RETENTION_DAYS)
+            except Exception:  # noqa: BLE001 - the database may be away for a while; the rows wait for it
+                log.exception("webhook starter: could not create the runs of recorded deliveries; trying again")
+                self._stop.wait(self.poll_seconds)
+
+    def drain(self) -> int:
+        """Create the runs of every due delivery; returns how many deliveries were handled."""
+        handled = 0
+        while not self._stop.is_set():
+            claimed = self.store.claim(self.batch)
+            if not claimed:
+                return handled
+            for delivery in claimed:
+                self.start_runs(delivery)
+            handled += len(claimed)
+        return handled
+
+    def start_runs(self, delivery: Claimed) -> str:
+        from release_orchestrator.webhooks.runs import AlreadyStarted
+
+        errors = []
+        for start in delivery.starts:
+            try:
+                self.airflow.start(start["dag_id"], start["run_id"], start["conf"], note=start["note"],
+                                   user=start["user"])
+            except AlreadyStarted:
+                pass  # a redelivery, or another starter was quicker: the run exists, which is the point
+            except Exception as err:  # noqa: BLE001 - recorded per delivery, retried, then left as failed
+                errors.append(f"{start['dag_id']}: {err}")
+        state = self.store.finish(delivery, errors)
+        if state == FAILED:
+            log.error("webhook delivery %s: runs not created after %d attempts: %s (send the delivery again to "
+                      "retry)", delivery.delivery_id, MAX_ATTEMPTS, "; ".join(errors))
+        elif errors:
+            log.warning("webhook delivery %s: %s; trying again", delivery.delivery_id, "; ".join(errors))
+        return state
