@@ -135,6 +135,9 @@ class LocalEnvironment:
             }
         )
         if self.celery_broker_url:
+            if not self.database_url:
+                raise LocalEnvironmentError("the CeleryExecutor needs a PostgreSQL metadata DB: pass database_url "
+                                            "(SQLite cannot be shared by the scheduler and the Celery worker)")
             env.update(
                 {
                     "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
