@@ -70,6 +70,17 @@ def airflow_env(tmp_path_factory, request):
     finally:
         if database_url:
             postgres.drop_database(database_url, POSTGRES_SERVER)
+        if production:
+            forget_celery_queue(REDIS_URL, env.celery_queue)
+
+
+def forget_celery_queue(url: str, queue: str) -> None:
+    """Remove the session's queue and its bindings from Redis, which would otherwise keep them."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    for key in client.scan_iter(match=f"*{queue}*", count=1000):
+        client.delete(key)
 
 
 @pytest.fixture(scope="session")
