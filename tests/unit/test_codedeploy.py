@@ -112,6 +112,13 @@ def spy(client, method):
 # --- hook -------------------------------------------------------------------------------------
 
 
+def deferred_on(op, context):
+    """Run the operator until it defers; the trigger it defers on."""
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    return deferred.value.trigger
+
+
 def test_hook_names_call_and_resource_in_errors():
     with pytest.raises(
         AirflowException,
@@ -336,31 +343,27 @@ def test_bad_platform_is_rejected(context):
 
 def test_retry_reattaches_to_the_recorded_deployment(groups, context, store):
     op = server_operator()
-    with pytest.raises(TaskDeferred) as first:
-        op.execute(context)
-    with spy(op.hook.conn, "create_deployment") as create, pytest.raises(TaskDeferred) as second:
-        server_operator().execute(make_context(store))
+    first = deferred_on(op, context)
+    with spy(op.hook.conn, "create_deployment") as create:
+        second = deferred_on(server_operator(), make_context(store))
     create.assert_not_called()
-    assert second.value.trigger.deployment_id == first.value.trigger.deployment_id
+    assert second.deployment_id == first.deployment_id
 
 
 def test_lost_record_finds_the_active_deployment_by_its_marker(groups, context):
-    with pytest.raises(TaskDeferred) as first:
-        server_operator().execute(context)
+    first = deferred_on(server_operator(), context)
     op = server_operator()
     fresh = FakeStateStore()
-    with spy(op.hook.conn, "create_deployment") as create, pytest.raises(TaskDeferred) as second:
-        op.execute(make_context(fresh))
+    with spy(op.hook.conn, "create_deployment") as create:
+        second = deferred_on(op, make_context(fresh))
     create.assert_not_called()
-    assert second.value.trigger.deployment_id == first.value.trigger.deployment_id
-    assert fresh.data["codedeploy_deployment"]["id"] == first.value.trigger.deployment_id
+    assert second.deployment_id == first.deployment_id
+    assert fresh.data["codedeploy_deployment"]["id"] == first.deployment_id
 
 
 def test_lost_record_never_takes_a_rollback_deployment_for_its_own(groups, context):
     """CodeDeploy's rollback deployment of a failed one may carry its description (and so its marker)."""
-    with pytest.raises(TaskDeferred) as first:
-        server_operator().execute(context)
-    own = first.value.trigger.deployment_id
+    own = deferred_on(server_operator(), context).deployment_id
     original = deployed(own)
     rollback = {**original, "deploymentId": "d-ROLLBACK1", "creator": "codeDeployRollback", "status": "InProgress"}
     hook = CodeDeployHook()
@@ -379,66 +382,47 @@ def test_lost_record_never_takes_a_rollback_deployment_for_its_own(groups, conte
 
 
 def test_after_a_reported_deployment_a_new_one_is_created(groups, context, store):
-    with pytest.raises(TaskDeferred) as first:
-        server_operator().execute(context)
-    set_status(first.value.trigger.deployment_id, "Succeeded")
-    server_operator().execute_complete(context, {"status": "success", "deployment_id": first.value.trigger.deployment_id})
+    first = deferred_on(server_operator(), context)
+    set_status(first.deployment_id, "Succeeded")
+    server_operator().execute_complete(context, {"status": "success", "deployment_id": first.deployment_id})
     assert store.data["codedeploy_deployment"]["reported"] is True
-    with pytest.raises(TaskDeferred) as second:
-        server_operator().execute(make_context(store))
-    assert second.value.trigger.deployment_id != first.value.trigger.deployment_id
+    assert deferred_on(server_operator(), make_context(store)).deployment_id != first.deployment_id
 
 
 def test_stopped_deployment_is_not_reattached(groups, context, store):
-    with pytest.raises(TaskDeferred) as first:
-        server_operator().execute(context)
-    set_status(first.value.trigger.deployment_id, "Stopped")
-    with pytest.raises(TaskDeferred) as second:
-        server_operator().execute(make_context(store))
-    assert second.value.trigger.deployment_id != first.value.trigger.deployment_id
+    first = deferred_on(server_operator(), context)
+    set_status(first.deployment_id, "Stopped")
+    assert deferred_on(server_operator(), make_context(store)).deployment_id != first.deployment_id
 
 
 # --- completion -------------------------------------------------------------------------------
 
 
-def test_ready_event_continues_and_waits_for_the_end(groups, context):
+@pytest.mark.parametrize("status_now,continued", [
+    ("Ready", True),
+    # The event is held a while after Ready was seen: a person may have continued it meanwhile.
+    ("InProgress", False),
+])
+def test_ready_event_continues_if_still_ready_and_waits_for_the_end(groups, context, status_now, continued):
     op = server_operator()
-    with pytest.raises(TaskDeferred) as first:
-        op.execute(context)
-    deployment_id = first.value.trigger.deployment_id
-    set_status(deployment_id, "Ready")
+    deployment_id = deferred_on(op, context).deployment_id
+    set_status(deployment_id, status_now)
     with (
         mock.patch.object(CodeDeployHook, "continue_deployment") as go_on,
         pytest.raises(TaskDeferred) as again,
     ):
         op.execute_complete(context, {"status": "ready", "deployment_id": deployment_id})
-    go_on.assert_called_once_with(deployment_id)
-    assert again.value.trigger.deployment_id == deployment_id
-    assert again.value.trigger.stop_at_ready is False
-
-
-def test_ready_event_for_a_deployment_someone_else_continued_waits_for_the_end(groups, context):
-    """The event is held a while after Ready was seen: a person may have continued it meanwhile."""
-    op = server_operator()
-    with pytest.raises(TaskDeferred) as first:
-        op.execute(context)
-    deployment_id = first.value.trigger.deployment_id
-    set_status(deployment_id, "InProgress")
-    with (
-        mock.patch.object(CodeDeployHook, "continue_deployment") as go_on,
-        pytest.raises(TaskDeferred) as again,
-    ):
-        op.execute_complete(context, {"status": "ready", "deployment_id": deployment_id})
-    go_on.assert_not_called()
+    if continued:
+        go_on.assert_called_once_with(deployment_id)
+    else:
+        go_on.assert_not_called()
     assert again.value.trigger.deployment_id == deployment_id
     assert again.value.trigger.stop_at_ready is False
 
 
 def test_ready_event_for_a_deployment_that_ended_meanwhile_reports_its_end(groups, context, store):
     op = server_operator()
-    with pytest.raises(TaskDeferred) as first:
-        op.execute(context)
-    deployment_id = first.value.trigger.deployment_id
+    deployment_id = deferred_on(op, context).deployment_id
     set_status(deployment_id, "Succeeded")
     with mock.patch.object(CodeDeployHook, "continue_deployment") as go_on:
         outputs = op.execute_complete(context, {"status": "ready", "deployment_id": deployment_id})
@@ -454,9 +438,7 @@ def test_ready_event_for_a_deployment_that_ended_meanwhile_reports_its_end(group
 def test_continue_refused_because_someone_was_faster_is_not_an_error(groups, context):
     """ContinueDeployment refused as not Ready, and the deployment has indeed moved on: keep waiting."""
     op = server_operator()
-    with pytest.raises(TaskDeferred) as first:
-        op.execute(context)
-    deployment_id = first.value.trigger.deployment_id
+    deployment_id = deferred_on(op, context).deployment_id
     set_status(deployment_id, "Ready")
 
     def someone_was_faster(_deployment_id):
@@ -489,9 +471,7 @@ def test_bad_on_ready_is_refused_before_any_deployment_exists(groups, context):
 
 def test_success_outputs(groups, context):
     op = server_operator()
-    with pytest.raises(TaskDeferred) as first:
-        op.execute(context)
-    deployment_id = first.value.trigger.deployment_id
+    deployment_id = deferred_on(op, context).deployment_id
     set_status(deployment_id, "Succeeded")
     assert op.execute_complete(context, {"status": "success", "deployment_id": deployment_id}) == {
         "DeploymentId": deployment_id,
@@ -545,9 +525,7 @@ def test_failure_names_lifecycle_event_diagnostics_and_rollback(context):
 
 def test_stopped_without_targets_api_still_explains(groups, context):
     op = server_operator()
-    with pytest.raises(TaskDeferred) as first:
-        op.execute(context)
-    deployment_id = first.value.trigger.deployment_id
+    deployment_id = deferred_on(op, context).deployment_id
     set_status(deployment_id, "Stopped")
     with pytest.raises(AirflowException, match=f"Deployment {deployment_id} of webapp-ec2/production Stopped; no rollback"):
         op.execute_complete(context, {"status": "failed", "deployment_id": deployment_id})
@@ -572,14 +550,13 @@ def test_on_kill_stops_with_rollback(groups, context):
 
 def test_deferral_timeout_stops_the_recorded_deployment(groups, context, store):
     op = server_operator()
-    with pytest.raises(TaskDeferred) as first:
-        op.execute(context)
+    first = deferred_on(op, context)
     with (
         mock.patch.object(CodeDeployHook, "stop_deployment") as stop,
         pytest.raises(TaskDeferralTimeout),
     ):
         op.resume_execution("__fail__", {"error": "Trigger timeout"}, context)
-    stop.assert_called_once_with(first.value.trigger.deployment_id, auto_rollback=True)
+    stop.assert_called_once_with(first.deployment_id, auto_rollback=True)
 
 
 # --- trigger ----------------------------------------------------------------------------------
