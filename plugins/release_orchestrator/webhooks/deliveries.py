@@ -110,7 +110,7 @@ class DeliveryStore:
                     # Sent again after its runs could not be created: try again from the start.
                     session.execute(update(deliveries).where(deliveries.c.delivery_id == delivery_id).values(
                         state=PENDING, attempts=0, next_attempt_at=time.time(), error=None))
-                    return Recorded("requeued", _runs(mine[0].starts))
+                    return Recorded("requeued")
                 if rows:  # the same delivery again, or its body under another delivery id: a replay
                     return Recorded("duplicate", [run for row in rows for run in _runs(row.starts)])
                 if starts:
