@@ -76,6 +76,7 @@ class Build:
         self.spec = spec
         self.env = env
         self.mode = fault["mode"] if fault else None
+        self.seconds = fault["seconds"] if self.mode == "slow" else None  # else the emulator's build_seconds
         self.uuid = doc["id"].split(":", 1)[1]
         self.started = doc["startTime"]
         self.phase_index = 0
@@ -355,7 +356,7 @@ class CodeBuildEmulator:
                     self._close_phase(build, deadline, "TIMED_OUT", "BUILD_TIMED_OUT", "Build has timed out. ")
                     self._complete(build, deadline, "TIMED_OUT")
                 return
-            end = build.phase_started + share * self.build_seconds
+            end = build.phase_started + share * (build.seconds or self.build_seconds)
             if end > at:
                 return
             self._finish_phase(build, phase, end)

@@ -1,7 +1,8 @@
 """Fault injection: which CodeBuild projects and CodeDeploy groups misbehave, and how.
 
 Document shape (GET/PUT /_sandbox/faults):
-    {"codebuild":  {"<project>": {"mode": "fail" | "hang" | "throttle" | "fail-tests", "rate": 0.5}},
+    {"codebuild":  {"<project>": {"mode": "fail" | "hang" | "throttle" | "fail-tests" | "slow",
+                                  "rate": 0.5, "seconds": 60}},
      "codedeploy": {"<application>/<group>" or "<application>": {"mode": ..., "event": "AfterInstall"}}}
 A PUT merges into what is set; `"mode": null` (or "none") removes one entry.
 """
@@ -13,7 +14,7 @@ import threading
 from collections import Counter
 
 MODES = {
-    "codebuild": {"fail", "hang", "throttle", "fail-tests"},
+    "codebuild": {"fail", "hang", "throttle", "fail-tests", "slow"},
     "codedeploy": {"fail", "hang", "throttle"},
 }
 
@@ -103,6 +104,11 @@ def _validated(service: str, target: str, spec) -> dict | None:
         if not isinstance(rate, (int, float)) or not 0 < rate <= 1:
             raise FaultError(f"{service}/{target}: rate must be a number in (0, 1]")
         result["rate"] = float(rate)
+    if mode == "slow":
+        seconds = spec.get("seconds", 60)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+            raise FaultError(f"{service}/{target}: seconds must be a number in (0, 3600]")
+        result["seconds"] = float(seconds)
     if service == "codedeploy" and spec.get("event"):
         result["event"] = str(spec["event"])
     return result

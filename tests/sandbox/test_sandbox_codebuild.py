@@ -139,6 +139,23 @@ def test_hanging_build_stays_in_progress_until_stopped(aws, control, wait_until,
     assert codebuild.stop_build(id=build_id)["build"]["buildStatus"] == "STOPPED"
 
 
+def test_slow_build_takes_its_own_time(aws, control, wait_until, build_seconds):
+    control.set_fault("codebuild", r.BUILD_PROJECT, "slow", seconds=build_seconds * 3)
+    codebuild = aws("codebuild")
+    build_id = codebuild.start_build(projectName=r.BUILD_PROJECT)["build"]["id"]
+    time.sleep(build_seconds * 1.5)  # a normal build would be over
+    assert codebuild.batch_get_builds(ids=[build_id])["builds"][0]["buildStatus"] == "IN_PROGRESS"
+    build = finished(codebuild, wait_until, build_id)
+    assert build["buildStatus"] == "SUCCEEDED"
+    assert (build["endTime"] - build["startTime"]).total_seconds() == pytest.approx(build_seconds * 3, abs=0.5)
+    # Only builds started while the fault is set are slow.
+    control.clear_fault("codebuild", r.BUILD_PROJECT)
+    quick = codebuild.start_build(projectName=r.BUILD_PROJECT)["build"]["id"]
+    assert finished(codebuild, wait_until, quick)["buildStatus"] == "SUCCEEDED"
+    with pytest.raises(Exception, match="seconds must be a number"):
+        control.set_fault("codebuild", r.BUILD_PROJECT, "slow", seconds=0)
+
+
 def test_throttled_project_refuses_some_calls(aws, control):
     control.set_fault("codebuild", r.BUILD_PROJECT, "throttle", rate=0.5)
     codebuild = aws("codebuild", retry=False)
