@@ -3,8 +3,7 @@
 Pipelines: tests/integration/pipelines/cb-*.yaml (a source action, then one build or test action), each
 building its own CodeBuild project, created here, so the faults set on them never touch other tests.
 
-Every deferred action holds its result at least MIN_DEFER_SECONDS (15 s) after deferring, so a run costs
-about 25 s at least. All runs but one are started at once by the `background` fixture; the tests that act
+A deferred action ends (in the triggerer) as soon as its poller sees the build finished. All runs but one are started at once by the `background` fixture; the tests that act
 on a waiting task (clear, mark failed, stop) go first, while the others finish. Killing the triggerer comes
 last, with a run of its own, so that it touches no other run.
 """
@@ -79,7 +78,8 @@ PROJECTS = {
     # AWS's minimum is 5 minutes; the sandbox takes 1, so a hanging build times out within the module.
     "cb-build-timeout": (BUILD_SPEC, 1, {"mode": "hang"}),
     "cb-build-throttle": (BUILD_SPEC, 30, {"mode": "throttle", "rate": 0.5}),
-    "cb-build-kill": (BUILD_SPEC, 30, None),
+    # Slow enough to be still running when the triggerer is killed.
+    "cb-build-kill": (BUILD_SPEC, 30, {"mode": "slow", "seconds": 25}),
     "cb-build-clear": (BUILD_SPEC, 30, None),
     "cb-build-markfailed": (BUILD_SPEC, 30, {"mode": "hang"}),
     "cb-test-fail": (TEST_SPEC, 30, {"mode": "fail-tests"}),
@@ -364,12 +364,12 @@ def test_killed_triggerer_is_replaced_and_the_wait_goes_on(airflow_env, api, cod
     run_id = api.trigger(dag_id, conf=conf)["dag_run_id"]
     wait_for_task_state(api, dag_id, run_id, BUILD_TASK, {"deferred"}, timeout=RUN_TIMEOUT)
     build_id = one_build_started(codebuild, dag_id)
-    # Kill it once it runs the trigger (which then holds the result MIN_DEFER_SECONDS).
+    # Kill it once it runs the trigger, while the (slow) build is still running.
     wait_for(lambda: len(trigger_starts(api, dag_id, run_id)) == 1, timeout=60, interval=0.5,
              what="the triggerer to run the trigger")
 
     restart_triggerer(airflow_env)
-    # The result was held (MIN_DEFER_SECONDS) when the triggerer died: the task is still waiting.
+    # The build was still running when the triggerer died: the task is still waiting.
     assert task_instance(api, dag_id, run_id, BUILD_TASK)["state"] == "deferred"
 
     run = finished(api, dag_id, run_id)

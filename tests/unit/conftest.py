@@ -7,12 +7,6 @@ from moto import mock_aws
 REGION = "us-east-1"
 
 
-@pytest.fixture(autouse=True)
-def no_minimum_defer(monkeypatch):
-    """Unit tests of triggers need not hold results back (see triggers/base.py MIN_DEFER_SECONDS)."""
-    monkeypatch.setattr("release_orchestrator.triggers.base.MIN_DEFER_SECONDS", 0.0)
-
-
 @pytest.fixture
 def moto_aws(monkeypatch):
     """moto, and an Airflow AWS connection (aws_default) that points at it."""

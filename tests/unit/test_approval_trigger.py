@@ -179,3 +179,66 @@ def test_a_cleared_or_resumed_task_announces_nothing(topic_and_queue, state):
     asyncio.run(trigger.on_kill())
     assert received() == []
     assert ("run-b", DECISION_XCOM_KEY) not in airflow.xcoms
+
+
+# ---- ending the task in the triggerer ------------------------------------------------------------
+def ending(topic: str, states: dict[str, str | None], run_after: dict[str, datetime], **kwargs):
+    airflow = FakeAirflow(states, run_after)
+    trigger = airflow.install(make_trigger(ends_task=True, timeout="0:05:00", notifications={
+        "pipeline": "webapp", "topic_arn": topic, "events": ["approval-rejected", "pipeline-superseded"],
+        "aws_conn_id": "aws_default", "region_name": "us-east-1"}, **kwargs))
+    return trigger, airflow
+
+
+async def first_raw_event(trigger: ApprovalWaitTrigger, timeout: float = 5):
+    async def first():
+        async for event in trigger.run():
+            return event
+
+    return await asyncio.wait_for(first(), timeout)
+
+
+def test_a_timeout_is_announced_recorded_and_fails_the_task_from_the_triggerer(topic_and_queue):
+    from airflow.triggers.base import TaskFailedEvent
+
+    topic, received = topic_and_queue
+    trigger, airflow = ending(topic, {"run-b": "deferred"}, {"run-b": T0}, supersede=False,
+                              expires=datetime.now(timezone.utc) - timedelta(seconds=1))
+    event = asyncio.run(first_raw_event(trigger))
+    assert isinstance(event, TaskFailedEvent)
+    assert event.xcoms == {"failure_reason": f"approval {TASK} rejected: nobody approved within 0:05:00 (timeout)"}
+    [envelope] = received()
+    assert json.loads(envelope["Message"])["detail"]["approval"]["reason"] == "timeout: nobody decided within 0:05:00"
+    decision = airflow.xcoms[("run-b", DECISION_XCOM_KEY)]
+    assert (decision["Outcome"], decision["Announced"]) == ("Rejected", True)
+
+    # A restarted triggerer running the same trigger again fails the task without a second message.
+    again = asyncio.run(first_raw_event(trigger))
+    assert isinstance(again, TaskFailedEvent)
+    assert received() == []
+
+
+def test_superseding_is_announced_recorded_and_fails_the_task_from_the_triggerer(topic_and_queue):
+    from airflow.triggers.base import TaskFailedEvent
+
+    topic, received = topic_and_queue
+    trigger, airflow = ending(topic, {"run-b": "deferred", "run-c": "deferred"},
+                              {"run-b": T0, "run-c": T0 + timedelta(minutes=1)})
+    event = asyncio.run(first_raw_event(trigger))
+    assert isinstance(event, TaskFailedEvent)
+    assert event.xcoms == {"failure_reason": f"approval {TASK}: superseded by run run-c"}
+    [envelope] = received()
+    assert envelope["Subject"] == "SUPERSEDED: pipeline webapp (run run-b) by run run-c"
+    decision = airflow.xcoms[("run-b", DECISION_XCOM_KEY)]
+    assert (decision["Outcome"], decision["SupersededBy"], decision["Announced"]) == ("Superseded", "run-c", True)
+
+
+def test_in_form_mode_an_answer_given_meanwhile_decides(topic_and_queue):
+    topic, received = topic_and_queue
+    trigger, airflow = ending(topic, {"run-b": "deferred"}, {"run-b": T0}, supersede=False, mode="form",
+                              expires=datetime.now(timezone.utc) - timedelta(seconds=1))
+    trigger.form_answered = lambda: True
+    event = asyncio.run(first_raw_event(trigger))
+    assert event.payload == {"kind": "answered"}
+    assert received() == []
+    assert ("run-b", DECISION_XCOM_KEY) not in airflow.xcoms

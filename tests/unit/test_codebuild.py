@@ -199,15 +199,17 @@ def test_retry_reattaches_to_a_running_build(project, context, store):
     assert deferred.value.trigger.build_id == f"{PROJECT}:running"
 
 
-def test_retry_reports_a_build_that_finished_while_nobody_waited(project, context, store):
-    first = CodeBuildHook().start_build(PROJECT)
+def test_a_finished_build_is_not_reattached(project, context, store):
+    # Its trigger ended the earlier try (and cannot mark the record reported), or it finished while
+    # nobody waited: either way a new try is a new build.
+    first = CodeBuildHook().start_build(PROJECT)  # moto reports SUCCEEDED at the first read
     store.set("codebuild_build", {"id": first["id"], "generation": 0, "reported": False})
     op = make_operator()
-    with spy(op.hook.conn, "start_build") as start:
-        outputs = op.execute(context)  # moto reports SUCCEEDED at the first read
-    start.assert_not_called()
-    assert outputs["BuildId"] == first["id"]
-    assert store.data["codebuild_build"]["reported"] is True
+    with spy(op.hook.conn, "start_build") as start, pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    start.assert_called_once()
+    assert deferred.value.trigger.build_id != first["id"]
+    assert start.call_args.kwargs["idempotencyToken"] == stable_token(context, "codebuild", 1)
 
 
 def test_new_try_after_a_reported_build_starts_a_new_one(project, context, store):
@@ -478,6 +480,87 @@ def test_trigger_fires_through_the_shared_poller(project):
     assert "environment" not in events[0].payload["item"]
     assert len(pollers) == 1
     assert pollers[0].api_calls == 1 and pollers[0].ids_polled == 3
+
+
+def test_the_operator_defers_on_a_trigger_that_concludes_for_it(project, context):
+    op = make_operator(TestCodeBuildOperator, junit_path="reports/*.xml", fail_on_test_failure="false")
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    trigger = deferred.value.trigger
+    assert trigger.result == op.result().to_dict()
+    assert trigger.result["tests"] == {"report_group_arn": None, "junit_path": "reports/*.xml",
+                                       "fail_on_test_failure": "false"}
+    classpath, kwargs = trigger.serialize()
+    assert CodeBuildBuildTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+def test_trigger_ends_the_tasks_with_their_outputs(project):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    build_ids = [CodeBuildHook().start_build(PROJECT)["id"] for _ in range(3)]
+    result = make_operator().result().to_dict()
+
+    async def wait_all():
+        triggers = [CodeBuildBuildTrigger(build_id=b, poll_interval=0.01, result=result) for b in build_ids]
+        return await asyncio.gather(*(anext(t.run()) for t in triggers)), poller_module.all_pollers()
+
+    events, pollers = asyncio.run(wait_all())
+    assert all(isinstance(e, TaskSuccessEvent) for e in events)
+    assert [e.xcoms["return_value"]["BuildId"] for e in events] == build_ids
+    assert {e.xcoms["return_value"]["BuildStatus"] for e in events} == {"SUCCEEDED"}
+    assert pollers[0].api_calls == 1 and pollers[0].ids_polled == 3
+
+
+def test_trigger_fails_the_task_with_the_reason_and_the_log_tail(capsys):
+    from airflow.triggers.base import TaskFailedEvent
+
+    failed = build("FAILED", phases=[{"phaseType": "BUILD", "phaseStatus": "FAILED",
+                                      "contexts": [{"statusCode": "COMMAND_EXECUTION_ERROR", "message": "exit 2"}]}])
+
+    async def instant(self, item_id, interval, stop_states):
+        return failed
+
+    async def run():
+        with mock.patch.object(poller_module.BatchPoller, "wait", instant):
+            trigger = CodeBuildBuildTrigger(build_id=failed["id"], result=make_operator().result().to_dict())
+            return await anext(trigger.run())
+
+    event = asyncio.run(run())
+    assert isinstance(event, TaskFailedEvent)
+    reason = f"Build {failed['id']} FAILED in phase BUILD: COMMAND_EXECUTION_ERROR: exit 2"
+    assert event.xcoms == {"failure_reason": reason}
+    assert reason in capsys.readouterr().out
+
+
+def test_test_trigger_fails_the_task_naming_the_failed_tests():
+    from airflow.triggers.base import TaskFailedEvent
+
+    put_junit("run-1/junit.xml")
+    op = make_operator(TestCodeBuildOperator, junit_path=f"s3://{ARTIFACT_BUCKET}/run-1/junit.xml")
+
+    async def instant(self, item_id, interval, stop_states):
+        return build()
+
+    async def run():
+        with mock.patch.object(poller_module.BatchPoller, "wait", instant):
+            return await anext(CodeBuildBuildTrigger(build_id=build()["id"], result=op.result().to_dict()).run())
+
+    event = asyncio.run(run())
+    assert isinstance(event, TaskFailedEvent)
+    assert "2 of 4 tests failed: api.Orders.test_create, api.Orders.test_delete" in event.xcoms["failure_reason"]
+
+
+def test_trigger_that_cannot_wait_fails_the_task_naming_the_cause():
+    from airflow.triggers.base import TaskFailedEvent
+
+    async def run():
+        trigger = CodeBuildBuildTrigger(build_id="webapp-build:unknown", result=make_operator().result().to_dict())
+        with mock.patch.object(poller_module.BatchPoller, "wait", side_effect=RuntimeError("denied")):
+            return await anext(trigger.run())
+
+    event = asyncio.run(run())
+    assert isinstance(event, TaskFailedEvent)
+    assert event.xcoms == {"failure_reason": "Waiting for codebuild webapp-build:unknown failed: denied"}
 
 
 def test_trigger_reports_an_error_event():

@@ -162,7 +162,7 @@ def test_server_s3_deployment_request_and_defer(groups, context, store):
     deployment_id = store.data["codedeploy_deployment"]["id"]
     assert isinstance(trigger, CodeDeployDeploymentTrigger)
     assert trigger.deployment_id == deployment_id
-    assert trigger.stop_at_ready is True
+    assert trigger.continue_at_ready is True
     assert trigger.poll_interval == 7
     assert context["ti"].xcom["_codedeploy_deployment"]["deployment_id"] == deployment_id
 
@@ -184,7 +184,7 @@ def test_github_revision_and_waiting_for_someone_to_continue(groups, context):
         "gitHubLocation": {"repository": "acme/webapp", "commitId": "abc123"},
     }
     assert create.call_args.kwargs["autoRollbackConfiguration"] == {"enabled": False}
-    assert deferred.value.trigger.stop_at_ready is False
+    assert deferred.value.trigger.continue_at_ready is False
 
 
 def test_ecs_registers_task_definition_and_writes_appspec(groups, context, tmp_path):
@@ -417,7 +417,7 @@ def test_ready_event_continues_if_still_ready_and_waits_for_the_end(groups, cont
     else:
         go_on.assert_not_called()
     assert again.value.trigger.deployment_id == deployment_id
-    assert again.value.trigger.stop_at_ready is False
+    assert again.value.trigger.continue_at_ready is False
 
 
 def test_ready_event_for_a_deployment_that_ended_meanwhile_reports_its_end(groups, context, store):
@@ -451,7 +451,7 @@ def test_continue_refused_because_someone_was_faster_is_not_an_error(groups, con
         pytest.raises(TaskDeferred) as again,
     ):
         op.execute_complete(context, {"status": "ready", "deployment_id": deployment_id})
-    assert again.value.trigger.stop_at_ready is False
+    assert again.value.trigger.continue_at_ready is False
 
     # Still at Ready after a refusal: that is a real error.
     with (
@@ -595,6 +595,61 @@ def test_trigger_fires_at_ready_only_when_asked(groups):
     # 30 deployments in one round: BatchGetDeployments takes 25 ids a call.
     assert poller.spec.max_batch == 25
     assert poller.api_calls >= 2 and poller.ids_polled >= 30
+
+
+def test_trigger_continues_at_ready_and_ends_the_task_with_the_outputs(groups, context):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    op = server_operator()
+    trigger = deferred_on(op, context)
+    assert trigger.result == op.result().to_dict() and trigger.continue_at_ready is True
+    trigger.poll_interval = 0.01
+    set_status(trigger.deployment_id, "Ready")
+
+    def go_on(deployment_id):
+        set_status(deployment_id, "Succeeded")
+
+    async def run():
+        with mock.patch.object(CodeDeployHook, "continue_deployment", side_effect=go_on) as continued:
+            event = await anext(trigger.run())
+        return event, continued
+
+    event, continued = asyncio.run(run())
+    continued.assert_called_once_with(trigger.deployment_id)
+    assert isinstance(event, TaskSuccessEvent)
+    outputs = event.xcoms["return_value"]
+    assert (outputs["DeploymentId"], outputs["DeploymentStatus"]) == (trigger.deployment_id, "Succeeded")
+
+
+def test_trigger_that_waits_at_ready_leaves_it_to_someone_else(groups, context):
+    op = server_operator(on_ready="wait")
+    trigger = deferred_on(op, context)
+    trigger.poll_interval = 0.01
+    set_status(trigger.deployment_id, "Ready")
+
+    async def run():
+        with mock.patch.object(CodeDeployHook, "continue_deployment") as continued:
+            waiting = asyncio.ensure_future(anext(trigger.run()))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            set_status(trigger.deployment_id, "Succeeded")
+            return await waiting, continued
+
+    event, continued = asyncio.run(run())
+    continued.assert_not_called()
+    assert event.xcoms["return_value"]["DeploymentStatus"] == "Succeeded"
+
+
+def test_trigger_fails_the_task_naming_the_deployment_and_its_rollback(groups, context):
+    from airflow.triggers.base import TaskFailedEvent
+
+    trigger = deferred_on(server_operator(), context)
+    trigger.poll_interval = 0.01
+    set_status(trigger.deployment_id, "Failed")
+    event = asyncio.run(anext(trigger.run()))
+    assert isinstance(event, TaskFailedEvent)
+    assert event.xcoms["failure_reason"].startswith(
+        f"Deployment {trigger.deployment_id} of webapp-ec2/production Failed")
 
 
 def test_trigger_on_kill_stops_with_rollback_when_marked_failed():

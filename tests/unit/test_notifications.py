@@ -49,6 +49,27 @@ def test_pipeline_failed_names_the_failed_stage(topic_and_queue):
     assert envelope["Subject"].startswith("FAILED: pipeline webapp-release at Deploy.ECS")
 
 
+def test_a_task_ended_by_its_trigger_reports_the_reason_from_its_xcom(topic_and_queue):
+    """Airflow passes no exception to callbacks of tasks failed by their trigger (TaskFailedEvent)."""
+    topic, received = topic_and_queue
+    context = failure_context()
+    del context["exception"]
+    stored = {"failure_reason": "Build webapp-build:1234 FAILED in phase BUILD: exit 2"}
+    context["ti"] = SimpleNamespace(task_id="Build.Compile", xcom_pull=lambda task_ids, key: stored.get(key))
+    PipelineEventNotifier(event="action-failed", pipeline="webapp-release", target_arn=topic).notify(context)
+    [envelope] = received()
+    assert json.loads(envelope["Message"])["detail"]["error-summary"] == stored["failure_reason"]
+
+
+def test_an_approval_its_trigger_ended_as_superseded_is_not_a_failed_action(topic_and_queue):
+    topic, received = topic_and_queue
+    stored = {"approval_decision": {"Outcome": "Superseded", "SupersededBy": "run-2"}}
+    context = {"run_id": "run-1",
+               "ti": SimpleNamespace(task_id="Approval.SignOff", xcom_pull=lambda task_ids, key: stored.get(key))}
+    PipelineEventNotifier(event="action-failed", pipeline="webapp-release", target_arn=topic).notify(context)
+    assert received() == []
+
+
 def test_unknown_event_is_refused():
     with pytest.raises(ValueError, match="unknown notification event 'pipeline-exploded'"):
         PipelineEventNotifier(event="pipeline-exploded", pipeline="p", target_arn="arn:aws:sns:us-east-1:1:t")

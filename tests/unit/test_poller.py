@@ -230,25 +230,28 @@ def test_one_poller_per_key_and_event_loop():
     assert len(made) == 4
 
 
-def test_a_result_is_held_until_the_minimum_defer_time(monkeypatch):
-    """Results arriving right after deferral wait out MIN_DEFER_SECONDS (the scheduler race guard)."""
+def test_a_result_ends_the_task_as_soon_as_the_poller_has_it(monkeypatch):
+    """No result is held back after deferral: the trigger ends the task instead of resuming it."""
     import time as time_module
 
+    from airflow.triggers.base import TaskSuccessEvent
+
+    from release_orchestrator.results.codebuild import BuildResult
     from release_orchestrator.triggers import base
     from release_orchestrator.triggers.codebuild import CodeBuildBuildTrigger
 
-    monkeypatch.setattr(base, "MIN_DEFER_SECONDS", 0.5)
-
     async def instant_wait(self, item_id, interval, stop_states):
-        return {"id": item_id, "buildStatus": "SUCCEEDED"}
+        return {"id": item_id, "buildStatus": "SUCCEEDED", "logs": {"deepLink": "https://logs"}}
 
     monkeypatch.setattr(base.BatchPoller, "wait", instant_wait)
 
     async def run():
         start = time_module.monotonic()
-        event = await anext(CodeBuildBuildTrigger(build_id="p:1", poll_interval=0.01).run())
+        trigger = CodeBuildBuildTrigger(build_id="p:1", poll_interval=30, result=BuildResult("p").to_dict())
+        event = await anext(trigger.run())
         return event, time_module.monotonic() - start
 
     event, elapsed = asyncio.run(run())
-    assert event.payload["status"] == "success"
-    assert elapsed >= 0.5
+    assert isinstance(event, TaskSuccessEvent)
+    assert event.xcoms["return_value"]["BuildId"] == "p:1"
+    assert elapsed < 1.0

@@ -7,8 +7,8 @@ Who publishes what (details in docs/approvals.md):
 | `approval-needed` | the approval operator when its wait starts (worker), once per wait |
 | `approval-approved` / `approval-rejected`, form mode | the operator when the response resumes it (worker) |
 | `approval-approved` / `approval-rejected`, marked | the waiting trigger when Airflow cancels it because the task was marked (triggerer); a decision it missed is published when the run ends (DAG callback) |
-| `approval-rejected` (timeout) | the operator when its trigger reports the timeout (worker) |
-| `pipeline-superseded` | the operator when its trigger reports a newer run (worker) |
+| `approval-rejected` (timeout) | the waiting trigger when the approval expires (triggerer), which then fails the task |
+| `pipeline-superseded` | the waiting trigger when it finds a newer run (triggerer), which then fails the task |
 
 Two XComs of the approval task tie these together (XCom, because the worker, the triggerer and the
 DAG callbacks can all read it; Airflow clears it when a new try of the approval starts):
@@ -120,14 +120,17 @@ def publish_result(config: ApprovalNotifications | None, *, run_id: str, task_id
 
 
 def publish_superseded(config: ApprovalNotifications | None, *, run_id: str, task_id: str, superseded_by: str,
-                       context: Any, ident: str) -> bool:
+                       context: Any = None, ident: str | None = None) -> bool:
+    """Publish pipeline-superseded if wanted (at most once per `ident` with a worker `context`)."""
     if config is None or not config.wants("pipeline-superseded"):
         return False
     hook = config.hook()
     subject, message = superseded_message(pipeline=config.pipeline, run_id=run_id, task_id=task_id,
                                           superseded_by=superseded_by, region=_region(config, hook))
-    return publish_once(context, ident, hook, config.topic_arn, subject, message,
-                        {"event": "pipeline-superseded", "pipeline": config.pipeline})
+    attributes = {"event": "pipeline-superseded", "pipeline": config.pipeline}
+    if context is not None and ident:
+        return publish_once(context, ident, hook, config.topic_arn, subject, message, attributes)
+    return publish(hook, config.topic_arn, subject, message, attributes)
 
 
 def _state_value(state: Any) -> str | None:

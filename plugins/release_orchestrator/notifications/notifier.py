@@ -22,6 +22,7 @@ from typing import Any
 from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 
 from release_orchestrator.notifications import messages
+from release_orchestrator.results import failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,8 @@ class PipelineEventNotifier(SnsNotifier):
         region = self.region_name or self.hook.conn_region_name or ""
         links = messages.airflow_links(airflow_base_url(), self.pipeline, run_id, task_id)
         extra: dict[str, Any] = {"airflow-run-link": links["run"]}
-        error = context.get("exception") or context.get("reason")
+        # A task ended by its trigger passes no exception: its reason is in its XCom.
+        error = context.get("exception") or failure_reason(ti) or context.get("reason")
 
         if self.event.startswith("pipeline-"):
             state = self.event.removeprefix("pipeline-").upper()
@@ -162,8 +164,8 @@ class PipelineEventNotifier(SnsNotifier):
 
     def notify(self, context: Any) -> None:
         error = context.get("exception")
-        if self.event in ("action-failed", "stage-failed") and is_superseded(error):
-            log.info("Not publishing %s: the run was superseded (%s)", self.event, error)
+        if self.event in ("action-failed", "stage-failed") and (is_superseded(error) or self._task_superseded(context)):
+            log.info("Not publishing %s: the run was superseded (%s)", self.event, error or "approval superseded")
             return
         if self.event == "pipeline-failed" and (newer := self._superseded_by(context)):
             log.info("Not publishing pipeline-failed: the run was superseded by run %s", newer)
@@ -176,6 +178,20 @@ class PipelineEventNotifier(SnsNotifier):
             publish_once(context, self.event, self.hook, self.target_arn, subject, message, attributes)
         else:
             publish(self.hook, self.target_arn, subject, message, attributes)
+
+    @staticmethod
+    def _task_superseded(context: Any) -> bool:
+        """Whether the failed task is an approval that its trigger ended as superseded."""
+        from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY
+
+        ti = context.get("ti") or context.get("task_instance")
+        if ti is None or not hasattr(ti, "xcom_pull"):
+            return False
+        try:
+            decision = ti.xcom_pull(task_ids=ti.task_id, key=DECISION_XCOM_KEY)
+        except Exception:  # noqa: BLE001 - at worst the failure is reported
+            return False
+        return isinstance(decision, dict) and decision.get("Outcome") == "Superseded"
 
     def _superseded_by(self, context: Any) -> str | None:
         """The newer run that superseded this one at an approval, if that is how it ended."""

@@ -12,7 +12,9 @@ Two modes, one notification:
 
 Both wait on `ApprovalWaitTrigger` (triggers/approval.py), which ends the wait at the timeout (the
 action fails as rejected) and, when superseding is on, when a newer run of the pipeline reaches the
-same approval (the action fails as superseded, and this run ends). docs/approvals.md has the whole
+same approval (the action fails as superseded, and this run ends): the trigger announces and fails
+the task itself, without resuming it on a worker. `execute_complete` serves form answers and
+triggers of an earlier version. docs/approvals.md has the whole
 story; notifications/approvals.py says which process publishes which event.
 
 A wait survives retries: its expiry and its `approval-needed` message belong to the wait, which is
@@ -212,7 +214,7 @@ class ApprovalWaitMixin:
                 dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=self.task_id,
                 map_index=getattr(context["ti"], "map_index", -1), expires=wait.expires, run_after=run_after,
                 supersede=self.supersede, check_interval=self.check_interval, notifications=self.notifications,
-                mode=self.approval_mode,
+                mode=self.approval_mode, ends_task=True, timeout=str(approval_timeout(self.approval_timeout)),
             ),
             method_name=method_name,
         )
@@ -328,6 +330,9 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
         self.wait_for_decision(context, "execute_complete")
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("kind") == "answered":
+            # The trigger saw the answer first (rare: the answer itself normally resumes the task).
+            event = self._form_response(context) or {"kind": "timeout"}
         if event.get("kind") in ("superseded", "timeout"):
             # A form answered in the same moment lost the race to resume the task: honour the answer.
             event = self._form_response(context) or event

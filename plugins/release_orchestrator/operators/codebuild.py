@@ -6,22 +6,17 @@ action's output variables. See docs/operators.md for the reattach and stop rules
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, mask_secret
 
 from release_orchestrator.hooks.codebuild import (
-    BUILD_STOPPED,
-    BUILD_SUCCEEDED,
     BUILD_TERMINAL_STATES,
     CodeBuildHook,
 )
@@ -33,13 +28,14 @@ from release_orchestrator.operators.reattach import (
     looks_secret,
     stable_token,
 )
+from release_orchestrator.results.codebuild import BuildResult, TestReport, failed_phase, parse_junit
 from release_orchestrator.triggers.codebuild import CodeBuildBuildTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 ENV_TYPES = ("PLAINTEXT", "PARAMETER_STORE", "SECRETS_MANAGER")
-LOG_TAIL_LINES = 30
+__all__ = ["CodeBuildOperator", "TestCodeBuildOperator", "failed_phase", "parse_junit"]
 # Long enough never to end a wait before the build or execution_timeout does.
 SYNC_WAIT_MAX_ATTEMPTS = 1_000_000
 
@@ -63,18 +59,6 @@ def normalize_environment_variables(value: Any) -> list[dict[str, str]]:
             raise ValueError(f"Environment variable {var.get('name')!r}: type must be one of {ENV_TYPES}")
         result.append({"name": str(var["name"]), "value": str(var.get("value", "")), "type": var_type})
     return result
-
-
-def failed_phase(build: dict[str, Any]) -> tuple[str, str]:
-    """The first phase that did not succeed, and its context message."""
-    for phase in build.get("phases", []):
-        if phase.get("phaseStatus") not in (None, "SUCCEEDED"):
-            contexts = phase.get("contexts") or []
-            message = "; ".join(
-                ": ".join(filter(None, (c.get("statusCode"), c.get("message")))) for c in contexts
-            )
-            return phase.get("phaseType", "UNKNOWN"), message
-    return build.get("currentPhase", "UNKNOWN"), ""
 
 
 class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
@@ -194,6 +178,16 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
 
     # --- execution ---
 
+    def result(self) -> BuildResult:
+        """How a finished build becomes this action's outputs or failure (also run by the trigger)."""
+        return BuildResult(
+            project_name=self.project_name,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+        )
+
     def execute(self, context: Context) -> dict[str, Any]:
         self.mask_secrets()
         record = StartRecord(context, self.record_key, self.log)
@@ -203,6 +197,7 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
         if build["buildStatus"] in BUILD_TERMINAL_STATES:
             return self.finish(context, build)
         if self.deferrable:
+            # The trigger ends the task itself (outputs or failure): it never resumes here.
             self.defer(
                 trigger=CodeBuildBuildTrigger(
                     build_id=build["id"],
@@ -211,6 +206,7 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
                     poll_interval=self.poll_interval,
                     verify=self.verify,
                     botocore_config=self.botocore_config,
+                    result=self.result().to_dict(),
                 ),
                 method_name="execute_complete",
                 timeout=defer_timeout(self, context),
@@ -223,6 +219,7 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
         return self.finish(context, self.hook.get_build(build["id"]))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resumption by a trigger of an earlier version, which did not end the task itself."""
         self.mask_secrets()
         if not event:
             raise AirflowException("Trigger error: event is None")
@@ -240,9 +237,10 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
         except Exception as err:
             self.log.warning("Recorded build %s cannot be read (%s): starting a new one", build_id, err)
             return None
-        if build["buildStatus"] == BUILD_STOPPED:
-            # Stopped builds were abandoned (task marked failed, timed out or killed).
-            self.log.info("Recorded build %s was stopped: starting a new one", build_id)
+        if build["buildStatus"] in BUILD_TERMINAL_STATES:
+            # Finished builds were reported, by the trigger that ended the earlier try, or were
+            # abandoned (stopped): a new try is a new build.
+            self.log.info("Recorded build %s has finished (%s): starting a new one", build_id, build["buildStatus"])
             return None
         self.log.info(
             "Reattaching to build %s (%s), started by an earlier try of this task",
@@ -275,7 +273,7 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
             build_id=build["id"],
             project_name=self.project_name,
         )
-        group, stream = self._log_location(build)
+        group, stream = self.result().log_location(build)
         CodeBuildLogsLink.persist(
             context=context,
             operator=self,
@@ -285,85 +283,13 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
             log_stream=stream,
         )
 
-    def _log_location(self, build: dict[str, Any]) -> tuple[str, str]:
-        """The build's log group and stream; CodeBuild's defaults until the build reports them."""
-        logs = build.get("logs") or {}
-        group = logs.get("groupName") or f"/aws/codebuild/{self.project_name}"
-        stream = logs.get("streamName") or build["id"].split(":", 1)[-1]
-        return group, stream
-
-    def logs_url(self, build: dict[str, Any]) -> str:
-        deep_link = (build.get("logs") or {}).get("deepLink")
-        if deep_link:
-            return deep_link
-        group, stream = self._log_location(build)
-        return CodeBuildLogsLink().format_link(
-            region_name=self.hook.conn_region_name,
-            aws_domain=CodeBuildLogsLink.get_aws_domain(self.hook.conn_partition),
-            log_group=group,
-            log_stream=stream,
-        )
-
     # --- result ---
 
     def finish(self, context: Context, build: dict[str, Any]) -> dict[str, Any]:
-        """Report a finished build: outputs on success, an exception otherwise."""
+        """Report a finished build here in the worker: outputs on success, an exception otherwise."""
         StartRecord(context, self.record_key, self.log).reported()
         self._persist_links(context, build)
-        if build["buildStatus"] != BUILD_SUCCEEDED:
-            self.log_tail(build)
-            raise AirflowException(self.failure_message(build))
-        outputs = self.outputs(build)
-        self.log.info("Build %s succeeded", build["id"])
-        return outputs
-
-    def failure_message(self, build: dict[str, Any]) -> str:
-        phase, message = failed_phase(build)
-        text = f"Build {build['id']} {build['buildStatus']} in phase {phase}"
-        return f"{text}: {message}" if message else text
-
-    def outputs(self, build: dict[str, Any]) -> dict[str, Any]:
-        outputs: dict[str, Any] = {}
-        for var in build.get("exportedEnvironmentVariables") or []:
-            name, value = var["name"], var.get("value", "")
-            if looks_secret(name):
-                # Never into XCom: downstream actions read secrets from their store instead.
-                mask_secret(value)
-                value = "***"
-            outputs[name] = value
-        outputs.update(
-            {
-                "BuildId": build["id"],
-                "BuildNumber": build.get("buildNumber"),
-                "BuildStatus": build["buildStatus"],
-                "ResolvedSourceVersion": build.get("resolvedSourceVersion", ""),
-                "LogsUrl": self.logs_url(build),
-            }
-        )
-        return outputs
-
-    def log_tail(self, build: dict[str, Any]) -> None:
-        """Print the end of the build's CloudWatch log into the task log."""
-        logs = build.get("logs") or {}
-        group, stream = logs.get("groupName"), logs.get("streamName")
-        if not group or not stream:
-            self.log.info("Build %s has no CloudWatch log to show", build["id"])
-            return
-        try:
-            hook = AwsLogsHook(
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                verify=self.verify,
-                config=self.botocore_config,
-            )
-            events = hook.conn.get_log_events(
-                logGroupName=group, logStreamName=stream, limit=LOG_TAIL_LINES, startFromHead=False
-            )["events"]
-        except Exception as err:
-            self.log.warning("Could not read the build log %s/%s: %s", group, stream, err)
-            return
-        lines = "\n".join(event["message"].rstrip("\n") for event in events)
-        self.log.info("Last %d lines of the build log (%s):\n%s", len(events), self.logs_url(build), lines)
+        return self.result().conclude(build, self.log)
 
     # --- stopping ---
 
@@ -379,25 +305,6 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
 
 
 # --- test.codebuild ----------------------------------------------------------------------------
-
-
-def parse_junit(xml_text: str) -> list[dict[str, str]]:
-    """Test cases of a JUnit XML report as ``{name, status}`` (SUCCEEDED, FAILED, ERROR, SKIPPED)."""
-    root = ET.fromstring(xml_text)
-    cases = []
-    for case in root.iter("testcase"):
-        name = case.get("name", "")
-        prefix = case.get("classname")
-        if case.find("failure") is not None:
-            status = "FAILED"
-        elif case.find("error") is not None:
-            status = "ERROR"
-        elif case.find("skipped") is not None:
-            status = "SKIPPED"
-        else:
-            status = "SUCCEEDED"
-        cases.append({"name": f"{prefix}.{name}" if prefix else name, "status": status})
-    return cases
 
 
 class TestCodeBuildOperator(CodeBuildOperator):
@@ -435,118 +342,13 @@ class TestCodeBuildOperator(CodeBuildOperator):
         self.junit_path = junit_path
         self.fail_on_test_failure = fail_on_test_failure
 
-    def finish(self, context: Context, build: dict[str, Any]) -> dict[str, Any]:
-        StartRecord(context, self.record_key, self.log).reported()
-        self._persist_links(context, build)
-        cases = self.read_test_cases(build)
-        failed = [c["name"] for c in cases if c["status"] in ("FAILED", "ERROR")]
-        skipped = sum(1 for c in cases if c["status"] == "SKIPPED")
-        outputs = self.outputs(build)
-        outputs.update(
-            {
-                "TestsTotal": len(cases),
-                "TestsPassed": len(cases) - len(failed) - skipped,
-                "TestsFailed": len(failed),
-                "TestsSkipped": skipped,
-                "FailedTests": ", ".join(failed),
-            }
+    def result(self) -> BuildResult:
+        result = super().result()
+        result.tests = asdict(
+            TestReport(
+                report_group_arn=self.report_group_arn,
+                junit_path=self.junit_path,
+                fail_on_test_failure=self.fail_on_test_failure,
+            )
         )
-        self.log.info(
-            "Tests: %d total, %d passed, %d failed, %d skipped",
-            len(cases),
-            outputs["TestsPassed"],
-            len(failed),
-            skipped,
-        )
-        for name in failed:
-            self.log.error("Failed test: %s", name)
-
-        failing_tests = f"{len(failed)} of {len(cases)} tests failed: {', '.join(failed)}"
-        if build["buildStatus"] != BUILD_SUCCEEDED:
-            self.log_tail(build)
-            message = self.failure_message(build)
-            raise AirflowException(f"{message}; {failing_tests}" if failed else message)
-        if failed and self._fail_on_test_failure:
-            raise AirflowException(f"Build {build['id']}: {failing_tests}")
-        return outputs
-
-    @property
-    def _fail_on_test_failure(self) -> bool:
-        value = self.fail_on_test_failure
-        if isinstance(value, str):
-            return value.strip().lower() not in ("false", "0", "no", "off", "")
-        return bool(value)
-
-    def read_test_cases(self, build: dict[str, Any]) -> list[dict[str, str]]:
-        """From CodeBuild report groups when they answer, else from the JUnit XML in S3."""
-        report_arns = self._report_arns(build)
-        if report_arns:
-            try:
-                cases = []
-                for arn in report_arns:
-                    for case in self.hook.get_test_cases(arn):
-                        name = ".".join(filter(None, (case.get("prefix"), case.get("name"))))
-                        cases.append({"name": name, "status": case.get("status", "UNKNOWN")})
-                return cases
-            except Exception as err:
-                self.log.warning("Test reports cannot be read (%s): reading the JUnit XML from S3", err)
-        if self.junit_path or report_arns:
-            return self._read_junit(build)
-        self.log.warning("Build %s has no test report to read", build["id"])
-        return []
-
-    def _report_arns(self, build: dict[str, Any]) -> list[str]:
-        arns = build.get("reportArns") or []
-        if not self.report_group_arn:
-            return arns
-        # arn:...:report-group/<group> owns reports arn:...:report/<group>:<id>
-        group = self.report_group_arn.split("report-group/", 1)[-1]
-        return [arn for arn in arns if arn.split("report/", 1)[-1].rsplit(":", 1)[0] == group]
-
-    def _read_junit(self, build: dict[str, Any]) -> list[dict[str, str]]:
-        s3 = S3Hook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-        )
-        location = self._junit_location(build)
-        if location is None:
-            self.log.warning("Build %s has no artifact bucket to read a JUnit report from", build["id"])
-            return []
-        bucket, key_pattern = location
-        if "*" in key_pattern or "?" in key_pattern:
-            prefix = key_pattern.split("*", 1)[0].split("?", 1)[0]
-            keys = [k for k in s3.list_keys(bucket, prefix=prefix) if fnmatch.fnmatchcase(k, key_pattern)]
-        else:
-            keys = [key_pattern]
-        cases = []
-        for key in keys:
-            try:
-                cases.extend(parse_junit(s3.read_key(key, bucket)))
-            except Exception as err:
-                self.log.warning("Could not read the JUnit report s3://%s/%s: %s", bucket, key, err)
-        if not keys:
-            self.log.warning("No JUnit report matches s3://%s/%s", bucket, key_pattern)
-        return cases
-
-    def _junit_location(self, build: dict[str, Any]) -> tuple[str, str] | None:
-        build_uuid = build["id"].split(":", 1)[-1]
-        path = (
-            (self.junit_path or "*.xml")
-            .replace("{build_id}", build["id"])
-            .replace("{build_uuid}", build_uuid)
-            .replace("{project_name}", self.project_name)
-        )
-        if path.startswith("s3://"):
-            bucket, _, key = path[len("s3://") :].partition("/")
-            return bucket, key
-        # Reports land under <artifact bucket>/<project>/<build uuid>/. The build's artifacts
-        # location is "bucket[/key]" or an S3 ARN of it: only its bucket counts here.
-        location = (build.get("artifacts") or {}).get("location") or ""
-        if location.startswith("arn:"):
-            location = location.split(":::", 1)[-1]
-        bucket = location.split("/", 1)[0]
-        if not bucket:
-            return None
-        return bucket, f"{self.project_name}/{build_uuid}/{path.lstrip('/')}"
+        return result

@@ -22,13 +22,12 @@ from airflow.providers.common.compat.sdk import AirflowException
 from release_orchestrator.hooks.base import aws_call
 from release_orchestrator.hooks.codedeploy import (
     DEPLOYMENT_READY,
-    DEPLOYMENT_STOPPED,
-    DEPLOYMENT_SUCCEEDED,
     DEPLOYMENT_TERMINAL_STATES,
     CodeDeployHook,
 )
 from release_orchestrator.links import CodeDeployDeploymentLink
 from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, defer_timeout, stable_token
+from release_orchestrator.results.codedeploy import DeploymentResult, continue_if_ready
 from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
 
 if TYPE_CHECKING:
@@ -93,22 +92,6 @@ def appspec_revision(appspec: dict[str, Any]) -> dict[str, Any]:
         "revisionType": "AppSpecContent",
         "appSpecContent": {"content": content, "sha256": hashlib.sha256(content.encode()).hexdigest()},
     }
-
-
-def appspec_of(deployment: dict[str, Any]) -> dict[str, Any]:
-    """The AppSpec a deployment was created with, when it is inline JSON."""
-    content = ((deployment.get("revision") or {}).get("appSpecContent") or {}).get("content")
-    try:
-        return json.loads(content) if content else {}
-    except ValueError:
-        return {}
-
-
-def resource_properties(appspec: dict[str, Any]) -> dict[str, Any]:
-    for resource in appspec.get("Resources") or []:
-        for body in resource.values():
-            return body.get("Properties") or {}
-    return {}
 
 
 class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
@@ -263,22 +246,34 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
 
     # --- execution ---
 
+    def result(self) -> DeploymentResult:
+        """How a finished deployment becomes this action's outputs or failure (also run by the trigger)."""
+        return DeploymentResult(
+            application_name=self.application_name,
+            deployment_group_name=self.deployment_group_name,
+            platform=self._platform,
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            botocore_config=self.botocore_config,
+        )
+
     def execute(self, context: Context) -> dict[str, Any]:
         # Checked before anything is created: a bad value must not leave a deployment nobody waits for.
-        stop_at_ready = self._continue_at_ready
+        continue_at_ready = self._continue_at_ready
         record = StartRecord(context, self.record_key, self.log)
         marker = self.marker(context)
         deployment = self._reattach(record, marker) or self._create(context, record, marker)
         self._deployment_id = deployment["deploymentId"]
         self._persist_link(context, deployment["deploymentId"])
-        if deployment["status"] == DEPLOYMENT_READY and stop_at_ready:
+        if deployment["status"] == DEPLOYMENT_READY and continue_at_ready:
             deployment = self._continue(deployment)
-            stop_at_ready = False
         if deployment["status"] in DEPLOYMENT_TERMINAL_STATES:
             return self.finish(context, deployment)
-        return self._wait(context, deployment["deploymentId"], stop_at_ready)
+        return self._wait(context, deployment["deploymentId"], continue_at_ready)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resumption by a trigger of an earlier version, which did not end the task itself."""
         if not event:
             raise AirflowException("Trigger error: event is None")
         deployment_id = self._deployment_id = event.get("deployment_id")
@@ -289,25 +284,31 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
             # The event was seen at Ready a while ago: someone may have continued or stopped it since.
             deployment = self._continue(deployment)
             if deployment["status"] not in DEPLOYMENT_TERMINAL_STATES:
-                return self._wait(context, deployment_id, stop_at_ready=False)
+                return self._wait(context, deployment_id, continue_at_ready=False)
         return self.finish(context, deployment)
 
-    def _wait(self, context: Context, deployment_id: str, stop_at_ready: bool) -> dict[str, Any]:
+    def _wait(self, context: Context, deployment_id: str, continue_at_ready: bool) -> dict[str, Any]:
         if self.deferrable:
+            # The trigger continues the deployment at Ready (if asked to) and ends the task itself.
             self.defer(
                 trigger=CodeDeployDeploymentTrigger(
                     deployment_id=deployment_id,
                     aws_conn_id=self.aws_conn_id,
                     region_name=self.region_name,
                     poll_interval=self.poll_interval,
-                    stop_at_ready=stop_at_ready,
+                    continue_at_ready=continue_at_ready,
                     verify=self.verify,
                     botocore_config=self.botocore_config,
+                    result=self.result().to_dict(),
                 ),
                 method_name="execute_complete",
                 timeout=defer_timeout(self, context),
             )
-        waiter = "deployment_ready_or_finished" if stop_at_ready else "deployment_finished"
+        return self._wait_here(context, deployment_id, continue_at_ready)
+
+    def _wait_here(self, context: Context, deployment_id: str, continue_at_ready: bool) -> dict[str, Any]:
+        """Wait in this worker (``deferrable=False``)."""
+        waiter = "deployment_ready_or_finished" if continue_at_ready else "deployment_finished"
         self.log.info("Waiting for deployment %s", deployment_id)
         self.hook.get_waiter(waiter).wait(
             deploymentId=deployment_id,
@@ -317,30 +318,11 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
         if deployment["status"] == DEPLOYMENT_READY:
             deployment = self._continue(deployment)
             if deployment["status"] not in DEPLOYMENT_TERMINAL_STATES:
-                return self._wait(context, deployment_id, stop_at_ready=False)
+                return self._wait_here(context, deployment_id, continue_at_ready=False)
         return self.finish(context, deployment)
 
     def _continue(self, deployment: dict[str, Any]) -> dict[str, Any]:
-        """ContinueDeployment when the deployment still waits at Ready; returns the deployment as it is now.
-
-        One that left Ready meanwhile (continued by someone else, stopped, timed out) is left alone.
-        """
-        deployment_id = deployment["deploymentId"]
-        if deployment["status"] != DEPLOYMENT_READY:
-            self.log.info(
-                "Deployment %s no longer waits at Ready (%s): not continuing it", deployment_id, deployment["status"]
-            )
-            return deployment
-        self.log.info("Deployment %s is Ready: continuing it", deployment_id)
-        try:
-            self.hook.continue_deployment(deployment_id)
-        except AirflowException:
-            current = self.hook.get_deployment(deployment_id)
-            if current["status"] == DEPLOYMENT_READY:
-                raise
-            self.log.info("Deployment %s left Ready meanwhile (%s)", deployment_id, current["status"])
-            return current
-        return deployment
+        return continue_if_ready(self.hook, deployment, self.log)
 
     def marker(self, context: Context) -> str:
         """Goes into the description, so a try that lost its record still finds its deployment."""
@@ -354,15 +336,17 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
             except Exception as err:
                 self.log.warning("Recorded deployment %s cannot be read (%s)", deployment_id, err)
             else:
-                if deployment["status"] != DEPLOYMENT_STOPPED:
+                if deployment["status"] not in DEPLOYMENT_TERMINAL_STATES:
                     self.log.info(
                         "Reattaching to deployment %s (%s), created by an earlier try of this task",
                         deployment_id,
                         deployment["status"],
                     )
                     return deployment
-                # Stopped deployments were abandoned (task marked failed, timed out or killed).
-                self.log.info("Recorded deployment %s was stopped: creating a new one", deployment_id)
+                # Finished deployments were reported, by the trigger that ended the earlier try, or
+                # were abandoned (stopped): a new try is a new deployment.
+                self.log.info("Recorded deployment %s has finished (%s): creating a new one", deployment_id,
+                              deployment["status"])
         try:
             deployment_id = self.hook.find_active_deployment(
                 self.application_name, self.deployment_group_name, marker
@@ -530,78 +514,9 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
     # --- result ---
 
     def finish(self, context: Context, deployment: dict[str, Any]) -> dict[str, Any]:
+        """Report a finished deployment here in the worker: outputs on success, an exception otherwise."""
         StartRecord(context, self.record_key, self.log).reported()
-        deployment_id, status = deployment["deploymentId"], deployment["status"]
-        if status != DEPLOYMENT_SUCCEEDED:
-            raise AirflowException(self.failure_message(deployment))
-        self.log.info("Deployment %s succeeded", deployment_id)
-        return self.outputs(deployment)
-
-    def outputs(self, deployment: dict[str, Any]) -> dict[str, Any]:
-        outputs: dict[str, Any] = {
-            "DeploymentId": deployment["deploymentId"],
-            "DeploymentStatus": deployment["status"],
-            "ConsoleUrl": CodeDeployDeploymentLink().format_link(
-                region_name=self.hook.conn_region_name,
-                aws_domain=CodeDeployDeploymentLink.get_aws_domain(self.hook.conn_partition),
-                deployment_id=deployment["deploymentId"],
-            ),
-        }
-        properties = resource_properties(appspec_of(deployment))
-        if self._platform == "ecs":
-            outputs["TaskDefinitionArn"] = properties.get("TaskDefinition", "")
-        elif self._platform == "lambda":
-            outputs["LambdaVersion"] = properties.get("TargetVersion", "")
-        return outputs
-
-    def failure_message(self, deployment: dict[str, Any]) -> str:
-        deployment_id = deployment["deploymentId"]
-        parts = [f"Deployment {deployment_id} of {self._group} {deployment['status']}"]
-        failed_event = self.failed_lifecycle_event(deployment_id)
-        if failed_event:
-            parts.append(failed_event)
-        error = deployment.get("errorInformation") or {}
-        if error:
-            parts.append(f"{error.get('code', 'ERROR')}: {error.get('message', '')}".strip())
-        rollback = deployment.get("rollbackInfo") or {}
-        if rollback.get("rollbackDeploymentId"):
-            note = f"rolled back by deployment {rollback['rollbackDeploymentId']}"
-            if rollback.get("rollbackMessage"):
-                note += f" ({rollback['rollbackMessage']})"
-            parts.append(note)
-        else:
-            parts.append("no rollback")
-        return "; ".join(parts)
-
-    def failed_lifecycle_event(self, deployment_id: str) -> str | None:
-        """The first failed lifecycle event of the deployment's targets; its log tail goes to the task log."""
-        try:
-            targets = self.hook.get_deployment_targets(deployment_id)
-        except Exception as err:
-            self.log.info("Deployment targets cannot be read: %s", err)
-            return None
-        for target in targets:
-            for kind in ("instanceTarget", "ecsTarget", "lambdaTarget", "cloudFormationTarget"):
-                details = target.get(kind)
-                if not details:
-                    continue
-                for event in details.get("lifecycleEvents") or []:
-                    if event.get("status") != "Failed":
-                        continue
-                    diagnostics = event.get("diagnostics") or {}
-                    if diagnostics.get("logTail"):
-                        self.log.error(
-                            "Log tail of %s on %s:\n%s",
-                            event.get("lifecycleEventName"),
-                            details.get("targetId"),
-                            diagnostics["logTail"],
-                        )
-                    text = f"lifecycle event {event.get('lifecycleEventName')} failed on {details.get('targetId')}"
-                    detail = ": ".join(filter(None, (diagnostics.get("errorCode"), diagnostics.get("message"))))
-                    if diagnostics.get("scriptName"):
-                        detail += f" (script {diagnostics['scriptName']})"
-                    return f"{text}: {detail}" if detail else text
-        return None
+        return self.result().conclude(deployment, self.log)
 
     # --- stopping ---
 

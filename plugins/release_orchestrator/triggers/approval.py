@@ -1,10 +1,16 @@
 """The wait of a manual approval, in the triggerer.
 
-`ApprovalWaitTrigger` replaces a plain timer. It fires once, with one of:
+`ApprovalWaitTrigger` replaces a plain timer. It ends the wait without a person once:
 
-- `{"kind": "timeout"}` when the approval's expiry passes;
-- `{"kind": "superseded", "superseded_by": <run id>}` when superseding is on and a newer run of the
-  same pipeline has reached the same approval (it waits there, or was decided already).
+- the approval's expiry passes (the approval is rejected: timeout), or
+- superseding is on and a newer run of the same pipeline has reached the same approval (it waits
+  there, or was decided already): this run is superseded.
+
+It then announces that (SNS, if the pipeline wants the event), records the decision in the XCom
+`approval_decision` and fails the task itself (TaskFailedEvent), so the task never resumes on a
+worker after deferring (see triggers/base.py for why). A trigger of an earlier version
+(`ends_task` false) fires `{"kind": "timeout"}` or `{"kind": "superseded", "superseded_by": <run id>}`
+instead and the task resumes to do the same.
 
 A person's decision does not come through the trigger: marking the task success or failed ends the
 wait directly (Airflow then cancels the trigger and calls `on_kill`, which announces the decision),
@@ -20,7 +26,6 @@ at the other runs every `check_interval` seconds through the Task SDK calls the 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +38,7 @@ from release_orchestrator.notifications.approvals import (
     ApprovalNotifications,
     now_iso,
     publish_result,
+    publish_superseded,
 )
 from release_orchestrator.triggers import base as trigger_base
 
@@ -63,7 +69,8 @@ class ApprovalWaitTrigger(BaseTrigger):
 
     def __init__(self, *, dag_id: str, run_id: str, task_id: str, expires: str, run_after: str,
                  map_index: int = -1, supersede: bool = False, check_interval: float = DEFAULT_CHECK_INTERVAL,
-                 notifications: dict[str, Any] | None = None, mode: str = "mark") -> None:
+                 notifications: dict[str, Any] | None = None, mode: str = "mark", ends_task: bool = False,
+                 timeout: str | None = None) -> None:
         super().__init__()
         self.dag_id = dag_id
         self.run_id = run_id
@@ -75,6 +82,8 @@ class ApprovalWaitTrigger(BaseTrigger):
         self.check_interval = max(1.0, float(check_interval))
         self.notifications = notifications
         self.mode = mode  # "form": the worker announces answers to the form itself
+        self.ends_task = bool(ends_task)
+        self.timeout = timeout  # the approval's timeout as the operator shows it, for messages
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -90,18 +99,18 @@ class ApprovalWaitTrigger(BaseTrigger):
                 "check_interval": self.check_interval,
                 "notifications": self.notifications,
                 "mode": self.mode,
+                "ends_task": self.ends_task,
+                "timeout": self.timeout,
             },
         )
 
     # ---- the wait ------------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        started = time.monotonic()
         expires = parse_time(self.expires)
         while True:
             remaining = (expires - datetime.now(timezone.utc)).total_seconds()
             if remaining <= 0:
-                await self._hold(started)
-                yield TriggerEvent({"kind": "timeout", "expires": self.expires})
+                yield await self._ended({"kind": "timeout", "expires": self.expires})
                 return
             if self.supersede:
                 try:
@@ -111,17 +120,58 @@ class ApprovalWaitTrigger(BaseTrigger):
                     newer = None
                 if newer:
                     self.log.info("Run %s reached %s after this run: superseded", newer, self.task_id)
-                    await self._hold(started)
-                    yield TriggerEvent({"kind": "superseded", "superseded_by": newer})
+                    yield await self._ended({"kind": "superseded", "superseded_by": newer})
                     return
                 await asyncio.sleep(min(remaining, self.check_interval))
             else:
                 await asyncio.sleep(remaining)
 
-    @staticmethod
-    async def _hold(started: float) -> None:
-        """Never report within MIN_DEFER_SECONDS of deferring (an Airflow 3.3.2 race, see triggers/base.py)."""
-        await asyncio.sleep(max(0.0, trigger_base.MIN_DEFER_SECONDS - (time.monotonic() - started)))
+    async def _ended(self, event: dict[str, Any]) -> TriggerEvent:
+        if not self.ends_task:
+            return TriggerEvent(event)
+        return await asyncio.to_thread(self.end_without_decision, event)
+
+    def end_without_decision(self, event: dict[str, Any]) -> TriggerEvent:
+        """Announce and record a timeout or superseding; the event that fails the task."""
+        if self.mode == "form" and self.form_answered():
+            # The answer resumed the task already (Airflow's HITL API); this event finds no
+            # deferred task and changes nothing.
+            self.log.info("The form of %s was answered: the answer decides", self.task_id)
+            return TriggerEvent({"kind": "answered"})
+        recorded = self.read_xcom(self.run_id, DECISION_XCOM_KEY)
+        config = ApprovalNotifications.from_dict(self.notifications)
+        if event["kind"] == "superseded":
+            newer = str(event["superseded_by"])
+            reason = f"approval {self.task_id}: superseded by run {newer}"
+            self.log.warning("Run %s reached approval %s after this run: this run is superseded by run %s and "
+                             "ends here, so reviewers only see the newest build.", newer, self.task_id, newer)
+            if not isinstance(recorded, dict):
+                announced = publish_superseded(config, run_id=self.run_id, task_id=self.task_id,
+                                               superseded_by=newer)
+                self.write_xcom(DECISION_XCOM_KEY, {"Outcome": "Superseded", "SupersededBy": newer,
+                                                    "Announced": announced, "DecidedAt": now_iso()})
+        else:
+            within = self.timeout or f"the time given (until {self.expires})"
+            reason = f"approval {self.task_id} rejected: nobody approved within {within} (timeout)"
+            self.log.warning("%s", reason)
+            if not isinstance(recorded, dict):
+                why = f"timeout: nobody decided within {within}"
+                announced = publish_result(config, run_id=self.run_id, task_id=self.task_id, outcome="Rejected",
+                                           reason=why)
+                self.write_xcom(DECISION_XCOM_KEY, {"Outcome": "Rejected", "Reason": why, "Announced": announced,
+                                                    "DecidedAt": now_iso()})
+        return trigger_base.task_failed(reason)
+
+    def form_answered(self) -> bool:
+        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+        ti = self.task_instance
+        try:
+            response = get_hitl_detail_content_detail(ti.id)
+        except Exception:  # noqa: BLE001 - then the timeout or superseding stands
+            self.log.warning("Could not read the form's response", exc_info=True)
+            return False
+        return bool(getattr(response, "response_received", False))
 
     def newer_run(self) -> str | None:
         """The newest other run whose same approval reached its wait and that was created after this one."""

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
+from release_orchestrator.results import FAILURE_XCOM_KEY, ActionFailed
 from release_orchestrator.triggers.poller import BatchPoller, BatchSpec, get_poller
 
 # Task states after which a user action on a deferred task means "abandon the work".
 # Anything else (cleared -> None/scheduled/queued/running, marked success) keeps it running:
 # a cleared task reattaches to it.
 ABANDONED_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"})
-
-# A trigger that fires within seconds of deferring races the scheduler: Airflow 3.3.2 may process the
-# worker's "deferred, exited" success event after the trigger already re-queued the task, and then
-# fails the task as "state changed externally" (apache/airflow#67287, #72716; only the `scheduled`
-# variant is fixed in 3.3.2). Holding each result at least this long after deferral avoids it; real
-# builds and deployments take minutes, so this costs nothing there.
-MIN_DEFER_SECONDS = float(os.environ.get("RELEASE_ORCHESTRATOR_MIN_DEFER_SECONDS", "15"))
-
 
 def on_kill_budget() -> float:
     """Seconds ``on_kill`` may take: a little less than the triggerer allows it (``on_kill_timeout``)."""
@@ -74,16 +65,38 @@ async def finish_despite_cancellation(work: Callable[[], None], log: Any, what: 
             return
 
 
-class BatchPolledTrigger(BaseTrigger):
-    """Waits until one item reaches a final status, asking AWS through the shared poller.
+def task_ended(outputs: dict[str, Any]) -> TaskSuccessEvent:
+    """The event that ends the task successfully from the triggerer, its outputs as its XCom."""
+    return TaskSuccessEvent(xcoms={"return_value": json_safe(outputs)})
 
-    Subclasses set ``spec``, ``hook_class`` and ``id_field`` (the constructor keyword holding the id)
-    and implement ``summary`` (what of the item goes into the event) and ``stop`` (stopping the work).
+
+def task_failed(reason: str) -> TaskFailedEvent:
+    """The event that fails the task from the triggerer; the reason goes to callbacks through XCom."""
+    return TaskFailedEvent(xcoms={FAILURE_XCOM_KEY: reason})
+
+
+class BatchPolledTrigger(BaseTrigger):
+    """Waits until one item reaches a final status, asking AWS through the shared poller, and ends
+    the task itself.
+
+    With ``result`` (what the operator passes: the serialized result object of its action family),
+    the trigger turns the finished item into the action's outputs or failure and ends the task
+    directly (TaskSuccessEvent / TaskFailedEvent), so the task never resumes on a worker after
+    deferring. That leaves no window for Airflow's stale defer-exit race (apache/airflow#72716: the
+    executor's "exited" event of the deferring try, processed after a resumed try already runs,
+    fails it), whatever the timing, and saves a worker slot and a task start per action. Without
+    ``result`` (a trigger serialized by an earlier version) it fires a plain event and the task
+    resumes in ``execute_complete`` as before.
+
+    Subclasses set ``spec``, ``hook_class``, ``id_field`` (the constructor keyword holding the id)
+    and ``result_class``, and implement ``summary`` (what of the item goes into a resume event),
+    ``outcome`` and ``stop`` (stopping the work).
     """
 
     spec: ClassVar[BatchSpec]
     hook_class: ClassVar[type[AwsBaseHook]]
     id_field: ClassVar[str]
+    result_class: ClassVar[Any]
 
     def __init__(
         self,
@@ -94,6 +107,7 @@ class BatchPolledTrigger(BaseTrigger):
         poll_interval: float = 30,
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.item_id = item_id
@@ -102,6 +116,7 @@ class BatchPolledTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.verify = verify
         self.botocore_config = botocore_config
+        self.result = result
 
     # What the subclass adds to serialize() and to the poller's stop states.
     def extra_kwargs(self) -> dict[str, Any]:
@@ -129,6 +144,7 @@ class BatchPolledTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "verify": self.verify,
                 "botocore_config": self.botocore_config,
+                "result": self.result,
                 **self.extra_kwargs(),
             },
         )
@@ -165,13 +181,35 @@ class BatchPolledTrigger(BaseTrigger):
 
         return BatchPoller(spec, fetch)
 
+    async def wait_until_done(self) -> dict[str, Any]:
+        """The item once it is finished (subclasses may act on the way, e.g. continue a deployment)."""
+        return await self.poller().wait(self.item_id, interval=self.poll_interval, stop_states=self.stop_states())
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        started = time.monotonic()
+        if self.result is None:
+            async for event in self._run_resuming():
+                yield event
+            return
+        what = f"{self.spec.service} {self.item_id}"
         try:
-            item = await self.poller().wait(
-                self.item_id, interval=self.poll_interval, stop_states=self.stop_states()
-            )
-            await asyncio.sleep(max(0.0, MIN_DEFER_SECONDS - (time.monotonic() - started)))
+            item = await self.wait_until_done()
+            # Reads logs and reports, so in a thread like every AWS call here.
+            outputs = await asyncio.to_thread(self.result_class.from_dict(self.result).conclude, item, self.log)
+        except ActionFailed as failure:
+            self.log.error("%s", failure)
+            yield task_failed(str(failure))
+            return
+        except Exception as err:
+            reason = f"Waiting for {what} failed: {err}"
+            self.log.error("%s", reason, exc_info=True)
+            yield task_failed(reason)
+            return
+        yield task_ended(outputs)
+
+    async def _run_resuming(self) -> AsyncIterator[TriggerEvent]:
+        """The event of an earlier version's trigger: the task resumes on a worker to conclude."""
+        try:
+            item = await self.poller().wait(self.item_id, interval=self.poll_interval, stop_states=self.stop_states())
         except Exception as err:
             yield TriggerEvent(
                 {

@@ -10,6 +10,7 @@ from release_orchestrator.hooks.codebuild import (
     BUILD_TERMINAL_STATES,
     CodeBuildHook,
 )
+from release_orchestrator.results.codebuild import BuildResult
 from release_orchestrator.triggers.base import BatchPolledTrigger
 from release_orchestrator.triggers.poller import BatchSpec
 
@@ -26,9 +27,10 @@ CODEBUILD_BUILDS = BatchSpec(
 
 
 class CodeBuildBuildTrigger(BatchPolledTrigger):
-    """Fires once the build has finished.
+    """Ends the task once the build has finished: with the action's outputs, or failed with the reason.
 
-    The event: ``status`` ("success" or "failed", "error" when waiting itself failed), ``build_id``,
+    Without ``result`` (an earlier version's trigger) it fires an event to resume the task instead:
+    ``status`` ("success" or "failed", "error" when waiting itself failed), ``build_id``,
     ``item_status`` (the buildStatus) and ``item``, the build's status fields (no environment
     variables, so nothing secret passes through the triggerer's logs).
 
@@ -36,11 +38,13 @@ class CodeBuildBuildTrigger(BatchPolledTrigger):
     :param aws_conn_id: the Airflow AWS connection.
     :param region_name: the build's region (default: the connection's).
     :param poll_interval: seconds between two looks at the build.
+    :param result: the action's ``BuildResult`` as a dict: how the finished build becomes outputs.
     """
 
     spec = CODEBUILD_BUILDS
     hook_class = CodeBuildHook
     id_field = "build_id"
+    result_class = BuildResult
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class CodeBuildBuildTrigger(BatchPolledTrigger):
         poll_interval: float = 30,
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             item_id=build_id,
@@ -58,6 +63,7 @@ class CodeBuildBuildTrigger(BatchPolledTrigger):
             poll_interval=poll_interval,
             verify=verify,
             botocore_config=botocore_config,
+            result=result,
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from release_orchestrator.hooks.codedeploy import (
@@ -11,6 +12,7 @@ from release_orchestrator.hooks.codedeploy import (
     DEPLOYMENT_TERMINAL_STATES,
     CodeDeployHook,
 )
+from release_orchestrator.results.codedeploy import DeploymentResult, continue_if_ready
 from release_orchestrator.triggers.base import BatchPolledTrigger
 from release_orchestrator.triggers.poller import BatchSpec
 
@@ -27,21 +29,26 @@ CODEDEPLOY_DEPLOYMENTS = BatchSpec(
 
 
 class CodeDeployDeploymentTrigger(BatchPolledTrigger):
-    """Fires once the deployment has finished, or reached Ready when ``stop_at_ready``.
+    """Ends the task once the deployment has finished (outputs, or failed with the reason), continuing
+    it at Ready on the way when ``continue_at_ready``.
 
-    The event: ``status`` ("success", "ready", "failed", or "error" when waiting itself failed),
-    ``deployment_id``, ``item_status`` (the deployment's status) and ``item`` (its status fields).
+    Without ``result`` (an earlier version's trigger) it fires an event to resume the task instead:
+    ``status`` ("success", "ready" when ``stop_at_ready``, "failed", or "error" when waiting itself
+    failed), ``deployment_id``, ``item_status`` (the deployment's status) and ``item``.
 
     :param deployment_id: the deployment to wait for.
-    :param stop_at_ready: also fire when the deployment waits at Ready for ContinueDeployment.
+    :param continue_at_ready: ContinueDeployment when it waits at Ready (``on_ready: continue``).
     :param aws_conn_id: the Airflow AWS connection.
     :param region_name: the deployment's region (default: the connection's).
     :param poll_interval: seconds between two looks at the deployment.
+    :param result: the action's ``DeploymentResult`` as a dict: how the finished deployment becomes outputs.
+    :param stop_at_ready: an earlier version's trigger: fire at Ready so the worker continues it.
     """
 
     spec = CODEDEPLOY_DEPLOYMENTS
     hook_class = CodeDeployHook
     id_field = "deployment_id"
+    result_class = DeploymentResult
 
     def __init__(
         self,
@@ -49,9 +56,11 @@ class CodeDeployDeploymentTrigger(BatchPolledTrigger):
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
         poll_interval: float = 15,
-        stop_at_ready: bool = False,
+        continue_at_ready: bool = False,
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
+        result: dict[str, Any] | None = None,
+        stop_at_ready: bool = False,
     ) -> None:
         super().__init__(
             item_id=deployment_id,
@@ -60,7 +69,9 @@ class CodeDeployDeploymentTrigger(BatchPolledTrigger):
             poll_interval=poll_interval,
             verify=verify,
             botocore_config=botocore_config,
+            result=result,
         )
+        self.continue_at_ready = bool(continue_at_ready)
         self.stop_at_ready = bool(stop_at_ready)
 
     @property
@@ -68,10 +79,24 @@ class CodeDeployDeploymentTrigger(BatchPolledTrigger):
         return self.item_id
 
     def extra_kwargs(self) -> dict[str, Any]:
-        return {"stop_at_ready": self.stop_at_ready}
+        kwargs: dict[str, Any] = {"continue_at_ready": self.continue_at_ready}
+        if self.stop_at_ready:
+            kwargs["stop_at_ready"] = True
+        return kwargs
 
     def stop_states(self) -> frozenset[str]:
         return frozenset({DEPLOYMENT_READY}) if self.stop_at_ready else frozenset()
+
+    async def wait_until_done(self) -> dict[str, Any]:
+        poller = self.poller()
+        if self.continue_at_ready:
+            deployment = await poller.wait(self.item_id, interval=self.poll_interval, stop_states={DEPLOYMENT_READY})
+            if deployment["status"] == DEPLOYMENT_READY:
+                hook = self.hook()
+                deployment = await asyncio.to_thread(continue_if_ready, hook, deployment, self.log)
+            if deployment["status"] in DEPLOYMENT_TERMINAL_STATES:
+                return deployment
+        return await poller.wait(self.item_id, interval=self.poll_interval)
 
     def outcome(self, status: str | None) -> str:
         if status == DEPLOYMENT_SUCCEEDED:
