@@ -33,3 +33,13 @@ def topic_and_queue(moto_aws):
         return [json.loads(m["Body"]) for m in out]
 
     return topic, received
+
+
+@pytest.fixture
+def task_xcoms(monkeypatch):
+    """What triggers write as XCom of their task instance (through the Task SDK in the triggerer):
+    {(item id, key): value}."""
+    written: dict = {}
+    monkeypatch.setattr("release_orchestrator.triggers.base.BatchPolledTrigger.write_xcom",
+                        lambda self, key, value: written.__setitem__((self.item_id, key), value))
+    return written

@@ -206,7 +206,8 @@ def test_a_timeout_is_announced_recorded_and_fails_the_task_from_the_triggerer(t
                               expires=datetime.now(timezone.utc) - timedelta(seconds=1))
     event = asyncio.run(first_raw_event(trigger))
     assert isinstance(event, TaskFailedEvent)
-    assert event.xcoms == {"failure_reason": f"approval {TASK} rejected: nobody approved within 0:05:00 (timeout)"}
+    assert airflow.xcoms[("run-b", "failure_reason")] == (
+        f"approval {TASK} rejected: nobody approved within 0:05:00 (timeout)")
     [envelope] = received()
     assert json.loads(envelope["Message"])["detail"]["approval"]["reason"] == "timeout: nobody decided within 0:05:00"
     decision = airflow.xcoms[("run-b", DECISION_XCOM_KEY)]
@@ -226,7 +227,7 @@ def test_superseding_is_announced_recorded_and_fails_the_task_from_the_triggerer
                               {"run-b": T0, "run-c": T0 + timedelta(minutes=1)})
     event = asyncio.run(first_raw_event(trigger))
     assert isinstance(event, TaskFailedEvent)
-    assert event.xcoms == {"failure_reason": f"approval {TASK}: superseded by run run-c"}
+    assert airflow.xcoms[("run-b", "failure_reason")] == f"approval {TASK}: superseded by run run-c"
     [envelope] = received()
     assert envelope["Subject"] == "SUPERSEDED: pipeline webapp (run run-b) by run run-c"
     decision = airflow.xcoms[("run-b", DECISION_XCOM_KEY)]

@@ -494,7 +494,7 @@ def test_the_operator_defers_on_a_trigger_that_concludes_for_it(project, context
     assert CodeBuildBuildTrigger(**kwargs).serialize() == (classpath, kwargs)
 
 
-def test_trigger_ends_the_tasks_with_their_outputs(project):
+def test_trigger_ends_the_tasks_with_their_outputs(project, task_xcoms):
     from airflow.triggers.base import TaskSuccessEvent
 
     build_ids = [CodeBuildHook().start_build(PROJECT)["id"] for _ in range(3)]
@@ -505,13 +505,13 @@ def test_trigger_ends_the_tasks_with_their_outputs(project):
         return await asyncio.gather(*(anext(t.run()) for t in triggers)), poller_module.all_pollers()
 
     events, pollers = asyncio.run(wait_all())
-    assert all(isinstance(e, TaskSuccessEvent) for e in events)
-    assert [e.xcoms["return_value"]["BuildId"] for e in events] == build_ids
-    assert {e.xcoms["return_value"]["BuildStatus"] for e in events} == {"SUCCEEDED"}
+    assert all(isinstance(e, TaskSuccessEvent) and not e.xcoms for e in events)
+    assert [task_xcoms[(b, "return_value")]["BuildId"] for b in build_ids] == build_ids
+    assert {task_xcoms[(b, "return_value")]["BuildStatus"] for b in build_ids} == {"SUCCEEDED"}
     assert pollers[0].api_calls == 1 and pollers[0].ids_polled == 3
 
 
-def test_trigger_fails_the_task_with_the_reason_and_the_log_tail(capsys):
+def test_trigger_fails_the_task_with_the_reason_and_the_log_tail(capsys, task_xcoms):
     from airflow.triggers.base import TaskFailedEvent
 
     failed = build("FAILED", phases=[{"phaseType": "BUILD", "phaseStatus": "FAILED",
@@ -528,11 +528,11 @@ def test_trigger_fails_the_task_with_the_reason_and_the_log_tail(capsys):
     event = asyncio.run(run())
     assert isinstance(event, TaskFailedEvent)
     reason = f"Build {failed['id']} FAILED in phase BUILD: COMMAND_EXECUTION_ERROR: exit 2"
-    assert event.xcoms == {"failure_reason": reason}
+    assert task_xcoms == {(failed["id"], "failure_reason"): reason}
     assert reason in capsys.readouterr().out
 
 
-def test_test_trigger_fails_the_task_naming_the_failed_tests():
+def test_test_trigger_fails_the_task_naming_the_failed_tests(task_xcoms):
     from airflow.triggers.base import TaskFailedEvent
 
     put_junit("run-1/junit.xml")
@@ -547,10 +547,11 @@ def test_test_trigger_fails_the_task_naming_the_failed_tests():
 
     event = asyncio.run(run())
     assert isinstance(event, TaskFailedEvent)
-    assert "2 of 4 tests failed: api.Orders.test_create, api.Orders.test_delete" in event.xcoms["failure_reason"]
+    reason = task_xcoms[(build()["id"], "failure_reason")]
+    assert "2 of 4 tests failed: api.Orders.test_create, api.Orders.test_delete" in reason
 
 
-def test_trigger_that_cannot_wait_fails_the_task_naming_the_cause():
+def test_trigger_that_cannot_wait_fails_the_task_naming_the_cause(task_xcoms):
     from airflow.triggers.base import TaskFailedEvent
 
     async def run():
@@ -560,7 +561,8 @@ def test_trigger_that_cannot_wait_fails_the_task_naming_the_cause():
 
     event = asyncio.run(run())
     assert isinstance(event, TaskFailedEvent)
-    assert event.xcoms == {"failure_reason": "Waiting for codebuild webapp-build:unknown failed: denied"}
+    assert task_xcoms == {("webapp-build:unknown", "failure_reason"):
+                          "Waiting for codebuild webapp-build:unknown failed: denied"}
 
 
 def test_trigger_reports_an_error_event():

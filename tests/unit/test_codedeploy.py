@@ -597,7 +597,7 @@ def test_trigger_fires_at_ready_only_when_asked(groups):
     assert poller.api_calls >= 2 and poller.ids_polled >= 30
 
 
-def test_trigger_continues_at_ready_and_ends_the_task_with_the_outputs(groups, context):
+def test_trigger_continues_at_ready_and_ends_the_task_with_the_outputs(groups, context, task_xcoms):
     from airflow.triggers.base import TaskSuccessEvent
 
     op = server_operator()
@@ -617,11 +617,11 @@ def test_trigger_continues_at_ready_and_ends_the_task_with_the_outputs(groups, c
     event, continued = asyncio.run(run())
     continued.assert_called_once_with(trigger.deployment_id)
     assert isinstance(event, TaskSuccessEvent)
-    outputs = event.xcoms["return_value"]
+    outputs = task_xcoms[(trigger.deployment_id, "return_value")]
     assert (outputs["DeploymentId"], outputs["DeploymentStatus"]) == (trigger.deployment_id, "Succeeded")
 
 
-def test_trigger_that_waits_at_ready_leaves_it_to_someone_else(groups, context):
+def test_trigger_that_waits_at_ready_leaves_it_to_someone_else(groups, context, task_xcoms):
     op = server_operator(on_ready="wait")
     trigger = deferred_on(op, context)
     trigger.poll_interval = 0.01
@@ -637,10 +637,10 @@ def test_trigger_that_waits_at_ready_leaves_it_to_someone_else(groups, context):
 
     event, continued = asyncio.run(run())
     continued.assert_not_called()
-    assert event.xcoms["return_value"]["DeploymentStatus"] == "Succeeded"
+    assert task_xcoms[(trigger.deployment_id, "return_value")]["DeploymentStatus"] == "Succeeded"
 
 
-def test_trigger_fails_the_task_naming_the_deployment_and_its_rollback(groups, context):
+def test_trigger_fails_the_task_naming_the_deployment_and_its_rollback(groups, context, task_xcoms):
     from airflow.triggers.base import TaskFailedEvent
 
     trigger = deferred_on(server_operator(), context)
@@ -648,7 +648,7 @@ def test_trigger_fails_the_task_naming_the_deployment_and_its_rollback(groups, c
     set_status(trigger.deployment_id, "Failed")
     event = asyncio.run(anext(trigger.run()))
     assert isinstance(event, TaskFailedEvent)
-    assert event.xcoms["failure_reason"].startswith(
+    assert task_xcoms[(trigger.deployment_id, "failure_reason")].startswith(
         f"Deployment {trigger.deployment_id} of webapp-ec2/production Failed")
 
 

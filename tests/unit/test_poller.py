@@ -230,7 +230,7 @@ def test_one_poller_per_key_and_event_loop():
     assert len(made) == 4
 
 
-def test_a_result_ends_the_task_as_soon_as_the_poller_has_it(monkeypatch):
+def test_a_result_ends_the_task_as_soon_as_the_poller_has_it(monkeypatch, task_xcoms):
     """No result is held back after deferral: the trigger ends the task instead of resuming it."""
     import time as time_module
 
@@ -253,5 +253,5 @@ def test_a_result_ends_the_task_as_soon_as_the_poller_has_it(monkeypatch):
 
     event, elapsed = asyncio.run(run())
     assert isinstance(event, TaskSuccessEvent)
-    assert event.xcoms["return_value"]["BuildId"] == "p:1"
+    assert task_xcoms[("p:1", "return_value")]["BuildId"] == "p:1"
     assert elapsed < 1.0

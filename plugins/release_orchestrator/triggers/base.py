@@ -11,6 +11,8 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
 from release_orchestrator.results import FAILURE_XCOM_KEY, ActionFailed
+
+XCOM_RETURN_KEY = "return_value"  # where Airflow keeps what a task returns
 from release_orchestrator.triggers.poller import BatchPoller, BatchSpec, get_poller
 
 # Task states after which a user action on a deferred task means "abandon the work".
@@ -65,14 +67,17 @@ async def finish_despite_cancellation(work: Callable[[], None], log: Any, what: 
             return
 
 
-def task_ended(outputs: dict[str, Any]) -> TaskSuccessEvent:
-    """The event that ends the task successfully from the triggerer, its outputs as its XCom."""
-    return TaskSuccessEvent(xcoms={"return_value": json_safe(outputs)})
+def write_task_xcom(ti: Any, key: str, value: Any) -> None:
+    """Write an XCom of the trigger's task instance through the Task SDK, as a worker would.
 
+    Not through the end event's ``xcoms``: Airflow 3.3.2 stores those JSON-encoded a second time,
+    so pulling them gives a string instead of the value.
+    """
+    from airflow.sdk.execution_time.xcom import XCom
 
-def task_failed(reason: str) -> TaskFailedEvent:
-    """The event that fails the task from the triggerer; the reason goes to callbacks through XCom."""
-    return TaskFailedEvent(xcoms={FAILURE_XCOM_KEY: reason})
+    map_index = getattr(ti, "map_index", -1)
+    XCom.set(key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id,
+             map_index=-1 if map_index is None else map_index)
 
 
 class BatchPolledTrigger(BaseTrigger):
@@ -81,7 +86,8 @@ class BatchPolledTrigger(BaseTrigger):
 
     With ``result`` (what the operator passes: the serialized result object of its action family),
     the trigger turns the finished item into the action's outputs or failure and ends the task
-    directly (TaskSuccessEvent / TaskFailedEvent), so the task never resumes on a worker after
+    directly (TaskSuccessEvent / TaskFailedEvent, the outputs or the reason written as XCom
+    first), so the task never resumes on a worker after
     deferring. That leaves no window for Airflow's stale defer-exit race (apache/airflow#72716: the
     executor's "exited" event of the deferring try, processed after a resumed try already runs,
     fails it), whatever the timing, and saves a worker slot and a task start per action. Without
@@ -197,14 +203,28 @@ class BatchPolledTrigger(BaseTrigger):
             outputs = await asyncio.to_thread(self.result_class.from_dict(self.result).conclude, item, self.log)
         except ActionFailed as failure:
             self.log.error("%s", failure)
-            yield task_failed(str(failure))
+            yield await self.fail_task(str(failure))
             return
         except Exception as err:
             reason = f"Waiting for {what} failed: {err}"
             self.log.error("%s", reason, exc_info=True)
-            yield task_failed(reason)
+            yield await self.fail_task(reason)
             return
-        yield task_ended(outputs)
+        # The outputs first: the task must not succeed without them (a failed write fails the trigger,
+        # and Airflow then fails the task).
+        await asyncio.to_thread(self.write_xcom, XCOM_RETURN_KEY, json_safe(outputs))
+        yield TaskSuccessEvent()
+
+    async def fail_task(self, reason: str) -> TaskFailedEvent:
+        """The event that fails the task; its reason goes to the XCom failure notifications read."""
+        try:
+            await asyncio.to_thread(self.write_xcom, FAILURE_XCOM_KEY, reason)
+        except Exception:  # noqa: BLE001 - the task fails all the same; only the message loses its reason
+            self.log.warning("Could not record the failure reason", exc_info=True)
+        return TaskFailedEvent()
+
+    def write_xcom(self, key: str, value: Any) -> None:
+        write_task_xcom(self.task_instance, key, value)
 
     async def _run_resuming(self) -> AsyncIterator[TriggerEvent]:
         """The event of an earlier version's trigger: the task resumes on a worker to conclude."""
