@@ -71,6 +71,7 @@ class LocalEnvironment:
     pipelines_dir: str = str(REPO_ROOT / "include" / "pipelines")  # one or more dirs, os.pathsep-separated
     database_url: str | None = None  # SQLAlchemy URL of the metadata DB; None: SQLite under `home`
     celery_broker_url: str | None = None  # e.g. redis://127.0.0.1:6379/0: CeleryExecutor instead of LocalExecutor
+    celery_workers: int = 1  # with the CeleryExecutor: this many worker processes, each with its own hostname
     extra_env: dict[str, str] = field(default_factory=dict)
     echo: bool = True
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
@@ -161,10 +162,13 @@ class LocalEnvironment:
         processes["api-server"] = ["api-server", "--host", "127.0.0.1", "--port", str(self.airflow_port), "--workers", "1"]
         if self.celery_broker_url:
             # Logs are written to the shared log folder and read from there, so no log server.
-            processes["celery-worker"] = [
-                "celery", "worker", "--queues", self.celery_queue, "--skip-serve-logs",
-                "--celery-hostname", f"{self.celery_queue}@%h", "--without-gossip", "--without-mingle",
-            ]
+            for n in range(1, max(1, self.celery_workers) + 1):
+                name, hostname = ("celery-worker", self.celery_queue) if n == 1 else (
+                    f"celery-worker-{n}", f"{self.celery_queue}-{n}")
+                processes[name] = [
+                    "celery", "worker", "--queues", self.celery_queue, "--skip-serve-logs",
+                    "--celery-hostname", f"{hostname}@%h", "--without-gossip", "--without-mingle",
+                ]
         return processes
 
     # ---- lifecycle -------------------------------------------------------------------------
