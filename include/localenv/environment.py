@@ -238,10 +238,26 @@ class LocalEnvironment:
 
     def kill_and_restart(self, name: str) -> None:
         """SIGKILL an Airflow process and its children, then start it again (tests of crash recovery)."""
+        self.kill(name)
+        self.restart(name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL an Airflow process and its whole process group (a crash: no cleanup); `restart` starts it again."""
         proc = self._procs[name]
-        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait(timeout=30)
+
+    def restart(self, name: str, timeout: float = 180) -> None:
+        """Start a killed Airflow process again; for the api-server, wait until it answers its health check."""
+        proc = self._procs[name]
+        if proc.poll() is None:
+            raise LocalEnvironmentError(f"the {name} process (pid {proc.pid}) is still running: kill it first")
         self._spawn(name, [sys.executable, "-m", "airflow", *self.airflow_processes[name]], env=self.airflow_env())
+        if name == "api-server":
+            self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=timeout)
 
     def check_alive(self) -> None:
         for name, proc in self._procs.items():
