@@ -249,13 +249,15 @@ def test_a_newer_run_at_the_approval_supersedes_the_waiting_one(api, reviewer_ap
 
 
 # ---- exactly once -------------------------------------------------------------------------------
-def test_pipeline_started_is_published_once_although_the_first_action_resumes(api, reviewer_api, mailbox,
-                                                                               runs):
-    """The first action (a build) defers and resumes: its on_execute_callback runs twice."""
+def test_pipeline_started_is_published_once_for_a_first_action_that_defers(api, reviewer_api, mailbox, runs):
+    """The first action (a build) defers; its trigger ends it in the triggerer, so it never resumes on a
+    worker and its on_execute_callback (which announces the start) runs once."""
     pipeline, run_id = runs["once"]
     wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
     log = task_log(api, pipeline, run_id, "Build.Compile")
-    assert "Notification pipeline-started was already published" in log
+    build_id = api.xcom(pipeline, run_id, "Build.Compile")["BuildId"]
+    assert f"Build {build_id} succeeded" in log  # logged by the trigger that ended the task
+    assert "Notification pipeline-started was already published" not in log
     reviewer_api.set_task_state(pipeline, run_id, APPROVAL, "success", note="ok")
     assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "success"
     mailbox.wait(pipeline, run_id, "SUCCEEDED")

@@ -80,7 +80,8 @@ PROJECTS = {
     "cb-build-throttle": (BUILD_SPEC, 30, {"mode": "throttle", "rate": 0.5}),
     # Slow enough to be still running when the triggerer is killed.
     "cb-build-kill": (BUILD_SPEC, 30, {"mode": "slow", "seconds": 25}),
-    "cb-build-clear": (BUILD_SPEC, 30, None),
+    # Slow enough to be still running when its cleared task starts again (a finished build is not reattached).
+    "cb-build-clear": (BUILD_SPEC, 30, {"mode": "slow", "seconds": 40}),
     "cb-build-markfailed": (BUILD_SPEC, 30, {"mode": "hang"}),
     "cb-test-fail": (TEST_SPEC, 30, {"mode": "fail-tests"}),
 }
