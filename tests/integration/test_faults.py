@@ -27,8 +27,8 @@ have ended, so each kill touches only its own runs.
 
 Also: `test_throttled_codebuild_and_codedeploy_still_succeed` (half the calls about project ft-throttle and
 group ft-ec2/throttle refused with ThrottlingException), and `test_dag_processor_killed_while_it_publishes_a_failure`,
-an expected failure: the dag-processor runs the failure callbacks and Airflow loses the ones it had taken when
-it dies (docs/faults.md).
+an expected failure: the dag-processor runs the run's failure callback (pipeline-failed) and Airflow loses the
+callbacks it had taken when it dies (docs/faults.md).
 
 With RELEASE_ORCHESTRATOR_FAULT_TABLE=<file> the module writes what it saw per component and moment to that
 JSON file; tests/benchmarks/fault_table.py runs the module and prints it as a table.
@@ -593,10 +593,11 @@ def callback_taken(engine, dag_id: str, run_id: str) -> bool:
 @pytest.mark.xfail(strict=False, reason=(
     "Airflow's callback queue is at-most-once: the dag-processor deletes a callback row when it takes it "
     "(DagFileProcessorManager._fetch_callbacks_from_db) and holds it in memory until a file processor runs it, "
-    "so a crash in between loses the action-failed / pipeline-failed message (docs/faults.md)"))
+    "so a crash in between loses the pipeline-failed message, a DAG callback (docs/faults.md); action-failed and "
+    "stage-failed are published by the trigger that fails the task, before the callbacks exist"))
 def test_dag_processor_killed_while_it_publishes_a_failure(airflow_env, api, aws, fault_resources, mailbox, table):
-    """The dag-processor runs the callbacks that publish action-failed (of an action its trigger failed) and
-    pipeline-failed: kill it once it has taken the run's callbacks from the database, before it ran them."""
+    """The dag-processor runs the DAG callback that publishes pipeline-failed: kill it once it has taken the
+    run's callbacks from the database, before it ran them."""
     from sqlalchemy import create_engine
 
     dag_id, task_id = PIPELINES["failure"], WAITING_TASK["failure"]

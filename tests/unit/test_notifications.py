@@ -216,3 +216,65 @@ def test_the_end_of_the_run_waits_briefly_for_the_triggerer_to_announce_the_deci
     decision_notifier(topic, {"Approval.SignOff": "success"})(context)
     assert received() == []
     assert len(looks) >= 2
+
+
+# ---- failure events published by the trigger that fails the task ----------------------------------
+class TriggerTI:
+    """The task instance a trigger sees, with XCom kept in a dict (the Task SDK in the triggerer)."""
+
+    dag_id, task_id, run_id, map_index = "webapp-release", "Build.Compile", "manual__1", -1
+
+    def __init__(self):
+        self.xcoms = {}
+
+
+@pytest.fixture
+def sdk_xcoms(monkeypatch):
+    store = {}
+
+    class FakeXCom:
+        @staticmethod
+        def get_one(key, dag_id, task_id, run_id, map_index):
+            return store.get((task_id, key))
+
+        @staticmethod
+        def set(key, value, dag_id, task_id, run_id, map_index):
+            store[(task_id, key)] = value
+
+    monkeypatch.setattr("airflow.sdk.execution_time.xcom.XCom", FakeXCom)
+    return store
+
+
+def test_the_trigger_publishes_the_failure_once_and_the_callback_then_does_not(topic_and_queue, sdk_xcoms):
+    from release_orchestrator.notifications.notifier import announce_failure
+
+    topic, received = topic_and_queue
+    notifiers = [PipelineEventNotifier(event=e, pipeline="webapp-release", target_arn=topic)
+                 for e in ("action-failed", "stage-failed")]
+    reason = "Build webapp-build:1 FAILED in phase BUILD"
+    announce_failure([n.to_dict() for n in notifiers], TriggerTI(), reason)
+    announce_failure([n.to_dict() for n in notifiers], TriggerTI(), reason)  # the trigger run again
+    envelopes = received()
+    assert sorted(e["Subject"].split(":")[1].split(" of")[0].strip() for e in envelopes) == [
+        "action Build.Compile", "stage Build"]
+    assert {json.loads(e["Message"])["detail"]["error-summary"] for e in envelopes} == {reason}
+    assert set(sdk_xcoms[("Build.Compile", "failure_notices")]) == {"action-failed", "stage-failed"}
+
+    # Airflow then runs the task's failure callbacks in the dag-processor: they find the record.
+    ti = SimpleNamespace(task_id="Build.Compile",
+                         xcom_pull=lambda task_ids, key: sdk_xcoms.get((task_ids, key)))
+    for notifier in notifiers:
+        notifier.notify({"run_id": "manual__1", "ti": ti})
+    assert received() == []
+
+
+def test_only_the_last_try_hands_its_failure_events_to_the_trigger(topic_and_queue):
+    from release_orchestrator.notifications.notifier import failure_notices
+
+    topic, _ = topic_and_queue
+    notifier = PipelineEventNotifier(event="action-failed", pipeline="webapp-release", target_arn=topic)
+    operator = SimpleNamespace(on_failure_callback=[notifier], retries=2)
+    assert failure_notices(operator, {"ti": SimpleNamespace(try_number=1, max_tries=2)}) is None
+    assert failure_notices(operator, {"ti": SimpleNamespace(try_number=3, max_tries=2)}) == [notifier.to_dict()]
+    no_retries = SimpleNamespace(on_failure_callback=[notifier], retries=0)
+    assert failure_notices(no_retries, {"ti": SimpleNamespace(try_number=1, max_tries=0)}) == [notifier.to_dict()]

@@ -31,6 +31,9 @@ PUBLISH_ATTEMPTS = 3
 SENT_LOG_KEY = "release_notifications_sent"
 # Longer than the longest approval wait (60 days), so no record expires while its task can still run.
 SENT_LOG_RETENTION = timedelta(days=90)
+# XCom of a task its trigger failed: the failure events the trigger published itself.
+FAILURE_NOTICES_XCOM_KEY = "failure_notices"
+FAILURE_EVENTS = ("action-failed", "stage-failed")
 
 
 def split_task_id(task_id: str) -> tuple[str, str]:
@@ -162,7 +165,16 @@ class PipelineEventNotifier(SnsNotifier):
         what = f"stage {stage}" if level == "stage" else f"action {stage}.{action}"
         return f"FAILED: {what} of pipeline {self.pipeline} (run {run_id})", event
 
+    def to_dict(self) -> dict[str, Any]:
+        """The constructor's arguments: a trigger rebuilds the notifier from them."""
+        return {"event": self.event, "pipeline": self.pipeline, "target_arn": self.target_arn,
+                "region_name": self.region_name, "aws_conn_id": self.aws_conn_id,
+                "approval_task_ids": self.approval_task_ids}
+
     def notify(self, context: Any) -> None:
+        if self.event in FAILURE_EVENTS and self._published_by_trigger(context):
+            log.info("Not publishing %s: the trigger that failed the task published it", self.event)
+            return
         error = context.get("exception")
         if self.event in ("action-failed", "stage-failed") and (is_superseded(error) or self._task_superseded(context)):
             log.info("Not publishing %s: the run was superseded (%s)", self.event, error or "approval superseded")
@@ -178,6 +190,16 @@ class PipelineEventNotifier(SnsNotifier):
             publish_once(context, self.event, self.hook, self.target_arn, subject, message, attributes)
         else:
             publish(self.hook, self.target_arn, subject, message, attributes)
+
+    def _published_by_trigger(self, context: Any) -> bool:
+        ti = context.get("ti") or context.get("task_instance")
+        if ti is None or not hasattr(ti, "xcom_pull"):
+            return False
+        try:
+            sent = ti.xcom_pull(task_ids=ti.task_id, key=FAILURE_NOTICES_XCOM_KEY)
+        except Exception:  # noqa: BLE001 - publishing twice is better than never
+            return False
+        return isinstance(sent, dict) and self.event in sent
 
     @staticmethod
     def _task_superseded(context: Any) -> bool:
@@ -225,3 +247,67 @@ def _console_link(ti: Any) -> str | None:
         if isinstance(value, dict) and (url := link().format_link(**value)):
             return url
     return None
+
+
+def failure_notices(operator: Any, context: Any) -> list[dict[str, Any]] | None:
+    """The action-failed / stage-failed notifiers of a task about to defer, for its trigger to publish
+    should it fail the task (only when this try is the last: a retry is no failure to announce)."""
+    callbacks = getattr(operator, "on_failure_callback", None) or []
+    callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+    notices = [c.to_dict() for c in callbacks if isinstance(c, PipelineEventNotifier) and c.event in FAILURE_EVENTS]
+    ti = context.get("ti")
+    if not notices or ti is None:
+        return None
+    retries_left = bool(getattr(operator, "retries", 0)) and (
+        (getattr(ti, "try_number", None) or 1) <= (getattr(ti, "max_tries", None) or 0))
+    return None if retries_left else notices
+
+
+class _TriggerTaskInstance:
+    """What the notifier reads of a task instance, for a trigger (XCom through the Task SDK)."""
+
+    def __init__(self, ti: Any):
+        self.dag_id, self.task_id, self.run_id = ti.dag_id, ti.task_id, ti.run_id
+        self.map_index = -1 if getattr(ti, "map_index", None) is None else ti.map_index
+
+    def xcom_pull(self, task_ids: str, key: str) -> Any:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        return XCom.get_one(key=key, dag_id=self.dag_id, task_id=task_ids, run_id=self.run_id,
+                            map_index=self.map_index)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        XCom.set(key, value, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id,
+                 map_index=self.map_index)
+
+
+def announce_failure(notices: list[dict[str, Any]] | None, ti: Any, reason: str) -> None:
+    """In a trigger about to fail its task: publish the task's failure events and record that it did.
+
+    Airflow would run the task's failure callbacks in the dag-processor, which loses the ones it has
+    taken when it dies; publishing here, before the task fails, loses none, and the record (XCom
+    `failure_notices`) keeps the callbacks from publishing them again. A trigger run again after a
+    crash skips what the record already holds.
+    """
+    if not notices or ti is None:
+        return
+    task = _TriggerTaskInstance(ti)
+    try:
+        sent = dict(task.xcom_pull(task.task_id, FAILURE_NOTICES_XCOM_KEY) or {})
+    except Exception:  # noqa: BLE001 - then the callbacks publish
+        log.warning("Could not read which failure events were published; leaving them to the callbacks",
+                    exc_info=True)
+        return
+    context = {"run_id": task.run_id, "ti": task, "exception": reason}
+    for notice in notices:
+        notifier = PipelineEventNotifier(**notice)
+        if notifier.event in sent:
+            continue
+        notifier.notify(context)
+        sent[notifier.event] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        try:
+            task.xcom_push(FAILURE_NOTICES_XCOM_KEY, sent)
+        except Exception:  # noqa: BLE001 - at worst the callback publishes it again
+            log.warning("Could not record that %s was published", notifier.event, exc_info=True)

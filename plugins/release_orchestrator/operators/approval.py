@@ -46,6 +46,7 @@ from release_orchestrator.notifications.approvals import (
 from release_orchestrator.notifications.notifier import (
     SENT_LOG_RETENTION,
     airflow_base_url,
+    failure_notices,
     publish_once,
     split_task_id,
 )
@@ -215,6 +216,7 @@ class ApprovalWaitMixin:
                 map_index=getattr(context["ti"], "map_index", -1), expires=wait.expires, run_after=run_after,
                 supersede=self.supersede, check_interval=self.check_interval, notifications=self.notifications,
                 mode=self.approval_mode, ends_task=True, timeout=str(approval_timeout(self.approval_timeout)),
+                failure_notices=failure_notices(self, context),
             ),
             method_name=method_name,
         )

@@ -21,6 +21,7 @@ from release_orchestrator.hooks.codebuild import (
     CodeBuildHook,
 )
 from release_orchestrator.links import CodeBuildBuildLink, CodeBuildLogsLink
+from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.reattach import (
     StartRecord,
     StopsItsWork,
@@ -207,6 +208,7 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
                     verify=self.verify,
                     botocore_config=self.botocore_config,
                     result=self.result().to_dict(),
+                    failure_notices=failure_notices(self, context),
                 ),
                 method_name="execute_complete",
                 timeout=defer_timeout(self, context),

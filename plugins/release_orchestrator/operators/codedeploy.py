@@ -26,6 +26,7 @@ from release_orchestrator.hooks.codedeploy import (
     CodeDeployHook,
 )
 from release_orchestrator.links import CodeDeployDeploymentLink
+from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, defer_timeout, stable_token
 from release_orchestrator.results.codedeploy import DeploymentResult, continue_if_ready
 from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
@@ -300,6 +301,7 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
                     verify=self.verify,
                     botocore_config=self.botocore_config,
                     result=self.result().to_dict(),
+                    failure_notices=failure_notices(self, context),
                 ),
                 method_name="execute_complete",
                 timeout=defer_timeout(self, context),

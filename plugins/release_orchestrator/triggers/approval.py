@@ -40,6 +40,7 @@ from release_orchestrator.notifications.approvals import (
     publish_result,
     publish_superseded,
 )
+from release_orchestrator.notifications.notifier import announce_failure
 from release_orchestrator.results import FAILURE_XCOM_KEY
 from release_orchestrator.triggers import base as trigger_base
 
@@ -71,7 +72,7 @@ class ApprovalWaitTrigger(BaseTrigger):
     def __init__(self, *, dag_id: str, run_id: str, task_id: str, expires: str, run_after: str,
                  map_index: int = -1, supersede: bool = False, check_interval: float = DEFAULT_CHECK_INTERVAL,
                  notifications: dict[str, Any] | None = None, mode: str = "mark", ends_task: bool = False,
-                 timeout: str | None = None) -> None:
+                 timeout: str | None = None, failure_notices: list[dict[str, Any]] | None = None) -> None:
         super().__init__()
         self.dag_id = dag_id
         self.run_id = run_id
@@ -85,6 +86,7 @@ class ApprovalWaitTrigger(BaseTrigger):
         self.mode = mode  # "form": the worker announces answers to the form itself
         self.ends_task = bool(ends_task)
         self.timeout = timeout  # the approval's timeout as the operator shows it, for messages
+        self.failure_notices = failure_notices  # the task's action/stage-failed notifiers, published here
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -102,6 +104,7 @@ class ApprovalWaitTrigger(BaseTrigger):
                 "mode": self.mode,
                 "ends_task": self.ends_task,
                 "timeout": self.timeout,
+                "failure_notices": self.failure_notices,
             },
         )
 
@@ -165,6 +168,7 @@ class ApprovalWaitTrigger(BaseTrigger):
             self.write_xcom(FAILURE_XCOM_KEY, reason)
         except Exception:  # noqa: BLE001 - the task fails all the same; only the message loses its reason
             self.log.warning("Could not record the failure reason", exc_info=True)
+        announce_failure(self.failure_notices, self.task_instance, reason)
         return TaskFailedEvent()
 
     def form_answered(self) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
+from release_orchestrator.notifications.notifier import announce_failure
 from release_orchestrator.results import FAILURE_XCOM_KEY, ActionFailed
 
 XCOM_RETURN_KEY = "return_value"  # where Airflow keeps what a task returns
@@ -114,9 +115,11 @@ class BatchPolledTrigger(BaseTrigger):
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
         result: dict[str, Any] | None = None,
+        failure_notices: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.item_id = item_id
+        self.failure_notices = failure_notices
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.poll_interval = float(poll_interval)
@@ -151,6 +154,7 @@ class BatchPolledTrigger(BaseTrigger):
                 "verify": self.verify,
                 "botocore_config": self.botocore_config,
                 "result": self.result,
+                "failure_notices": self.failure_notices,
                 **self.extra_kwargs(),
             },
         )
@@ -221,6 +225,7 @@ class BatchPolledTrigger(BaseTrigger):
             await asyncio.to_thread(self.write_xcom, FAILURE_XCOM_KEY, reason)
         except Exception:  # noqa: BLE001 - the task fails all the same; only the message loses its reason
             self.log.warning("Could not record the failure reason", exc_info=True)
+        await asyncio.to_thread(announce_failure, self.failure_notices, self.task_instance, reason)
         return TaskFailedEvent()
 
     def write_xcom(self, key: str, value: Any) -> None:

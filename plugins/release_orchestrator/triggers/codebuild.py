@@ -55,6 +55,7 @@ class CodeBuildBuildTrigger(BatchPolledTrigger):
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
         result: dict[str, Any] | None = None,
+        failure_notices: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(
             item_id=build_id,
@@ -64,6 +65,7 @@ class CodeBuildBuildTrigger(BatchPolledTrigger):
             verify=verify,
             botocore_config=botocore_config,
             result=result,
+            failure_notices=failure_notices,
         )
 
     @property

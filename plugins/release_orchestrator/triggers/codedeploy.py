@@ -60,6 +60,7 @@ class CodeDeployDeploymentTrigger(BatchPolledTrigger):
         verify: bool | str | None = None,
         botocore_config: dict | None = None,
         result: dict[str, Any] | None = None,
+        failure_notices: list[dict[str, Any]] | None = None,
         stop_at_ready: bool = False,
     ) -> None:
         super().__init__(
@@ -70,6 +71,7 @@ class CodeDeployDeploymentTrigger(BatchPolledTrigger):
             verify=verify,
             botocore_config=botocore_config,
             result=result,
+            failure_notices=failure_notices,
         )
         self.continue_at_ready = bool(continue_at_ready)
         self.stop_at_ready = bool(stop_at_ready)
