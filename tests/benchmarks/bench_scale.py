@@ -244,8 +244,10 @@ def aws_in_progress(sandbox) -> int:
 def task_processes(env) -> dict[str, float]:
     """Task processes under the Celery workers (each holds one worker slot): task instance id -> age in seconds.
 
-    A pool process running a task supervises it in a child process that titles itself
-    "airflow worker -- <task instance id>" (airflow/sdk/execution_time/task_runner.py).
+    Celery's main process ("[celeryd: <hostname>:MainProcess]") has its pool processes as children; one running
+    a task (then titled "airflow supervisor: <ti id>") supervises it in a child process, which titles itself
+    "airflow worker -- <ti id>" once it has its task (airflow/sdk/execution_time/task_runner.py); until then it
+    is counted by its pid.
     """
     import psutil
 
@@ -255,16 +257,25 @@ def task_processes(env) -> dict[str, float]:
         if not name.startswith("celery-worker"):
             continue
         try:
-            children = psutil.Process(proc.pid).children(recursive=True)
+            started = psutil.Process(proc.pid)
+            mains = [p for p in [started, *started.children(recursive=True)]
+                     if ":MainProcess]" in " ".join(p.cmdline())]
         except psutil.Error:
             continue
-        for child in children:
+        for main in mains:
             try:
-                title = " ".join(child.cmdline())
-                if title.startswith("airflow worker -- "):
-                    ages[title.split("-- ", 1)[1].strip()] = now - child.create_time()
+                pool = main.children()
             except psutil.Error:
-                pass
+                continue
+            for member in pool:
+                try:
+                    for task in member.children():
+                        title = " ".join(task.cmdline())
+                        key = title.split("-- ", 1)[1].strip() if title.startswith("airflow worker -- ") \
+                            else f"pid {task.pid}"
+                        ages[key] = now - task.create_time()
+                except psutil.Error:
+                    pass
     return ages
 
 
