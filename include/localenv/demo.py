@@ -87,6 +87,13 @@ def follow_run(env: LocalEnvironment, api: AirflowAPI, reviewer: AirflowAPI, run
     raise TimeoutError(f"the run did not finish within {RUN_TIMEOUT}s")
 
 
+def run_seconds(run: dict) -> float:
+    """Seconds from the run's creation (queued) to its end."""
+    started = datetime.fromisoformat(run["queued_at"].replace("Z", "+00:00"))
+    ended = datetime.fromisoformat(run["end_date"].replace("Z", "+00:00"))
+    return (ended - started).total_seconds()
+
+
 def duration(ti: dict) -> str:
     if ti.get("duration") is not None:
         return f"{ti['duration']:.1f}s"
@@ -157,6 +164,7 @@ def main() -> int:
         print_table(tis)
         log("collecting the SNS messages the pipeline published")
         print_notifications(read_notifications(env, until_subject=("SUCCEEDED: pipeline", "FAILED: pipeline")))
-        print(f"Run {run_id}: {state.upper()}  (Airflow UI: {env.airflow_url}, login admin/admin "
-              f"while `make up` runs)")
+        run = api.get_run(PIPELINE, run_id)
+        print(f"Run {run_id}: {state.upper()} in {run_seconds(run):.1f} s from creation to end  "
+              f"(Airflow UI: {env.airflow_url}, login admin/admin while `make up` runs)")
         return 0 if state == "success" else 1
