@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from release_orchestrator.notifications.approvals import (
     DECISION_XCOM_KEY,
@@ -40,8 +40,6 @@ from release_orchestrator.notifications.approvals import (
     publish_result,
     publish_superseded,
 )
-from release_orchestrator.notifications.notifier import announce_failure
-from release_orchestrator.results import FAILURE_XCOM_KEY
 from release_orchestrator.triggers import base as trigger_base
 
 DEFAULT_CHECK_INTERVAL = 30.0
@@ -164,12 +162,8 @@ class ApprovalWaitTrigger(BaseTrigger):
                                            reason=why)
                 self.write_xcom(DECISION_XCOM_KEY, {"Outcome": "Rejected", "Reason": why, "Announced": announced,
                                                     "DecidedAt": now_iso()})
-        try:
-            self.write_xcom(FAILURE_XCOM_KEY, reason)
-        except Exception:  # noqa: BLE001 - the task fails all the same; only the message loses its reason
-            self.log.warning("Could not record the failure reason", exc_info=True)
-        announce_failure(self.failure_notices, self.task_instance, reason)
-        return TaskFailedEvent()
+        return trigger_base.failed_task_event(self.write_xcom, self.failure_notices, self.task_instance, reason,
+                                              self.log)
 
     def form_answered(self) -> bool:
         from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail

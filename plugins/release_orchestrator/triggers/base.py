@@ -12,9 +12,9 @@ from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent
 
 from release_orchestrator.notifications.notifier import announce_failure
 from release_orchestrator.results import FAILURE_XCOM_KEY, ActionFailed
+from release_orchestrator.triggers.poller import BatchPoller, BatchSpec, get_poller
 
 XCOM_RETURN_KEY = "return_value"  # where Airflow keeps what a task returns
-from release_orchestrator.triggers.poller import BatchPoller, BatchSpec, get_poller
 
 # Task states after which a user action on a deferred task means "abandon the work".
 # Anything else (cleared -> None/scheduled/queued/running, marked success) keeps it running:
@@ -79,6 +79,18 @@ def write_task_xcom(ti: Any, key: str, value: Any) -> None:
     map_index = getattr(ti, "map_index", -1)
     XCom.set(key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id,
              map_index=-1 if map_index is None else map_index)
+
+
+def failed_task_event(write_xcom: Callable[[str, Any], None], failure_notices: list[dict[str, Any]] | None,
+                      ti: Any, reason: str, log: Any) -> TaskFailedEvent:
+    """In a trigger's thread: record why its task fails (XCom `failure_reason`, which failure
+    notifications read) and publish the task's failure events; the event that fails the task."""
+    try:
+        write_xcom(FAILURE_XCOM_KEY, reason)
+    except Exception:  # noqa: BLE001 - the task fails all the same; only the message loses its reason
+        log.warning("Could not record the failure reason", exc_info=True)
+    announce_failure(failure_notices, ti, reason)
+    return TaskFailedEvent()
 
 
 class BatchPolledTrigger(BaseTrigger):
@@ -220,13 +232,9 @@ class BatchPolledTrigger(BaseTrigger):
         yield TaskSuccessEvent()
 
     async def fail_task(self, reason: str) -> TaskFailedEvent:
-        """The event that fails the task; its reason goes to the XCom failure notifications read."""
-        try:
-            await asyncio.to_thread(self.write_xcom, FAILURE_XCOM_KEY, reason)
-        except Exception:  # noqa: BLE001 - the task fails all the same; only the message loses its reason
-            self.log.warning("Could not record the failure reason", exc_info=True)
-        await asyncio.to_thread(announce_failure, self.failure_notices, self.task_instance, reason)
-        return TaskFailedEvent()
+        return await asyncio.to_thread(
+            failed_task_event, self.write_xcom, self.failure_notices, self.task_instance, reason, self.log
+        )
 
     def write_xcom(self, key: str, value: Any) -> None:
         write_task_xcom(self.task_instance, key, value)
