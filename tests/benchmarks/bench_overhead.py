@@ -207,34 +207,11 @@ def wait_until_healthy(api, timeout: float = 180) -> None:
         time.sleep(1)
 
 
-def forget_celery_queue(url: str, queue: str) -> None:
-    """Remove the environment's Celery queue and its bindings from Redis (as tests/integration/conftest.py)."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    for key in client.scan_iter(match=f"*{queue}*", count=1000):
-        client.delete(key)
-
-
-def production_services_missing() -> str | None:
-    """Why the production shape cannot run here (PostgreSQL or Redis not answering on loopback), or None."""
-    import redis
-
-    from include.localenv import postgres
-
-    if not postgres.server_is_reachable(postgres.DEFAULT_SERVER_URL):
-        return f"PostgreSQL does not answer at {postgres.DEFAULT_SERVER_URL}"
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as err:
-        return f"Redis does not answer at {REDIS_URL}: {err}"
-    return None
-
-
 def measure_shape(shape: str, runs: int, consecutive: int, keep: bool) -> dict:
     from include.localenv import postgres
     from include.localenv.airflow_api import AirflowAPI
     from include.localenv.environment import LocalEnvironment, free_port
+    from include.localenv.redis_queue import forget_celery_queue
 
     work = Path(tempfile.mkdtemp(prefix=f"bench-overhead-{shape}-"))
     bundle = work / "bare-dags"
@@ -375,8 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1 or args.consecutive < 0:
         parser.error("--runs must be at least 1 and --consecutive at least 0")
 
+    from include.localenv.redis_queue import production_services_missing
+
     shapes = ["embedded", "production"] if args.shape == "both" else [args.shape]
-    if "production" in shapes and (missing := production_services_missing()):
+    if "production" in shapes and (missing := production_services_missing(REDIS_URL)):
         parser.error(f"the production shape needs PostgreSQL and Redis on 127.0.0.1: {missing}")
     results = [measure_shape(shape, args.runs, args.consecutive, args.keep) for shape in shapes]
     summaries = [summarize(r) for r in results]

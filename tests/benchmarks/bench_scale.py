@@ -306,34 +306,11 @@ def wait_until_healthy(api, timeout: float = 180) -> None:
         time.sleep(1)
 
 
-def forget_celery_queue(url: str, queue: str) -> None:
-    """Remove the environment's Celery queue and its bindings from Redis (as tests/integration/conftest.py)."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    for key in client.scan_iter(match=f"*{queue}*", count=1000):
-        client.delete(key)
-
-
-def production_services_missing() -> str | None:
-    """Why the production shape cannot run here (PostgreSQL or Redis not answering on loopback), or None."""
-    import redis
-
-    from include.localenv import postgres
-
-    if not postgres.server_is_reachable(postgres.DEFAULT_SERVER_URL):
-        return f"PostgreSQL does not answer at {postgres.DEFAULT_SERVER_URL}"
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as err:
-        return f"Redis does not answer at {REDIS_URL}: {err}"
-    return None
-
-
 def measure(args) -> dict:
     from include.localenv import postgres
     from include.localenv.airflow_api import AirflowAPI
     from include.localenv.environment import LocalEnvironment, free_port
+    from include.localenv.redis_queue import forget_celery_queue
     from include.sandbox.seed import seed
     from include.sandbox.server import start_sandbox
 
@@ -517,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1 or args.workers < 1:
         parser.error("--runs and --workers must be at least 1")
-    if missing := production_services_missing():
+    from include.localenv.redis_queue import production_services_missing
+
+    if missing := production_services_missing(REDIS_URL):
         parser.error(f"needs PostgreSQL and Redis on 127.0.0.1: {missing}")
     result = measure(args)
     print_report(result)

@@ -15,6 +15,7 @@ import pytest
 
 from include.localenv.airflow_api import AirflowAPI
 from include.localenv import postgres
+from include.localenv.redis_queue import forget_celery_queue, redis_is_reachable
 from include.localenv.environment import REPO_ROOT, LocalEnvironment, free_port
 from tests.integration.helpers import Inbox
 
@@ -23,15 +24,6 @@ TEST_PIPELINES = Path(__file__).parent / "pipelines"
 
 POSTGRES_SERVER = os.environ.get("RELEASE_ORCHESTRATOR_TEST_POSTGRES", postgres.DEFAULT_SERVER_URL)
 REDIS_URL = os.environ.get("RELEASE_ORCHESTRATOR_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
-
-def redis_is_reachable(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
-    except redis.RedisError:
-        return False
 
 
 def airflow_shape() -> str:
@@ -72,15 +64,6 @@ def airflow_env(tmp_path_factory, request):
             postgres.drop_database(database_url, POSTGRES_SERVER)
         if production:
             forget_celery_queue(REDIS_URL, env.celery_queue)
-
-
-def forget_celery_queue(url: str, queue: str) -> None:
-    """Remove the session's queue and its bindings from Redis, which would otherwise keep them."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    for key in client.scan_iter(match=f"*{queue}*", count=1000):
-        client.delete(key)
 
 
 @pytest.fixture(scope="session")

@@ -78,3 +78,26 @@ def wait_for_task_state(api: AirflowAPI, dag_id: str, run_id: str, task_id: str,
 
 def ti_states(api: AirflowAPI, dag_id: str, run_id: str) -> dict[str, str | None]:
     return {ti["task_id"]: ti["state"] for ti in api.task_instances(dag_id, run_id)}
+
+
+class Mailbox:
+    """Every message of the session's SNS inbox since a module started, by pipeline and run."""
+
+    drain_wait, drain_timeout = 0.5, 5.0
+
+    def __init__(self, inbox: Inbox):
+        self.inbox = inbox
+        self.messages: list[dict] = []
+
+    def collect(self) -> None:
+        self.messages += self.inbox.drain(wait=self.drain_wait, timeout=self.drain_timeout)
+
+    @staticmethod
+    def where(message: dict) -> tuple[str | None, str | None]:
+        """(pipeline, run id) a message is about."""
+        body = message["parsed"]
+        if "approval" in body and "token" in body["approval"]:  # CodePipeline's approval JSON
+            pipeline, run_id, _ = body["approval"]["token"].split("/", 2)
+            return pipeline, run_id
+        detail = body.get("detail", {})
+        return detail.get("pipeline"), detail.get("execution-id")

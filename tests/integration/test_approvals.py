@@ -18,7 +18,8 @@ import time
 import pytest
 
 from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
-from tests.integration.helpers import Inbox, wait_for, wait_for_run, wait_for_task_state
+from tests.integration import helpers
+from tests.integration.helpers import wait_for, wait_for_run, wait_for_task_state
 
 pytestmark = pytest.mark.integration
 
@@ -35,24 +36,8 @@ def push(label: str) -> dict:
                        "commit_message": f"test {label}", "author": "Test Author"}}
 
 
-class Mailbox:
+class Mailbox(helpers.Mailbox):
     """Everything that arrived on the shared inbox since the module started, by pipeline and run."""
-
-    def __init__(self, inbox: Inbox):
-        self.inbox = inbox
-        self.messages: list[dict] = []
-
-    def collect(self) -> None:
-        self.messages += self.inbox.drain(wait=0.5, timeout=5)
-
-    @staticmethod
-    def where(message: dict) -> tuple[str | None, str | None]:
-        body = message["parsed"]
-        if "approval" in body and "token" in body["approval"]:  # CodePipeline's approval JSON
-            pipeline, run_id, _ = body["approval"]["token"].split("/", 2)
-            return pipeline, run_id
-        detail = body.get("detail", {})
-        return detail.get("pipeline"), detail.get("execution-id")
 
     def of(self, pipeline: str, run_id: str, prefix: str = "") -> list[dict]:
         self.collect()

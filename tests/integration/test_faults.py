@@ -48,7 +48,8 @@ import pytest
 from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from include.sandbox import resources
 from include.sandbox.client import SandboxClient
-from tests.integration.helpers import Inbox, aws_client
+from tests.integration import helpers
+from tests.integration.helpers import aws_client
 
 pytestmark = pytest.mark.integration
 
@@ -155,24 +156,10 @@ def kind(message: dict) -> str:
     return f"{head} {subject.split()[1]}" if head == "FAILED" else head
 
 
-class Mailbox:
+class Mailbox(helpers.Mailbox):
     """Every message of the session's SNS inbox since this module started, by pipeline and run."""
 
-    def __init__(self, inbox: Inbox):
-        self.inbox = inbox
-        self.messages: list[dict] = []
-
-    def collect(self) -> None:
-        self.messages += self.inbox.drain(wait=0.3, timeout=3)
-
-    @staticmethod
-    def where(message: dict) -> tuple[str | None, str | None]:
-        body = message["parsed"]
-        if "approval" in body and "token" in body["approval"]:  # CodePipeline's approval JSON
-            pipeline, run_id, _ = body["approval"]["token"].split("/", 2)
-            return pipeline, run_id
-        detail = body.get("detail", {})
-        return detail.get("pipeline"), detail.get("execution-id")
+    drain_wait, drain_timeout = 0.3, 3.0
 
     def counts(self, pipeline: str, run_id: str, collect: bool = True) -> dict[str, int]:
         if collect:

@@ -22,7 +22,7 @@ from typing import Any
 from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 
 from release_orchestrator.notifications import messages
-from release_orchestrator.results import failure_reason
+from release_orchestrator.results import failure_reason, own_xcom
 
 log = logging.getLogger(__name__)
 
@@ -192,13 +192,7 @@ class PipelineEventNotifier(SnsNotifier):
             publish(self.hook, self.target_arn, subject, message, attributes)
 
     def _published_by_trigger(self, context: Any) -> bool:
-        ti = context.get("ti") or context.get("task_instance")
-        if ti is None or not hasattr(ti, "xcom_pull"):
-            return False
-        try:
-            sent = ti.xcom_pull(task_ids=ti.task_id, key=FAILURE_NOTICES_XCOM_KEY)
-        except Exception:  # noqa: BLE001 - publishing twice is better than never
-            return False
+        sent = own_xcom(context.get("ti") or context.get("task_instance"), FAILURE_NOTICES_XCOM_KEY)
         return isinstance(sent, dict) and self.event in sent
 
     @staticmethod
@@ -206,13 +200,7 @@ class PipelineEventNotifier(SnsNotifier):
         """Whether the failed task is an approval that its trigger ended as superseded."""
         from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY
 
-        ti = context.get("ti") or context.get("task_instance")
-        if ti is None or not hasattr(ti, "xcom_pull"):
-            return False
-        try:
-            decision = ti.xcom_pull(task_ids=ti.task_id, key=DECISION_XCOM_KEY)
-        except Exception:  # noqa: BLE001 - at worst the failure is reported
-            return False
+        decision = own_xcom(context.get("ti") or context.get("task_instance"), DECISION_XCOM_KEY)
         return isinstance(decision, dict) and decision.get("Outcome") == "Superseded"
 
     def _superseded_by(self, context: Any) -> str | None:

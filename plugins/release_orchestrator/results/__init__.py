@@ -21,12 +21,17 @@ class ActionFailed(AirflowException):
     """The action's work finished without success; the message says why."""
 
 
-def failure_reason(ti: Any) -> str | None:
-    """The reason a task ended by its trigger failed, from its XCom (None if there is none)."""
+def own_xcom(ti: Any, key: str) -> Any:
+    """A task instance's own XCom `key`, None when there is none or it cannot be read (for messages only)."""
     if ti is None or not hasattr(ti, "xcom_pull"):
         return None
     try:
-        value = ti.xcom_pull(task_ids=ti.task_id, key=FAILURE_XCOM_KEY)
-    except Exception:  # noqa: BLE001 - the reason only enriches a message
+        return ti.xcom_pull(task_ids=ti.task_id, key=key)
+    except Exception:  # noqa: BLE001 - such values only shape a message
         return None
+
+
+def failure_reason(ti: Any) -> str | None:
+    """The reason a task ended by its trigger failed, from its XCom (None if there is none)."""
+    value = own_xcom(ti, FAILURE_XCOM_KEY)
     return value if isinstance(value, str) and value else None
