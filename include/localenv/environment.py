@@ -128,6 +128,9 @@ class LocalEnvironment:
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+                # A dead triggerer's triggers go to a live one once its heartbeat is this old (default 30 s);
+                # with a heartbeat every 2 s, 10 s is still five missed beats.
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
                 "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws_conn),
                 "AWS_DEFAULT_REGION": resources.REGION,
                 "RELEASE_ORCHESTRATOR_PIPELINES_DIR": str(self.pipelines_dir),
