@@ -233,6 +233,19 @@ def count_tis(api, state: str) -> int:
     return int(page["total_entries"])
 
 
+def deferred_ids(api) -> set[str]:
+    """Ids of the task instances deferred right now (REST API, paged)."""
+    ids: set[str] = set()
+    offset = 0
+    while True:
+        page = api.request("GET", f"/dags/{PIPELINE}/dagRuns/~/taskInstances",
+                           params={"state": "deferred", "limit": 100, "offset": offset})
+        ids.update(ti["id"] for ti in page["task_instances"])
+        offset += len(page["task_instances"])
+        if not page["task_instances"] or offset >= page["total_entries"]:
+            return ids
+
+
 def aws_in_progress(sandbox) -> int:
     """Builds and deployments the sandbox has not finished: the waits going on right now."""
     app = sandbox.app
@@ -373,6 +386,10 @@ def run_all(env, api, sandbox, calls: CallLog, args) -> dict:
 
     samples: list[dict] = []
     lived: dict[str, float] = {}  # task instance id -> longest age seen of a task process running it
+    # Task processes whose task instance was deferred at the previous sample too (over a second): a slot held
+    # by a waiting task. One sample alone may catch a process in the moment between deferring and exiting.
+    deferred_with_process: set[str] = set()
+    held_while_waiting: set[str] = set()
     deadline = time.monotonic() + args.timeout
     states: dict[str, str] = {}
     runs: list[dict] = []
@@ -383,6 +400,9 @@ def run_all(env, api, sandbox, calls: CallLog, args) -> dict:
         ages = task_processes(env)
         for ti_id, age in ages.items():
             lived[ti_id] = max(lived.get(ti_id, 0.0), age)
+        now_deferred_with_process = deferred_ids(api) & set(ages)
+        held_while_waiting |= now_deferred_with_process & deferred_with_process
+        deferred_with_process = now_deferred_with_process
         sample = {"at": time.time() - started, "running": count_tis(api, "running"),
                   "deferred": count_tis(api, "deferred"), "queued": count_tis(api, "queued"),
                   "busy_slots": len(ages), "aws_in_progress": aws_in_progress(sandbox),
@@ -427,6 +447,7 @@ def run_all(env, api, sandbox, calls: CallLog, args) -> dict:
         "max_running_while_deferred": max((s["running"] for s in waiting), default=0),
         "mean_running_while_deferred": statistics.mean(s["running"] for s in waiting) if waiting else 0.0,
         "max_busy_slots_while_deferred": max((s["busy_slots"] for s in waiting), default=0),
+        "slots_held_by_waiting_tasks": len(held_while_waiting),
         "max_queued": max((s["queued"] for s in samples), default=0),
         "longest_task_processes": longest_task_processes(api, lived),
         "max_aws_in_progress": max((s["aws_in_progress"] for s in samples), default=0),
@@ -459,7 +480,9 @@ def print_report(r: dict) -> None:
         print(f"total wall time: {r['wall']:.1f} s (first trigger to last run's end; {r['runs']} triggers took "
               f"{r['trigger_seconds']:.1f} s); run duration median {r['run_duration_median']:.1f} s, "
               f"max {r['run_duration_max']:.1f} s")
-    print(f"worker slots held during the waits ({r['waiting_samples']} one-second samples with deferred task "
+    print(f"worker slots held by waiting (deferred) task instances: {r['slots_held_by_waiting_tasks']} (a task "
+          f"process alive while its task instance stayed deferred across two samples)")
+    print(f"worker slots busy during the waits ({r['waiting_samples']} one-second samples with deferred task "
           f"instances, up to {r['max_deferred']} deferred at once): running task instances max "
           f"{r['max_running_while_deferred']} (mean {r['mean_running_while_deferred']:.1f}); busy Celery slots max "
           f"{r['max_busy_slots_while_deferred']}; queued max {r['max_queued']}; builds and deployments in progress "
