@@ -588,7 +588,6 @@ def test_dag_processor_killed_while_it_publishes_a_failure(airflow_env, api, aws
     from sqlalchemy import create_engine
 
     dag_id, task_id = PIPELINES["failure"], WAITING_TASK["failure"]
-    started = time.monotonic()
     run_id = api.trigger(dag_id, conf=push("dag-processor-failure"))["dag_run_id"]
     seen = {"run_id": run_id, "problems": []}
     poll(lambda: taken_by_triggerer(api, dag_id, run_id, task_id), 180, "the action to wait in the triggerer")
