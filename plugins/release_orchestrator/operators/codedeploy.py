@@ -269,6 +269,7 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
         self._persist_link(context, deployment["deploymentId"])
         if deployment["status"] == DEPLOYMENT_READY and continue_at_ready:
             deployment = self._continue(deployment)
+            continue_at_ready = False  # continued here: the trigger only waits for the end
         if deployment["status"] in DEPLOYMENT_TERMINAL_STATES:
             return self.finish(context, deployment)
         return self._wait(context, deployment["deploymentId"], continue_at_ready)
