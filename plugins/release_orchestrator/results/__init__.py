@@ -8,6 +8,7 @@ rare action whose work is already finished when it starts or that waits without 
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException
@@ -19,6 +20,28 @@ FAILURE_XCOM_KEY = "failure_reason"
 
 class ActionFailed(AirflowException):
     """The action's work finished without success; the message says why."""
+
+
+@dataclass(kw_only=True)
+class AwsResult:
+    """What every result needs to read AWS: the action's connection, as plain data for the trigger's kwargs."""
+
+    aws_conn_id: str | None = "aws_default"
+    region_name: str | None = None
+    verify: bool | str | None = None
+    botocore_config: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]):
+        return cls(**value)
+
+    def hook_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of any AwsBaseHook for this connection."""
+        return {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify,
+                "config": self.botocore_config}
 
 
 def own_xcom(ti: Any, key: str) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -22,7 +22,7 @@ from airflow.providers.common.compat.sdk import mask_secret
 from release_orchestrator.hooks.codebuild import BUILD_SUCCEEDED, CodeBuildHook
 from release_orchestrator.links import CodeBuildLogsLink
 from release_orchestrator.operators.reattach import looks_secret
-from release_orchestrator.results import ActionFailed
+from release_orchestrator.results import ActionFailed, AwsResult
 
 LOG_TAIL_LINES = 30
 
@@ -77,34 +77,15 @@ class TestReport:
 
 
 @dataclass
-class BuildResult:
+class BuildResult(AwsResult):
     """Outputs or failure of a finished build of ``project_name`` (``tests`` for test.codebuild)."""
 
     project_name: str
-    aws_conn_id: str | None = "aws_default"
-    region_name: str | None = None
-    verify: bool | str | None = None
-    botocore_config: dict | None = None
     tests: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> BuildResult:
-        return cls(**value)
 
     @cached_property
     def hook(self) -> CodeBuildHook:
-        return CodeBuildHook(**self._hook_kwargs())
-
-    def _hook_kwargs(self) -> dict[str, Any]:
-        return {
-            "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region_name,
-            "verify": self.verify,
-            "config": self.botocore_config,
-        }
+        return CodeBuildHook(**self.hook_kwargs())
 
     # --- the verdict ---
 
@@ -202,7 +183,7 @@ class BuildResult:
             log.info("Build %s has no CloudWatch log to show", build["id"])
             return
         try:
-            events = AwsLogsHook(**self._hook_kwargs()).conn.get_log_events(
+            events = AwsLogsHook(**self.hook_kwargs()).conn.get_log_events(
                 logGroupName=group, logStreamName=stream, limit=LOG_TAIL_LINES, startFromHead=False
             )["events"]
         except Exception as err:
@@ -241,7 +222,7 @@ class BuildResult:
         return [arn for arn in arns if arn.split("report/", 1)[-1].rsplit(":", 1)[0] == group]
 
     def _read_junit(self, build: dict[str, Any], report: TestReport, log: Any) -> list[dict[str, str]]:
-        s3 = S3Hook(**self._hook_kwargs())
+        s3 = S3Hook(**self.hook_kwargs())
         location = self.junit_location(build, report)
         if location is None:
             log.warning("Build %s has no artifact bucket to read a JUnit report from", build["id"])

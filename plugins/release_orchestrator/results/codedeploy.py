@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -17,7 +17,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 
 from release_orchestrator.hooks.codedeploy import DEPLOYMENT_READY, DEPLOYMENT_SUCCEEDED, CodeDeployHook
 from release_orchestrator.links import CodeDeployDeploymentLink
-from release_orchestrator.results import ActionFailed
+from release_orchestrator.results import ActionFailed, AwsResult
 
 
 def appspec_of(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -58,30 +58,16 @@ def continue_if_ready(hook: CodeDeployHook, deployment: dict[str, Any], log: Any
 
 
 @dataclass
-class DeploymentResult:
+class DeploymentResult(AwsResult):
     """Outputs or failure of a finished deployment to ``application/group`` on ``platform``."""
 
     application_name: str
     deployment_group_name: str
     platform: str = "server"
-    aws_conn_id: str | None = "aws_default"
-    region_name: str | None = None
-    verify: bool | str | None = None
-    botocore_config: dict | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> DeploymentResult:
-        return cls(**value)
 
     @cached_property
     def hook(self) -> CodeDeployHook:
-        return CodeDeployHook(
-            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify,
-            config=self.botocore_config,
-        )
+        return CodeDeployHook(**self.hook_kwargs())
 
     @property
     def group(self) -> str:
