@@ -134,7 +134,7 @@ class LocalEnvironment:
                 "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws_conn),
                 "AWS_DEFAULT_REGION": resources.REGION,
                 "RELEASE_ORCHESTRATOR_PIPELINES_DIR": str(self.pipelines_dir),
-                "RELEASE_ORCHESTRATOR_POLL_INTERVAL": "2",
+                "RELEASE_ORCHESTRATOR_POLL_INTERVAL": "1",
                 "NO_PROXY": "*",
             }
         )

@@ -45,6 +45,7 @@ class FakeService:
 def make_poller(service: FakeService, **kwargs) -> BatchPoller:
     kwargs.setdefault("backoff_base", FAST)
     kwargs.setdefault("backoff_cap", 4 * FAST)
+    kwargs.setdefault("first_look", FAST)
     return BatchPoller(SPEC, service.fetch, **kwargs)
 
 
@@ -74,6 +75,48 @@ def test_250_waiting_ids_cost_3_calls_per_round():
         assert poller.api_calls == 3 * poller.rounds
         assert poller.ids_polled == 250 * poller.rounds
         assert poller.stats["waiting"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_new_id_is_looked_at_soon_not_a_whole_interval_later():
+    service = FakeService(["old", "new"])
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        poller = make_poller(service, first_look=0.05)
+        old = asyncio.ensure_future(poller.wait("old", interval=60))
+        await until(lambda: poller.rounds == 1)
+        assert service.calls == [["old"]]
+        service.status["new"] = "DONE"  # e.g. a short build, finished by the time its trigger starts
+        registered = loop.time()
+        assert (await poller.wait("new", interval=60))["status"] == "DONE"
+        # Its first look came after the short window, while "old" is not due for a minute: only "new" was asked.
+        assert 0.05 <= loop.time() - registered < 1.0
+        assert service.calls == [["old"], ["new"]]
+        assert not old.done()
+        old.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_ids_due_within_half_an_interval_share_a_round():
+    service = FakeService(["a", "b"])
+
+    async def scenario():
+        poller = make_poller(service, first_look=0.0)
+        wait_a = asyncio.ensure_future(poller.wait("a", interval=1.0))
+        await until(lambda: poller.rounds == 1)
+        await asyncio.sleep(0.3)  # "b" registers 0.3 s later: its first look is due long before "a"'s next
+        wait_b = asyncio.ensure_future(poller.wait("b", interval=1.0))
+        await until(lambda: poller.rounds == 2)
+        assert service.calls[1] == ["b"]
+        # "a" is due 0.7 s after its first look, "b" 0.3 s later: within half an interval, so one call.
+        await until(lambda: poller.rounds == 3)
+        assert sorted(service.calls[2]) == ["a", "b"]
+        assert len(service.calls) == 3
+        wait_a.cancel()
+        wait_b.cancel()
 
     asyncio.run(scenario())
 
@@ -255,3 +298,38 @@ def test_a_result_ends_the_task_as_soon_as_the_poller_has_it(monkeypatch, task_x
     assert isinstance(event, TaskSuccessEvent)
     assert task_xcoms[("p:1", "return_value")]["BuildId"] == "p:1"
     assert elapsed < 1.0
+
+
+def test_a_result_reads_aws_with_the_client_its_poller_polls_with(monkeypatch, task_xcoms):
+    """In the triggerer, a finished build's outputs cost no second client (connection, session, service model)."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    from release_orchestrator.hooks.codebuild import CodeBuildHook
+    from release_orchestrator.results.codebuild import BuildResult
+    from release_orchestrator.triggers.codebuild import CodeBuildBuildTrigger
+
+    built = []
+    original_init = CodeBuildHook.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(self)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(CodeBuildHook, "__init__", counting_init)
+    monkeypatch.setattr(CodeBuildHook, "conn_region_name", "eu-west-1")
+    monkeypatch.setattr(CodeBuildHook, "conn_partition", "aws")
+
+    async def run():
+        trigger = CodeBuildBuildTrigger(build_id="p:1", poll_interval=30, result=BuildResult("p").to_dict())
+        poller = trigger.poller()
+
+        async def finished(ids):
+            return [{"id": "p:1", "buildStatus": "SUCCEEDED"}]  # no deep link: the result builds one
+
+        poller.fetch = finished
+        return await anext(trigger.run()), trigger
+
+    event, trigger = asyncio.run(run())
+    assert isinstance(event, TaskSuccessEvent)
+    assert "eu-west-1" in task_xcoms[("p:1", "return_value")]["LogsUrl"]
+    assert len(built) == 1  # the poller's hook, reused by the result for its links

@@ -9,13 +9,15 @@ rare action whose work is already finished when it starts or that waits without 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.providers.common.compat.sdk import AirflowException
 
 # XCom of a task that failed in the triggerer: why it failed (failure notifications read it, since
 # Airflow passes no exception to callbacks of tasks ended by their trigger).
 FAILURE_XCOM_KEY = "failure_reason"
+
+HookT = TypeVar("HookT")
 
 
 class ActionFailed(AirflowException):
@@ -42,6 +44,17 @@ class AwsResult:
         """Keyword arguments of any AwsBaseHook for this connection."""
         return {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify,
                 "config": self.botocore_config}
+
+    def __post_init__(self) -> None:
+        # Hooks by class for this connection; not a field, so not serialized. The trigger hands in
+        # the ones its poller shares, so reading a result builds no second client.
+        self.hooks: dict[type, Any] = {}
+
+    def shared_hook(self, hook_class: type[HookT]) -> HookT:
+        """The hook of ``hook_class`` for this connection, built on first use."""
+        if hook_class not in self.hooks:
+            self.hooks[hook_class] = hook_class(**self.hook_kwargs())
+        return self.hooks[hook_class]
 
 
 def own_xcom(ti: Any, key: str) -> Any:

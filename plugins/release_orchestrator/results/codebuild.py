@@ -85,7 +85,7 @@ class BuildResult(AwsResult):
 
     @cached_property
     def hook(self) -> CodeBuildHook:
-        return CodeBuildHook(**self.hook_kwargs())
+        return self.shared_hook(CodeBuildHook)
 
     # --- the verdict ---
 
@@ -183,7 +183,7 @@ class BuildResult(AwsResult):
             log.info("Build %s has no CloudWatch log to show", build["id"])
             return
         try:
-            events = AwsLogsHook(**self.hook_kwargs()).conn.get_log_events(
+            events = self.shared_hook(AwsLogsHook).conn.get_log_events(
                 logGroupName=group, logStreamName=stream, limit=LOG_TAIL_LINES, startFromHead=False
             )["events"]
         except Exception as err:
@@ -222,7 +222,7 @@ class BuildResult(AwsResult):
         return [arn for arn in arns if arn.split("report/", 1)[-1].rsplit(":", 1)[0] == group]
 
     def _read_junit(self, build: dict[str, Any], report: TestReport, log: Any) -> list[dict[str, str]]:
-        s3 = S3Hook(**self.hook_kwargs())
+        s3 = self.shared_hook(S3Hook)
         location = self.junit_location(build, report)
         if location is None:
             log.warning("Build %s has no artifact bucket to read a JUnit report from", build["id"])

@@ -67,7 +67,7 @@ class DeploymentResult(AwsResult):
 
     @cached_property
     def hook(self) -> CodeDeployHook:
-        return CodeDeployHook(**self.hook_kwargs())
+        return self.shared_hook(CodeDeployHook)
 
     @property
     def group(self) -> str:

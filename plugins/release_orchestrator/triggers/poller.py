@@ -3,6 +3,9 @@
 A trigger registers the id it waits for and awaits its result. The poller asks AWS about all
 registered ids with the service's batch call (BatchGetBuilds: 100 ids a call, BatchGetDeployments:
 25), once per interval, so N waiting builds cost ceil(N / 100) calls per interval rather than N.
+A new id gets its first look ``first_look`` seconds after it registers (not a whole interval later):
+the triggerer starts a trigger a second or more after the action started it, so a short build is often
+finished by then. Ids whose look is due within half an interval are asked in the same round.
 It backs off (exponential, with jitter, capped) while AWS throttles, and resolves each waiter when
 its item reaches a status the waiter stops at.
 
@@ -19,7 +22,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
@@ -82,6 +85,8 @@ class BatchPoller:
     :param backoff_base: first back-off after a throttled call, seconds.
     :param backoff_cap: longest back-off, seconds.
     :param not_found_limit: rounds an id may be missing from the answers before its waiter fails.
+    :param first_look: seconds from an id's registration to its first look; the short window lets the
+        triggers that start together share calls.
     """
 
     def __init__(
@@ -92,13 +97,16 @@ class BatchPoller:
         backoff_base: float = 2.0,
         backoff_cap: float = 300.0,
         not_found_limit: int = 3,
+        first_look: float = 0.1,
     ) -> None:
         self.spec = spec
         self.fetch = fetch
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.not_found_limit = not_found_limit
+        self.first_look = first_look
         self._waiters: dict[str, list[_Waiter]] = {}
+        self._due: dict[str, float] = {}  # id -> event-loop time of its next look
         self._missing: dict[str, int] = {}
         self._task: asyncio.Task | None = None
         self._wakeup: asyncio.Event | None = None
@@ -132,6 +140,8 @@ class BatchPoller:
             stop_states=self.spec.terminal_states | frozenset(stop_states),
             interval=float(interval),
         )
+        if item_id not in self._waiters:
+            self._due[item_id] = asyncio.get_running_loop().time() + self.first_look
         self._waiters.setdefault(item_id, []).append(waiter)
         self._ensure_running()
         try:
@@ -147,6 +157,7 @@ class BatchPoller:
             if not waiters:
                 del self._waiters[item_id]
                 self._missing.pop(item_id, None)
+                self._due.pop(item_id, None)
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
@@ -155,11 +166,13 @@ class BatchPoller:
                 self._run(), name=f"{self.spec.service}-batch-poller"
             )
         elif self._wakeup is not None:
-            # A shorter interval may have arrived with the new waiter.
+            # The new waiter's first look may be due before the round being slept for.
             self._wakeup.set()
 
-    def _interval(self) -> float:
-        return min((w.interval for ws in self._waiters.values() for w in ws), default=30.0)
+    def _interval(self, item_id: str | None = None) -> float:
+        """The shortest interval asked for ``item_id`` (default: for any id)."""
+        waiters = self._waiters.get(item_id, []) if item_id is not None else [w for ws in self._waiters.values() for w in ws]
+        return min((w.interval for w in waiters), default=30.0)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake early when a waiter registers, so the interval is re-evaluated."""
@@ -173,8 +186,7 @@ class BatchPoller:
     async def _run(self) -> None:
         try:
             while self._waiters:
-                # Sleep first: triggers that defer together are then answered by the same calls.
-                await self._sleep_interval()
+                await self._sleep_until_due()
                 if not self._waiters:
                     break
                 await self._poll_round()
@@ -187,17 +199,18 @@ class BatchPoller:
                     if not waiter.future.done():
                         waiter.future.set_exception(err)
 
-    async def _sleep_interval(self) -> None:
+    async def _sleep_until_due(self) -> None:
+        """Sleep until some id's look is due; a waiter registering meanwhile re-evaluates the deadline."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._interval()
-        while (remaining := deadline - loop.time()) > 0 and self._waiters:
+        while self._waiters and (remaining := min(self._due.values(), default=0.0) - loop.time()) > 0:
             await self._sleep(remaining)
-            # A new waiter may ask for a shorter interval than the one being slept.
-            deadline = min(deadline, loop.time() + self._interval())
 
     async def _poll_round(self) -> None:
         self.rounds += 1
-        ids = list(self._waiters)
+        loop = asyncio.get_running_loop()
+        # The ids due now, and those due within half an interval: one call rather than two in a row.
+        horizon = loop.time() + self._interval() / 2
+        ids = [item_id for item_id in self._waiters if self._due.get(item_id, 0.0) <= horizon]
         size = self.spec.max_batch
         chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
         while chunks:
@@ -221,6 +234,10 @@ class BatchPoller:
                 continue
             self._throttled_in_a_row = 0
             chunks.pop(0)
+            looked_at = loop.time()
+            for item_id in chunk:
+                if item_id in self._waiters:
+                    self._due[item_id] = looked_at + self._interval(item_id)
             self._resolve(chunk, items)
 
     def _backoff(self) -> float:
@@ -257,27 +274,34 @@ class BatchPoller:
                     waiter.future.set_exception(err)
 
 
-# loop -> key -> poller. Weak on the loop, so pollers of closed test loops go away with them.
-_registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, BatchPoller]] = (
-    weakref.WeakKeyDictionary()
-)
-_registry_lock = threading.Lock()
+# loop -> key -> poller (or other object shared in that loop). Weak on the loop, so the pollers of
+# closed test loops go away with them.
+_registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, Any]] = weakref.WeakKeyDictionary()
+_registry_lock = threading.RLock()  # a factory may itself ask for a shared object
+
+SharedT = TypeVar("SharedT")
+
+
+def loop_shared(key: Hashable, factory: Callable[[], SharedT]) -> SharedT:
+    """The object for ``key`` in the running event loop, made by ``factory`` on first use."""
+    loop = asyncio.get_running_loop()
+    with _registry_lock:
+        objects = _registry.setdefault(loop, {})
+        if key not in objects:
+            objects[key] = factory()
+        return objects[key]
 
 
 def get_poller(key: Hashable, factory: Callable[[], BatchPoller]) -> BatchPoller:
     """The poller for ``key`` in the running event loop, made by ``factory`` on first use."""
-    loop = asyncio.get_running_loop()
-    with _registry_lock:
-        pollers = _registry.setdefault(loop, {})
-        if key not in pollers:
-            pollers[key] = factory()
-        return pollers[key]
+    return loop_shared(("poller", key), factory)
 
 
 def all_pollers() -> list[BatchPoller]:
     """Every live poller, in every event loop (for benchmarks and diagnostics)."""
     with _registry_lock:
-        return [poller for pollers in _registry.values() for poller in pollers.values()]
+        return [poller for objects in _registry.values() for poller in objects.values()
+                if isinstance(poller, BatchPoller)]
 
 
 def reset_pollers() -> None:
