@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -14,12 +15,14 @@ def _raise_interrupt(signum, frame):  # SIGTERM ends the environment as Ctrl-C d
 
 def up() -> int:
     from include.localenv.environment import LocalEnvironment
+    from release_orchestrator.settings import pipelines_dirs
 
-    env = LocalEnvironment()
+    # The specs of $RELEASE_ORCHESTRATOR_PIPELINES_DIR when set (try your own), else the example's.
+    env = LocalEnvironment(pipelines_dir=os.pathsep.join(pipelines_dirs()))
     with env:
         print(f"\nAirflow UI: {env.airflow_url}  (login admin / {env.users['admin']}; reviewer qa-lead / "
               f"{env.users['qa-lead']})\nSandbox AWS: {env.sandbox_url}\nProcess logs: {env.log_dir}\n"
-              "Ctrl-C stops everything.", flush=True)
+              f"Pipeline specs: {env.pipelines_dir}\nCtrl-C stops everything.", flush=True)
         while True:
             env.check_alive()
             time.sleep(2)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import boto3
 
@@ -19,6 +21,7 @@ from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from include.localenv.environment import LocalEnvironment
 from include.localenv.webhook_client import send_github_push
 from include.sandbox import resources
+from release_orchestrator.settings import pipelines_dirs
 
 PIPELINE = "webapp-release"
 APPROVAL_TASK = "Approval.QALeadSignOff"
@@ -152,7 +155,9 @@ def print_notifications(notes: list[dict]) -> None:
 
 
 def main() -> int:
-    env = LocalEnvironment()
+    # The example's specs, and those of $RELEASE_ORCHESTRATOR_PIPELINES_DIR when set.
+    example = str(Path(__file__).resolve().parents[1] / "pipelines")
+    env = LocalEnvironment(pipelines_dir=os.pathsep.join(dict.fromkeys([example, *pipelines_dirs()])))
     with env:
         api = AirflowAPI(env.airflow_url, "admin", env.users["admin"])
         reviewer = AirflowAPI(env.airflow_url, REVIEWER, env.users[REVIEWER])

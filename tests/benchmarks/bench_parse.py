@@ -93,7 +93,9 @@ def write_hand_written(path: Path, specs: Path) -> None:
     included) and written out as literals; the DAG, TaskGroups and dependencies are written as one would by
     hand. compare_worker() checks that both give the same serialized DAGs.
     """
+    from release_orchestrator import settings
     from release_orchestrator.pipeline import compiler
+    from release_orchestrator.pipeline.action_types import ActionType
     from release_orchestrator.pipeline.loader import load_specs
 
     pipelines, errors = load_specs(str(specs))
@@ -103,11 +105,11 @@ def write_hand_written(path: Path, specs: Path) -> None:
         def __init__(self, cls, **kwargs):
             self.cls, self.kwargs = cls, kwargs
 
-    real_operator_for = compiler.operator_for
+    real_operator_class = ActionType.operator_class
 
-    def recording_operator_for(action_type, configuration=None):
-        cls, fixed = real_operator_for(action_type, configuration)
-        return (lambda **kwargs: Recorded(cls, **kwargs)), fixed
+    def recording_operator_class(self, configuration=None):
+        cls = real_operator_class(self, configuration)
+        return lambda **kwargs: Recorded(cls, **kwargs)
 
     out = [
         '"""Release pipelines written by hand as Airflow DAGs (the benchmark\'s comparison for the factory)."""',
@@ -119,7 +121,7 @@ def write_hand_written(path: Path, specs: Path) -> None:
     ]
     imports: set[tuple[str, str]] = set()
     body: list[str] = []
-    compiler.operator_for = recording_operator_for
+    ActionType.operator_class = recording_operator_class
     try:
         for number, pipeline in enumerate(pipelines):
             suffix = f"_{number:03d}"
@@ -160,7 +162,7 @@ def write_hand_written(path: Path, specs: Path) -> None:
                 "    catchup=False,",
                 "    params={", *params, "    },",
                 f"    tags={[compiler.TAG, *pipeline.tags]!r},",
-                f"    max_active_runs={compiler.PARALLEL_MAX_ACTIVE_RUNS if mode == 'PARALLEL' else 1},",
+                f"    max_active_runs={settings.PARALLEL_RUNS.get() if mode == 'PARALLEL' else 1},",
                 f"    doc_md={compiler.doc_md(pipeline)!r},",
                 "    user_defined_macros={'release_output': release_output},",
                 f"    on_success_callback={callback('pipeline-succeeded')},",
@@ -198,7 +200,7 @@ def write_hand_written(path: Path, specs: Path) -> None:
                     previous = tasks
             body.append("    " + " >> ".join(groups))
     finally:
-        compiler.operator_for = real_operator_for
+        ActionType.operator_class = real_operator_class
     out += [f"from {module} import {name}" for module, name in sorted(imports)]
     path.write_text("\n".join(out + body) + "\n")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from release_orchestrator import settings
 from release_orchestrator.pipeline import compiler
 from release_orchestrator.pipeline.api import action, pipeline, stage
 
@@ -64,7 +65,7 @@ def test_parallel_mode_allows_concurrent_runs():
     spec = pipeline("parallel-demo", execution_mode="PARALLEL", stages=[
         stage("Source", [action("Checkout", "source.github", repository="a/b", branch="main")])])
     dag = compiler.build_dag(spec)
-    assert dag.max_active_runs == compiler.PARALLEL_MAX_ACTIVE_RUNS > 1
+    assert dag.max_active_runs == settings.PARALLEL_RUNS.get() > 1
 
 
 class FakeTI:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from release_orchestrator import settings
 from release_orchestrator.pipeline import compiler
 from release_orchestrator.pipeline.api import action, pipeline, stage
 from release_orchestrator.pipeline.errors import SpecError
@@ -21,10 +22,10 @@ def approval_pipeline(**fields):
 
 @pytest.mark.parametrize("mode, supersede_approvals, runs, supersedes", [
     ("QUEUED", None, 1, False),
-    ("PARALLEL", None, compiler.PARALLEL_MAX_ACTIVE_RUNS, False),
-    ("PARALLEL", True, compiler.PARALLEL_MAX_ACTIVE_RUNS, True),
-    ("SUPERSEDED", None, compiler.PARALLEL_MAX_ACTIVE_RUNS, True),
-    ("SUPERSEDED", False, compiler.PARALLEL_MAX_ACTIVE_RUNS, False),
+    ("PARALLEL", None, settings.PARALLEL_RUNS.default, False),
+    ("PARALLEL", True, settings.PARALLEL_RUNS.default, True),
+    ("SUPERSEDED", None, settings.PARALLEL_RUNS.default, True),
+    ("SUPERSEDED", False, settings.PARALLEL_RUNS.default, False),
 ])
 def test_execution_modes(mode, supersede_approvals, runs, supersedes):
     dag = compiler.build_dag(approval_pipeline(execution_mode=mode, supersede_approvals=supersede_approvals))

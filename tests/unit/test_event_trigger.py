@@ -11,7 +11,6 @@ from moto import mock_aws
 
 from airflow.triggers.shared_stream import SharedStreamManager
 
-from release_orchestrator.events import trigger as trigger_module
 from release_orchestrator.events.sources import PAYLOAD_KIND, WatchedSource
 from release_orchestrator.events.trigger import SourceEventTrigger, SqsEventProducer
 from release_orchestrator.webhooks.filters import Patterns
@@ -25,8 +24,8 @@ def aws(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}))
-    monkeypatch.setattr(trigger_module, "WAIT_SECONDS", 0)
-    monkeypatch.setattr(trigger_module, "STARTUP_DELAY", 0.0)
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_EVENTS_WAIT_SECONDS", "0")
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_EVENTS_STARTUP_DELAY", "0")
     with mock_aws():
         yield
 
@@ -138,7 +137,7 @@ def test_one_poll_fans_out_and_each_watcher_fires_only_for_its_source(sqs):
 
 
 def test_a_message_whose_event_was_not_stored_stays_in_the_queue_and_fires_once(sqs, monkeypatch):
-    monkeypatch.setattr(trigger_module, "VISIBILITY_TIMEOUT", 1)
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_EVENTS_VISIBILITY_TIMEOUT", "1")
 
     async def scenario():
         # Persist confirmations never come: the ack timeout fails the watcher, the message is not deleted.

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from release_orchestrator.pipeline import action_types
@@ -70,3 +71,32 @@ def test_pipeline_modules_do_not_import_airflow():
             "release_orchestrator.pipeline.importer, release_orchestrator.__main__; "
             "assert not [m for m in sys.modules if m.split('.')[0] == 'airflow'], 'airflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": f"{ROOT}/plugins:{ROOT}"})
+
+
+@pytest.mark.parametrize("name", sorted(ACTION_TYPES))
+def test_every_action_type_names_an_operator_that_takes_what_the_compiler_passes(name):
+    import inspect
+
+    from airflow.sdk import BaseOperator
+
+    action_type = ACTION_TYPES[name]
+    choices = [None, *(action_type.operator_by[1] if action_type.operator_by else ())]
+    for choice in choices:
+        configuration = {action_type.operator_by[0]: choice} if choice else {}
+        operator = action_type.operator_class(configuration)
+        assert issubclass(operator, BaseOperator)
+        accepted = {p for cls in operator.__mro__ if "__init__" in vars(cls)
+                    for p in inspect.signature(cls.__init__).parameters}
+        wanted = set(action_type.fixed_kwargs)
+        if action_type.uses_aws:
+            wanted |= {"aws_conn_id", "region_name"}
+        if action_type.polls:
+            wanted.add("poll_interval")
+        assert wanted <= accepted, f"{name}: {operator.__name__} does not take {sorted(wanted - accepted)}"
+
+
+def test_approval_mode_picks_the_form_operator():
+    approval = ACTION_TYPES["approval.manual"]
+    assert approval.operator_class({"mode": "form"}).__name__ == "FormApprovalOperator"
+    assert approval.operator_class({"mode": "mark"}).__name__ == "ManualApprovalOperator"
+    assert approval.operator_class({}).__name__ == "ManualApprovalOperator"

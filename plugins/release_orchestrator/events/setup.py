@@ -130,7 +130,7 @@ def boto3_clients(endpoint_url: str | None = None, default_region: str | None = 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from release_orchestrator.webhooks.runs import pipelines_dirs
+    from release_orchestrator.settings import pipelines_dirs
 
     parser = argparse.ArgumentParser(prog="python -m release_orchestrator.events",
                                      description="Route CodeCommit, ECR and S3 events to the pipelines' queues.")

@@ -16,17 +16,17 @@ Kept free of Airflow imports: the spec validator and the compiler use it at DAG-
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 from urllib.parse import quote, unquote_plus
 
+from release_orchestrator import settings
 from release_orchestrator.webhooks.filters import EVENT_PROVIDERS, Patterns
 
 __all__ = ["EVENT_PROVIDERS", "DEFAULT_QUEUE", "WatchedSource", "changes_in_message", "latest_change"]
-# The queue event-driven triggers read when their spec names none; the sandbox creates it, and
-# `python -m release_orchestrator.events setup` creates it in an AWS account.
-DEFAULT_QUEUE = os.environ.get("RELEASE_ORCHESTRATOR_EVENTS_QUEUE") or "release-source-events"
+# The queue event-driven triggers read when their spec names none (the EVENTS_QUEUE setting); the
+# sandbox creates it, and `python -m release_orchestrator.events setup` creates it in an AWS account.
+DEFAULT_QUEUE = settings.EVENTS_QUEUE.default
 # Marks the payload of the asset events our trigger creates.
 PAYLOAD_KIND = "release-source-event"
 
@@ -44,7 +44,7 @@ class WatchedSource:
     """One event-driven trigger entry, resolved: a source, and the queue its events arrive in."""
 
     provider: str
-    queue: str = DEFAULT_QUEUE
+    queue: str = field(default_factory=settings.EVENTS_QUEUE.get)
     aws_conn_id: str | None = "aws_default"
     region: str | None = None
     bucket: str | None = None  # s3

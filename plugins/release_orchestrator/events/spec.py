@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from release_orchestrator.events.sources import DEFAULT_QUEUE, EVENT_PROVIDERS, WatchedSource
+from release_orchestrator import settings
+from release_orchestrator.events.sources import EVENT_PROVIDERS, WatchedSource
 from release_orchestrator.pipeline.model import Action, Pipeline
 from release_orchestrator.pipeline.syntax import did_you_mean
 from release_orchestrator.webhooks.filters import Patterns
@@ -99,7 +100,7 @@ def parse_event_trigger(pipeline: Pipeline, node: dict, where: str) -> tuple[Wat
             values["image_tag"] = "latest"  # the source action's default
     values.setdefault("aws_conn_id", (action.aws_conn_id if action else None) or pipeline.aws_conn_id)
     values.setdefault("region", (action.region if action else None) or pipeline.region)
-    values.setdefault("queue", DEFAULT_QUEUE)
+    values.setdefault("queue", settings.EVENTS_QUEUE.get())
     if provider == "ecr":
         values.setdefault("image_tag", "latest")
 

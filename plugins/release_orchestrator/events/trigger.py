@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -30,18 +29,16 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
 
+from release_orchestrator import settings
 from release_orchestrator.events.sources import PAYLOAD_KIND, WatchedSource, changes_in_message, describe_change
 
 log = logging.getLogger(__name__)
 
-# Long-poll wait of one ReceiveMessage call (SQS allows up to 20 s).
-WAIT_SECONDS = int(os.environ.get("RELEASE_ORCHESTRATOR_EVENTS_WAIT_SECONDS", "10"))
-# How long a received message stays invisible to other consumers: longer than Airflow's shared-stream
-# ack timeout (300 s by default), so a message is not delivered again while its events are being stored.
-VISIBILITY_TIMEOUT = int(os.environ.get("RELEASE_ORCHESTRATOR_EVENTS_VISIBILITY_TIMEOUT", "330"))
-# Wait this long before the first receive, so the triggers of one queue (started together by the
-# triggerer) have all joined the shared poll before any message is handed out.
-STARTUP_DELAY = float(os.environ.get("RELEASE_ORCHESTRATOR_EVENTS_STARTUP_DELAY", "2"))
+# Their defaults come from settings.py (EVENTS_WAIT_SECONDS: the long-poll wait of one
+# ReceiveMessage; EVENTS_VISIBILITY_TIMEOUT: longer than Airflow's shared-stream ack timeout, 300 s by
+# default, so a message is not delivered again while its events are being stored; EVENTS_STARTUP_DELAY:
+# the triggers of one queue, started together by the triggerer, all join the shared poll before any
+# message is handed out).
 MAX_BACKOFF = 15.0
 REMEMBERED_EVENTS = 10_000
 # Long polls hold a thread for up to WAIT_SECONDS: they get their own threads rather than the event loop's
@@ -62,9 +59,10 @@ class SqsEventProducer(SharedStreamProducer):
         self.queue = queue
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
-        self.wait_seconds = WAIT_SECONDS if wait_seconds is None else wait_seconds
-        self.visibility_timeout = VISIBILITY_TIMEOUT if visibility_timeout is None else visibility_timeout
-        self.startup_delay = STARTUP_DELAY if startup_delay is None else startup_delay
+        self.wait_seconds = settings.EVENTS_WAIT_SECONDS.get() if wait_seconds is None else wait_seconds
+        self.visibility_timeout = (settings.EVENTS_VISIBILITY_TIMEOUT.get() if visibility_timeout is None
+                                   else visibility_timeout)
+        self.startup_delay = settings.EVENTS_STARTUP_DELAY.get() if startup_delay is None else startup_delay
         self._client = client
         self._url: str | None = queue if queue.startswith(("https://", "http://")) else None
         self._closed = threading.Event()

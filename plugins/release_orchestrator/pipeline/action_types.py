@@ -2,14 +2,19 @@
 
 Each entry says which category the type belongs to, which configuration keys it takes (required or optional,
 with a one-line description, the kind of value and the default), which output variables it produces for
-#{Namespace.Variable} references, and optionally a check for rules that span several keys. The validator,
-the docs and the importer all read this table, so adding a type is adding an entry here (and an operator).
+#{Namespace.Variable} references, optionally a check for rules that span several keys, and how it runs:
+its operator (imported when a DAG is built, so parsing a spec imports no operator), the keyword arguments
+the operator always gets, whether it talks to AWS (then it gets the action's connection and region) and
+whether it waits on the shared batched poller (then it gets the poll interval). The validator, the
+compiler, the schema, the docs and the importer all read this table, so adding a type is adding an
+entry here and writing its operator.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -54,6 +59,22 @@ class ActionType:
     # reference to any other name is allowed.
     open_outputs: bool = False
     check: Check | None = None
+    # How it runs. `operator` is "module:Class"; `operator_by` picks another one by a configuration value,
+    # (key, {value: "module:Class"}), e.g. approval.manual's `mode: form`.
+    operator: str = ""
+    operator_by: tuple[str, dict[str, str]] | None = None
+    fixed_kwargs: dict[str, Any] = field(default_factory=dict)
+    uses_aws: bool = True  # gets aws_conn_id and region_name
+    polls: bool = False  # waits on the shared batched poller: gets poll_interval
+
+    def operator_class(self, configuration: dict[str, Any] | None = None) -> type:
+        """The operator class for an action of this type with ``configuration``."""
+        path = self.operator
+        if self.operator_by:
+            key, choices = self.operator_by
+            path = choices.get((configuration or {}).get(key), path)
+        module, _, name = path.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     def key(self, name: str) -> ConfigKey | None:
         return next((k for k in self.keys if k.name == name), None)
@@ -204,6 +225,7 @@ _CODEBUILD_KEYS = (
     ConfigKey("primary_source", "input artifact that is the primary source when there are several"),
 )
 _CODEBUILD_OUTPUTS = ("BuildId", "BuildNumber", "BuildStatus", "ResolvedSourceVersion", "LogsUrl")
+_OPERATORS = "release_orchestrator.operators"
 
 ACTION_TYPES: dict[str, ActionType] = {
     t.name: t
@@ -221,6 +243,9 @@ ACTION_TYPES: dict[str, ActionType] = {
             outputs=("CommitId", "BranchName", "RepositoryName", "FullRepositoryName", "CommitMessage",
                      "AuthorDisplayName", "AuthorDate", "CommitUrl", "ChangedFiles"),
             check=_check_github,
+            operator=f"{_OPERATORS}.source:GitSourceOperator",
+            fixed_kwargs={"provider": "github"},
+            uses_aws=False,  # the revision comes with the run (webhook, event or trigger form)
         ),
         ActionType(
             "source.codecommit", "Source", "A branch of a CodeCommit repository.",
@@ -230,6 +255,9 @@ ACTION_TYPES: dict[str, ActionType] = {
                 _DETECT_CHANGES,
             ),
             outputs=("CommitId", "BranchName", "RepositoryName", "CommitMessage", "AuthorDate", "AuthorDisplayName"),
+            operator=f"{_OPERATORS}.source:GitSourceOperator",
+            fixed_kwargs={"provider": "codecommit"},
+            uses_aws=False,
         ),
         ActionType(
             "source.s3", "Source", "An object (typically a zip) in a versioned S3 bucket.",
@@ -239,6 +267,7 @@ ACTION_TYPES: dict[str, ActionType] = {
                 _DETECT_CHANGES,
             ),
             outputs=("VersionId", "ETag", "ObjectKey", "BucketName"),
+            operator=f"{_OPERATORS}.source:S3SourceOperator",
         ),
         ActionType(
             "source.ecr", "Source", "An image tag in an ECR repository.",
@@ -247,6 +276,7 @@ ACTION_TYPES: dict[str, ActionType] = {
                 ConfigKey("image_tag", "tag to follow", default="latest"),
             ),
             outputs=("ImageDigest", "ImageTag", "ImageURI", "RegistryId", "RepositoryName"),
+            operator=f"{_OPERATORS}.source:EcrSourceOperator",
         ),
         ActionType(
             "build.codebuild", "Build", "Runs a CodeBuild project.",
@@ -254,6 +284,8 @@ ACTION_TYPES: dict[str, ActionType] = {
             outputs=_CODEBUILD_OUTPUTS,
             open_outputs=True,
             check=_check_codebuild,
+            operator=f"{_OPERATORS}.codebuild:CodeBuildOperator",
+            polls=True,
         ),
         ActionType(
             "test.codebuild", "Test", "Runs a CodeBuild project as a test, optionally reading its test reports.",
@@ -265,6 +297,8 @@ ACTION_TYPES: dict[str, ActionType] = {
             outputs=_CODEBUILD_OUTPUTS,
             open_outputs=True,
             check=_check_codebuild,
+            operator=f"{_OPERATORS}.codebuild:TestCodeBuildOperator",
+            polls=True,
         ),
         ActionType(
             "approval.manual", "Approval", "Waits for a person to approve or reject.",
@@ -281,6 +315,8 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("Outcome", "Reviewer", "Comment", "DecidedAt"),
             check=_check_approval,
+            operator=f"{_OPERATORS}.approval:ManualApprovalOperator",
+            operator_by=("mode", {"form": f"{_OPERATORS}.approval:FormApprovalOperator"}),
         ),
         ActionType(
             "deploy.codedeploy", "Deploy", "A CodeDeploy deployment to EC2/on-premises servers, ECS (blue/green) "
@@ -322,6 +358,8 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("DeploymentId", "DeploymentStatus", "TaskDefinitionArn", "LambdaVersion", "ConsoleUrl"),
             check=_check_codedeploy,
+            operator=f"{_OPERATORS}.codedeploy:CodeDeployOperator",
+            polls=True,
         ),
     )
 }

@@ -21,26 +21,21 @@ import re
 from datetime import timedelta
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from release_orchestrator import settings
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.model import Action, Pipeline
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
 
 log = logging.getLogger(__name__)
 SOURCE_REVISION_PARAM = "source_revision"
-PARALLEL_MAX_ACTIVE_RUNS = int(os.environ.get("RELEASE_ORCHESTRATOR_PARALLEL_RUNS", "16"))
 # Execution modes whose runs may overlap; SUPERSEDED must, or a newer run could never reach an
 # approval while an older one waits there.
 OVERLAPPING_MODES = ("PARALLEL", "SUPERSEDED")
 # Events an approval action publishes itself (the others are DAG or task callbacks).
 APPROVAL_EVENTS = ("approval-needed", "approval-approved", "approval-rejected", "pipeline-superseded")
 TAG = "release-pipeline"
-# How often waiting builds and deployments are polled, and waiting approvals look for newer runs
-# (seconds); the operators' defaults suit real AWS, a local sandbox whose builds take seconds wants a
-# shorter one.
-POLL_INTERVAL = os.environ.get("RELEASE_ORCHESTRATOR_POLL_INTERVAL")
-POLLED_TYPES = {"build.codebuild", "test.codebuild", "deploy.codedeploy"}
 
 
 class UnresolvedReference(LookupError):
@@ -84,44 +79,6 @@ def to_jinja(value: Any, namespaces: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [to_jinja(item, namespaces) for item in value]
     return value
-
-
-# ---- operators per action type ----------------------------------------------------------------
-def operator_for(action_type: str, configuration: dict[str, Any] | None = None) -> tuple[Callable[..., Any], dict[str, Any]]:
-    """The operator class and fixed kwargs of an action type (imported lazily: parse stays fast)."""
-    if action_type in ("source.github", "source.codecommit"):
-        from release_orchestrator.operators.source import GitSourceOperator
-
-        return GitSourceOperator, {"provider": action_type.split(".")[1]}
-    if action_type == "source.s3":
-        from release_orchestrator.operators.source import S3SourceOperator
-
-        return S3SourceOperator, {}
-    if action_type == "source.ecr":
-        from release_orchestrator.operators.source import EcrSourceOperator
-
-        return EcrSourceOperator, {}
-    if action_type == "build.codebuild":
-        from release_orchestrator.operators.codebuild import CodeBuildOperator
-
-        return CodeBuildOperator, {}
-    if action_type == "test.codebuild":
-        from release_orchestrator.operators.codebuild import TestCodeBuildOperator
-
-        return TestCodeBuildOperator, {}
-    if action_type == "approval.manual":
-        from release_orchestrator.operators.approval import FormApprovalOperator, ManualApprovalOperator
-
-        form = (configuration or {}).get("mode") == "form"
-        return (FormApprovalOperator if form else ManualApprovalOperator), {}
-    if action_type == "deploy.codedeploy":
-        from release_orchestrator.operators.codedeploy import CodeDeployOperator
-
-        return CodeDeployOperator, {}
-    raise ValueError(f"no operator for action type {action_type!r}")
-
-
-USES_AWS = {"source.s3", "source.ecr", "build.codebuild", "test.codebuild", "approval.manual", "deploy.codedeploy"}
 
 
 def _configuration(pipeline: Pipeline, action: Action, namespaces: dict[str, str]) -> dict[str, Any]:
@@ -236,7 +193,7 @@ def build_dag(pipeline: Pipeline):
         catchup=False,
         params=params,
         tags=[TAG, *pipeline.tags],
-        max_active_runs=PARALLEL_MAX_ACTIVE_RUNS if mode in OVERLAPPING_MODES else 1,
+        max_active_runs=settings.PARALLEL_RUNS.get() if mode in OVERLAPPING_MODES else 1,
         doc_md=doc_md(pipeline),
         user_defined_macros={"release_output": release_output},
         on_success_callback=on_success or None,
@@ -272,9 +229,12 @@ def build_dag(pipeline: Pipeline):
 
 def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], notifiers: dict[str, Any],
                 failure_callbacks: list[Any], started: bool):
-    operator, fixed = operator_for(action.type, action.configuration)
-    kwargs: dict[str, Any] = {**_configuration(pipeline, action, namespaces), **fixed}
-    if action.type in USES_AWS:
+    action_type = ACTION_TYPES[action.type]
+    operator = action_type.operator_class(action.configuration)
+    # The operators' defaults suit real AWS; a local sandbox whose builds take seconds wants shorter.
+    poll_interval = settings.POLL_INTERVAL.get()
+    kwargs: dict[str, Any] = {**_configuration(pipeline, action, namespaces), **action_type.fixed_kwargs}
+    if action_type.uses_aws:
         kwargs["aws_conn_id"] = action.aws_conn_id or pipeline.aws_conn_id
         kwargs["region_name"] = action.region or pipeline.region
     if action.type == "approval.manual":
@@ -282,10 +242,10 @@ def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], 
             kwargs.setdefault("sns_topic_arn", pipeline.notifications.topic_arn)
         kwargs["supersede"] = supersedes_approvals(pipeline)
         kwargs["notifications"] = _approval_notifications(pipeline)
-        if POLL_INTERVAL:
-            kwargs["check_interval"] = float(POLL_INTERVAL)
-    if POLL_INTERVAL and action.type in POLLED_TYPES:
-        kwargs["poll_interval"] = float(POLL_INTERVAL)
+        if poll_interval:
+            kwargs["check_interval"] = poll_interval
+    if poll_interval and action_type.polls:
+        kwargs["poll_interval"] = poll_interval
     if action.timeout_minutes:
         kwargs["execution_timeout"] = timedelta(minutes=action.timeout_minutes)
     if failure_callbacks:
@@ -301,10 +261,9 @@ def load_pipelines(directory: str | os.PathLike | list | None = None):
     """Every valid spec of the pipelines directories, and the error of each invalid one."""
     from release_orchestrator.pipeline.loader import load_specs
 
-    directory = directory or os.environ.get("RELEASE_ORCHESTRATOR_PIPELINES_DIR") or default_pipelines_dir()
     if isinstance(directory, str) and os.pathsep in directory:
         directory = [part for part in directory.split(os.pathsep) if part]
-    return load_specs(directory)
+    return load_specs(directory or settings.pipelines_dirs())
 
 
 def build_dags(directory: str | os.PathLike | list | None = None) -> tuple[dict[str, Any], dict[str, Exception]]:
@@ -319,10 +278,6 @@ def build_dags(directory: str | os.PathLike | list | None = None) -> tuple[dict[
             log.exception("pipeline %s (%s) is valid but could not be compiled", pipeline.name, pipeline.source_file)
             errors[pipeline.source_file or pipeline.name] = err
     return dags, errors
-
-
-def default_pipelines_dir() -> str:
-    return str(Path(__file__).resolve().parents[3] / "include" / "pipelines")
 
 
 def spec_errors_report(directory: str | os.PathLike | list | None = None) -> str:

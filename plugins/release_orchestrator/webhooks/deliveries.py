@@ -9,7 +9,7 @@ next one) picks up what another left.
 
 The table is also the replay guard: a delivery id, or a body digest, seen before starts nothing again. Run ids
 stay deterministic (webhook__<delivery>__<digest>), so even two starters racing on one row create each run once.
-Rows are kept `RETENTION_DAYS` (30 by default), which is how long a replay is recognised by the table; the
+Rows are kept WEBHOOK_RETENTION_DAYS days (a setting, 30 by default), which is how long a replay is recognised by the table; the
 runs' own unique ids still stop a replayed delivery from starting a run that exists.
 """
 
@@ -27,13 +27,14 @@ from typing import Any, Callable
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from release_orchestrator import settings
+
 log = logging.getLogger(__name__)
 
 PENDING, STARTING, DONE, FAILED = "pending", "starting", "done", "failed"
 MAX_ATTEMPTS = 3
 RETRY_SECONDS = 5.0  # times the attempt number
 LEASE_SECONDS = 300.0  # a claimed row whose starter died is taken up again after this
-RETENTION_DAYS = float(os.environ.get("RELEASE_ORCHESTRATOR_WEBHOOK_RETENTION_DAYS", "30"))
 
 metadata = MetaData()
 deliveries = Table(
@@ -152,7 +153,9 @@ class DeliveryStore:
                             .values(state=state, attempts=attempts, **values))
         return state
 
-    def forget_older_than(self, days: float = RETENTION_DAYS) -> int:
+    def forget_older_than(self, days: float | None = None) -> int:
+        """Forget finished deliveries older than ``days`` (default: the WEBHOOK_RETENTION_DAYS setting)."""
+        days = settings.WEBHOOK_RETENTION_DAYS.get() if days is None else days
         with self.session_scope() as session:
             self.ensure_table(session)
             result = session.execute(deliveries.delete().where(
@@ -210,7 +213,7 @@ class Starter:
                 if time.monotonic() - self._last_cleanup > 3600:
                     self._last_cleanup = time.monotonic()
                     if removed := self.store.forget_older_than():
-                        log.info("forgot %d webhook deliveries older than %s days", removed, RETENTION_DAYS)
+                        log.info("forgot %d finished webhook deliveries past their retention", removed)
             except Exception:  # noqa: BLE001 - the database may be away for a while; the rows wait for it
                 log.exception("webhook starter: could not create the runs of recorded deliveries; trying again")
                 self._stop.wait(self.poll_seconds)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from release_orchestrator import settings
 from release_orchestrator.pipeline.model import Pipeline
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,6 @@ def run_id_for(delivery_id: str, digest: str, index: int = 0) -> str:
     return f"{RUN_ID_PREFIX}{delivery_id}__{digest}" + (f"__{index}" if index else "")
 
 
-def pipelines_dirs() -> list[str]:
-    configured = os.environ.get("RELEASE_ORCHESTRATOR_PIPELINES_DIR")
-    if configured:
-        return [d for d in configured.split(os.pathsep) if d]
-    return [str(Path(__file__).resolve().parents[3] / "include" / "pipelines")]
-
-
 class SpecCache:
     """The valid pipelines of the spec directories, re-read only when a spec file changes.
 
@@ -57,7 +50,7 @@ class SpecCache:
     spec applies to the very next delivery without every delivery paying for the parse.
     """
 
-    def __init__(self, dirs=pipelines_dirs):
+    def __init__(self, dirs=settings.pipelines_dirs):
         self._dirs = dirs
         self._lock = threading.Lock()
         self._fingerprint: tuple | None = None
