@@ -1,8 +1,9 @@
 """Command line: `python -m release_orchestrator <command>` (with plugins/ on PYTHONPATH).
 
-    validate [dir-or-file ...]                     check specs (default include/pipelines); exit 1 on errors
+    validate [dir-or-file ...]                       check specs (default include/pipelines); exit 1 on errors
     import-codepipeline pipeline.json [-o out.yaml]  write a spec for a CodePipeline definition
-    action-types                                   print the action-type reference (Markdown)
+    action-types                                     print the action-type reference (Markdown)
+    schema [-o pipeline-spec.schema.json]            print or write the JSON Schema of specs (editor completion)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from release_orchestrator.pipeline.action_types import reference_markdown
 from release_orchestrator.pipeline.importer import ImportInputError, import_codepipeline, read_codepipeline_json
 from release_orchestrator.pipeline.loader import load_specs
+from release_orchestrator.pipeline.schema import schema_json
 
 DEFAULT_SPEC_DIR = "include/pipelines"
 
@@ -58,8 +60,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK if result.complete else EXIT_INCOMPLETE
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = schema_json()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m release_orchestrator")
+    parser = argparse.ArgumentParser(
+        prog="python -m release_orchestrator", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="`<command> --help` describes each command")
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check pipeline specs; exit 1 if any has a problem")
@@ -75,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
 
     types = commands.add_parser("action-types", help="print the action-type reference as Markdown")
     types.set_defaults(run=lambda args: print(reference_markdown()) or 0)
+
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of pipeline specs, for editor completion and checks "
+        "(yaml-language-server)")
+    schema.add_argument("-o", "--output", help="file to write (default: standard output)")
+    schema.set_defaults(run=cmd_schema)
 
     args = parser.parse_args(argv)
     return args.run(args)
