@@ -1,9 +1,11 @@
 """Command line: `python -m release_orchestrator <command>` (with plugins/ on PYTHONPATH).
 
-    validate [dir-or-file ...]                       check specs (default include/pipelines); exit 1 on errors
+    validate [dir-or-file ...]                       check specs (default: the spec directories); exit 1 on errors
     import-codepipeline pipeline.json [-o out.yaml]  write a spec for a CodePipeline definition
     action-types                                     print the action-type reference (Markdown)
     schema [-o pipeline-spec.schema.json]            print or write the JSON Schema of specs (editor completion)
+    settings                                         print every setting: variable, default, what it sets
+    events-setup [--dry-run] [dir ...]               route S3/ECR/CodeCommit change events to the events queue
 """
 
 from __future__ import annotations
@@ -16,15 +18,14 @@ from release_orchestrator.pipeline.action_types import reference_markdown
 from release_orchestrator.pipeline.importer import ImportInputError, import_codepipeline, read_codepipeline_json
 from release_orchestrator.pipeline.loader import load_specs
 from release_orchestrator.pipeline.schema import schema_json
-
-DEFAULT_SPEC_DIR = "include/pipelines"
+from release_orchestrator.settings import markdown_table, pipelines_dirs
 
 # import-codepipeline exit codes
 EXIT_OK, EXIT_UNREADABLE, EXIT_INCOMPLETE = 0, 1, 3
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    paths = args.paths or [DEFAULT_SPEC_DIR]
+    paths = args.paths or pipelines_dirs()
     pipelines, errors = load_specs(paths)
     for p in pipelines:
         print(f"ok: {p.source_file}: pipeline '{p.name}'")
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check pipeline specs; exit 1 if any has a problem")
-    validate.add_argument("paths", nargs="*", help=f"spec files or directories (default {DEFAULT_SPEC_DIR})")
+    validate.add_argument("paths", nargs="*", help="spec files or directories (default: "
+                          "$RELEASE_ORCHESTRATOR_PIPELINES_DIR, else include/pipelines)")
     validate.set_defaults(run=cmd_validate)
 
     importer = commands.add_parser(
@@ -96,8 +98,25 @@ def main(argv: list[str] | None = None) -> int:
     schema.add_argument("-o", "--output", help="file to write (default: standard output)")
     schema.set_defaults(run=cmd_schema)
 
+    listed = commands.add_parser("settings", help="print every setting as a Markdown table (docs/settings.md)")
+    listed.set_defaults(run=lambda args: print(markdown_table()) or 0)
+
+    events = commands.add_parser(
+        "events-setup", add_help=False, help="create the events queue and the EventBridge rules that route the "
+        "specs' S3/ECR/CodeCommit changes to it (`events-setup --help`)")
+    events.add_argument("arguments", nargs="*", help="those of `python -m release_orchestrator.events setup`")
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["events-setup"]:  # its own parser reads the rest, --help included
+        return events_setup(argv[1:])
     args = parser.parse_args(argv)
     return args.run(args)
+
+
+def events_setup(arguments: list[str]) -> int:
+    from release_orchestrator.events.setup import main as events_main  # imports boto3: only for this command
+
+    return events_main(["setup", *arguments])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m release_orchestrator import-codepipeline | validate`: output and exit codes."""
+"""`python -m release_orchestrator`: its commands, their output and exit codes."""
 
 import os
 import subprocess
@@ -57,3 +57,16 @@ def test_validate_prints_every_error_and_exits_1(tmp_path):
 def test_action_types_reference():
     result = run("action-types")
     assert result.returncode == 0 and "### `deploy.codedeploy` (Deploy)" in result.stdout
+
+
+def test_help_lists_every_command_and_each_command_runs():
+    from release_orchestrator.settings import markdown_table
+
+    help_text = run("--help").stdout
+    commands = ["validate", "import-codepipeline", "action-types", "schema", "settings", "events-setup"]
+    for command in commands:
+        assert f"\n    {command}" in help_text, f"{command} is not listed"
+        assert run(command, "--help").returncode == 0, command
+    assert markdown_table() in run("settings").stdout
+    dry_run = run("events-setup", "--dry-run", ROOT / "include" / "pipelines")
+    assert dry_run.returncode == 0 and "nothing to set up" in dry_run.stdout
