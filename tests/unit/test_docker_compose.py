@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,7 +42,7 @@ SERVICE_SPECIFIC_ENV = {
     "CONNECTION_CHECK_MAX_COUNT",  # airflow-cli
 }
 ONE_SHOT_SERVICES = {"airflow-init", "airflow-cli"}
-REQUIRED_MOUNTS = ("dags", "plugins", "include", "logs", "config")
+REQUIRED_MOUNTS = ("dags", "include", "logs", "config")
 
 
 # ---- Compose interpolation ---------------------------------------------------------------------
@@ -235,35 +236,119 @@ def test_image_is_built_from_the_dockerfile_and_tagged_with_the_airflow_pin(comp
         assert image.startswith("apache/airflow:")
 
 
+def dockerfile_stages() -> list[dict]:
+    """The Dockerfile's stages in order: base image, stage name and instructions (continuations joined)."""
+    stages: list[dict] = []
+    for line in re.sub(r"\\\n", " ", DOCKERFILE.read_text()).splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            words = line.split()
+            name = words[3] if len(words) == 4 and words[2].upper() == "AS" else None
+            stages.append({"base": words[1], "name": name, "instructions": []})
+        else:
+            assert stages, f"{line!r} comes before any FROM"
+            stages[-1]["instructions"].append(line)
+    return stages
+
+
+def pip_install_args(instruction: str) -> list[str]:
+    """The arguments of the (first) `pip install` of a RUN instruction."""
+    for command in re.split(r"&&|;", instruction[len("RUN ") :]):
+        args = shlex.split(command)
+        if args[:2] == ["pip", "install"] or args[1:4] == ["-m", "pip", "install"]:
+            return args[args.index("install") + 1 :]
+    raise AssertionError(f"no pip install in {instruction!r}")
+
+
+def option(args: list[str], short: str, long: str) -> str:
+    return args[args.index(short) + 1] if short in args else args[args.index(long) + 1]
+
+
+def pyproject() -> dict:
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+
+
 def test_dockerfile_extends_the_pinned_official_image_and_installs_with_constraints():
     version = requirements_airflow_version()
-    text = DOCKERFILE.read_text()
-    instructions = [
-        line.strip()
-        for line in re.sub(r"\\\n", " ", text).splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    from_lines = [line for line in instructions if line.upper().startswith("FROM ")]
-    assert len(from_lines) == 1, from_lines
-    base = from_lines[0].split()[1]
-    match = re.fullmatch(r"apache/airflow:(?P<airflow>[\d.]+)-python(?P<python>[\d.]+)", base)
-    assert match, f"unexpected base image {base!r}"
+    stages = dockerfile_stages()
+    final = stages[-1]
+    match = re.fullmatch(r"apache/airflow:(?P<airflow>[\d.]+)-python(?P<python>[\d.]+)", final["base"])
+    assert match, f"unexpected base image {final['base']!r}"
     assert match.group("airflow") == version
+    # A build stage on another image would build with another Python than the one that runs the wheel.
+    assert all(stage["base"] == final["base"] for stage in stages), [stage["base"] for stage in stages]
 
     # constraints.txt was frozen with the Makefile's Python; the image must run the same minor.
     makefile_python = re.search(r"^PYTHON \?= python(\S+)", (REPO_ROOT / "Makefile").read_text(), re.MULTILINE)
     assert makefile_python and match.group("python") == makefile_python.group(1)
     assert f"apache-airflow=={version}" in (REPO_ROOT / "constraints.txt").read_text().splitlines()
 
-    copies = " ".join(line for line in instructions if line.upper().startswith(("COPY ", "ADD ")))
+    copies = " ".join(line for line in final["instructions"] if line.upper().startswith(("COPY ", "ADD ")))
     assert "requirements.txt" in copies and "constraints.txt" in copies
-    installs = [line for line in instructions if line.upper().startswith("RUN ") and "pip install" in line]
-    assert installs, "the Dockerfile does not pip install anything"
-    args = shlex.split(installs[0][4:])
-    requirement = args[args.index("-r") + 1] if "-r" in args else args[args.index("--requirement") + 1]
-    constraint = args[args.index("-c") + 1] if "-c" in args else args[args.index("--constraint") + 1]
-    assert Path(requirement).name == "requirements.txt"
-    assert Path(constraint).name == "constraints.txt"
+    installs = [line for line in final["instructions"] if line.upper().startswith("RUN ") and "pip install" in line]
+    assert installs, "the final stage does not pip install anything"
+    args = pip_install_args(installs[0])
+    assert Path(option(args, "-r", "--requirement")).name == "requirements.txt"
+    assert Path(option(args, "-c", "--constraint")).name == "constraints.txt"
+
+
+def test_dockerfile_builds_the_wheel_and_installs_it_in_the_final_image():
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "no build stage: the image should install the wheel built from this checkout"
+    *builders, final = stages
+    build = next(
+        (stage for stage in builders if any("python -m build" in line for line in stage["instructions"])), None
+    )
+    assert build and build["name"], "no named stage runs `python -m build`"
+
+    # The build stage gets what the wheel is made of, and builds it with the pinned build tools.
+    build_copies = " ".join(line for line in build["instructions"] if line.upper().startswith("COPY "))
+    assert "pyproject.toml" in build_copies and "plugins/release_orchestrator" in build_copies
+    build_run = next(line for line in build["instructions"] if "python -m build" in line)
+    tools = pip_install_args(build_run)
+    assert {"build", "hatchling"} <= set(tools)
+    assert Path(option(tools, "-c", "--constraint")).name == "constraints.txt"
+    pins = (REPO_ROOT / "constraints.txt").read_text().splitlines()
+    assert any(line.startswith("build==") for line in pins) and any(line.startswith("hatchling==") for line in pins)
+    outdir = shlex.split(build_run[build_run.index("python -m build") :])
+    assert "--wheel" in outdir
+    outdir = outdir[outdir.index("--outdir") + 1]
+
+    # The final stage copies the wheel out of the build stage and installs it with the constraints.
+    copied = [
+        shlex.split(line)
+        for line in final["instructions"]
+        if line.upper().startswith("COPY ") and f"--from={build['name']}" in line
+    ]
+    assert len(copied) == 1, copied
+    source, target = copied[0][-2], copied[0][-1]
+    assert source.rstrip("/") == outdir.rstrip("/")
+    project = pyproject()["project"]
+    wheel = f"{project['name'].replace('-', '_')}-{project['version']}-py3-none-any.whl"
+    installs = [
+        pip_install_args(line)
+        for line in final["instructions"]
+        if line.upper().startswith("RUN ") and "pip install" in line
+    ]
+    wheels = [arg for args in installs for arg in args if arg.endswith(".whl")]
+    assert wheels == [f"{target.rstrip('/')}/{wheel}"], f"the final stage should install {wheel} from {target}"
+    install = next(args for args in installs if wheels[0] in args)
+    assert Path(option(install, "-c", "--constraint")).name == "constraints.txt"
+    # The package comes from the wheel only.
+    final_copies = " ".join(line for line in final["instructions"] if line.upper().startswith(("COPY ", "ADD ")))
+    assert "plugins" not in final_copies
+
+
+def test_plugins_folder_is_neither_mounted_nor_imported(services):
+    """The image has the package and its plugin entry point; Airflow would load the plugin twice."""
+    for name, svc in services.items():
+        for volume in svc.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            assert not source.rstrip("/").endswith("plugins") and target != "/opt/airflow/plugins", f"{name}: {volume}"
+        pythonpath = env_of(svc).get("PYTHONPATH", "")
+        assert "/opt/airflow/plugins" not in pythonpath.split(":"), f"{name}: PYTHONPATH={pythonpath}"
 
 
 # ---- configuration agrees with the services ----------------------------------------------------
@@ -273,7 +358,7 @@ def test_executor_and_basic_settings(common_env):
     assert common_env["AIRFLOW__API__BASE_URL"].startswith("http")
     assert common_env["RELEASE_ORCHESTRATOR_PIPELINES_DIR"] == "/opt/airflow/include/pipelines"
     pythonpath = common_env["PYTHONPATH"].split(":")
-    assert "/opt/airflow" in pythonpath and "/opt/airflow/plugins" in pythonpath
+    assert "/opt/airflow" in pythonpath
 
 
 def test_metadata_db_url_names_the_postgres_service(services, common_env):
