@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: venv demo up test test-unit lock clean
+.PHONY: venv demo up test test-unit lint lock clean
 
 $(STAMP): requirements.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,12 @@ demo: venv  ## run the example release pipeline end to end on the local sandbox
 up: venv  ## leave the sandbox and Airflow running for the UI on http://127.0.0.1:8080
 	$(PY) -m include.localenv up
 
-test: venv  ## every test: unit, sandbox, and integration against real Airflow processes
+test: venv lint  ## lint, then every test: unit, sandbox, and integration against real Airflow processes
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv  ## ruff: lint rules and formatting (pyproject.toml [tool.ruff])
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-unit: venv
 	$(PY) -m pytest tests/unit tests/dags $(PYTEST_ARGS)
