@@ -6,6 +6,8 @@ import re
 import time
 from datetime import datetime, timezone
 
+import boto3
+from botocore.config import Config
 from moto.backends import get_backend
 
 from include.sandbox.resources import ACCOUNT_ID, REGION
@@ -19,6 +21,12 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.status = status
+
+
+def client(service: str, endpoint_url: str, region: str = REGION):
+    """A boto3 client of the sandbox at `endpoint_url`, with its test credentials."""
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=region, aws_access_key_id="testing",
+                        aws_secret_access_key="testing", config=Config(retries={"mode": "standard"}))
 
 
 def throttled() -> ApiError:

@@ -24,7 +24,7 @@ import threading
 import uuid
 from typing import Any, Callable
 
-from include.sandbox.common import backend, region_of
+from include.sandbox.common import backend, client as sandbox_client, region_of
 from include.sandbox.resources import ACCOUNT_ID, ARTIFACT_BUCKET, REGION
 
 # The queue the release orchestrator's event-driven triggers read when a spec names none
@@ -46,8 +46,7 @@ _heads_lock = threading.Lock()
 def seed_events(endpoint_url: str, client: Callable[..., Any] | None = None) -> str:
     """The default source-events queue, a rule sending S3/ECR/CodeCommit changes to it, and EventBridge
     notifications on the artifact bucket. Idempotent; returns the queue URL."""
-    if client is None:
-        from include.sandbox.seed import client
+    client = client or sandbox_client
     sqs, events, s3 = client("sqs", endpoint_url), client("events", endpoint_url), client("s3", endpoint_url)
     url = sqs.create_queue(QueueName=SOURCE_EVENTS_QUEUE)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

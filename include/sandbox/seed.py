@@ -15,11 +15,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from include.sandbox import resources as r
+from include.sandbox.common import client
 from include.sandbox.events import seed_events
 
 SAMPLE_APP = Path(__file__).resolve().parent.parent / "sample_app"
@@ -31,11 +30,6 @@ LAUNCH_TEMPLATE = "webapp-lt"
 PROD_LISTENER_PORT = 80
 TEST_LISTENER_PORT = 8443
 TRUSTED_SERVICES = ["codebuild", "codedeploy", "lambda", "ecs-tasks", "ec2"]
-
-
-def client(service: str, endpoint_url: str, region: str = r.REGION):
-    return boto3.client(service, endpoint_url=endpoint_url, region_name=region, aws_access_key_id="testing",
-                        aws_secret_access_key="testing", config=Config(retries={"mode": "standard"}))
 
 
 def _exists(call, missing: tuple[str, ...]) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from airflow.providers.standard.exceptions import HITLRejectException
 from airflow.sdk.exceptions import TaskDeferred
 
-from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY, WAIT_XCOM_KEY
+from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY, WAIT_XCOM_KEY
 from release_orchestrator.operators import approval as approval_module
 from release_orchestrator.operators.approval import (
     ApprovalSuperseded,
@@ -108,7 +108,7 @@ def test_a_clear_starts_a_new_wait_that_is_announced_again(topic_and_queue):
 
 def test_a_failed_announcement_is_tried_again_by_the_next_try(topic_and_queue, monkeypatch):
     topic, received = topic_and_queue
-    monkeypatch.setattr("release_orchestrator.notifications.notifier.time.sleep", lambda s: None)
+    monkeypatch.setattr("release_orchestrator.notifications.publishing.time.sleep", lambda s: None)
     store = FakeStateStore()
     real = approval_module.SnsHook.publish_to_target
     monkeypatch.setattr(approval_module.SnsHook, "publish_to_target",

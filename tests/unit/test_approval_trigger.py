@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY, WAIT_XCOM_KEY
+from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY, WAIT_XCOM_KEY
 from release_orchestrator.triggers import approval as approval_trigger
 from release_orchestrator.triggers.approval import ApprovalWaitTrigger
 
@@ -162,6 +162,7 @@ def test_marking_the_task_is_announced_when_airflow_cancels_the_wait(topic_and_q
     assert detail["approval"] == {"outcome": outcome, "reason": "decided by marking the task"}
     decision = airflow.xcoms[("run-b", DECISION_XCOM_KEY)]
     assert (decision["Outcome"], decision["DecidedBy"], decision["Announced"]) == (outcome, "mark", True)
+    assert decision["DecidedAt"].endswith("Z")  # the time format of CodePipeline's events
 
 
 def test_a_form_answer_announced_by_the_worker_is_not_announced_again(topic_and_queue):

@@ -19,7 +19,8 @@ from release_orchestrator.events.sources import (
 )
 from release_orchestrator.events.spec import parse_event_triggers, watched_sources
 from release_orchestrator.pipeline.api import action, pipeline, stage, variable
-from release_orchestrator.webhooks.filters import Patterns, parse_triggers, validate_triggers
+from release_orchestrator.pipeline.patterns import Patterns
+from release_orchestrator.webhooks.filters import parse_triggers, validate_triggers
 
 REGION = "us-east-1"
 

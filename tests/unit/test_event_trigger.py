@@ -13,7 +13,7 @@ from airflow.triggers.shared_stream import SharedStreamManager
 
 from release_orchestrator.events.sources import PAYLOAD_KIND, WatchedSource
 from release_orchestrator.events.trigger import SourceEventTrigger, SqsEventProducer
-from release_orchestrator.webhooks.filters import Patterns
+from release_orchestrator.pipeline.patterns import Patterns
 
 REGION = "us-east-1"
 QUEUE = "release-source-events"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
 
 from release_orchestrator.notifications import messages
-from release_orchestrator.notifications.notifier import PipelineEventNotifier, publish
+from release_orchestrator.notifications.notifier import PipelineEventNotifier
+from release_orchestrator.notifications.publishing import publish
 from tests.unit.fakes import FakeStateStore
 
 
@@ -76,7 +78,7 @@ def test_unknown_event_is_refused():
 
 
 def test_a_failing_publish_is_retried_then_logged_not_raised(caplog, monkeypatch):
-    monkeypatch.setattr("release_orchestrator.notifications.notifier.time.sleep", lambda s: None)
+    monkeypatch.setattr("release_orchestrator.notifications.publishing.time.sleep", lambda s: None)
     calls = []
 
     class BrokenHook:
@@ -87,6 +89,12 @@ def test_a_failing_publish_is_retried_then_logged_not_raised(caplog, monkeypatch
     assert publish(BrokenHook(), "arn:aws:sns:us-east-1:1:t", "subject", {"a": 1}) is False
     assert len(calls) == 3
     assert "SNS publish to arn:aws:sns:us-east-1:1:t failed after 3 attempts" in caplog.text
+
+
+def test_times_are_iso_8601_utc_with_z_as_codepipeline_writes_them():
+    event = messages.state_change_event(level="pipeline", pipeline="p", execution_id="r", state="STARTED", region="")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["time"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", messages.now_iso())
 
 
 def test_subject_is_sns_safe():
@@ -115,7 +123,7 @@ def test_pipeline_started_is_published_once_per_run_however_often_the_callback_r
 
 def test_an_event_whose_publish_failed_is_published_by_the_next_try(topic_and_queue, monkeypatch):
     topic, received = topic_and_queue
-    monkeypatch.setattr("release_orchestrator.notifications.notifier.time.sleep", lambda s: None)
+    monkeypatch.setattr("release_orchestrator.notifications.publishing.time.sleep", lambda s: None)
     notifier = PipelineEventNotifier(event="pipeline-started", pipeline="webapp-release", target_arn=topic)
     store = FakeStateStore()
     real = type(notifier.hook).publish_to_target

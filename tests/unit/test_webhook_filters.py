@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from release_orchestrator.pipeline.model import Action, Pipeline, Stage
-from release_orchestrator.webhooks.filters import glob_match, match, parse_triggers, validate_triggers
+from release_orchestrator.pipeline.patterns import glob_match
+from release_orchestrator.webhooks.filters import match, parse_triggers, validate_triggers
 
 
 def pipeline(*triggers: dict) -> Pipeline:

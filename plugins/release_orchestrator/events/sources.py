@@ -21,9 +21,11 @@ from typing import Any, Iterable
 from urllib.parse import quote, unquote_plus
 
 from release_orchestrator import settings
-from release_orchestrator.webhooks.filters import EVENT_PROVIDERS, Patterns
+from release_orchestrator.pipeline.patterns import Patterns
 
 __all__ = ["EVENT_PROVIDERS", "DEFAULT_QUEUE", "WatchedSource", "changes_in_message", "latest_change"]
+# Providers of event-driven trigger entries (the git providers are in release_orchestrator.webhooks.filters).
+EVENT_PROVIDERS = ("s3", "ecr", "codecommit")
 # The queue event-driven triggers read when their spec names none (the EVENTS_QUEUE setting); the
 # sandbox creates it, and `python -m release_orchestrator.events setup` creates it in an AWS account.
 DEFAULT_QUEUE = settings.EVENTS_QUEUE.default

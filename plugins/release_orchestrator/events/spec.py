@@ -27,8 +27,8 @@ from typing import Any
 from release_orchestrator import settings
 from release_orchestrator.events.sources import EVENT_PROVIDERS, WatchedSource
 from release_orchestrator.pipeline.model import Action, Pipeline
+from release_orchestrator.pipeline.patterns import Patterns
 from release_orchestrator.pipeline.syntax import did_you_mean
-from release_orchestrator.webhooks.filters import Patterns
 
 _COMMON = ("provider", "source_action", "queue", "aws_conn_id", "region")
 FIELDS = {

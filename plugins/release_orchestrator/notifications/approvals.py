@@ -23,11 +23,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from release_orchestrator.notifications import messages
-from release_orchestrator.notifications.notifier import (
+from release_orchestrator.notifications.publishing import (
+    DECISION_XCOM_KEY,
+    WAIT_XCOM_KEY,
     airflow_base_url,
     publish,
     publish_once,
@@ -36,8 +37,6 @@ from release_orchestrator.notifications.notifier import (
 
 log = logging.getLogger(__name__)
 
-WAIT_XCOM_KEY = "approval_wait"
-DECISION_XCOM_KEY = "approval_decision"
 RESULT_EVENTS = {"Approved": "approval-approved", "Rejected": "approval-rejected"}
 APPROVAL_EVENTS = ("approval-needed", "approval-approved", "approval-rejected", "pipeline-superseded")
 
@@ -66,10 +65,6 @@ class ApprovalNotifications:
         from airflow.providers.amazon.aws.hooks.sns import SnsHook
 
         return SnsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def result_message(*, pipeline: str, run_id: str, task_id: str, outcome: str, region: str,

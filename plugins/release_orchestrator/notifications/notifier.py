@@ -2,112 +2,33 @@
 
 `PipelineEventNotifier` is an `SnsNotifier` whose message is built from the callback context: the
 compiler attaches one per wanted event as a DAG or task callback. Publishing goes through the
-provider's SnsHook; a failed publish is retried, then logged as an error without changing the
-pipeline's own outcome (a notification must never hide or alter what happened to the release).
-
-Exactly once: SNS standard topics do not deduplicate, so events published from a task (in the
-worker) are recorded in the task instance's state store (`SentLog`), which Airflow keeps across
-tries, resumptions after deferral and clears. An event is recorded only once its publish succeeded,
-so a failed publish is tried again by the next try instead of being lost.
+provider's SnsHook and `publishing` (retried, then logged as an error without changing the
+pipeline's own outcome; published at most once per task instance where it runs in the worker).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 
 from release_orchestrator.notifications import messages
+from release_orchestrator.notifications.publishing import (
+    DECISION_XCOM_KEY,
+    airflow_base_url,
+    publish,
+    publish_once,
+    split_task_id,
+)
 from release_orchestrator.results import failure_reason, own_xcom
 
 log = logging.getLogger(__name__)
 
-PUBLISH_ATTEMPTS = 3
-# Task state store key under which a task instance records the events it published.
-SENT_LOG_KEY = "release_notifications_sent"
-# Longer than the longest approval wait (60 days), so no record expires while its task can still run.
-SENT_LOG_RETENTION = timedelta(days=90)
 # XCom of a task its trigger failed: the failure events the trigger published itself.
 FAILURE_NOTICES_XCOM_KEY = "failure_notices"
 FAILURE_EVENTS = ("action-failed", "stage-failed")
-
-
-def split_task_id(task_id: str) -> tuple[str, str]:
-    """'Build.Compile' -> ('Build', 'Compile'): stage groups are one level deep."""
-    stage, _, action = task_id.partition(".")
-    return (stage, action) if action else ("", stage)
-
-
-def airflow_base_url() -> str:
-    from airflow.configuration import conf
-
-    return conf.get("api", "base_url", fallback="http://localhost:8080") or "http://localhost:8080"
-
-
-def publish(hook: Any, target_arn: str, subject: str, message: dict[str, Any], attributes: dict | None = None) -> bool:
-    """Publish with a few retries; never raise (the release's outcome must not depend on SNS)."""
-    body = json.dumps(message, default=str)
-    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-        try:
-            hook.publish_to_target(
-                target_arn=target_arn, message=body, subject=messages.subject(subject), message_attributes=attributes
-            )
-            return True
-        except Exception as err:  # noqa: BLE001 - any publish failure is retried, then logged
-            if attempt == PUBLISH_ATTEMPTS:
-                log.error("SNS publish to %s failed after %d attempts: %s; message was: %s",
-                          target_arn, attempt, err, body)
-                return False
-            time.sleep(0.5 * 2 ** (attempt - 1))
-    return False
-
-
-class SentLog:
-    """The events one task instance has published, in its task state store (worker side only).
-
-    Identities are chosen by the caller: `pipeline-started`, `approval-needed#2` (the second wait of
-    an approval after a clear), ... Without a store (an old Airflow, a unit test without one) every
-    event counts as not yet sent: publishing twice is better than never.
-    """
-
-    def __init__(self, context: Any):
-        self._store = context.get("task_state_store") if hasattr(context, "get") else None
-        self._sent: dict[str, str] = {}
-        if self._store is not None:
-            try:
-                self._sent = dict(self._store.get(SENT_LOG_KEY) or {})
-            except Exception:  # noqa: BLE001 - the record only prevents duplicates
-                log.warning("Could not read the notification record; events may be published again",
-                            exc_info=True)
-                self._store = None
-
-    def __contains__(self, ident: str) -> bool:
-        return ident in self._sent
-
-    def add(self, ident: str) -> None:
-        self._sent[ident] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        if self._store is not None:
-            try:
-                self._store.set(SENT_LOG_KEY, self._sent, retention=SENT_LOG_RETENTION)
-            except Exception:  # noqa: BLE001
-                log.warning("Could not record that %s was published", ident, exc_info=True)
-
-
-def publish_once(context: Any, ident: str, hook: Any, target_arn: str, subject: str, message: dict[str, Any],
-                 attributes: dict | None = None) -> bool:
-    """Publish unless this task instance already published `ident`; True when it is (now) published."""
-    sent = SentLog(context)
-    if ident in sent:
-        log.info("Notification %s was already published for this task instance; not publishing it again", ident)
-        return True
-    if publish(hook, target_arn, subject, message, attributes):
-        sent.add(ident)
-        return True
-    return False
 
 
 def is_superseded(error: Any) -> bool:
@@ -198,15 +119,11 @@ class PipelineEventNotifier(SnsNotifier):
     @staticmethod
     def _task_superseded(context: Any) -> bool:
         """Whether the failed task is an approval that its trigger ended as superseded."""
-        from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY
-
         decision = own_xcom(context.get("ti") or context.get("task_instance"), DECISION_XCOM_KEY)
         return isinstance(decision, dict) and decision.get("Outcome") == "Superseded"
 
     def _superseded_by(self, context: Any) -> str | None:
         """The newer run that superseded this one at an approval, if that is how it ended."""
-        from release_orchestrator.notifications.approvals import DECISION_XCOM_KEY
-
         ti = context.get("ti") or context.get("task_instance")
         if ti is None or not hasattr(ti, "xcom_pull"):
             return None

@@ -35,18 +35,14 @@ from airflow.sdk import BaseOperator, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from release_orchestrator.notifications import messages
-from release_orchestrator.notifications.approvals import (
+from release_orchestrator.notifications.approvals import ApprovalNotifications, publish_result, publish_superseded
+from release_orchestrator.notifications.messages import now_iso
+from release_orchestrator.notifications.notifier import failure_notices
+from release_orchestrator.notifications.publishing import (
     DECISION_XCOM_KEY,
-    WAIT_XCOM_KEY,
-    ApprovalNotifications,
-    now_iso,
-    publish_result,
-    publish_superseded,
-)
-from release_orchestrator.notifications.notifier import (
     SENT_LOG_RETENTION,
+    WAIT_XCOM_KEY,
     airflow_base_url,
-    failure_notices,
     publish_once,
     split_task_id,
 )

@@ -32,14 +32,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from release_orchestrator.notifications.approvals import (
-    DECISION_XCOM_KEY,
-    WAIT_XCOM_KEY,
-    ApprovalNotifications,
-    now_iso,
-    publish_result,
-    publish_superseded,
-)
+from release_orchestrator.notifications.approvals import ApprovalNotifications, publish_result, publish_superseded
+from release_orchestrator.notifications.messages import now_iso
+from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY, WAIT_XCOM_KEY
 from release_orchestrator.triggers import base as trigger_base
 
 DEFAULT_CHECK_INTERVAL = 30.0

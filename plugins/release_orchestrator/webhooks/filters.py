@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
+from release_orchestrator.events.sources import EVENT_PROVIDERS
+from release_orchestrator.events.spec import parse_event_trigger
 from release_orchestrator.pipeline.model import Pipeline
+from release_orchestrator.pipeline.patterns import Patterns
 from release_orchestrator.pipeline.syntax import did_you_mean
 
 PROVIDERS = ("github", "bitbucket", "generic")
-EVENT_PROVIDERS = ("s3", "ecr", "codecommit")  # event-driven entries, see release_orchestrator.events
 PR_EVENTS = ("opened", "updated", "closed")
 # CodePipeline's spelling (what the importer writes) and a few near misses mean the same events.
 _PR_EVENT_ALIASES = {"open": "opened", "opened": "opened", "reopened": "opened", "updated": "updated",
@@ -46,58 +47,7 @@ _PR_FIELDS = ("events", "branches", "file_paths")
 _PATTERN_FIELDS = ("includes", "excludes")
 
 
-# --- globs --------------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1024)
-def _glob_regex(pattern: str) -> re.Pattern:
-    """`*` and `?` stay within one path segment, `**` crosses them, `[abc]`/`[!abc]` are character classes."""
-    out, i, n = [], 0, len(pattern)
-    while i < n:
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")  # zero or more directories: "**/x.py" matches "x.py" too
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1:end]
-            negate = body.startswith("!")
-            body = body[1:] if negate else body
-            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def glob_match(pattern: str, value: str) -> bool:
-    return _glob_regex(pattern).match(value) is not None
-
-
 # --- the model ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Patterns:
-    includes: tuple[str, ...] = ()
-    excludes: tuple[str, ...] = ()
-
-    def rejects(self, value: str) -> str | None:
-        """Why `value` does not pass (excludes first), or None when it passes."""
-        for pattern in self.excludes:
-            if glob_match(pattern, value):
-                return f"{value!r} is excluded by {pattern!r}"
-        if self.includes and not any(glob_match(p, value) for p in self.includes):
-            return f"{value!r} matches none of the includes ({', '.join(self.includes)})"
-        return None
 
 
 @dataclass
@@ -163,8 +113,6 @@ class _Parser:
     def trigger(self, node: Any, where: str) -> Trigger | None:
         if isinstance(node, dict) and node.get("provider") in EVENT_PROVIDERS:
             # An event-driven AWS source (release_orchestrator.events): checked here, never matched by webhooks.
-            from release_orchestrator.events.spec import parse_event_trigger
-
             self.problems += parse_event_trigger(self.pipeline, node, where)[1]
             return None
         if not isinstance(node, dict):
