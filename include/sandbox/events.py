@@ -24,7 +24,8 @@ import threading
 import uuid
 from typing import Any, Callable
 
-from include.sandbox.common import backend, client as sandbox_client, region_of
+from include.sandbox.common import backend, region_of
+from include.sandbox.common import client as sandbox_client
 from include.sandbox.resources import ACCOUNT_ID, ARTIFACT_BUCKET, REGION
 
 # The queue the release orchestrator's event-driven triggers read when a spec names none

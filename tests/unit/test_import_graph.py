@@ -54,13 +54,14 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[Edge]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 origin = ".".join(base + ([node.module] if node.module else []))
             else:
                 origin = node.module or ""
             # `from pkg import name`: the submodule pkg.name when there is one, else pkg itself.
-            names = [f"{origin}.{alias.name}" if f"{origin}.{alias.name}" in modules else origin
-                     for alias in node.names]
+            names = [
+                f"{origin}.{alias.name}" if f"{origin}.{alias.name}" in modules else origin for alias in node.names
+            ]
         else:
             continue
         for name in names:
@@ -155,8 +156,11 @@ def shortest_cycle(graph: dict[str, dict[str, int]], component: list[str]) -> li
 def describe(graph: dict[str, dict[str, int]], modules: dict[str, Path], component: list[str]) -> str:
     cycle = shortest_cycle(graph, component)
     steps = [f"    {a} imports {b} ({modules[a].relative_to(REPO)}:{graph[a][b]})" for a, b in zip(cycle, cycle[1:])]
-    return (f"  cycle: {' -> '.join(cycle)}\n" + "\n".join(steps)
-            + (f"\n  (all modules tied up with it: {', '.join(component)})" if len(component) > len(cycle) - 1 else ""))
+    return (
+        f"  cycle: {' -> '.join(cycle)}\n"
+        + "\n".join(steps)
+        + (f"\n  (all modules tied up with it: {', '.join(component)})" if len(component) > len(cycle) - 1 else "")
+    )
 
 
 def test_the_graph_sees_every_kind_of_import():
@@ -178,5 +182,8 @@ def test_no_import_cycles():
     graph, modules = import_graph()
     cycles = strongly_connected(graph)
     if cycles:
-        pytest.fail(f"{len(cycles)} import cycle(s) among our modules:\n"
-                    + "\n".join(describe(graph, modules, component) for component in cycles), pytrace=False)
+        pytest.fail(
+            f"{len(cycles)} import cycle(s) among our modules:\n"
+            + "\n".join(describe(graph, modules, component) for component in cycles),
+            pytrace=False,
+        )

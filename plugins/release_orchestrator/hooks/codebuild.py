@@ -61,12 +61,6 @@ class CodeBuildHook(AwsBaseHook):
 
     def get_test_cases(self, report_arn: str) -> list[dict[str, Any]]:
         """Every test case of a report (DescribeTestCases, all pages)."""
-        cases: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"reportArn": report_arn}
         with aws_call("DescribeTestCases", f"report '{report_arn}'"):
-            while True:
-                page = self.conn.describe_test_cases(**kwargs)
-                cases.extend(page.get("testCases", []))
-                if not page.get("nextToken"):
-                    return cases
-                kwargs["nextToken"] = page["nextToken"]
+            pages = self.conn.get_paginator("describe_test_cases").paginate(reportArn=report_arn)
+            return [case for page in pages for case in page.get("testCases", [])]

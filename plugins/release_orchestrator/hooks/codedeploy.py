@@ -68,19 +68,13 @@ class CodeDeployHook(AwsBaseHook):
     def find_active_deployment(self, application_name: str, deployment_group_name: str, marker: str) -> str | None:
         """The id of an active deployment of the group whose description contains ``marker``."""
         resource = f"deployment group '{application_name}/{deployment_group_name}'"
-        ids: list[str] = []
-        kwargs: dict[str, Any] = {
-            "applicationName": application_name,
-            "deploymentGroupName": deployment_group_name,
-            "includeOnlyStatuses": list(DEPLOYMENT_ACTIVE_STATES),
-        }
         with aws_call("ListDeployments", resource):
-            while True:
-                page = self.conn.list_deployments(**kwargs)
-                ids.extend(page.get("deployments", []))
-                if not page.get("nextToken"):
-                    break
-                kwargs["nextToken"] = page["nextToken"]
+            pages = self.conn.get_paginator("list_deployments").paginate(
+                applicationName=application_name,
+                deploymentGroupName=deployment_group_name,
+                includeOnlyStatuses=list(DEPLOYMENT_ACTIVE_STATES),
+            )
+            ids = [deployment_id for page in pages for deployment_id in page.get("deployments", [])]
         for info in self.batch_get_deployments(ids):
             # Only a deployment created by a CreateDeployment call: a rollback deployment CodeDeploy
             # makes of a failed one may carry its description, and must never be taken for it.
@@ -93,15 +87,9 @@ class CodeDeployHook(AwsBaseHook):
     def get_deployment_targets(self, deployment_id: str) -> list[dict[str, Any]]:
         """The deployment's targets with their lifecycle events (ListDeploymentTargets + BatchGet)."""
         resource = f"deployment '{deployment_id}'"
-        target_ids: list[str] = []
-        kwargs: dict[str, Any] = {"deploymentId": deployment_id}
         with aws_call("ListDeploymentTargets", resource):
-            while True:
-                page = self.conn.list_deployment_targets(**kwargs)
-                target_ids.extend(page.get("targetIds", []))
-                if not page.get("nextToken"):
-                    break
-                kwargs["nextToken"] = page["nextToken"]
+            pages = self.conn.get_paginator("list_deployment_targets").paginate(deploymentId=deployment_id)
+            target_ids = [target_id for page in pages for target_id in page.get("targetIds", [])]
         targets: list[dict[str, Any]] = []
         for start in range(0, len(target_ids), BATCH_GET_DEPLOYMENTS_MAX):
             chunk = target_ids[start : start + BATCH_GET_DEPLOYMENTS_MAX]

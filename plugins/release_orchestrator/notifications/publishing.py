@@ -55,8 +55,9 @@ def publish(hook: Any, target_arn: str, subject: str, message: dict[str, Any], a
             return True
         except Exception as err:  # noqa: BLE001 - any publish failure is retried, then logged
             if attempt == PUBLISH_ATTEMPTS:
-                log.error("SNS publish to %s failed after %d attempts: %s; message was: %s",
-                          target_arn, attempt, err, body)
+                log.error(
+                    "SNS publish to %s failed after %d attempts: %s; message was: %s", target_arn, attempt, err, body
+                )
                 return False
             time.sleep(0.5 * 2 ** (attempt - 1))
     return False
@@ -77,8 +78,7 @@ class SentLog:
             try:
                 self._sent = dict(self._store.get(SENT_LOG_KEY) or {})
             except Exception:  # noqa: BLE001 - the record only prevents duplicates
-                log.warning("Could not read the notification record; events may be published again",
-                            exc_info=True)
+                log.warning("Could not read the notification record; events may be published again", exc_info=True)
                 self._store = None
 
     def __contains__(self, ident: str) -> bool:
@@ -93,8 +93,15 @@ class SentLog:
                 log.warning("Could not record that %s was published", ident, exc_info=True)
 
 
-def publish_once(context: Any, ident: str, hook: Any, target_arn: str, subject: str, message: dict[str, Any],
-                 attributes: dict | None = None) -> bool:
+def publish_once(
+    context: Any,
+    ident: str,
+    hook: Any,
+    target_arn: str,
+    subject: str,
+    message: dict[str, Any],
+    attributes: dict | None = None,
+) -> bool:
     """Publish unless this task instance already published `ident`; True when it is (now) published."""
     sent = SentLog(context)
     if ident in sent:

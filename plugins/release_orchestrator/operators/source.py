@@ -19,7 +19,7 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.sdk import BaseOperator
 
 from release_orchestrator.events.sources import changes_in_asset_events, describe_change, describe_changes
-from release_orchestrator.operators.errors import aws_call
+from release_orchestrator.hooks.base import aws_call
 
 SOURCE_REVISION_PARAM = "source_revision"
 

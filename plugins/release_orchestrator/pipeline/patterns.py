@@ -29,7 +29,7 @@ def _glob_regex(pattern: str) -> re.Pattern:
             out.append("[^/]")
             i += 1
         elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             negate = body.startswith("!")
             body = body[1:] if negate else body
             out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
