@@ -8,6 +8,7 @@ and field.
 # Named at top level so the dag-processor imports boto3 and the provider once, before forking
 # its parsers, instead of in every parse.
 import airflow.providers.amazon.aws.operators.base_aws  # noqa: F401
+
 from release_orchestrator.pipeline.compiler import spec_errors_report
 
 _report = spec_errors_report()

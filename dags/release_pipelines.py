@@ -7,6 +7,7 @@ error, so one bad spec never hides the other pipelines.
 # Named at top level so the dag-processor imports boto3 and the provider once, before forking
 # its parsers, instead of in every parse.
 import airflow.providers.amazon.aws.operators.base_aws  # noqa: F401
+
 from release_orchestrator.pipeline.compiler import build_dags
 
 # The DAG processor collects module-level DAG objects.

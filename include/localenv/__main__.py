@@ -20,9 +20,12 @@ def up() -> int:
     # The specs of $RELEASE_ORCHESTRATOR_PIPELINES_DIR when set (try your own), else the example's.
     env = LocalEnvironment(pipelines_dir=os.pathsep.join(pipelines_dirs()))
     with env:
-        print(f"\nAirflow UI: {env.airflow_url}  (login admin / {env.users['admin']}; reviewer qa-lead / "
-              f"{env.users['qa-lead']})\nSandbox AWS: {env.sandbox_url}\nProcess logs: {env.log_dir}\n"
-              f"Pipeline specs: {env.pipelines_dir}\nCtrl-C stops everything.", flush=True)
+        print(
+            f"\nAirflow UI: {env.airflow_url}  (login admin / {env.users['admin']}; reviewer qa-lead / "
+            f"{env.users['qa-lead']})\nSandbox AWS: {env.sandbox_url}\nProcess logs: {env.log_dir}\n"
+            f"Pipeline specs: {env.pipelines_dir}\nCtrl-C stops everything.",
+            flush=True,
+        )
         while True:
             env.check_alive()
             time.sleep(2)

@@ -54,7 +54,9 @@ class AirflowAPI:
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
-    def trigger(self, dag_id: str, conf: dict | None = None, note: str | None = None, run_id: str | None = None) -> dict:
+    def trigger(
+        self, dag_id: str, conf: dict | None = None, note: str | None = None, run_id: str | None = None
+    ) -> dict:
         body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
         if note:
             body["note"] = note
@@ -89,7 +91,8 @@ class AirflowAPI:
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         entry = self.request(
-            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
             params={"deserialize": True},
         )
         return entry.get("value")
@@ -99,8 +102,12 @@ class AirflowAPI:
 
         Airflow 3.3's log endpoint serves structured JSON entries only.
         """
-        content = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                               params={"full_content": True}, headers={"Accept": "application/json"})["content"]
+        content = self.request(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": True},
+            headers={"Accept": "application/json"},
+        )["content"]
 
         def strings(value: Any):
             if isinstance(value, str):

@@ -43,14 +43,19 @@ def push_to_main(env: LocalEnvironment, api: AirflowAPI) -> str:
     except AirflowAPIError:
         api.request("PATCH", f"/variables/{name}", json={"key": name, "value": WEBHOOK_SECRET})
     commit = hashlib.sha1(datetime.now(timezone.utc).isoformat().encode()).hexdigest()
-    response = send_github_push(f"{env.airflow_url}/release-webhooks/github", WEBHOOK_SECRET, REPOSITORY, "main",
-                                commit, ["web/orders.py", "web/templates/orders.html"])
+    response = send_github_push(
+        f"{env.airflow_url}/release-webhooks/github",
+        WEBHOOK_SECRET,
+        REPOSITORY,
+        "main",
+        commit,
+        ["web/orders.py", "web/templates/orders.html"],
+    )
     body = response.json()
     started = [s for s in body.get("started", []) if s["dag_id"] == PIPELINE]
     if response.status_code != 200 or not started:
         raise RuntimeError(f"the push webhook started no {PIPELINE} run: HTTP {response.status_code} {body}")
-    log(f"GitHub push of {commit[:12]} to {REPOSITORY}@main -> webhook started {PIPELINE} "
-        f"run {started[0]['run_id']}")
+    log(f"GitHub push of {commit[:12]} to {REPOSITORY}@main -> webhook started {PIPELINE} run {started[0]['run_id']}")
     return started[0]["run_id"]
 
 
@@ -77,8 +82,13 @@ def follow_run(env: LocalEnvironment, api: AirflowAPI, reviewer: AirflowAPI, run
                 seen[ti["task_id"]] = state
             if ti["task_id"] == APPROVAL_TASK and state == "deferred" and not approved:
                 time.sleep(1)  # let a person read the approval message first
-                reviewer.set_task_state(PIPELINE, run_id, APPROVAL_TASK, "success",
-                                        note=f"Approved by {REVIEWER}: staging checked, integration tests green.")
+                reviewer.set_task_state(
+                    PIPELINE,
+                    run_id,
+                    APPROVAL_TASK,
+                    "success",
+                    note=f"Approved by {REVIEWER}: staging checked, integration tests green.",
+                )
                 log(f"{APPROVAL_TASK:<28} approved by {REVIEWER} through the REST API")
                 approved = True
         if run["state"] != run_state:
@@ -108,9 +118,14 @@ def print_table(tis: list[dict]) -> None:
     print(f"{'stage':<10} {'action':<18} {'status':<16} {'duration':>9}  note")
     print("-" * 80)
     stage_order = ["Source", "Build", "Test", "Approval", "Deploy"]
-    for ti in sorted(tis, key=lambda t: (stage_order.index(t["task_id"].split(".")[0])
-                                          if t["task_id"].split(".")[0] in stage_order else 99,
-                                          t.get("start_date") or "~", t["task_id"])):
+    for ti in sorted(
+        tis,
+        key=lambda t: (
+            stage_order.index(t["task_id"].split(".")[0]) if t["task_id"].split(".")[0] in stage_order else 99,
+            t.get("start_date") or "~",
+            t["task_id"],
+        ),
+    ):
         stage, _, action = ti["task_id"].partition(".")
         print(f"{stage:<10} {action:<18} {str(ti['state']):<16} {duration(ti):>9}  {ti.get('note') or ''}")
     print()
@@ -122,8 +137,13 @@ def read_notifications(env: LocalEnvironment, until_subject: tuple[str, ...] = (
     The pipeline's own success/failure message comes from a DAG callback that the dag-processor runs
     shortly after the run ends, so it may arrive a few seconds after the run's final state.
     """
-    sqs = boto3.client("sqs", endpoint_url=env.sandbox_url, region_name=resources.REGION,
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=env.sandbox_url,
+        region_name=resources.REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     queue_url = sqs.get_queue_url(QueueName=resources.INBOX_QUEUE)["QueueUrl"]
     received: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -170,6 +190,8 @@ def main() -> int:
         log("collecting the SNS messages the pipeline published")
         print_notifications(read_notifications(env, until_subject=("SUCCEEDED: pipeline", "FAILED: pipeline")))
         run = api.get_run(PIPELINE, run_id)
-        print(f"Run {run_id}: {state.upper()} in {run_seconds(run):.1f} s from creation to end  "
-              f"(Airflow UI: {env.airflow_url}, login admin/admin while `make up` runs)")
+        print(
+            f"Run {run_id}: {state.upper()} in {run_seconds(run):.1f} s from creation to end  "
+            f"(Airflow UI: {env.airflow_url}, login admin/admin while `make up` runs)"
+        )
         return 0 if state == "success" else 1

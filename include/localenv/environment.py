@@ -140,8 +140,10 @@ class LocalEnvironment:
         )
         if self.celery_broker_url:
             if not self.database_url:
-                raise LocalEnvironmentError("the CeleryExecutor needs a PostgreSQL metadata DB: pass database_url "
-                                            "(SQLite cannot be shared by the scheduler and the Celery worker)")
+                raise LocalEnvironmentError(
+                    "the CeleryExecutor needs a PostgreSQL metadata DB: pass database_url "
+                    "(SQLite cannot be shared by the scheduler and the Celery worker)"
+                )
             env.update(
                 {
                     "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
@@ -162,15 +164,33 @@ class LocalEnvironment:
     @property
     def airflow_processes(self) -> dict[str, list[str]]:
         processes = dict(AIRFLOW_PROCESSES)
-        processes["api-server"] = ["api-server", "--host", "127.0.0.1", "--port", str(self.airflow_port), "--workers", "1"]
+        processes["api-server"] = [
+            "api-server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.airflow_port),
+            "--workers",
+            "1",
+        ]
         if self.celery_broker_url:
             # Logs are written to the shared log folder and read from there, so no log server.
             for n in range(1, max(1, self.celery_workers) + 1):
-                name, hostname = ("celery-worker", self.celery_queue) if n == 1 else (
-                    f"celery-worker-{n}", f"{self.celery_queue}-{n}")
+                name, hostname = (
+                    ("celery-worker", self.celery_queue)
+                    if n == 1
+                    else (f"celery-worker-{n}", f"{self.celery_queue}-{n}")
+                )
                 processes[name] = [
-                    "celery", "worker", "--queues", self.celery_queue, "--skip-serve-logs",
-                    "--celery-hostname", f"{hostname}@%h", "--without-gossip", "--without-mingle",
+                    "celery",
+                    "worker",
+                    "--queues",
+                    self.celery_queue,
+                    "--skip-serve-logs",
+                    "--celery-hostname",
+                    f"{hostname}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
                 ]
         return processes
 
@@ -192,9 +212,17 @@ class LocalEnvironment:
         self._spawn(
             "sandbox",
             [
-                sys.executable, "-m", "include.sandbox.server",
-                "--host", "127.0.0.1", "--port", str(self.sandbox_port),
-                "--build-seconds", str(self.build_seconds), "--deploy-seconds", str(self.deploy_seconds),
+                sys.executable,
+                "-m",
+                "include.sandbox.server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.sandbox_port),
+                "--build-seconds",
+                str(self.build_seconds),
+                "--deploy-seconds",
+                str(self.deploy_seconds),
                 "--seed",
             ],
         )
@@ -209,14 +237,14 @@ class LocalEnvironment:
 
     def stop(self) -> None:
         """Stop every process this environment started (and their children), politely first."""
-        for name, proc in reversed(list(self._procs.items())):
+        for proc in reversed(list(self._procs.values())):
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 20
-        for name, proc in self._procs.items():
+        for proc in self._procs.values():
             remaining = max(0.1, deadline - time.monotonic())
             try:
                 proc.wait(timeout=remaining)
@@ -228,7 +256,7 @@ class LocalEnvironment:
                 pass
         self._procs.clear()
 
-    def __enter__(self) -> "LocalEnvironment":
+    def __enter__(self) -> LocalEnvironment:
         try:
             self.start()
         except BaseException:
@@ -296,10 +324,16 @@ class LocalEnvironment:
     def _run_airflow(self, args: list[str], timeout: float) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "airflow", *args],
-            cwd=REPO_ROOT, env=self.airflow_env(), capture_output=True, text=True, timeout=timeout,
+            cwd=REPO_ROOT,
+            env=self.airflow_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if result.returncode != 0:
-            raise LocalEnvironmentError(f"`airflow {' '.join(args)}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise LocalEnvironmentError(
+                f"`airflow {' '.join(args)}` failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return result.stdout
 
     def _wait_http(self, url: str, what: str, timeout: float, seeded: bool = False) -> None:

@@ -23,7 +23,9 @@ def _connect(server_url: str):
     try:
         return psycopg.connect(server_url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
-        raise PostgresUnavailable(f"cannot connect to PostgreSQL at {_without_password(server_url)}: {error}") from error
+        raise PostgresUnavailable(
+            f"cannot connect to PostgreSQL at {_without_password(server_url)}: {error}"
+        ) from error
 
 
 def _without_password(url: str) -> str:

@@ -19,13 +19,16 @@ class SandboxClient:
 
     def _call(self, method: str, path: str, payload: dict | None = None) -> dict:
         data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as error:
-            raise SandboxError(f"{method} {path}: HTTP {error.code}: {error.read().decode(errors='replace')}") from error
+            raise SandboxError(
+                f"{method} {path}: HTTP {error.code}: {error.read().decode(errors='replace')}"
+            ) from error
 
     def health(self) -> dict:
         return self._call("GET", "/_sandbox/health")

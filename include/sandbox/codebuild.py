@@ -40,8 +40,15 @@ PHASES = [
 PHASE_NAMES = [name for name, _ in PHASES]
 SPEC_PHASES = {"INSTALL": "install", "PRE_BUILD": "pre_build", "BUILD": "build", "POST_BUILD": "post_build"}
 
-OPERATIONS = {"StartBuild", "BatchGetBuilds", "StopBuild", "ListBuildsForProject", "ListBuilds",
-              "BatchGetReports", "DescribeTestCases"}
+OPERATIONS = {
+    "StartBuild",
+    "BatchGetBuilds",
+    "StopBuild",
+    "ListBuildsForProject",
+    "ListBuilds",
+    "BatchGetReports",
+    "DescribeTestCases",
+}
 IDEMPOTENCY_WINDOW = 300  # seconds, as documented for StartBuild
 
 ASSIGNMENT = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
@@ -162,17 +169,25 @@ class CodeBuildEmulator:
         resolved = resolve_source_version(source_version)
 
         environment = copy.deepcopy(project.get("environment") or {})
-        for key, field in (("imageOverride", "image"), ("computeTypeOverride", "computeType"),
-                           ("environmentTypeOverride", "type"), ("privilegedModeOverride", "privilegedMode")):
+        for key, field in (
+            ("imageOverride", "image"),
+            ("computeTypeOverride", "computeType"),
+            ("environmentTypeOverride", "type"),
+            ("privilegedModeOverride", "privilegedMode"),
+        ):
             if key in params:
                 environment[field] = params[key]
-        variables = {v["name"]: {"name": v["name"], "value": v.get("value", ""), "type": v.get("type", "PLAINTEXT")}
-                     for v in environment.get("environmentVariables") or []}
+        variables = {
+            v["name"]: {"name": v["name"], "value": v.get("value", ""), "type": v.get("type", "PLAINTEXT")}
+            for v in environment.get("environmentVariables") or []
+        }
         for v in params.get("environmentVariablesOverride") or []:
             variables[v["name"]] = {"name": v["name"], "value": v.get("value", ""), "type": v.get("type", "PLAINTEXT")}
         environment["environmentVariables"] = list(variables.values())
 
-        artifacts = copy.deepcopy(params.get("artifactsOverride") or project.get("artifacts") or {"type": "NO_ARTIFACTS"})
+        artifacts = copy.deepcopy(
+            params.get("artifactsOverride") or project.get("artifacts") or {"type": "NO_ARTIFACTS"}
+        )
         group = f"/aws/codebuild/{name}"
         doc = {
             "id": build_id,
@@ -184,8 +199,13 @@ class CodeBuildEmulator:
             "resolvedSourceVersion": resolved,
             "projectName": name,
             "phases": [
-                {"phaseType": "SUBMITTED", "phaseStatus": "SUCCEEDED", "startTime": ts(at), "endTime": ts(at),
-                 "durationInSeconds": 0},
+                {
+                    "phaseType": "SUBMITTED",
+                    "phaseStatus": "SUCCEEDED",
+                    "startTime": ts(at),
+                    "endTime": ts(at),
+                    "durationInSeconds": 0,
+                },
                 {"phaseType": "QUEUED", "startTime": ts(at)},
             ],
             "source": source,
@@ -199,15 +219,18 @@ class CodeBuildEmulator:
             "logs": {
                 "groupName": group,
                 "streamName": build_uuid,
-                "deepLink": (f"https://console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups"
-                             f"/log-group/{group.replace('/', '$252F')}/log-events/{build_uuid}"),
+                "deepLink": (
+                    f"https://console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups"
+                    f"/log-group/{group.replace('/', '$252F')}/log-events/{build_uuid}"
+                ),
                 "cloudWatchLogsArn": f"arn:aws:logs:{region}:{ACCOUNT_ID}:log-group:{group}:log-stream:{build_uuid}",
                 "cloudWatchLogs": {"status": "ENABLED"},
                 "s3Logs": {"status": "DISABLED", "encryptionDisabled": False},
             },
             "timeoutInMinutes": params.get("timeoutInMinutesOverride") or project.get("timeoutInMinutes") or 60,
-            "queuedTimeoutInMinutes": (params.get("queuedTimeoutInMinutesOverride")
-                                       or project.get("queuedTimeoutInMinutes") or 480),
+            "queuedTimeoutInMinutes": (
+                params.get("queuedTimeoutInMinutesOverride") or project.get("queuedTimeoutInMinutes") or 480
+            ),
             "buildComplete": False,
             "initiator": caller,
             "encryptionKey": project.get("encryptionKey") or f"arn:aws:kms:{region}:{ACCOUNT_ID}:alias/aws/s3",
@@ -253,8 +276,11 @@ class CodeBuildEmulator:
         if not ids:
             raise ApiError("InvalidInputException", "Build ids are required")
         if len(ids) > 100:
-            raise ApiError("InvalidInputException", "1 validation error detected: Value at 'ids' failed to satisfy "
-                                                    "constraint: Member must have length less than or equal to 100")
+            raise ApiError(
+                "InvalidInputException",
+                "1 validation error detected: Value at 'ids' failed to satisfy "
+                "constraint: Member must have length less than or equal to 100",
+            )
         self.tick(now())
         found, missing = [], []
         for build_id in ids:
@@ -285,8 +311,10 @@ class CodeBuildEmulator:
         if not name:
             raise ApiError("InvalidInputException", "Project name is required")
         if name not in backend("codebuild", region).codebuild_projects:
-            raise ApiError("ResourceNotFoundException",
-                           f"The provided project arn:aws:codebuild:{region}:{ACCOUNT_ID}:project/{name} does not exist")
+            raise ApiError(
+                "ResourceNotFoundException",
+                f"The provided project arn:aws:codebuild:{region}:{ACCOUNT_ID}:project/{name} does not exist",
+            )
         return self._page([b for b in self.builds.values() if b.region == region and b.name == name], params)
 
     def list_builds(self, params: dict, region: str) -> dict:
@@ -294,8 +322,10 @@ class CodeBuildEmulator:
 
     def batch_get_reports(self, params: dict) -> dict:
         arns = params.get("reportArns") or []
-        return {"reports": [self.reports[a][0] for a in arns if a in self.reports],
-                "reportsNotFound": [a for a in arns if a not in self.reports]}
+        return {
+            "reports": [self.reports[a][0] for a in arns if a in self.reports],
+            "reportsNotFound": [a for a in arns if a not in self.reports],
+        }
 
     def describe_test_cases(self, params: dict) -> dict:
         arn = params.get("reportArn") or ""
@@ -304,7 +334,7 @@ class CodeBuildEmulator:
         wanted = (params.get("filter") or {}).get("status")
         cases = [c for c in self.reports[arn][1] if not wanted or c["status"] == wanted]
         start, size = int(params.get("nextToken") or 0), int(params.get("maxResults") or 50)
-        result = {"testCases": cases[start:start + size]}
+        result = {"testCases": cases[start : start + size]}
         if start + size < len(cases):
             result["nextToken"] = str(start + size)
         return result
@@ -313,7 +343,7 @@ class CodeBuildEmulator:
         # Newest first unless ASCENDING, 100 per page, like CodeBuild.
         builds.sort(key=lambda b: b.started, reverse=params.get("sortOrder", "DESCENDING") != "ASCENDING")
         start = int(params.get("nextToken") or 0)
-        result = {"ids": [b.doc["id"] for b in builds[start:start + 100]]}
+        result = {"ids": [b.doc["id"] for b in builds[start : start + 100]]}
         if start + 100 < len(builds):
             result["nextToken"] = str(start + 100)
         return result
@@ -321,8 +351,10 @@ class CodeBuildEmulator:
     def _project(self, region: str, name: str) -> dict:
         project = backend("codebuild", region).codebuild_projects.get(name)
         if project is None:
-            raise ApiError("ResourceNotFoundException",
-                           f"Project cannot be found: arn:aws:codebuild:{region}:{ACCOUNT_ID}:project/{name}")
+            raise ApiError(
+                "ResourceNotFoundException",
+                f"Project cannot be found: arn:aws:codebuild:{region}:{ACCOUNT_ID}:project/{name}",
+            )
         return project.project_metadata
 
     def _find(self, build_id: str, region: str) -> Build | None:
@@ -389,23 +421,27 @@ class CodeBuildEmulator:
 
     def _close_phase(self, build: Build, at: float, status: str, code: str = "", message: str = "") -> None:
         record = build.doc["phases"][-1]
-        record.update({
-            "phaseStatus": status,
-            "endTime": ts(at),
-            "durationInSeconds": int(round(at - record["startTime"])),
-            "contexts": [{"statusCode": code, "message": message}],
-        })
+        record.update(
+            {
+                "phaseStatus": status,
+                "endTime": ts(at),
+                "durationInSeconds": int(round(at - record["startTime"])),
+                "contexts": [{"statusCode": code, "message": message}],
+            }
+        )
 
     def _complete(self, build: Build, at: float, status: str) -> None:
         build.done = True
         names = (build.spec.get("env") or {}).get("exported-variables") or []
-        build.doc.update({
-            "buildStatus": status,
-            "currentPhase": "COMPLETED",
-            "endTime": ts(at),
-            "buildComplete": True,
-            "exportedEnvironmentVariables": [{"name": n, "value": build.env.get(n, "")} for n in names],
-        })
+        build.doc.update(
+            {
+                "buildStatus": status,
+                "currentPhase": "COMPLETED",
+                "endTime": ts(at),
+                "buildComplete": True,
+                "exportedEnvironmentVariables": [{"name": n, "value": build.env.get(n, "")} for n in names],
+            }
+        )
         build.doc["phases"].append({"phaseType": "COMPLETED", "startTime": ts(at)})
 
     def _run_phase(self, build: Build, phase: str, at: float) -> bool:
@@ -427,8 +463,10 @@ class CodeBuildEmulator:
                 self._log(build, at, lines)
                 return False
             lines += run_command(command, build.env)
-        lines += [f"[Container] {clock} Phase complete: {phase} State: SUCCEEDED",
-                  f"[Container] {clock} Phase context status code:  Message: "]
+        lines += [
+            f"[Container] {clock} Phase complete: {phase} State: SUCCEEDED",
+            f"[Container] {clock} Phase context status code:  Message: ",
+        ]
         self._log(build, at, lines)
         return True
 
@@ -452,12 +490,18 @@ class CodeBuildEmulator:
         location = artifacts.get("location", "")
         if not location.startswith("arn:aws:s3:::"):
             return
-        bucket, _, key = location[len("arn:aws:s3:::"):].partition("/")
-        manifest = json.dumps({"buildId": build.doc["id"], "buildNumber": build.doc["buildNumber"],
-                               "resolvedSourceVersion": build.doc["resolvedSourceVersion"],
-                               "exportedVariables": {k: build.env.get(k, "") for k in
-                                                     (build.spec.get("env") or {}).get("exported-variables") or []}},
-                              indent=2).encode()
+        bucket, _, key = location[len("arn:aws:s3:::") :].partition("/")
+        manifest = json.dumps(
+            {
+                "buildId": build.doc["id"],
+                "buildNumber": build.doc["buildNumber"],
+                "resolvedSourceVersion": build.doc["resolvedSourceVersion"],
+                "exportedVariables": {
+                    k: build.env.get(k, "") for k in (build.spec.get("env") or {}).get("exported-variables") or []
+                },
+            },
+            indent=2,
+        ).encode()
         if (build.project.get("artifacts") or {}).get("packaging") == "ZIP":
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w") as archive:
@@ -528,7 +572,7 @@ def expand(text: str, env: dict) -> str:
         result = env.get(name, "")
         if match.group(2) is not None:
             start = int(match.group(2))
-            result = result[start:start + int(match.group(3))] if match.group(3) is not None else result[start:]
+            result = result[start : start + int(match.group(3))] if match.group(3) is not None else result[start:]
         return result
 
     return VARIABLE.sub(value, text)
@@ -564,20 +608,28 @@ def phase_lines(build: Build, phase: str) -> list[str]:
     clock = log_clock(build.phase_started)
     prefix = f"[Container] {clock} "
     if phase == "PROVISIONING":
-        return [prefix + "Running on CodeBuild On-demand", prefix + "Waiting for agent ping",
-                prefix + "Waiting for DOWNLOAD_SOURCE"]
+        return [
+            prefix + "Running on CodeBuild On-demand",
+            prefix + "Waiting for agent ping",
+            prefix + "Waiting for DOWNLOAD_SOURCE",
+        ]
     if phase == "DOWNLOAD_SOURCE":
         found = [p for p in SPEC_PHASES.values() if phase_commands(build.spec, p)]
-        return [prefix + "Phase is DOWNLOAD_SOURCE",
-                prefix + f"CODEBUILD_SRC_DIR={build.env['CODEBUILD_SRC_DIR']}",
-                prefix + "YAML location is /codebuild/readonly/buildspec.yml",
-                prefix + "Processing environment variables",
-                prefix + f"Moving to directory {build.env['CODEBUILD_SRC_DIR']}",
-                prefix + f"Phases found in YAML: {len(found)}"]
+        return [
+            prefix + "Phase is DOWNLOAD_SOURCE",
+            prefix + f"CODEBUILD_SRC_DIR={build.env['CODEBUILD_SRC_DIR']}",
+            prefix + "YAML location is /codebuild/readonly/buildspec.yml",
+            prefix + "Processing environment variables",
+            prefix + f"Moving to directory {build.env['CODEBUILD_SRC_DIR']}",
+            prefix + f"Phases found in YAML: {len(found)}",
+        ]
     if phase == "UPLOAD_ARTIFACTS":
-        return [prefix + "Expanding base directory path: .", prefix + "Assembling file list",
-                prefix + "Phase complete: UPLOAD_ARTIFACTS State: SUCCEEDED",
-                prefix + "Phase context status code:  Message: "]
+        return [
+            prefix + "Expanding base directory path: .",
+            prefix + "Assembling file list",
+            prefix + "Phase complete: UPLOAD_ARTIFACTS State: SUCCEEDED",
+            prefix + "Phase context status code:  Message: ",
+        ]
     return []
 
 
@@ -593,11 +645,16 @@ def artifact_location(artifacts: dict, project: str, build_uuid: str) -> dict:
     """The Build's artifacts block; S3 keys follow path/[build id]/name."""
     if artifacts.get("type") != "S3" or not artifacts.get("location"):
         return {"location": ""}
-    parts = [artifacts.get("path"), build_uuid if artifacts.get("namespaceType") == "BUILD_ID" else None,
-             artifacts.get("name") or project]
+    parts = [
+        artifacts.get("path"),
+        build_uuid if artifacts.get("namespaceType") == "BUILD_ID" else None,
+        artifacts.get("name") or project,
+    ]
     key = "/".join(p.strip("/") for p in parts if p)
-    return {"location": f"arn:aws:s3:::{artifacts['location']}/{key}",
-            "encryptionDisabled": bool(artifacts.get("encryptionDisabled", False))}
+    return {
+        "location": f"arn:aws:s3:::{artifacts['location']}/{key}",
+        "encryptionDisabled": bool(artifacts.get("encryptionDisabled", False)),
+    }
 
 
 def artifact_bucket(project: dict) -> str | None:
@@ -609,21 +666,40 @@ def test_report(build: Build, arn: str, group_name: str, at: float) -> tuple[dic
     """The report group view of the same results as the JUnit file."""
     failed = set(FAILING_TESTS) if build.mode == "fail-tests" else set()
     expires = ts(at + 30 * 86400)
-    cases = [{"reportArn": arn, "testRawDataPath": f"{build.env['CODEBUILD_SRC_DIR']}/reports/junit.xml",
-              "prefix": "tests.integration.test_webapp", "name": name,
-              "status": "FAILED" if name in failed else "SUCCEEDED", "durationInNanoSeconds": 300_000_000,
-              "message": "AssertionError: expected 200, got 500" if name in failed else "",
-              "expired": expires, "testSuiteName": group_name} for name in TEST_NAMES]
+    cases = [
+        {
+            "reportArn": arn,
+            "testRawDataPath": f"{build.env['CODEBUILD_SRC_DIR']}/reports/junit.xml",
+            "prefix": "tests.integration.test_webapp",
+            "name": name,
+            "status": "FAILED" if name in failed else "SUCCEEDED",
+            "durationInNanoSeconds": 300_000_000,
+            "message": "AssertionError: expected 200, got 500" if name in failed else "",
+            "expired": expires,
+            "testSuiteName": group_name,
+        }
+        for name in TEST_NAMES
+    ]
     counts = {"SUCCEEDED": len(TEST_NAMES) - len(failed)}
     if failed:
         counts["FAILED"] = len(failed)
-    report = {"arn": arn, "type": "TEST", "name": f"{build.name}-{group_name}",
-              "reportGroupArn": f"arn:aws:codebuild:{build.region}:{ACCOUNT_ID}:report-group/{build.name}-{group_name}",
-              "executionId": build.doc["arn"], "status": "FAILED" if failed else "SUCCEEDED",
-              "created": ts(at), "expired": expires, "exportConfig": {"exportConfigType": "NO_EXPORT"},
-              "truncated": False,
-              "testSummary": {"total": len(TEST_NAMES), "statusCounts": counts,
-                              "durationInNanoSeconds": 300_000_000 * len(TEST_NAMES)}}
+    report = {
+        "arn": arn,
+        "type": "TEST",
+        "name": f"{build.name}-{group_name}",
+        "reportGroupArn": f"arn:aws:codebuild:{build.region}:{ACCOUNT_ID}:report-group/{build.name}-{group_name}",
+        "executionId": build.doc["arn"],
+        "status": "FAILED" if failed else "SUCCEEDED",
+        "created": ts(at),
+        "expired": expires,
+        "exportConfig": {"exportConfigType": "NO_EXPORT"},
+        "truncated": False,
+        "testSummary": {
+            "total": len(TEST_NAMES),
+            "statusCounts": counts,
+            "durationInNanoSeconds": 300_000_000 * len(TEST_NAMES),
+        },
+    }
     return report, cases
 
 
@@ -633,11 +709,25 @@ def junit_report(suite: str, failing: bool) -> bytes:
     for name in TEST_NAMES:
         body = ""
         if name in failed:
-            body = (f'<failure message="AssertionError: expected 200, got 500" type="AssertionError">'
-                    f"tests/integration/test_webapp.py:{40 + TEST_NAMES.index(name)}: AssertionError</failure>")
-        cases.append(f'    <testcase classname="tests.integration.test_webapp" name="{name}" time="0.3">'
-                     f"{body}</testcase>")
-    header = (f'<testsuite name="{suite}" tests="{len(TEST_NAMES)}" failures="{len(failed)}" '
-              f'errors="0" skipped="0" time="3.9">')
-    return "\n".join(['<?xml version="1.0" encoding="utf-8"?>', "<testsuites>", "  " + header, *cases,
-                      "  </testsuite>", "</testsuites>", ""]).encode()
+            body = (
+                f'<failure message="AssertionError: expected 200, got 500" type="AssertionError">'
+                f"tests/integration/test_webapp.py:{40 + TEST_NAMES.index(name)}: AssertionError</failure>"
+            )
+        cases.append(
+            f'    <testcase classname="tests.integration.test_webapp" name="{name}" time="0.3">{body}</testcase>'
+        )
+    header = (
+        f'<testsuite name="{suite}" tests="{len(TEST_NAMES)}" failures="{len(failed)}" '
+        f'errors="0" skipped="0" time="3.9">'
+    )
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            "<testsuites>",
+            "  " + header,
+            *cases,
+            "  </testsuite>",
+            "</testsuites>",
+            "",
+        ]
+    ).encode()

@@ -23,25 +23,58 @@ from include.sandbox.resources import ACCOUNT_ID
 log = logging.getLogger(__name__)
 
 OPERATIONS = {
-    "CreateDeployment", "GetDeployment", "BatchGetDeployments", "StopDeployment", "ContinueDeployment",
-    "ListDeployments", "ListDeploymentTargets", "BatchGetDeploymentTargets", "GetDeploymentTarget",
+    "CreateDeployment",
+    "GetDeployment",
+    "BatchGetDeployments",
+    "StopDeployment",
+    "ContinueDeployment",
+    "ListDeployments",
+    "ListDeploymentTargets",
+    "BatchGetDeploymentTargets",
+    "GetDeploymentTarget",
 }
 
-EC2_EVENTS = ["ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall",
-              "ApplicationStart", "ValidateService"]
+EC2_EVENTS = [
+    "ApplicationStop",
+    "DownloadBundle",
+    "BeforeInstall",
+    "Install",
+    "AfterInstall",
+    "ApplicationStart",
+    "ValidateService",
+]
 EVENTS = {
-    "ECS": ["BeforeInstall", "Install", "AfterInstall", "AllowTestTraffic", "AfterAllowTestTraffic",
-            "BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"],
+    "ECS": [
+        "BeforeInstall",
+        "Install",
+        "AfterInstall",
+        "AllowTestTraffic",
+        "AfterAllowTestTraffic",
+        "BeforeAllowTraffic",
+        "AllowTraffic",
+        "AfterAllowTraffic",
+    ],
     "Lambda": ["BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic"],
     "Server": EC2_EVENTS,
-    "ServerBlueGreen": EC2_EVENTS + ["BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic",
-                                     "BeforeBlockTraffic", "BlockTraffic", "AfterBlockTraffic"],
+    "ServerBlueGreen": EC2_EVENTS
+    + [
+        "BeforeAllowTraffic",
+        "AllowTraffic",
+        "AfterAllowTraffic",
+        "BeforeBlockTraffic",
+        "BlockTraffic",
+        "AfterBlockTraffic",
+    ],
 }
 # Where a STOP_DEPLOYMENT group waits in Ready: before production traffic moves.
 READY_AFTER = {"ECS": "AfterAllowTestTraffic", "ServerBlueGreen": "ValidateService"}
 # The validation hook a "fail" fault breaks unless the fault names another event.
-DEFAULT_FAILING_EVENT = {"ECS": "AfterAllowTestTraffic", "Lambda": "BeforeAllowTraffic",
-                         "Server": "ValidateService", "ServerBlueGreen": "ValidateService"}
+DEFAULT_FAILING_EVENT = {
+    "ECS": "AfterAllowTestTraffic",
+    "Lambda": "BeforeAllowTraffic",
+    "Server": "ValidateService",
+    "ServerBlueGreen": "ValidateService",
+}
 # The sample app's appspec.yml hooks, for EC2 diagnostics.
 EC2_SCRIPTS = {
     "ApplicationStop": "scripts/stop_server.sh",
@@ -176,12 +209,14 @@ class CodeDeployEmulator:
             "computePlatform": platform,
             "deploymentStatusMessages": [],
         }
-        for field, value in (("description", params.get("description")),
-                             ("fileExistsBehavior", params.get("fileExistsBehavior")),
-                             ("targetInstances", params.get("targetInstances")),
-                             ("previousRevision", state.get("targetRevision")),
-                             ("blueGreenDeploymentConfiguration", group.blue_green_deployment_configuration),
-                             ("loadBalancerInfo", group.load_balancer_info)):
+        for field, value in (
+            ("description", params.get("description")),
+            ("fileExistsBehavior", params.get("fileExistsBehavior")),
+            ("targetInstances", params.get("targetInstances")),
+            ("previousRevision", state.get("targetRevision")),
+            ("blueGreenDeploymentConfiguration", group.blue_green_deployment_configuration),
+            ("loadBalancerInfo", group.load_balancer_info),
+        ):
             if value:
                 doc[field] = copy.deepcopy(value)
 
@@ -210,14 +245,20 @@ class CodeDeployEmulator:
     def stop_deployment(self, params: dict, region: str) -> dict:
         deployment = self._deployment(params, region)
         if deployment.done:
-            raise ApiError("DeploymentAlreadyCompletedException",
-                           f"The deployment {deployment.doc['deploymentId']} has already completed.")
+            raise ApiError(
+                "DeploymentAlreadyCompletedException",
+                f"The deployment {deployment.doc['deploymentId']} has already completed.",
+            )
         at = now()
         self._end_events(deployment, at, "Failed")
         rolled_back = bool(params.get("autoRollbackEnabled"))
-        self._finish(deployment, at, "Stopped",
-                     {"code": "MANUAL_STOP", "message": "The deployment was stopped by a StopDeployment request."},
-                     rollback=rolled_back)
+        self._finish(
+            deployment,
+            at,
+            "Stopped",
+            {"code": "MANUAL_STOP", "message": "The deployment was stopped by a StopDeployment request."},
+            rollback=rolled_back,
+        )
         message = "Stopping active deployment" + (" and rolling back" if rolled_back else "")
         return {"status": "Succeeded", "statusMessage": message}
 
@@ -227,15 +268,19 @@ class CodeDeployEmulator:
         at = now()
         if wait == "READY_WAIT":
             if deployment.doc["status"] != "Ready":
-                raise ApiError("DeploymentIsNotInReadyStateException",
-                               f"The deployment {deployment.doc['deploymentId']} is not in the Ready state.")
+                raise ApiError(
+                    "DeploymentIsNotInReadyStateException",
+                    f"The deployment {deployment.doc['deploymentId']} is not in the Ready state.",
+                )
             deployment.doc["status"] = "InProgress"
             deployment.doc["deploymentOverview"] = _overview(InProgress=len(deployment.targets))
             self._start_event(deployment, at)
         elif wait == "TERMINATION_WAIT":
             if deployment.termination_deadline is None or deployment.done:
-                raise ApiError("DeploymentIsNotInReadyStateException",
-                               f"The deployment {deployment.doc['deploymentId']} is not waiting for termination.")
+                raise ApiError(
+                    "DeploymentIsNotInReadyStateException",
+                    f"The deployment {deployment.doc['deploymentId']} is not waiting for termination.",
+                )
             deployment.termination_deadline = at
             self._advance(deployment, at)
         else:
@@ -245,11 +290,15 @@ class CodeDeployEmulator:
     def list_deployments(self, params: dict, region: str) -> dict:
         app_name, group_name = params.get("applicationName"), params.get("deploymentGroupName")
         if app_name and not group_name:
-            raise ApiError("DeploymentGroupNameRequiredException",
-                           "If applicationName is specified, then deploymentGroupName must be specified.")
+            raise ApiError(
+                "DeploymentGroupNameRequiredException",
+                "If applicationName is specified, then deploymentGroupName must be specified.",
+            )
         if group_name and not app_name:
-            raise ApiError("ApplicationNameRequiredException",
-                           "If deploymentGroupName is specified, applicationName must be specified.")
+            raise ApiError(
+                "ApplicationNameRequiredException",
+                "If deploymentGroupName is specified, applicationName must be specified.",
+            )
         cd = backend("codedeploy", region)
         if app_name and app_name not in cd.applications:
             raise ApiError("ApplicationDoesNotExistException", f"No application found for name: {app_name}")
@@ -315,9 +364,13 @@ class CodeDeployEmulator:
         if target_id not in deployment.targets:
             raise ApiError("DeploymentTargetDoesNotExistException", f"The target {target_id} could not be found.")
         region, doc = deployment.region, deployment.doc
-        common = {"deploymentId": doc["deploymentId"], "targetId": target_id, "status": self._target_status(deployment),
-                  "lastUpdatedAt": doc.get("completeTime") or doc.get("startTime") or doc["createTime"],
-                  "lifecycleEvents": deployment.events}
+        common = {
+            "deploymentId": doc["deploymentId"],
+            "targetId": target_id,
+            "status": self._target_status(deployment),
+            "lastUpdatedAt": doc.get("completeTime") or doc.get("startTime") or doc["createTime"],
+            "lifecycleEvents": deployment.events,
+        }
         if deployment.kind == "ECS":
             cluster, service = target_id.split(":", 1)
             arn = f"arn:aws:ecs:{region}:{ACCOUNT_ID}:service/{cluster}/{service}"
@@ -325,11 +378,17 @@ class CodeDeployEmulator:
         if deployment.kind == "Lambda":
             props = lambda_properties(deployment.appspec)
             arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{target_id}"
-            info = {"functionName": props.get("Name"), "functionAlias": props.get("Alias"),
-                    "currentVersion": str(props.get("CurrentVersion")), "targetVersion": str(props.get("TargetVersion")),
-                    "targetVersionWeight": 1.0 if doc["status"] == "Succeeded" else 0.0}
-            return {"deploymentTargetType": "LambdaTarget",
-                    "lambdaTarget": {**common, "targetArn": arn, "lambdaFunctionInfo": info}}
+            info = {
+                "functionName": props.get("Name"),
+                "functionAlias": props.get("Alias"),
+                "currentVersion": str(props.get("CurrentVersion")),
+                "targetVersion": str(props.get("TargetVersion")),
+                "targetVersionWeight": 1.0 if doc["status"] == "Succeeded" else 0.0,
+            }
+            return {
+                "deploymentTargetType": "LambdaTarget",
+                "lambdaTarget": {**common, "targetArn": arn, "lambdaFunctionInfo": info},
+            }
         arn = f"arn:aws:ec2:{region}:{ACCOUNT_ID}:instance/{target_id}"
         target = {**common, "targetArn": arn}
         if deployment.kind == "ServerBlueGreen":
@@ -356,8 +415,11 @@ class CodeDeployEmulator:
                 begin = deployment.created + CREATED_SHARE * self.deploy_seconds
                 if begin > at:
                     return
-                doc.update(status="InProgress", startTime=ts(begin),
-                           deploymentOverview=_overview(InProgress=len(deployment.targets)))
+                doc.update(
+                    status="InProgress",
+                    startTime=ts(begin),
+                    deploymentOverview=_overview(InProgress=len(deployment.targets)),
+                )
                 deployment.index = 0
                 self._start_event(deployment, begin)
                 if deployment.invalid:
@@ -394,8 +456,11 @@ class CodeDeployEmulator:
             except EffectError as error:
                 self._fail(deployment, at, error.code, str(error))
                 return
-        event.update(status="Succeeded", endTime=ts(at),
-                     diagnostics={"errorCode": "Success", "scriptName": "", "message": "Succeeded", "logTail": ""})
+        event.update(
+            status="Succeeded",
+            endTime=ts(at),
+            diagnostics={"errorCode": "Success", "scriptName": "", "message": "Succeeded", "logTail": ""},
+        )
         if deployment.index == len(deployment.events) - 1:
             self._all_events_done(deployment, at)
             return
@@ -412,7 +477,8 @@ class CodeDeployEmulator:
     def _all_events_done(self, deployment: Deployment, at: float) -> None:
         # A blue/green group may keep the original fleet for a while; ContinueDeployment ends that early.
         terminate = (deployment.group.blue_green_deployment_configuration or {}).get(
-            "terminateBlueInstancesOnDeploymentSuccess") or {}
+            "terminateBlueInstancesOnDeploymentSuccess"
+        ) or {}
         minutes = terminate.get("terminationWaitTimeInMinutes") or 0
         if terminate.get("action") == "TERMINATE" and minutes > 0 and deployment.kind != "Lambda":
             deployment.termination_deadline = at + minutes * 60
@@ -425,26 +491,38 @@ class CodeDeployEmulator:
         if deployment.kind in ("ECS", "Lambda"):
             hook = hook_function(deployment.appspec, name)
             detail = f"hook function {hook} reported Failed: smoke test GET /health returned HTTP 500"
-            event["diagnostics"] = {"errorCode": "ScriptFailed", "scriptName": hook, "message": detail,
-                                    "logTail": "GET /health -> 500 Internal Server Error\n"}
-            message = (f"The deployment failed because a specified lifecycle event hook failed: {name} {detail} "
-                       "(sandbox fault: fail)")
+            event["diagnostics"] = {
+                "errorCode": "ScriptFailed",
+                "scriptName": hook,
+                "message": detail,
+                "logTail": "GET /health -> 500 Internal Server Error\n",
+            }
+            message = (
+                f"The deployment failed because a specified lifecycle event hook failed: {name} {detail} "
+                "(sandbox fault: fail)"
+            )
             code = "HOOK_EXECUTION_FAILURE"
         else:
             script = EC2_SCRIPTS.get(name, f"scripts/{name}.sh")
             detail = f"Script at specified location: {script} run as user root failed with exit code 1"
-            event["diagnostics"] = {"errorCode": "ScriptFailed", "scriptName": script, "message": detail,
-                                    "logTail": "[stderr]curl: (22) The requested URL returned error: 503\n"}
-            message = ("The overall deployment failed because too many individual instances failed deployment, "
-                       "too few healthy instances are available for deployment, or some instances in your "
-                       f"deployment group are experiencing problems. Lifecycle event {name} failed on "
-                       f"{deployment.targets[0]}: {detail} (sandbox fault: fail)")
+            event["diagnostics"] = {
+                "errorCode": "ScriptFailed",
+                "scriptName": script,
+                "message": detail,
+                "logTail": "[stderr]curl: (22) The requested URL returned error: 503\n",
+            }
+            message = (
+                "The overall deployment failed because too many individual instances failed deployment, "
+                "too few healthy instances are available for deployment, or some instances in your "
+                f"deployment group are experiencing problems. Lifecycle event {name} failed on "
+                f"{deployment.targets[0]}: {detail} (sandbox fault: fail)"
+            )
             code = "HEALTH_CONSTRAINTS"
         self._fail(deployment, at, code, message)
 
     def _fail(self, deployment: Deployment, at: float, code: str, message: str) -> None:
         self._end_events(deployment, at, "Failed")
-        events = (deployment.doc["autoRollbackConfiguration"] or {})
+        events = deployment.doc["autoRollbackConfiguration"] or {}
         rollback = bool(events.get("enabled")) and "DEPLOYMENT_FAILURE" in (events.get("events") or [])
         self._finish(deployment, at, "Failed", {"code": code, "message": message}, rollback=rollback)
 
@@ -456,13 +534,17 @@ class CodeDeployEmulator:
             elif event["status"] == "Pending":
                 event["status"] = "Skipped"
 
-    def _finish(self, deployment: Deployment, at: float, status: str, error: dict | None = None,
-                rollback: bool = False) -> None:
+    def _finish(
+        self, deployment: Deployment, at: float, status: str, error: dict | None = None, rollback: bool = False
+    ) -> None:
         doc = deployment.doc
         deployment.done = True
         count = len(deployment.targets)
-        overview = {"Succeeded": _overview(Succeeded=count), "Failed": _overview(Failed=count),
-                    "Stopped": _overview(Skipped=count)}[status]
+        overview = {
+            "Succeeded": _overview(Succeeded=count),
+            "Failed": _overview(Failed=count),
+            "Stopped": _overview(Skipped=count),
+        }[status]
         doc.update(status=status, completeTime=ts(at), deploymentOverview=overview)
         doc.setdefault("startTime", ts(at))
         if error:
@@ -487,11 +569,20 @@ class CodeDeployEmulator:
         rollback_id = "d-" + "".join(random.choices(string.ascii_uppercase + string.digits, k=9))
         doc = copy.deepcopy(original)
         previous = original.get("previousRevision") or original["revision"]
-        doc.update(deploymentId=rollback_id, creator="codeDeployRollback", revision=previous, status="Succeeded",
-                   createTime=ts(at), startTime=ts(at), completeTime=ts(at),
-                   deploymentOverview=_overview(Succeeded=len(deployment.targets)),
-                   rollbackInfo={"rollbackTriggeringDeploymentId": original["deploymentId"],
-                                 "rollbackMessage": f"Rollback of deployment {original['deploymentId']}"})
+        doc.update(
+            deploymentId=rollback_id,
+            creator="codeDeployRollback",
+            revision=previous,
+            status="Succeeded",
+            createTime=ts(at),
+            startTime=ts(at),
+            completeTime=ts(at),
+            deploymentOverview=_overview(Succeeded=len(deployment.targets)),
+            rollbackInfo={
+                "rollbackTriggeringDeploymentId": original["deploymentId"],
+                "rollbackMessage": f"Rollback of deployment {original['deploymentId']}",
+            },
+        )
         doc.pop("errorInformation", None)
         doc.pop("previousRevision", None)
         twin = Deployment(doc, deployment.region, deployment.kind, deployment.group, None)
@@ -501,8 +592,10 @@ class CodeDeployEmulator:
         self.deployments[rollback_id] = twin
         original["rollbackInfo"] = {
             "rollbackDeploymentId": rollback_id,
-            "rollbackMessage": (f"Automatic rollback: deployment {original['deploymentId']} {original['status'].lower()},"
-                                f" previous revision restored by deployment {rollback_id}"),
+            "rollbackMessage": (
+                f"Automatic rollback: deployment {original['deploymentId']} {original['status'].lower()},"
+                f" previous revision restored by deployment {rollback_id}"
+            ),
         }
 
     def _group_state(self, deployment: Deployment) -> dict:
@@ -527,15 +620,17 @@ class CodeDeployEmulator:
         props = lambda_properties(deployment.appspec)
         name, alias, target = props.get("Name"), props.get("Alias"), props.get("TargetVersion")
         if not (name and alias and target):
-            raise EffectError("INVALID_LAMBDA_CONFIGURATION",
-                              "The AppSpec must give the function's Name, Alias and TargetVersion")
+            raise EffectError(
+                "INVALID_LAMBDA_CONFIGURATION", "The AppSpec must give the function's Name, Alias and TargetVersion"
+            )
         lam = backend("lambda", deployment.region)
         try:
             previous = lam.get_alias(alias, name).function_version
             lam.update_alias(alias, name, str(target), None, None)
         except Exception as error:
-            raise EffectError("INVALID_LAMBDA_FUNCTION",
-                              f"Could not move alias {alias} of {name} to version {target}: {error}") from error
+            raise EffectError(
+                "INVALID_LAMBDA_FUNCTION", f"Could not move alias {alias} of {name} to version {target}: {error}"
+            ) from error
         deployment.undo.append(lambda: lam.update_alias(alias, name, previous, None, None))
 
     def _shift_ecs(self, deployment: Deployment) -> None:
@@ -551,8 +646,9 @@ class CodeDeployEmulator:
         container = (props.get("LoadBalancerInfo") or {}).get("ContainerName")
         names = [c.get("name") for c in task_definition.container_definitions]
         if container and container not in names:
-            raise EffectError("ECS_UPDATE_ERROR",
-                              f"The container {container} does not exist in the task definition {definition}")
+            raise EffectError(
+                "ECS_UPDATE_ERROR", f"The container {container} does not exist in the task definition {definition}"
+            )
         for target in deployment.group.ecs_services:
             cluster, service_name = target["clusterName"], target["serviceName"]
             service = ecs.services.get(f"{cluster}:{service_name}")
@@ -560,8 +656,11 @@ class CodeDeployEmulator:
                 raise EffectError("INVALID_ECS_SERVICE", f"The ECS service {service_name} in {cluster} was not found")
             previous = service.task_definition
             ecs.update_service({"cluster": cluster, "service": service_name, "task_definition": task_definition.arn})
-            deployment.undo.append(lambda c=cluster, s=service_name, p=previous: ecs.update_service(
-                {"cluster": c, "service": s, "task_definition": p}))
+            deployment.undo.append(
+                lambda c=cluster, s=service_name, p=previous: ecs.update_service(
+                    {"cluster": c, "service": s, "task_definition": p}
+                )
+            )
 
 
 # ---- AppSpec -------------------------------------------------------------------

@@ -25,8 +25,14 @@ class ApiError(Exception):
 
 def client(service: str, endpoint_url: str, region: str = REGION):
     """A boto3 client of the sandbox at `endpoint_url`, with its test credentials."""
-    return boto3.client(service, endpoint_url=endpoint_url, region_name=region, aws_access_key_id="testing",
-                        aws_secret_access_key="testing", config=Config(retries={"mode": "standard"}))
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"mode": "standard"}),
+    )
 
 
 def throttled() -> ApiError:

@@ -22,7 +22,8 @@ import json
 import re
 import threading
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from include.sandbox.common import backend, region_of
 from include.sandbox.common import client as sandbox_client
@@ -73,9 +74,16 @@ def intercept(app, environ: dict, start_response):
 
 def put_event(region: str, source: str, detail_type: str, detail: dict, resources: list[str] | None = None) -> str:
     """Put one event on the region's default event bus, as the AWS service would; returns its id."""
-    entries = backend("events", region).put_events([{
-        "Source": source, "DetailType": detail_type, "Detail": json.dumps(detail), "Resources": resources or [],
-    }])
+    entries = backend("events", region).put_events(
+        [
+            {
+                "Source": source,
+                "DetailType": detail_type,
+                "Detail": json.dumps(detail),
+                "Resources": resources or [],
+            }
+        ]
+    )
     return entries[0].get("EventId", "")
 
 
@@ -92,8 +100,12 @@ def _put_image(app, environ: dict, start_response):
         image = json.loads(body).get("image", {})
         image_id = image.get("imageId", {})
         if image_id.get("imageDigest"):
-            detail = {"result": "SUCCESS", "repository-name": image.get("repositoryName"),
-                      "image-digest": image_id["imageDigest"], "action-type": "PUSH"}
+            detail = {
+                "result": "SUCCESS",
+                "repository-name": image.get("repositoryName"),
+                "image-digest": image_id["imageDigest"],
+                "action-type": "PUSH",
+            }
             if image_id.get("imageTag"):
                 detail["image-tag"] = image_id["imageTag"]
             put_event(region_of(environ), "aws.ecr", "ECR Image Action", detail)
@@ -131,14 +143,23 @@ def _codecommit_push(environ: dict, start_response):
             event = "referenceUpdated" if old else "referenceCreated"
     detail = {
         "callerUserArn": f"arn:aws:iam::{ACCOUNT_ID}:user/sandbox",
-        "commitId": commit, "event": event, "referenceFullName": f"refs/heads/{branch}",
-        "referenceName": branch, "referenceType": "branch", "repositoryId": metadata.get("repositoryId"),
+        "commitId": commit,
+        "event": event,
+        "referenceFullName": f"refs/heads/{branch}",
+        "referenceName": branch,
+        "referenceType": "branch",
+        "repositoryId": metadata.get("repositoryId"),
         "repositoryName": repository,
     }
     if old:
         detail["oldCommitId"] = old
-    event_id = put_event(region, "aws.codecommit", "CodeCommit Repository State Change", detail,
-                         [metadata.get("Arn") or f"arn:aws:codecommit:{region}:{ACCOUNT_ID}:{repository}"])
+    event_id = put_event(
+        region,
+        "aws.codecommit",
+        "CodeCommit Repository State Change",
+        detail,
+        [metadata.get("Arn") or f"arn:aws:codecommit:{region}:{ACCOUNT_ID}:{repository}"],
+    )
     return _json(start_response, 200, {"eventId": event_id, "event": event, "commitId": commit, "oldCommitId": old})
 
 

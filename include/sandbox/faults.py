@@ -92,7 +92,7 @@ def _validated(service: str, target: str, spec) -> dict | None:
     if spec is None:
         return None
     if not isinstance(spec, dict):
-        raise FaultError(f"{service}/{target}: expected an object like {{\"mode\": \"fail\"}}")
+        raise FaultError(f'{service}/{target}: expected an object like {{"mode": "fail"}}')
     mode = spec.get("mode")
     if mode in (None, "none"):
         return None

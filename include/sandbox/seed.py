@@ -74,11 +74,21 @@ def _role(url: str) -> None:
     iam = client("iam", url)
     name = r.SERVICE_ROLE_ARN.rsplit("/", 1)[1]
     if not _exists(lambda: iam.get_role(RoleName=name), ("NoSuchEntity",)):
-        trust = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": [f"{s}.amazonaws.com" for s in TRUSTED_SERVICES]},
-             "Action": "sts:AssumeRole"}]}
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
-                        Description="Service role for the example release's builds, deployments and functions")
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": [f"{s}.amazonaws.com" for s in TRUSTED_SERVICES]},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(trust),
+            Description="Service role for the example release's builds, deployments and functions",
+        )
     # Inline, since moto does not load AWS managed policies by default; putting it again replaces it.
     policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
     iam.put_role_policy(RoleName=name, PolicyName="release-service", PolicyDocument=json.dumps(policy))
@@ -86,19 +96,25 @@ def _role(url: str) -> None:
 
 def _ecr(url: str) -> None:
     ecr = client("ecr", url)
-    if not _exists(lambda: ecr.describe_repositories(repositoryNames=[r.ECR_REPOSITORY]),
-                   ("RepositoryNotFoundException",)):
+    if not _exists(
+        lambda: ecr.describe_repositories(repositoryNames=[r.ECR_REPOSITORY]), ("RepositoryNotFoundException",)
+    ):
         ecr.create_repository(repositoryName=r.ECR_REPOSITORY)
 
 
 def _codebuild(url: str) -> None:
     cb = client("codebuild", url)
     existing = {p["name"] for p in cb.batch_get_projects(names=[r.BUILD_PROJECT, r.TEST_PROJECT])["projects"]}
-    environment = {"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
-                   "computeType": "BUILD_GENERAL1_SMALL", "privilegedMode": True,  # docker build needs it
-                   "environmentVariables": [
-                       {"name": "ECR_REPOSITORY", "value": r.ECR_REPOSITORY, "type": "PLAINTEXT"},
-                       {"name": "ARTIFACT_BUCKET", "value": r.ARTIFACT_BUCKET, "type": "PLAINTEXT"}]}
+    environment = {
+        "type": "LINUX_CONTAINER",
+        "image": "aws/codebuild/standard:7.0",
+        "computeType": "BUILD_GENERAL1_SMALL",
+        "privilegedMode": True,  # docker build needs it
+        "environmentVariables": [
+            {"name": "ECR_REPOSITORY", "value": r.ECR_REPOSITORY, "type": "PLAINTEXT"},
+            {"name": "ARTIFACT_BUCKET", "value": r.ARTIFACT_BUCKET, "type": "PLAINTEXT"},
+        ],
+    }
     projects = {
         r.BUILD_PROJECT: ("buildspec.yml", {"name": "app.zip", "packaging": "ZIP"}),
         r.TEST_PROJECT: ("buildspec-integration.yml", {"name": "test-output", "packaging": "NONE"}),
@@ -108,11 +124,19 @@ def _codebuild(url: str) -> None:
             continue
         cb.create_project(
             name=name,
-            source={"type": "GITHUB", "location": "https://github.com/example/webapp.git",
-                    "buildspec": (SAMPLE_APP / buildspec).read_text()},
+            source={
+                "type": "GITHUB",
+                "location": "https://github.com/example/webapp.git",
+                "buildspec": (SAMPLE_APP / buildspec).read_text(),
+            },
             sourceVersion="refs/heads/main",
-            artifacts={"type": "S3", "location": r.ARTIFACT_BUCKET, "path": name, "namespaceType": "BUILD_ID",
-                       **artifact},
+            artifacts={
+                "type": "S3",
+                "location": r.ARTIFACT_BUCKET,
+                "path": name,
+                "namespaceType": "BUILD_ID",
+                **artifact,
+            },
             environment=environment,
             serviceRole=r.SERVICE_ROLE_ARN,
             timeoutInMinutes=30,
@@ -125,38 +149,52 @@ def _network(url: str) -> dict:
     ec2 = client("ec2", url)
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]]
-    security_group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
-                                                           {"Name": "group-name", "Values": ["default"]}]
-                                                  )["SecurityGroups"][0]["GroupId"]
+    security_group = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}]
+    )["SecurityGroups"][0]["GroupId"]
     elb = client("elbv2", url)
     groups = {}
-    for name, target_type, port in ((ECS_BLUE_TARGET_GROUP, "ip", r.ECS_CONTAINER_PORT),
-                                    (ECS_GREEN_TARGET_GROUP, "ip", r.ECS_CONTAINER_PORT),
-                                    (EC2_TARGET_GROUP, "instance", 8080)):
+    for name, target_type, port in (
+        (ECS_BLUE_TARGET_GROUP, "ip", r.ECS_CONTAINER_PORT),
+        (ECS_GREEN_TARGET_GROUP, "ip", r.ECS_CONTAINER_PORT),
+        (EC2_TARGET_GROUP, "instance", 8080),
+    ):
         try:
             groups[name] = elb.describe_target_groups(Names=[name])["TargetGroups"][0]["TargetGroupArn"]
         except ClientError as error:
             if error.response["Error"]["Code"] != "TargetGroupNotFound":
                 raise
             groups[name] = elb.create_target_group(
-                Name=name, Protocol="HTTP", Port=port, VpcId=vpc, TargetType=target_type,
-                HealthCheckPath="/health")["TargetGroups"][0]["TargetGroupArn"]
+                Name=name, Protocol="HTTP", Port=port, VpcId=vpc, TargetType=target_type, HealthCheckPath="/health"
+            )["TargetGroups"][0]["TargetGroupArn"]
     try:
         balancer = elb.describe_load_balancers(Names=[LOAD_BALANCER])["LoadBalancers"][0]["LoadBalancerArn"]
     except ClientError as error:
         if error.response["Error"]["Code"] != "LoadBalancerNotFound":
             raise
-        balancer = elb.create_load_balancer(Name=LOAD_BALANCER, Subnets=subnets[:2], Scheme="internet-facing",
-                                            Type="application")["LoadBalancers"][0]["LoadBalancerArn"]
-    listeners = {l["Port"]: l["ListenerArn"] for l in elb.describe_listeners(LoadBalancerArn=balancer)["Listeners"]}
+        balancer = elb.create_load_balancer(
+            Name=LOAD_BALANCER, Subnets=subnets[:2], Scheme="internet-facing", Type="application"
+        )["LoadBalancers"][0]["LoadBalancerArn"]
+    listeners = {
+        lsn["Port"]: lsn["ListenerArn"] for lsn in elb.describe_listeners(LoadBalancerArn=balancer)["Listeners"]
+    }
     for port, group in ((PROD_LISTENER_PORT, ECS_BLUE_TARGET_GROUP), (TEST_LISTENER_PORT, ECS_GREEN_TARGET_GROUP)):
         if port not in listeners:
             listeners[port] = elb.create_listener(
-                LoadBalancerArn=balancer, Protocol="HTTP", Port=port,
-                DefaultActions=[{"Type": "forward", "TargetGroupArn": groups[group]}])["Listeners"][0]["ListenerArn"]
-    return {"vpc_id": vpc, "subnet_ids": subnets, "security_group_id": security_group, "target_groups": groups,
-            "load_balancer": balancer, "prod_listener": listeners[PROD_LISTENER_PORT],
-            "test_listener": listeners[TEST_LISTENER_PORT]}
+                LoadBalancerArn=balancer,
+                Protocol="HTTP",
+                Port=port,
+                DefaultActions=[{"Type": "forward", "TargetGroupArn": groups[group]}],
+            )["Listeners"][0]["ListenerArn"]
+    return {
+        "vpc_id": vpc,
+        "subnet_ids": subnets,
+        "security_group_id": security_group,
+        "target_groups": groups,
+        "load_balancer": balancer,
+        "prod_listener": listeners[PROD_LISTENER_PORT],
+        "test_listener": listeners[TEST_LISTENER_PORT],
+    }
 
 
 def _autoscaling(url: str, network: dict) -> None:
@@ -167,17 +205,21 @@ def _autoscaling(url: str, network: dict) -> None:
         if "NotFound" not in error.response["Error"]["Code"]:
             raise
         image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        ec2.create_launch_template(LaunchTemplateName=LAUNCH_TEMPLATE,
-                                   LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"})
+        ec2.create_launch_template(
+            LaunchTemplateName=LAUNCH_TEMPLATE, LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"}
+        )
     autoscaling = client("autoscaling", url)
     found = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[r.EC2_AUTOSCALING_GROUP])
     if not found["AutoScalingGroups"]:
         autoscaling.create_auto_scaling_group(
             AutoScalingGroupName=r.EC2_AUTOSCALING_GROUP,
             LaunchTemplate={"LaunchTemplateName": LAUNCH_TEMPLATE, "Version": "$Latest"},
-            MinSize=2, MaxSize=4, DesiredCapacity=2,
+            MinSize=2,
+            MaxSize=4,
+            DesiredCapacity=2,
             VPCZoneIdentifier=",".join(network["subnet_ids"][:2]),
-            TargetGroupARNs=[network["target_groups"][EC2_TARGET_GROUP]])
+            TargetGroupARNs=[network["target_groups"][EC2_TARGET_GROUP]],
+        )
 
 
 def _ecs(url: str, network: dict) -> str:
@@ -195,13 +237,27 @@ def _ecs(url: str, network: dict) -> str:
     services = ecs.describe_services(cluster=r.ECS_CLUSTER, services=[r.ECS_SERVICE])["services"]
     if not [s for s in services if s["status"] == "ACTIVE"]:
         ecs.create_service(
-            cluster=r.ECS_CLUSTER, serviceName=r.ECS_SERVICE, taskDefinition=task_definition, desiredCount=2,
-            launchType="FARGATE", deploymentController={"type": "CODE_DEPLOY"},
-            loadBalancers=[{"targetGroupArn": network["target_groups"][ECS_BLUE_TARGET_GROUP],
-                            "containerName": r.ECS_CONTAINER, "containerPort": r.ECS_CONTAINER_PORT}],
-            networkConfiguration={"awsvpcConfiguration": {"subnets": network["subnet_ids"][:2],
-                                                          "securityGroups": [network["security_group_id"]],
-                                                          "assignPublicIp": "DISABLED"}})
+            cluster=r.ECS_CLUSTER,
+            serviceName=r.ECS_SERVICE,
+            taskDefinition=task_definition,
+            desiredCount=2,
+            launchType="FARGATE",
+            deploymentController={"type": "CODE_DEPLOY"},
+            loadBalancers=[
+                {
+                    "targetGroupArn": network["target_groups"][ECS_BLUE_TARGET_GROUP],
+                    "containerName": r.ECS_CONTAINER,
+                    "containerPort": r.ECS_CONTAINER_PORT,
+                }
+            ],
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": network["subnet_ids"][:2],
+                    "securityGroups": [network["security_group_id"]],
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+        )
     return task_definition
 
 
@@ -217,16 +273,24 @@ def _lambda_zip(marker: str) -> bytes:
 def _lambda(url: str, region: str) -> None:
     lam = client("lambda", url, region)
     if not _exists(lambda: lam.get_function(FunctionName=r.LAMBDA_FUNCTION), ("ResourceNotFoundException",)):
-        lam.create_function(FunctionName=r.LAMBDA_FUNCTION, Runtime="python3.12", Role=r.SERVICE_ROLE_ARN,
-                            Handler="handler.handler", Code={"ZipFile": _lambda_zip("1")},
-                            Description="webapp API", Timeout=10, MemorySize=256)
+        lam.create_function(
+            FunctionName=r.LAMBDA_FUNCTION,
+            Runtime="python3.12",
+            Role=r.SERVICE_ROLE_ARN,
+            Handler="handler.handler",
+            Code={"ZipFile": _lambda_zip("1")},
+            Description="webapp API",
+            Timeout=10,
+            MemorySize=256,
+        )
     versions = {v["Version"] for v in lam.list_versions_by_function(FunctionName=r.LAMBDA_FUNCTION)["Versions"]}
     for version in ("1", "2"):
         if version not in versions:
             lam.update_function_code(FunctionName=r.LAMBDA_FUNCTION, ZipFile=_lambda_zip(version))
             lam.publish_version(FunctionName=r.LAMBDA_FUNCTION, Description=f"release {version}")
-    if not _exists(lambda: lam.get_alias(FunctionName=r.LAMBDA_FUNCTION, Name=r.LAMBDA_ALIAS),
-                   ("ResourceNotFoundException",)):
+    if not _exists(
+        lambda: lam.get_alias(FunctionName=r.LAMBDA_FUNCTION, Name=r.LAMBDA_ALIAS), ("ResourceNotFoundException",)
+    ):
         lam.create_alias(FunctionName=r.LAMBDA_FUNCTION, Name=r.LAMBDA_ALIAS, FunctionVersion="1")
 
 
@@ -239,41 +303,60 @@ def _codedeploy(url: str, network: dict) -> None:
         "greenFleetProvisioningOption": {"action": "COPY_AUTO_SCALING_GROUP"},
     }
     ec2_group = {
-        "deploymentConfigName": "CodeDeployDefault.AllAtOnce", "deploymentStyle": blue_green,
-        "blueGreenDeploymentConfiguration": ec2_blue_green, "autoScalingGroups": [r.EC2_AUTOSCALING_GROUP],
+        "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+        "deploymentStyle": blue_green,
+        "blueGreenDeploymentConfiguration": ec2_blue_green,
+        "autoScalingGroups": [r.EC2_AUTOSCALING_GROUP],
         "loadBalancerInfo": {"targetGroupInfoList": [{"name": EC2_TARGET_GROUP}]},
     }
     ecs_group = {
-        "deploymentConfigName": "CodeDeployDefault.ECSAllAtOnce", "deploymentStyle": blue_green,
+        "deploymentConfigName": "CodeDeployDefault.ECSAllAtOnce",
+        "deploymentStyle": blue_green,
         "blueGreenDeploymentConfiguration": {
             "terminateBlueInstancesOnDeploymentSuccess": {"action": "TERMINATE", "terminationWaitTimeInMinutes": 0},
-            "deploymentReadyOption": {"actionOnTimeout": "CONTINUE_DEPLOYMENT", "waitTimeInMinutes": 0}},
+            "deploymentReadyOption": {"actionOnTimeout": "CONTINUE_DEPLOYMENT", "waitTimeInMinutes": 0},
+        },
         "ecsServices": [{"serviceName": r.ECS_SERVICE, "clusterName": r.ECS_CLUSTER}],
-        "loadBalancerInfo": {"targetGroupPairInfoList": [{
-            "targetGroups": [{"name": ECS_BLUE_TARGET_GROUP}, {"name": ECS_GREEN_TARGET_GROUP}],
-            "prodTrafficRoute": {"listenerArns": [network["prod_listener"]]},
-            "testTrafficRoute": {"listenerArns": [network["test_listener"]]}}]},
+        "loadBalancerInfo": {
+            "targetGroupPairInfoList": [
+                {
+                    "targetGroups": [{"name": ECS_BLUE_TARGET_GROUP}, {"name": ECS_GREEN_TARGET_GROUP}],
+                    "prodTrafficRoute": {"listenerArns": [network["prod_listener"]]},
+                    "testTrafficRoute": {"listenerArns": [network["test_listener"]]},
+                }
+            ]
+        },
         "autoRollbackConfiguration": rollback,
     }
-    lambda_group = {"deploymentConfigName": "CodeDeployDefault.LambdaAllAtOnce", "deploymentStyle": blue_green,
-                    "autoRollbackConfiguration": rollback}
+    lambda_group = {
+        "deploymentConfigName": "CodeDeployDefault.LambdaAllAtOnce",
+        "deploymentStyle": blue_green,
+        "autoRollbackConfiguration": rollback,
+    }
     plan = [
         (r.REGION, r.EC2_APPLICATION, "Server", r.EC2_STAGING_GROUP, ec2_group),
-        (r.REGION, r.EC2_APPLICATION, "Server", r.EC2_PRODUCTION_GROUP,
-         {**ec2_group, "autoRollbackConfiguration": rollback}),
+        (
+            r.REGION,
+            r.EC2_APPLICATION,
+            "Server",
+            r.EC2_PRODUCTION_GROUP,
+            {**ec2_group, "autoRollbackConfiguration": rollback},
+        ),
         (r.REGION, r.ECS_APPLICATION, "ECS", r.ECS_GROUP, ecs_group),
         (r.REGION, r.LAMBDA_APPLICATION, "Lambda", r.LAMBDA_GROUP, lambda_group),
         (r.SECOND_REGION, r.LAMBDA_APPLICATION, "Lambda", r.LAMBDA_GROUP, lambda_group),
     ]
     for region, application, platform, group, settings in plan:
         cd = client("codedeploy", url, region)
-        if not _exists(lambda: cd.get_application(applicationName=application),
-                       ("ApplicationDoesNotExistException",)):
+        if not _exists(lambda: cd.get_application(applicationName=application), ("ApplicationDoesNotExistException",)):
             cd.create_application(applicationName=application, computePlatform=platform)
-        if not _exists(lambda: cd.get_deployment_group(applicationName=application, deploymentGroupName=group),
-                       ("DeploymentGroupDoesNotExistException",)):
-            cd.create_deployment_group(applicationName=application, deploymentGroupName=group,
-                                       serviceRoleArn=r.SERVICE_ROLE_ARN, **settings)
+        if not _exists(
+            lambda: cd.get_deployment_group(applicationName=application, deploymentGroupName=group),
+            ("DeploymentGroupDoesNotExistException",),
+        ):
+            cd.create_deployment_group(
+                applicationName=application, deploymentGroupName=group, serviceRoleArn=r.SERVICE_ROLE_ARN, **settings
+            )
 
 
 def _notifications(url: str) -> str:
@@ -281,9 +364,19 @@ def _notifications(url: str) -> str:
     topic = sns.create_topic(Name=r.SNS_TOPIC)["TopicArn"]  # idempotent in SNS
     queue_url = sqs.create_queue(QueueName=r.INBOX_QUEUE)["QueueUrl"]  # idempotent with the same attributes
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Sid": "topic-to-inbox", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
-        "Action": "sqs:SendMessage", "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]}
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "topic-to-inbox",
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic}},
+            }
+        ],
+    }
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
     subscribed = {s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]}
     if queue_arn not in subscribed:

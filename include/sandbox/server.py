@@ -21,8 +21,8 @@ import sys
 import threading
 import uuid
 
-from moto.server import DomainDispatcherApplication
 from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+from moto.server import DomainDispatcherApplication
 from werkzeug.serving import make_server
 
 from include.sandbox import codebuild, codedeploy
@@ -123,14 +123,18 @@ class SandboxApp:
         path = environ.get("PATH_INFO", "").rstrip("/")
         if path == "/_sandbox/health" and method == "GET":
             with self.lock:
-                return _reply(start_response, 200, {
-                    "status": "ok",
-                    "buildSeconds": self.codebuild.build_seconds,
-                    "deploySeconds": self.codedeploy.deploy_seconds,
-                    "builds": len(self.codebuild.builds),
-                    "deployments": len(self.codedeploy.deployments),
-                    "seeded": _seeded(),
-                })
+                return _reply(
+                    start_response,
+                    200,
+                    {
+                        "status": "ok",
+                        "buildSeconds": self.codebuild.build_seconds,
+                        "deploySeconds": self.codedeploy.deploy_seconds,
+                        "builds": len(self.codebuild.builds),
+                        "deployments": len(self.codedeploy.deployments),
+                        "seeded": _seeded(),
+                    },
+                )
         if path == "/_sandbox/faults":
             if method == "GET":
                 return _reply(start_response, 200, self.faults.snapshot())
@@ -195,8 +199,13 @@ class Sandbox:
         self.stop()
 
 
-def start_sandbox(host: str = "127.0.0.1", port: int = SANDBOX_PORT, build_seconds: float = 6.0,
-                  deploy_seconds: float = 8.0, quiet: bool = True) -> Sandbox:
+def start_sandbox(
+    host: str = "127.0.0.1",
+    port: int = SANDBOX_PORT,
+    build_seconds: float = 6.0,
+    deploy_seconds: float = 8.0,
+    quiet: bool = True,
+) -> Sandbox:
     """Serve the sandbox in background threads of this process; port 0 picks a free port.
 
     Listens on 127.0.0.1; 0.0.0.0 is accepted for a container. Raises
@@ -222,8 +231,9 @@ def start_sandbox(host: str = "127.0.0.1", port: int = SANDBOX_PORT, build_secon
     bound_port = listener.getsockname()[1]
     app = SandboxApp(build_seconds, deploy_seconds)
     try:
-        server = make_server(host, bound_port, app, threaded=True, request_handler=MotoRequestHandler,
-                             fd=listener.fileno())
+        server = make_server(
+            host, bound_port, app, threaded=True, request_handler=MotoRequestHandler, fd=listener.fileno()
+        )
     finally:
         listener.close()  # werkzeug works on its own duplicate of the socket
     return Sandbox(app, server, host, bound_port)
@@ -240,8 +250,11 @@ def _read_body(environ) -> bytes:
 def _reply(start_response, status: int, payload: dict):
     data = json.dumps(payload).encode()
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}.get(status, "Error")
-    headers = [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data))),
-               ("x-amzn-RequestId", str(uuid.uuid4()))]
+    headers = [
+        ("Content-Type", "application/x-amz-json-1.1"),
+        ("Content-Length", str(len(data))),
+        ("x-amzn-RequestId", str(uuid.uuid4())),
+    ]
     if status >= 400 and "__type" in payload:
         headers.append(("x-amzn-ErrorType", payload["__type"]))
     start_response(f"{status} {reason}", headers)
@@ -270,8 +283,11 @@ def _caller(environ) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.sandbox.server", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="127.0.0.1 (default); 0.0.0.0 only inside a container whose port is published")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="127.0.0.1 (default); 0.0.0.0 only inside a container whose port is published",
+    )
     parser.add_argument("--port", type=int, default=SANDBOX_PORT)
     parser.add_argument("--build-seconds", type=float, default=6.0, help="wall-clock length of a build")
     parser.add_argument("--deploy-seconds", type=float, default=8.0, help="wall-clock length of a deployment")
@@ -287,13 +303,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.host == ALL_INTERFACES:
-        print("sandbox: listening on all interfaces; it has no authentication, use this only in a container",
-              file=sys.stderr)
+        print(
+            "sandbox: listening on all interfaces; it has no authentication, use this only in a container",
+            file=sys.stderr,
+        )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"sandbox listening on {sandbox.url} (builds {args.build_seconds}s, deployments {args.deploy_seconds}s)",
-          flush=True)
+    print(
+        f"sandbox listening on {sandbox.url} (builds {args.build_seconds}s, deployments {args.deploy_seconds}s)",
+        flush=True,
+    )
     try:
         if args.seed:
             from include.sandbox.seed import seed

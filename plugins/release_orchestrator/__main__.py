@@ -1,11 +1,11 @@
 """Command line: `python -m release_orchestrator <command>` (with plugins/ on PYTHONPATH).
 
-    validate [dir-or-file ...]                       check specs (default: the spec directories); exit 1 on errors
-    import-codepipeline pipeline.json [-o out.yaml]  write a spec for a CodePipeline definition
-    action-types                                     print the action-type reference (Markdown)
-    schema [-o pipeline-spec.schema.json]            print or write the JSON Schema of specs (editor completion)
-    settings                                         print every setting: variable, default, what it sets
-    events-setup [--dry-run] [dir ...]               route S3/ECR/CodeCommit change events to the events queue
+validate [dir-or-file ...]                       check specs (default: the spec directories); exit 1 on errors
+import-codepipeline pipeline.json [-o out.yaml]  write a spec for a CodePipeline definition
+action-types                                     print the action-type reference (Markdown)
+schema [-o pipeline-spec.schema.json]            print or write the JSON Schema of specs (editor completion)
+settings                                         print every setting: variable, default, what it sets
+events-setup [--dry-run] [dir ...]               route S3/ECR/CodeCommit change events to the events queue
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"\n{title}:", *(f"  {line}" for line in lines), sep="\n", file=sys.stderr)
 
     section("Not imported", result.unmapped)
-    section("Airflow connections to create",
-            [f"{conn_id}: assumes {arn}" for conn_id, arn in result.connections.items()])
+    section(
+        "Airflow connections to create", [f"{conn_id}: assumes {arn}" for conn_id, arn in result.connections.items()]
+    )
     section("Review", result.notes)
     section("The written spec does not validate yet", result.errors)
     return EXIT_OK if result.complete else EXIT_INCOMPLETE
@@ -73,18 +74,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m release_orchestrator", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="`<command> --help` describes each command")
+        prog="python -m release_orchestrator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="`<command> --help` describes each command",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check pipeline specs; exit 1 if any has a problem")
-    validate.add_argument("paths", nargs="*", help="spec files or directories (default: "
-                          "$RELEASE_ORCHESTRATOR_PIPELINES_DIR, else include/pipelines)")
+    validate.add_argument(
+        "paths",
+        nargs="*",
+        help="spec files or directories (default: $RELEASE_ORCHESTRATOR_PIPELINES_DIR, else include/pipelines)",
+    )
     validate.set_defaults(run=cmd_validate)
 
     importer = commands.add_parser(
-        "import-codepipeline", help="write a spec for an AWS CodePipeline definition; exit 3 if not everything "
-        "could be imported, 1 if the input cannot be read")
+        "import-codepipeline",
+        help="write a spec for an AWS CodePipeline definition; exit 3 if not everything "
+        "could be imported, 1 if the input cannot be read",
+    )
     importer.add_argument("file", help="JSON of `aws codepipeline get-pipeline`")
     importer.add_argument("-o", "--output", help="spec file to write (default: standard output)")
     importer.set_defaults(run=cmd_import)
@@ -93,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     types.set_defaults(run=lambda args: print(reference_markdown()) or 0)
 
     schema = commands.add_parser(
-        "schema", help="print the JSON Schema of pipeline specs, for editor completion and checks "
-        "(yaml-language-server)")
+        "schema",
+        help="print the JSON Schema of pipeline specs, for editor completion and checks (yaml-language-server)",
+    )
     schema.add_argument("-o", "--output", help="file to write (default: standard output)")
     schema.set_defaults(run=cmd_schema)
 
@@ -102,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     listed.set_defaults(run=lambda args: print(markdown_table()) or 0)
 
     events = commands.add_parser(
-        "events-setup", add_help=False, help="create the events queue and the EventBridge rules that route the "
-        "specs' S3/ECR/CodeCommit changes to it (`events-setup --help`)")
+        "events-setup",
+        add_help=False,
+        help="create the events queue and the EventBridge rules that route the "
+        "specs' S3/ECR/CodeCommit changes to it (`events-setup --help`)",
+    )
     events.add_argument("arguments", nargs="*", help="those of `python -m release_orchestrator.events setup`")
 
     argv = sys.argv[1:] if argv is None else argv

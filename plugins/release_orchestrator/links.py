@@ -13,8 +13,7 @@ class CodeBuildBuildLink(BaseAwsLink):
     name = "CodeBuild build"
     key = "_codebuild_build"
     format_str = (
-        BASE_AWS_CONSOLE_LINK
-        + "/codesuite/codebuild/projects/{project_name}/build/{build_id}/?region={region_name}"
+        BASE_AWS_CONSOLE_LINK + "/codesuite/codebuild/projects/{project_name}/build/{build_id}/?region={region_name}"
     )
 
     def format_link(self, *, build_id: str | None = None, project_name: str | None = None, **kwargs) -> str:

@@ -26,8 +26,9 @@ class SettingError(ValueError):
     """A setting's value cannot be used."""
 
 
-def _number(kind: Callable[[str], Any], minimum: float, what: str,
-            maximum: float | None = None) -> Callable[[str], Any]:
+def _number(
+    kind: Callable[[str], Any], minimum: float, what: str, maximum: float | None = None
+) -> Callable[[str], Any]:
     def parse(raw: str) -> Any:
         value = kind(raw)
         if value < minimum or (maximum is not None and value > maximum):
@@ -70,44 +71,68 @@ class Setting:
 
 
 PIPELINES_DIR = Setting(
-    "PIPELINES_DIR", None, _text,
+    "PIPELINES_DIR",
+    None,
+    _text,
     "directories of pipeline specs, separated by `" + os.pathsep + "`; default: `include/pipelines` next to "
     "the `plugins/` folder the package is loaded from, else `$AIRFLOW_HOME/include/pipelines` "
     "(the layout of Astro projects and of the official image)",
 )
 POLL_INTERVAL = Setting(
-    "POLL_INTERVAL", None, _number(float, 0.1, "a number of seconds, at least 0.1"),
+    "POLL_INTERVAL",
+    None,
+    _number(float, 0.1, "a number of seconds, at least 0.1"),
     "seconds between two polls of waiting builds and deployments, and between a waiting approval's "
     "looks for a newer run; default: the operators' own (30 s builds, 15 s deployments, 30 s "
     "approvals); the local environment uses 1",
 )
 PARALLEL_RUNS = Setting(
-    "PARALLEL_RUNS", 16, _number(int, 1, "a whole number, at least 1"),
+    "PARALLEL_RUNS",
+    16,
+    _number(int, 1, "a whole number, at least 1"),
     "most runs of a PARALLEL or SUPERSEDED pipeline at once (the DAG's `max_active_runs`)",
 )
 EVENTS_QUEUE = Setting(
-    "EVENTS_QUEUE", "release-source-events", _text,
+    "EVENTS_QUEUE",
+    "release-source-events",
+    _text,
     "default SQS queue that S3, ECR and CodeCommit change events are routed to (docs/triggers.md)",
 )
 EVENTS_WAIT_SECONDS = Setting(
-    "EVENTS_WAIT_SECONDS", 10, _number(int, 0, "a whole number of seconds, 0 to 20", maximum=20),
+    "EVENTS_WAIT_SECONDS",
+    10,
+    _number(int, 0, "a whole number of seconds, 0 to 20", maximum=20),
     "long-poll wait of each ReceiveMessage on the events queue",
 )
 EVENTS_VISIBILITY_TIMEOUT = Setting(
-    "EVENTS_VISIBILITY_TIMEOUT", 330, _number(int, 0, "a whole number of seconds"),
+    "EVENTS_VISIBILITY_TIMEOUT",
+    330,
+    _number(int, 0, "a whole number of seconds"),
     "seconds a received event stays invisible to other triggerers before it is delivered again",
 )
 EVENTS_STARTUP_DELAY = Setting(
-    "EVENTS_STARTUP_DELAY", 2.0, _number(float, 0, "a number of seconds"),
+    "EVENTS_STARTUP_DELAY",
+    2.0,
+    _number(float, 0, "a number of seconds"),
     "seconds the events trigger waits after starting before its first receive",
 )
 WEBHOOK_RETENTION_DAYS = Setting(
-    "WEBHOOK_RETENTION_DAYS", 30.0, _number(float, 0, "a number of days"),
+    "WEBHOOK_RETENTION_DAYS",
+    30.0,
+    _number(float, 0, "a number of days"),
     "days a webhook delivery id is remembered, so a replay within them starts nothing",
 )
 
-SETTINGS = (PIPELINES_DIR, POLL_INTERVAL, PARALLEL_RUNS, EVENTS_QUEUE, EVENTS_WAIT_SECONDS,
-            EVENTS_VISIBILITY_TIMEOUT, EVENTS_STARTUP_DELAY, WEBHOOK_RETENTION_DAYS)
+SETTINGS = (
+    PIPELINES_DIR,
+    POLL_INTERVAL,
+    PARALLEL_RUNS,
+    EVENTS_QUEUE,
+    EVENTS_WAIT_SECONDS,
+    EVENTS_VISIBILITY_TIMEOUT,
+    EVENTS_STARTUP_DELAY,
+    WEBHOOK_RETENTION_DAYS,
+)
 
 
 def default_pipelines_dir() -> Path:

@@ -56,17 +56,28 @@ BUILDSPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n"
 
 
 def aws_conn(url: str) -> str:
-    return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                       "extra": {"endpoint_url": url, "region_name": REGION}})
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": url, "region_name": REGION},
+        }
+    )
 
 
 def codebuild_client(url: str):
     import boto3
     from botocore.config import Config
 
-    return boto3.client("codebuild", endpoint_url=url, region_name=REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing",
-                        config=Config(retries={"mode": "standard"}, max_pool_connections=50))
+    return boto3.client(
+        "codebuild",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"mode": "standard"}, max_pool_connections=50),
+    )
 
 
 # --- the waiting process ----------------------------------------------------------------------------------
@@ -82,8 +93,12 @@ def waiter_main(config: dict) -> None:
     from release_orchestrator.triggers.poller import all_pollers
 
     async def main() -> dict:
-        triggers = [CodeBuildBuildTrigger(build_id=build_id, aws_conn_id="aws_default", region_name=REGION,
-                                          poll_interval=config["interval"]) for build_id in config["ids"]]
+        triggers = [
+            CodeBuildBuildTrigger(
+                build_id=build_id, aws_conn_id="aws_default", region_name=REGION, poll_interval=config["interval"]
+            )
+            for build_id in config["ids"]
+        ]
         events: dict[str, dict] = {}
 
         async def consume(trigger) -> None:
@@ -111,7 +126,9 @@ def waiter_main(config: dict) -> None:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=3 * config["interval"] + MIN_DEFER_SECONDS + 60)
         fired_after = time.time() - stopped_at
         return {
-            "t0": t0, "t1": t1, "window": t1 - t0,
+            "t0": t0,
+            "t1": t1,
+            "window": t1 - t0,
             "api_calls": after["api_calls"] - before["api_calls"],
             "rounds": after["rounds"] - before["rounds"],
             "ids_polled": after["ids_polled"] - before["ids_polled"],
@@ -122,8 +139,9 @@ def waiter_main(config: dict) -> None:
             "max_rss_mb": usage1.ru_maxrss / 1024,
             "children": children,
             "threads": threads,
-            "events_stopped": sum(1 for e in events.values()
-                                  if e.get("status") == "failed" and e.get("item_status") == "STOPPED"),
+            "events_stopped": sum(
+                1 for e in events.values() if e.get("status") == "failed" and e.get("item_status") == "STOPPED"
+            ),
             "fired_after": fired_after,
         }
 
@@ -161,15 +179,19 @@ def polling_figures(seen: list[tuple[float, int]], window: float, interval: floa
         if last is None or at - last > interval / 2:
             rounds += 1
         last = at
-    return {"sandbox_calls": len(seen), "sandbox_rounds": rounds,
-            "sandbox_calls_per_round": len(seen) / max(1, rounds),
-            "calls_per_interval": len(seen) / (window / interval),
-            "max_ids_per_call": max((n for _, n in seen), default=0)}
+    return {
+        "sandbox_calls": len(seen),
+        "sandbox_rounds": rounds,
+        "sandbox_calls_per_round": len(seen) / max(1, rounds),
+        "calls_per_interval": len(seen) / (window / interval),
+        "max_ids_per_call": max((n for _, n in seen), default=0),
+    }
 
 
 def start_builds(client, n: int) -> list[str]:
-    return [client.start_build(projectName=PROJECT, sourceVersion=f"refs/heads/bench-{i}")["build"]["id"]
-            for i in range(n)]
+    return [
+        client.start_build(projectName=PROJECT, sourceVersion=f"refs/heads/bench-{i}")["build"]["id"] for i in range(n)
+    ]
 
 
 def setup_sandbox():
@@ -179,11 +201,17 @@ def setup_sandbox():
     sandbox = start_sandbox(port=0, build_seconds=2)
     client = codebuild_client(sandbox.url)
     client.create_project(
-        name=PROJECT, source={"type": "GITHUB", "location": "https://github.com/acme/bench.git", "buildspec": BUILDSPEC},
+        name=PROJECT,
+        source={"type": "GITHUB", "location": "https://github.com/acme/bench.git", "buildspec": BUILDSPEC},
         artifacts={"type": "NO_ARTIFACTS"},
-        environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
-                     "computeType": "BUILD_GENERAL1_SMALL"},
-        serviceRole="arn:aws:iam::123456789012:role/bench", timeoutInMinutes=480)
+        environment={
+            "type": "LINUX_CONTAINER",
+            "image": "aws/codebuild/standard:7.0",
+            "computeType": "BUILD_GENERAL1_SMALL",
+        },
+        serviceRole="arn:aws:iam::123456789012:role/bench",
+        timeoutInMinutes=480,
+    )
     SandboxClient(sandbox.url).set_fault("codebuild", PROJECT, "hang")
     return sandbox, client, CallLog(sandbox)
 
@@ -195,29 +223,66 @@ def measure_triggers(url: str, client, calls: CallLog, n: int, seconds: float, i
     ids = start_builds(client, n)
     config = {"url": url, "ids": ids, "seconds": seconds, "interval": interval}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)])}
-    done = subprocess.run([sys.executable, __file__, "--waiter", json.dumps(config)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=seconds + 600)
+    done = subprocess.run(
+        [sys.executable, __file__, "--waiter", json.dumps(config)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"waiting process failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    result.update(polling_figures(calls.between(result["t0"], result["t1"], "BatchGetBuilds"), result["window"],
-                                  interval))
-    result.update(n=n, interval=interval, calls_per_round=result["api_calls"] / max(1, result["rounds"]),
-                  cpu_per_minute=result["cpu"] / result["window"] * 60)
+    result.update(
+        polling_figures(calls.between(result["t0"], result["t1"], "BatchGetBuilds"), result["window"], interval)
+    )
+    result.update(
+        n=n,
+        interval=interval,
+        calls_per_round=result["api_calls"] / max(1, result["rounds"]),
+        cpu_per_minute=result["cpu"] / result["window"] * 60,
+    )
     return result
 
 
 def print_triggers_table(rows: list[dict]) -> None:
     print()
-    print("Triggerer way: N triggers in one asyncio loop in one process "
-          f"(poll interval {rows[0]['interval']:g} s, window {rows[0]['window']:.0f} s)")
-    header = ("N", "child procs", "waiting", "poller rounds", "poller calls/round", "target ceil(N/100)",
-              "sandbox calls/round", "max ids/call", "CPU s/min", "RSS MB", "threads", "fired when stopped")
-    lines = [[str(r["n"]), str(r["children"]), str(r["waiting_in_poller"]), str(r["rounds"]),
-              f"{r['calls_per_round']:.2f}", str(math.ceil(r["n"] / 100)),
-              f"{r['sandbox_calls_per_round']:.2f} ({r['sandbox_calls']} in {r['sandbox_rounds']})",
-              str(r["max_ids_per_call"]), f"{r['cpu_per_minute']:.3f}", f"{r['max_rss_mb']:.0f}", str(r["threads"]),
-              f"{r['events_stopped']}/{r['n']} in {r['fired_after']:.1f} s"] for r in rows]
+    print(
+        "Triggerer way: N triggers in one asyncio loop in one process "
+        f"(poll interval {rows[0]['interval']:g} s, window {rows[0]['window']:.0f} s)"
+    )
+    header = (
+        "N",
+        "child procs",
+        "waiting",
+        "poller rounds",
+        "poller calls/round",
+        "target ceil(N/100)",
+        "sandbox calls/round",
+        "max ids/call",
+        "CPU s/min",
+        "RSS MB",
+        "threads",
+        "fired when stopped",
+    )
+    lines = [
+        [
+            str(r["n"]),
+            str(r["children"]),
+            str(r["waiting_in_poller"]),
+            str(r["rounds"]),
+            f"{r['calls_per_round']:.2f}",
+            str(math.ceil(r["n"] / 100)),
+            f"{r['sandbox_calls_per_round']:.2f} ({r['sandbox_calls']} in {r['sandbox_rounds']})",
+            str(r["max_ids_per_call"]),
+            f"{r['cpu_per_minute']:.3f}",
+            f"{r['max_rss_mb']:.0f}",
+            str(r["threads"]),
+            f"{r['events_stopped']}/{r['n']} in {r['fired_after']:.1f} s",
+        ]
+        for r in rows
+    ]
     print_table(header, lines)
 
 
@@ -232,7 +297,7 @@ def print_table(header, lines) -> None:
 # --- part 2: real Airflow -------------------------------------------------------------------------------------
 
 
-DAG_FILE = '''\
+DAG_FILE = """\
 from airflow.sdk import DAG
 
 from release_orchestrator.operators.codebuild import CodeBuildOperator
@@ -244,7 +309,7 @@ for n in {sizes!r}:
             task_id="build", project_name="{project}", poll_interval={interval}, aws_conn_id="aws_default",
             region_name="{region}",
         ).expand(source_version=[f"refs/heads/bench-{{n}}-{{i}}" for i in range(n)])
-'''
+"""
 
 
 def tree_cpu(pid: int) -> float:
@@ -264,8 +329,9 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def measure_airflow(sandbox_url: str, client, calls: CallLog, sizes: list[int], seconds: float,
-                    interval: float) -> tuple[float, list[dict]]:
+def measure_airflow(
+    sandbox_url: str, client, calls: CallLog, sizes: list[int], seconds: float, interval: float
+) -> tuple[float, list[dict]]:
     from include.localenv.airflow_api import AirflowAPI
     from include.localenv.environment import LocalEnvironment, free_port
 
@@ -273,9 +339,13 @@ def measure_airflow(sandbox_url: str, client, calls: CallLog, sizes: list[int], 
     dags = work / "dags"
     dags.mkdir()
     (dags / "bench_build_waits.py").write_text(
-        DAG_FILE.format(sizes=sizes, project=PROJECT, interval=interval, region=REGION))
+        DAG_FILE.format(sizes=sizes, project=PROJECT, interval=interval, region=REGION)
+    )
     env = LocalEnvironment(
-        home=work / "airflow", airflow_port=free_port(), sandbox_port=free_port(), echo=True,
+        home=work / "airflow",
+        airflow_port=free_port(),
+        sandbox_port=free_port(),
+        echo=True,
         pipelines_dir=str(dags),
         # The DAG above, against the sandbox of this process (where the calls are counted).
         extra_env={"AIRFLOW__CORE__DAGS_FOLDER": str(dags), "AIRFLOW_CONN_AWS_DEFAULT": aws_conn(sandbox_url)},
@@ -293,8 +363,9 @@ def measure_airflow(sandbox_url: str, client, calls: CallLog, sizes: list[int], 
         idle = (tree_cpu(triggerer) - cpu0) / (time.time() - t0) * 60
         print(f"[bench] triggerer idle: {idle:.2f} CPU s/min", flush=True)
         for i, n in enumerate(sizes):
-            rows.append(measure_airflow_run(api, client, calls, n, seconds, interval, triggerer, idle,
-                                            last=i == len(sizes) - 1))
+            rows.append(
+                measure_airflow_run(api, client, calls, n, seconds, interval, triggerer, idle, last=i == len(sizes) - 1)
+            )
     return idle, rows
 
 
@@ -324,15 +395,24 @@ def measure_airflow_run(api, client, calls, n, seconds, interval, triggerer, idl
         time.sleep(2)
     t1 = time.time()
     cpu = tree_cpu(triggerer) - cpu0
-    ids = [i for page in client.get_paginator("list_builds_for_project").paginate(projectName=PROJECT)
-           for i in page["ids"]]
-    in_progress = [b["id"] for i in range(0, len(ids), 100)
-                   for b in client.batch_get_builds(ids=ids[i:i + 100])["builds"] if b["buildStatus"] == "IN_PROGRESS"]
+    ids = [
+        i for page in client.get_paginator("list_builds_for_project").paginate(projectName=PROJECT) for i in page["ids"]
+    ]
+    in_progress = [
+        b["id"]
+        for i in range(0, len(ids), 100)
+        for b in client.batch_get_builds(ids=ids[i : i + 100])["builds"]
+        if b["buildStatus"] == "IN_PROGRESS"
+    ]
     row = {
-        "n": n, "all_deferred_after": all_deferred, "samples": len(samples),
+        "n": n,
+        "all_deferred_after": all_deferred,
+        "samples": len(samples),
         "max_running": max(s.get("running", 0) + s.get("queued", 0) for s in samples),
         "min_deferred": min(s.get("deferred", 0) for s in samples),
-        "cpu_per_minute": cpu / (t1 - t0) * 60, "idle_cpu_per_minute": idle, "window": t1 - t0,
+        "cpu_per_minute": cpu / (t1 - t0) * 60,
+        "idle_cpu_per_minute": idle,
+        "window": t1 - t0,
         "builds_waiting": len(in_progress),
         **polling_figures(calls.between(t0, t1, "BatchGetBuilds"), t1 - t0, interval),
     }
@@ -348,15 +428,35 @@ def measure_airflow_run(api, client, calls, n, seconds, interval, triggerer, idl
 
 def print_airflow_table(rows: list[dict], interval: float) -> None:
     print()
-    print(f"Real Airflow: N mapped CodeBuildOperator tasks, LocalExecutor with 16 slots (poll interval {interval:g} s, "
-          f"window {rows[0]['window']:.0f} s)")
-    header = ("N", "all deferred after", "running+queued (max)", "deferred (min)", "builds waiting",
-              "sandbox calls/round", "max ids/call", "triggerer CPU s/min", "idle triggerer CPU s/min")
-    lines = [[str(r["n"]), f"{r['all_deferred_after']:.0f} s", str(r["max_running"]), str(r["min_deferred"]),
-              str(r["builds_waiting"]),
-              f"{r['sandbox_calls_per_round']:.2f} ({r['sandbox_calls']} in {r['sandbox_rounds']})",
-              str(r["max_ids_per_call"]), f"{r['cpu_per_minute']:.2f}", f"{r['idle_cpu_per_minute']:.2f}"]
-             for r in rows]
+    print(
+        f"Real Airflow: N mapped CodeBuildOperator tasks, LocalExecutor with 16 slots (poll interval {interval:g} s, "
+        f"window {rows[0]['window']:.0f} s)"
+    )
+    header = (
+        "N",
+        "all deferred after",
+        "running+queued (max)",
+        "deferred (min)",
+        "builds waiting",
+        "sandbox calls/round",
+        "max ids/call",
+        "triggerer CPU s/min",
+        "idle triggerer CPU s/min",
+    )
+    lines = [
+        [
+            str(r["n"]),
+            f"{r['all_deferred_after']:.0f} s",
+            str(r["max_running"]),
+            str(r["min_deferred"]),
+            str(r["builds_waiting"]),
+            f"{r['sandbox_calls_per_round']:.2f} ({r['sandbox_calls']} in {r['sandbox_rounds']})",
+            str(r["max_ids_per_call"]),
+            f"{r['cpu_per_minute']:.2f}",
+            f"{r['idle_cpu_per_minute']:.2f}",
+        ]
+        for r in rows
+    ]
     print_table(header, lines)
 
 

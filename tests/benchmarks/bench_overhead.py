@@ -168,8 +168,9 @@ def run_once(env, api, reviewer, dag_id: str, edges: dict[str, list[str]], label
             if ti["state"] == "deferred" and ti.get("trigger"):
                 deferred_at = parse_time(ti["trigger"]["created_date"])
                 sent = time.time()
-                reviewer.set_task_state(dag_id, run_id, APPROVAL_TASK, "success",
-                                        note=f"Approved by {REVIEWER} (bench_overhead)")
+                reviewer.set_task_state(
+                    dag_id, run_id, APPROVAL_TASK, "success", note=f"Approved by {REVIEWER} (bench_overhead)"
+                )
                 approval_wait = max(0.0, sent - deferred_at)
                 decided = True
             elif ti["state"] in ("failed", "upstream_failed", "skipped"):
@@ -185,14 +186,22 @@ def run_once(env, api, reviewer, dag_id: str, edges: dict[str, list[str]], label
         durations[APPROVAL_TASK] = max(0.0, durations[APPROVAL_TASK] - approval_wait)
     critical, path = longest_path(edges, durations)
     result = {
-        "dag_id": dag_id, "run_id": run_id, "state": run["state"], "wall": ended - started,
-        "approval_wait": approval_wait, "net": ended - started - approval_wait,
-        "critical_path": critical, "path": path, "task_seconds": durations,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "state": run["state"],
+        "wall": ended - started,
+        "approval_wait": approval_wait,
+        "net": ended - started - approval_wait,
+        "critical_path": critical,
+        "path": path,
+        "task_seconds": durations,
         "task_states": {ti["task_id"]: ti["state"] for ti in tis},
     }
     extra = f", approval wait {approval_wait:.1f} s" if dag_id == PIPELINE else ""
-    print(f"[bench] {label}: {run['state']} in {result['wall']:.1f} s{extra}, critical-path actions "
-          f"{critical:.1f} s", flush=True)
+    print(
+        f"[bench] {label}: {run['state']} in {result['wall']:.1f} s{extra}, critical-path actions {critical:.1f} s",
+        flush=True,
+    )
     return result
 
 
@@ -225,9 +234,13 @@ def measure_shape(shape: str, runs: int, consecutive: int, keep: bool) -> dict:
     production = shape == "production"
     database_url = postgres.create_scratch_database(postgres.DEFAULT_SERVER_URL, "ro_bench") if production else None
     env = LocalEnvironment(
-        home=work / "airflow", airflow_port=free_port(), sandbox_port=free_port(),
-        build_seconds=ACTION_SECONDS, deploy_seconds=ACTION_SECONDS,
-        database_url=database_url, celery_broker_url=REDIS_URL if production else None,
+        home=work / "airflow",
+        airflow_port=free_port(),
+        sandbox_port=free_port(),
+        build_seconds=ACTION_SECONDS,
+        deploy_seconds=ACTION_SECONDS,
+        database_url=database_url,
+        celery_broker_url=REDIS_URL if production else None,
         extra_env={"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles)},
     )
     print(f"[bench] {shape} shape: home {env.home}", flush=True)
@@ -246,13 +259,16 @@ def measure_shape(shape: str, runs: int, consecutive: int, keep: bool) -> dict:
             result["dependencies"] = sum(len(d) for d in edges[PIPELINE].values())
             result["nominal_critical_path"], _ = longest_path(edges[PIPELINE], nominal_seconds(SPEC))
             for i in range(runs):
-                result["pipeline"].append(run_once(env, api, reviewer, PIPELINE, edges[PIPELINE],
-                                                   f"{shape} {PIPELINE} {i + 1}/{runs}"))
-                result["bare"].append(run_once(env, api, reviewer, BARE, edges[BARE],
-                                               f"{shape} bare {i + 1}/{runs}"))
+                result["pipeline"].append(
+                    run_once(env, api, reviewer, PIPELINE, edges[PIPELINE], f"{shape} {PIPELINE} {i + 1}/{runs}")
+                )
+                result["bare"].append(run_once(env, api, reviewer, BARE, edges[BARE], f"{shape} bare {i + 1}/{runs}"))
             for i in range(consecutive):
-                result["consecutive"].append(run_once(env, api, reviewer, PIPELINE, edges[PIPELINE],
-                                                      f"{shape} consecutive {i + 1}/{consecutive}"))
+                result["consecutive"].append(
+                    run_once(
+                        env, api, reviewer, PIPELINE, edges[PIPELINE], f"{shape} consecutive {i + 1}/{consecutive}"
+                    )
+                )
     finally:
         if database_url:
             postgres.drop_database(database_url, postgres.DEFAULT_SERVER_URL)
@@ -284,12 +300,14 @@ def summarize(result: dict) -> dict:
         "bare_wall": stats(bare, "wall"),
         "bare_critical_path": stats(bare, "critical_path"),
         "nominal_critical_path": result.get("nominal_critical_path", 0.0),
-        "tasks": result.get("tasks"), "dependencies": result.get("dependencies"),
+        "tasks": result.get("tasks"),
+        "dependencies": result.get("dependencies"),
     }
     ok = [r for r in pipeline if r["state"] == "success"] or pipeline
     if ok:
         summary["task_seconds_median"] = {
-            task: statistics.median(r["task_seconds"].get(task, 0.0) for r in ok) for task in ok[0]["path"]}
+            task: statistics.median(r["task_seconds"].get(task, 0.0) for r in ok) for task in ok[0]["path"]
+        }
     bare_median = summary["bare_wall"]["median"]
     # The ratio of the target: what the pipeline costs beyond the time its actions need in AWS (the sandbox's
     # own time on the critical path), against what Airflow alone takes for the bare DAG.
@@ -299,10 +317,12 @@ def summarize(result: dict) -> dict:
     summary["between_actions"] = summary["pipeline_net"]["median"] - summary["critical_path"]["median"]
     summary["between_actions_ratio"] = summary["between_actions"] / bare_median if bare_median else float("nan")
     if result["consecutive"]:
-        summary["consecutive"] = {"runs": len(result["consecutive"]),
-                                  "failed": sum(r["state"] != "success" for r in result["consecutive"]),
-                                  "net": stats(result["consecutive"], "net"),
-                                  "wall": stats(result["consecutive"], "wall")}
+        summary["consecutive"] = {
+            "runs": len(result["consecutive"]),
+            "failed": sum(r["state"] != "success" for r in result["consecutive"]),
+            "net": stats(result["consecutive"], "net"),
+            "wall": stats(result["consecutive"], "wall"),
+        }
     return summary
 
 
@@ -319,43 +339,74 @@ def print_summary(summaries: list[dict]) -> None:
         return f"{value:.1f} s"
 
     print()
-    print(f"{PIPELINE} vs. a bare DAG of the same shape ({summaries[0]['tasks']} tasks, "
-          f"{summaries[0]['dependencies']} dependencies); sandbox builds and deployments take {ACTION_SECONDS} s")
-    header = ("shape", "runs", "bare median", "bare max", "pipeline median (raw)", "pipeline max (raw)",
-              "approval wait (median)", "critical-path action time", "overhead ratio",
-              "critical-path tasks (median)", "between-actions ratio", "failed")
+    print(
+        f"{PIPELINE} vs. a bare DAG of the same shape ({summaries[0]['tasks']} tasks, "
+        f"{summaries[0]['dependencies']} dependencies); sandbox builds and deployments take {ACTION_SECONDS} s"
+    )
+    header = (
+        "shape",
+        "runs",
+        "bare median",
+        "bare max",
+        "pipeline median (raw)",
+        "pipeline max (raw)",
+        "approval wait (median)",
+        "critical-path action time",
+        "overhead ratio",
+        "critical-path tasks (median)",
+        "between-actions ratio",
+        "failed",
+    )
     lines = []
     for x in summaries:
-        lines.append([
-            x["shape"], str(x["runs"]), s(x["bare_wall"]["median"]), s(x["bare_wall"]["max"]),
-            f"{s(x['pipeline_net']['median'])} ({s(x['pipeline_wall']['median'])})",
-            f"{s(x['pipeline_net']['max'])} ({s(x['pipeline_wall']['max'])})",
-            s(x["approval_wait"]["median"]), s(x["nominal_critical_path"]), f"{x['overhead_ratio']:.2f}",
-            s(x["critical_path"]["median"]), f"{x['between_actions_ratio']:.2f}",
-            f"pipeline {x['pipeline_failed']}, bare {x['bare_failed']}",
-        ])
+        lines.append(
+            [
+                x["shape"],
+                str(x["runs"]),
+                s(x["bare_wall"]["median"]),
+                s(x["bare_wall"]["max"]),
+                f"{s(x['pipeline_net']['median'])} ({s(x['pipeline_wall']['median'])})",
+                f"{s(x['pipeline_net']['max'])} ({s(x['pipeline_wall']['max'])})",
+                s(x["approval_wait"]["median"]),
+                s(x["nominal_critical_path"]),
+                f"{x['overhead_ratio']:.2f}",
+                s(x["critical_path"]["median"]),
+                f"{x['between_actions_ratio']:.2f}",
+                f"pipeline {x['pipeline_failed']}, bare {x['bare_failed']}",
+            ]
+        )
     print_table(header, lines)
-    print("pipeline times are minus the approval wait (raw: trigger -> success as is); overhead ratio = (pipeline "
-          "median - critical-path action time, what the sandbox's builds and deployments take on the critical "
-          "path) / bare median; between-actions ratio = (pipeline median - the critical-path tasks' own times) / "
-          "bare median")
+    print(
+        "pipeline times are minus the approval wait (raw: trigger -> success as is); overhead ratio = (pipeline "
+        "median - critical-path action time, what the sandbox's builds and deployments take on the critical "
+        "path) / bare median; between-actions ratio = (pipeline median - the critical-path tasks' own times) / "
+        "bare median"
+    )
     for x in summaries:
         per_task = ", ".join(f"{t} {v:.1f}" for t, v in (x.get("task_seconds_median") or {}).items())
-        print(f"{x['shape']}: pipeline critical path (median s per task): {per_task}; the sandbox's own time on it "
-              f"{x['nominal_critical_path']:.0f} s; the bare DAG's critical path {s(x['bare_critical_path']['median'])}")
+        print(
+            f"{x['shape']}: pipeline critical path (median s per task): {per_task}; the sandbox's own time on it "
+            f"{x['nominal_critical_path']:.0f} s; the bare DAG's critical path {s(x['bare_critical_path']['median'])}"
+        )
         if "consecutive" in x:
             c = x["consecutive"]
-            print(f"{x['shape']}: {c['runs']} consecutive pipeline runs: {c['failed']} failed; median "
-                  f"{s(c['net']['median'])}, max {s(c['net']['max'])} (minus approval wait; raw median "
-                  f"{s(c['wall']['median'])}, max {s(c['wall']['max'])})")
+            print(
+                f"{x['shape']}: {c['runs']} consecutive pipeline runs: {c['failed']} failed; median "
+                f"{s(c['net']['median'])}, max {s(c['net']['max'])} (minus approval wait; raw median "
+                f"{s(c['wall']['median'])}, max {s(c['wall']['max'])})"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=("embedded", "production", "both"), default="both")
     parser.add_argument("--runs", type=int, default=5, help="runs of the pipeline and of the bare DAG (default 5)")
-    parser.add_argument("--consecutive", type=int, default=0,
-                        help="an extra series of pipeline runs, counted for failures and durations (default 0)")
+    parser.add_argument(
+        "--consecutive",
+        type=int,
+        default=0,
+        help="an extra series of pipeline runs, counted for failures and durations (default 0)",
+    )
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME (logs) of each shape")
     args = parser.parse_args(argv)

@@ -133,7 +133,8 @@ def write_hand_written(path: Path, specs: Path) -> None:
                 body.append(
                     f"{names[id(notifier)]} = PipelineEventNotifier(event={event!r}, pipeline={pipeline.name!r}, "
                     f"target_arn={notifier.target_arn!r}, aws_conn_id={notifier.aws_conn_id!r}, "
-                    f"region_name={notifier.region_name!r})")
+                    f"region_name={notifier.region_name!r})"
+                )
 
             def ref(value, indent: int) -> str:
                 if isinstance(value, list) and value and all(id(v) in names for v in value):  # notifiers
@@ -145,13 +146,17 @@ def write_hand_written(path: Path, specs: Path) -> None:
             def callback(event: str) -> str:
                 return f"[{names[id(notifiers[event])]}]" if event in notifiers else "None"
 
-            params = [f"        {v.name!r}: Param({v.default!r}, "
-                      f"type={['string', 'null'] if v.default is None else 'string'!r}, "
-                      f"description={v.description or f'pipeline variable {v.name}'!r}),"
-                      for v in pipeline.variables]
-            params.append(f"        {compiler.SOURCE_REVISION_PARAM!r}: Param(None, type=['null', 'string'], "
-                          "description='Release this revision instead of the one the trigger carries: a commit id, "
-                          "an image digest or an S3 object version.'),")
+            params = [
+                f"        {v.name!r}: Param({v.default!r}, "
+                f"type={['string', 'null'] if v.default is None else 'string'!r}, "
+                f"description={v.description or f'pipeline variable {v.name}'!r}),"
+                for v in pipeline.variables
+            ]
+            params.append(
+                f"        {compiler.SOURCE_REVISION_PARAM!r}: Param(None, type=['null', 'string'], "
+                "description='Release this revision instead of the one the trigger carries: a commit id, "
+                "an image digest or an S3 object version.'),"
+            )
             mode = pipeline.execution_mode
             imports.add(("release_orchestrator.pipeline.compiler", "release_output"))
             body += [
@@ -160,7 +165,9 @@ def write_hand_written(path: Path, specs: Path) -> None:
                 f"    description={(pipeline.description or '')[:200] or None!r},",
                 f"    schedule={pipeline.schedule!r},",
                 "    catchup=False,",
-                "    params={", *params, "    },",
+                "    params={",
+                *params,
+                "    },",
                 f"    tags={[compiler.TAG, *pipeline.tags]!r},",
                 f"    max_active_runs={settings.PARALLEL_RUNS.get() if mode == 'PARALLEL' else 1},",
                 f"    doc_md={compiler.doc_md(pipeline)!r},",
@@ -170,22 +177,29 @@ def write_hand_written(path: Path, specs: Path) -> None:
                 "    default_args={'retries': 0},",
                 f") as dag{suffix}:",
             ]
-            namespaces = {a.namespace: compiler.task_id_of(s.name, a.name)
-                          for s in pipeline.stages for a in s.actions if a.namespace}
+            namespaces = {
+                a.namespace: compiler.task_id_of(s.name, a.name)
+                for s in pipeline.stages
+                for a in s.actions
+                if a.namespace
+            }
             failure_callbacks = [notifiers[e] for e in ("action-failed", "stage-failed") if e in notifiers]
             groups, first = [], True
             for stage in pipeline.stages:
                 group = f"{_ident(compiler.airflow_key(stage.name))}{suffix}"
                 groups.append(group)
-                body.append(f"    with TaskGroup(group_id={compiler.airflow_key(stage.name)!r}, "
-                            f"tooltip={f'stage {stage.name}'!r}) as {group}:")
+                body.append(
+                    f"    with TaskGroup(group_id={compiler.airflow_key(stage.name)!r}, "
+                    f"tooltip={f'stage {stage.name}'!r}) as {group}:"
+                )
                 previous: list[str] = []
                 ordered = sorted(stage.actions, key=lambda a: a.run_order)
                 for run_order in sorted({a.run_order for a in ordered}):
                     tasks = []
                     for action in (a for a in ordered if a.run_order == run_order):
-                        rec = compiler._build_task(pipeline, action, namespaces, notifiers, failure_callbacks,
-                                                   started=first)
+                        rec = compiler._build_task(
+                            pipeline, action, namespaces, notifiers, failure_callbacks, started=first
+                        )
                         first = False
                         imports.add((rec.cls.__module__, rec.cls.__name__))
                         var = f"{_ident(stage.name)}_{_ident(action.name)}{suffix}"
@@ -210,13 +224,15 @@ def write_hand_written(path: Path, specs: Path) -> None:
 
 def _bench_env(root: Path, specs: Path, airflow_home: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "PYTHONPATH": os.pathsep.join([str(root / "plugins"), str(root)]),
-        "RELEASE_ORCHESTRATOR_PIPELINES_DIR": str(specs),
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
-    })
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(root / "plugins"), str(root)]),
+            "RELEASE_ORCHESTRATOR_PIPELINES_DIR": str(specs),
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
+        }
+    )
     return env
 
 
@@ -226,19 +242,20 @@ def worker(file: str, bundle: str, passes: int, profile: str | None) -> None:
 
     logging.disable(logging.WARNING)  # DagBag's "Filling up the DagBag" lines
     import airflow.dag_processing.manager  # noqa: F401  - what the dag-processor's manager has loaded
+    import structlog
     from airflow.dag_processing.dagbag import DagBag
     from airflow.dag_processing.processor import _pre_import_airflow_modules, _serialize_dags
     from airflow.utils.dag_version_inflation_checker import check_dag_file_stability
-    import structlog
 
     log = structlog.get_logger()
     gc.freeze()  # the manager freezes its heap before its parsing loop, so forked parsers never scan it
     _pre_import_airflow_modules(file, log)  # done by the manager before it forks the parser
 
     results = []
+    bag = serialized = None
     for number in range(passes):
         if number:  # the warm pass: drop the previous pass's DAGs, and keep every import out of GC's way
-            del bag, serialized
+            bag = serialized = None
             gc.collect()
             gc.freeze()
         profiler = None
@@ -262,11 +279,14 @@ def worker(file: str, bundle: str, passes: int, profile: str | None) -> None:
         for index, name in enumerate(("stability", "parse", "serialize")):
             step[name] = marks[index + 1][1] - marks[index][1]  # CPU seconds
             step[name + "_wall"] = marks[index + 1][0] - marks[index][0]
-        results.append({
-            **step,
-            "dags": len(bag.dags), "tasks": sum(len(d.tasks) for d in bag.dags.values()),
-            "import_errors": {**bag.import_errors, **serialization_errors},
-        })
+        results.append(
+            {
+                **step,
+                "dags": len(bag.dags),
+                "tasks": sum(len(d.tasks) for d in bag.dags.values()),
+                "import_errors": {**bag.import_errors, **serialization_errors},
+            }
+        )
     print(json.dumps(results))
 
 
@@ -303,8 +323,9 @@ def compare_worker(factory: str, hand: str, bundle: str) -> None:
 
 
 def run_worker(args: list[str], env: dict[str, str]) -> object:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args], env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0 or not proc.stdout.strip():
         raise SystemExit(f"worker {args} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -337,10 +358,15 @@ def profile_summary(path: str, dag_file: str, top: int) -> tuple[float, list, li
     groups = []
     for label, suffix, func in PROFILE_GROUPS:
         if suffix is None:  # imports started by the DAG file or by a function, not nested in another import
-            times = [sum(c[3] for (cf, _, cfn), c in v[4].items()
-                         if not cf.startswith("<frozen") and (cfn != "<module>" or cf == dag_file))
-                     for (f, _, fn), v in raw.items()
-                     if f == "<frozen importlib._bootstrap>" and fn == "_find_and_load"]
+            times = [
+                sum(
+                    c[3]
+                    for (cf, _, cfn), c in v[4].items()
+                    if not cf.startswith("<frozen") and (cfn != "<module>" or cf == dag_file)
+                )
+                for (f, _, fn), v in raw.items()
+                if f == "<frozen importlib._bootstrap>" and fn == "_find_and_load"
+            ]
             groups.append((label, sum(times)))
             continue
         # The outermost call carries the whole time: take the largest cumulative time among matches.
@@ -376,9 +402,13 @@ def main(argv=None) -> int:
     parser.add_argument("--root", type=Path, default=REPO, help="checkout whose dags/ and plugins/ are measured")
     parser.add_argument("--json", type=Path, help="also write every raw timing here")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="report CPU time of the parsing process (default; not inflated by other load on the "
-                             "machine) or wall-clock time (both are in --json)")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="report CPU time of the parsing process (default; not inflated by other load on the "
+        "machine) or wall-clock time (both are in --json)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     root = args.root.resolve()
@@ -400,11 +430,15 @@ def main(argv=None) -> int:
             hand_dir.mkdir()
             write_hand_written(hand_dir / HAND, specs)
             env = _bench_env(root, specs, work / "airflow-home")
-            setups[n] = (specs, env, {
-                "factory": (str(root / "dags" / FACTORY), str(root / "dags")),
-                "errors": (str(root / "dags" / ERRORS), str(root / "dags")),
-                "hand": (str(hand_dir / HAND), str(hand_dir)),
-            })
+            setups[n] = (
+                specs,
+                env,
+                {
+                    "factory": (str(root / "dags" / FACTORY), str(root / "dags")),
+                    "errors": (str(root / "dags" / ERRORS), str(root / "dags")),
+                    "hand": (str(hand_dir / HAND), str(hand_dir)),
+                },
+            )
 
         # The two sides must describe the same DAGs.
         n_check = min(sizes)
@@ -412,8 +446,11 @@ def main(argv=None) -> int:
         check = run_worker(["_compare", files["factory"][0], files["hand"][0], files["hand"][1]], env)
         if check["problems"]:
             raise SystemExit(f"hand-written DAGs differ from the factory's: {check['problems']}")
-        print(f"check: the hand-written file and the factory give the same {check['dags']} serialized DAG(s) "
-              f"(N={n_check})", flush=True)
+        print(
+            f"check: the hand-written file and the factory give the same {check['dags']} serialized DAG(s) "
+            f"(N={n_check})",
+            flush=True,
+        )
 
         for n in sizes:
             _, env, files = setups[n]
@@ -439,8 +476,10 @@ def main(argv=None) -> int:
                 prof = str(work / f"{kind}-n{n}.prof")
                 run_worker(["_worker", files[kind][0], files[kind][1], "1", prof], env)
                 total, groups, own = profile_summary(prof, files[kind][0], args.top)
-                print(f"\nProfile of the first DagBag parse of {kind} ({Path(files[kind][0]).name}), N={n}: "
-                      f"{total:.2f} s under cProfile, which inflates call-heavy code; read the shares.")
+                print(
+                    f"\nProfile of the first DagBag parse of {kind} ({Path(files[kind][0]).name}), N={n}: "
+                    f"{total:.2f} s under cProfile, which inflates call-heavy code; read the shares."
+                )
                 for label, seconds in groups:
                     print(f"  {label:<60} {seconds:6.3f} s  {100 * seconds / total:5.1f} %")
                 print(f"  top {args.top} by own time (own s, cumulative s):")
@@ -468,33 +507,43 @@ def report(raw: dict, sizes: list[int], clock: str) -> None:
         return median([r[key + suffix] for r in runs(n, kind, pass_)])
 
     def both(n, key="parse", pass_=0):  # the two factory files, paired per repeat
-        return median([a[key + suffix] + b[key + suffix]
-                       for a, b in zip(runs(n, "factory", pass_), runs(n, "errors", pass_))])
+        return median(
+            [a[key + suffix] + b[key + suffix] for a, b in zip(runs(n, "factory", pass_), runs(n, "errors", pass_))]
+        )
 
     def full(n, kind):  # what the forked parser spends on the file
-        return median([r["stability" + suffix] + r["parse" + suffix] + r["serialize" + suffix]
-                       for r in runs(n, kind)])
+        return median([r["stability" + suffix] + r["parse" + suffix] + r["serialize" + suffix] for r in runs(n, kind)])
 
     what = "CPU seconds of the parsing process" if clock == "cpu" else "wall-clock seconds"
-    print(f"\nMedian of {raw['repeats']} fresh interpreters, {what}. Parse = DagBag of the one file, the first "
-          "parse in a process set up like a dag-processor fork.")
-    print("| N | factory | errors file | factory + errors file | hand-written | factory ÷ hand | "
-          "(factory + errors) ÷ hand |")
+    print(
+        f"\nMedian of {raw['repeats']} fresh interpreters, {what}. Parse = DagBag of the one file, the first "
+        "parse in a process set up like a dag-processor fork."
+    )
+    print(
+        "| N | factory | errors file | factory + errors file | hand-written | factory ÷ hand | "
+        "(factory + errors) ÷ hand |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         f, e, b, h = med(n, "factory"), med(n, "errors"), both(n), med(n, "hand")
         print(f"| {n} | {f:.3f} | {e:.3f} | {b:.3f} | {h:.3f} | {f / h:.2f}x | {b / h:.2f}x |")
-    print("\nWarm = second parse in the same process (every module already imported). Full = what the forked "
-          "parser does with the file: stability check + parse + serialization (factory: both files).")
+    print(
+        "\nWarm = second parse in the same process (every module already imported). Full = what the forked "
+        "parser does with the file: stability check + parse + serialization (factory: both files)."
+    )
     print("| N | factory warm | factory + errors warm | hand-written warm | factory full | hand-written full |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
-        print(f"| {n} | {med(n, 'factory', pass_=1):.3f} | {both(n, pass_=1):.3f} | {med(n, 'hand', pass_=1):.3f} | "
-              f"{full(n, 'factory') + full(n, 'errors'):.3f} | {full(n, 'hand'):.3f} |")
+        print(
+            f"| {n} | {med(n, 'factory', pass_=1):.3f} | {both(n, pass_=1):.3f} | {med(n, 'hand', pass_=1):.3f} | "
+            f"{full(n, 'factory') + full(n, 'errors'):.3f} | {full(n, 'hand'):.3f} |"
+        )
     print()
     for n in sizes:
-        spread = {k: (min(r["parse" + suffix] for r in runs(n, k)), max(r["parse" + suffix] for r in runs(n, k)))
-                  for k in raw["results"][n]}
+        spread = {
+            k: (min(r["parse" + suffix] for r in runs(n, k)), max(r["parse" + suffix] for r in runs(n, k)))
+            for k in raw["results"][n]
+        }
         print(f"N={n} parse min-max: " + ", ".join(f"{k} {lo:.3f}-{hi:.3f}" for k, (lo, hi) in spread.items()))
 
 

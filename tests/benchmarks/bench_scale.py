@@ -175,15 +175,24 @@ class CallLog:
             operation = parse_qs(body.decode(errors="replace")).get("Action", ["?"])[0]
         elif service == "lambda":  # REST: /<version>/functions/<name>/aliases/<alias> -> GET functions/*/aliases/*
             parts = environ.get("PATH_INFO", "").strip("/").split("/")[1:]
-            operation = environ.get("REQUEST_METHOD", "?") + " " + "/".join(
-                part if i % 2 == 0 else "*" for i, part in enumerate(parts))
+            operation = (
+                environ.get("REQUEST_METHOD", "?")
+                + " "
+                + "/".join(part if i % 2 == 0 else "*" for i, part in enumerate(parts))
+            )
         else:
             operation = f"{environ.get('REQUEST_METHOD')} {service}"
         agent = environ.get("HTTP_USER_AGENT", "")
         dag_key = next((part.split("/", 1)[1] for part in agent.split() if part.startswith("DagRunKey/")), None)
         caller = "triggerer" if dag_key == NIL_UUID else "task" if dag_key else "other"
-        return {"at": time.time(), "service": service, "operation": operation, "region": region, "ids": ids,
-                "caller": caller}
+        return {
+            "at": time.time(),
+            "service": service,
+            "operation": operation,
+            "region": region,
+            "ids": ids,
+            "caller": caller,
+        }
 
     def snapshot(self) -> list[dict]:
         with self._lock:
@@ -191,18 +200,31 @@ class CallLog:
 
 
 def aws_conn(url: str) -> str:
-    return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                       "extra": {"endpoint_url": url, "region_name": REGION}})
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": url, "region_name": REGION},
+        }
+    )
 
 
 def poll_rounds(records: list[dict], interval: float) -> list[dict]:
     """The triggerer's status calls per poller (operation, region), grouped into rounds."""
     rows = []
-    keys = sorted({(r["operation"], r["region"]) for r in records
-                   if r["caller"] == "triggerer" and r["operation"] in STATUS_CALLS})
+    keys = sorted(
+        {
+            (r["operation"], r["region"])
+            for r in records
+            if r["caller"] == "triggerer" and r["operation"] in STATUS_CALLS
+        }
+    )
     for operation, region in keys:
-        calls = sorted((r for r in records if r["caller"] == "triggerer" and (r["operation"], r["region"]) ==
-                        (operation, region)), key=lambda r: r["at"])
+        calls = sorted(
+            (r for r in records if r["caller"] == "triggerer" and (r["operation"], r["region"]) == (operation, region)),
+            key=lambda r: r["at"],
+        )
         rounds, last, sizes, current = 0, None, [], 0
         for call in calls:
             if last is None or call["at"] - last > interval / 2:
@@ -214,10 +236,19 @@ def poll_rounds(records: list[dict], interval: float) -> list[dict]:
             last = call["at"]
         sizes.append(current)
         ids = [c["ids"] for c in calls]
-        rows.append({"operation": operation, "region": region, "calls": len(calls), "rounds": rounds,
-                     "calls_per_round": len(calls) / max(1, rounds), "max_calls_in_a_round": max(sizes),
-                     "max_ids": max(ids), "mean_ids": statistics.mean(ids),
-                     "batch_limit": STATUS_CALLS[operation][1]})
+        rows.append(
+            {
+                "operation": operation,
+                "region": region,
+                "calls": len(calls),
+                "rounds": rounds,
+                "calls_per_round": len(calls) / max(1, rounds),
+                "max_calls_in_a_round": max(sizes),
+                "max_ids": max(ids),
+                "mean_ids": statistics.mean(ids),
+                "batch_limit": STATUS_CALLS[operation][1],
+            }
+        )
     return rows
 
 
@@ -238,8 +269,11 @@ def deferred_ids(api) -> set[str]:
     ids: set[str] = set()
     offset = 0
     while True:
-        page = api.request("GET", f"/dags/{PIPELINE}/dagRuns/~/taskInstances",
-                           params={"state": "deferred", "limit": 100, "offset": offset})
+        page = api.request(
+            "GET",
+            f"/dags/{PIPELINE}/dagRuns/~/taskInstances",
+            params={"state": "deferred", "limit": 100, "offset": offset},
+        )
         ids.update(ti["id"] for ti in page["task_instances"])
         offset += len(page["task_instances"])
         if not page["task_instances"] or offset >= page["total_entries"]:
@@ -250,8 +284,9 @@ def aws_in_progress(sandbox) -> int:
     """Builds and deployments the sandbox has not finished: the waits going on right now."""
     app = sandbox.app
     with app.lock:
-        return (sum(not b.done for b in app.codebuild.builds.values())
-                + sum(not d.done for d in app.codedeploy.deployments.values()))
+        return sum(not b.done for b in app.codebuild.builds.values()) + sum(
+            not d.done for d in app.codedeploy.deployments.values()
+        )
 
 
 def task_processes(env) -> dict[str, float]:
@@ -271,8 +306,9 @@ def task_processes(env) -> dict[str, float]:
             continue
         try:
             started = psutil.Process(proc.pid)
-            mains = [p for p in [started, *started.children(recursive=True)]
-                     if ":MainProcess]" in " ".join(p.cmdline())]
+            mains = [
+                p for p in [started, *started.children(recursive=True)] if ":MainProcess]" in " ".join(p.cmdline())
+            ]
         except psutil.Error:
             continue
         for main in mains:
@@ -284,8 +320,11 @@ def task_processes(env) -> dict[str, float]:
                 try:
                     for task in member.children():
                         title = " ".join(task.cmdline())
-                        key = title.split("-- ", 1)[1].strip() if title.startswith("airflow worker -- ") \
+                        key = (
+                            title.split("-- ", 1)[1].strip()
+                            if title.startswith("airflow worker -- ")
                             else f"pid {task.pid}"
+                        )
                         ages[key] = now - task.create_time()
                 except psutil.Error:
                     pass
@@ -304,8 +343,15 @@ def longest_task_processes(api, lived: dict[str, float], top: int = 3) -> list[d
         if not page["task_instances"] or offset >= page["total_entries"]:
             break
     ranked = sorted(lived.items(), key=lambda item: -item[1])[:top]
-    return [{"task_id": names.get(ti_id, ("?", "?"))[0], "run_id": names.get(ti_id, ("?", "?"))[1],
-             "ti_id": ti_id, "seconds": age} for ti_id, age in ranked]
+    return [
+        {
+            "task_id": names.get(ti_id, ("?", "?"))[0],
+            "run_id": names.get(ti_id, ("?", "?"))[1],
+            "ti_id": ti_id,
+            "seconds": age,
+        }
+        for ti_id, age in ranked
+    ]
 
 
 def wait_until_healthy(api, timeout: float = 180) -> None:
@@ -333,20 +379,32 @@ def measure(args) -> dict:
     taskdef = REPO / "include" / "sample_app" / "taskdef.json"
     (specs / "bench-scale.yaml").write_text(SPEC.replace("TASKDEF", json.dumps(str(taskdef))))
 
-    print(f"[bench] sandbox AWS in this process (builds {args.build_seconds:g} s, deployments "
-          f"{args.deploy_seconds:g} s), seeding it", flush=True)
+    print(
+        f"[bench] sandbox AWS in this process (builds {args.build_seconds:g} s, deployments "
+        f"{args.deploy_seconds:g} s), seeding it",
+        flush=True,
+    )
     sandbox = start_sandbox(port=0, build_seconds=args.build_seconds, deploy_seconds=args.deploy_seconds)
     database_url = None
     env = None
-    result: dict = {"runs": args.runs, "interval": args.interval, "build_seconds": args.build_seconds,
-                    "deploy_seconds": args.deploy_seconds, "workers": args.workers}
+    result: dict = {
+        "runs": args.runs,
+        "interval": args.interval,
+        "build_seconds": args.build_seconds,
+        "deploy_seconds": args.deploy_seconds,
+        "workers": args.workers,
+    }
     try:
         seed(sandbox.url)
         calls = CallLog(sandbox)
         database_url = postgres.create_scratch_database(postgres.DEFAULT_SERVER_URL, "ro_bench_scale")
         env = LocalEnvironment(
-            home=work / "airflow", airflow_port=free_port(), sandbox_port=free_port(),
-            pipelines_dir=str(specs), database_url=database_url, celery_broker_url=REDIS_URL,
+            home=work / "airflow",
+            airflow_port=free_port(),
+            sandbox_port=free_port(),
+            pipelines_dir=str(specs),
+            database_url=database_url,
+            celery_broker_url=REDIS_URL,
             celery_workers=args.workers,
             extra_env={
                 "AIRFLOW_CONN_AWS_DEFAULT": aws_conn(sandbox.url),  # the sandbox of this process, which counts
@@ -373,8 +431,13 @@ def measure(args) -> dict:
 
 def run_all(env, api, sandbox, calls: CallLog, args) -> dict:
     def trigger(i: int) -> str:
-        conf = {"source": {"commit_id": uuid.uuid4().hex + uuid.uuid4().hex[:8], "branch": "main",
-                           "repository": "acme/webapp"}}
+        conf = {
+            "source": {
+                "commit_id": uuid.uuid4().hex + uuid.uuid4().hex[:8],
+                "branch": "main",
+                "repository": "acme/webapp",
+            }
+        }
         return api.trigger(PIPELINE, conf=conf, run_id=f"bench_scale__{i:03d}_{uuid.uuid4().hex[:6]}")["dag_run_id"]
 
     first_call = len(calls.snapshot())
@@ -403,16 +466,24 @@ def run_all(env, api, sandbox, calls: CallLog, args) -> dict:
         now_deferred_with_process = deferred_ids(api) & set(ages)
         held_while_waiting |= now_deferred_with_process & deferred_with_process
         deferred_with_process = now_deferred_with_process
-        sample = {"at": time.time() - started, "running": count_tis(api, "running"),
-                  "deferred": count_tis(api, "deferred"), "queued": count_tis(api, "queued"),
-                  "busy_slots": len(ages), "aws_in_progress": aws_in_progress(sandbox),
-                  "runs_done": sum(s in TERMINAL for s in states.values())}
+        sample = {
+            "at": time.time() - started,
+            "running": count_tis(api, "running"),
+            "deferred": count_tis(api, "deferred"),
+            "queued": count_tis(api, "queued"),
+            "busy_slots": len(ages),
+            "aws_in_progress": aws_in_progress(sandbox),
+            "runs_done": sum(s in TERMINAL for s in states.values()),
+        }
         samples.append(sample)
         if len(samples) % 15 == 1:
-            print(f"[bench] t={sample['at']:.0f} s: runs done {sample['runs_done']}/{args.runs}, task instances "
-                  f"running {sample['running']}, deferred {sample['deferred']}, queued {sample['queued']}, "
-                  f"busy Celery slots {sample['busy_slots']}; builds and deployments in progress "
-                  f"{sample['aws_in_progress']}", flush=True)
+            print(
+                f"[bench] t={sample['at']:.0f} s: runs done {sample['runs_done']}/{args.runs}, task instances "
+                f"running {sample['running']}, deferred {sample['deferred']}, queued {sample['queued']}, "
+                f"busy Celery slots {sample['busy_slots']}; builds and deployments in progress "
+                f"{sample['aws_in_progress']}",
+                flush=True,
+            )
         if sample["runs_done"] == args.runs:
             break
         if time.monotonic() > deadline:
@@ -422,8 +493,11 @@ def run_all(env, api, sandbox, calls: CallLog, args) -> dict:
         time.sleep(max(0.0, 1.0 - (time.monotonic() - sampled)))
     by_id = {r["dag_run_id"]: r for r in runs}
     ends = [parse_time(by_id[i].get("end_date")) for i in run_ids if by_id.get(i, {}).get("state") in TERMINAL]
-    durations = [parse_time(by_id[i]["end_date"]) - parse_time(by_id[i]["start_date"]) for i in run_ids
-                 if by_id.get(i, {}).get("state") in TERMINAL and by_id[i].get("start_date")]
+    durations = [
+        parse_time(by_id[i]["end_date"]) - parse_time(by_id[i]["start_date"])
+        for i in run_ids
+        if by_id.get(i, {}).get("state") in TERMINAL and by_id[i].get("start_date")
+    ]
     counts: dict[str, int] = {}
     for run_id in run_ids:
         state = states.get(run_id) or "missing"
@@ -436,7 +510,8 @@ def run_all(env, api, sandbox, calls: CallLog, args) -> dict:
         by_operation.setdefault(key, {})
         by_operation[key][record["caller"]] = by_operation[key].get(record["caller"], 0) + 1
     return {
-        "states": counts, "all_succeeded": counts.get("success", 0) == args.runs,
+        "states": counts,
+        "all_succeeded": counts.get("success", 0) == args.runs,
         "trigger_seconds": triggered,
         "wall": (max(ends) - started) if ends else None,
         "run_duration_median": statistics.median(durations) if durations else None,
@@ -461,8 +536,11 @@ def run_all(env, api, sandbox, calls: CallLog, args) -> dict:
 
 
 def print_table(header, lines) -> None:
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)] if lines else \
-        [len(h) for h in header]
+    widths = (
+        [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+        if lines
+        else [len(h) for h in header]
+    )
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for line in lines:
@@ -471,37 +549,58 @@ def print_table(header, lines) -> None:
 
 def print_report(r: dict) -> None:
     print()
-    print(f"{r['runs']} runs of {PIPELINE} (PARALLEL; build, test, 3 parallel deploys) at once, production shape "
-          f"(PostgreSQL, CeleryExecutor, {r['workers']} workers); sandbox builds {r['build_seconds']:g} s, "
-          f"deployments {r['deploy_seconds']:g} s; poll interval {r['interval']:g} s")
+    print(
+        f"{r['runs']} runs of {PIPELINE} (PARALLEL; build, test, 3 parallel deploys) at once, production shape "
+        f"(PostgreSQL, CeleryExecutor, {r['workers']} workers); sandbox builds {r['build_seconds']:g} s, "
+        f"deployments {r['deploy_seconds']:g} s; poll interval {r['interval']:g} s"
+    )
     states = ", ".join(f"{state} {n}" for state, n in sorted(r["states"].items()))
     print(f"outcome: {'all succeeded' if r['all_succeeded'] else 'NOT all succeeded'} ({states})")
     if r["wall"] is not None:
-        print(f"total wall time: {r['wall']:.1f} s (first trigger to last run's end; {r['runs']} triggers took "
-              f"{r['trigger_seconds']:.1f} s); run duration median {r['run_duration_median']:.1f} s, "
-              f"max {r['run_duration_max']:.1f} s")
-    print(f"worker slots held by waiting (deferred) task instances: {r['slots_held_by_waiting_tasks']} (a task "
-          f"process alive while its task instance stayed deferred across two samples)")
-    print(f"worker slots busy during the waits ({r['waiting_samples']} one-second samples with deferred task "
-          f"instances, up to {r['max_deferred']} deferred at once): running task instances max "
-          f"{r['max_running_while_deferred']} (mean {r['mean_running_while_deferred']:.1f}); busy Celery slots max "
-          f"{r['max_busy_slots_while_deferred']}; queued max {r['max_queued']}; builds and deployments in progress "
-          f"at once max {r['max_aws_in_progress']}")
+        print(
+            f"total wall time: {r['wall']:.1f} s (first trigger to last run's end; {r['runs']} triggers took "
+            f"{r['trigger_seconds']:.1f} s); run duration median {r['run_duration_median']:.1f} s, "
+            f"max {r['run_duration_max']:.1f} s"
+        )
+    print(
+        f"worker slots held by waiting (deferred) task instances: {r['slots_held_by_waiting_tasks']} (a task "
+        f"process alive while its task instance stayed deferred across two samples)"
+    )
+    print(
+        f"worker slots busy during the waits ({r['waiting_samples']} one-second samples with deferred task "
+        f"instances, up to {r['max_deferred']} deferred at once): running task instances max "
+        f"{r['max_running_while_deferred']} (mean {r['mean_running_while_deferred']:.1f}); busy Celery slots max "
+        f"{r['max_busy_slots_while_deferred']}; queued max {r['max_queued']}; builds and deployments in progress "
+        f"at once max {r['max_aws_in_progress']}"
+    )
     longest = ", ".join(f"{p['task_id']} {p['seconds']:.1f} s" for p in r["longest_task_processes"]) or "none"
-    print(f"longest-lived task processes seen: {longest} (a task that waited in its slot would live at least as long "
-          f"as its build, {r['build_seconds']:g} s, or deployment, {r['deploy_seconds']:g} s)")
+    print(
+        f"longest-lived task processes seen: {longest} (a task that waited in its slot would live at least as long "
+        f"as its build, {r['build_seconds']:g} s, or deployment, {r['deploy_seconds']:g} s)"
+    )
     print()
     print("AWS calls per poll round (the triggerer's status calls; a round: calls less than half an interval apart)")
-    print_table(("poller", "calls", "rounds", "calls/round", "max calls in a round", "ids per call (max, mean)",
-                 "batch limit"),
-                [[f"{p['operation']} {p['region']}", str(p["calls"]), str(p["rounds"]), f"{p['calls_per_round']:.2f}",
-                  str(p["max_calls_in_a_round"]), f"{p['max_ids']}, {p['mean_ids']:.1f}", str(p["batch_limit"])]
-                 for p in r["poll_rounds"]])
+    print_table(
+        ("poller", "calls", "rounds", "calls/round", "max calls in a round", "ids per call (max, mean)", "batch limit"),
+        [
+            [
+                f"{p['operation']} {p['region']}",
+                str(p["calls"]),
+                str(p["rounds"]),
+                f"{p['calls_per_round']:.2f}",
+                str(p["max_calls_in_a_round"]),
+                f"{p['max_ids']}, {p['mean_ids']:.1f}",
+                str(p["batch_limit"]),
+            ]
+            for p in r["poll_rounds"]
+        ],
+    )
     print()
     print(f"every AWS call the sandbox answered during the runs ({r['aws_calls_total']}), by caller")
     callers = ("task", "triggerer", "other")
-    print_table(("call", *callers),
-                [[op, *(str(n.get(c, 0)) for c in callers)] for op, n in sorted(r["aws_calls"].items())])
+    print_table(
+        ("call", *callers), [[op, *(str(n.get(c, 0)) for c in callers)] for op, n in sorted(r["aws_calls"].items())]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,17 +45,23 @@ def cell(seen: dict | None) -> str:
 
 def table(data: dict) -> str:
     rows = data.get("rows", {})
-    lines = ["| component killed | " + " | ".join(MOMENTS.values()) + " |",
-             "|---" * (len(MOMENTS) + 1) + "|"]
+    lines = ["| component killed | " + " | ".join(MOMENTS.values()) + " |", "|---" * (len(MOMENTS) + 1) + "|"]
     for component in COMPONENTS:
         seen = rows.get(component, {})
         lines.append(f"| {component} | " + " | ".join(cell(seen.get(m)) for m in MOMENTS) + " |")
     if "dag-processor" in rows:
-        lines.append("| dag-processor | " + " | ".join(cell(rows["dag-processor"].get(m)) if m == "failure" else "—"
-                                                      for m in MOMENTS) + " |")
+        lines.append(
+            "| dag-processor | "
+            + " | ".join(cell(rows["dag-processor"].get(m)) if m == "failure" else "—" for m in MOMENTS)
+            + " |"
+        )
     if "throttled" in rows:
-        lines += ["", "| fault | outcome |", "|---|---|",
-                  "| 50 % of CodeBuild and CodeDeploy calls throttled | " + cell(rows["throttled"].get("throttle")) + " |"]
+        lines += [
+            "",
+            "| fault | outcome |",
+            "|---|---|",
+            "| 50 % of CodeBuild and CodeDeploy calls throttled | " + cell(rows["throttled"].get("throttle")) + " |",
+        ]
     notes = []
     for component in COMPONENTS:
         seen = rows.get(component, {})
@@ -66,10 +72,12 @@ def table(data: dict) -> str:
         timing = data.get("timings", {}).get(component, {})
         if at_kill:
             notes.append(
-                f"- {component}: at the kill: " + ", ".join(f"{m} {s}" for m, s in at_kill.items())
+                f"- {component}: at the kill: "
+                + ", ".join(f"{m} {s}" for m, s in at_kill.items())
                 + ("; during the outage: " + ", ".join(f"{m} {s}" for m, s in in_outage.items()) if in_outage else "")
                 + (f"; down {timing['down_s']} s" if "down_s" in timing else "")
-                + (f"; every run ended {timing['to_end_s']} s after the restart" if "to_end_s" in timing else ""))
+                + (f"; every run ended {timing['to_end_s']} s after the restart" if "to_end_s" in timing else "")
+            )
     if notes:
         lines += ["", *notes]
     if "seconds" in data:

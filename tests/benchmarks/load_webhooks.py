@@ -63,19 +63,38 @@ SPECS = {
 
 
 def spec_yaml(name: str, trigger: dict) -> str:
-    return json.dumps({"pipeline": {
-        "name": name, "execution_mode": "PARALLEL", "tags": ["benchmark"],
-        "triggers": [{"provider": "github", "repository": REPOSITORY, **trigger}],
-        "stages": [{"name": "Source", "actions": [{"name": "Checkout", "type": "source.github", "namespace": "Source",
-                                                   "configuration": {"repository": REPOSITORY, "branch": "main"}}]}],
-    }}, indent=2)  # JSON is YAML
+    return json.dumps(
+        {
+            "pipeline": {
+                "name": name,
+                "execution_mode": "PARALLEL",
+                "tags": ["benchmark"],
+                "triggers": [{"provider": "github", "repository": REPOSITORY, **trigger}],
+                "stages": [
+                    {
+                        "name": "Source",
+                        "actions": [
+                            {
+                                "name": "Checkout",
+                                "type": "source.github",
+                                "namespace": "Source",
+                                "configuration": {"repository": REPOSITORY, "branch": "main"},
+                            }
+                        ],
+                    }
+                ],
+            }
+        },
+        indent=2,
+    )  # JSON is YAML
 
 
 # --- the environment ----------------------------------------------------------------------------------------
 
 
-def start_environment(home: Path, specs: Path, extra_specs: list[str], log_level: str,
-                      database_url: str | None = None, workers: int = 1):
+def start_environment(
+    home: Path, specs: Path, extra_specs: list[str], log_level: str, database_url: str | None = None, workers: int = 1
+):
     from include.localenv.environment import LocalEnvironment, free_port
     from release_orchestrator.webhooks.signatures import secret_variable
 
@@ -90,19 +109,39 @@ def start_environment(home: Path, specs: Path, extra_specs: list[str], log_level
             self._say("migrating the Airflow metadata DB")
             self._run_airflow(["db", "migrate"], timeout=600)
             self._say(f"starting the api-server on {self.airflow_url} ({workers} worker(s)) and the dag-processor")
-            self._spawn("api-server", [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1",
-                                       "--port", str(self.airflow_port), "--workers", str(workers)],
-                        env=self.airflow_env())
+            self._spawn(
+                "api-server",
+                [
+                    sys.executable,
+                    "-m",
+                    "airflow",
+                    "api-server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.airflow_port),
+                    "--workers",
+                    str(workers),
+                ],
+                env=self.airflow_env(),
+            )
             self._spawn("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"], env=self.airflow_env())
             self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=180)
 
     for name, trigger in SPECS.items():
         (specs / f"{name}.yaml").write_text(spec_yaml(name, trigger))
-    env = ApiOnly(home=home, airflow_port=free_port(), sandbox_port=free_port(),
-                  pipelines_dir=os.pathsep.join([str(specs), *extra_specs]), database_url=database_url,
-                  extra_env={f"AIRFLOW_VAR_{secret_variable(REPOSITORY).upper()}": SECRET,
-                             "AIRFLOW__LOGGING__LOGGING_LEVEL": log_level,
-                             "AIRFLOW__API__WORKERS": str(workers)})
+    env = ApiOnly(
+        home=home,
+        airflow_port=free_port(),
+        sandbox_port=free_port(),
+        pipelines_dir=os.pathsep.join([str(specs), *extra_specs]),
+        database_url=database_url,
+        extra_env={
+            f"AIRFLOW_VAR_{secret_variable(REPOSITORY).upper()}": SECRET,
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": log_level,
+            "AIRFLOW__API__WORKERS": str(workers),
+        },
+    )
     env.start()
     return env
 
@@ -111,18 +150,35 @@ def start_environment(home: Path, specs: Path, extra_specs: list[str], log_level
 
 
 def push_body(commit: str) -> bytes:
-    head = {"id": commit, "message": "bench", "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "url": f"https://github.com/{REPOSITORY}/commit/{commit}",
-            "author": {"name": "Bench", "email": "bench@example.com", "username": "bench"},
-            "added": [], "removed": [], "modified": ["src/app.py"]}
-    return json.dumps({"ref": "refs/heads/main", "before": "0" * 40, "after": commit, "created": False,
-                       "deleted": False, "forced": False,
-                       "repository": {"full_name": REPOSITORY, "html_url": f"https://github.com/{REPOSITORY}"},
-                       "pusher": {"name": "bench"}, "commits": [head], "head_commit": head}).encode()
+    head = {
+        "id": commit,
+        "message": "bench",
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "url": f"https://github.com/{REPOSITORY}/commit/{commit}",
+        "author": {"name": "Bench", "email": "bench@example.com", "username": "bench"},
+        "added": [],
+        "removed": [],
+        "modified": ["src/app.py"],
+    }
+    return json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "before": "0" * 40,
+            "after": commit,
+            "created": False,
+            "deleted": False,
+            "forced": False,
+            "repository": {"full_name": REPOSITORY, "html_url": f"https://github.com/{REPOSITORY}"},
+            "pusher": {"name": "bench"},
+            "commits": [head],
+            "head_commit": head,
+        }
+    ).encode()
 
 
-async def load(url: str, secret: str, rate: float, duration: float, max_in_flight: int, timeout: float,
-               make_body=push_body) -> list[dict]:
+async def load(
+    url: str, secret: str, rate: float, duration: float, max_in_flight: int, timeout: float, make_body=push_body
+) -> list[dict]:
     total = min(int(rate * duration), MAX_REQUESTS)
     results: list[dict] = []
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
@@ -130,8 +186,9 @@ async def load(url: str, secret: str, rate: float, duration: float, max_in_fligh
     prepared = []
     for _ in range(total):
         body = make_body(uuid.uuid4().hex + uuid.uuid4().hex[:8])
-        prepared.append((str(uuid.uuid4()), body,
-                         "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()))
+        prepared.append(
+            (str(uuid.uuid4()), body, "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest())
+        )
     gate = asyncio.Semaphore(max_in_flight)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         start = time.perf_counter() + 0.5
@@ -141,12 +198,24 @@ async def load(url: str, secret: str, rate: float, duration: float, max_in_fligh
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             async with gate:
                 sent = time.perf_counter()
-                record = {"delivery": delivery, "scheduled": start + i / rate, "sent": sent,
-                          "arrival_epoch": epoch_at_start + i / rate}
+                record = {
+                    "delivery": delivery,
+                    "scheduled": start + i / rate,
+                    "sent": sent,
+                    "arrival_epoch": epoch_at_start + i / rate,
+                }
                 try:
-                    response = await client.post(url, content=body, headers={
-                        "Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": delivery,
-                        "X-Hub-Signature-256": signature, "User-Agent": "GitHub-Hookshot/bench"})
+                    response = await client.post(
+                        url,
+                        content=body,
+                        headers={
+                            "Content-Type": "application/json",
+                            "X-GitHub-Event": "push",
+                            "X-GitHub-Delivery": delivery,
+                            "X-Hub-Signature-256": signature,
+                            "User-Agent": "GitHub-Hookshot/bench",
+                        },
+                    )
                     record.update(status=response.status_code, done=time.perf_counter())
                     if response.status_code == 200:
                         record["started"] = sorted(s["dag_id"] for s in response.json().get("started", []))
@@ -154,8 +223,9 @@ async def load(url: str, secret: str, rate: float, duration: float, max_in_fligh
                     record.update(status=type(err).__name__, done=time.perf_counter())
                 results.append(record)
 
-        await asyncio.wait_for(asyncio.gather(*(one(i, *p) for i, p in enumerate(prepared))),
-                               timeout=duration + timeout + 30)
+        await asyncio.wait_for(
+            asyncio.gather(*(one(i, *p) for i, p in enumerate(prepared))), timeout=duration + timeout + 30
+        )
     return results
 
 
@@ -177,16 +247,27 @@ def read_runs(base: str, user: str, password: str, dag_ids: tuple[str, ...]) -> 
     return out
 
 
-def wait_for_runs(base: str, user: str, password: str, results: list[dict], matching: tuple[str, ...],
-                  not_matching: tuple[str, ...], timeout: float) -> dict[str, list[dict]]:
+def wait_for_runs(
+    base: str,
+    user: str,
+    password: str,
+    results: list[dict],
+    matching: tuple[str, ...],
+    not_matching: tuple[str, ...],
+    timeout: float,
+) -> dict[str, list[dict]]:
     """The runs, once every accepted delivery's runs exist (the receiver creates them just after answering)."""
     ours = {r["delivery"] for r in results if r["status"] == 200}
     expected = len(ours) * len(matching)
     deadline = time.monotonic() + timeout
     while True:
         runs = read_runs(base, user, password, (*matching, *not_matching))
-        created = sum(1 for dag_id in matching for run in runs[dag_id]
-                      if run["dag_run_id"].startswith("webhook__") and run["dag_run_id"].split("__")[1] in ours)
+        created = sum(
+            1
+            for dag_id in matching
+            for run in runs[dag_id]
+            if run["dag_run_id"].startswith("webhook__") and run["dag_run_id"].split("__")[1] in ours
+        )
         if created >= expected or time.monotonic() > deadline:
             return runs
         print(f"  {created}/{expected} runs created; waiting", file=sys.stderr)
@@ -218,8 +299,14 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
-def report(results: list[dict], runs: dict[str, list[dict]], rate: float, duration: float,
-           matching: tuple[str, ...], not_matching: tuple[str, ...]) -> dict:
+def report(
+    results: list[dict],
+    runs: dict[str, list[dict]],
+    rate: float,
+    duration: float,
+    matching: tuple[str, ...],
+    not_matching: tuple[str, ...],
+) -> dict:
     ok = [r for r in results if r["status"] == 200]
     statuses: dict[str, int] = {}
     for r in results:
@@ -243,8 +330,11 @@ def report(results: list[dict], runs: dict[str, list[dict]], rate: float, durati
             created = datetime.fromisoformat(run["queued_at"].replace("Z", "+00:00")).timestamp()
             to_run_ms.append((created - by_delivery[delivery]["arrival_epoch"]) * 1000)
     expected = {dag_id: 1 for dag_id in matching}
-    wrong = {d: counts for d, counts in per_delivery.items()
-             if by_delivery[d]["status"] == 200 and {k: v for k, v in counts.items() if v} != expected}
+    wrong = {
+        d: counts
+        for d, counts in per_delivery.items()
+        if by_delivery[d]["status"] == 200 and {k: v for k, v in counts.items() if v} != expected
+    }
     answered_wrong = [d for d, r in by_delivery.items() if r["status"] == 200 and r.get("started") != sorted(matching)]
     unanswered_but_started = {d: c for d, c in per_delivery.items() if by_delivery[d]["status"] != 200 and c}
     summary = {
@@ -252,15 +342,25 @@ def report(results: list[dict], runs: dict[str, list[dict]], rate: float, durati
         "achieved_rate_per_s": round(len(results) / (last - first), 1),
         "ok_rate_per_s": round(len(ok) / (last - first), 1),
         "statuses": statuses,
-        "endpoint_latency_ms": {"p50": round(pct(latencies, 50), 1), "p95": round(pct(latencies, 95), 1),
-                                "p99": round(pct(latencies, 99), 1), "max": round(max(latencies, default=0), 1),
-                                "mean": round(statistics.fmean(latencies), 1) if latencies else None},
+        "endpoint_latency_ms": {
+            "p50": round(pct(latencies, 50), 1),
+            "p95": round(pct(latencies, 95), 1),
+            "p99": round(pct(latencies, 99), 1),
+            "max": round(max(latencies, default=0), 1),
+            "mean": round(statistics.fmean(latencies), 1) if latencies else None,
+        },
         # Open loop: from the moment a request was due (includes waiting for one of --max-in-flight slots).
-        "response_time_from_arrival_ms": {"p50": round(pct(from_arrival, 50), 1),
-                                          "p95": round(pct(from_arrival, 95), 1)},
+        "response_time_from_arrival_ms": {
+            "p50": round(pct(from_arrival, 50), 1),
+            "p95": round(pct(from_arrival, 95), 1),
+        },
         "send_lateness_ms": {"p50": round(pct(lateness, 50), 1), "p95": round(pct(lateness, 95), 1)},
-        "request_to_run_created_ms": {"p50": round(pct(to_run_ms, 50), 1), "p95": round(pct(to_run_ms, 95), 1),
-                                      "max": round(max(to_run_ms, default=0), 1), "runs": len(to_run_ms)},
+        "request_to_run_created_ms": {
+            "p50": round(pct(to_run_ms, 50), 1),
+            "p95": round(pct(to_run_ms, 95), 1),
+            "max": round(max(to_run_ms, default=0), 1),
+            "runs": len(to_run_ms),
+        },
         "exactly_one_run_per_matching_pipeline": not wrong and not answered_wrong,
         "deliveries_with_wrong_runs_count": len(wrong),
         "expected_runs": len(ok) * len(matching),
@@ -284,18 +384,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret", default=SECRET, help="the repository's webhook secret (with --url)")
     parser.add_argument("--repository", default=REPOSITORY, help="repository the pushes are for (with --url)")
     parser.add_argument("--expect", default=",".join(MATCHING), help="DAGs each push must start (with --url)")
-    parser.add_argument("--drain-timeout", type=float, default=300.0,
-                        help="seconds to wait, after the load, for every accepted delivery's runs (default 300)")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait, after the load, for every accepted delivery's runs (default 300)",
+    )
     parser.add_argument("--user", default="admin")
     parser.add_argument("--password", default="admin")
-    parser.add_argument("--extra-specs", action="append", default=[],
-                        help="more spec directories for the own environment (the receiver matches every "
-                             "pipeline against every delivery), e.g. include/pipelines")
-    parser.add_argument("--log-level", default="INFO",
-                        help="the own api-server's log level (INFO as `make up`; WARNING skips the access log)")
-    parser.add_argument("--postgres", nargs="?", const=DEFAULT_POSTGRES, metavar="SERVER_URL",
-                        help="the own environment's metadata DB on PostgreSQL (a scratch database on this server, "
-                             f"dropped afterwards; default {DEFAULT_POSTGRES}) instead of SQLite")
+    parser.add_argument(
+        "--extra-specs",
+        action="append",
+        default=[],
+        help="more spec directories for the own environment (the receiver matches every "
+        "pipeline against every delivery), e.g. include/pipelines",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="the own api-server's log level (INFO as `make up`; WARNING skips the access log)",
+    )
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=DEFAULT_POSTGRES,
+        metavar="SERVER_URL",
+        help="the own environment's metadata DB on PostgreSQL (a scratch database on this server, "
+        f"dropped afterwards; default {DEFAULT_POSTGRES}) instead of SQLite",
+    )
     parser.add_argument("--workers", type=int, default=1, help="the own api-server's worker processes (default 1)")
     parser.add_argument("--keep", action="store_true", help="leave the own environment's home in place")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
@@ -320,8 +436,14 @@ def main(argv: list[str] | None = None) -> int:
                 from include.localenv import postgres
 
                 database_url = postgres.create_scratch_database(args.postgres, "load_webhooks")
-            env = start_environment(home / "airflow", specs, [str(Path(p).resolve()) for p in args.extra_specs],
-                                    args.log_level, database_url, args.workers)
+            env = start_environment(
+                home / "airflow",
+                specs,
+                [str(Path(p).resolve()) for p in args.extra_specs],
+                args.log_level,
+                database_url,
+                args.workers,
+            )
             base, secret, user, password = env.airflow_url, SECRET, "admin", env.users["admin"]
             matching, not_matching = MATCHING, NOT_MATCHING
             from include.localenv.airflow_api import AirflowAPI
@@ -333,8 +455,11 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.warmup):  # first requests load modules, specs, DAGs
             asyncio.run(load(url, secret, rate=1000, duration=0.001, max_in_flight=1, timeout=args.timeout))
         server = env._procs["api-server"].pid if env is not None else None
-        cpu_before, wall_before, load_before = (group_cpu_seconds(server) if server else 0.0), time.time(), \
-            os.getloadavg()[0]
+        cpu_before, wall_before, load_before = (
+            (group_cpu_seconds(server) if server else 0.0),
+            time.time(),
+            os.getloadavg()[0],
+        )
         results = asyncio.run(load(url, secret, args.rate, args.duration, args.max_in_flight, args.timeout))
         runs = wait_for_runs(base, user, password, results, matching, not_matching, args.drain_timeout)
         # Until every run exists: the CPU of answering and of creating the runs.
@@ -342,12 +467,16 @@ def main(argv: list[str] | None = None) -> int:
         summary = report(results, runs, args.rate, args.duration, matching, not_matching)
         summary["cores"] = os.cpu_count()
         if env is not None:
-            summary["environment"] = {"metadata_db": "postgresql" if database_url else "sqlite",
-                                      "api_server_workers": args.workers}
+            summary["environment"] = {
+                "metadata_db": "postgresql" if database_url else "sqlite",
+                "api_server_workers": args.workers,
+            }
         summary["load_average_1m_before_after"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
         if server:
-            summary["api_server_cpu"] = {"cores_busy": round(cpu_used / wall, 2),
-                                         "ms_per_delivery": round(cpu_used * 1000 / max(1, len(results)), 1)}
+            summary["api_server_cpu"] = {
+                "cores_busy": round(cpu_used / wall, 2),
+                "ms_per_delivery": round(cpu_used * 1000 / max(1, len(results)), 1),
+            }
         if args.json:
             print(json.dumps(summary))
         else:

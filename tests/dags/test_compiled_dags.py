@@ -62,8 +62,11 @@ def test_references_compile_to_run_time_lookups(example_dag):
 
 
 def test_parallel_mode_allows_concurrent_runs():
-    spec = pipeline("parallel-demo", execution_mode="PARALLEL", stages=[
-        stage("Source", [action("Checkout", "source.github", repository="a/b", branch="main")])])
+    spec = pipeline(
+        "parallel-demo",
+        execution_mode="PARALLEL",
+        stages=[stage("Source", [action("Checkout", "source.github", repository="a/b", branch="main")])],
+    )
     dag = compiler.build_dag(spec)
     assert dag.max_active_runs == settings.PARALLEL_RUNS.get() > 1
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from include.localenv.airflow_api import AirflowAPI
 from include.localenv import postgres
-from include.localenv.redis_queue import forget_celery_queue, redis_is_reachable
+from include.localenv.airflow_api import AirflowAPI
 from include.localenv.environment import REPO_ROOT, LocalEnvironment, free_port
+from include.localenv.redis_queue import forget_celery_queue, redis_is_reachable
 from tests.integration.helpers import Inbox
 
 TEST_PIPELINES = Path(__file__).parent / "pipelines"

@@ -13,8 +13,13 @@ from include.sandbox import resources
 
 
 def aws_client(env: LocalEnvironment, service: str, region: str = resources.REGION):
-    return boto3.client(service, endpoint_url=env.sandbox_url, region_name=region,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        endpoint_url=env.sandbox_url,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 class Inbox:
@@ -35,7 +40,8 @@ class Inbox:
         deadline = time.monotonic() + timeout
         while True:
             batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-                "Messages", [])
+                "Messages", []
+            )
             for message in batch:
                 envelope = json.loads(message["Body"])
                 envelope["parsed"] = json.loads(envelope["Message"])
@@ -61,12 +67,14 @@ def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "cond
 def wait_for_run(api: AirflowAPI, dag_id: str, run_id: str, timeout: float = 300) -> dict:
     return wait_for(
         lambda: (run := api.get_run(dag_id, run_id))["state"] in ("success", "failed") and run,
-        timeout, what=f"run {run_id} of {dag_id} to finish",
+        timeout,
+        what=f"run {run_id} of {dag_id} to finish",
     )
 
 
-def wait_for_task_state(api: AirflowAPI, dag_id: str, run_id: str, task_id: str, states: set[str],
-                        timeout: float = 180) -> dict:
+def wait_for_task_state(
+    api: AirflowAPI, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 180
+) -> dict:
     def check():
         for ti in api.task_instances(dag_id, run_id):
             if ti["task_id"] == task_id and ti["state"] in states:

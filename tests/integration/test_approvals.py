@@ -32,8 +32,16 @@ WAITING = {"deferred"}
 
 def push(label: str) -> dict:
     commit = hashlib.sha1(f"{label}-{time.time()}".encode()).hexdigest()
-    return {"source": {"provider": "github", "repository": "acme/approvals", "branch": "main", "commit_id": commit,
-                       "commit_message": f"test {label}", "author": "Test Author"}}
+    return {
+        "source": {
+            "provider": "github",
+            "repository": "acme/approvals",
+            "branch": "main",
+            "commit_id": commit,
+            "commit_message": f"test {label}",
+            "author": "Test Author",
+        }
+    }
 
 
 class Mailbox(helpers.Mailbox):
@@ -41,20 +49,26 @@ class Mailbox(helpers.Mailbox):
 
     def of(self, pipeline: str, run_id: str, prefix: str = "") -> list[dict]:
         self.collect()
-        return [m for m in self.messages
-                if self.where(m) == (pipeline, run_id) and m.get("Subject", "").startswith(prefix)]
+        return [
+            m for m in self.messages if self.where(m) == (pipeline, run_id) and m.get("Subject", "").startswith(prefix)
+        ]
 
     def wait(self, pipeline: str, run_id: str, prefix: str, timeout: float = 120) -> list[dict]:
-        return wait_for(lambda: self.of(pipeline, run_id, prefix), timeout, interval=1,
-                        what=f"a '{prefix}' message of {pipeline} run {run_id}")
+        return wait_for(
+            lambda: self.of(pipeline, run_id, prefix),
+            timeout,
+            interval=1,
+            what=f"a '{prefix}' message of {pipeline} run {run_id}",
+        )
 
     def settled(self, pipeline: str, run_id: str, seconds: float = 5) -> dict[str, int]:
         """Subjects (without the run-specific tail) and how often each arrived, once nothing more comes."""
         time.sleep(seconds)
         counts: dict[str, int] = {}
         for message in self.of(pipeline, run_id):
-            kind = message["Subject"].split(":", 1)[0] + (":" + message["Subject"].split()[1]
-                                                          if message["Subject"].startswith("FAILED") else "")
+            kind = message["Subject"].split(":", 1)[0] + (
+                ":" + message["Subject"].split()[1] if message["Subject"].startswith("FAILED") else ""
+            )
             counts[kind] = counts.get(kind, 0) + 1
         return counts
 
@@ -72,8 +86,15 @@ def runs(api, mailbox) -> dict[str, tuple[str, str]]:
         api.wait_for_dag(pipeline, timeout=240)
     mailbox.collect()
     started = {}
-    plan = [("mark-approve", MARK), ("mark-reject", MARK), ("form-approve", FORM), ("form-reject", FORM),
-            ("once", ONCE), ("supersede-old", SUPERSEDE), ("supersede-form-old", SUPERSEDE_FORM)]
+    plan = [
+        ("mark-approve", MARK),
+        ("mark-reject", MARK),
+        ("form-approve", FORM),
+        ("form-reject", FORM),
+        ("once", ONCE),
+        ("supersede-old", SUPERSEDE),
+        ("supersede-form-old", SUPERSEDE_FORM),
+    ]
     if SLOW:
         plan.append(("timeout", TIMEOUT))
     for name, pipeline in plan:
@@ -96,13 +117,20 @@ def task_log(api: AirflowAPI, pipeline: str, run_id: str, task_id: str, try_numb
 
 def wait_for_the_trigger(api: AirflowAPI, pipeline: str, run_id: str) -> None:
     """Until the triggerer runs the approval's wait (its log, which includes the trigger's, says so)."""
-    wait_for(lambda: f"{APPROVAL}/-1/1 (ID" in (log := task_log(api, pipeline, run_id, APPROVAL)) and "starting" in log,
-             timeout=180, interval=2, what=f"the triggerer to run the approval of {pipeline} run {run_id}")
+    wait_for(
+        lambda: f"{APPROVAL}/-1/1 (ID" in (log := task_log(api, pipeline, run_id, APPROVAL)) and "starting" in log,
+        timeout=180,
+        interval=2,
+        what=f"the triggerer to run the approval of {pipeline} run {run_id}",
+    )
 
 
 def answer_form(client: AirflowAPI, pipeline: str, run_id: str, option: str, comment: str) -> dict:
-    return client.request("PATCH", f"/dags/{pipeline}/dagRuns/{run_id}/taskInstances/{APPROVAL}/-1/hitlDetails",
-                          json={"chosen_options": [option], "params_input": {"comment": comment}})
+    return client.request(
+        "PATCH",
+        f"/dags/{pipeline}/dagRuns/{run_id}/taskInstances/{APPROVAL}/-1/hitlDetails",
+        json={"chosen_options": [option], "params_input": {"comment": comment}},
+    )
 
 
 # ---- mode `mark` ------------------------------------------------------------------------------
@@ -148,8 +176,9 @@ def test_reject_by_marking_fails_the_run_and_announces_it(api, reviewer_api, mai
 
 
 # ---- mode `form` ------------------------------------------------------------------------------
-def test_form_refuses_users_who_are_not_approvers_then_the_approver_approves(airflow_env, api, reviewer_api,
-                                                                             mailbox, runs):
+def test_form_refuses_users_who_are_not_approvers_then_the_approver_approves(
+    airflow_env, api, reviewer_api, mailbox, runs
+):
     pipeline, run_id = runs["form-approve"]
     wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
     detail = api.request("GET", f"/dags/{pipeline}/dagRuns/{run_id}/taskInstances/{APPROVAL}/-1/hitlDetails")
@@ -167,8 +196,11 @@ def test_form_refuses_users_who_are_not_approvers_then_the_approver_approves(air
     assert response["responded_by"]["name"] == "qa-lead"
     assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "success"
     outputs = api.xcom(pipeline, run_id, APPROVAL)
-    assert (outputs["Outcome"], outputs["Reviewer"], outputs["Comment"]) == ("Approved", "qa-lead",
-                                                                            "checked on staging")
+    assert (outputs["Outcome"], outputs["Reviewer"], outputs["Comment"]) == (
+        "Approved",
+        "qa-lead",
+        "checked on staging",
+    )
 
     [approved] = mailbox.wait(pipeline, run_id, "APPROVED")
     assert approved["Subject"].startswith(f"APPROVED: {pipeline} Approval.SignOff by qa-lead")
@@ -187,19 +219,24 @@ def test_form_rejection_fails_the_run_with_the_reviewers_comment(api, reviewer_a
     assert "rejected by qa-lead: login page broken" in task_log(api, pipeline, run_id, APPROVAL)
 
     [rejected] = mailbox.wait(pipeline, run_id, "REJECTED")
-    assert rejected["parsed"]["detail"]["approval"] == {"outcome": "Rejected", "reviewer": "qa-lead",
-                                                        "comment": "login page broken"}
+    assert rejected["parsed"]["detail"]["approval"] == {
+        "outcome": "Rejected",
+        "reviewer": "qa-lead",
+        "comment": "login page broken",
+    }
     [action_failed] = mailbox.wait(pipeline, run_id, "FAILED: action")
     assert "rejected by qa-lead" in action_failed["parsed"]["detail"]["error-summary"]
     mailbox.wait(pipeline, run_id, "FAILED: pipeline")
     counts = mailbox.settled(pipeline, run_id)
-    assert counts == {"STARTED": 1, "APPROVAL NEEDED": 1, "REJECTED": 1, "FAILED:action": 1,
-                      "FAILED:pipeline": 1}, counts
+    assert counts == {"STARTED": 1, "APPROVAL NEEDED": 1, "REJECTED": 1, "FAILED:action": 1, "FAILED:pipeline": 1}, (
+        counts
+    )
 
 
 # ---- superseding --------------------------------------------------------------------------------
-@pytest.mark.parametrize("old, new", [("supersede-old", "supersede-new"),
-                                      ("supersede-form-old", "supersede-form-new")], ids=["mark", "form"])
+@pytest.mark.parametrize(
+    "old, new", [("supersede-old", "supersede-new"), ("supersede-form-old", "supersede-form-new")], ids=["mark", "form"]
+)
 def test_a_newer_run_at_the_approval_supersedes_the_waiting_one(api, reviewer_api, mailbox, runs, old, new):
     pipeline, old_run = runs[old]
     _, new_run = runs[new]

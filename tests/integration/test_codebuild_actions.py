@@ -86,20 +86,41 @@ PROJECTS = {
     "cb-test-fail": (TEST_SPEC, 30, {"mode": "fail-tests"}),
 }
 # Started together by the `background` fixture.
-BACKGROUND = ("cb-build-ok", "cb-build-fail", "cb-build-stop", "cb-build-timeout", "cb-build-throttle",
-              "cb-build-markfailed", "cb-test-fail", "cb-build-clear")
+BACKGROUND = (
+    "cb-build-ok",
+    "cb-build-fail",
+    "cb-build-stop",
+    "cb-build-timeout",
+    "cb-build-throttle",
+    "cb-build-markfailed",
+    "cb-test-fail",
+    "cb-build-clear",
+)
 
 
 def push(label: str) -> tuple[dict, str]:
     commit = hashlib.sha1(f"{label}-{time.time()}".encode()).hexdigest()
-    return {"source": {"provider": "github", "repository": "acme/cb-tests", "branch": "main",
-                       "commit_id": commit, "commit_message": f"test {label}"}}, commit
+    return {
+        "source": {
+            "provider": "github",
+            "repository": "acme/cb-tests",
+            "branch": "main",
+            "commit_id": commit,
+            "commit_message": f"test {label}",
+        }
+    }, commit
 
 
 def codebuild_client(env, config: Config):
     """A CodeBuild client on the sandbox with its own botocore config."""
-    return boto3.client("codebuild", endpoint_url=env.sandbox_url, region_name=resources.REGION,
-                        aws_access_key_id="testing", aws_secret_access_key="testing", config=config)
+    return boto3.client(
+        "codebuild",
+        endpoint_url=env.sandbox_url,
+        region_name=resources.REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=config,
+    )
 
 
 def project_builds(codebuild, project: str) -> list[str]:
@@ -128,8 +149,9 @@ def task_log(api, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -
 def trigger_starts(api, dag_id: str, run_id: str) -> list[str]:
     """The lines of the build task's first try logged by a triggerer starting its trigger."""
     name = f"{dag_id}/{run_id}/{BUILD_TASK}/-1/1 "
-    return [line for line in task_log(api, dag_id, run_id, BUILD_TASK).splitlines()
-            if name in line and "starting" in line]
+    return [
+        line for line in task_log(api, dag_id, run_id, BUILD_TASK).splitlines() if name in line and "starting" in line
+    ]
 
 
 def finished(api, dag_id: str, run_id: str) -> dict:
@@ -137,8 +159,10 @@ def finished(api, dag_id: str, run_id: str) -> dict:
     try:
         return wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
     except AssertionError as err:
-        tasks = [(ti["task_id"], ti["state"], ti["try_number"], ti.get("start_date"), ti.get("end_date"))
-                 for ti in api.task_instances(dag_id, run_id)]
+        tasks = [
+            (ti["task_id"], ti["state"], ti["try_number"], ti.get("start_date"), ti.get("end_date"))
+            for ti in api.task_instances(dag_id, run_id)
+        ]
         raise AssertionError(f"{err}; task instances: {tasks}") from None
 
 
@@ -167,11 +191,20 @@ def projects(airflow_env):
             name=name,
             source={"type": "GITHUB", "location": "https://github.com/acme/cb-tests.git", "buildspec": buildspec},
             sourceVersion="refs/heads/main",
-            artifacts={"type": "S3", "location": resources.ARTIFACT_BUCKET, "path": name,
-                       "namespaceType": "BUILD_ID", "name": "out", "packaging": "NONE"},
-            environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
-                         "computeType": "BUILD_GENERAL1_SMALL",
-                         "environmentVariables": [{"name": "STAGE", "value": "ci", "type": "PLAINTEXT"}]},
+            artifacts={
+                "type": "S3",
+                "location": resources.ARTIFACT_BUCKET,
+                "path": name,
+                "namespaceType": "BUILD_ID",
+                "name": "out",
+                "packaging": "NONE",
+            },
+            environment={
+                "type": "LINUX_CONTAINER",
+                "image": "aws/codebuild/standard:7.0",
+                "computeType": "BUILD_GENERAL1_SMALL",
+                "environmentVariables": [{"name": "STAGE", "value": "ci", "type": "PLAINTEXT"}],
+            },
             serviceRole=resources.SERVICE_ROLE_ARN,
             timeoutInMinutes=timeout,
             logsConfig={"cloudWatchLogs": {"status": "ENABLED", "groupName": f"/aws/codebuild/{name}"}},
@@ -207,8 +240,11 @@ def test_task_cleared_while_deferred_reattaches_to_its_build(api, codebuild, bac
     wait_for_task_state(api, dag_id, run_id, BUILD_TASK, {"deferred"}, timeout=RUN_TIMEOUT)
     build_id = one_build_started(codebuild, dag_id)
 
-    cleared = api.request("POST", f"/dags/{dag_id}/clearTaskInstances", json={
-        "dry_run": False, "only_failed": False, "task_ids": [BUILD_TASK], "dag_run_id": run_id})
+    cleared = api.request(
+        "POST",
+        f"/dags/{dag_id}/clearTaskInstances",
+        json={"dry_run": False, "only_failed": False, "task_ids": [BUILD_TASK], "dag_run_id": run_id},
+    )
     assert [ti["task_id"] for ti in cleared["task_instances"]] == [BUILD_TASK]
     run = finished(api, dag_id, run_id)
 
@@ -230,8 +266,11 @@ def test_marking_the_deferred_task_failed_stops_the_build(api, codebuild, backgr
     assert get_build(codebuild, build_id)["buildStatus"] == "IN_PROGRESS"
 
     api.set_task_state(dag_id, run_id, BUILD_TASK, "failed", note="abandoned by the test")
-    build = wait_for(lambda: (b := get_build(codebuild, build_id))["buildStatus"] != "IN_PROGRESS" and b,
-                     timeout=30, what=f"build {build_id} to stop")
+    build = wait_for(
+        lambda: (b := get_build(codebuild, build_id))["buildStatus"] != "IN_PROGRESS" and b,
+        timeout=30,
+        what=f"build {build_id} to stop",
+    )
     assert build["buildStatus"] == "STOPPED"
     assert finished(api, dag_id, run_id)["state"] == "failed"
     assert task_instance(api, dag_id, run_id, BUILD_TASK)["state"] == "failed"
@@ -291,16 +330,21 @@ def test_failed_build_fails_with_phase_message_and_log_tail(api, inbox, codebuil
     [build_id] = project_builds(codebuild, dag_id)
     assert get_build(codebuild, build_id)["buildStatus"] == "FAILED"
     log = task_log(api, dag_id, run_id, BUILD_TASK)
-    assert (f"Build {build_id} FAILED in phase BUILD: COMMAND_EXECUTION_ERROR: "
-            "Error while executing command: make package. Reason: exit status 1") in log
+    assert (
+        f"Build {build_id} FAILED in phase BUILD: COMMAND_EXECUTION_ERROR: "
+        "Error while executing command: make package. Reason: exit status 1"
+    ) in log
     # The end of the build's CloudWatch log, in the task log.
     assert "Last " in log and "lines of the build log" in log
     assert "sandbox: injected failure (fault mode 'fail')" in log
     assert "Command did not exit successfully make package exit status 1" in log
 
     messages = inbox.drain(until=(f"FAILED: action {BUILD_TASK}",))
-    failed = [m["parsed"]["detail"] for m in messages
-              if m.get("Subject", "").startswith("FAILED: action") and m["parsed"]["detail"].get("pipeline") == dag_id]
+    failed = [
+        m["parsed"]["detail"]
+        for m in messages
+        if m.get("Subject", "").startswith("FAILED: action") and m["parsed"]["detail"].get("pipeline") == dag_id
+    ]
     assert len(failed) == 1, [m.get("Subject") for m in messages]
     assert "BUILD" in failed[0]["error-summary"]
 
@@ -348,8 +392,10 @@ def test_failing_tests_fail_the_test_action_naming_them(api, codebuild, backgrou
 
     [build_id] = project_builds(codebuild, dag_id)
     log = task_log(api, dag_id, run_id, TEST_TASK)
-    failing = ("tests.integration.test_webapp.test_checkout_applies_discount, "
-               "tests.integration.test_webapp.test_order_confirmation_email")
+    failing = (
+        "tests.integration.test_webapp.test_checkout_applies_discount, "
+        "tests.integration.test_webapp.test_order_confirmation_email"
+    )
     assert f"Build {build_id} FAILED in phase BUILD" in log
     assert f"2 of 12 tests failed: {failing}" in log
     assert "Tests: 12 total, 10 passed, 2 failed, 0 skipped" in log
@@ -366,8 +412,12 @@ def test_killed_triggerer_is_replaced_and_the_wait_goes_on(airflow_env, api, cod
     wait_for_task_state(api, dag_id, run_id, BUILD_TASK, {"deferred"}, timeout=RUN_TIMEOUT)
     build_id = one_build_started(codebuild, dag_id)
     # Kill it once it runs the trigger, while the (slow) build is still running.
-    wait_for(lambda: len(trigger_starts(api, dag_id, run_id)) == 1, timeout=60, interval=0.5,
-             what="the triggerer to run the trigger")
+    wait_for(
+        lambda: len(trigger_starts(api, dag_id, run_id)) == 1,
+        timeout=60,
+        interval=0.5,
+        what="the triggerer to run the trigger",
+    )
 
     restart_triggerer(airflow_env)
     # The build was still running when the triggerer died: the task is still waiting.

@@ -111,20 +111,32 @@ def cd_resources(airflow_env) -> dict:
     # The seed's network: target groups and listeners are only named by our groups and services.
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]]
-    security_group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
-                                                           {"Name": "group-name", "Values": ["default"]}]
-                                                  )["SecurityGroups"][0]["GroupId"]
+    security_group = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}]
+    )["SecurityGroups"][0]["GroupId"]
     blue = elb.describe_target_groups(Names=["webapp-ecs-blue"])["TargetGroups"][0]["TargetGroupArn"]
     balancer = elb.describe_load_balancers(Names=["webapp-alb"])["LoadBalancers"][0]["LoadBalancerArn"]
-    listeners = {l["Port"]: l["ListenerArn"] for l in elb.describe_listeners(LoadBalancerArn=balancer)["Listeners"]}
+    listeners = {
+        lsn["Port"]: lsn["ListenerArn"] for lsn in elb.describe_listeners(LoadBalancerArn=balancer)["Listeners"]
+    }
 
     # ECS: one cluster, a baseline task definition, one CODE_DEPLOY service per group.
     ecs.create_cluster(clusterName=CLUSTER)
     baseline_task = ecs.register_task_definition(
-        family=TASK_FAMILY, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        family=TASK_FAMILY,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
         executionRoleArn=resources.SERVICE_ROLE_ARN,
-        containerDefinitions=[{"name": "web", "image": f"{IMAGE_REPOSITORY}:baseline", "essential": True,
-                               "portMappings": [{"containerPort": 8080, "protocol": "tcp"}]}],
+        containerDefinitions=[
+            {
+                "name": "web",
+                "image": f"{IMAGE_REPOSITORY}:baseline",
+                "essential": True,
+                "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+            }
+        ],
     )["taskDefinition"]["taskDefinitionArn"]
     for group in ECS_GROUPS:
         found = ecs.describe_services(cluster=CLUSTER, services=[service_name(group)])["services"]
@@ -132,18 +144,34 @@ def cd_resources(airflow_env) -> dict:
             ecs.update_service(cluster=CLUSTER, service=service_name(group), taskDefinition=baseline_task)
             continue
         ecs.create_service(
-            cluster=CLUSTER, serviceName=service_name(group), taskDefinition=baseline_task, desiredCount=1,
-            launchType="FARGATE", deploymentController={"type": "CODE_DEPLOY"},
+            cluster=CLUSTER,
+            serviceName=service_name(group),
+            taskDefinition=baseline_task,
+            desiredCount=1,
+            launchType="FARGATE",
+            deploymentController={"type": "CODE_DEPLOY"},
             loadBalancers=[{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080}],
-            networkConfiguration={"awsvpcConfiguration": {"subnets": subnets[:2], "securityGroups": [security_group],
-                                                          "assignPublicIp": "DISABLED"}})
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": subnets[:2],
+                    "securityGroups": [security_group],
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+        )
 
     # Lambda: version 1 behind the alias, new code waiting to be published.
     for group in LAMBDA_GROUPS:
         name = function_name(group)
         if _missing(lambda: lam.get_function(FunctionName=name), ("ResourceNotFoundException",)):
-            lam.create_function(FunctionName=name, Runtime="python3.12", Role=resources.SERVICE_ROLE_ARN,
-                                Handler="handler.handler", Code={"ZipFile": lambda_zip("1")}, Timeout=10)
+            lam.create_function(
+                FunctionName=name,
+                Runtime="python3.12",
+                Role=resources.SERVICE_ROLE_ARN,
+                Handler="handler.handler",
+                Code={"ZipFile": lambda_zip("1")},
+                Timeout=10,
+            )
             version = lam.publish_version(FunctionName=name)["Version"]
             lam.create_alias(FunctionName=name, Name=ALIAS, FunctionVersion=version)
         lam.update_function_code(FunctionName=name, ZipFile=lambda_zip(f"next-{time.time()}"))
@@ -159,43 +187,71 @@ def cd_resources(airflow_env) -> dict:
     def settings(app: str, group: str) -> dict:
         terminate = {"action": "TERMINATE", "terminationWaitTimeInMinutes": 0}
         if app == EC2_APP:
-            return {"deploymentConfigName": "CodeDeployDefault.AllAtOnce", "deploymentStyle": blue_green,
-                    "blueGreenDeploymentConfiguration": {
-                        "terminateBlueInstancesOnDeploymentSuccess": terminate,
-                        "deploymentReadyOption": ready_option(app, group),
-                        "greenFleetProvisioningOption": {"action": "COPY_AUTO_SCALING_GROUP"}},
-                    "autoScalingGroups": [resources.EC2_AUTOSCALING_GROUP],
-                    "loadBalancerInfo": {"targetGroupInfoList": [{"name": "webapp-ec2"}]},
-                    "autoRollbackConfiguration": rollback}
+            return {
+                "deploymentConfigName": "CodeDeployDefault.AllAtOnce",
+                "deploymentStyle": blue_green,
+                "blueGreenDeploymentConfiguration": {
+                    "terminateBlueInstancesOnDeploymentSuccess": terminate,
+                    "deploymentReadyOption": ready_option(app, group),
+                    "greenFleetProvisioningOption": {"action": "COPY_AUTO_SCALING_GROUP"},
+                },
+                "autoScalingGroups": [resources.EC2_AUTOSCALING_GROUP],
+                "loadBalancerInfo": {"targetGroupInfoList": [{"name": "webapp-ec2"}]},
+                "autoRollbackConfiguration": rollback,
+            }
         if app == ECS_APP:
-            return {"deploymentConfigName": "CodeDeployDefault.ECSAllAtOnce", "deploymentStyle": blue_green,
-                    "blueGreenDeploymentConfiguration": {
-                        "terminateBlueInstancesOnDeploymentSuccess": terminate,
-                        "deploymentReadyOption": ready_option(app, group)},
-                    "ecsServices": [{"serviceName": service_name(group), "clusterName": CLUSTER}],
-                    "loadBalancerInfo": {"targetGroupPairInfoList": [{
-                        "targetGroups": [{"name": "webapp-ecs-blue"}, {"name": "webapp-ecs-green"}],
-                        "prodTrafficRoute": {"listenerArns": [listeners[80]]},
-                        "testTrafficRoute": {"listenerArns": [listeners[8443]]}}]},
-                    "autoRollbackConfiguration": rollback}
-        return {"deploymentConfigName": "CodeDeployDefault.LambdaAllAtOnce", "deploymentStyle": blue_green,
-                "autoRollbackConfiguration": rollback}
+            return {
+                "deploymentConfigName": "CodeDeployDefault.ECSAllAtOnce",
+                "deploymentStyle": blue_green,
+                "blueGreenDeploymentConfiguration": {
+                    "terminateBlueInstancesOnDeploymentSuccess": terminate,
+                    "deploymentReadyOption": ready_option(app, group),
+                },
+                "ecsServices": [{"serviceName": service_name(group), "clusterName": CLUSTER}],
+                "loadBalancerInfo": {
+                    "targetGroupPairInfoList": [
+                        {
+                            "targetGroups": [{"name": "webapp-ecs-blue"}, {"name": "webapp-ecs-green"}],
+                            "prodTrafficRoute": {"listenerArns": [listeners[80]]},
+                            "testTrafficRoute": {"listenerArns": [listeners[8443]]},
+                        }
+                    ]
+                },
+                "autoRollbackConfiguration": rollback,
+            }
+        return {
+            "deploymentConfigName": "CodeDeployDefault.LambdaAllAtOnce",
+            "deploymentStyle": blue_green,
+            "autoRollbackConfiguration": rollback,
+        }
 
-    for app, platform, groups in ((EC2_APP, "Server", EC2_GROUPS), (ECS_APP, "ECS", ECS_GROUPS),
-                                  (LAMBDA_APP, "Lambda", LAMBDA_GROUPS)):
+    for app, platform, groups in (
+        (EC2_APP, "Server", EC2_GROUPS),
+        (ECS_APP, "ECS", ECS_GROUPS),
+        (LAMBDA_APP, "Lambda", LAMBDA_GROUPS),
+    ):
         if _missing(lambda: cd.get_application(applicationName=app), ("ApplicationDoesNotExistException",)):
             cd.create_application(applicationName=app, computePlatform=platform)
         for group in groups:
-            if _missing(lambda: cd.get_deployment_group(applicationName=app, deploymentGroupName=group),
-                        ("DeploymentGroupDoesNotExistException",)):
-                cd.create_deployment_group(applicationName=app, deploymentGroupName=group,
-                                           serviceRoleArn=resources.SERVICE_ROLE_ARN, **settings(app, group))
+            if _missing(
+                lambda: cd.get_deployment_group(applicationName=app, deploymentGroupName=group),
+                ("DeploymentGroupDoesNotExistException",),
+            ):
+                cd.create_deployment_group(
+                    applicationName=app,
+                    deploymentGroupName=group,
+                    serviceRoleArn=resources.SERVICE_ROLE_ARN,
+                    **settings(app, group),
+                )
 
     # Baseline EC2 revisions, deployed directly (Ready groups continued by hand).
     baseline = {group: s3_revision(f"cdtest/{group}/baseline/app.zip") for group in EC2_GROUPS}
-    pending = {cd.create_deployment(applicationName=EC2_APP, deploymentGroupName=group, revision=revision,
-                                    description="baseline")["deploymentId"]
-               for group, revision in baseline.items()}
+    pending = {
+        cd.create_deployment(
+            applicationName=EC2_APP, deploymentGroupName=group, revision=revision, description="baseline"
+        )["deploymentId"]
+        for group, revision in baseline.items()
+    }
 
     def baseline_done() -> bool:
         for info in cd.batch_get_deployments(deploymentIds=sorted(pending))["deploymentsInfo"]:
@@ -203,8 +259,10 @@ def cd_resources(airflow_env) -> dict:
                 cd.continue_deployment(deploymentId=info["deploymentId"], deploymentWaitType="READY_WAIT")
             elif info["status"] != "Succeeded" and info["status"] not in ("Created", "InProgress"):
                 raise AssertionError(f"baseline deployment {info['deploymentId']} {info['status']}")
-        return all(i["status"] == "Succeeded" for i in
-                   cd.batch_get_deployments(deploymentIds=sorted(pending))["deploymentsInfo"])
+        return all(
+            i["status"] == "Succeeded"
+            for i in cd.batch_get_deployments(deploymentIds=sorted(pending))["deploymentsInfo"]
+        )
 
     wait_for(baseline_done, 60, interval=0.5, what="the baseline EC2 deployments")
     for group, revision in baseline.items():
@@ -320,14 +378,21 @@ def task_marker(dag_id: str, run_id: str, task_id: str) -> str:
 def deployments_of_task(cd, app: str, group: str, dag_id: str, run_id: str, task_id: str) -> list[dict]:
     """The deployments the task created (rollback deployments CodeDeploy made of them left out)."""
     marker = task_marker(dag_id, run_id, task_id)
-    return [d for d in deployments(cd, app, group)
-            if marker in (d.get("description") or "") and d.get("creator") != "codeDeployRollback"]
+    return [
+        d
+        for d in deployments(cd, app, group)
+        if marker in (d.get("description") or "") and d.get("creator") != "codeDeployRollback"
+    ]
 
 
 def the_deployment(cd, app, group, dag_id, run_id, task_id, timeout: float = 120) -> dict:
     """The single deployment the task created, once it exists."""
-    found = wait_for(lambda: deployments_of_task(cd, app, group, dag_id, run_id, task_id), timeout,
-                     interval=0.5, what=f"the deployment of {task_id} in {app}/{group}")
+    found = wait_for(
+        lambda: deployments_of_task(cd, app, group, dag_id, run_id, task_id),
+        timeout,
+        interval=0.5,
+        what=f"the deployment of {task_id} in {app}/{group}",
+    )
     assert len(found) == 1, [d["deploymentId"] for d in found]
     return found[0]
 
@@ -381,19 +446,29 @@ def test_marking_the_waiting_task_failed_stops_and_rolls_back_the_deployment(air
 
     wait_for_task_state(api, dag_id, run_id, task_id, {"deferred"}, timeout=RUN_TIMEOUT)
     deployment = the_deployment(cd, ECS_APP, "stop", dag_id, run_id, task_id)
-    registered = json.loads(deployment["revision"]["appSpecContent"]["content"])[
-        "Resources"][0]["TargetService"]["Properties"]["TaskDefinition"]
+    registered = json.loads(deployment["revision"]["appSpecContent"]["content"])["Resources"][0]["TargetService"][
+        "Properties"
+    ]["TaskDefinition"]
     # The fault holds the deployment in AfterAllowTraffic: the service already runs the new revision.
-    wait_for(lambda: service_task_definition(ecs, "stop") == registered, 60, interval=0.5,
-             what="the service to run the new task definition")
+    wait_for(
+        lambda: service_task_definition(ecs, "stop") == registered,
+        60,
+        interval=0.5,
+        what="the service to run the new task definition",
+    )
     assert cd.get_deployment(deploymentId=deployment["deploymentId"])["deploymentInfo"]["status"] == "InProgress"
 
     api.set_task_state(dag_id, run_id, task_id, "failed")
     marked = time.monotonic()
     stopped = wait_for(
-        lambda: (d := cd.get_deployment(deploymentId=deployment["deploymentId"])["deploymentInfo"])["status"]
-        == "Stopped" and d,
-        30, interval=0.5, what=f"deployment {deployment['deploymentId']} to be Stopped")
+        lambda: (
+            (d := cd.get_deployment(deploymentId=deployment["deploymentId"])["deploymentInfo"])["status"] == "Stopped"
+            and d
+        ),
+        30,
+        interval=0.5,
+        what=f"deployment {deployment['deploymentId']} to be Stopped",
+    )
     assert time.monotonic() - marked <= 30
     assert stopped["errorInformation"]["code"] == "MANUAL_STOP"
     # Stopped with rollback: a rollback deployment restored the service's previous task definition.
@@ -417,8 +492,12 @@ def test_killed_triggerer_the_wait_goes_on_with_the_same_deployment(airflow_env,
     # in flight, with the task deferred, until we continue it after the triggerer is back.
     wait_for_task_state(api, dag_id, run_id, task_id, {"deferred"}, timeout=RUN_TIMEOUT)
     deployment = the_deployment(cd, EC2_APP, "reattach", dag_id, run_id, task_id)
-    wait_for(lambda: cd.get_deployment(deploymentId=deployment["deploymentId"])["deploymentInfo"]["status"] == "Ready",
-             60, interval=0.5, what="the deployment to wait at Ready")
+    wait_for(
+        lambda: cd.get_deployment(deploymentId=deployment["deploymentId"])["deploymentInfo"]["status"] == "Ready",
+        60,
+        interval=0.5,
+        what="the deployment to wait at Ready",
+    )
     try_number = task_instance(api, dag_id, run_id, task_id)["try_number"]
 
     old = airflow_env._procs["triggerer"]
@@ -430,15 +509,18 @@ def test_killed_triggerer_the_wait_goes_on_with_the_same_deployment(airflow_env,
     try:
         run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
     except AssertionError as error:
-        raise AssertionError(f"{error}; the triggerer's log ends with:\n{airflow_env.tail_log('triggerer', 60)}") from None
+        raise AssertionError(
+            f"{error}; the triggerer's log ends with:\n{airflow_env.tail_log('triggerer', 60)}"
+        ) from None
     assert run["state"] == "success", ti_states(api, dag_id, run_id)
     ti = task_instance(api, dag_id, run_id, task_id)
     assert ti["state"] == "success" and ti["try_number"] == try_number
     outputs = api.xcom(dag_id, run_id, task_id)
     assert outputs["DeploymentId"] == deployment["deploymentId"]
     # Exactly one deployment for this run in the group; it is the one the group now runs.
-    assert [d["deploymentId"] for d in deployments_of_task(cd, EC2_APP, "reattach", dag_id, run_id, task_id)] \
-        == [deployment["deploymentId"]]
+    assert [d["deploymentId"] for d in deployments_of_task(cd, EC2_APP, "reattach", dag_id, run_id, task_id)] == [
+        deployment["deploymentId"]
+    ]
     info = group_info(cd, EC2_APP, "reattach")
     assert info["targetRevision"] == s3_revision(revision_key("reattach", commit))
     assert info["lastSuccessfulDeployment"]["deploymentId"] == deployment["deploymentId"]
@@ -457,8 +539,12 @@ def test_each_platform_deploys_its_new_version(airflow_env, api, runs, cd_resour
     run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
     states = ti_states(api, dag_id, run_id)
     assert run["state"] == "success", states
-    assert states == {"Source.Checkout": "success", "Deploy.EC2": "success", "Deploy.ECS": "success",
-                      "Deploy.Lambda": "success"}
+    assert states == {
+        "Source.Checkout": "success",
+        "Deploy.EC2": "success",
+        "Deploy.ECS": "success",
+        "Deploy.Lambda": "success",
+    }
 
     # EC2: the group's target revision is the bundle the action was given.
     ec2_out = api.xcom(dag_id, run_id, "Deploy.EC2")
@@ -487,7 +573,9 @@ def test_each_platform_deploys_its_new_version(airflow_env, api, runs, cd_resour
     version = str(lambda_out["LambdaVersion"])
     assert version != "1"
     assert alias_version(lam, "platforms") == version
-    published = {v["Version"] for v in lam.list_versions_by_function(FunctionName=function_name("platforms"))["Versions"]}
+    published = {
+        v["Version"] for v in lam.list_versions_by_function(FunctionName=function_name("platforms"))["Versions"]
+    }
     assert version in published
 
     for app in (EC2_APP, ECS_APP, LAMBDA_APP):
@@ -501,8 +589,11 @@ def test_failed_deployments_name_the_lifecycle_event_and_roll_back(airflow_env, 
 
     run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
     assert run["state"] == "failed"
-    assert ti_states(api, dag_id, run_id) == {"Source.Checkout": "success", "Deploy.EC2": "failed",
-                                              "Deploy.ECS": "failed"}
+    assert ti_states(api, dag_id, run_id) == {
+        "Source.Checkout": "success",
+        "Deploy.EC2": "failed",
+        "Deploy.ECS": "failed",
+    }
 
     # ECS: the hook after AllowTraffic failed, after the service had moved; rolled back.
     ecs_deployment = the_deployment(cd, ECS_APP, "rollback", dag_id, run_id, "Deploy.ECS")
@@ -514,9 +605,10 @@ def test_failed_deployments_name_the_lifecycle_event_and_roll_back(airflow_env, 
     assert service_task_definition(ecs, "rollback") == cd_resources["task_definition"]
     summary = notices(dag_id, run_id, "Deploy.ECS")["detail"]["error-summary"]
     assert summary.startswith(f"Deployment {ecs_deployment['deploymentId']} of {ECS_APP}/rollback Failed; ")
-    assert (f"lifecycle event AfterAllowTraffic failed on {CLUSTER}:{service_name('rollback')}: ScriptFailed: "
-            "hook function CodeDeployHook_AfterAllowTraffic reported Failed: smoke test GET /health returned HTTP 500"
-            ) in summary
+    assert (
+        f"lifecycle event AfterAllowTraffic failed on {CLUSTER}:{service_name('rollback')}: ScriptFailed: "
+        "hook function CodeDeployHook_AfterAllowTraffic reported Failed: smoke test GET /health returned HTTP 500"
+    ) in summary
     assert "HOOK_EXECUTION_FAILURE: " in summary
     assert f"rolled back by deployment {rollback_id}" in summary
 
@@ -532,8 +624,10 @@ def test_failed_deployments_name_the_lifecycle_event_and_roll_back(airflow_env, 
     summary = notices(dag_id, run_id, "Deploy.EC2")["detail"]["error-summary"]
     assert summary.startswith(f"Deployment {ec2_deployment['deploymentId']} of {EC2_APP}/rollback Failed; ")
     assert "lifecycle event ValidateService failed on i-" in summary
-    assert ("ScriptFailed: Script at specified location: scripts/validate_service.sh run as user root failed with "
-            "exit code 1 (script scripts/validate_service.sh)") in summary
+    assert (
+        "ScriptFailed: Script at specified location: scripts/validate_service.sh run as user root failed with "
+        "exit code 1 (script scripts/validate_service.sh)"
+    ) in summary
     assert "HEALTH_CONSTRAINTS: " in summary
     assert f"rolled back by deployment {rollback_id}" in summary
 
@@ -558,8 +652,12 @@ def test_ready_deployments_continue_by_themselves_or_wait_for_someone(airflow_en
 
     # on_ready: wait -- meanwhile the other deployment still waits at Ready, production traffic unmoved.
     waiting = the_deployment(cd, ECS_APP, "ready-wait", dag_id, run_id, "Deploy.Wait")
-    wait_for(lambda: cd.get_deployment(deploymentId=waiting["deploymentId"])["deploymentInfo"]["status"] == "Ready",
-             60, interval=0.5, what="the on_ready: wait deployment to reach Ready")
+    wait_for(
+        lambda: cd.get_deployment(deploymentId=waiting["deploymentId"])["deploymentInfo"]["status"] == "Ready",
+        60,
+        interval=0.5,
+        what="the on_ready: wait deployment to reach Ready",
+    )
     assert task_instance(api, dag_id, run_id, "Deploy.Wait")["state"] == "deferred"
     assert service_task_definition(ecs, "ready-wait") == cd_resources["task_definition"]
     assert api.get_run(dag_id, run_id)["state"] == "running"
@@ -596,8 +694,12 @@ def test_parallel_deploys_one_failing_rolls_back_only_that_one(airflow_env, api,
     run = wait_for_run(api, dag_id, run_id, timeout=RUN_TIMEOUT)
     assert run["state"] == "failed"
     # The sibling failure does not cut the other two short: they run to their end and succeed.
-    assert ti_states(api, dag_id, run_id) == {"Source.Checkout": "success", "Deploy.EC2": "success",
-                                              "Deploy.ECS": "success", "Deploy.Lambda": "failed"}
+    assert ti_states(api, dag_id, run_id) == {
+        "Source.Checkout": "success",
+        "Deploy.EC2": "success",
+        "Deploy.ECS": "success",
+        "Deploy.Lambda": "failed",
+    }
 
     ec2_out = api.xcom(dag_id, run_id, "Deploy.EC2")
     assert_success_outputs(ec2_out, the_deployment(cd, EC2_APP, "parallel", dag_id, run_id, "Deploy.EC2"))
@@ -619,6 +721,8 @@ def test_parallel_deploys_one_failing_rolls_back_only_that_one(airflow_env, api,
     rollback_id = failed["rollbackInfo"]["rollbackDeploymentId"]
     assert [d["deploymentId"] for d in rollbacks(cd, LAMBDA_APP, "parallel")] == [rollback_id]
     summary = notices(dag_id, run_id, "Deploy.Lambda")["detail"]["error-summary"]
-    assert (f"lifecycle event AfterAllowTraffic failed on {function_name('parallel')}:{ALIAS}: ScriptFailed: "
-            "hook function CodeDeployHook_AfterAllowTraffic reported Failed") in summary
+    assert (
+        f"lifecycle event AfterAllowTraffic failed on {function_name('parallel')}:{ALIAS}: ScriptFailed: "
+        "hook function CodeDeployHook_AfterAllowTraffic reported Failed"
+    ) in summary
     assert f"rolled back by deployment {rollback_id}" in summary

@@ -75,11 +75,20 @@ def upload(aws, key: str = S3_KEY) -> str:
 
 def push_image(aws, tag: str) -> str:
     manifest = {
-        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7,
-                   "digest": "sha256:" + uuid.uuid4().hex * 2},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 7,
-                    "digest": "sha256:" + uuid.uuid4().hex * 2}],
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 7,
+            "digest": "sha256:" + uuid.uuid4().hex * 2,
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": 7,
+                "digest": "sha256:" + uuid.uuid4().hex * 2,
+            }
+        ],
     }
     image = aws["ecr"].put_image(repositoryName=ECR_REPO, imageManifest=json.dumps(manifest), imageTag=tag)
     return image["image"]["imageId"]["imageDigest"]
@@ -87,9 +96,11 @@ def push_image(aws, tag: str) -> str:
 
 def push_commit(airflow_env, branch: str, delete: bool = False) -> str:
     commit = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    response = httpx.post(f"{airflow_env.sandbox_url}/_sandbox/codecommit/push",
-                          json={"repository": CC_REPO, "branch": branch, "commitId": commit, "delete": delete},
-                          timeout=30)
+    response = httpx.post(
+        f"{airflow_env.sandbox_url}/_sandbox/codecommit/push",
+        json={"repository": CC_REPO, "branch": branch, "commitId": commit, "delete": delete},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     return commit
 
@@ -164,7 +175,8 @@ def test_events_for_other_sources_start_nothing_and_leave_no_message_behind(airf
 
     def drained():
         attributes = aws["sqs"].get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return all(value == "0" for value in attributes.values())
 
@@ -173,8 +185,9 @@ def test_events_for_other_sources_start_nothing_and_leave_no_message_behind(airf
 
 def test_manual_start_overrides_source_revision_and_variables(airflow_env, api, aws):
     commit = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    run_id = api.trigger("ev-manual", conf={"source_revision": commit, "Branch": "release/9.9",
-                                            "DeployEnv": "production"})["dag_run_id"]
+    run_id = api.trigger(
+        "ev-manual", conf={"source_revision": commit, "Branch": "release/9.9", "DeployEnv": "production"}
+    )["dag_run_id"]
     run = wait_for_run(api, "ev-manual", run_id, timeout=240)
     assert run["state"] == "success"
 

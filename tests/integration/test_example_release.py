@@ -25,9 +25,17 @@ DEPLOY_TASKS = {"Deploy.EC2", "Deploy.ECS", "Deploy.Lambda"}
 
 def push(label: str) -> dict:
     commit = hashlib.sha1(f"{label}-{time.time()}".encode()).hexdigest()
-    return {"source": {"provider": "github", "repository": "acme/webapp", "branch": "main", "commit_id": commit,
-                       "commit_message": f"test {label}", "author": "Test Author",
-                       "changed_files": ["web/app.py"]}}
+    return {
+        "source": {
+            "provider": "github",
+            "repository": "acme/webapp",
+            "branch": "main",
+            "commit_id": commit,
+            "commit_message": f"test {label}",
+            "author": "Test Author",
+            "changed_files": ["web/app.py"],
+        }
+    }
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +63,13 @@ def test_release_runs_end_to_end_with_approval(airflow_env, api, reviewer_api, i
     states = ti_states(api, PIPELINE, run_id)
     assert run["state"] == "success", states
     assert set(states.values()) == {"success"}
-    assert {"Source.Checkout", "Build.Compile", "Test.DeployStaging", "Test.IntegrationTests", APPROVAL} | DEPLOY_TASKS \
-        == set(states)
+    assert {
+        "Source.Checkout",
+        "Build.Compile",
+        "Test.DeployStaging",
+        "Test.IntegrationTests",
+        APPROVAL,
+    } | DEPLOY_TASKS == set(states)
 
     # The approval keeps its reviewer's note.
     approval = next(ti for ti in api.task_instances(PIPELINE, run_id) if ti["task_id"] == APPROVAL)
@@ -81,7 +94,8 @@ def test_release_runs_end_to_end_with_approval(airflow_env, api, reviewer_api, i
     # The ECS service runs the task definition the deploy registered.
     ecs_out = api.xcom(PIPELINE, run_id, "Deploy.ECS")
     service = aws_client(airflow_env, "ecs").describe_services(
-        cluster=resources.ECS_CLUSTER, services=[resources.ECS_SERVICE])["services"][0]
+        cluster=resources.ECS_CLUSTER, services=[resources.ECS_SERVICE]
+    )["services"][0]
     assert service["taskDefinition"] == ecs_out["TaskDefinitionArn"]
 
     messages = inbox.drain(until=("SUCCEEDED: pipeline",))

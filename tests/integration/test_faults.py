@@ -55,12 +55,27 @@ pytestmark = pytest.mark.integration
 
 COMPONENTS = ("celery-worker", "triggerer", "scheduler", "api-server")
 MOMENTS = ("build", "deployment", "ready", "approval", "failure")
-PIPELINES = {"build": "ft-build", "deployment": "ft-deploy", "ready": "ft-ready", "approval": "ft-approval",
-             "failure": "ft-fail"}
-WAITING_TASK = {"build": "Build.Compile", "deployment": "Deploy.EC2", "ready": "Deploy.EC2",
-                "approval": "Approval.SignOff", "failure": "Deploy.EC2"}
-EXPECTED_STATE = {"build": "success", "deployment": "success", "ready": "success", "approval": "success",
-                  "failure": "failed"}
+PIPELINES = {
+    "build": "ft-build",
+    "deployment": "ft-deploy",
+    "ready": "ft-ready",
+    "approval": "ft-approval",
+    "failure": "ft-fail",
+}
+WAITING_TASK = {
+    "build": "Build.Compile",
+    "deployment": "Deploy.EC2",
+    "ready": "Deploy.EC2",
+    "approval": "Approval.SignOff",
+    "failure": "Deploy.EC2",
+}
+EXPECTED_STATE = {
+    "build": "success",
+    "deployment": "success",
+    "ready": "success",
+    "approval": "success",
+    "failure": "failed",
+}
 # Messages each run publishes, each exactly once ("FAILED action": the action-failed event).
 EXPECTED_MESSAGES = {
     "build": {"STARTED", "SUCCEEDED"},
@@ -77,8 +92,10 @@ APP = "ft-ec2"
 GROUPS = {"held": (True, 60), "ready": (True, 0), "doomed": (True, 0), "throttle": (False, 0)}
 PROJECTS = ("ft-build", "ft-after", "ft-throttle")
 FAULTS = {
-    "codebuild": {"ft-build": {"mode": "slow", "seconds": BUILD_SECONDS},
-                  "ft-throttle": {"mode": "throttle", "rate": 0.5}},
+    "codebuild": {
+        "ft-build": {"mode": "slow", "seconds": BUILD_SECONDS},
+        "ft-throttle": {"mode": "throttle", "rate": 0.5},
+    },
     "codedeploy": {f"{APP}/throttle": {"mode": "throttle", "rate": 0.5}},
 }
 RUN_TIMEOUT = 300
@@ -108,8 +125,9 @@ def poll(predicate, timeout: float, what: str, interval: float = 0.5):
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_error})"
-                                                                                  if last_error else ""))
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
+    )
 
 
 def task_instance(api: AirflowAPI, dag_id: str, run_id: str, task_id: str) -> dict | None:
@@ -134,16 +152,20 @@ def builds_of_run(codebuild, project: str, run_id: str) -> list[dict]:
     """The project's builds started for the run (its RELEASE_ID variable)."""
     ids = codebuild.list_builds_for_project(projectName=project)["ids"]
     builds = codebuild.batch_get_builds(ids=ids)["builds"] if ids else []
-    return [b for b in builds
-            if {v["name"]: v["value"] for v in b["environment"]["environmentVariables"]}.get("RELEASE_ID") == run_id]
+    return [
+        b
+        for b in builds
+        if {v["name"]: v["value"] for v in b["environment"]["environmentVariables"]}.get("RELEASE_ID") == run_id
+    ]
 
 
 def deployments_of_run(codedeploy, group: str, run_id: str) -> list[dict]:
     """The group's deployments created for the run (their description names it), rollbacks left out."""
     ids = codedeploy.list_deployments(applicationName=APP, deploymentGroupName=group)["deployments"]
     found = codedeploy.batch_get_deployments(deploymentIds=ids)["deploymentsInfo"] if ids else []
-    return [d for d in found if f"run {run_id}" in (d.get("description") or "")
-            and d.get("creator") != "codeDeployRollback"]
+    return [
+        d for d in found if f"run {run_id}" in (d.get("description") or "") and d.get("creator") != "codeDeployRollback"
+    ]
 
 
 # ---- SNS messages ---------------------------------------------------------------------------------
@@ -207,8 +229,11 @@ def fault_resources(airflow_env, api, aws):
                 name=name,
                 source={"type": "GITHUB", "location": "https://github.com/acme/faults.git", "buildspec": BUILDSPEC},
                 artifacts={"type": "NO_ARTIFACTS"},
-                environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
-                             "computeType": "BUILD_GENERAL1_SMALL"},
+                environment={
+                    "type": "LINUX_CONTAINER",
+                    "image": "aws/codebuild/standard:7.0",
+                    "computeType": "BUILD_GENERAL1_SMALL",
+                },
                 serviceRole=resources.SERVICE_ROLE_ARN,
                 timeoutInMinutes=30,
             )
@@ -220,15 +245,22 @@ def fault_resources(airflow_env, api, aws):
         if group in groups:
             continue
         codedeploy.create_deployment_group(
-            applicationName=APP, deploymentGroupName=group, serviceRoleArn=resources.SERVICE_ROLE_ARN,
+            applicationName=APP,
+            deploymentGroupName=group,
+            serviceRoleArn=resources.SERVICE_ROLE_ARN,
             deploymentConfigName="CodeDeployDefault.AllAtOnce",
             deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
             blueGreenDeploymentConfiguration={
-                "terminateBlueInstancesOnDeploymentSuccess": {"action": "TERMINATE",
-                                                              "terminationWaitTimeInMinutes": keep_minutes},
-                "deploymentReadyOption": {"actionOnTimeout": "STOP_DEPLOYMENT" if ready_wait else "CONTINUE_DEPLOYMENT",
-                                          "waitTimeInMinutes": 0},
-                "greenFleetProvisioningOption": {"action": "COPY_AUTO_SCALING_GROUP"}},
+                "terminateBlueInstancesOnDeploymentSuccess": {
+                    "action": "TERMINATE",
+                    "terminationWaitTimeInMinutes": keep_minutes,
+                },
+                "deploymentReadyOption": {
+                    "actionOnTimeout": "STOP_DEPLOYMENT" if ready_wait else "CONTINUE_DEPLOYMENT",
+                    "waitTimeInMinutes": 0,
+                },
+                "greenFleetProvisioningOption": {"action": "COPY_AUTO_SCALING_GROUP"},
+            },
             autoScalingGroups=[resources.EC2_AUTOSCALING_GROUP],
             loadBalancerInfo={"targetGroupInfoList": [{"name": "webapp-ec2"}]},
         )
@@ -263,8 +295,16 @@ def table():
 
 def push(label: str) -> dict:
     commit = hashlib.sha1(f"{label}-{time.time()}-{os.getpid()}".encode()).hexdigest()
-    return {"source": {"provider": "github", "repository": "acme/faults", "branch": "main", "commit_id": commit,
-                       "commit_message": f"fault test {label}", "author": "Fault Test"}}
+    return {
+        "source": {
+            "provider": "github",
+            "repository": "acme/faults",
+            "branch": "main",
+            "commit_id": commit,
+            "commit_message": f"fault test {label}",
+            "author": "Fault Test",
+        }
+    }
 
 
 # ---- one outage -----------------------------------------------------------------------------------
@@ -302,8 +342,9 @@ class Outage:
             self.seen[moment] = {"run_id": self.runs[moment], "problems": []}
 
     def deployment(self, moment: str, group: str) -> dict:
-        found = poll(lambda: deployments_of_run(self.codedeploy, group, self.runs[moment]), 120,
-                     f"the deployment of {moment}")
+        found = poll(
+            lambda: deployments_of_run(self.codedeploy, group, self.runs[moment]), 120, f"the deployment of {moment}"
+        )
         return found[0]
 
     def deployment_status(self, deployment_id: str) -> dict:
@@ -313,18 +354,27 @@ class Outage:
         """Every run at its moment, and every deferred task taken by a triggerer."""
         for moment in MOMENTS:
             dag_id, run_id, task_id = PIPELINES[moment], self.runs[moment], WAITING_TASK[moment]
-            poll(lambda: taken_by_triggerer(self.api, dag_id, run_id, task_id), 180,
-                 f"{task_id} of {dag_id} to wait in the triggerer")
+            poll(
+                lambda: taken_by_triggerer(self.api, dag_id, run_id, task_id),
+                180,
+                f"{task_id} of {dag_id} to wait in the triggerer",
+            )
         [build] = poll(lambda: builds_of_run(self.codebuild, "ft-build", self.runs["build"]), 60, "the slow build")
         self.seen["build"]["build_id"] = build["id"]
         held = self.deployment("deployment", "held")
-        poll(lambda: self.deployment_status(held["deploymentId"])["instanceTerminationWaitTimeStarted"], 60,
-             "the held deployment to reach its termination wait")
+        poll(
+            lambda: self.deployment_status(held["deploymentId"])["instanceTerminationWaitTimeStarted"],
+            60,
+            "the held deployment to reach its termination wait",
+        )
         self.seen["deployment"]["deployment_id"] = held["deploymentId"]
         for moment, group in (("ready", "ready"), ("failure", "doomed")):
             deployment = self.deployment(moment, group)
-            poll(lambda: self.deployment_status(deployment["deploymentId"])["status"] == "Ready", 60,
-                 f"the {moment} deployment to wait at Ready")
+            poll(
+                lambda: self.deployment_status(deployment["deploymentId"])["status"] == "Ready",
+                60,
+                f"the {moment} deployment to wait at Ready",
+            )
             self.seen[moment]["deployment_id"] = deployment["deploymentId"]
         self.mark("waiting")
 
@@ -342,21 +392,27 @@ class Outage:
         """Stop the doomed deployment; kill the component as soon as its action has failed."""
         self.codedeploy.stop_deployment(deploymentId=self.seen["failure"]["deployment_id"])
         dag_id, run_id, task_id = PIPELINES["failure"], self.runs["failure"], WAITING_TASK["failure"]
-        poll(lambda: task_state(self.api, dag_id, run_id, task_id) == "failed", 120,
-             "the stopped deployment's action to fail", interval=0.1)
+        poll(
+            lambda: task_state(self.api, dag_id, run_id, task_id) == "failed",
+            120,
+            "the stopped deployment's action to fail",
+            interval=0.1,
+        )
         self.env.kill(self.component)
         self.mark("killed")
         for moment, status in self.at_kill().items():
             self.seen[moment]["at_kill"] = status
         self.seen["approval"]["at_kill"] = "deferred"
         if self.seen["build"]["at_kill"] != "IN_PROGRESS":
-            self.seen["build"]["problems"].append(f"moment missed: the build was {self.seen['build']['at_kill']} "
-                                                  "at the kill")
+            self.seen["build"]["problems"].append(
+                f"moment missed: the build was {self.seen['build']['at_kill']} at the kill"
+            )
 
     def approve(self) -> None:
         dag_id, run_id, task_id = PIPELINES["approval"], self.runs["approval"], WAITING_TASK["approval"]
-        self.reviewer.set_task_state(dag_id, run_id, task_id, "success",
-                                     note=f"Approved by qa-lead while the {self.component} was down")
+        self.reviewer.set_task_state(
+            dag_id, run_id, task_id, "success", note=f"Approved by qa-lead while the {self.component} was down"
+        )
         poll(lambda: task_state(self.api, dag_id, run_id, task_id) == "success", 60, "the approval to be recorded")
 
     def during_outage(self) -> None:
@@ -371,13 +427,19 @@ class Outage:
         self.seen["approval"]["decided"] = "during the outage"
         if self.component in ("celery-worker", "scheduler"):
             dag_id, run_id, task_id = PIPELINES["deployment"], self.runs["deployment"], WAITING_TASK["deployment"]
-            state = poll(lambda: (s := task_state(self.api, dag_id, run_id, task_id)) != "deferred" and s, 60,
-                         "the held deployment's trigger to fire")
+            state = poll(
+                lambda: (s := task_state(self.api, dag_id, run_id, task_id)) != "deferred" and s,
+                60,
+                "the held deployment's trigger to fire",
+            )
             self.seen["deployment"]["in_outage"] = f"task {state}"
         if self.component == "celery-worker":
             dag_id, run_id = PIPELINES["approval"], self.runs["approval"]
-            poll(lambda: task_state(self.api, dag_id, run_id, "Build.Package") == "queued", 60,
-                 "the build after the approval to wait for a worker")
+            poll(
+                lambda: task_state(self.api, dag_id, run_id, "Build.Package") == "queued",
+                60,
+                "the build after the approval to wait for a worker",
+            )
             self.seen["approval"]["in_outage"] = "next task queued"
 
     def restart(self) -> None:
@@ -387,8 +449,11 @@ class Outage:
     def after_restart(self) -> None:
         ready = self.seen["ready"]["deployment_id"]
         # The wait at Ready goes on across the crash: still deferred, still Ready, until someone continues.
-        state = poll(lambda: task_state(self.api, PIPELINES["ready"], self.runs["ready"], WAITING_TASK["ready"]),
-                     120, "the api-server to answer")
+        state = poll(
+            lambda: task_state(self.api, PIPELINES["ready"], self.runs["ready"], WAITING_TASK["ready"]),
+            120,
+            "the api-server to answer",
+        )
         status = self.deployment_status(ready)["status"]
         if (state, status) != ("deferred", "Ready"):
             self.seen["ready"]["problems"].append(f"after the restart: task {state}, deployment {status}")
@@ -402,8 +467,11 @@ class Outage:
         for moment in MOMENTS:
             dag_id, run_id = PIPELINES[moment], self.runs[moment]
             try:
-                run = poll(lambda: (r := self.api.get_run(dag_id, run_id))["state"] in ("success", "failed") and r,
-                           RUN_TIMEOUT, f"run {run_id} of {dag_id} to end")
+                run = poll(
+                    lambda: (r := self.api.get_run(dag_id, run_id))["state"] in ("success", "failed") and r,
+                    RUN_TIMEOUT,
+                    f"run {run_id} of {dag_id} to end",
+                )
                 self.seen[moment]["state"] = run["state"]
             except AssertionError as error:
                 self.seen[moment]["state"] = "not ended"
@@ -450,9 +518,13 @@ class Outage:
 
     def durations(self) -> dict[str, float]:
         t = self.timings
-        spans = {"to_waits_s": ("started", "waiting"), "to_kill_s": ("waiting", "killed"),
-                 "down_s": ("killed", "restarted"), "to_end_s": ("restarted", "ended"),
-                 "messages_s": ("ended", "checked")}
+        spans = {
+            "to_waits_s": ("started", "waiting"),
+            "to_kill_s": ("waiting", "killed"),
+            "down_s": ("killed", "restarted"),
+            "to_end_s": ("restarted", "ended"),
+            "messages_s": ("ended", "checked"),
+        }
         return {name: round(t[b] - t[a], 1) for name, (a, b) in spans.items() if a in t and b in t}
 
 
@@ -506,14 +578,18 @@ def problems_of(seen: dict[str, dict]) -> list[str]:
 # ---- tests ----------------------------------------------------------------------------------------
 
 
-def test_throttled_codebuild_and_codedeploy_still_succeed(request, airflow_env, api, reviewer_api, aws,
-                                                          fault_resources, mailbox, prestarts, table):
+def test_throttled_codebuild_and_codedeploy_still_succeed(
+    request, airflow_env, api, reviewer_api, aws, fault_resources, mailbox, prestarts, table
+):
     started = time.monotonic()
     run_id = api.trigger("ft-throttle", conf=push("throttle"))["dag_run_id"]
     seen = {"run_id": run_id, "problems": []}
     prestarts.start_next(request, lambda component: Outage(component, airflow_env, api, reviewer_api, aws))
-    run = poll(lambda: (r := api.get_run("ft-throttle", run_id))["state"] in ("success", "failed") and r,
-               RUN_TIMEOUT, "the throttled run to end")
+    run = poll(
+        lambda: (r := api.get_run("ft-throttle", run_id))["state"] in ("success", "failed") and r,
+        RUN_TIMEOUT,
+        "the throttled run to end",
+    )
     seen["state"] = run["state"]
     seen["tasks"] = {ti["task_id"]: (ti["state"], ti["try_number"]) for ti in api.task_instances("ft-throttle", run_id)}
     if run["state"] != "success":
@@ -531,8 +607,9 @@ def test_throttled_codebuild_and_codedeploy_still_succeed(request, airflow_env, 
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
-def test_kill_and_restart_while_runs_wait(component, request, airflow_env, api, reviewer_api, aws, fault_resources,
-                                          mailbox, prestarts, table):
+def test_kill_and_restart_while_runs_wait(
+    component, request, airflow_env, api, reviewer_api, aws, fault_resources, mailbox, prestarts, table
+):
     if component not in airflow_env._procs:
         pytest.skip(f"no {component} in this shape of the environment")
 
@@ -570,18 +647,24 @@ def callback_taken(engine, dag_id: str, run_id: str) -> bool:
     from sqlalchemy import text
 
     with engine.connect() as connection:
-        state = connection.execute(text("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r"),
-                                   {"d": dag_id, "r": run_id}).scalar()
-        pending = connection.execute(text("SELECT count(*) FROM callback WHERE CAST(data AS TEXT) LIKE :p"),
-                                     {"p": f"%{run_id}%"}).scalar()
+        state = connection.execute(
+            text("SELECT state FROM dag_run WHERE dag_id = :d AND run_id = :r"), {"d": dag_id, "r": run_id}
+        ).scalar()
+        pending = connection.execute(
+            text("SELECT count(*) FROM callback WHERE CAST(data AS TEXT) LIKE :p"), {"p": f"%{run_id}%"}
+        ).scalar()
     return state == "failed" and pending == 0
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Airflow's callback queue is at-most-once: the dag-processor deletes a callback row when it takes it "
-    "(DagFileProcessorManager._fetch_callbacks_from_db) and holds it in memory until a file processor runs it, "
-    "so a crash in between loses the pipeline-failed message, a DAG callback (docs/faults.md); action-failed and "
-    "stage-failed are published by the trigger that fails the task, before the callbacks exist"))
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "Airflow's callback queue is at-most-once: the dag-processor deletes a callback row when it takes it "
+        "(DagFileProcessorManager._fetch_callbacks_from_db) and holds it in memory until a file processor runs it, "
+        "so a crash in between loses the pipeline-failed message, a DAG callback (docs/faults.md); action-failed and "
+        "stage-failed are published by the trigger that fails the task, before the callbacks exist"
+    ),
+)
 def test_dag_processor_killed_while_it_publishes_a_failure(airflow_env, api, aws, fault_resources, mailbox, table):
     """The dag-processor runs the DAG callback that publishes pipeline-failed: kill it once it has taken the
     run's callbacks from the database, before it ran them."""
@@ -592,13 +675,23 @@ def test_dag_processor_killed_while_it_publishes_a_failure(airflow_env, api, aws
     seen = {"run_id": run_id, "problems": []}
     poll(lambda: taken_by_triggerer(api, dag_id, run_id, task_id), 180, "the action to wait in the triggerer")
     [deployment] = poll(lambda: deployments_of_run(aws["codedeploy"], "doomed", run_id), 60, "the deployment")
-    poll(lambda: aws["codedeploy"].get_deployment(deploymentId=deployment["deploymentId"])["deploymentInfo"]["status"]
-         == "Ready", 60, "the deployment to wait at Ready")
+    poll(
+        lambda: (
+            aws["codedeploy"].get_deployment(deploymentId=deployment["deploymentId"])["deploymentInfo"]["status"]
+            == "Ready"
+        ),
+        60,
+        "the deployment to wait at Ready",
+    )
     engine = create_engine(airflow_env.database_url or f"sqlite:///{airflow_env.home / 'airflow.db'}")
     try:
         aws["codedeploy"].stop_deployment(deploymentId=deployment["deploymentId"])
-        poll(lambda: callback_taken(engine, dag_id, run_id), 120, "the dag-processor to take the run's callbacks",
-             interval=0.05)
+        poll(
+            lambda: callback_taken(engine, dag_id, run_id),
+            120,
+            "the dag-processor to take the run's callbacks",
+            interval=0.05,
+        )
         airflow_env.kill("dag-processor")
         killed = time.monotonic()
         seen["at_kill"] = "callbacks taken"
@@ -607,8 +700,11 @@ def test_dag_processor_killed_while_it_publishes_a_failure(airflow_env, api, aws
         if airflow_env._procs["dag-processor"].poll() is not None:
             airflow_env.restart("dag-processor")
     restarted = time.monotonic()
-    run = poll(lambda: (r := api.get_run(dag_id, run_id))["state"] in ("success", "failed") and r,
-               RUN_TIMEOUT, "the run to end")
+    run = poll(
+        lambda: (r := api.get_run(dag_id, run_id))["state"] in ("success", "failed") and r,
+        RUN_TIMEOUT,
+        "the run to end",
+    )
     seen["state"] = run["state"]
     seen["deployments"] = len(deployments_of_run(aws["codedeploy"], "doomed", run_id))
     if run["state"] != "failed" or seen["deployments"] != 1:
@@ -616,8 +712,12 @@ def test_dag_processor_killed_while_it_publishes_a_failure(airflow_env, api, aws
     mailbox.wait_for({"failure": (dag_id, run_id)}, timeout=30)
     seen["messages"] = mailbox.counts(dag_id, run_id, collect=False)
     seen["problems"] += message_problems("failure", seen["messages"])
-    record(table, "dag-processor", {"failure": seen},
-           {"down_s": round(restarted - killed, 1), "to_end_s": round(time.monotonic() - restarted, 1)})
+    record(
+        table,
+        "dag-processor",
+        {"failure": seen},
+        {"down_s": round(restarted - killed, 1), "to_end_s": round(time.monotonic() - restarted, 1)},
+    )
     airflow_env.check_alive()
     assert not seen["problems"], seen
 

@@ -86,8 +86,9 @@ def test_plugin_is_served_by_the_api_server(url, api):
 
 def test_signed_push_starts_a_run_with_the_source_in_its_conf(url, api):
     sha, delivery = commit(), str(uuid.uuid4())
-    response = send_github_push(f"{url}/github", SECRET, REPO, "main", sha, ["src/app.py", "README.md"],
-                                delivery_id=delivery)
+    response = send_github_push(
+        f"{url}/github", SECRET, REPO, "main", sha, ["src/app.py", "README.md"], delivery_id=delivery
+    )
     runs = started(response, api)
     assert list(runs) == ["webhook-main"]  # webhook-docs wants docs/**
     assert runs["webhook-main"].startswith(f"webhook__{delivery}__")
@@ -118,12 +119,15 @@ def test_one_push_starts_every_matching_pipeline_once(url, api):
     assert run_ids(api) - before == set(runs.items())
 
 
-@pytest.mark.parametrize("signature", [
-    None,  # missing
-    "sha256=" + "0" * 64,  # wrong
-    "sha1=" + "0" * 40,  # wrongly encoded
-    "sha256=ZZ" + "0" * 62,
-])
+@pytest.mark.parametrize(
+    "signature",
+    [
+        None,  # missing
+        "sha256=" + "0" * 64,  # wrong
+        "sha1=" + "0" * 40,  # wrongly encoded
+        "sha256=ZZ" + "0" * 62,
+    ],
+)
 def test_bad_signatures_are_refused_and_start_nothing(url, api, signature):
     body = json.dumps(github_push_payload(REPO, "main", commit(), ["src/app.py"])).encode()
     headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()), "Content-Type": "application/json"}
@@ -159,10 +163,18 @@ def test_replayed_delivery_starts_nothing_new(url, api, airflow_env):
     assert run_ids(api) == before
 
     # Seen deliveries live in the metadata DB only: a new process (as after an api-server restart) finds them.
-    check = ("from release_orchestrator.webhooks.deliveries import DeliveryStore; import json, sys; "
-             "print(json.dumps(DeliveryStore().record(sys.argv[1], sys.argv[2], 'github', []).runs))")
-    out = subprocess.run([sys.executable, "-c", check, delivery, body_digest(json.dumps(payload).encode())],
-                         env=airflow_env.airflow_env(), capture_output=True, text=True, timeout=120, check=True)
+    check = (
+        "from release_orchestrator.webhooks.deliveries import DeliveryStore; import json, sys; "
+        "print(json.dumps(DeliveryStore().record(sys.argv[1], sys.argv[2], 'github', []).runs))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", check, delivery, body_digest(json.dumps(payload).encode())],
+        env=airflow_env.airflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == again.json()["runs"]
 
 
@@ -173,14 +185,31 @@ def test_a_recorded_delivery_is_started_by_the_api_servers_starter(url, api, air
 
     sha, delivery = commit(), str(uuid.uuid4())
     data = github_push_payload(REPO, "main", sha, ["src/app.py"])
-    source = payloads.parse_events("github", payloads.event_kind("github", "push", data), "push", data, delivery)[0].source
+    source = payloads.parse_events("github", payloads.event_kind("github", "push", data), "push", data, delivery)[
+        0
+    ].source
     run_id = f"webhook__{delivery}__{body_digest(json.dumps(data).encode())}"
-    starts = [{"dag_id": "webhook-main", "run_id": run_id, "conf": {"source": source}, "note": "recorded elsewhere",
-               "user": "github-webhook"}]
-    record = ("from release_orchestrator.webhooks.deliveries import DeliveryStore; import json, sys; "
-              "print(DeliveryStore().record(sys.argv[1], sys.argv[2], 'github', json.loads(sys.argv[3])).outcome)")
-    out = subprocess.run([sys.executable, "-c", record, delivery, run_id.split("__")[2], json.dumps(starts)],
-                         env=airflow_env.airflow_env(), capture_output=True, text=True, timeout=120, check=True)
+    starts = [
+        {
+            "dag_id": "webhook-main",
+            "run_id": run_id,
+            "conf": {"source": source},
+            "note": "recorded elsewhere",
+            "user": "github-webhook",
+        }
+    ]
+    record = (
+        "from release_orchestrator.webhooks.deliveries import DeliveryStore; import json, sys; "
+        "print(DeliveryStore().record(sys.argv[1], sys.argv[2], 'github', json.loads(sys.argv[3])).outcome)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", record, delivery, run_id.split("__")[2], json.dumps(starts)],
+        env=airflow_env.airflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert out.stdout.strip().splitlines()[-1] == "new"
 
     run = api.wait_for_run_created("webhook-main", run_id, timeout=60)
@@ -210,17 +239,21 @@ def _raw_post(url: str, head: str, chunks) -> tuple[int, str]:
 
 def test_oversize_body_is_refused_by_content_length_without_reading_it(url, api):
     path = urlsplit(url).path + "/github"
-    head = (f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-            f"X-GitHub-Event: push\r\nX-Hub-Signature-256: sha256={'0' * 64}\r\n"
-            f"Content-Length: {LIMIT + 1}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"X-GitHub-Event: push\r\nX-Hub-Signature-256: sha256={'0' * 64}\r\n"
+        f"Content-Length: {LIMIT + 1}\r\n\r\n"
+    )
     status, _ = _raw_post(url, head, [b"{"])  # the rest never comes: the answer must not wait for it
     assert status == 413
 
 
 def test_oversize_body_without_content_length_is_refused(url):
     path = urlsplit(url).path + "/github"
-    head = (f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-            f"X-GitHub-Event: push\r\nX-Hub-Signature-256: sha256={'0' * 64}\r\nTransfer-Encoding: chunked\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"X-GitHub-Event: push\r\nX-Hub-Signature-256: sha256={'0' * 64}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     megabyte = b"x" * (1024 * 1024)
     chunk = f"{len(megabyte):x}\r\n".encode() + megabyte + b"\r\n"
     status, _ = _raw_post(url, head, [chunk] * 26)
@@ -229,8 +262,15 @@ def test_oversize_body_without_content_length_is_refused(url):
 
 def test_malformed_json_and_missing_fields_are_400(url):
     body = b'{"ref": "refs/heads/main", '
-    response = httpx.post(f"{url}/github", content=body, headers={
-        "X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": sign(body, SECRET)})
+    response = httpx.post(
+        f"{url}/github",
+        content=body,
+        headers={
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": sign(body, SECRET),
+        },
+    )
     assert response.status_code == 400
     assert response.json()["error"].startswith("body is not valid JSON")
 
@@ -249,12 +289,15 @@ def test_non_matching_push_starts_nothing(url, api):
     assert run_ids(api) == before
 
 
-@pytest.mark.parametrize("branch,files,expected", [
-    ("release/2.1", ["src/a.py"], ["webhook-main"]),  # branch includes
-    ("release/old-1", ["src/a.py"], []),  # branch excludes win
-    ("main", ["docs/index.md"], ["webhook-docs", "webhook-main"]),  # file path includes
-    ("main", ["docs/drafts/idea.md"], ["webhook-main"]),  # file path excludes win
-])
+@pytest.mark.parametrize(
+    "branch,files,expected",
+    [
+        ("release/2.1", ["src/a.py"], ["webhook-main"]),  # branch includes
+        ("release/old-1", ["src/a.py"], []),  # branch excludes win
+        ("main", ["docs/index.md"], ["webhook-docs", "webhook-main"]),  # file path includes
+        ("main", ["docs/drafts/idea.md"], ["webhook-main"]),  # file path excludes win
+    ],
+)
 def test_branch_and_path_filters(url, branch, files, expected):
     assert sorted(started(push(url, branch=branch, files=files))) == expected
 
@@ -269,11 +312,19 @@ def test_tag_filters(url, tag, expected):
 
 
 def pull_request(action: str, base: str = "main", number: int = 5) -> dict:
-    return {"action": action, "number": number,
-            "repository": {"full_name": REPO, "html_url": f"https://github.com/{REPO}"},
-            "pull_request": {"number": number, "title": "Make it faster", "user": {"login": "dev"},
-                             "updated_at": "2024-05-01T10:00:00Z",
-                             "head": {"ref": "feature/fast", "sha": commit()}, "base": {"ref": base}}}
+    return {
+        "action": action,
+        "number": number,
+        "repository": {"full_name": REPO, "html_url": f"https://github.com/{REPO}"},
+        "pull_request": {
+            "number": number,
+            "title": "Make it faster",
+            "user": {"login": "dev"},
+            "updated_at": "2024-05-01T10:00:00Z",
+            "head": {"ref": "feature/fast", "sha": commit()},
+            "base": {"ref": base},
+        },
+    }
 
 
 def test_pull_request_events(url, api):
@@ -281,11 +332,17 @@ def test_pull_request_events(url, api):
     assert list(started(opened)) == ["webhook-pr"]
     conf = api.get_run("webhook-pr", started(opened, api)["webhook-pr"])["conf"]["source"]
     assert conf["branch"] == "feature/fast"
-    assert conf["pull_request"] == {"number": 5, "action": "opened", "source_branch": "feature/fast",
-                                    "destination_branch": "main", "title": "Make it faster"}
+    assert conf["pull_request"] == {
+        "number": 5,
+        "action": "opened",
+        "source_branch": "feature/fast",
+        "destination_branch": "main",
+        "title": "Make it faster",
+    }
 
     assert list(started(send_github(f"{url}/github", SECRET, "pull_request", pull_request("synchronize")))) == [
-        "webhook-pr"]
+        "webhook-pr"
+    ]
     closed = send_github(f"{url}/github", SECRET, "pull_request", pull_request("closed"))
     assert started(closed) == {}
     assert "is not one of opened, updated" in not_started(closed)["webhook-pr"]
@@ -320,8 +377,11 @@ def test_paused_pipeline_is_not_started(url, api):
 def test_secret_from_a_connection(url, api):
     repository = "acme/hooks-conn"
     connection_id = secret_connection(repository)
-    api.request("POST", "/connections", json={"connection_id": connection_id, "conn_type": "generic",
-                                              "password": "from-a-connection"})
+    api.request(
+        "POST",
+        "/connections",
+        json={"connection_id": connection_id, "conn_type": "generic", "password": "from-a-connection"},
+    )
     try:
         payload = {"zen": "Speak like a human.", "repository": {"full_name": repository}}
         assert send_github(f"{url}/github", "from-a-connection", "ping", payload).status_code == 200
@@ -332,10 +392,19 @@ def test_secret_from_a_connection(url, api):
 
 def test_bitbucket_push(url, api):
     set_variable(api, secret_variable("acme/hooks-bb"), "bb-secret")
-    body = json.dumps({"repository": {"full_name": "acme/hooks-bb"}, "push": {"changes": [
-        {"new": {"type": "branch", "name": "main", "target": {"hash": commit(), "message": "m"}}}]}}).encode()
-    headers = {"X-Event-Key": "repo:push", "X-Request-UUID": str(uuid.uuid4()),
-               "X-Hub-Signature": sign(body, "bb-secret")}
+    body = json.dumps(
+        {
+            "repository": {"full_name": "acme/hooks-bb"},
+            "push": {
+                "changes": [{"new": {"type": "branch", "name": "main", "target": {"hash": commit(), "message": "m"}}}]
+            },
+        }
+    ).encode()
+    headers = {
+        "X-Event-Key": "repo:push",
+        "X-Request-UUID": str(uuid.uuid4()),
+        "X-Hub-Signature": sign(body, "bb-secret"),
+    }
     response = httpx.post(f"{url}/bitbucket", content=body, headers=headers)
     # No test pipeline watches acme/hooks-bb: accepted, and nothing to start.
     assert response.status_code == 200, response.text

@@ -79,8 +79,17 @@ def build_command(outdir: Path) -> list[str]:
     if _installed("build") and _installed("hatchling"):
         return [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(outdir), str(REPO_ROOT)]
     if _installed("hatchling"):
-        return [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                "-w", str(outdir), str(REPO_ROOT)]
+        return [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(outdir),
+            str(REPO_ROOT),
+        ]
     # An environment made before requirements.txt listed the build tools: pip builds in an isolated
     # environment, with the backend from the configured index, pinned by constraints.txt.
     return [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(outdir), str(REPO_ROOT)]
@@ -143,7 +152,8 @@ def test_wheel_holds_the_package_with_its_data_files(wheel, wheel_files):
         assert json.loads(wheel_files[f"release_orchestrator/waiters/{name}"])["waiters"]
     # Only the package and its metadata: no tests, DAGs, include/ or the plugins-folder shim.
     outside = [
-        path for path in wheel_files
+        path
+        for path in wheel_files
         if not path.startswith(("release_orchestrator/", "release_orchestrator-0.1.0.dist-info/"))
     ]
     assert not outside, outside
@@ -199,8 +209,10 @@ def fresh_venv(workdir, wheel) -> Path:
     ours = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
     (site_packages / "_release_orchestrator_test_base.pth").write_text("".join(f"{path}\n" for path in ours))
     # pip comes from the appended site-packages; --no-deps: everything else is already there.
-    run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", str(wheel)],
-        cwd=workdir)
+    run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", str(wheel)],
+        cwd=workdir,
+    )
     return venv
 
 
@@ -248,7 +260,7 @@ def json_output(outputs: dict[str, str], name: str):
     text = outputs[name]
     starts = [text.index(bracket) for bracket in "[{" if bracket in text]
     assert starts, f"{name} printed no JSON: {text!r}"
-    return json.loads(text[min(starts):])
+    return json.loads(text[min(starts) :])
 
 
 def test_airflow_lists_the_provider_with_its_version(airflow_outputs):

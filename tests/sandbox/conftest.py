@@ -46,8 +46,14 @@ def aws(sandbox, control):
     def make(service: str, region: str = r.REGION, retry: bool = True):
         # Without retries a throttled call surfaces instead of being retried away by botocore.
         retries = {"mode": "standard"} if retry else {"total_max_attempts": 1}
-        return boto3.client(service, endpoint_url=sandbox.url, region_name=region, aws_access_key_id="testing",
-                            aws_secret_access_key="testing", config=Config(retries=retries))
+        return boto3.client(
+            service,
+            endpoint_url=sandbox.url,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries=retries),
+        )
 
     yield make
     control.clear_faults()

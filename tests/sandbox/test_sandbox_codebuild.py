@@ -10,8 +10,19 @@ from botocore.exceptions import ClientError
 
 from include.sandbox import resources as r
 
-PHASES = ["SUBMITTED", "QUEUED", "PROVISIONING", "DOWNLOAD_SOURCE", "INSTALL", "PRE_BUILD", "BUILD",
-          "POST_BUILD", "UPLOAD_ARTIFACTS", "FINALIZING", "COMPLETED"]
+PHASES = [
+    "SUBMITTED",
+    "QUEUED",
+    "PROVISIONING",
+    "DOWNLOAD_SOURCE",
+    "INSTALL",
+    "PRE_BUILD",
+    "BUILD",
+    "POST_BUILD",
+    "UPLOAD_ARTIFACTS",
+    "FINALIZING",
+    "COMPLETED",
+]
 
 
 def finished(codebuild, wait_until, build_id: str) -> dict:
@@ -19,24 +30,32 @@ def finished(codebuild, wait_until, build_id: str) -> dict:
 
 
 def log_messages(aws, build: dict) -> list[str]:
-    events = aws("logs").get_log_events(logGroupName=build["logs"]["groupName"],
-                                        logStreamName=build["logs"]["streamName"], startFromHead=True)["events"]
+    events = aws("logs").get_log_events(
+        logGroupName=build["logs"]["groupName"], logStreamName=build["logs"]["streamName"], startFromHead=True
+    )["events"]
     return [e["message"] for e in events]
 
 
 def test_build_runs_through_phases_and_exports_variables(aws, wait_until):
     codebuild = aws("codebuild")
     started = codebuild.start_build(
-        projectName=r.BUILD_PROJECT, sourceVersion="refs/heads/main", timeoutInMinutesOverride=20,
-        environmentVariablesOverride=[{"name": "RELEASE", "value": "r-1", "type": "PLAINTEXT"},
-                                      {"name": "DB_PASSWORD", "value": "/webapp/db", "type": "PARAMETER_STORE"}])["build"]
+        projectName=r.BUILD_PROJECT,
+        sourceVersion="refs/heads/main",
+        timeoutInMinutesOverride=20,
+        environmentVariablesOverride=[
+            {"name": "RELEASE", "value": "r-1", "type": "PLAINTEXT"},
+            {"name": "DB_PASSWORD", "value": "/webapp/db", "type": "PARAMETER_STORE"},
+        ],
+    )["build"]
     assert re.fullmatch(rf"{r.BUILD_PROJECT}:[0-9a-f-]{{36}}", started["id"])
     first_read = codebuild.batch_get_builds(ids=[started["id"]])["builds"][0]
     assert first_read["buildStatus"] == "IN_PROGRESS"  # not done at the first read
 
     seen_phases = set()
-    build = wait_until(lambda: codebuild.batch_get_builds(ids=[started["id"]])["builds"][0],
-                       lambda b: seen_phases.add(b["currentPhase"]) or b["buildComplete"])
+    build = wait_until(
+        lambda: codebuild.batch_get_builds(ids=[started["id"]])["builds"][0],
+        lambda b: seen_phases.add(b["currentPhase"]) or b["buildComplete"],
+    )
     assert {"PROVISIONING", "BUILD"} & seen_phases  # observed while running
     assert build["buildStatus"] == "SUCCEEDED"
     assert [p["phaseType"] for p in build["phases"]] == PHASES
@@ -119,8 +138,10 @@ def test_failing_build_reports_phase_context_and_logs(aws, control, wait_until):
 def test_stop_build(aws, wait_until):
     codebuild = aws("codebuild")
     build_id = codebuild.start_build(projectName=r.BUILD_PROJECT)["build"]["id"]
-    wait_until(lambda: codebuild.batch_get_builds(ids=[build_id])["builds"][0],
-               lambda b: b["currentPhase"] not in ("QUEUED", "SUBMITTED"))
+    wait_until(
+        lambda: codebuild.batch_get_builds(ids=[build_id])["builds"][0],
+        lambda b: b["currentPhase"] not in ("QUEUED", "SUBMITTED"),
+    )
     stopped = codebuild.stop_build(id=build_id)["build"]
     assert stopped["buildStatus"] == "STOPPED"
     assert stopped["buildComplete"] is True

@@ -22,8 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_health_and_fault_document(control):
     health = control.health()
     assert health["status"] == "ok" and health["seeded"] is True
-    document = control.set_faults({"codebuild": {r.BUILD_PROJECT: {"mode": "fail"}},
-                                   "codedeploy": {f"{r.ECS_APPLICATION}/{r.ECS_GROUP}": {"mode": "throttle"}}})
+    document = control.set_faults(
+        {
+            "codebuild": {r.BUILD_PROJECT: {"mode": "fail"}},
+            "codedeploy": {f"{r.ECS_APPLICATION}/{r.ECS_GROUP}": {"mode": "throttle"}},
+        }
+    )
     assert document["codebuild"][r.BUILD_PROJECT] == {"mode": "fail"}
     assert document["codedeploy"][f"{r.ECS_APPLICATION}/{r.ECS_GROUP}"] == {"mode": "throttle", "rate": 0.5}
     assert control.clear_fault("codebuild", r.BUILD_PROJECT)["codebuild"] == {}
@@ -38,13 +42,16 @@ def test_seeding_twice_changes_nothing(sandbox, aws):
     def inventory() -> dict:
         return {
             "versions": len(aws("lambda").list_versions_by_function(FunctionName=r.LAMBDA_FUNCTION)["Versions"]),
-            "versions_eu": len(aws("lambda", r.SECOND_REGION).list_versions_by_function(
-                FunctionName=r.LAMBDA_FUNCTION)["Versions"]),
-            "task_definitions": len(aws("ecs").list_task_definitions(familyPrefix=r.ECS_TASK_FAMILY)
-                                    ["taskDefinitionArns"]),
+            "versions_eu": len(
+                aws("lambda", r.SECOND_REGION).list_versions_by_function(FunctionName=r.LAMBDA_FUNCTION)["Versions"]
+            ),
+            "task_definitions": len(
+                aws("ecs").list_task_definitions(familyPrefix=r.ECS_TASK_FAMILY)["taskDefinitionArns"]
+            ),
             "subscriptions": len(aws("sns").list_subscriptions_by_topic(TopicArn=r.SNS_TOPIC_ARN)["Subscriptions"]),
-            "groups": sorted(aws("codedeploy").list_deployment_groups(applicationName=r.EC2_APPLICATION)
-                             ["deploymentGroups"]),
+            "groups": sorted(
+                aws("codedeploy").list_deployment_groups(applicationName=r.EC2_APPLICATION)["deploymentGroups"]
+            ),
             "projects": sorted(aws("codebuild").list_projects()["projects"]),
         }
 
@@ -70,8 +77,14 @@ def test_taken_port_fails_at_once(sandbox):
     assert time.monotonic() - started < 2
 
     environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'plugins'}{os.pathsep}{ROOT}"}
-    result = subprocess.run([sys.executable, "-m", "include.sandbox.server", "--port", str(sandbox.port)],
-                            cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "include.sandbox.server", "--port", str(sandbox.port)],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert f"port {sandbox.port}" in result.stderr
 
@@ -82,8 +95,13 @@ def test_reset_forgets_builds_and_faults(aws):
         client = SandboxClient(other.url)
         client.wait_ready(timeout=5)
         client.set_fault("codebuild", r.BUILD_PROJECT, "hang")
-        codebuild = boto3.client("codebuild", endpoint_url=other.url, region_name=r.REGION,
-                                 aws_access_key_id="testing", aws_secret_access_key="testing")
+        codebuild = boto3.client(
+            "codebuild",
+            endpoint_url=other.url,
+            region_name=r.REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         build_id = codebuild.start_build(projectName=r.BUILD_PROJECT)["build"]["id"]
         assert client.health()["builds"] == 1
         client.reset()

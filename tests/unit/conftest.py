@@ -40,6 +40,8 @@ def task_xcoms(monkeypatch):
     """What triggers write as XCom of their task instance (through the Task SDK in the triggerer):
     {(item id, key): value}."""
     written: dict = {}
-    monkeypatch.setattr("release_orchestrator.triggers.base.BatchPolledTrigger.write_xcom",
-                        lambda self, key, value: written.__setitem__((self.item_id, key), value))
+    monkeypatch.setattr(
+        "release_orchestrator.triggers.base.BatchPolledTrigger.write_xcom",
+        lambda self, key, value: written.__setitem__((self.item_id, key), value),
+    )
     return written

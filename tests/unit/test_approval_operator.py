@@ -41,17 +41,31 @@ class FakeTI:
 
 def make_context(store=None, ti=None):
     ti = ti or FakeTI()
-    return {"ti": ti, "task_instance": ti, "task_state_store": store if store is not None else FakeStateStore(),
-            "run_id": ti.run_id, "dag": SimpleNamespace(dag_id=ti.dag_id),
-            "dag_run": SimpleNamespace(run_id=ti.run_id, run_after=RUN_AFTER, clear_number=0)}
+    return {
+        "ti": ti,
+        "task_instance": ti,
+        "task_state_store": store if store is not None else FakeStateStore(),
+        "run_id": ti.run_id,
+        "dag": SimpleNamespace(dag_id=ti.dag_id),
+        "dag_run": SimpleNamespace(run_id=ti.run_id, run_after=RUN_AFTER, clear_number=0),
+    }
 
 
 def make(cls, topic, **kwargs):
-    return cls(task_id="Approval.SignOff", sns_topic_arn=topic, supersede=True, check_interval=5,
-               notifications={"pipeline": "webapp", "topic_arn": topic, "aws_conn_id": "aws_default",
-                              "region_name": "us-east-1",
-                              "events": ["approval-approved", "approval-rejected", "pipeline-superseded"]},
-               **kwargs)
+    return cls(
+        task_id="Approval.SignOff",
+        sns_topic_arn=topic,
+        supersede=True,
+        check_interval=5,
+        notifications={
+            "pipeline": "webapp",
+            "topic_arn": topic,
+            "aws_conn_id": "aws_default",
+            "region_name": "us-east-1",
+            "events": ["approval-approved", "approval-rejected", "pipeline-superseded"],
+        },
+        **kwargs,
+    )
 
 
 def start(operator, context) -> ApprovalWaitTrigger:
@@ -74,7 +88,12 @@ def test_the_wait_announces_itself_and_records_the_runs_place(topic_and_queue):
 
     assert isinstance(trigger, ApprovalWaitTrigger)
     assert (trigger.dag_id, trigger.run_id, trigger.task_id, trigger.supersede, trigger.check_interval) == (
-        "webapp", "manual__1", "Approval.SignOff", True, 5.0)
+        "webapp",
+        "manual__1",
+        "Approval.SignOff",
+        True,
+        5.0,
+    )
     expires = datetime.fromisoformat(trigger.expires)
     assert timedelta(hours=2) - timedelta(seconds=5) <= expires - before <= timedelta(hours=2, seconds=5)
     wait = context["ti"].xcom[WAIT_XCOM_KEY]
@@ -111,8 +130,11 @@ def test_a_failed_announcement_is_tried_again_by_the_next_try(topic_and_queue, m
     monkeypatch.setattr("release_orchestrator.notifications.publishing.time.sleep", lambda s: None)
     store = FakeStateStore()
     real = approval_module.SnsHook.publish_to_target
-    monkeypatch.setattr(approval_module.SnsHook, "publish_to_target",
-                        lambda self, **kw: (_ for _ in ()).throw(ConnectionError("SNS down")))
+    monkeypatch.setattr(
+        approval_module.SnsHook,
+        "publish_to_target",
+        lambda self, **kw: (_ for _ in ()).throw(ConnectionError("SNS down")),
+    )
     start(make(ManualApprovalOperator, topic), make_context(store))
     assert received() == []
     monkeypatch.setattr(approval_module.SnsHook, "publish_to_target", real)
@@ -143,7 +165,9 @@ def test_timeout_rejects_and_is_announced_once(topic_and_queue):
     [envelope] = received()
     assert envelope["Subject"] == "REJECTED: webapp Approval.SignOff (run manual__1)"
     assert json.loads(envelope["Message"])["detail"]["approval"] == {
-        "outcome": "Rejected", "reason": "timeout: nobody decided within 0:30:00"}
+        "outcome": "Rejected",
+        "reason": "timeout: nobody decided within 0:30:00",
+    }
     assert context["ti"].xcom[DECISION_XCOM_KEY]["Outcome"] == "Rejected"
 
 
@@ -161,7 +185,10 @@ def test_superseded_fails_without_retry_and_announces_the_newer_run_once(topic_a
     assert envelope["Subject"] == "SUPERSEDED: pipeline webapp (run manual__1) by run manual__2"
     detail = json.loads(envelope["Message"])["detail"]
     assert (detail["state"], detail["superseded-by"], detail["reason"]) == (
-        "SUPERSEDED", "manual__2", "superseded by run manual__2")
+        "SUPERSEDED",
+        "manual__2",
+        "superseded by run manual__2",
+    )
     assert context["ti"].xcom[DECISION_XCOM_KEY]["Outcome"] == "Superseded"
 
 
@@ -174,26 +201,34 @@ def test_after_the_wait_ended_a_new_try_waits_and_announces_again(topic_and_queu
     with pytest.raises(ApprovalTimedOut):
         operator.execute_complete(context, {"kind": "timeout"})
     start(operator, make_context(store))  # a retry after the timeout: a new wait
-    assert subjects(received) == ["APPROVAL NEEDED: webapp Approval.SignOff",
-                                  "REJECTED: webapp Approval.SignOff (run manual__1)",
-                                  "APPROVAL NEEDED: webapp Approval.SignOff"]
+    assert subjects(received) == [
+        "APPROVAL NEEDED: webapp Approval.SignOff",
+        "REJECTED: webapp Approval.SignOff (run manual__1)",
+        "APPROVAL NEEDED: webapp Approval.SignOff",
+    ]
 
 
 # ---- form mode ----------------------------------------------------------------------------------
 @pytest.fixture
 def hitl(monkeypatch):
     calls = {"upsert": [], "response": None}
-    monkeypatch.setattr("airflow.sdk.execution_time.hitl.upsert_hitl_detail",
-                        lambda **kwargs: calls["upsert"].append(kwargs))
-    monkeypatch.setattr("airflow.sdk.execution_time.hitl.get_hitl_detail_content_detail",
-                        lambda ti_id: calls["response"] or SimpleNamespace(response_received=False))
+    monkeypatch.setattr(
+        "airflow.sdk.execution_time.hitl.upsert_hitl_detail", lambda **kwargs: calls["upsert"].append(kwargs)
+    )
+    monkeypatch.setattr(
+        "airflow.sdk.execution_time.hitl.get_hitl_detail_content_detail",
+        lambda ti_id: calls["response"] or SimpleNamespace(response_received=False),
+    )
     return calls
 
 
 def answer(option, comment, user="qa-lead"):
-    return {"chosen_options": [option], "params_input": {"comment": comment},
-            "responded_at": datetime(2026, 3, 1, 13, 0, tzinfo=timezone.utc),
-            "responded_by_user": {"id": user, "name": user}}
+    return {
+        "chosen_options": [option],
+        "params_input": {"comment": comment},
+        "responded_at": datetime(2026, 3, 1, 13, 0, tzinfo=timezone.utc),
+        "responded_by_user": {"id": user, "name": user},
+    }
 
 
 def test_form_writes_the_form_for_the_approvers_and_waits_on_the_trigger(topic_and_queue, hitl):
@@ -216,12 +251,18 @@ def test_form_approval_gives_outputs_and_is_announced_with_the_reviewer(topic_an
     start(operator, context)
     received()
     outputs = operator.execute_complete(context, answer("Approve", "checked on staging"))
-    assert (outputs["Outcome"], outputs["Reviewer"], outputs["Comment"]) == ("Approved", "qa-lead",
-                                                                            "checked on staging")
+    assert (outputs["Outcome"], outputs["Reviewer"], outputs["Comment"]) == (
+        "Approved",
+        "qa-lead",
+        "checked on staging",
+    )
     [envelope] = received()
     assert envelope["Subject"] == "APPROVED: webapp Approval.SignOff by qa-lead (run manual__1)"
     assert json.loads(envelope["Message"])["detail"]["approval"] == {
-        "outcome": "Approved", "reviewer": "qa-lead", "comment": "checked on staging"}
+        "outcome": "Approved",
+        "reviewer": "qa-lead",
+        "comment": "checked on staging",
+    }
     assert context["ti"].xcom[DECISION_XCOM_KEY]["Reviewer"] == "qa-lead"
 
 

@@ -14,19 +14,26 @@ TOPIC = "arn:aws:sns:us-east-1:123456789012:release-notifications"
 
 
 def approval_pipeline(**fields):
-    return pipeline("gated", stages=[
-        stage("Source", [action("Checkout", "source.github", repository="a/b", branch="main")]),
-        stage("Approval", [action("SignOff", "approval.manual")]),
-    ], **fields)
+    return pipeline(
+        "gated",
+        stages=[
+            stage("Source", [action("Checkout", "source.github", repository="a/b", branch="main")]),
+            stage("Approval", [action("SignOff", "approval.manual")]),
+        ],
+        **fields,
+    )
 
 
-@pytest.mark.parametrize("mode, supersede_approvals, runs, supersedes", [
-    ("QUEUED", None, 1, False),
-    ("PARALLEL", None, settings.PARALLEL_RUNS.default, False),
-    ("PARALLEL", True, settings.PARALLEL_RUNS.default, True),
-    ("SUPERSEDED", None, settings.PARALLEL_RUNS.default, True),
-    ("SUPERSEDED", False, settings.PARALLEL_RUNS.default, False),
-])
+@pytest.mark.parametrize(
+    "mode, supersede_approvals, runs, supersedes",
+    [
+        ("QUEUED", None, 1, False),
+        ("PARALLEL", None, settings.PARALLEL_RUNS.default, False),
+        ("PARALLEL", True, settings.PARALLEL_RUNS.default, True),
+        ("SUPERSEDED", None, settings.PARALLEL_RUNS.default, True),
+        ("SUPERSEDED", False, settings.PARALLEL_RUNS.default, False),
+    ],
+)
 def test_execution_modes(mode, supersede_approvals, runs, supersedes):
     dag = compiler.build_dag(approval_pipeline(execution_mode=mode, supersede_approvals=supersede_approvals))
     assert dag.max_active_runs == runs
@@ -56,9 +63,15 @@ pipeline:
 
 
 def test_approvals_get_the_pipelines_notifications_and_the_run_end_catches_up_on_decisions():
-    dag = compiler.build_dag(approval_pipeline(execution_mode="SUPERSEDED", notifications={
-        "topic_arn": TOPIC, "events": ["pipeline-failed", "pipeline-superseded", "approval-needed",
-                                       "approval-approved"]}))
+    dag = compiler.build_dag(
+        approval_pipeline(
+            execution_mode="SUPERSEDED",
+            notifications={
+                "topic_arn": TOPIC,
+                "events": ["pipeline-failed", "pipeline-superseded", "approval-needed", "approval-approved"],
+            },
+        )
+    )
     approval = dag.task_dict["Approval.SignOff"]
     assert approval.sns_topic_arn == TOPIC
     assert approval.notifications["events"] == ["pipeline-superseded", "approval-approved"]

@@ -21,7 +21,9 @@ class FakeAirflow:
 
     def __init__(self, states: dict[str, str | None], run_after: dict[str, datetime]):
         self.states = states
-        self.xcoms = {(run_id, WAIT_XCOM_KEY): {"run_after": moment.isoformat()} for run_id, moment in run_after.items()}
+        self.xcoms = {
+            (run_id, WAIT_XCOM_KEY): {"run_after": moment.isoformat()} for run_id, moment in run_after.items()
+        }
         self.reads: list[tuple[str, str]] = []
 
     def install(self, trigger: ApprovalWaitTrigger) -> ApprovalWaitTrigger:
@@ -45,8 +47,16 @@ def empty_cache():
 
 def make_trigger(run_id="run-b", run_after=T0, expires=None, supersede=True, **kwargs) -> ApprovalWaitTrigger:
     expires = expires or datetime.now(timezone.utc) + timedelta(days=7)
-    return ApprovalWaitTrigger(dag_id="webapp", run_id=run_id, task_id=TASK, expires=expires.isoformat(),
-                               run_after=run_after.isoformat(), supersede=supersede, check_interval=1, **kwargs)
+    return ApprovalWaitTrigger(
+        dag_id="webapp",
+        run_id=run_id,
+        task_id=TASK,
+        expires=expires.isoformat(),
+        run_after=run_after.isoformat(),
+        supersede=supersede,
+        check_interval=1,
+        **kwargs,
+    )
 
 
 async def first_event(trigger: ApprovalWaitTrigger, timeout: float = 5):
@@ -71,23 +81,34 @@ def test_waits_for_the_expiry_without_superseding():
 
 
 def test_a_newer_run_waiting_at_the_same_approval_supersedes():
-    airflow = FakeAirflow({"run-a": "failed", "run-b": "deferred", "run-c": "deferred"},
-                          {"run-a": T0 - timedelta(hours=1), "run-b": T0, "run-c": T0 + timedelta(minutes=5)})
+    airflow = FakeAirflow(
+        {"run-a": "failed", "run-b": "deferred", "run-c": "deferred"},
+        {"run-a": T0 - timedelta(hours=1), "run-b": T0, "run-c": T0 + timedelta(minutes=5)},
+    )
     trigger = airflow.install(make_trigger())
     assert asyncio.run(first_event(trigger)) == {"kind": "superseded", "superseded_by": "run-c"}
 
 
 def test_the_newest_of_several_newer_runs_is_named():
-    airflow = FakeAirflow({"run-b": "deferred", "run-c": "success", "run-d": "deferred"},
-                          {"run-b": T0, "run-c": T0 + timedelta(minutes=1), "run-d": T0 + timedelta(minutes=2)})
+    airflow = FakeAirflow(
+        {"run-b": "deferred", "run-c": "success", "run-d": "deferred"},
+        {"run-b": T0, "run-c": T0 + timedelta(minutes=1), "run-d": T0 + timedelta(minutes=2)},
+    )
     assert airflow.install(make_trigger()).newer_run() == "run-d"
 
 
 def test_older_runs_and_runs_that_never_waited_do_not_supersede():
     airflow = FakeAirflow(
-        {"run-a": "deferred", "run-b": "deferred", "run-c": "upstream_failed", "run-d": "running", "run-e": None,
-         "run-f": "failed"},
-        {"run-a": T0 - timedelta(minutes=1), "run-b": T0})
+        {
+            "run-a": "deferred",
+            "run-b": "deferred",
+            "run-c": "upstream_failed",
+            "run-d": "running",
+            "run-e": None,
+            "run-f": "failed",
+        },
+        {"run-a": T0 - timedelta(minutes=1), "run-b": T0},
+    )
     # run-c never reached the approval; run-d is still before its wait (no approval_wait yet); run-e was
     # cleared; run-f's approval was marked failed before it ever waited.
     trigger = airflow.install(make_trigger(expires=datetime.now(timezone.utc) + timedelta(seconds=1.5)))
@@ -96,20 +117,21 @@ def test_older_runs_and_runs_that_never_waited_do_not_supersede():
 
 def test_a_newer_run_that_was_already_decided_supersedes_an_older_run_arriving_late():
     """Runs overlap: the newer build passed the approval before the older one got there."""
-    airflow = FakeAirflow({"run-b": "deferred", "run-c": "success"},
-                          {"run-b": T0, "run-c": T0 + timedelta(seconds=30)})
+    airflow = FakeAirflow({"run-b": "deferred", "run-c": "success"}, {"run-b": T0, "run-c": T0 + timedelta(seconds=30)})
     assert airflow.install(make_trigger()).newer_run() == "run-c"
 
 
 def test_runs_created_at_the_same_moment_are_ordered_by_run_id():
-    airflow = FakeAirflow({"run-b": "deferred", "run-c": "deferred", "run-a": "deferred"},
-                          {"run-a": T0, "run-b": T0, "run-c": T0})
+    airflow = FakeAirflow(
+        {"run-b": "deferred", "run-c": "deferred", "run-a": "deferred"}, {"run-a": T0, "run-b": T0, "run-c": T0}
+    )
     assert airflow.install(make_trigger()).newer_run() == "run-c"
 
 
 def test_each_runs_order_is_read_once_and_finished_runs_without_a_wait_are_not_read_again():
-    airflow = FakeAirflow({"run-a": "success", "run-old": "success", "run-b": "deferred"},
-                          {"run-a": T0 - timedelta(days=3), "run-b": T0})
+    airflow = FakeAirflow(
+        {"run-a": "success", "run-old": "success", "run-b": "deferred"}, {"run-a": T0 - timedelta(days=3), "run-b": T0}
+    )
     airflow.xcoms.pop(("run-old", WAIT_XCOM_KEY), None)  # approved before approvals recorded their wait
     trigger = airflow.install(make_trigger())
     for _ in range(3):
@@ -144,14 +166,24 @@ def test_serializes_everything_it_needs():
 # ---- decisions by marking ------------------------------------------------------------------------
 def marked(topic: str, state: str, mode: str = "mark") -> tuple[ApprovalWaitTrigger, FakeAirflow]:
     airflow = FakeAirflow({"run-b": state}, {"run-b": T0})
-    trigger = airflow.install(make_trigger(mode=mode, notifications={
-        "pipeline": "webapp", "topic_arn": topic, "events": ["approval-approved", "approval-rejected"],
-        "aws_conn_id": "aws_default", "region_name": "us-east-1"}))
+    trigger = airflow.install(
+        make_trigger(
+            mode=mode,
+            notifications={
+                "pipeline": "webapp",
+                "topic_arn": topic,
+                "events": ["approval-approved", "approval-rejected"],
+                "aws_conn_id": "aws_default",
+                "region_name": "us-east-1",
+            },
+        )
+    )
     return trigger, airflow
 
 
-@pytest.mark.parametrize("state, outcome, subject", [("success", "Approved", "APPROVED"),
-                                                      ("failed", "Rejected", "REJECTED")])
+@pytest.mark.parametrize(
+    "state, outcome, subject", [("success", "Approved", "APPROVED"), ("failed", "Rejected", "REJECTED")]
+)
 def test_marking_the_task_is_announced_when_airflow_cancels_the_wait(topic_and_queue, state, outcome, subject):
     topic, received = topic_and_queue
     trigger, airflow = marked(topic, state)
@@ -185,9 +217,20 @@ def test_a_cleared_or_resumed_task_announces_nothing(topic_and_queue, state):
 # ---- ending the task in the triggerer ------------------------------------------------------------
 def ending(topic: str, states: dict[str, str | None], run_after: dict[str, datetime], **kwargs):
     airflow = FakeAirflow(states, run_after)
-    trigger = airflow.install(make_trigger(ends_task=True, timeout="0:05:00", notifications={
-        "pipeline": "webapp", "topic_arn": topic, "events": ["approval-rejected", "pipeline-superseded"],
-        "aws_conn_id": "aws_default", "region_name": "us-east-1"}, **kwargs))
+    trigger = airflow.install(
+        make_trigger(
+            ends_task=True,
+            timeout="0:05:00",
+            notifications={
+                "pipeline": "webapp",
+                "topic_arn": topic,
+                "events": ["approval-rejected", "pipeline-superseded"],
+                "aws_conn_id": "aws_default",
+                "region_name": "us-east-1",
+            },
+            **kwargs,
+        )
+    )
     return trigger, airflow
 
 
@@ -203,12 +246,18 @@ def test_a_timeout_is_announced_recorded_and_fails_the_task_from_the_triggerer(t
     from airflow.triggers.base import TaskFailedEvent
 
     topic, received = topic_and_queue
-    trigger, airflow = ending(topic, {"run-b": "deferred"}, {"run-b": T0}, supersede=False,
-                              expires=datetime.now(timezone.utc) - timedelta(seconds=1))
+    trigger, airflow = ending(
+        topic,
+        {"run-b": "deferred"},
+        {"run-b": T0},
+        supersede=False,
+        expires=datetime.now(timezone.utc) - timedelta(seconds=1),
+    )
     event = asyncio.run(first_raw_event(trigger))
     assert isinstance(event, TaskFailedEvent)
     assert airflow.xcoms[("run-b", "failure_reason")] == (
-        f"approval {TASK} rejected: nobody approved within 0:05:00 (timeout)")
+        f"approval {TASK} rejected: nobody approved within 0:05:00 (timeout)"
+    )
     [envelope] = received()
     assert json.loads(envelope["Message"])["detail"]["approval"]["reason"] == "timeout: nobody decided within 0:05:00"
     decision = airflow.xcoms[("run-b", DECISION_XCOM_KEY)]
@@ -224,8 +273,9 @@ def test_superseding_is_announced_recorded_and_fails_the_task_from_the_triggerer
     from airflow.triggers.base import TaskFailedEvent
 
     topic, received = topic_and_queue
-    trigger, airflow = ending(topic, {"run-b": "deferred", "run-c": "deferred"},
-                              {"run-b": T0, "run-c": T0 + timedelta(minutes=1)})
+    trigger, airflow = ending(
+        topic, {"run-b": "deferred", "run-c": "deferred"}, {"run-b": T0, "run-c": T0 + timedelta(minutes=1)}
+    )
     event = asyncio.run(first_raw_event(trigger))
     assert isinstance(event, TaskFailedEvent)
     assert airflow.xcoms[("run-b", "failure_reason")] == f"approval {TASK}: superseded by run run-c"
@@ -237,8 +287,14 @@ def test_superseding_is_announced_recorded_and_fails_the_task_from_the_triggerer
 
 def test_in_form_mode_an_answer_given_meanwhile_decides(topic_and_queue):
     topic, received = topic_and_queue
-    trigger, airflow = ending(topic, {"run-b": "deferred"}, {"run-b": T0}, supersede=False, mode="form",
-                              expires=datetime.now(timezone.utc) - timedelta(seconds=1))
+    trigger, airflow = ending(
+        topic,
+        {"run-b": "deferred"},
+        {"run-b": T0},
+        supersede=False,
+        mode="form",
+        expires=datetime.now(timezone.utc) - timedelta(seconds=1),
+    )
     trigger.form_answered = lambda: True
     event = asyncio.run(first_raw_event(trigger))
     assert event.payload == {"kind": "answered"}

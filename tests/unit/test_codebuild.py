@@ -10,7 +10,6 @@ from unittest import mock
 
 import boto3
 import pytest
-
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred, redact
 from airflow.sdk.exceptions import TaskDeferralTimeout
 
@@ -488,8 +487,11 @@ def test_the_operator_defers_on_a_trigger_that_concludes_for_it(project, context
         op.execute(context)
     trigger = deferred.value.trigger
     assert trigger.result == op.result().to_dict()
-    assert trigger.result["tests"] == {"report_group_arn": None, "junit_path": "reports/*.xml",
-                                       "fail_on_test_failure": "false"}
+    assert trigger.result["tests"] == {
+        "report_group_arn": None,
+        "junit_path": "reports/*.xml",
+        "fail_on_test_failure": "false",
+    }
     classpath, kwargs = trigger.serialize()
     assert CodeBuildBuildTrigger(**kwargs).serialize() == (classpath, kwargs)
 
@@ -514,8 +516,16 @@ def test_trigger_ends_the_tasks_with_their_outputs(project, task_xcoms):
 def test_trigger_fails_the_task_with_the_reason_and_the_log_tail(capsys, task_xcoms):
     from airflow.triggers.base import TaskFailedEvent
 
-    failed = build("FAILED", phases=[{"phaseType": "BUILD", "phaseStatus": "FAILED",
-                                      "contexts": [{"statusCode": "COMMAND_EXECUTION_ERROR", "message": "exit 2"}]}])
+    failed = build(
+        "FAILED",
+        phases=[
+            {
+                "phaseType": "BUILD",
+                "phaseStatus": "FAILED",
+                "contexts": [{"statusCode": "COMMAND_EXECUTION_ERROR", "message": "exit 2"}],
+            }
+        ],
+    )
 
     async def instant(self, item_id, interval, stop_states):
         return failed
@@ -561,8 +571,9 @@ def test_trigger_that_cannot_wait_fails_the_task_naming_the_cause(task_xcoms):
 
     event = asyncio.run(run())
     assert isinstance(event, TaskFailedEvent)
-    assert task_xcoms == {("webapp-build:unknown", "failure_reason"):
-                          "Waiting for codebuild webapp-build:unknown failed: denied"}
+    assert task_xcoms == {
+        ("webapp-build:unknown", "failure_reason"): "Waiting for codebuild webapp-build:unknown failed: denied"
+    }
 
 
 def test_trigger_reports_an_error_event():

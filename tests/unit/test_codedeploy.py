@@ -10,10 +10,9 @@ from unittest import mock
 
 import boto3
 import pytest
-from moto.codedeploy.models import codedeploy_backends
-
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 from airflow.sdk.exceptions import TaskDeferralTimeout
+from moto.codedeploy.models import codedeploy_backends
 
 from release_orchestrator.hooks.codedeploy import CodeDeployHook
 from release_orchestrator.operators.codedeploy import CodeDeployOperator
@@ -41,9 +40,7 @@ def groups():
     client = boto3.client("codedeploy", region_name=REGION)
     for app, platform in (("webapp-ec2", "Server"), ("webapp-ecs", "ECS"), ("webapp-lambda", "Lambda")):
         client.create_application(applicationName=app, computePlatform=platform)
-        client.create_deployment_group(
-            applicationName=app, deploymentGroupName="production", serviceRoleArn=ROLE
-        )
+        client.create_deployment_group(applicationName=app, deploymentGroupName="production", serviceRoleArn=ROLE)
 
 
 @pytest.fixture
@@ -129,9 +126,10 @@ def test_hook_names_call_and_resource_in_errors():
 
 def test_hook_stop_and_continue_requests():
     hook = CodeDeployHook()
-    with mock.patch.object(hook.conn, "stop_deployment") as stop, mock.patch.object(
-        hook.conn, "continue_deployment"
-    ) as go_on:
+    with (
+        mock.patch.object(hook.conn, "stop_deployment") as stop,
+        mock.patch.object(hook.conn, "continue_deployment") as go_on,
+    ):
         hook.stop_deployment("d-1")
         hook.continue_deployment("d-1")
     stop.assert_called_once_with(deploymentId="d-1", autoRollbackEnabled=True)
@@ -142,8 +140,12 @@ def test_hook_stop_and_continue_requests():
 
 
 def test_server_s3_deployment_request_and_defer(groups, context, store):
-    op = server_operator(auto_rollback="true", deployment_config_name="CodeDeployDefault.OneAtATime",
-                         description="webapp 1.2.3", poll_interval=7)
+    op = server_operator(
+        auto_rollback="true",
+        deployment_config_name="CodeDeployDefault.OneAtATime",
+        description="webapp 1.2.3",
+        poll_interval=7,
+    )
     with spy(op.hook.conn, "create_deployment") as create, pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     request = create.call_args.kwargs
@@ -254,9 +256,9 @@ def test_ecs_registers_task_definition_and_writes_appspec(groups, context, tmp_p
         ],
         "Hooks": [{"AfterAllowTestTraffic": "webapp-smoke-test"}],
     }
-    registered = boto3.client("ecs", region_name=REGION).describe_task_definition(
-        taskDefinition=task_definition_arn
-    )["taskDefinition"]
+    registered = boto3.client("ecs", region_name=REGION).describe_task_definition(taskDefinition=task_definition_arn)[
+        "taskDefinition"
+    ]
     images = {c["name"]: c["image"] for c in registered["containerDefinitions"]}
     assert images == {"web": "123456789012.dkr.ecr.us-east-1.amazonaws.com/webapp:1.2.3", "sidecar": "envoy:1"}
 
@@ -398,11 +400,14 @@ def test_stopped_deployment_is_not_reattached(groups, context, store):
 # --- completion -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status_now,continued", [
-    ("Ready", True),
-    # The event is held a while after Ready was seen: a person may have continued it meanwhile.
-    ("InProgress", False),
-])
+@pytest.mark.parametrize(
+    "status_now,continued",
+    [
+        ("Ready", True),
+        # The event is held a while after Ready was seen: a person may have continued it meanwhile.
+        ("InProgress", False),
+    ],
+)
 def test_ready_event_continues_if_still_ready_and_waits_for_the_end(groups, context, status_now, continued):
     op = server_operator()
     deployment_id = deferred_on(op, context).deployment_id
@@ -443,8 +448,10 @@ def test_continue_refused_because_someone_was_faster_is_not_an_error(groups, con
 
     def someone_was_faster(_deployment_id):
         set_status(deployment_id, "InProgress")
-        raise AirflowException(f"ContinueDeployment on deployment '{deployment_id}' failed: "
-                               "DeploymentIsNotInReadyStateException: not in the Ready state")
+        raise AirflowException(
+            f"ContinueDeployment on deployment '{deployment_id}' failed: "
+            "DeploymentIsNotInReadyStateException: not in the Ready state"
+        )
 
     with (
         mock.patch.object(CodeDeployHook, "continue_deployment", side_effect=someone_was_faster),
@@ -527,13 +534,17 @@ def test_stopped_without_targets_api_still_explains(groups, context):
     op = server_operator()
     deployment_id = deferred_on(op, context).deployment_id
     set_status(deployment_id, "Stopped")
-    with pytest.raises(AirflowException, match=f"Deployment {deployment_id} of webapp-ec2/production Stopped; no rollback"):
+    with pytest.raises(
+        AirflowException, match=f"Deployment {deployment_id} of webapp-ec2/production Stopped; no rollback"
+    ):
         op.execute_complete(context, {"status": "failed", "deployment_id": deployment_id})
 
 
 def test_error_event_fails_with_its_message(context):
     with pytest.raises(AirflowException, match="not returned"):
-        server_operator().execute_complete(context, {"status": "error", "deployment_id": "d-1", "message": "not returned"})
+        server_operator().execute_complete(
+            context, {"status": "error", "deployment_id": "d-1", "message": "not returned"}
+        )
 
 
 # --- stopping ---------------------------------------------------------------------------------
@@ -582,7 +593,9 @@ def test_trigger_fires_at_ready_only_when_asked(groups):
     async def scenario():
         at_ready = [CodeDeployDeploymentTrigger(deployment_id=d, poll_interval=0.01, stop_at_ready=True) for d in ids]
         events = await asyncio.gather(*(anext(t.run()) for t in at_ready))
-        waiting = asyncio.ensure_future(anext(CodeDeployDeploymentTrigger(deployment_id=ids[0], poll_interval=0.01).run()))
+        waiting = asyncio.ensure_future(
+            anext(CodeDeployDeploymentTrigger(deployment_id=ids[0], poll_interval=0.01).run())
+        )
         await asyncio.sleep(0.1)
         assert not waiting.done()
         set_status(ids[0], "Succeeded")
@@ -649,7 +662,8 @@ def test_trigger_fails_the_task_naming_the_deployment_and_its_rollback(groups, c
     event = asyncio.run(anext(trigger.run()))
     assert isinstance(event, TaskFailedEvent)
     assert task_xcoms[(trigger.deployment_id, "failure_reason")].startswith(
-        f"Deployment {trigger.deployment_id} of webapp-ec2/production Failed")
+        f"Deployment {trigger.deployment_id} of webapp-ec2/production Failed"
+    )
 
 
 def test_trigger_on_kill_stops_with_rollback_when_marked_failed():

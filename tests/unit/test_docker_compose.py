@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import tomllib
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,10 @@ def interpolate(node, env: dict[str, str]):
 
 def test_interpolation_helper_follows_compose_rules():
     env = {"SET": "x", "EMPTY": ""}
-    assert interpolate_string("${SET:-d}/${EMPTY:-d}/${EMPTY-d}/${UNSET-d}/$SET/$${HOSTNAME}", env) == "x/d//d/x/${HOSTNAME}"
+    assert (
+        interpolate_string("${SET:-d}/${EMPTY:-d}/${EMPTY-d}/${UNSET-d}/$SET/$${HOSTNAME}", env)
+        == "x/d//d/x/${HOSTNAME}"
+    )
     assert interpolate_string("${SET:+alt}${UNSET:+alt}", env) == "alt"
     with pytest.raises(MissingVariable):
         interpolate_string("${EMPTY:?needed}", env)
@@ -493,7 +496,7 @@ def test_health_checks_are_the_right_ones(services, common_env):
         assert f"airflow jobs check --job-type {job}" in command
         assert '--hostname "${HOSTNAME}"' in command  # `$$` in the file: expanded by the shell, not Compose
     worker = healthcheck_command(services["airflow-worker"])
-    assert "inspect ping" in worker and 'celery@${HOSTNAME}' in worker
+    assert "inspect ping" in worker and "celery@${HOSTNAME}" in worker
     assert "pg_isready" in healthcheck_command(services["postgres"])
     assert "redis-cli ping" in healthcheck_command(services["redis"])
 
@@ -517,7 +520,13 @@ def test_depends_on_targets_exist_and_conditions_fit(services):
 
 
 def test_airflow_services_wait_for_their_backends_and_init(services):
-    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer"):
+    for name in (
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-worker",
+        "airflow-triggerer",
+    ):
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["redis"]["condition"] == "service_healthy"

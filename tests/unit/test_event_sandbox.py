@@ -8,6 +8,7 @@ import uuid
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from include.sandbox import resources
 from include.sandbox.events import SOURCE_EVENTS_QUEUE, seed_events
@@ -29,16 +30,23 @@ def sandbox():
 
 
 def client(sb, service: str):
-    return boto3.client(service, endpoint_url=sb.url, region_name=resources.REGION, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        endpoint_url=sb.url,
+        region_name=resources.REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def drain(sb) -> list[dict]:
     sqs, changes = client(sb, "sqs"), []
     while batch := sqs.receive_message(QueueUrl=sb.queue_url, MaxNumberOfMessages=10).get("Messages", []):
         changes += [change for m in batch for change, _ in changes_in_message(m["Body"])]
-        sqs.delete_message_batch(QueueUrl=sb.queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+        sqs.delete_message_batch(
+            QueueUrl=sb.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+        )
     return changes
 
 
@@ -59,17 +67,34 @@ def test_an_s3_upload_to_the_artifact_bucket_is_an_event(sandbox):
 
 def test_an_ecr_image_push_is_an_event_with_its_digest_and_tag(sandbox):
     drain(sandbox)
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
-                           "digest": "sha256:" + "c" * 64},
-                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1,
-                            "digest": "sha256:" + uuid.uuid4().hex * 2}]}
-    image = client(sandbox, "ecr").put_image(repositoryName="events-test", imageManifest=json.dumps(manifest),
-                                             imageTag="v7")["image"]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 1,
+            "digest": "sha256:" + "c" * 64,
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": 1,
+                "digest": "sha256:" + uuid.uuid4().hex * 2,
+            }
+        ],
+    }
+    image = client(sandbox, "ecr").put_image(
+        repositoryName="events-test", imageManifest=json.dumps(manifest), imageTag="v7"
+    )["image"]
     [change] = drain(sandbox)
-    assert change == {**change, "provider": "ecr", "repository": "events-test", "image_tag": "v7",
-                      "image_digest": image["imageId"]["imageDigest"]}
-    with pytest.raises(Exception):  # a failed push (no such repository) is no event
+    assert change == {
+        **change,
+        "provider": "ecr",
+        "repository": "events-test",
+        "image_tag": "v7",
+        "image_digest": image["imageId"]["imageDigest"],
+    }
+    with pytest.raises(ClientError):  # a failed push (no such repository) is no event
         client(sandbox, "ecr").put_image(repositoryName="missing", imageManifest=json.dumps(manifest), imageTag="x")
     assert drain(sandbox) == []
 
@@ -82,14 +107,19 @@ def test_codecommit_pushes_create_update_and_delete_branches(sandbox):
     assert (updated["event"], updated["oldCommitId"]) == ("referenceUpdated", first)
     assert push(sandbox, repository="events-test", branch="main", delete=True).json()["event"] == "referenceDeleted"
     changes = drain(sandbox)  # a deleted branch is not a change to release
-    assert [(c["branch"], c["commit_id"], c["old_commit_id"]) for c in changes] == [("main", first, None),
-                                                                                    ("main", second, first)]
+    assert [(c["branch"], c["commit_id"], c["old_commit_id"]) for c in changes] == [
+        ("main", first, None),
+        ("main", second, first),
+    ]
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"repository": "missing", "branch": "main"}, 404),
-    ({"repository": "events-test"}, 400),
-    ({"repository": "events-test", "branch": "main", "commitId": "not-a-sha"}, 400),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"repository": "missing", "branch": "main"}, 404),
+        ({"repository": "events-test"}, 400),
+        ({"repository": "events-test", "branch": "main", "commitId": "not-a-sha"}, 400),
+    ],
+)
 def test_codecommit_push_refuses_bad_requests(sandbox, body, status):
     assert push(sandbox, **body).status_code == status

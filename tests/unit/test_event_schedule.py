@@ -8,10 +8,9 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable
 from airflow.serialization.serialized_objects import DagSerialization
+from moto import mock_aws
 
 from release_orchestrator.events.sources import PAYLOAD_KIND
 from release_orchestrator.events.trigger import SourceEventTrigger
@@ -23,10 +22,19 @@ REGION = "us-east-1"
 
 
 def spec(triggers=(), schedule=None, name="scheduled"):
-    p = pipeline(name, schedule=schedule, stages=[stage("Source", [
-        action("Artifact", "source.s3", bucket="release-artifacts", object_key="app.zip"),
-        action("Image", "source.ecr", repository="webapp", image_tag="prod"),
-    ])])
+    p = pipeline(
+        name,
+        schedule=schedule,
+        stages=[
+            stage(
+                "Source",
+                [
+                    action("Artifact", "source.s3", bucket="release-artifacts", object_key="app.zip"),
+                    action("Image", "source.ecr", repository="webapp", image_tag="prod"),
+                ],
+            )
+        ],
+    )
     p.triggers = list(triggers)
     return p
 
@@ -57,9 +65,17 @@ def test_an_event_trigger_schedules_the_dag_on_a_watched_asset():
     [watcher] = asset.watchers
     assert isinstance(watcher.trigger, SourceEventTrigger)
     assert watcher.trigger.serialize()[1] == {
-        "provider": "s3", "queue": "release-source-events", "aws_conn_id": "aws_default", "region_name": None,
-        "bucket": "release-artifacts", "key": "app.zip", "repository": None, "image_tag": None,
-        "branches": [], "branches_excluded": []}
+        "provider": "s3",
+        "queue": "release-source-events",
+        "aws_conn_id": "aws_default",
+        "region_name": None,
+        "bucket": "release-artifacts",
+        "key": "app.zip",
+        "repository": None,
+        "image_tag": None,
+        "branches": [],
+        "branches_excluded": [],
+    }
 
 
 def test_several_sources_start_the_pipeline_when_any_changes_and_cron_adds_to_them():
@@ -68,7 +84,10 @@ def test_several_sources_start_the_pipeline_when_any_changes_and_cron_adds_to_th
     assert dag.timetable.timetable.expression == "30 2 * * *"
     condition = dag.timetable.asset_condition
     assert isinstance(condition, AssetAny)
-    assert [a.name.split(" via ")[0] for a in condition.objects] == ["s3://release-artifacts/app.zip", "ecr webapp:prod"]
+    assert [a.name.split(" via ")[0] for a in condition.objects] == [
+        "s3://release-artifacts/app.zip",
+        "ecr webapp:prod",
+    ]
 
 
 def test_webhook_triggers_do_not_change_the_schedule():
@@ -97,27 +116,41 @@ def aws(monkeypatch):
 
 
 def asset_events(*aws_events, start: int = 0) -> dict:
-    return {"the-asset": [SimpleNamespace(extra={"from_trigger": True, "payload": {"kind": PAYLOAD_KIND, "event": e}},
-                                          timestamp=f"2024-05-01T10:00:{start + i:02d}+00:00")
-                          for i, e in enumerate(aws_events)]}
+    return {
+        "the-asset": [
+            SimpleNamespace(
+                extra={"from_trigger": True, "payload": {"kind": PAYLOAD_KIND, "event": e}},
+                timestamp=f"2024-05-01T10:00:{start + i:02d}+00:00",
+            )
+            for i, e in enumerate(aws_events)
+        ]
+    }
 
 
 def context(events=None, conf=None, params=None) -> dict:
-    return {"dag_run": SimpleNamespace(conf=conf or {}), "params": params or {},
-            "triggering_asset_events": events or {}, "task": None}
+    return {
+        "dag_run": SimpleNamespace(conf=conf or {}),
+        "params": params or {},
+        "triggering_asset_events": events or {},
+        "task": None,
+    }
 
 
 def s3_event(key: str, version: str) -> dict:
-    return {"source": "aws.s3", "detail-type": "Object Created",
-            "detail": {"bucket": {"name": "release-artifacts"}, "object": {"key": key, "version-id": version}}}
+    return {
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": "release-artifacts"}, "object": {"key": key, "version-id": version}},
+    }
 
 
 def test_s3_source_releases_the_version_of_the_latest_event_about_its_object(aws):
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="release-artifacts")
     s3.put_bucket_versioning(Bucket="release-artifacts", VersioningConfiguration={"Status": "Enabled"})
-    v1, v2, v3 = (s3.put_object(Bucket="release-artifacts", Key="app.zip", Body=str(i).encode())["VersionId"]
-                  for i in range(3))
+    v1, v2, v3 = (
+        s3.put_object(Bucket="release-artifacts", Key="app.zip", Body=str(i).encode())["VersionId"] for i in range(3)
+    )
     other = s3.put_object(Bucket="release-artifacts", Key="other.zip", Body=b"x")["VersionId"]
     op = S3SourceOperator(task_id="Artifact", bucket="release-artifacts", object_key="app.zip")
 
@@ -130,26 +163,56 @@ def test_s3_source_releases_the_version_of_the_latest_event_about_its_object(aws
 def test_ecr_source_releases_the_pushed_digest(aws):
     ecr = boto3.client("ecr", region_name=REGION)
     ecr.create_repository(repositoryName="webapp")
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
-                           "digest": "sha256:" + "c" * 64},
-                "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1,
-                            "digest": "sha256:" + uuid.uuid4().hex * 2}]}
-    digest = ecr.put_image(repositoryName="webapp", imageManifest=json.dumps(manifest),
-                           imageTag="prod")["image"]["imageId"]["imageDigest"]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 1,
+            "digest": "sha256:" + "c" * 64,
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                "size": 1,
+                "digest": "sha256:" + uuid.uuid4().hex * 2,
+            }
+        ],
+    }
+    digest = ecr.put_image(repositoryName="webapp", imageManifest=json.dumps(manifest), imageTag="prod")["image"][
+        "imageId"
+    ]["imageDigest"]
     ecr.put_image(repositoryName="webapp", imageManifest=json.dumps(manifest), imageTag="also-this")
-    event = {"source": "aws.ecr", "detail-type": "ECR Image Action",
-             "detail": {"result": "SUCCESS", "action-type": "PUSH", "repository-name": "webapp", "image-tag": "prod",
-                        "image-digest": digest}}
-    out = EcrSourceOperator(task_id="Image", repository="webapp", image_tag="prod").execute(context(asset_events(event)))
+    event = {
+        "source": "aws.ecr",
+        "detail-type": "ECR Image Action",
+        "detail": {
+            "result": "SUCCESS",
+            "action-type": "PUSH",
+            "repository-name": "webapp",
+            "image-tag": "prod",
+            "image-digest": digest,
+        },
+    }
+    out = EcrSourceOperator(task_id="Image", repository="webapp", image_tag="prod").execute(
+        context(asset_events(event))
+    )
     assert (out["ImageDigest"], out["ImageTag"]) == (digest, "prod")
     assert out["ImageURI"].endswith(f"/webapp@{digest}")
 
 
 def test_codecommit_source_releases_the_pushed_commit_and_branch():
-    event = {"source": "aws.codecommit", "detail-type": "CodeCommit Repository State Change",
-             "detail": {"event": "referenceUpdated", "referenceType": "branch", "referenceName": "release/3",
-                        "repositoryName": "webapp", "commitId": "a" * 40}}
+    event = {
+        "source": "aws.codecommit",
+        "detail-type": "CodeCommit Repository State Change",
+        "detail": {
+            "event": "referenceUpdated",
+            "referenceType": "branch",
+            "referenceName": "release/3",
+            "repositoryName": "webapp",
+            "commitId": "a" * 40,
+        },
+    }
     op = GitSourceOperator(task_id="Checkout", repository="webapp", branch="main", provider="codecommit")
     out = op.execute(context(asset_events(event)))
     assert (out["CommitId"], out["BranchName"], out["RepositoryName"]) == ("a" * 40, "release/3", "webapp")

@@ -29,32 +29,71 @@ REGION = "us-east-1"
 
 
 def s3_event(bucket="release-artifacts", key="webapp/app.zip", version="v1", etag_field="etag", event_id="e-s3"):
-    return {"version": "0", "id": event_id, "detail-type": "Object Created", "source": "aws.s3",
-            "account": "123456789012", "time": "2024-05-01T10:00:00Z", "region": REGION,
-            "resources": [f"arn:aws:s3:::{bucket}"],
-            "detail": {"version": "0", "bucket": {"name": bucket},
-                       "object": {"key": key, "size": 5, etag_field: "b1946ac92492d2347c6235b4d2611184",
-                                  "version-id": version, "sequencer": "00617F08299329D189"},
-                       "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012", "reason": "PutObject"}}
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2024-05-01T10:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": key,
+                "size": 5,
+                etag_field: "b1946ac92492d2347c6235b4d2611184",
+                "version-id": version,
+                "sequencer": "00617F08299329D189",
+            },
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "reason": "PutObject",
+        },
+    }
 
 
 def ecr_event(repository="webapp", tag="latest", digest="sha256:" + "a" * 64, action="PUSH", result="SUCCESS"):
     detail = {"result": result, "repository-name": repository, "image-digest": digest, "action-type": action}
     if tag:
         detail["image-tag"] = tag
-    return {"version": "0", "id": "e-ecr", "detail-type": "ECR Image Action", "source": "aws.ecr",
-            "account": "123456789012", "time": "2024-05-01T10:00:00Z", "region": REGION, "resources": [],
-            "detail": detail}
+    return {
+        "version": "0",
+        "id": "e-ecr",
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "account": "123456789012",
+        "time": "2024-05-01T10:00:00Z",
+        "region": REGION,
+        "resources": [],
+        "detail": detail,
+    }
 
 
 def codecommit_event(repository="webapp", branch="main", commit="c" * 40, event="referenceUpdated", kind="branch"):
-    return {"version": "0", "id": "e-cc", "detail-type": "CodeCommit Repository State Change",
-            "source": "aws.codecommit", "account": "123456789012", "time": "2024-05-01T10:00:00Z", "region": REGION,
-            "resources": [f"arn:aws:codecommit:{REGION}:123456789012:{repository}"],
-            "detail": {"callerUserArn": "arn:aws:iam::123456789012:user/dev", "commitId": commit, "event": event,
-                       "oldCommitId": "b" * 40, "referenceFullName": f"refs/heads/{branch}",
-                       "referenceName": branch, "referenceType": kind, "repositoryId": "r-1",
-                       "repositoryName": repository}}
+    return {
+        "version": "0",
+        "id": "e-cc",
+        "detail-type": "CodeCommit Repository State Change",
+        "source": "aws.codecommit",
+        "account": "123456789012",
+        "time": "2024-05-01T10:00:00Z",
+        "region": REGION,
+        "resources": [f"arn:aws:codecommit:{REGION}:123456789012:{repository}"],
+        "detail": {
+            "callerUserArn": "arn:aws:iam::123456789012:user/dev",
+            "commitId": commit,
+            "event": event,
+            "oldCommitId": "b" * 40,
+            "referenceFullName": f"refs/heads/{branch}",
+            "referenceName": branch,
+            "referenceType": kind,
+            "repositoryId": "r-1",
+            "repositoryName": repository,
+        },
+    }
 
 
 def only_change(body) -> dict:
@@ -72,8 +111,13 @@ def test_s3_object_created_event_gives_bucket_key_and_version():
 
 def test_ecr_push_event_gives_repository_tag_and_digest():
     change = only_change(ecr_event(tag="v1.2", digest="sha256:" + "d" * 64))
-    assert change == {**change, "provider": "ecr", "repository": "webapp", "image_tag": "v1.2",
-                      "image_digest": "sha256:" + "d" * 64}
+    assert change == {
+        **change,
+        "provider": "ecr",
+        "repository": "webapp",
+        "image_tag": "v1.2",
+        "image_digest": "sha256:" + "d" * 64,
+    }
 
 
 def test_codecommit_event_gives_branch_and_commit():
@@ -82,28 +126,46 @@ def test_codecommit_event_gives_branch_and_commit():
     assert change["commit_id"] == "f" * 40 and change["old_commit_id"] == "b" * 40
 
 
-@pytest.mark.parametrize("body", [
-    "not json", "[]", json.dumps({"hello": "world"}),
-    json.dumps(ecr_event(action="DELETE")), json.dumps(ecr_event(result="FAILURE")),
-    json.dumps(codecommit_event(event="referenceDeleted")), json.dumps(codecommit_event(kind="tag")),
-    json.dumps({**s3_event(), "detail-type": "Object Deleted"}),
-    json.dumps({**s3_event(), "source": "aws.ec2"}),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[]",
+        json.dumps({"hello": "world"}),
+        json.dumps(ecr_event(action="DELETE")),
+        json.dumps(ecr_event(result="FAILURE")),
+        json.dumps(codecommit_event(event="referenceDeleted")),
+        json.dumps(codecommit_event(kind="tag")),
+        json.dumps({**s3_event(), "detail-type": "Object Deleted"}),
+        json.dumps({**s3_event(), "source": "aws.ec2"}),
+    ],
+)
 def test_messages_that_report_no_source_change(body):
     assert changes_in_message(body) == []
 
 
 def test_an_event_wrapped_in_an_sns_notification_is_read():
-    envelope = {"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:us-east-1:1:t",
-                "Message": json.dumps(ecr_event(tag="prod"))}
+    envelope = {
+        "Type": "Notification",
+        "MessageId": "m",
+        "TopicArn": "arn:aws:sns:us-east-1:1:t",
+        "Message": json.dumps(ecr_event(tag="prod")),
+    }
     assert only_change(envelope)["image_tag"] == "prod"
 
 
 def test_s3_event_notification_records_are_read_with_decoded_keys():
-    record = {"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
-              "eventTime": "2024-05-01T10:00:00.000Z", "eventName": "ObjectCreated:Put",
-              "s3": {"bucket": {"name": "b1"}, "object": {"key": "my+app/v%5B1%5D.zip", "versionId": "v9",
-                                                          "eTag": "e", "sequencer": "s"}}}
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": REGION,
+        "eventTime": "2024-05-01T10:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "bucket": {"name": "b1"},
+            "object": {"key": "my+app/v%5B1%5D.zip", "versionId": "v9", "eTag": "e", "sequencer": "s"},
+        },
+    }
     removed = {**record, "eventName": "ObjectRemoved:Delete"}
     changes = [c for c, _ in changes_in_message(json.dumps({"Records": [record, removed]}))]
     assert [(c["bucket"], c["object_key"], c["version_id"]) for c in changes] == [("b1", "my app/v[1].zip", "v9")]
@@ -129,8 +191,11 @@ def test_an_ecr_source_matches_its_repository_and_tag_only():
 
 
 def test_a_codecommit_source_matches_branches_with_excludes_winning():
-    source = WatchedSource("codecommit", repository="webapp",
-                           branches=Patterns(includes=("main", "release/*"), excludes=("release/old-*",)))
+    source = WatchedSource(
+        "codecommit",
+        repository="webapp",
+        branches=Patterns(includes=("main", "release/*"), excludes=("release/old-*",)),
+    )
     assert source.matches(only_change(codecommit_event(branch="main")))
     assert source.matches(only_change(codecommit_event(branch="release/2.0")))
     assert "excluded by 'release/old-*'" in source.rejects(only_change(codecommit_event(branch="release/old-1")))
@@ -142,74 +207,134 @@ def test_a_codecommit_source_matches_branches_with_excludes_winning():
 
 
 def spec(*triggers, region=None, **source_config):
-    stages = [stage("Source", [
-        action("Artifact", "source.s3", bucket="release-artifacts", object_key="webapp/app.zip"),
-        action("Image", "source.ecr", repository="webapp", region="eu-west-1", aws_conn_id="aws_images"),
-        action("Checkout", "source.codecommit", repository="webapp", branch="main"),
-    ])]
+    stages = [
+        stage(
+            "Source",
+            [
+                action("Artifact", "source.s3", bucket="release-artifacts", object_key="webapp/app.zip"),
+                action("Image", "source.ecr", repository="webapp", region="eu-west-1", aws_conn_id="aws_images"),
+                action("Checkout", "source.codecommit", repository="webapp", branch="main"),
+            ],
+        )
+    ]
     p = pipeline("events", stages=stages, region=region)
     p.triggers = list(triggers)
     return p
 
 
 def test_event_triggers_resolve_with_defaults_and_source_actions():
-    p = spec({"provider": "s3", "source_action": "Artifact"},
-             {"provider": "ecr", "source_action": "Image"},
-             {"provider": "codecommit", "source_action": "Checkout"},
-             {"provider": "codecommit", "repository": "tools", "branches": {"excludes": ["wip/*"]},
-              "queue": "tools-events", "aws_conn_id": "aws_tools", "region": "us-west-2"})
+    p = spec(
+        {"provider": "s3", "source_action": "Artifact"},
+        {"provider": "ecr", "source_action": "Image"},
+        {"provider": "codecommit", "source_action": "Checkout"},
+        {
+            "provider": "codecommit",
+            "repository": "tools",
+            "branches": {"excludes": ["wip/*"]},
+            "queue": "tools-events",
+            "aws_conn_id": "aws_tools",
+            "region": "us-west-2",
+        },
+    )
     found, problems = parse_event_triggers(p)
     assert problems == []
     s3, ecr, cc, tools = (source for _, source in found)
     assert (s3.bucket, s3.key, s3.queue, s3.aws_conn_id, s3.region) == (
-        "release-artifacts", "webapp/app.zip", DEFAULT_QUEUE, "aws_default", None)
+        "release-artifacts",
+        "webapp/app.zip",
+        DEFAULT_QUEUE,
+        "aws_default",
+        None,
+    )
     # The ECR action's own connection and region (cross-account, cross-region) are where its events arrive.
-    assert (ecr.repository, ecr.image_tag, ecr.aws_conn_id, ecr.region) == ("webapp", "latest", "aws_images", "eu-west-1")
+    assert (ecr.repository, ecr.image_tag, ecr.aws_conn_id, ecr.region) == (
+        "webapp",
+        "latest",
+        "aws_images",
+        "eu-west-1",
+    )
     assert cc.branches == Patterns(includes=("main",))
     assert (tools.queue, tools.aws_conn_id, tools.region, tools.branches.excludes) == (
-        "tools-events", "aws_tools", "us-west-2", ("wip/*",))
+        "tools-events",
+        "aws_tools",
+        "us-west-2",
+        ("wip/*",),
+    )
 
 
 def test_event_triggers_are_checked_with_the_spec_and_ignored_by_webhooks():
-    good = spec({"provider": "ecr", "repository": "webapp"},
-                {"provider": "github", "repository": "acme/webapp", "push": {"branches": {"includes": ["main"]}}})
+    good = spec(
+        {"provider": "ecr", "repository": "webapp"},
+        {"provider": "github", "repository": "acme/webapp", "push": {"branches": {"includes": ["main"]}}},
+    )
     triggers, problems = parse_triggers(good)
     assert problems == [] and [t.provider for t in triggers] == ["github"]
     assert watched_sources(good) == [WatchedSource("ecr", repository="webapp", image_tag="latest")]
 
 
-@pytest.mark.parametrize("trigger, message", [
-    ({"provider": "s3", "bucket": "b"}, "triggers[0].key: missing: a s3 trigger needs key or a source_action of type source.s3"),
-    ({"provider": "s3", "bucket": "b", "object_key": "k", "key": "k"},
-     "triggers[0].object_key: unknown field for a s3 trigger (did you mean 'key'?); allowed fields: provider, "
-     "source_action, queue, aws_conn_id, region, bucket, key"),
-    ({"provider": "ecr", "source_action": "Artifact"},
-     "triggers[0].source_action: action 'Artifact' is a source.s3 action; a ecr trigger watches a source.ecr action"),
-    ({"provider": "ecr", "source_action": "Imag"}, "triggers[0].source_action: no action named 'Imag' (did you mean 'Image'?)"),
-    ({"provider": "codecommit", "repository": "r"},
-     "triggers[0].branches: missing: a codecommit trigger needs branches or a source_action of type source.codecommit"),
-    ({"provider": "codecommit", "repository": "r", "branches": "main"},
-     "triggers[0].branches: expected a list of branch patterns, or a mapping with includes and/or excludes"),
-    ({"provider": "codecommit", "repository": "r", "branches": {"include": ["main"]}},
-     "triggers[0].branches.include: unknown field (did you mean 'includes'?); allowed fields: includes, excludes"),
-    ({"provider": "ecr", "repository": "webapp", "queue": "has spaces"},
-     "triggers[0].queue: expected an SQS queue name (letters, digits, - and _, at most 80) or a queue URL, got 'has spaces'"),
-    ({"provider": "ecr", "repository": "webapp", "image_tag": "#{variables.Tag}"},
-     "triggers[0].image_tag: references (#{...}) are resolved when a run starts; a trigger must name what it watches "
-     "literally"),
-    ({"provider": "s3", "bucket": 3, "key": "k"}, "triggers[0].bucket: expected a non-empty string, got 3"),
-])
+@pytest.mark.parametrize(
+    "trigger, message",
+    [
+        (
+            {"provider": "s3", "bucket": "b"},
+            "triggers[0].key: missing: a s3 trigger needs key or a source_action of type source.s3",
+        ),
+        (
+            {"provider": "s3", "bucket": "b", "object_key": "k", "key": "k"},
+            "triggers[0].object_key: unknown field for a s3 trigger (did you mean 'key'?); allowed fields: provider, "
+            "source_action, queue, aws_conn_id, region, bucket, key",
+        ),
+        (
+            {"provider": "ecr", "source_action": "Artifact"},
+            "triggers[0].source_action: action 'Artifact' is a source.s3 action; a ecr trigger watches a source.ecr action",
+        ),
+        (
+            {"provider": "ecr", "source_action": "Imag"},
+            "triggers[0].source_action: no action named 'Imag' (did you mean 'Image'?)",
+        ),
+        (
+            {"provider": "codecommit", "repository": "r"},
+            "triggers[0].branches: missing: a codecommit trigger needs branches or a source_action of type source.codecommit",
+        ),
+        (
+            {"provider": "codecommit", "repository": "r", "branches": "main"},
+            "triggers[0].branches: expected a list of branch patterns, or a mapping with includes and/or excludes",
+        ),
+        (
+            {"provider": "codecommit", "repository": "r", "branches": {"include": ["main"]}},
+            "triggers[0].branches.include: unknown field (did you mean 'includes'?); allowed fields: includes, excludes",
+        ),
+        (
+            {"provider": "ecr", "repository": "webapp", "queue": "has spaces"},
+            "triggers[0].queue: expected an SQS queue name (letters, digits, - and _, at most 80) or a queue URL, got 'has spaces'",
+        ),
+        (
+            {"provider": "ecr", "repository": "webapp", "image_tag": "#{variables.Tag}"},
+            "triggers[0].image_tag: references (#{...}) are resolved when a run starts; a trigger must name what it watches "
+            "literally",
+        ),
+        ({"provider": "s3", "bucket": 3, "key": "k"}, "triggers[0].bucket: expected a non-empty string, got 3"),
+    ],
+)
 def test_event_trigger_problems_name_the_field(trigger, message):
     assert message in validate_triggers(spec(trigger))
 
 
 def test_a_source_action_configured_by_reference_needs_the_field_on_the_trigger():
-    p = pipeline("by-ref", stages=[stage("Source", [
-        action("Checkout", "source.codecommit", repository="webapp", branch="#{variables.Branch}")])],
-        variables=[variable("Branch", "main")])
+    p = pipeline(
+        "by-ref",
+        stages=[
+            stage(
+                "Source", [action("Checkout", "source.codecommit", repository="webapp", branch="#{variables.Branch}")]
+            )
+        ],
+        variables=[variable("Branch", "main")],
+    )
     p.triggers = [{"provider": "codecommit", "source_action": "Checkout"}]
-    assert validate_triggers(p) == ["triggers[0].branches: the source action's branch is a reference "
-                                    "(#{variables.Branch}); give branches on the trigger"]
+    assert validate_triggers(p) == [
+        "triggers[0].branches: the source action's branch is a reference "
+        "(#{variables.Branch}); give branches on the trigger"
+    ]
     p.triggers = [{"provider": "codecommit", "source_action": "Checkout", "branches": ["main", "release/*"]}]
     assert validate_triggers(p) == []
 
@@ -245,13 +370,23 @@ class FakeAssetEvent:
 def test_latest_change_about_this_source_wins():
     ours = WatchedSource("s3", bucket="release-artifacts", key="webapp/app.zip")
     events = {
-        "asset-a": [FakeAssetEvent({"from_trigger": True, "payload": {"kind": PAYLOAD_KIND, "event": s3_event(version="v2")}},
-                                   "2024-05-01T10:00:02+00:00"),
-                    FakeAssetEvent({"from_trigger": True, "payload": {"kind": PAYLOAD_KIND, "event": s3_event(version="v1")}},
-                                   "2024-05-01T10:00:01+00:00")],
-        "asset-b": [FakeAssetEvent({"from_trigger": True, "payload": {"kind": PAYLOAD_KIND, "event": ecr_event()}},
-                                   "2024-05-01T10:00:03+00:00"),
-                    FakeAssetEvent({}, "2024-05-01T10:00:04+00:00")],  # e.g. a producer DAG's event: no change
+        "asset-a": [
+            FakeAssetEvent(
+                {"from_trigger": True, "payload": {"kind": PAYLOAD_KIND, "event": s3_event(version="v2")}},
+                "2024-05-01T10:00:02+00:00",
+            ),
+            FakeAssetEvent(
+                {"from_trigger": True, "payload": {"kind": PAYLOAD_KIND, "event": s3_event(version="v1")}},
+                "2024-05-01T10:00:01+00:00",
+            ),
+        ],
+        "asset-b": [
+            FakeAssetEvent(
+                {"from_trigger": True, "payload": {"kind": PAYLOAD_KIND, "event": ecr_event()}},
+                "2024-05-01T10:00:03+00:00",
+            ),
+            FakeAssetEvent({}, "2024-05-01T10:00:04+00:00"),
+        ],  # e.g. a producer DAG's event: no change
     }
     assert [c["provider"] for c in changes_in_asset_events(events)] == ["s3", "s3", "ecr"]
     assert latest_change(events, ours.matches)["version_id"] == "v2"
@@ -285,35 +420,47 @@ def test_setup_routes_exactly_the_watched_sources_to_the_queue(aws):
     s3 = aws("s3")
     for bucket in ("watched-bucket", "other-bucket"):
         s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_notification_configuration(Bucket="watched-bucket", NotificationConfiguration={
-        "TopicConfigurations": []})
-    sources = [WatchedSource("s3", bucket="watched-bucket", key="app.zip"),
-               WatchedSource("ecr", repository="webapp", image_tag="latest"),
-               WatchedSource("codecommit", repository="webapp", branches=Patterns(("main",)))]
+    s3.put_bucket_notification_configuration(
+        Bucket="watched-bucket", NotificationConfiguration={"TopicConfigurations": []}
+    )
+    sources = [
+        WatchedSource("s3", bucket="watched-bucket", key="app.zip"),
+        WatchedSource("ecr", repository="webapp", image_tag="latest"),
+        WatchedSource("codecommit", repository="webapp", branches=Patterns(("main",))),
+    ]
     [routing] = events_setup.routing_plan(sources)
     lines: list[str] = []
     url = events_setup.apply(routing, aws, say=lines.append)
     events_setup.apply(routing, aws, say=lines.append)  # idempotent
     assert url.endswith("/release-source-events")
     rules = aws("events").list_rules(NamePrefix="release-orchestrator")["Rules"]
-    assert sorted(r["Name"] for r in rules) == ["release-orchestrator-release-source-events-codecommit",
-                                                "release-orchestrator-release-source-events-ecr",
-                                                "release-orchestrator-release-source-events-s3"]
-    policy = json.loads(aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    assert sorted(r["Name"] for r in rules) == [
+        "release-orchestrator-release-source-events-codecommit",
+        "release-orchestrator-release-source-events-ecr",
+        "release-orchestrator-release-source-events-s3",
+    ]
+    policy = json.loads(
+        aws("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
     assert policy["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
 
     s3.put_object(Bucket="watched-bucket", Key="app.zip", Body=b"1")
     s3.put_object(Bucket="watched-bucket", Key="notes.txt", Body=b"1")  # not a watched key
     s3.put_object(Bucket="other-bucket", Key="app.zip", Body=b"1")  # no EventBridge notifications there
     events = aws("events")
-    events.put_events(Entries=[{"Source": e["source"], "DetailType": e["detail-type"], "Detail": json.dumps(e["detail"])}
-                               for e in (ecr_event(), ecr_event(repository="api"), codecommit_event(),
-                                         codecommit_event(repository="api"))])
+    events.put_events(
+        Entries=[
+            {"Source": e["source"], "DetailType": e["detail-type"], "Detail": json.dumps(e["detail"])}
+            for e in (ecr_event(), ecr_event(repository="api"), codecommit_event(), codecommit_event(repository="api"))
+        ]
+    )
     bodies = []
     while batch := aws("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         bodies += [m["Body"] for m in batch]
-        aws("sqs").delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                                                               for i, m in enumerate(batch)])
-    changes = sorted((c["provider"], c.get("bucket") or c.get("repository")) for b in bodies
-                     for c, _ in changes_in_message(b))
+        aws("sqs").delete_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+        )
+    changes = sorted(
+        (c["provider"], c.get("bucket") or c.get("repository")) for b in bodies for c, _ in changes_in_message(b)
+    )
     assert changes == [("codecommit", "webapp"), ("ecr", "webapp"), ("s3", "watched-bucket")]

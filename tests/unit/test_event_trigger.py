@@ -7,9 +7,8 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from airflow.triggers.shared_stream import SharedStreamManager
+from moto import mock_aws
 
 from release_orchestrator.events.sources import PAYLOAD_KIND, WatchedSource
 from release_orchestrator.events.trigger import SourceEventTrigger, SqsEventProducer
@@ -42,31 +41,50 @@ def send(sqs, event: dict) -> str:
 
 
 def s3_event(key: str, version: str) -> dict:
-    return {"id": f"id-{version}", "detail-type": "Object Created", "source": "aws.s3", "region": REGION,
-            "time": "2024-05-01T10:00:00Z",
-            "detail": {"bucket": {"name": "release-artifacts"}, "object": {"key": key, "version-id": version}}}
+    return {
+        "id": f"id-{version}",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "region": REGION,
+        "time": "2024-05-01T10:00:00Z",
+        "detail": {"bucket": {"name": "release-artifacts"}, "object": {"key": key, "version-id": version}},
+    }
 
 
 def ecr_event(tag: str, digest: str) -> dict:
-    return {"id": f"id-{digest}", "detail-type": "ECR Image Action", "source": "aws.ecr", "region": REGION,
-            "detail": {"result": "SUCCESS", "action-type": "PUSH", "repository-name": "webapp",
-                       "image-tag": tag, "image-digest": digest}}
+    return {
+        "id": f"id-{digest}",
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "region": REGION,
+        "detail": {
+            "result": "SUCCESS",
+            "action-type": "PUSH",
+            "repository-name": "webapp",
+            "image-tag": tag,
+            "image-digest": digest,
+        },
+    }
 
 
 def queue_counts(sqs) -> tuple[int, int]:
-    attributes = sqs.get_queue_attributes(QueueUrl=sqs.url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=sqs.url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
 def watchers() -> dict[str, SourceEventTrigger]:
     return {
-        "app": SourceEventTrigger.for_source(WatchedSource("s3", queue=QUEUE, bucket="release-artifacts",
-                                                           key="app.zip")),
-        "docs": SourceEventTrigger.for_source(WatchedSource("s3", queue=QUEUE, bucket="release-artifacts",
-                                                            key="docs.zip")),
-        "image": SourceEventTrigger.for_source(WatchedSource("ecr", queue=QUEUE, repository="webapp",
-                                                             image_tag="latest")),
+        "app": SourceEventTrigger.for_source(
+            WatchedSource("s3", queue=QUEUE, bucket="release-artifacts", key="app.zip")
+        ),
+        "docs": SourceEventTrigger.for_source(
+            WatchedSource("s3", queue=QUEUE, bucket="release-artifacts", key="docs.zip")
+        ),
+        "image": SourceEventTrigger.for_source(
+            WatchedSource("ecr", queue=QUEUE, repository="webapp", image_tag="latest")
+        ),
     }
 
 
@@ -161,17 +179,32 @@ def test_a_message_whose_event_was_not_stored_stays_in_the_queue_and_fires_once(
 
 
 def test_codecommit_watcher_fires_for_matching_branches_only():
-    watcher = SourceEventTrigger.for_source(WatchedSource(
-        "codecommit", queue=QUEUE, repository="webapp", branches=Patterns(("main", "release/*"), ("release/old-*",))))
+    watcher = SourceEventTrigger.for_source(
+        WatchedSource(
+            "codecommit", queue=QUEUE, repository="webapp", branches=Patterns(("main", "release/*"), ("release/old-*",))
+        )
+    )
 
     def message(branch: str, n: int) -> dict:
-        event = {"id": f"e{n}", "source": "aws.codecommit", "detail-type": "CodeCommit Repository State Change",
-                 "detail": {"event": "referenceUpdated", "referenceType": "branch", "referenceName": branch,
-                            "repositoryName": "webapp", "commitId": f"{n:040x}"}}
+        event = {
+            "id": f"e{n}",
+            "source": "aws.codecommit",
+            "detail-type": "CodeCommit Repository State Change",
+            "detail": {
+                "event": "referenceUpdated",
+                "referenceType": "branch",
+                "referenceName": branch,
+                "repositoryName": "webapp",
+                "commitId": f"{n:040x}",
+            },
+        }
         return {"MessageId": f"m{n}", "Body": json.dumps(event)}
 
-    fired = [e.payload["source"]["branch"] for n, b in enumerate(["main", "dev", "release/1", "release/old-1"])
-             for e in watcher.events_for(message(b, n))]
+    fired = [
+        e.payload["source"]["branch"]
+        for n, b in enumerate(["main", "dev", "release/1", "release/old-1"])
+        for e in watcher.events_for(message(b, n))
+    ]
     assert fired == ["main", "release/1"]
 
 

@@ -5,8 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from release_orchestrator.pipeline.importer import (PLACEHOLDER, ImportInputError, import_codepipeline,
-                                                    read_codepipeline_json)
+from release_orchestrator.pipeline.importer import (
+    PLACEHOLDER,
+    ImportInputError,
+    import_codepipeline,
+    read_codepipeline_json,
+)
 from release_orchestrator.pipeline.loader import load_spec_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "codepipeline"
@@ -30,17 +34,22 @@ def test_v1_with_outer_wrapper():
     assert result.complete and result.unmapped == []
     assert (p.name, p.execution_mode, p.region) == ("legacy-webapp", "SUPERSEDED", "us-east-1")
     assert p.artifact_store == "s3://codepipeline-us-east-1-111111111111"
-    source, = p.stages[0].actions
+    (source,) = p.stages[0].actions
     assert (source.type, source.namespace, source.configuration) == (
-        "source.codecommit", "SourceVariables", {"repository": "legacy-webapp", "branch": "main"})
-    build, = p.stages[1].actions
+        "source.codecommit",
+        "SourceVariables",
+        {"repository": "legacy-webapp", "branch": "main"},
+    )
+    (build,) = p.stages[1].actions
     assert build.configuration["environment_variables"] == [
         {"name": "COMMIT_ID", "value": "#{SourceVariables.CommitId}", "type": "PLAINTEXT"},
-        {"name": "DB_PASSWORD", "value": "/legacy/db-password", "type": "PARAMETER_STORE"}]
-    approve, = p.stages[2].actions
-    assert approve.configuration["custom_data"] == ("Release commit #{SourceVariables.CommitId} built by "
-                                                     "#{BuildVariables.BUILD_TAG}")
-    deploy, = p.stages[3].actions
+        {"name": "DB_PASSWORD", "value": "/legacy/db-password", "type": "PARAMETER_STORE"},
+    ]
+    (approve,) = p.stages[2].actions
+    assert approve.configuration["custom_data"] == (
+        "Release commit #{SourceVariables.CommitId} built by #{BuildVariables.BUILD_TAG}"
+    )
+    (deploy,) = p.stages[3].actions
     assert deploy.configuration["platform"] == "server"
     assert deploy.configuration["revision_s3_key"] == f"{PLACEHOLDER}/BuildArtifact.zip"
     # roles become Airflow connections named after them
@@ -56,27 +65,41 @@ def test_v2_variables_triggers_and_parallel_mode():
     assert result.complete
     assert p.execution_mode == "PARALLEL"
     assert [(v.name, v.default, v.description) for v in p.variables] == [
-        ("DeployEnv", "staging", "environment to deploy to"), ("ReleaseNote", None, "")]
-    assert p.triggers == [{
-        "source_action": "Checkout",
-        "push": [{"branches": {"includes": ["main", "release/*"], "excludes": ["release/old-*"]},
-                  "file_paths": {"includes": ["src/**"], "excludes": ["docs/**"]}},
-                 {"tags": {"includes": ["v*"]}}],
-        "pull_request": [{"events": ["OPEN", "UPDATED"], "branches": {"includes": ["main"]}}],
-    }]
+        ("DeployEnv", "staging", "environment to deploy to"),
+        ("ReleaseNote", None, ""),
+    ]
+    assert p.triggers == [
+        {
+            "source_action": "Checkout",
+            "push": [
+                {
+                    "branches": {"includes": ["main", "release/*"], "excludes": ["release/old-*"]},
+                    "file_paths": {"includes": ["src/**"], "excludes": ["docs/**"]},
+                },
+                {"tags": {"includes": ["v*"]}},
+            ],
+            "pull_request": [{"events": ["OPEN", "UPDATED"], "branches": {"includes": ["main"]}}],
+        }
+    ]
     # Pull-request webhooks list no changed files: the path filter is left out, and said so.
     assert any("file path filter of pull request filter 0 was left out" in n for n in result.notes)
     checkout, config = p.stages[0].actions
     assert checkout.configuration == {
-        "repository": "acme/webapp", "branch": "main", "output_format": "CODE_ZIP", "detect_changes": False,
+        "repository": "acme/webapp",
+        "branch": "main",
+        "output_format": "CODE_ZIP",
+        "detect_changes": False,
         "connection_arn": "arn:aws:codestar-connections:us-east-1:123456789012:connection/"
-                          "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab"}
+        "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab",
+    }
     assert config.type == "source.s3" and config.configuration["detect_changes"] is True
     compile_, tests = p.stages[1].actions
     assert compile_.input_artifacts == ["SourceArtifact", "ConfigArtifact"]
     assert compile_.configuration["primary_source"] == "SourceArtifact"
     assert compile_.configuration["environment_variables"] == {
-        "COMMIT": "#{SourceVariables.CommitId}", "CONFIG_VERSION": "#{ConfigVariables.VersionId}"}
+        "COMMIT": "#{SourceVariables.CommitId}",
+        "CONFIG_VERSION": "#{ConfigVariables.VersionId}",
+    }
     assert (tests.type, tests.run_order) == ("test.codebuild", 2)
     assert not any("BatchEnabled" in n for n in result.notes)  # "false" is the default, nothing lost
 
@@ -86,7 +109,7 @@ def test_ecs_blue_green():
     assert result.complete and p.execution_mode == "QUEUED"
     image_source = p.stages[0].actions[0]
     assert image_source.type == "source.ecr" and image_source.namespace == "Image"  # given one for the image
-    deploy, = p.stages[1].actions
+    (deploy,) = p.stages[1].actions
     assert deploy.configuration["platform"] == "ecs"
     assert deploy.configuration["image"] == "#{Image.ImageURI}"
     assert deploy.configuration["task_definition_template"] == "ecs/taskdef.json"
@@ -100,12 +123,13 @@ def test_unsupported_providers_are_listed_and_kept_as_comments():
     assert [(u.stage, u.action, u.provider) for u in result.unmapped] == [
         ("Build", "JenkinsBuild", "Build/Custom/Jenkins v1"),
         ("Infrastructure", "CreateChangeSet", "Deploy/AWS/CloudFormation v1"),
-        ("Infrastructure", "ExecuteChangeSet", "Deploy/AWS/CloudFormation v1")]
+        ("Infrastructure", "ExecuteChangeSet", "Deploy/AWS/CloudFormation v1"),
+    ]
     assert all(u.reason for u in result.unmapped)
     assert [s.name for s in p.stages] == ["Source", "Build"]  # a stage with nothing left is left out
     assert [a.name for a in p.stages[1].actions] == ["Lint"]
     assert "#     StackName: infra" in result.yaml and "# NOT IMPORTED: stage 'Infrastructure'" in result.yaml
-    source, = p.stages[0].actions
+    (source,) = p.stages[0].actions
     assert source.configuration == {"repository": "acme/infra", "branch": "main", "detect_changes": True}
     assert any("OAuth token" in n for n in result.notes)
 
@@ -128,11 +152,14 @@ def test_reference_to_a_dropped_action_makes_the_result_incomplete():
     assert not result.complete
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "cannot read"),
-    ('{"name": "x"}', "not a CodePipeline definition"),
-    ('[1, 2]', "not a CodePipeline definition"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "cannot read"),
+        ('{"name": "x"}', "not a CodePipeline definition"),
+        ("[1, 2]", "not a CodePipeline definition"),
+    ],
+)
 def test_unreadable_input_names_the_file(tmp_path, content, message):
     path = tmp_path / "pipeline.json"
     path.write_text(content)

@@ -15,8 +15,14 @@ from tests.unit.fakes import FakeStateStore
 
 
 def failure_context(task_id="Build.Compile", exception="build FAILED in phase BUILD"):
-    stored = {"_codebuild_build": {"region_name": "us-east-1", "aws_domain": "aws.amazon.com",
-                                   "build_id": "webapp-build:1234", "project_name": "webapp-build"}}
+    stored = {
+        "_codebuild_build": {
+            "region_name": "us-east-1",
+            "aws_domain": "aws.amazon.com",
+            "build_id": "webapp-build:1234",
+            "project_name": "webapp-build",
+        }
+    }
     ti = SimpleNamespace(task_id=task_id, xcom_pull=lambda task_ids, key: stored.get(key))
     return {"run_id": "manual__1", "ti": ti, "exception": RuntimeError(exception)}
 
@@ -31,18 +37,25 @@ def test_action_failure_message_names_everything(topic_and_queue):
     assert event["detail-type"] == "CodePipeline Action Execution State Change"
     detail = event["detail"]
     assert (detail["pipeline"], detail["execution-id"], detail["stage"], detail["action"], detail["state"]) == (
-        "webapp-release", "manual__1", "Build", "Compile", "FAILED")
+        "webapp-release",
+        "manual__1",
+        "Build",
+        "Compile",
+        "FAILED",
+    )
     assert "phase BUILD" in detail["error-summary"]
     assert detail["aws-console-link"] == (
         "https://console.aws.amazon.com/codesuite/codebuild/projects/webapp-build/build/webapp-build%3A1234/"
-        "?region=us-east-1")
+        "?region=us-east-1"
+    )
     assert detail["airflow-log-link"].endswith("/dags/webapp-release/runs/manual__1/tasks/Build.Compile")
 
 
 def test_pipeline_failed_names_the_failed_stage(topic_and_queue):
     topic, received = topic_and_queue
     PipelineEventNotifier(event="pipeline-failed", pipeline="webapp-release", target_arn=topic).notify(
-        failure_context("Deploy.ECS"))
+        failure_context("Deploy.ECS")
+    )
     [envelope] = received()
     event = json.loads(envelope["Message"])
     assert event["detail-type"] == "CodePipeline Pipeline Execution State Change"
@@ -66,8 +79,10 @@ def test_a_task_ended_by_its_trigger_reports_the_reason_from_its_xcom(topic_and_
 def test_an_approval_its_trigger_ended_as_superseded_is_not_a_failed_action(topic_and_queue):
     topic, received = topic_and_queue
     stored = {"approval_decision": {"Outcome": "Superseded", "SupersededBy": "run-2"}}
-    context = {"run_id": "run-1",
-               "ti": SimpleNamespace(task_id="Approval.SignOff", xcom_pull=lambda task_ids, key: stored.get(key))}
+    context = {
+        "run_id": "run-1",
+        "ti": SimpleNamespace(task_id="Approval.SignOff", xcom_pull=lambda task_ids, key: stored.get(key)),
+    }
     PipelineEventNotifier(event="action-failed", pipeline="webapp-release", target_arn=topic).notify(context)
     assert received() == []
 
@@ -127,8 +142,9 @@ def test_an_event_whose_publish_failed_is_published_by_the_next_try(topic_and_qu
     notifier = PipelineEventNotifier(event="pipeline-started", pipeline="webapp-release", target_arn=topic)
     store = FakeStateStore()
     real = type(notifier.hook).publish_to_target
-    monkeypatch.setattr(type(notifier.hook), "publish_to_target",
-                        lambda self, **kw: (_ for _ in ()).throw(ConnectionError("SNS down")))
+    monkeypatch.setattr(
+        type(notifier.hook), "publish_to_target", lambda self, **kw: (_ for _ in ()).throw(ConnectionError("SNS down"))
+    )
     notifier.notify(started_context(store))
     assert store.data == {}
     monkeypatch.setattr(type(notifier.hook), "publish_to_target", real)
@@ -145,8 +161,9 @@ def test_a_superseded_approval_is_not_reported_as_a_failed_action(topic_and_queu
     for event in ("action-failed", "stage-failed"):
         notifier = PipelineEventNotifier(event=event, pipeline="webapp-release", target_arn=topic)
         context = failure_context("Approval.SignOff")
-        context["exception"] = ApprovalSuperseded("approval Approval.SignOff: superseded by run manual__2",
-                                                  superseded_by="manual__2")
+        context["exception"] = ApprovalSuperseded(
+            "approval Approval.SignOff: superseded by run manual__2", superseded_by="manual__2"
+        )
         notifier.notify(context)
     assert received() == []
 
@@ -154,33 +171,40 @@ def test_a_superseded_approval_is_not_reported_as_a_failed_action(topic_and_queu
 def test_a_superseded_run_is_not_reported_as_a_failed_pipeline(topic_and_queue):
     topic, received = topic_and_queue
     decisions = {"Approval.SignOff": {"Outcome": "Superseded", "SupersededBy": "manual__2"}}
-    ti = SimpleNamespace(task_id="Approval.SignOff",
-                         xcom_pull=lambda task_ids, key: decisions.get(task_ids) if key == "approval_decision" else None)
-    notifier = PipelineEventNotifier(event="pipeline-failed", pipeline="webapp-release", target_arn=topic,
-                                     approval_task_ids=["Approval.SignOff"])
+    ti = SimpleNamespace(
+        task_id="Approval.SignOff",
+        xcom_pull=lambda task_ids, key: decisions.get(task_ids) if key == "approval_decision" else None,
+    )
+    notifier = PipelineEventNotifier(
+        event="pipeline-failed", pipeline="webapp-release", target_arn=topic, approval_task_ids=["Approval.SignOff"]
+    )
     notifier.notify({"run_id": "manual__1", "ti": ti, "reason": "task_failure"})
     assert received() == []
     decisions["Approval.SignOff"] = {"Outcome": "Rejected"}
     notifier.notify({"run_id": "manual__1", "ti": ti, "reason": "task_failure"})
-    assert [m["Subject"] for m in received()] == [
-        "FAILED: pipeline webapp-release at Approval.SignOff (run manual__1)"]
+    assert [m["Subject"] for m in received()] == ["FAILED: pipeline webapp-release at Approval.SignOff (run manual__1)"]
 
 
 # ---- decisions by marking that the trigger could not announce ----------------------------------------
 def decision_context(xcoms, clear_number=0):
-    ti = SimpleNamespace(dag_id="webapp-release", task_id="Approval.SignOff",
-                         xcom_pull=lambda task_ids, key: xcoms.get((task_ids, key)))
-    return {"run_id": "manual__1", "ti": ti,
-            "dag_run": SimpleNamespace(run_id="manual__1", clear_number=clear_number)}
+    ti = SimpleNamespace(
+        dag_id="webapp-release", task_id="Approval.SignOff", xcom_pull=lambda task_ids, key: xcoms.get((task_ids, key))
+    )
+    return {"run_id": "manual__1", "ti": ti, "dag_run": SimpleNamespace(run_id="manual__1", clear_number=clear_number)}
 
 
 def decision_notifier(topic, states):
     from release_orchestrator.notifications.approvals import ApprovalDecisionNotifier, ApprovalNotifications
 
     notifier = ApprovalDecisionNotifier(
-        ApprovalNotifications(pipeline="webapp-release", topic_arn=topic, region_name="us-east-1",
-                              events=["approval-approved", "approval-rejected"]),
-        ["Approval.SignOff", "Approval.Security"])
+        ApprovalNotifications(
+            pipeline="webapp-release",
+            topic_arn=topic,
+            region_name="us-east-1",
+            events=["approval-approved", "approval-rejected"],
+        ),
+        ["Approval.SignOff", "Approval.Security"],
+    )
     notifier.task_states = lambda dag_id, run_id: states
     notifier.GRACE_SECONDS = 0.3
     notifier.GRACE_POLL_SECONDS = 0.1
@@ -189,9 +213,11 @@ def decision_notifier(topic, states):
 
 def test_the_end_of_the_run_announces_a_marked_decision_nobody_announced(topic_and_queue):
     topic, received = topic_and_queue
-    xcoms = {("Approval.SignOff", "approval_wait"): {"clear_number": 0},
-             ("Approval.Security", "approval_wait"): {"clear_number": 0},
-             ("Approval.Security", "approval_decision"): {"Outcome": "Approved", "Announced": True}}
+    xcoms = {
+        ("Approval.SignOff", "approval_wait"): {"clear_number": 0},
+        ("Approval.Security", "approval_wait"): {"clear_number": 0},
+        ("Approval.Security", "approval_decision"): {"Outcome": "Approved", "Announced": True},
+    }
     decision_notifier(topic, {"Approval.SignOff": "failed", "Approval.Security": "success"})(decision_context(xcoms))
     [envelope] = received()
     assert envelope["Subject"] == "REJECTED: webapp-release Approval.SignOff (run manual__1)"
@@ -257,20 +283,23 @@ def test_the_trigger_publishes_the_failure_once_and_the_callback_then_does_not(t
     from release_orchestrator.notifications.notifier import announce_failure
 
     topic, received = topic_and_queue
-    notifiers = [PipelineEventNotifier(event=e, pipeline="webapp-release", target_arn=topic)
-                 for e in ("action-failed", "stage-failed")]
+    notifiers = [
+        PipelineEventNotifier(event=e, pipeline="webapp-release", target_arn=topic)
+        for e in ("action-failed", "stage-failed")
+    ]
     reason = "Build webapp-build:1 FAILED in phase BUILD"
     announce_failure([n.to_dict() for n in notifiers], TriggerTI(), reason)
     announce_failure([n.to_dict() for n in notifiers], TriggerTI(), reason)  # the trigger run again
     envelopes = received()
     assert sorted(e["Subject"].split(":")[1].split(" of")[0].strip() for e in envelopes) == [
-        "action Build.Compile", "stage Build"]
+        "action Build.Compile",
+        "stage Build",
+    ]
     assert {json.loads(e["Message"])["detail"]["error-summary"] for e in envelopes} == {reason}
     assert set(sdk_xcoms[("Build.Compile", "failure_notices")]) == {"action-failed", "stage-failed"}
 
     # Airflow then runs the task's failure callbacks in the dag-processor: they find the record.
-    ti = SimpleNamespace(task_id="Build.Compile",
-                         xcom_pull=lambda task_ids, key: sdk_xcoms.get((task_ids, key)))
+    ti = SimpleNamespace(task_id="Build.Compile", xcom_pull=lambda task_ids, key: sdk_xcoms.get((task_ids, key)))
     for notifier in notifiers:
         notifier.notify({"run_id": "manual__1", "ti": ti})
     assert received() == []

@@ -193,9 +193,7 @@ def test_backoff_is_capped_and_resets_after_success():
 
 def test_non_transient_error_fails_the_waiters_of_that_batch():
     service = FakeService(["a"])
-    service.failures = [
-        ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "BatchGetThings")
-    ]
+    service.failures = [ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "BatchGetThings")]
 
     async def scenario():
         poller = make_poller(service)

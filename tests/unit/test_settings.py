@@ -47,12 +47,15 @@ def test_airflow_configuration_form_and_which_wins(monkeypatch):
     assert settings.POLL_INTERVAL.get() == 2.5
 
 
-@pytest.mark.parametrize("setting, value, expected", [
-    (settings.PARALLEL_RUNS, "many", "a whole number, at least 1"),
-    (settings.PARALLEL_RUNS, "0", "a whole number, at least 1"),
-    (settings.POLL_INTERVAL, "0", "at least 0.1"),
-    (settings.EVENTS_WAIT_SECONDS, "21", "0 to 20"),
-])
+@pytest.mark.parametrize(
+    "setting, value, expected",
+    [
+        (settings.PARALLEL_RUNS, "many", "a whole number, at least 1"),
+        (settings.PARALLEL_RUNS, "0", "a whole number, at least 1"),
+        (settings.POLL_INTERVAL, "0", "at least 0.1"),
+        (settings.EVENTS_WAIT_SECONDS, "21", "0 to 20"),
+    ],
+)
 def test_a_bad_value_names_the_variable_the_value_and_what_it_expects(monkeypatch, setting, value, expected):
     monkeypatch.setenv(setting.env, value)
     with pytest.raises(settings.SettingError) as caught:

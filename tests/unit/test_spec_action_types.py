@@ -45,13 +45,38 @@ def test_defaults():
 
 
 def test_a_new_type_is_one_entry(monkeypatch):
-    new = ActionType("deploy.lambda_invoke", "Deploy", "Invokes a function.",
-                     keys=(ConfigKey("function_name", "function", required=True),), outputs=("StatusCode",))
+    new = ActionType(
+        "deploy.lambda_invoke",
+        "Deploy",
+        "Invokes a function.",
+        keys=(ConfigKey("function_name", "function", required=True),),
+        outputs=("StatusCode",),
+    )
     monkeypatch.setitem(action_types.ACTION_TYPES, new.name, new)
-    spec = {"pipeline": {"name": "p", "stages": [{"name": "S", "actions": [
-        {"name": "Invoke", "type": "deploy.lambda_invoke", "namespace": "Inv", "configuration": {"function_name": "f"}},
-        {"name": "Approve", "type": "approval.manual", "run_order": 2,
-         "configuration": {"custom_data": "#{Inv.StatusCode} #{Inv.Nope}"}}]}]}}
+    spec = {
+        "pipeline": {
+            "name": "p",
+            "stages": [
+                {
+                    "name": "S",
+                    "actions": [
+                        {
+                            "name": "Invoke",
+                            "type": "deploy.lambda_invoke",
+                            "namespace": "Inv",
+                            "configuration": {"function_name": "f"},
+                        },
+                        {
+                            "name": "Approve",
+                            "type": "approval.manual",
+                            "run_order": 2,
+                            "configuration": {"custom_data": "#{Inv.StatusCode} #{Inv.Nope}"},
+                        },
+                    ],
+                }
+            ],
+        }
+    }
     _, errors = parse_spec_text(yaml.safe_dump(spec))
     assert [e.message.split(":")[0] for e in errors] == ["#{Inv.Nope}"]
 
@@ -67,9 +92,11 @@ def test_docs_cover_every_type_and_key():
 
 
 def test_pipeline_modules_do_not_import_airflow():
-    code = ("import sys, release_orchestrator.pipeline.loader, release_orchestrator.pipeline.api, "
-            "release_orchestrator.pipeline.importer, release_orchestrator.__main__; "
-            "assert not [m for m in sys.modules if m.split('.')[0] == 'airflow'], 'airflow imported'")
+    code = (
+        "import sys, release_orchestrator.pipeline.loader, release_orchestrator.pipeline.api, "
+        "release_orchestrator.pipeline.importer, release_orchestrator.__main__; "
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'airflow'], 'airflow imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": f"{ROOT}/plugins:{ROOT}"})
 
 
@@ -85,8 +112,9 @@ def test_every_action_type_names_an_operator_that_takes_what_the_compiler_passes
         configuration = {action_type.operator_by[0]: choice} if choice else {}
         operator = action_type.operator_class(configuration)
         assert issubclass(operator, BaseOperator)
-        accepted = {p for cls in operator.__mro__ if "__init__" in vars(cls)
-                    for p in inspect.signature(cls.__init__).parameters}
+        accepted = {
+            p for cls in operator.__mro__ if "__init__" in vars(cls) for p in inspect.signature(cls.__init__).parameters
+        }
         wanted = set(action_type.fixed_kwargs)
         if action_type.uses_aws:
             wanted |= {"aws_conn_id", "region_name"}

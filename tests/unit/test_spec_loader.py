@@ -30,14 +30,17 @@ def test_load_spec_builds_the_model():
     assert p.source_file == str(WEBAPP)
     assert p.tags == ["webapp", "production"]
     assert p.variables == [Variable("DeployEnv", "staging", "environment to deploy to")]
-    assert p.notifications == Notifications("arn:aws:sns:us-east-1:123456789012:release-notifications",
-                                            ["pipeline-failed", "approval-needed"])
+    assert p.notifications == Notifications(
+        "arn:aws:sns:us-east-1:123456789012:release-notifications", ["pipeline-failed", "approval-needed"]
+    )
     assert [s.name for s in p.stages] == ["Source", "Build", "Staging", "Production"]
     compile_, tests = p.stages[1].actions
     assert compile_.type == "build.codebuild" and compile_.namespace == "Build"
     assert compile_.input_artifacts == ["SourceArtifact"] and compile_.output_artifacts == ["BuildArtifact"]
-    assert compile_.configuration["environment_variables"] == {"ENV": "#{variables.DeployEnv}",
-                                                               "CONFIG_VERSION": "#{Config.VersionId}"}
+    assert compile_.configuration["environment_variables"] == {
+        "ENV": "#{variables.DeployEnv}",
+        "CONFIG_VERSION": "#{Config.VersionId}",
+    }
     assert type(compile_.configuration) is dict  # plain data for the compiler, lines kept aside
     assert (tests.run_order, tests.timeout_minutes) == (2, 60)
     assert p.stages[3].actions[1].region == "eu-west-1" and p.stages[3].actions[1].aws_conn_id == "aws_eu"
@@ -60,8 +63,10 @@ def test_unknown_field_suggests_the_right_one():
     text = MINIMAL.format(name="x") + "          runOrder: 2\n"
     with pytest.raises(SpecError) as e:
         load_spec_text(text, "x.yaml")
-    assert str(e.value).startswith("x.yaml:8: stage 'Approve', action 'Approve': unknown field 'runOrder' "
-                                   "(did you mean 'run_order'?); allowed fields: name, type, run_order")
+    assert str(e.value).startswith(
+        "x.yaml:8: stage 'Approve', action 'Approve': unknown field 'runOrder' "
+        "(did you mean 'run_order'?); allowed fields: name, type, run_order"
+    )
 
 
 def test_wrong_types_and_missing_fields():
@@ -94,14 +99,17 @@ def test_several_errors_are_all_reported_one_per_line():
     assert [err.line for err in e.value.errors] == sorted(err.line for err in e.value.errors)
 
 
-@pytest.mark.parametrize("text, line, message", [
-    ("", 1, "empty spec"),
-    ("pipeline: [1]\n", 1, "expected a mapping"),
-    ("name: x\n", 1, "unknown field 'name'"),
-    ("pipeline:\n  name: x\n  stages: [\n", 4, "invalid YAML"),
-    ("pipeline:\n  name: x\n  name: y\n  stages: []\n", 3, "key 'name' is given twice"),
-    ("pipeline: !!python/object:os.system {}\n", 1, "invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("", 1, "empty spec"),
+        ("pipeline: [1]\n", 1, "expected a mapping"),
+        ("name: x\n", 1, "unknown field 'name'"),
+        ("pipeline:\n  name: x\n  stages: [\n", 4, "invalid YAML"),
+        ("pipeline:\n  name: x\n  name: y\n  stages: []\n", 3, "key 'name' is given twice"),
+        ("pipeline: !!python/object:os.system {}\n", 1, "invalid YAML"),
+    ],
+)
 def test_structural_errors(text, line, message):
     _, errors = parse_spec_text(text, "x.yaml")
     assert any(e.line == line and message in e.message for e in errors), "\n".join(map(str, errors))

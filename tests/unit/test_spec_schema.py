@@ -50,7 +50,8 @@ def test_committed_file_is_the_generated_schema():
     committed = SCHEMA_FILE.read_text(encoding="utf-8")
     assert json.loads(committed) == SCHEMA and committed == schema_json(), (
         f"{SCHEMA_FILE.name} is out of date: regenerate it with `PYTHONPATH=plugins:. python -m "
-        f"release_orchestrator schema -o {SCHEMA_FILE.relative_to(ROOT)}`")
+        f"release_orchestrator schema -o {SCHEMA_FILE.relative_to(ROOT)}`"
+    )
 
 
 def test_schema_command_prints_and_writes_it(capsys, tmp_path):
@@ -59,14 +60,6 @@ def test_schema_command_prints_and_writes_it(capsys, tmp_path):
     out = tmp_path / "spec.schema.json"
     assert main(["schema", "-o", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == schema_json()
-
-
-def test_help_lists_every_command(capsys):
-    with pytest.raises(SystemExit):
-        main(["--help"])
-    text = capsys.readouterr().out
-    for command in ("validate", "import-codepipeline", "action-types", "schema"):
-        assert f"\n    {command} " in text, command  # in the command table of the description
 
 
 # --- generated from the tables ------------------------------------------------------------------------------------
@@ -159,23 +152,43 @@ def test_example_specs_name_the_committed_schema():
         first = path.read_text(encoding="utf-8").splitlines()[0]
         prefix = "# yaml-language-server: $schema="
         assert first.startswith(prefix), path.name
-        assert (path.parent / first[len(prefix):]).resolve() == SCHEMA_FILE.resolve(), path.name
+        assert (path.parent / first[len(prefix) :]).resolve() == SCHEMA_FILE.resolve(), path.name
 
 
 # --- where the schema and the loader agree, and where the validator goes further ---------------------------------
 
 
 def base() -> dict:
-    return {"pipeline": {"name": "webapp", "variables": [{"name": "DeployEnv", "default": "staging"}], "stages": [
-        {"name": "Source", "actions": [
-            {"name": "Checkout", "type": "source.github", "namespace": "Src",
-             "configuration": {"repository": "acme/webapp", "branch": "main"}},
-        ]},
-        {"name": "Build", "actions": [
-            {"name": "Compile", "type": "build.codebuild", "namespace": "Build",
-             "configuration": {"project_name": "webapp-build"}},
-        ]},
-    ]}}
+    return {
+        "pipeline": {
+            "name": "webapp",
+            "variables": [{"name": "DeployEnv", "default": "staging"}],
+            "stages": [
+                {
+                    "name": "Source",
+                    "actions": [
+                        {
+                            "name": "Checkout",
+                            "type": "source.github",
+                            "namespace": "Src",
+                            "configuration": {"repository": "acme/webapp", "branch": "main"},
+                        },
+                    ],
+                },
+                {
+                    "name": "Build",
+                    "actions": [
+                        {
+                            "name": "Compile",
+                            "type": "build.codebuild",
+                            "namespace": "Build",
+                            "configuration": {"project_name": "webapp-build"},
+                        },
+                    ],
+                },
+            ],
+        }
+    }
 
 
 def p(d):
@@ -200,8 +213,12 @@ def later(d, **action):
 
 
 def deploy(d, **configuration):
-    later(d, name="Deploy", type="deploy.codedeploy",
-          configuration={"application_name": "app", "deployment_group_name": "group", **configuration})
+    later(
+        d,
+        name="Deploy",
+        type="deploy.codedeploy",
+        configuration={"application_name": "app", "deployment_group_name": "group", **configuration},
+    )
 
 
 def trigger(d, **entry):
@@ -214,61 +231,170 @@ CASES = [
     # (id, mutation, verdict): "valid" both accept, "both" both refuse, "validator" only the loader refuses.
     ("base", lambda d: None, "valid"),
     # references stand in for any kind of value
-    ("reference in an int", lambda d: later(d, name="Test", type="test.codebuild", configuration={
-        "project_name": "t", "build_timeout_minutes": "#{Build.TIMEOUT}"}), "valid"),
-    ("reference in a bool", lambda d: src(d)["configuration"].update(detect_changes="#{variables.DeployEnv}"),
-     "valid"),
-    ("reference in a choice", lambda d: src(d)["configuration"].update(output_format="#{variables.DeployEnv}"),
-     "valid"),
-    ("reference in a list", lambda d: later(d, name="Approve", type="approval.manual",
-                                            configuration={"approvers": "#{variables.DeployEnv}"}), "valid"),
-    ("reference in a repository", lambda d: src(d)["configuration"].update(repository="#{variables.DeployEnv}"),
-     "valid"),
+    (
+        "reference in an int",
+        lambda d: later(
+            d,
+            name="Test",
+            type="test.codebuild",
+            configuration={"project_name": "t", "build_timeout_minutes": "#{Build.TIMEOUT}"},
+        ),
+        "valid",
+    ),
+    ("reference in a bool", lambda d: src(d)["configuration"].update(detect_changes="#{variables.DeployEnv}"), "valid"),
+    (
+        "reference in a choice",
+        lambda d: src(d)["configuration"].update(output_format="#{variables.DeployEnv}"),
+        "valid",
+    ),
+    (
+        "reference in a list",
+        lambda d: later(
+            d, name="Approve", type="approval.manual", configuration={"approvers": "#{variables.DeployEnv}"}
+        ),
+        "valid",
+    ),
+    (
+        "reference in a repository",
+        lambda d: src(d)["configuration"].update(repository="#{variables.DeployEnv}"),
+        "valid",
+    ),
     ("reference as a platform", lambda d: deploy(d, platform="#{variables.DeployEnv}"), "valid"),
-    ("reference inside text", lambda d: bld(d)["configuration"].update(
-        buildspec="build-#{Src.CommitId}.yml"), "valid"),
+    ("reference inside text", lambda d: bld(d)["configuration"].update(buildspec="build-#{Src.CommitId}.yml"), "valid"),
     # fields left empty count as not given
-    ("empty optional fields", lambda d: p(d).update(description=None, schedule=None, notifications=None,
-                                                    execution_mode=None, tags=None), "valid"),
-    ("empty run_order and configuration", lambda d: add(d, 1, name="Approve", type="approval.manual",
-                                                        run_order=None, configuration=None, namespace=None), "valid"),
+    (
+        "empty optional fields",
+        lambda d: p(d).update(description=None, schedule=None, notifications=None, execution_mode=None, tags=None),
+        "valid",
+    ),
+    (
+        "empty run_order and configuration",
+        lambda d: add(d, 1, name="Approve", type="approval.manual", run_order=None, configuration=None, namespace=None),
+        "valid",
+    ),
     ("no configuration", lambda d: add(d, 1, name="Approve", type="approval.manual"), "valid"),
-    ("variable defaults", lambda d: p(d)["variables"].extend([{"name": "N", "default": 3},
-                                                              {"name": "B", "default": True},
-                                                              {"name": "E", "default": None}]), "valid"),
-    ("everything else", lambda d: p(d).update(
-        execution_mode="SUPERSEDED", supersede_approvals=False, schedule="0 6 * * 1-5", tags=["a"],
-        artifact_store="s3://b/p", aws_conn_id="aws_x", region="eu-west-1", description="d",
-        notifications={"topic_arn": "arn:aws:sns:us-east-1:1:t", "events": ["pipeline-failed"],
-                       "aws_conn_id": "aws_sns"}), "valid"),
+    (
+        "variable defaults",
+        lambda d: p(d)["variables"].extend(
+            [{"name": "N", "default": 3}, {"name": "B", "default": True}, {"name": "E", "default": None}]
+        ),
+        "valid",
+    ),
+    (
+        "everything else",
+        lambda d: p(d).update(
+            execution_mode="SUPERSEDED",
+            supersede_approvals=False,
+            schedule="0 6 * * 1-5",
+            tags=["a"],
+            artifact_store="s3://b/p",
+            aws_conn_id="aws_x",
+            region="eu-west-1",
+            description="d",
+            notifications={
+                "topic_arn": "arn:aws:sns:us-east-1:1:t",
+                "events": ["pipeline-failed"],
+                "aws_conn_id": "aws_sns",
+            },
+        ),
+        "valid",
+    ),
     ("schedule preset", lambda d: p(d).update(schedule="@daily"), "valid"),
-    ("action fields", lambda d: bld(d).update(run_order=2, input_artifacts=["Src"], output_artifacts=["Out"],
-                                              region="eu-west-1", aws_conn_id="aws_prod", timeout_minutes=30),
-     "valid"),
-    ("env mapping", lambda d: bld(d)["configuration"].update(environment_variables={"A": "x", "N": 3, "B": True}),
-     "valid"),
-    ("env list", lambda d: bld(d)["configuration"].update(environment_variables=[
-        {"name": "A", "value": "x"}, {"name": "S", "value": "/p", "type": "PARAMETER_STORE"}]), "valid"),
-    ("approval timeout", lambda d: later(d, name="Approve", type="approval.manual",
-                                         configuration={"timeout": "1d12h", "mode": "form"}), "valid"),
-    ("server from github", lambda d: deploy(d, revision_github_repository="a/b", revision_github_commit="c"),
-     "valid"),
-    ("ecs", lambda d: deploy(d, platform="ecs", task_definition_template={"family": "web"}, container_name="web",
-                             container_port=8080, image="#{Build.IMAGE}", on_ready="wait",
-                             hooks={"AfterAllowTestTraffic": "check"}), "valid"),
-    ("lambda", lambda d: deploy(d, platform="lambda", function_name="f", alias="live", target_version=3,
-                                hooks={"BeforeAllowTraffic": "check"}), "valid"),
-    ("git triggers", lambda d: (trigger(d, **GIT), trigger(d, source_action="Checkout", push=[
-        {"branches": {"includes": ["main"]}, "file_paths": {"excludes": ["docs/**"]}},
-        {"tags": {"includes": ["v*"], "excludes": []}}], pull_request={"events": ["OPEN", "closed"]}),
-        trigger(d, provider="generic", repository="acme/x", push=None, pull_request=[{"branches": {
-            "includes": ["main"]}, "file_paths": {"includes": ["src/**"]}}])), "valid"),
-    ("event triggers", lambda d: (
-        trigger(d, provider="s3", bucket="b", key="app.zip", queue="my-events", region="eu-west-1"),
-        trigger(d, provider="ecr", repository="web"),
-        trigger(d, provider="codecommit", repository="web", branches={"includes": ["main"], "excludes": None}),
-        trigger(d, provider="codecommit", repository="web", branches=["main"],
-                queue="https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo")), "valid"),
+    (
+        "action fields",
+        lambda d: bld(d).update(
+            run_order=2,
+            input_artifacts=["Src"],
+            output_artifacts=["Out"],
+            region="eu-west-1",
+            aws_conn_id="aws_prod",
+            timeout_minutes=30,
+        ),
+        "valid",
+    ),
+    (
+        "env mapping",
+        lambda d: bld(d)["configuration"].update(environment_variables={"A": "x", "N": 3, "B": True}),
+        "valid",
+    ),
+    (
+        "env list",
+        lambda d: bld(d)["configuration"].update(
+            environment_variables=[{"name": "A", "value": "x"}, {"name": "S", "value": "/p", "type": "PARAMETER_STORE"}]
+        ),
+        "valid",
+    ),
+    (
+        "approval timeout",
+        lambda d: later(d, name="Approve", type="approval.manual", configuration={"timeout": "1d12h", "mode": "form"}),
+        "valid",
+    ),
+    ("server from github", lambda d: deploy(d, revision_github_repository="a/b", revision_github_commit="c"), "valid"),
+    (
+        "ecs",
+        lambda d: deploy(
+            d,
+            platform="ecs",
+            task_definition_template={"family": "web"},
+            container_name="web",
+            container_port=8080,
+            image="#{Build.IMAGE}",
+            on_ready="wait",
+            hooks={"AfterAllowTestTraffic": "check"},
+        ),
+        "valid",
+    ),
+    (
+        "lambda",
+        lambda d: deploy(
+            d,
+            platform="lambda",
+            function_name="f",
+            alias="live",
+            target_version=3,
+            hooks={"BeforeAllowTraffic": "check"},
+        ),
+        "valid",
+    ),
+    (
+        "git triggers",
+        lambda d: (
+            trigger(d, **GIT),
+            trigger(
+                d,
+                source_action="Checkout",
+                push=[
+                    {"branches": {"includes": ["main"]}, "file_paths": {"excludes": ["docs/**"]}},
+                    {"tags": {"includes": ["v*"], "excludes": []}},
+                ],
+                pull_request={"events": ["OPEN", "closed"]},
+            ),
+            trigger(
+                d,
+                provider="generic",
+                repository="acme/x",
+                push=None,
+                pull_request=[{"branches": {"includes": ["main"]}, "file_paths": {"includes": ["src/**"]}}],
+            ),
+        ),
+        "valid",
+    ),
+    (
+        "event triggers",
+        lambda d: (
+            trigger(d, provider="s3", bucket="b", key="app.zip", queue="my-events", region="eu-west-1"),
+            trigger(d, provider="ecr", repository="web"),
+            trigger(d, provider="codecommit", repository="web", branches={"includes": ["main"], "excludes": None}),
+            trigger(
+                d,
+                provider="codecommit",
+                repository="web",
+                branches=["main"],
+                queue="https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo",
+            ),
+        ),
+        "valid",
+    ),
     # refused by both
     ("empty document", lambda d: d.clear(), "both"),
     ("top-level field", lambda d: d.update(version=1), "both"),
@@ -280,13 +406,21 @@ CASES = [
     ("pipeline name a number", lambda d: p(d).update(name=7), "both"),
     ("stages missing", lambda d: p(d).pop("stages"), "both"),
     ("no stages", lambda d: p(d).update(stages=[]), "both"),
-    ("too many stages", lambda d: p(d).update(stages=[
-        {"name": f"S{i}", "actions": [{"name": "A", "type": "approval.manual"}]} for i in range(51)]), "both"),
+    (
+        "too many stages",
+        lambda d: p(d).update(
+            stages=[{"name": f"S{i}", "actions": [{"name": "A", "type": "approval.manual"}]} for i in range(51)]
+        ),
+        "both",
+    ),
     ("stage field", lambda d: p(d)["stages"][0].update(run_order=1), "both"),
     ("stage name chars", lambda d: p(d)["stages"][0].update(name="Sou/rce"), "both"),
     ("no actions", lambda d: p(d)["stages"][1].update(actions=[]), "both"),
-    ("too many actions", lambda d: p(d)["stages"][1].update(actions=[
-        {"name": f"A{i}", "type": "approval.manual"} for i in range(51)]), "both"),
+    (
+        "too many actions",
+        lambda d: p(d)["stages"][1].update(actions=[{"name": f"A{i}", "type": "approval.manual"} for i in range(51)]),
+        "both",
+    ),
     ("action not a mapping", lambda d: p(d)["stages"][1]["actions"].append("Compile"), "both"),
     ("unknown action field", lambda d: bld(d).update(runOrder=2), "both"),
     ("action type missing", lambda d: bld(d).pop("type"), "both"),
@@ -311,36 +445,81 @@ CASES = [
     ("choice", lambda d: src(d)["configuration"].update(output_format="TAR"), "both"),
     ("bool kind", lambda d: src(d)["configuration"].update(detect_changes="yes"), "both"),
     ("github repository", lambda d: src(d)["configuration"].update(repository="webapp"), "both"),
-    ("env var type", lambda d: bld(d)["configuration"].update(
-        environment_variables=[{"name": "A", "value": "b", "type": "SECRET"}]), "both"),
-    ("env var value missing", lambda d: bld(d)["configuration"].update(environment_variables=[{"name": "A"}]),
-     "both"),
-    ("env var field", lambda d: bld(d)["configuration"].update(
-        environment_variables=[{"name": "A", "value": "b", "kind": "PLAINTEXT"}]), "both"),
+    (
+        "env var type",
+        lambda d: bld(d)["configuration"].update(environment_variables=[{"name": "A", "value": "b", "type": "SECRET"}]),
+        "both",
+    ),
+    ("env var value missing", lambda d: bld(d)["configuration"].update(environment_variables=[{"name": "A"}]), "both"),
+    (
+        "env var field",
+        lambda d: bld(d)["configuration"].update(
+            environment_variables=[{"name": "A", "value": "b", "kind": "PLAINTEXT"}]
+        ),
+        "both",
+    ),
     ("env mapping value", lambda d: bld(d)["configuration"].update(environment_variables={"A": ["x"]}), "both"),
     ("env a string", lambda d: bld(d)["configuration"].update(environment_variables="A=b"), "both"),
-    ("approvers not strings", lambda d: later(d, name="Approve", type="approval.manual",
-                                              configuration={"approvers": [1]}), "both"),
-    ("approval timeout unparsable", lambda d: later(d, name="Approve", type="approval.manual",
-                                                    configuration={"timeout": "1 week"}), "both"),
-    ("approval mode", lambda d: later(d, name="Approve", type="approval.manual",
-                                      configuration={"mode": "vote"}), "both"),
+    (
+        "approvers not strings",
+        lambda d: later(d, name="Approve", type="approval.manual", configuration={"approvers": [1]}),
+        "both",
+    ),
+    (
+        "approval timeout unparsable",
+        lambda d: later(d, name="Approve", type="approval.manual", configuration={"timeout": "1 week"}),
+        "both",
+    ),
+    (
+        "approval mode",
+        lambda d: later(d, name="Approve", type="approval.manual", configuration={"mode": "vote"}),
+        "both",
+    ),
     ("platform", lambda d: deploy(d, platform="k8s"), "both"),
-    ("bundle type", lambda d: deploy(d, revision_s3_bucket="b", revision_s3_key="k", revision_bundle_type="rar"),
-     "both"),
+    (
+        "bundle type",
+        lambda d: deploy(d, revision_s3_bucket="b", revision_s3_key="k", revision_bundle_type="rar"),
+        "both",
+    ),
     ("server without revision", lambda d: deploy(d), "both"),
     ("server half revision", lambda d: deploy(d, revision_s3_bucket="b"), "both"),
     ("ecs key on server", lambda d: deploy(d, revision_s3_bucket="b", revision_s3_key="k", image="x"), "both"),
     ("hooks on server", lambda d: deploy(d, revision_s3_bucket="b", revision_s3_key="k", hooks={}), "both"),
     ("ecs missing keys", lambda d: deploy(d, platform="ecs", task_definition_template="t.json"), "both"),
-    ("ecs port range", lambda d: deploy(d, platform="ecs", task_definition_template="t.json", container_name="w",
-                                        container_port=70000, image="i"), "both"),
-    ("lambda key on ecs", lambda d: deploy(d, platform="ecs", task_definition_template="t.json",
-                                           container_name="w", container_port=80, image="i", alias="live"), "both"),
-    ("lambda hook event", lambda d: deploy(d, platform="lambda", function_name="f", alias="live",
-                                           publish_version=True, hooks={"BeforeInstall": "h"}), "both"),
-    ("lambda hook function", lambda d: deploy(d, platform="lambda", function_name="f", alias="live",
-                                              publish_version=True, hooks={"BeforeAllowTraffic": 3}), "both"),
+    (
+        "ecs port range",
+        lambda d: deploy(
+            d, platform="ecs", task_definition_template="t.json", container_name="w", container_port=70000, image="i"
+        ),
+        "both",
+    ),
+    (
+        "lambda key on ecs",
+        lambda d: deploy(
+            d,
+            platform="ecs",
+            task_definition_template="t.json",
+            container_name="w",
+            container_port=80,
+            image="i",
+            alias="live",
+        ),
+        "both",
+    ),
+    (
+        "lambda hook event",
+        lambda d: deploy(
+            d, platform="lambda", function_name="f", alias="live", publish_version=True, hooks={"BeforeInstall": "h"}
+        ),
+        "both",
+    ),
+    (
+        "lambda hook function",
+        lambda d: deploy(
+            d, platform="lambda", function_name="f", alias="live", publish_version=True, hooks={"BeforeAllowTraffic": 3}
+        ),
+        "both",
+    ),
     ("execution mode", lambda d: p(d).update(execution_mode="SERIAL"), "both"),
     ("supersede_approvals text", lambda d: p(d).update(supersede_approvals="yes"), "both"),
     ("cron fields", lambda d: p(d).update(schedule="0 6 * *"), "both"),
@@ -349,22 +528,32 @@ CASES = [
     ("variable name", lambda d: p(d)["variables"].append({"name": "Deploy Env"}), "both"),
     ("variable field", lambda d: p(d)["variables"].append({"name": "X", "value": "y"}), "both"),
     ("variable default a list", lambda d: p(d)["variables"].append({"name": "X", "default": ["y"]}), "both"),
-    ("notification event", lambda d: p(d).update(notifications={
-        "topic_arn": "arn:aws:sns:us-east-1:1:t", "events": ["pipeline-failed", "build-failed"]}), "both"),
+    (
+        "notification event",
+        lambda d: p(d).update(
+            notifications={"topic_arn": "arn:aws:sns:us-east-1:1:t", "events": ["pipeline-failed", "build-failed"]}
+        ),
+        "both",
+    ),
     ("notification topic missing", lambda d: p(d).update(notifications={"events": ["pipeline-failed"]}), "both"),
     ("notification topic empty", lambda d: p(d).update(notifications={"topic_arn": ""}), "both"),
     ("triggers a mapping", lambda d: p(d).update(triggers=GIT), "both"),
     ("trigger field", lambda d: trigger(d, **GIT, branch="main"), "both"),
     ("trigger provider", lambda d: trigger(d, **{**GIT, "provider": "gitlab"}), "both"),
     ("trigger repository", lambda d: trigger(d, **{**GIT, "repository": "webapp"}), "both"),
-    ("trigger without repository", lambda d: trigger(d, provider="github", push={"branches": {"includes": ["m"]}}),
-     "both"),
+    (
+        "trigger without repository",
+        lambda d: trigger(d, provider="github", push={"branches": {"includes": ["m"]}}),
+        "both",
+    ),
     ("trigger without filters", lambda d: trigger(d, provider="github", repository="acme/webapp"), "both"),
     ("push filter field", lambda d: trigger(d, **{**GIT, "push": {"branch": {"includes": ["main"]}}}), "both"),
-    ("push tags and branches", lambda d: trigger(d, **{**GIT, "push": {
-        "tags": {"includes": ["v*"]}, "branches": {"includes": ["main"]}}}), "both"),
-    ("push file_paths only", lambda d: trigger(d, **{**GIT, "push": {"file_paths": {"includes": ["src/**"]}}}),
-     "both"),
+    (
+        "push tags and branches",
+        lambda d: trigger(d, **{**GIT, "push": {"tags": {"includes": ["v*"]}, "branches": {"includes": ["main"]}}}),
+        "both",
+    ),
+    ("push file_paths only", lambda d: trigger(d, **{**GIT, "push": {"file_paths": {"includes": ["src/**"]}}}), "both"),
     ("push empty list", lambda d: trigger(d, **{**GIT, "push": []}), "both"),
     ("patterns empty", lambda d: trigger(d, **{**GIT, "push": {"branches": {"includes": []}}}), "both"),
     ("patterns a list", lambda d: trigger(d, **{**GIT, "push": {"branches": ["main"]}}), "both"),
@@ -377,33 +566,52 @@ CASES = [
     ("s3 trigger blank", lambda d: trigger(d, provider="s3", bucket=" ", key="k"), "both"),
     ("trigger queue", lambda d: trigger(d, provider="ecr", repository="web", queue="my queue"), "both"),
     ("codecommit branches empty", lambda d: trigger(d, provider="codecommit", repository="r", branches=[]), "both"),
-    ("codecommit branches mapping empty", lambda d: trigger(d, provider="codecommit", repository="r",
-                                                            branches={"excludes": None}), "both"),
+    (
+        "codecommit branches mapping empty",
+        lambda d: trigger(d, provider="codecommit", repository="r", branches={"excludes": None}),
+        "both",
+    ),
     # what only the validator sees
     ("stage name twice", lambda d: p(d)["stages"][1].update(name="Source"), "validator"),
     ("action name twice", lambda d: add(d, 1, name="Compile", type="approval.manual"), "validator"),
-    ("airflow id collision", lambda d: (add(d, 1, name="Unit.Tests", type="approval.manual"),
-                                        add(d, 1, name="Unit_Tests", type="approval.manual")), "validator"),
+    (
+        "airflow id collision",
+        lambda d: (
+            add(d, 1, name="Unit.Tests", type="approval.manual"),
+            add(d, 1, name="Unit_Tests", type="approval.manual"),
+        ),
+        "validator",
+    ),
     ("namespace twice", lambda d: bld(d).update(namespace="Src"), "validator"),
     ("variable twice", lambda d: p(d)["variables"].append({"name": "DeployEnv"}), "validator"),
-    ("unknown namespace", lambda d: bld(d)["configuration"].update(source_version="#{Source.CommitId}"),
-     "validator"),
-    ("undeclared variable", lambda d: bld(d)["configuration"].update(source_version="#{variables.Env}"),
-     "validator"),
+    ("unknown namespace", lambda d: bld(d)["configuration"].update(source_version="#{Source.CommitId}"), "validator"),
+    ("undeclared variable", lambda d: bld(d)["configuration"].update(source_version="#{variables.Env}"), "validator"),
     ("fixed outputs", lambda d: bld(d)["configuration"].update(source_version="#{Src.CommitSha}"), "validator"),
     ("cron values", lambda d: p(d).update(schedule="61 6 * * *"), "validator"),
-    ("approval timeout short", lambda d: later(d, name="Approve", type="approval.manual",
-                                               configuration={"timeout": "4m"}), "validator"),
+    (
+        "approval timeout short",
+        lambda d: later(d, name="Approve", type="approval.manual", configuration={"timeout": "4m"}),
+        "validator",
+    ),
     ("supersede while queued", lambda d: p(d).update(supersede_approvals=True), "validator"),
-    ("server both revisions", lambda d: deploy(d, revision_s3_bucket="b", revision_s3_key="k",
-                                               revision_github_repository="a/b", revision_github_commit="c"),
-     "validator"),
-    ("lambda without version", lambda d: deploy(d, platform="lambda", function_name="f", alias="live"),
-     "validator"),
-    ("trigger source_action unknown", lambda d: trigger(d, source_action="Nope", push={
-        "branches": {"includes": ["main"]}}), "validator"),
-    ("github pull request file_paths", lambda d: trigger(d, **{**GIT, "pull_request": {
-        "file_paths": {"includes": ["src/**"]}}}), "validator"),
+    (
+        "server both revisions",
+        lambda d: deploy(
+            d, revision_s3_bucket="b", revision_s3_key="k", revision_github_repository="a/b", revision_github_commit="c"
+        ),
+        "validator",
+    ),
+    ("lambda without version", lambda d: deploy(d, platform="lambda", function_name="f", alias="live"), "validator"),
+    (
+        "trigger source_action unknown",
+        lambda d: trigger(d, source_action="Nope", push={"branches": {"includes": ["main"]}}),
+        "validator",
+    ),
+    (
+        "github pull request file_paths",
+        lambda d: trigger(d, **{**GIT, "pull_request": {"file_paths": {"includes": ["src/**"]}}}),
+        "validator",
+    ),
     ("run_order a float", lambda d: bld(d).update(run_order=2.0), "validator"),
 ]
 
@@ -449,8 +657,9 @@ def test_unknown_action_type():
 
 def test_unknown_configuration_key():
     errors = errors_at(lambda d: bld(d)["configuration"].update(projectName="x"))
-    assert errors == {f"{BUILD}/configuration": [
-        "Additional properties are not allowed ('projectName' was unexpected)"]}
+    assert errors == {
+        f"{BUILD}/configuration": ["Additional properties are not allowed ('projectName' was unexpected)"]
+    }
 
 
 def test_missing_required_key():
@@ -462,7 +671,8 @@ def test_wrong_kind():
     errors = errors_at(lambda d: bld(d)["configuration"].update(build_timeout_minutes="ten"))
     assert list(errors) == [f"{BUILD}/configuration/build_timeout_minutes"]
     assert errors_at(lambda d: bld(d)["configuration"].update(project_name=3)) == {
-        f"{BUILD}/configuration/project_name": ["3 is not of type 'string'"]}
+        f"{BUILD}/configuration/project_name": ["3 is not of type 'string'"]
+    }
 
 
 def test_bad_choice():
@@ -472,8 +682,12 @@ def test_bad_choice():
 
 def test_reference_in_an_int_field():
     def mutate(d):
-        later(d, name="Test", type="test.codebuild", configuration={"project_name": "t",
-                                                                    "build_timeout_minutes": "#{Build.X}"})
+        later(
+            d,
+            name="Test",
+            type="test.codebuild",
+            configuration={"project_name": "t", "build_timeout_minutes": "#{Build.X}"},
+        )
 
     assert errors_at(mutate) == {}
     # Only a reference stands in for the integer: other text does not, nor a malformed reference.
@@ -484,7 +698,14 @@ def test_reference_in_an_int_field():
 
 def test_configuration_keys_of_another_type_are_refused():
     # source.codecommit has no output_format: the configuration follows `type`.
-    errors = errors_at(lambda d: src(d).update(type="source.codecommit", configuration={
-        "repository": "webapp", "branch": "main", "output_format": "CODE_ZIP"}))
-    assert errors == {"pipeline/stages/0/actions/0/configuration": [
-        "Additional properties are not allowed ('output_format' was unexpected)"]}
+    errors = errors_at(
+        lambda d: src(d).update(
+            type="source.codecommit",
+            configuration={"repository": "webapp", "branch": "main", "output_format": "CODE_ZIP"},
+        )
+    )
+    assert errors == {
+        "pipeline/stages/0/actions/0/configuration": [
+            "Additional properties are not allowed ('output_format' was unexpected)"
+        ]
+    }

@@ -46,13 +46,24 @@ def spec(name: str, *triggers: dict) -> Pipeline:
 
 PIPELINES = [
     spec("main-release", {"repository": "acme/webapp", "push": {"branches": {"includes": ["main"]}}}),
-    spec("docs-site", {"repository": "acme/webapp",
-                       "push": {"branches": {"includes": ["main"]}, "file_paths": {"includes": ["docs/**"]}}}),
+    spec(
+        "docs-site",
+        {
+            "repository": "acme/webapp",
+            "push": {"branches": {"includes": ["main"]}, "file_paths": {"includes": ["docs/**"]}},
+        },
+    ),
     spec("tagged", {"repository": "acme/webapp", "push": {"tags": {"includes": ["v*"]}}}),
     spec("unrelated", {"repository": "acme/other", "push": {"branches": {"includes": ["main"]}}}),
     spec("bb", {"provider": "bitbucket", "repository": "acme/api", "push": {"branches": {"includes": ["main"]}}}),
-    spec("gen", {"provider": "generic", "repository": "acme/tool",
-                 "pull_request": {"events": ["opened"], "file_paths": {"includes": ["src/**"]}}}),
+    spec(
+        "gen",
+        {
+            "provider": "generic",
+            "repository": "acme/tool",
+            "pull_request": {"events": ["opened"], "file_paths": {"includes": ["src/**"]}},
+        },
+    ),
 ]
 
 
@@ -97,8 +108,11 @@ def client(receiver):
 
 def github(client, payload, event="push", delivery="d-1", secret=SECRET, signature=None, raw=None):
     body = raw if raw is not None else json.dumps(payload).encode()
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
-               "X-Hub-Signature-256": signature if signature is not None else sign(body, secret)}
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": signature if signature is not None else sign(body, secret),
+    }
     return client.post("/github", content=body, headers=headers)
 
 
@@ -116,7 +130,8 @@ def test_push_starts_matching_pipelines_with_the_source_conf(client, airflow):
     assert body["duplicate"] is False
     assert {(s["dag_id"], s["run_id"]) for s in body["started"]} == {("main-release", run_id), ("docs-site", run_id)}
     assert [(n["dag_id"], n["reason"]) for n in body["not_started"]] == [
-        ("tagged", "no filter matched: triggers[0].push: a branch push, and this filter is for tags")]
+        ("tagged", "no filter matched: triggers[0].push: a branch push, and this filter is for tags")
+    ]
     run = airflow.runs[("main-release", run_id)]
     assert run["conf"]["source"]["commit_id"] == SHA
     assert run["conf"]["source"]["changed_files"] == ["docs/index.md"]
@@ -160,8 +175,9 @@ def test_paused_pipeline_is_reported(client, airflow):
     assert body["not_started"][0]["reason"] == "the pipeline is paused"
 
 
-def test_runs_that_fail_to_start_are_retried_then_left_failed_until_redelivered(client, airflow, receiver, store,
-                                                                              monkeypatch):
+def test_runs_that_fail_to_start_are_retried_then_left_failed_until_redelivered(
+    client, airflow, receiver, store, monkeypatch
+):
     monkeypatch.setattr(deliveries, "RETRY_SECONDS", 0)
     payload = github_push_payload("acme/webapp", "main", SHA, ["docs/index.md"])  # main-release and docs-site
     airflow.failing.add("docs-site")
@@ -191,9 +207,20 @@ def test_a_failed_attempt_waits_before_the_next(client, airflow, store):
 
 
 def test_deliveries_recorded_before_a_restart_are_started_by_the_next_starter(airflow, store):
-    recorded = store.record("d-11", "0123456789abcdef", "github", [
-        {"dag_id": "main-release", "run_id": "webhook__d-11__0123456789abcdef", "conf": {"source": {}},
-         "note": "n", "user": "github-webhook"}])
+    recorded = store.record(
+        "d-11",
+        "0123456789abcdef",
+        "github",
+        [
+            {
+                "dag_id": "main-release",
+                "run_id": "webhook__d-11__0123456789abcdef",
+                "conf": {"source": {}},
+                "note": "n",
+                "user": "github-webhook",
+            }
+        ],
+    )
     assert recorded.outcome == "new" and airflow.runs == {}
     starter = deliveries.Starter(store, airflow, poll_seconds=0.05)
     starter.start()
@@ -209,17 +236,27 @@ def test_deliveries_recorded_before_a_restart_are_started_by_the_next_starter(ai
 
 
 def test_a_claimed_delivery_whose_starter_died_is_taken_up_after_its_lease(airflow, store, monkeypatch):
-    store.record("d-12", "fedcba9876543210", "github", [
-        {"dag_id": "main-release", "run_id": "webhook__d-12__fedcba9876543210", "conf": {}, "note": "n", "user": "u"}])
+    store.record(
+        "d-12",
+        "fedcba9876543210",
+        "github",
+        [{"dag_id": "main-release", "run_id": "webhook__d-12__fedcba9876543210", "conf": {}, "note": "n", "user": "u"}],
+    )
     assert [c.delivery_id for c in store.claim()] == ["d-12"]  # then the process dies
     assert store.claim() == []  # leased
-    monkeypatch.setattr(deliveries.time, "time", lambda real=deliveries.time.time: real() + deliveries.LEASE_SECONDS + 1)
+    monkeypatch.setattr(
+        deliveries.time, "time", lambda real=deliveries.time.time: real() + deliveries.LEASE_SECONDS + 1
+    )
     assert [c.delivery_id for c in store.claim()] == ["d-12"]
 
 
 def test_old_deliveries_are_forgotten(store, monkeypatch):
-    store.record("d-13", "1111111111111111", "github", [
-        {"dag_id": "x", "run_id": "webhook__d-13__1111111111111111", "conf": {}, "note": "n", "user": "u"}])
+    store.record(
+        "d-13",
+        "1111111111111111",
+        "github",
+        [{"dag_id": "x", "run_id": "webhook__d-13__1111111111111111", "conf": {}, "note": "n", "user": "u"}],
+    )
     store.finish(store.claim()[0], [])
     assert store.forget_older_than(days=1) == 0
     monkeypatch.setattr(deliveries.time, "time", lambda real=deliveries.time.time: real() + 2 * 86400)
@@ -227,12 +264,15 @@ def test_old_deliveries_are_forgotten(store, monkeypatch):
     assert store.get("d-13") is None
 
 
-@pytest.mark.parametrize("signature,message", [
-    ("", "missing X-Hub-Signature-256 header"),
-    ("sha256=" + "0" * 64, "X-Hub-Signature-256 does not match"),
-    ("sha1=" + "0" * 40, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
-    ("sha256=xyz", "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
-])
+@pytest.mark.parametrize(
+    "signature,message",
+    [
+        ("", "missing X-Hub-Signature-256 header"),
+        ("sha256=" + "0" * 64, "X-Hub-Signature-256 does not match"),
+        ("sha1=" + "0" * 40, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
+        ("sha256=xyz", "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
+    ],
+)
 def test_bad_signatures_are_401_and_start_nothing(client, airflow, signature, message):
     response = github(client, github_push_payload("acme/webapp", "main", SHA, ["a.py"]), signature=signature)
     assert response.status_code == 401
@@ -275,17 +315,21 @@ def test_missing_or_bad_delivery_id_is_400(client):
 def test_unknown_event_is_202_and_ping_is_200(client, airflow):
     response = github(client, {"action": "opened", "repository": {"full_name": "acme/webapp"}}, event="issues")
     assert response.status_code == 202
-    assert response.json() == {"ignored": True, "reason": "github event 'issues' starts nothing "
-                                                          "(push and pull request events do)"}
-    ping = github(client, {"zen": "Keep it logically awesome.", "repository": {"full_name": "acme/webapp"}},
-                  event="ping")
+    assert response.json() == {
+        "ignored": True,
+        "reason": "github event 'issues' starts nothing (push and pull request events do)",
+    }
+    ping = github(
+        client, {"zen": "Keep it logically awesome.", "repository": {"full_name": "acme/webapp"}}, event="ping"
+    )
     assert ping.status_code == 200 and ping.json()["event"] == "ping"
     assert airflow.runs == {}
 
 
 def test_unknown_event_with_a_bad_signature_is_still_401(client):
-    response = github(client, {"repository": {"full_name": "acme/webapp"}}, event="issues",
-                      signature="sha256=" + "1" * 64)
+    response = github(
+        client, {"repository": {"full_name": "acme/webapp"}}, event="issues", signature="sha256=" + "1" * 64
+    )
     assert response.status_code == 401
 
 
@@ -312,21 +356,29 @@ def test_oversize_without_content_length_is_413(small_client):
 
 
 def test_bitbucket_push_signed_with_x_hub_signature(client, airflow):
-    payload = {"repository": {"full_name": "acme/api"}, "push": {"changes": [
-        {"new": {"type": "branch", "name": "main", "target": {"hash": SHA, "message": "m"}}}]}}
+    payload = {
+        "repository": {"full_name": "acme/api"},
+        "push": {"changes": [{"new": {"type": "branch", "name": "main", "target": {"hash": SHA, "message": "m"}}}]},
+    }
     body = json.dumps(payload).encode()
     headers = {"X-Event-Key": "repo:push", "X-Request-UUID": "{9a1b-22}", "X-Hub-Signature": sign(body, "bb-secret")}
     response = client.post("/bitbucket", content=body, headers=headers)
     assert response.status_code == 200, response.text
     assert [(s["dag_id"], s["run_id"]) for s in response.json()["started"]] == [
-        ("bb", f"webhook__9a1b-22__{runs.body_digest(body)}")]
+        ("bb", f"webhook__9a1b-22__{runs.body_digest(body)}")
+    ]
     headers["X-Hub-Signature-256"] = headers.pop("X-Hub-Signature")  # GitHub's header name does not count here
     assert client.post("/bitbucket", content=body, headers=headers).status_code == 401
 
 
 def test_generic_pull_request(client, airflow):
-    payload = {"repository": "acme/tool", "event": "pull_request", "commit_id": SHA, "changed_files": ["src/a.py"],
-               "pull_request": {"number": 1, "action": "opened", "source_branch": "f", "destination_branch": "main"}}
+    payload = {
+        "repository": "acme/tool",
+        "event": "pull_request",
+        "commit_id": SHA,
+        "changed_files": ["src/a.py"],
+        "pull_request": {"number": 1, "action": "opened", "source_branch": "f", "destination_branch": "main"},
+    }
     body = json.dumps(payload).encode()
     headers = {"X-Delivery-Id": "gen-1", "X-Signature-256": sign(body, "gen-secret")}
     response = client.post("/generic", content=body, headers=headers)

@@ -12,22 +12,47 @@ from release_orchestrator.webhooks.filters import match, parse_triggers, validat
 
 
 def pipeline(*triggers: dict) -> Pipeline:
-    checkout = Action(name="Checkout", type="source.github",
-                      configuration={"repository": "acme/webapp", "branch": "main"})
+    checkout = Action(
+        name="Checkout", type="source.github", configuration={"repository": "acme/webapp", "branch": "main"}
+    )
     return Pipeline(name="p", stages=[Stage(name="Source", actions=[checkout])], triggers=list(triggers))
 
 
-def push(branch: str | None = "main", tag: str | None = None, files=("src/app.py",), repository="acme/webapp",
-         provider="github") -> dict:
-    return {"provider": provider, "repository": repository, "event": "push", "branch": None if tag else branch,
-            "tag": tag, "commit_id": "c0ffee", "changed_files": list(files)}
+def push(
+    branch: str | None = "main",
+    tag: str | None = None,
+    files=("src/app.py",),
+    repository="acme/webapp",
+    provider="github",
+) -> dict:
+    return {
+        "provider": provider,
+        "repository": repository,
+        "event": "push",
+        "branch": None if tag else branch,
+        "tag": tag,
+        "commit_id": "c0ffee",
+        "changed_files": list(files),
+    }
 
 
 def pull_request(action="opened", destination="main", provider="github", files=()) -> dict:
-    return {"provider": provider, "repository": "acme/webapp", "event": "pull_request", "branch": "feature/x",
-            "tag": None, "commit_id": "c0ffee", "changed_files": list(files),
-            "pull_request": {"number": 7, "action": action, "source_branch": "feature/x",
-                             "destination_branch": destination, "title": "t"}}
+    return {
+        "provider": provider,
+        "repository": "acme/webapp",
+        "event": "pull_request",
+        "branch": "feature/x",
+        "tag": None,
+        "commit_id": "c0ffee",
+        "changed_files": list(files),
+        "pull_request": {
+            "number": 7,
+            "action": action,
+            "source_branch": "feature/x",
+            "destination_branch": destination,
+            "title": "t",
+        },
+    }
 
 
 def judge(trigger: dict, source: dict, files_known: bool = True):
@@ -36,29 +61,35 @@ def judge(trigger: dict, source: dict, files_known: bool = True):
     return match(triggers, source, files_known)
 
 
-@pytest.mark.parametrize("pattern,value,expected", [
-    ("main", "main", True),
-    ("main", "main2", False),
-    ("release/*", "release/1.0", True),
-    ("release/*", "release/1.0/hotfix", False),
-    ("release/**", "release/1.0/hotfix", True),
-    ("feature-?", "feature-a", True),
-    ("v[0-9]*", "v1.2", True),
-    ("v[!0-9]*", "v1.2", False),
-    ("**/*.py", "app.py", True),
-    ("**/*.py", "src/deep/app.py", True),
-    ("src/**", "src/a/b.txt", True),
-    ("*.md", "docs/readme.md", False),
-    ("docs/*.md", "docs/readme.md", True),
-    ("a.b", "axb", False),  # dots are literal
-])
+@pytest.mark.parametrize(
+    "pattern,value,expected",
+    [
+        ("main", "main", True),
+        ("main", "main2", False),
+        ("release/*", "release/1.0", True),
+        ("release/*", "release/1.0/hotfix", False),
+        ("release/**", "release/1.0/hotfix", True),
+        ("feature-?", "feature-a", True),
+        ("v[0-9]*", "v1.2", True),
+        ("v[!0-9]*", "v1.2", False),
+        ("**/*.py", "app.py", True),
+        ("**/*.py", "src/deep/app.py", True),
+        ("src/**", "src/a/b.txt", True),
+        ("*.md", "docs/readme.md", False),
+        ("docs/*.md", "docs/readme.md", True),
+        ("a.b", "axb", False),  # dots are literal
+    ],
+)
 def test_glob(pattern, value, expected):
     assert glob_match(pattern, value) is expected
 
 
 def test_branch_includes_and_excludes_win():
-    trigger = {"provider": "github", "repository": "acme/webapp",
-               "push": {"branches": {"includes": ["main", "release/*"], "excludes": ["release/old-*"]}}}
+    trigger = {
+        "provider": "github",
+        "repository": "acme/webapp",
+        "push": {"branches": {"includes": ["main", "release/*"], "excludes": ["release/old-*"]}},
+    }
     assert judge(trigger, push("main")).matched
     assert judge(trigger, push("release/2.0")).matched
     result = judge(trigger, push("release/old-1"))
@@ -82,25 +113,33 @@ def test_tag_filters_match_tag_pushes_only():
     assert branch_push.reasons == ["triggers[0].push: a branch push, and this filter is for tags"]
     branch_trigger = {"repository": "acme/webapp", "push": {"branches": {"includes": ["**"]}}}
     assert judge(branch_trigger, push(tag="v1")).reasons == [
-        "triggers[0].push: a tag push, and this filter is for branches"]
+        "triggers[0].push: a tag push, and this filter is for branches"
+    ]
 
 
 def test_file_paths_any_changed_file_included_and_not_excluded():
-    trigger = {"repository": "acme/webapp",
-               "push": {"branches": {"includes": ["main"]},
-                        "file_paths": {"includes": ["src/**"], "excludes": ["src/**/*.md"]}}}
+    trigger = {
+        "repository": "acme/webapp",
+        "push": {
+            "branches": {"includes": ["main"]},
+            "file_paths": {"includes": ["src/**"], "excludes": ["src/**/*.md"]},
+        },
+    }
     assert judge(trigger, push(files=["README.md", "src/app.py"])).matched
     assert not judge(trigger, push(files=["src/docs/guide.md"])).matched
     result = judge(trigger, push(files=["README.md"]))
     assert result.reasons[0].startswith("triggers[0].push.file_paths: none of the 1 changed files passes")
     assert not judge(trigger, push(files=[])).matched
     assert judge(trigger, push(files=["src/a.py"]), files_known=False).reasons == [
-        "triggers[0].push.file_paths: the payload lists no changed files"]
+        "triggers[0].push.file_paths: the payload lists no changed files"
+    ]
 
 
 def test_several_filters_any_one_matches_and_reasons_name_each():
-    trigger = {"repository": "acme/webapp",
-               "push": [{"branches": {"includes": ["main"]}}, {"tags": {"includes": ["v*"]}}]}
+    trigger = {
+        "repository": "acme/webapp",
+        "push": [{"branches": {"includes": ["main"]}}, {"tags": {"includes": ["v*"]}}],
+    }
     assert judge(trigger, push(tag="v2")).by == "triggers[0].push[1]"
     assert judge(trigger, push("main")).by == "triggers[0].push[0]"
     result = judge(trigger, push("dev"))
@@ -108,9 +147,15 @@ def test_several_filters_any_one_matches_and_reasons_name_each():
 
 
 def test_pull_request_events_and_destination_branch():
-    trigger = {"provider": "generic", "repository": "acme/webapp",
-               "pull_request": {"events": ["OPEN", "updated"], "branches": {"includes": ["main"]},
-                                "file_paths": {"includes": ["src/**"]}}}
+    trigger = {
+        "provider": "generic",
+        "repository": "acme/webapp",
+        "pull_request": {
+            "events": ["OPEN", "updated"],
+            "branches": {"includes": ["main"]},
+            "file_paths": {"includes": ["src/**"]},
+        },
+    }
     assert judge(trigger, pull_request("opened", provider="generic", files=["src/a.py"])).matched
     assert judge(trigger, pull_request("updated", provider="generic", files=["src/a.py"])).matched
     closed = judge(trigger, pull_request("closed", provider="generic", files=["src/a.py"]))
@@ -145,46 +190,85 @@ def test_source_action_gives_provider_and_repository():
     assert (triggers[0].provider, triggers[0].repository) == ("github", "acme/webapp")
 
 
-@pytest.mark.parametrize("trigger,message", [
-    ({"repository": "acme/webapp", "push": {"branches": {"includes": "main"}}},
-     "triggers[0].push.branches.includes: expected a list of non-empty glob patterns (strings)"),
-    ({"repository": "acme/webapp", "push": {"branches": {"include": ["main"]}}},
-     "triggers[0].push.branches.include: unknown field (did you mean 'includes'?); allowed fields: includes, excludes"),
-    ({"repository": "acme/webapp", "push": {"branches": {}}},
-     "triggers[0].push.branches: give includes and/or excludes patterns"),
-    ({"repository": "acme/webapp", "push": {"tags": {"includes": ["v*"]}, "branches": {"includes": ["main"]}}},
-     "triggers[0].push: a push filter has either tags (tag pushes) or branches with optional file_paths "
-     "(branch pushes); use two filters for both"),
-    ({"repository": "acme/webapp", "push": {"file_paths": {"includes": ["src/**"]}}},
-     "triggers[0].push: a push filter needs branches or tags"),
-    ({"repository": "acme/webapp", "pull_request": {"events": ["merged"]}},
-     "triggers[0].pull_request.events[0]: expected one of opened, updated, closed, got 'merged'"),
-    ({"provider": "gitlab", "repository": "acme/webapp", "push": {"branches": {"includes": ["main"]}}},
-     "triggers[0].provider: expected one of github, bitbucket, generic, got 'gitlab' (did you mean 'github'?)"),
-    ({"repository": "webapp", "push": {"branches": {"includes": ["main"]}}},
-     "triggers[0].repository: expected 'owner/name', got 'webapp'"),
-    ({"source_action": "Checkuot", "push": {"branches": {"includes": ["main"]}}},
-     "triggers[0].source_action: no action named 'Checkuot' (did you mean 'Checkout'?)"),
-    ({"repository": "acme/webapp"}, "triggers[0]: a trigger needs push or pull_request filters"),
-    ({"repository": "acme/webapp", "branch": "main", "push": {"branches": {"includes": ["main"]}}},
-     "triggers[0].branch: unknown field; allowed fields: provider, repository, source_action, push, pull_request"),
-    ({"provider": "bitbucket", "repository": "acme/webapp",
-      "push": {"branches": {"includes": ["main"]}, "file_paths": {"includes": ["src/**"]}}},
-     "triggers[0].push.file_paths: bitbucket push webhooks do not list changed files, so file_paths cannot be "
-     "checked; remove it (the generic endpoint accepts changed_files)"),
-    ({"provider": "github", "repository": "acme/webapp", "pull_request": {"file_paths": {"includes": ["src/**"]}}},
-     "triggers[0].pull_request.file_paths: github pull_request webhooks do not list changed files, so file_paths "
-     "cannot be checked; remove it (the generic endpoint accepts changed_files)"),
-])
+@pytest.mark.parametrize(
+    "trigger,message",
+    [
+        (
+            {"repository": "acme/webapp", "push": {"branches": {"includes": "main"}}},
+            "triggers[0].push.branches.includes: expected a list of non-empty glob patterns (strings)",
+        ),
+        (
+            {"repository": "acme/webapp", "push": {"branches": {"include": ["main"]}}},
+            "triggers[0].push.branches.include: unknown field (did you mean 'includes'?); allowed fields: includes, excludes",
+        ),
+        (
+            {"repository": "acme/webapp", "push": {"branches": {}}},
+            "triggers[0].push.branches: give includes and/or excludes patterns",
+        ),
+        (
+            {"repository": "acme/webapp", "push": {"tags": {"includes": ["v*"]}, "branches": {"includes": ["main"]}}},
+            "triggers[0].push: a push filter has either tags (tag pushes) or branches with optional file_paths "
+            "(branch pushes); use two filters for both",
+        ),
+        (
+            {"repository": "acme/webapp", "push": {"file_paths": {"includes": ["src/**"]}}},
+            "triggers[0].push: a push filter needs branches or tags",
+        ),
+        (
+            {"repository": "acme/webapp", "pull_request": {"events": ["merged"]}},
+            "triggers[0].pull_request.events[0]: expected one of opened, updated, closed, got 'merged'",
+        ),
+        (
+            {"provider": "gitlab", "repository": "acme/webapp", "push": {"branches": {"includes": ["main"]}}},
+            "triggers[0].provider: expected one of github, bitbucket, generic, got 'gitlab' (did you mean 'github'?)",
+        ),
+        (
+            {"repository": "webapp", "push": {"branches": {"includes": ["main"]}}},
+            "triggers[0].repository: expected 'owner/name', got 'webapp'",
+        ),
+        (
+            {"source_action": "Checkuot", "push": {"branches": {"includes": ["main"]}}},
+            "triggers[0].source_action: no action named 'Checkuot' (did you mean 'Checkout'?)",
+        ),
+        ({"repository": "acme/webapp"}, "triggers[0]: a trigger needs push or pull_request filters"),
+        (
+            {"repository": "acme/webapp", "branch": "main", "push": {"branches": {"includes": ["main"]}}},
+            "triggers[0].branch: unknown field; allowed fields: provider, repository, source_action, push, pull_request",
+        ),
+        (
+            {
+                "provider": "bitbucket",
+                "repository": "acme/webapp",
+                "push": {"branches": {"includes": ["main"]}, "file_paths": {"includes": ["src/**"]}},
+            },
+            "triggers[0].push.file_paths: bitbucket push webhooks do not list changed files, so file_paths cannot be "
+            "checked; remove it (the generic endpoint accepts changed_files)",
+        ),
+        (
+            {
+                "provider": "github",
+                "repository": "acme/webapp",
+                "pull_request": {"file_paths": {"includes": ["src/**"]}},
+            },
+            "triggers[0].pull_request.file_paths: github pull_request webhooks do not list changed files, so file_paths "
+            "cannot be checked; remove it (the generic endpoint accepts changed_files)",
+        ),
+    ],
+)
 def test_validate_triggers_names_the_field(trigger, message):
     assert validate_triggers(pipeline(trigger)) == [message]
 
 
 def test_valid_triggers_have_no_problems_and_invalid_ones_are_left_out():
-    good = {"provider": "github", "repository": "acme/webapp",
-            "push": [{"branches": {"includes": ["main"]}, "file_paths": {"excludes": ["docs/**"]}},
-                     {"tags": {"includes": ["v*"]}}],
-            "pull_request": {"events": ["opened", "closed"], "branches": {"includes": ["main"]}}}
+    good = {
+        "provider": "github",
+        "repository": "acme/webapp",
+        "push": [
+            {"branches": {"includes": ["main"]}, "file_paths": {"excludes": ["docs/**"]}},
+            {"tags": {"includes": ["v*"]}},
+        ],
+        "pull_request": {"events": ["opened", "closed"], "branches": {"includes": ["main"]}},
+    }
     bad = {"repository": "acme/webapp", "push": {"branches": {"includes": [1]}}}
     assert validate_triggers(pipeline(good)) == []
     triggers, problems = parse_triggers(pipeline(good, bad))

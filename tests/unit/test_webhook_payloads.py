@@ -11,44 +11,75 @@ from release_orchestrator.webhooks.payloads import Ignored, PayloadError, event_
 SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
 
 GITHUB_PUSH = {
-    "ref": "refs/heads/main", "before": "0" * 40, "after": SHA, "created": False, "deleted": False,
+    "ref": "refs/heads/main",
+    "before": "0" * 40,
+    "after": SHA,
+    "created": False,
+    "deleted": False,
     "repository": {"full_name": "acme/webapp", "html_url": "https://github.com/acme/webapp"},
     "pusher": {"name": "octocat"},
     "commits": [
         {"id": "1" * 40, "message": "first", "added": ["src/new.py"], "removed": [], "modified": ["README.md"]},
         {"id": SHA, "message": "Fix all the bugs", "added": [], "removed": ["old.txt"], "modified": ["src/new.py"]},
     ],
-    "head_commit": {"id": SHA, "message": "Fix all the bugs", "timestamp": "2024-05-01T10:00:00+02:00",
-                    "url": f"https://github.com/acme/webapp/commit/{SHA}",
-                    "author": {"name": "Mona Lisa", "email": "mona@example.com", "username": "mona"}},
+    "head_commit": {
+        "id": SHA,
+        "message": "Fix all the bugs",
+        "timestamp": "2024-05-01T10:00:00+02:00",
+        "url": f"https://github.com/acme/webapp/commit/{SHA}",
+        "author": {"name": "Mona Lisa", "email": "mona@example.com", "username": "mona"},
+    },
 }
 
 GITHUB_PR = {
-    "action": "synchronize", "number": 42,
+    "action": "synchronize",
+    "number": 42,
     "repository": {"full_name": "acme/webapp", "html_url": "https://github.com/acme/webapp"},
-    "pull_request": {"number": 42, "title": "Add the thing", "user": {"login": "mona"},
-                     "updated_at": "2024-05-01T08:00:00Z",
-                     "head": {"ref": "feature/thing", "sha": SHA}, "base": {"ref": "main", "sha": "2" * 40}},
+    "pull_request": {
+        "number": 42,
+        "title": "Add the thing",
+        "user": {"login": "mona"},
+        "updated_at": "2024-05-01T08:00:00Z",
+        "head": {"ref": "feature/thing", "sha": SHA},
+        "base": {"ref": "main", "sha": "2" * 40},
+    },
 }
 
 BITBUCKET_PUSH = {
     "actor": {"display_name": "Ada"},
     "repository": {"full_name": "acme/api", "links": {"html": {"href": "https://bitbucket.org/acme/api"}}},
-    "push": {"changes": [
-        {"old": None, "new": {"type": "branch", "name": "main", "target": {
-            "hash": SHA, "message": "Ship it\n", "date": "2024-05-01T10:00:00+00:00",
-            "author": {"raw": "Ada <ada@example.com>", "user": {"display_name": "Ada Lovelace"}},
-            "links": {"html": {"href": f"https://bitbucket.org/acme/api/commits/{SHA}"}}}}},
-        {"old": {"type": "branch", "name": "gone"}, "new": None},
-        {"old": None, "new": {"type": "tag", "name": "v1.0", "target": {"hash": SHA, "message": "Ship it"}}},
-    ]},
+    "push": {
+        "changes": [
+            {
+                "old": None,
+                "new": {
+                    "type": "branch",
+                    "name": "main",
+                    "target": {
+                        "hash": SHA,
+                        "message": "Ship it\n",
+                        "date": "2024-05-01T10:00:00+00:00",
+                        "author": {"raw": "Ada <ada@example.com>", "user": {"display_name": "Ada Lovelace"}},
+                        "links": {"html": {"href": f"https://bitbucket.org/acme/api/commits/{SHA}"}},
+                    },
+                },
+            },
+            {"old": {"type": "branch", "name": "gone"}, "new": None},
+            {"old": None, "new": {"type": "tag", "name": "v1.0", "target": {"hash": SHA, "message": "Ship it"}}},
+        ]
+    },
 }
 
 BITBUCKET_PR = {
     "repository": {"full_name": "acme/api"},
-    "pullrequest": {"id": 9, "title": "Feature", "author": {"display_name": "Ada"}, "updated_on": "2024-05-01",
-                    "source": {"branch": {"name": "feature/a"}, "commit": {"hash": "abc123def456"}},
-                    "destination": {"branch": {"name": "main"}, "commit": {"hash": "fff"}}},
+    "pullrequest": {
+        "id": 9,
+        "title": "Feature",
+        "author": {"display_name": "Ada"},
+        "updated_on": "2024-05-01",
+        "source": {"branch": {"name": "feature/a"}, "commit": {"hash": "abc123def456"}},
+        "destination": {"branch": {"name": "main"}, "commit": {"hash": "fff"}},
+    },
 }
 
 
@@ -56,9 +87,16 @@ def test_github_push_branch():
     [event] = parse_events("github", "push", "push", GITHUB_PUSH, "d-1")
     assert event.files_known
     assert event.source == {
-        "provider": "github", "repository": "acme/webapp", "event": "push", "delivery_id": "d-1",
-        "branch": "main", "tag": None, "commit_id": SHA, "commit_message": "Fix all the bugs",
-        "author": "Mona Lisa", "author_date": "2024-05-01T10:00:00+02:00",
+        "provider": "github",
+        "repository": "acme/webapp",
+        "event": "push",
+        "delivery_id": "d-1",
+        "branch": "main",
+        "tag": None,
+        "commit_id": SHA,
+        "commit_message": "Fix all the bugs",
+        "author": "Mona Lisa",
+        "author_date": "2024-05-01T10:00:00+02:00",
         "commit_url": f"https://github.com/acme/webapp/commit/{SHA}",
         "changed_files": ["src/new.py", "README.md", "old.txt"],  # added, modified and removed, of every commit
     }
@@ -83,8 +121,13 @@ def test_github_pull_request():
     assert event.source["branch"] == "feature/thing"
     assert event.source["commit_id"] == SHA
     assert event.source["commit_url"] == f"https://github.com/acme/webapp/commit/{SHA}"
-    assert event.source["pull_request"] == {"number": 42, "action": "updated", "source_branch": "feature/thing",
-                                            "destination_branch": "main", "title": "Add the thing"}
+    assert event.source["pull_request"] == {
+        "number": 42,
+        "action": "updated",
+        "source_branch": "feature/thing",
+        "destination_branch": "main",
+        "title": "Add the thing",
+    }
 
 
 @pytest.mark.parametrize("action,expected", [("opened", "opened"), ("reopened", "opened"), ("closed", "closed")])
@@ -98,11 +141,14 @@ def test_github_pull_request_other_actions_are_ignored():
         parse_events("github", "pull_request", "pull_request", {**GITHUB_PR, "action": "labeled"}, "d")
 
 
-@pytest.mark.parametrize("path,field", [
-    (("ref",), "ref"),
-    (("repository", "full_name"), "repository.full_name"),
-    (("pull_request", "head", "sha"), "pull_request.head.sha"),
-])
+@pytest.mark.parametrize(
+    "path,field",
+    [
+        (("ref",), "ref"),
+        (("repository", "full_name"), "repository.full_name"),
+        (("pull_request", "head", "sha"), "pull_request.head.sha"),
+    ],
+)
 def test_missing_fields_are_named(path, field):
     body = copy.deepcopy(GITHUB_PR if path[0] == "pull_request" else GITHUB_PUSH)
     node = body
@@ -137,12 +183,24 @@ def test_bitbucket_push_of_deletions_only_is_ignored():
         parse_events("bitbucket", "push", "repo:push", body, "u")
 
 
-@pytest.mark.parametrize("key,action", [("pullrequest:created", "opened"), ("pullrequest:updated", "updated"),
-                                        ("pullrequest:fulfilled", "closed"), ("pullrequest:rejected", "closed")])
+@pytest.mark.parametrize(
+    "key,action",
+    [
+        ("pullrequest:created", "opened"),
+        ("pullrequest:updated", "updated"),
+        ("pullrequest:fulfilled", "closed"),
+        ("pullrequest:rejected", "closed"),
+    ],
+)
 def test_bitbucket_pull_requests(key, action):
     [event] = parse_events("bitbucket", "pull_request", key, BITBUCKET_PR, "u")
-    assert event.source["pull_request"] == {"number": 9, "action": action, "source_branch": "feature/a",
-                                            "destination_branch": "main", "title": "Feature"}
+    assert event.source["pull_request"] == {
+        "number": 9,
+        "action": action,
+        "source_branch": "feature/a",
+        "destination_branch": "main",
+        "title": "Feature",
+    }
     assert event.source["commit_id"] == "abc123def456"
     assert event.source["branch"] == "feature/a"
 
@@ -167,34 +225,62 @@ def test_repository_of():
 
 
 def test_generic_push():
-    body = {"repository": "acme/tool", "branch": "main", "commit_id": SHA, "commit_message": "m",
-            "changed_files": ["a.py"]}
+    body = {
+        "repository": "acme/tool",
+        "branch": "main",
+        "commit_id": SHA,
+        "commit_message": "m",
+        "changed_files": ["a.py"],
+    }
     [event] = parse_events("generic", "push", None, body, "g-1")
     assert event.files_known
-    assert event.source == {"provider": "generic", "repository": "acme/tool", "event": "push", "delivery_id": "g-1",
-                            "commit_id": SHA, "commit_message": "m", "author": "", "author_date": "",
-                            "commit_url": "", "changed_files": ["a.py"], "branch": "main", "tag": None}
+    assert event.source == {
+        "provider": "generic",
+        "repository": "acme/tool",
+        "event": "push",
+        "delivery_id": "g-1",
+        "commit_id": SHA,
+        "commit_message": "m",
+        "author": "",
+        "author_date": "",
+        "commit_url": "",
+        "changed_files": ["a.py"],
+        "branch": "main",
+        "tag": None,
+    }
     [no_files] = parse_events("generic", "push", None, {k: v for k, v in body.items() if k != "changed_files"}, "g")
     assert not no_files.files_known
 
 
 def test_generic_pull_request():
-    body = {"repository": "acme/tool", "event": "pull_request", "commit_id": SHA,
-            "pull_request": {"number": 3, "action": "closed", "source_branch": "f", "destination_branch": "main"}}
+    body = {
+        "repository": "acme/tool",
+        "event": "pull_request",
+        "commit_id": SHA,
+        "pull_request": {"number": 3, "action": "closed", "source_branch": "f", "destination_branch": "main"},
+    }
     [event] = parse_events("generic", "pull_request", None, body, "g")
     assert event.source["branch"] == "f"
-    assert event.source["pull_request"] == {"number": 3, "action": "closed", "source_branch": "f",
-                                            "destination_branch": "main", "title": ""}
+    assert event.source["pull_request"] == {
+        "number": 3,
+        "action": "closed",
+        "source_branch": "f",
+        "destination_branch": "main",
+        "title": "",
+    }
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"branch": "main", "commit_id": SHA}, "repository"),
-    ({"repository": "a/b", "branch": "main"}, "commit_id"),
-    ({"repository": "a/b", "commit_id": SHA}, "branch"),
-    ({"repository": "a/b", "commit_id": SHA, "branch": "main", "tag": "v1"}, "branch"),
-    ({"repository": "a/b", "commit_id": SHA, "branch": "main", "changed_files": "a.py"}, "changed_files"),
-    ({"repository": "a/b", "commit_id": SHA, "branch": "main", "changed_files": [1]}, "changed_files"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"branch": "main", "commit_id": SHA}, "repository"),
+        ({"repository": "a/b", "branch": "main"}, "commit_id"),
+        ({"repository": "a/b", "commit_id": SHA}, "branch"),
+        ({"repository": "a/b", "commit_id": SHA, "branch": "main", "tag": "v1"}, "branch"),
+        ({"repository": "a/b", "commit_id": SHA, "branch": "main", "changed_files": "a.py"}, "changed_files"),
+        ({"repository": "a/b", "commit_id": SHA, "branch": "main", "changed_files": [1]}, "changed_files"),
+    ],
+)
 def test_generic_fields(body, field):
     with pytest.raises(PayloadError) as err:
         parse_events("generic", "push", None, body, "g")
@@ -202,7 +288,11 @@ def test_generic_fields(body, field):
 
 
 def test_generic_pull_request_action_is_checked():
-    body = {"repository": "a/b", "event": "pull_request", "commit_id": SHA,
-            "pull_request": {"action": "merged", "source_branch": "f", "destination_branch": "main"}}
+    body = {
+        "repository": "a/b",
+        "event": "pull_request",
+        "commit_id": SHA,
+        "pull_request": {"action": "merged", "source_branch": "f", "destination_branch": "main"},
+    }
     with pytest.raises(PayloadError, match="pull_request.action"):
         parse_events("generic", "pull_request", None, body, "g")

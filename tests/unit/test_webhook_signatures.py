@@ -8,8 +8,16 @@ import hmac
 import pytest
 
 from include.localenv.webhook_client import sign as client_sign
-from release_orchestrator.webhooks.signatures import (SignatureError, check_signature, find_secret, parse_signature,
-                                                      repository_key, secret_connection, secret_variable, sign)
+from release_orchestrator.webhooks.signatures import (
+    SignatureError,
+    check_signature,
+    find_secret,
+    parse_signature,
+    repository_key,
+    secret_connection,
+    secret_variable,
+    sign,
+)
 
 BODY = b'{"ref": "refs/heads/main"}'
 SECRET = "It's a Secret to Everybody"
@@ -32,14 +40,17 @@ def test_valid_signature_passes_in_upper_case_too():
     check_signature(BODY, "sha256=" + sign(BODY, SECRET)[7:].upper(), "X-Hub-Signature-256", SECRET)
 
 
-@pytest.mark.parametrize("header,message", [
-    (None, "missing X-Hub-Signature-256 header"),
-    ("", "missing X-Hub-Signature-256 header"),
-    ("sha1=" + "a" * 40, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
-    ("sha256=" + "a" * 63, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
-    ("sha256=" + "g" * 64, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
-    ("a" * 64, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
-])
+@pytest.mark.parametrize(
+    "header,message",
+    [
+        (None, "missing X-Hub-Signature-256 header"),
+        ("", "missing X-Hub-Signature-256 header"),
+        ("sha1=" + "a" * 40, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
+        ("sha256=" + "a" * 63, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
+        ("sha256=" + "g" * 64, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
+        ("a" * 64, "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits"),
+    ],
+)
 def test_missing_or_wrongly_encoded_header(header, message):
     with pytest.raises(SignatureError, match=message):
         parse_signature(header, "X-Hub-Signature-256")
@@ -52,11 +63,14 @@ def test_wrong_secret_wrong_body_and_no_secret_are_refused_alike():
             check_signature(body, good, "X-Hub-Signature-256", secret)
 
 
-@pytest.mark.parametrize("repository,key", [
-    ("acme/webapp", "acme__webapp"),
-    ("Acme/My-App.js", "acme__my_app_js"),
-    ("team_x/repo", "team_x__repo"),
-])
+@pytest.mark.parametrize(
+    "repository,key",
+    [
+        ("acme/webapp", "acme__webapp"),
+        ("Acme/My-App.js", "acme__my_app_js"),
+        ("team_x/repo", "team_x__repo"),
+    ],
+)
 def test_secret_names(repository, key):
     assert repository_key(repository) == key
     assert secret_variable(repository) == f"release_webhook_secret__{key}"

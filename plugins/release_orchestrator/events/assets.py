@@ -44,8 +44,9 @@ def pipeline_schedule(pipeline: Pipeline) -> Any:
         return condition
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(pipeline.schedule, timezone=_default_timezone()),
-                               assets=condition)
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(pipeline.schedule, timezone=_default_timezone()), assets=condition
+    )
 
 
 def _default_timezone():

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from release_orchestrator.events.sources import DETAIL_TYPES, WatchedSource
 
@@ -41,17 +42,31 @@ class QueueRouting:
         """provider -> EventBridge event pattern of the changes this queue's triggers watch."""
         out: dict[str, dict[str, Any]] = {}
         if self.buckets:
-            out["s3"] = {"source": ["aws.s3"], "detail-type": [DETAIL_TYPES["s3"]],
-                         "detail": {"bucket": {"name": sorted(self.buckets)}, "object": {"key": sorted(self.keys)}}}
+            out["s3"] = {
+                "source": ["aws.s3"],
+                "detail-type": [DETAIL_TYPES["s3"]],
+                "detail": {"bucket": {"name": sorted(self.buckets)}, "object": {"key": sorted(self.keys)}},
+            }
         if self.ecr_repositories:
-            out["ecr"] = {"source": ["aws.ecr"], "detail-type": [DETAIL_TYPES["ecr"]],
-                          "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"],
-                                     "repository-name": sorted(self.ecr_repositories)}}
+            out["ecr"] = {
+                "source": ["aws.ecr"],
+                "detail-type": [DETAIL_TYPES["ecr"]],
+                "detail": {
+                    "action-type": ["PUSH"],
+                    "result": ["SUCCESS"],
+                    "repository-name": sorted(self.ecr_repositories),
+                },
+            }
         if self.codecommit_repositories:
-            out["codecommit"] = {"source": ["aws.codecommit"], "detail-type": [DETAIL_TYPES["codecommit"]],
-                                 "detail": {"event": ["referenceCreated", "referenceUpdated"],
-                                            "referenceType": ["branch"],
-                                            "repositoryName": sorted(self.codecommit_repositories)}}
+            out["codecommit"] = {
+                "source": ["aws.codecommit"],
+                "detail-type": [DETAIL_TYPES["codecommit"]],
+                "detail": {
+                    "event": ["referenceCreated", "referenceUpdated"],
+                    "referenceType": ["branch"],
+                    "repositoryName": sorted(self.codecommit_repositories),
+                },
+            }
         return out
 
     def rule_name(self, provider: str) -> str:
@@ -98,15 +113,30 @@ def apply(routing: QueueRouting, client: ClientFactory, say: Callable[[str], Non
     rule_arns = []
     for provider, pattern in routing.patterns().items():
         name = routing.rule_name(provider)
-        rule_arns.append(events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED",
-                                         Description="Source changes for release pipelines")["RuleArn"])
+        rule_arns.append(
+            events.put_rule(
+                Name=name,
+                EventPattern=json.dumps(pattern),
+                State="ENABLED",
+                Description="Source changes for release pipelines",
+            )["RuleArn"]
+        )
         events.put_targets(Rule=name, Targets=[{"Id": "release-source-queue", "Arn": arn}])
         say(f"rule {name}: {json.dumps(pattern['detail'])}")
     if rule_arns:
-        policy = {"Version": "2012-10-17", "Statement": [{
-            "Sid": "EventBridgeSourceEvents", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
-            "Action": "sqs:SendMessage", "Resource": arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns}},
-        }]}
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "EventBridgeSourceEvents",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": rule_arns}},
+                }
+            ],
+        }
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
     for bucket in sorted(routing.buckets):
         config = s3.get_bucket_notification_configuration(Bucket=bucket)
@@ -132,12 +162,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from release_orchestrator.settings import pipelines_dirs
 
-    parser = argparse.ArgumentParser(prog="python -m release_orchestrator.events",
-                                     description="Route CodeCommit, ECR and S3 events to the pipelines' queues.")
+    parser = argparse.ArgumentParser(
+        prog="python -m release_orchestrator.events",
+        description="Route CodeCommit, ECR and S3 events to the pipelines' queues.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     setup = sub.add_parser("setup", help="create the queues, EventBridge rules and bucket notifications")
-    setup.add_argument("dirs", nargs="*", help="spec directories (default: $RELEASE_ORCHESTRATOR_PIPELINES_DIR "
-                                               "or include/pipelines)")
+    setup.add_argument(
+        "dirs", nargs="*", help="spec directories (default: $RELEASE_ORCHESTRATOR_PIPELINES_DIR or include/pipelines)"
+    )
     setup.add_argument("--region", help="region of triggers that name none (default: boto3's)")
     setup.add_argument("--endpoint-url", help="an AWS endpoint other than AWS's own (a local sandbox)")
     setup.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")

@@ -16,8 +16,9 @@ Kept free of Airflow imports: the spec validator and the compiler use it at DAG-
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote, unquote_plus
 
 from release_orchestrator import settings
@@ -116,18 +117,29 @@ class WatchedSource:
 
     def trigger_kwargs(self) -> dict[str, Any]:
         return {
-            "provider": self.provider, "queue": self.queue, "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region, "bucket": self.bucket, "key": self.key, "repository": self.repository,
-            "image_tag": self.image_tag, "branches": list(self.branches.includes),
+            "provider": self.provider,
+            "queue": self.queue,
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region,
+            "bucket": self.bucket,
+            "key": self.key,
+            "repository": self.repository,
+            "image_tag": self.image_tag,
+            "branches": list(self.branches.includes),
             "branches_excluded": list(self.branches.excludes),
         }
 
     @classmethod
-    def from_trigger_kwargs(cls, kwargs: dict[str, Any]) -> "WatchedSource":
+    def from_trigger_kwargs(cls, kwargs: dict[str, Any]) -> WatchedSource:
         return cls(
-            provider=kwargs["provider"], queue=kwargs["queue"], aws_conn_id=kwargs.get("aws_conn_id"),
-            region=kwargs.get("region_name"), bucket=kwargs.get("bucket"), key=kwargs.get("key"),
-            repository=kwargs.get("repository"), image_tag=kwargs.get("image_tag"),
+            provider=kwargs["provider"],
+            queue=kwargs["queue"],
+            aws_conn_id=kwargs.get("aws_conn_id"),
+            region=kwargs.get("region_name"),
+            bucket=kwargs.get("bucket"),
+            key=kwargs.get("key"),
+            repository=kwargs.get("repository"),
+            image_tag=kwargs.get("image_tag"),
             branches=Patterns(tuple(kwargs.get("branches") or ()), tuple(kwargs.get("branches_excluded") or ())),
         )
 
@@ -149,8 +161,11 @@ def changes_in_message(body: str | bytes | dict) -> list[tuple[dict[str, Any], d
     if document.get("Type") == "Notification" and isinstance(document.get("Message"), str):
         return changes_in_message(document["Message"])  # EventBridge -> SNS -> SQS
     if isinstance(document.get("Records"), list):
-        return [(change, record) for record in document["Records"]
-                if isinstance(record, dict) and (change := _s3_record_change(record))]
+        return [
+            (change, record)
+            for record in document["Records"]
+            if isinstance(record, dict) and (change := _s3_record_change(record))
+        ]
     change = change_in_event(document)
     return [(change, document)] if change else []
 
@@ -160,32 +175,56 @@ def change_in_event(event: dict[str, Any]) -> dict[str, Any] | None:
     detail = event.get("detail")
     if not isinstance(detail, dict):
         return None
-    common = {"event_id": event.get("id"), "event_time": event.get("time"), "region": event.get("region"),
-              "account": event.get("account")}
+    common = {
+        "event_id": event.get("id"),
+        "event_time": event.get("time"),
+        "region": event.get("region"),
+        "account": event.get("account"),
+    }
     source, detail_type = event.get("source"), event.get("detail-type")
     if source == "aws.s3" and detail_type == S3_DETAIL_TYPE:
         bucket, obj = detail.get("bucket") or {}, detail.get("object") or {}
         if not bucket.get("name") or not obj.get("key"):
             return None
-        return {"provider": "s3", "event": "object_created", "bucket": bucket["name"], "object_key": obj["key"],
-                "version_id": obj.get("version-id"), "etag": obj.get("etag") or obj.get("eTag"),
-                "size": obj.get("size"), **common}
+        return {
+            "provider": "s3",
+            "event": "object_created",
+            "bucket": bucket["name"],
+            "object_key": obj["key"],
+            "version_id": obj.get("version-id"),
+            "etag": obj.get("etag") or obj.get("eTag"),
+            "size": obj.get("size"),
+            **common,
+        }
     if source == "aws.ecr" and detail_type == ECR_DETAIL_TYPE:
         if detail.get("action-type") != "PUSH" or detail.get("result") != "SUCCESS":
             return None
         if not detail.get("repository-name") or not detail.get("image-digest"):
             return None
-        return {"provider": "ecr", "event": "image_push", "repository": detail["repository-name"],
-                "image_tag": detail.get("image-tag"), "image_digest": detail["image-digest"], **common}
+        return {
+            "provider": "ecr",
+            "event": "image_push",
+            "repository": detail["repository-name"],
+            "image_tag": detail.get("image-tag"),
+            "image_digest": detail["image-digest"],
+            **common,
+        }
     if source == "aws.codecommit" and detail_type == CODECOMMIT_DETAIL_TYPE:
         if detail.get("event") not in ("referenceCreated", "referenceUpdated"):
             return None  # a deleted branch starts nothing
         if detail.get("referenceType") != "branch" or not detail.get("commitId"):
             return None
-        return {"provider": "codecommit", "event": "push", "repository": detail.get("repositoryName"),
-                "branch": detail.get("referenceName"), "commit_id": detail["commitId"],
-                "old_commit_id": detail.get("oldCommitId"), "reference_event": detail.get("event"),
-                "caller": detail.get("callerUserArn"), **common}
+        return {
+            "provider": "codecommit",
+            "event": "push",
+            "repository": detail.get("repositoryName"),
+            "branch": detail.get("referenceName"),
+            "commit_id": detail["commitId"],
+            "old_commit_id": detail.get("oldCommitId"),
+            "reference_event": detail.get("event"),
+            "caller": detail.get("callerUserArn"),
+            **common,
+        }
     return None
 
 
@@ -197,10 +236,19 @@ def _s3_record_change(record: dict[str, Any]) -> dict[str, Any] | None:
     bucket, obj = s3.get("bucket") or {}, s3.get("object") or {}
     if not bucket.get("name") or not obj.get("key"):
         return None
-    return {"provider": "s3", "event": "object_created", "bucket": bucket["name"],
-            "object_key": unquote_plus(obj["key"]), "version_id": obj.get("versionId"), "etag": obj.get("eTag"),
-            "size": obj.get("size"), "event_id": obj.get("sequencer"), "event_time": record.get("eventTime"),
-            "region": record.get("awsRegion"), "account": None}
+    return {
+        "provider": "s3",
+        "event": "object_created",
+        "bucket": bucket["name"],
+        "object_key": unquote_plus(obj["key"]),
+        "version_id": obj.get("versionId"),
+        "etag": obj.get("eTag"),
+        "size": obj.get("size"),
+        "event_id": obj.get("sequencer"),
+        "event_time": record.get("eventTime"),
+        "region": record.get("awsRegion"),
+        "account": None,
+    }
 
 
 # --- what a run was started with ----------------------------------------------------------------------------
@@ -223,7 +271,8 @@ def changes_in_asset_events(triggering_asset_events: Any) -> list[dict[str, Any]
             if extra is None and isinstance(asset_event, dict):
                 extra = asset_event.get("extra")
             timestamp = getattr(asset_event, "timestamp", None) or (
-                asset_event.get("timestamp") if isinstance(asset_event, dict) else None)
+                asset_event.get("timestamp") if isinstance(asset_event, dict) else None
+            )
             for change in _changes_in_extra(extra or {}):
                 found.append((str(timestamp or ""), index, change))
                 index += 1

@@ -75,15 +75,21 @@ def watched_sources(pipeline: Pipeline) -> list[WatchedSource]:
     return out
 
 
-def parse_event_trigger(pipeline: Pipeline, node: dict, where: str) -> tuple[WatchedSource | None, list[tuple[str, str]]]:
+def parse_event_trigger(
+    pipeline: Pipeline, node: dict, where: str
+) -> tuple[WatchedSource | None, list[tuple[str, str]]]:
     provider = node["provider"]
     problems: list[tuple[str, str]] = []
     allowed = FIELDS[provider]
     for key in node:
         if key not in allowed:
             hint = did_you_mean(str(key), allowed) or _NEAR_MISSES.get((provider, key), "")
-            problems.append((f"{where}.{key}", f"unknown field for a {provider} trigger{hint}; "
-                                               f"allowed fields: {', '.join(allowed)}"))
+            problems.append(
+                (
+                    f"{where}.{key}",
+                    f"unknown field for a {provider} trigger{hint}; allowed fields: {', '.join(allowed)}",
+                )
+            )
     values = {key: node.get(key) for key in allowed if node.get(key) is not None}
     action = _source_action(pipeline, provider, node.get("source_action"), f"{where}.source_action", problems)
     if action is not None:
@@ -92,8 +98,13 @@ def parse_event_trigger(pipeline: Pipeline, node: dict, where: str) -> tuple[Wat
             if field_name in values or configured is None:
                 continue
             if isinstance(configured, str) and "#{" in configured:
-                problems.append((f"{where}.{field_name}", f"the source action's {config_key} is a reference "
-                                                          f"({configured}); give {field_name} on the trigger"))
+                problems.append(
+                    (
+                        f"{where}.{field_name}",
+                        f"the source action's {config_key} is a reference "
+                        f"({configured}); give {field_name} on the trigger",
+                    )
+                )
                 continue
             values[field_name] = [configured] if field_name == "branches" else configured
         if provider == "ecr" and "image_tag" not in values:
@@ -115,26 +126,41 @@ def parse_event_trigger(pipeline: Pipeline, node: dict, where: str) -> tuple[Wat
         if not isinstance(value, str) or not value.strip():
             problems.append((f"{where}.{field_name}", f"expected a non-empty string, got {value!r}"))
         elif "#{" in value:
-            problems.append((f"{where}.{field_name}", "references (#{...}) are resolved when a run starts; a trigger "
-                                                      "must name what it watches literally"))
+            problems.append(
+                (
+                    f"{where}.{field_name}",
+                    "references (#{...}) are resolved when a run starts; a trigger must name what it watches literally",
+                )
+            )
     queue = values.get("queue")
     if isinstance(queue, str) and not (QUEUE_NAME_RE.fullmatch(queue) or QUEUE_URL_RE.fullmatch(queue)):
-        problems.append((f"{where}.queue", f"expected an SQS queue name (letters, digits, - and _, at most 80) or a "
-                                           f"queue URL, got {queue!r}"))
+        problems.append(
+            (
+                f"{where}.queue",
+                f"expected an SQS queue name (letters, digits, - and _, at most 80) or a queue URL, got {queue!r}",
+            )
+        )
     branches = Patterns()
     if provider == "codecommit" and "branches" in values:
         branches = _branches(values["branches"], f"{where}.branches", problems)
     if problems:
         return None, problems
     return WatchedSource(
-        provider=provider, queue=values["queue"], aws_conn_id=values["aws_conn_id"], region=values["region"],
-        bucket=values.get("bucket"), key=values.get("key"), repository=values.get("repository"),
-        image_tag=values.get("image_tag"), branches=branches,
+        provider=provider,
+        queue=values["queue"],
+        aws_conn_id=values["aws_conn_id"],
+        region=values["region"],
+        bucket=values.get("bucket"),
+        key=values.get("key"),
+        repository=values.get("repository"),
+        image_tag=values.get("image_tag"),
+        branches=branches,
     ), []
 
 
-def _source_action(pipeline: Pipeline, provider: str, name: Any, where: str,
-                   problems: list[tuple[str, str]]) -> Action | None:
+def _source_action(
+    pipeline: Pipeline, provider: str, name: Any, where: str, problems: list[tuple[str, str]]
+) -> Action | None:
     if name is None:
         return None
     wanted = SOURCE_ACTIONS[provider][0]
@@ -145,14 +171,16 @@ def _source_action(pipeline: Pipeline, provider: str, name: Any, where: str,
         problems.append((where, f"no action named {name!r}{did_you_mean(str(name), names)}"))
         return None
     if action.type != wanted:
-        problems.append((where, f"action {name!r} is a {action.type} action; a {provider} trigger watches a "
-                                f"{wanted} action"))
+        problems.append(
+            (where, f"action {name!r} is a {action.type} action; a {provider} trigger watches a {wanted} action")
+        )
         return None
     return action
 
 
 def _branches(value: Any, where: str, problems: list[tuple[str, str]]) -> Patterns:
     """A list of branch globs (includes), or a mapping with includes and/or excludes."""
+
     def patterns(items: Any, at: str) -> tuple[str, ...]:
         if items is None:
             return ()
@@ -166,10 +194,17 @@ def _branches(value: Any, where: str, problems: list[tuple[str, str]]) -> Patter
     if isinstance(value, dict):
         for key in value:
             if key not in ("includes", "excludes"):
-                problems.append((f"{where}.{key}", f"unknown field{did_you_mean(str(key), ('includes', 'excludes'))}; "
-                                                   f"allowed fields: includes, excludes"))
-        result = Patterns(includes=patterns(value.get("includes"), f"{where}.includes"),
-                          excludes=patterns(value.get("excludes"), f"{where}.excludes"))
+                problems.append(
+                    (
+                        f"{where}.{key}",
+                        f"unknown field{did_you_mean(str(key), ('includes', 'excludes'))}; "
+                        f"allowed fields: includes, excludes",
+                    )
+                )
+        result = Patterns(
+            includes=patterns(value.get("includes"), f"{where}.includes"),
+            excludes=patterns(value.get("excludes"), f"{where}.excludes"),
+        )
         if not result.includes and not result.excludes and not any(w.startswith(where) for w, _ in problems):
             problems.append((where, "give includes and/or excludes patterns"))
         return result

@@ -22,8 +22,8 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
@@ -53,15 +53,24 @@ async def _in_thread(fn, *args):
 class SqsEventProducer(SharedStreamProducer):
     """The shared receive loop of one queue; deletes messages once every subscriber is done with them."""
 
-    def __init__(self, queue: str, aws_conn_id: str | None = "aws_default", region_name: str | None = None, *,
-                 wait_seconds: int | None = None, visibility_timeout: int | None = None,
-                 startup_delay: float | None = None, client: Any = None):
+    def __init__(
+        self,
+        queue: str,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        *,
+        wait_seconds: int | None = None,
+        visibility_timeout: int | None = None,
+        startup_delay: float | None = None,
+        client: Any = None,
+    ):
         self.queue = queue
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.wait_seconds = settings.EVENTS_WAIT_SECONDS.get() if wait_seconds is None else wait_seconds
-        self.visibility_timeout = (settings.EVENTS_VISIBILITY_TIMEOUT.get() if visibility_timeout is None
-                                   else visibility_timeout)
+        self.visibility_timeout = (
+            settings.EVENTS_VISIBILITY_TIMEOUT.get() if visibility_timeout is None else visibility_timeout
+        )
         self.startup_delay = settings.EVENTS_STARTUP_DELAY.get() if startup_delay is None else startup_delay
         self._client = client
         self._url: str | None = queue if queue.startswith(("https://", "http://")) else None
@@ -72,8 +81,9 @@ class SqsEventProducer(SharedStreamProducer):
         if self._client is None:
             from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-            self._client = AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                                       client_type="sqs").conn
+            self._client = AwsBaseHook(
+                aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="sqs"
+            ).conn
         return self._client
 
     def queue_url(self) -> str:
@@ -83,10 +93,17 @@ class SqsEventProducer(SharedStreamProducer):
 
     def receive(self) -> list[dict[str, Any]]:
         url = self.queue_url()
-        messages = self.client().receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds,
-            VisibilityTimeout=self.visibility_timeout, AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
-        ).get("Messages", [])
+        messages = (
+            self.client()
+            .receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=self.wait_seconds,
+                VisibilityTimeout=self.visibility_timeout,
+                AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
+            )
+            .get("Messages", [])
+        )
         if messages and self._closed.is_set():
             # The poll ended while this call waited: give the messages back at once.
             self.release([m["ReceiptHandle"] for m in messages])
@@ -95,19 +112,25 @@ class SqsEventProducer(SharedStreamProducer):
 
     def delete(self, receipts: Sequence[str]) -> None:
         for start in range(0, len(receipts), 10):
-            chunk = receipts[start:start + 10]
+            chunk = receipts[start : start + 10]
             response = self.client().delete_message_batch(
-                QueueUrl=self.queue_url(), Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)])
+                QueueUrl=self.queue_url(), Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)]
+            )
             for failure in response.get("Failed", []):
-                log.warning("SQS %s: could not delete a message (%s: %s); it will be delivered again and "
-                            "recognised as seen", self.queue, failure.get("Code"), failure.get("Message"))
+                log.warning(
+                    "SQS %s: could not delete a message (%s: %s); it will be delivered again and recognised as seen",
+                    self.queue,
+                    failure.get("Code"),
+                    failure.get("Message"),
+                )
 
     def release(self, receipts: Sequence[str]) -> None:
         for start in range(0, len(receipts), 10):
-            chunk = receipts[start:start + 10]
+            chunk = receipts[start : start + 10]
             self.client().change_message_visibility_batch(
                 QueueUrl=self.queue_url(),
-                Entries=[{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0} for i, r in enumerate(chunk)])
+                Entries=[{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0} for i, r in enumerate(chunk)],
+            )
 
     # ---- SharedStreamProducer ------------------------------------------------------------------------------
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
@@ -122,8 +145,12 @@ class SqsEventProducer(SharedStreamProducer):
                 code = getattr(err, "response", {}).get("Error", {}).get("Code", type(err).__name__)
                 if "NonExistentQueue" in str(code) or "QueueDoesNotExist" in str(code):
                     self._url = None if not self.queue.startswith(("https://", "http://")) else self._url
-                    log.warning("SQS queue %r does not exist (yet); create it with `python -m "
-                                "release_orchestrator.events setup`; retrying in %.0fs", self.queue, backoff)
+                    log.warning(
+                        "SQS queue %r does not exist (yet); create it with `python -m "
+                        "release_orchestrator.events setup`; retrying in %.0fs",
+                        self.queue,
+                        backoff,
+                    )
                 else:
                     log.warning("Receiving from SQS %s failed (%s); retrying in %.0fs", self.queue, err, backoff)
                 await asyncio.sleep(backoff)
@@ -146,8 +173,12 @@ class SqsEventProducer(SharedStreamProducer):
             try:
                 await _in_thread(self.delete, done)
             except Exception:  # noqa: BLE001 - raising here would end the poll of every trigger of the queue
-                log.exception("SQS %s: deleting %d handled message(s) failed; they will be delivered again and "
-                              "recognised as seen", self.queue, len(done))
+                log.exception(
+                    "SQS %s: deleting %d handled message(s) failed; they will be delivered again and "
+                    "recognised as seen",
+                    self.queue,
+                    len(done),
+                )
 
     async def aclose(self) -> None:
         self._closed.set()
@@ -156,21 +187,38 @@ class SqsEventProducer(SharedStreamProducer):
 class SourceEventTrigger(BaseEventTrigger):
     """Fires once per source change event of its watched source that arrives in the queue."""
 
-    def __init__(self, *, provider: str, queue: str, aws_conn_id: str | None = "aws_default",
-                 region_name: str | None = None, bucket: str | None = None, key: str | None = None,
-                 repository: str | None = None, image_tag: str | None = None, branches: list[str] | None = None,
-                 branches_excluded: list[str] | None = None):
+    def __init__(
+        self,
+        *,
+        provider: str,
+        queue: str,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+        repository: str | None = None,
+        image_tag: str | None = None,
+        branches: list[str] | None = None,
+        branches_excluded: list[str] | None = None,
+    ):
         super().__init__()
         self.watch_kwargs = {
-            "provider": provider, "queue": queue, "aws_conn_id": aws_conn_id, "region_name": region_name,
-            "bucket": bucket, "key": key, "repository": repository, "image_tag": image_tag,
-            "branches": list(branches or []), "branches_excluded": list(branches_excluded or []),
+            "provider": provider,
+            "queue": queue,
+            "aws_conn_id": aws_conn_id,
+            "region_name": region_name,
+            "bucket": bucket,
+            "key": key,
+            "repository": repository,
+            "image_tag": image_tag,
+            "branches": list(branches or []),
+            "branches_excluded": list(branches_excluded or []),
         }
         self.watched = WatchedSource.from_trigger_kwargs(self.watch_kwargs)
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
-    def for_source(cls, source: WatchedSource) -> "SourceEventTrigger":
+    def for_source(cls, source: WatchedSource) -> SourceEventTrigger:
         return cls(**source.trigger_kwargs())
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -212,19 +260,27 @@ class SourceEventTrigger(BaseEventTrigger):
             # some emitters reuse them).
             seen_key = f"{message.get('MessageId')}:{describe_change(change)}"
             if seen_key in self._seen:
-                self.log.info("Already fired for %s (event %s): ignoring the redelivery", describe_change(change),
-                              seen_key)
+                self.log.info(
+                    "Already fired for %s (event %s): ignoring the redelivery", describe_change(change), seen_key
+                )
                 continue
             self._remember(seen_key)
             self.log.info("Source change for %s: %s", self.watched.what, describe_change(change))
-            events.append(TriggerEvent({
-                "kind": PAYLOAD_KIND,
-                "watched": self.watched.asset_name(),
-                "source": change,
-                "event": aws_event,
-                "sqs": {"queue": self.watched.queue, "message_id": message.get("MessageId"),
-                        "sent_timestamp": (message.get("Attributes") or {}).get("SentTimestamp")},
-            }))
+            events.append(
+                TriggerEvent(
+                    {
+                        "kind": PAYLOAD_KIND,
+                        "watched": self.watched.asset_name(),
+                        "source": change,
+                        "event": aws_event,
+                        "sqs": {
+                            "queue": self.watched.queue,
+                            "message_id": message.get("MessageId"),
+                            "sent_timestamp": (message.get("Attributes") or {}).get("SentTimestamp"),
+                        },
+                    }
+                )
+            )
         return events
 
     def _remember(self, key: str) -> None:

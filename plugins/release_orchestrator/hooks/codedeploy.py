@@ -37,9 +37,7 @@ class CodeDeployHook(AwsBaseHook):
         return path if path.exists() else None
 
     def create_deployment(self, application_name: str, deployment_group_name: str, **kwargs: Any) -> str:
-        with aws_call(
-            "CreateDeployment", f"deployment group '{application_name}/{deployment_group_name}'"
-        ):
+        with aws_call("CreateDeployment", f"deployment group '{application_name}/{deployment_group_name}'"):
             return self.conn.create_deployment(
                 applicationName=application_name, deploymentGroupName=deployment_group_name, **kwargs
             )["deploymentId"]

@@ -67,26 +67,51 @@ class ApprovalNotifications:
         return SnsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
 
 
-def result_message(*, pipeline: str, run_id: str, task_id: str, outcome: str, region: str,
-                   reviewer: str | None = None, comment: str | None = None,
-                   reason: str | None = None) -> tuple[str, dict[str, Any]]:
+def result_message(
+    *,
+    pipeline: str,
+    run_id: str,
+    task_id: str,
+    outcome: str,
+    region: str,
+    reviewer: str | None = None,
+    comment: str | None = None,
+    reason: str | None = None,
+) -> tuple[str, dict[str, Any]]:
     """Subject and message of approval-approved / approval-rejected."""
     stage, action = split_task_id(task_id)
     links = messages.airflow_links(airflow_base_url(), pipeline, run_id, task_id)
     message = messages.approval_result_event(
-        pipeline=pipeline, execution_id=run_id, stage=stage, action=action, outcome=outcome, region=region,
-        links=links, reviewer=reviewer, comment=comment, reason=reason)
+        pipeline=pipeline,
+        execution_id=run_id,
+        stage=stage,
+        action=action,
+        outcome=outcome,
+        region=region,
+        links=links,
+        reviewer=reviewer,
+        comment=comment,
+        reason=reason,
+    )
     verb = "APPROVED" if outcome == "Approved" else "REJECTED"
     who = f" by {reviewer}" if reviewer else ""
     return f"{verb}: {pipeline} {stage}.{action}{who} (run {run_id})", message
 
 
-def superseded_message(*, pipeline: str, run_id: str, task_id: str, superseded_by: str,
-                       region: str) -> tuple[str, dict[str, Any]]:
+def superseded_message(
+    *, pipeline: str, run_id: str, task_id: str, superseded_by: str, region: str
+) -> tuple[str, dict[str, Any]]:
     stage, action = split_task_id(task_id)
     links = messages.airflow_links(airflow_base_url(), pipeline, run_id, task_id)
-    message = messages.superseded_event(pipeline=pipeline, execution_id=run_id, superseded_by=superseded_by,
-                                        stage=stage, action=action, region=region, links=links)
+    message = messages.superseded_event(
+        pipeline=pipeline,
+        execution_id=run_id,
+        superseded_by=superseded_by,
+        stage=stage,
+        action=action,
+        region=region,
+        links=links,
+    )
     return f"SUPERSEDED: pipeline {pipeline} (run {run_id}) by run {superseded_by}", message
 
 
@@ -94,9 +119,18 @@ def _region(config: ApprovalNotifications, hook: Any) -> str:
     return config.region_name or getattr(hook, "conn_region_name", None) or ""
 
 
-def publish_result(config: ApprovalNotifications | None, *, run_id: str, task_id: str, outcome: str,
-                   reviewer: str | None = None, comment: str | None = None, reason: str | None = None,
-                   context: Any = None, ident: str | None = None) -> bool:
+def publish_result(
+    config: ApprovalNotifications | None,
+    *,
+    run_id: str,
+    task_id: str,
+    outcome: str,
+    reviewer: str | None = None,
+    comment: str | None = None,
+    reason: str | None = None,
+    context: Any = None,
+    ident: str | None = None,
+) -> bool:
     """Publish approval-approved / approval-rejected if wanted; True when it was published.
 
     With a task `context` and `ident` (worker side) it is published at most once per identity.
@@ -105,23 +139,42 @@ def publish_result(config: ApprovalNotifications | None, *, run_id: str, task_id
     if config is None or not config.wants(event):
         return False
     hook = config.hook()
-    subject, message = result_message(pipeline=config.pipeline, run_id=run_id, task_id=task_id, outcome=outcome,
-                                      region=_region(config, hook), reviewer=reviewer, comment=comment,
-                                      reason=reason)
+    subject, message = result_message(
+        pipeline=config.pipeline,
+        run_id=run_id,
+        task_id=task_id,
+        outcome=outcome,
+        region=_region(config, hook),
+        reviewer=reviewer,
+        comment=comment,
+        reason=reason,
+    )
     attributes = {"event": event, "pipeline": config.pipeline}
     if context is not None and ident:
         return publish_once(context, ident, hook, config.topic_arn, subject, message, attributes)
     return publish(hook, config.topic_arn, subject, message, attributes)
 
 
-def publish_superseded(config: ApprovalNotifications | None, *, run_id: str, task_id: str, superseded_by: str,
-                       context: Any = None, ident: str | None = None) -> bool:
+def publish_superseded(
+    config: ApprovalNotifications | None,
+    *,
+    run_id: str,
+    task_id: str,
+    superseded_by: str,
+    context: Any = None,
+    ident: str | None = None,
+) -> bool:
     """Publish pipeline-superseded if wanted (at most once per `ident` with a worker `context`)."""
     if config is None or not config.wants("pipeline-superseded"):
         return False
     hook = config.hook()
-    subject, message = superseded_message(pipeline=config.pipeline, run_id=run_id, task_id=task_id,
-                                          superseded_by=superseded_by, region=_region(config, hook))
+    subject, message = superseded_message(
+        pipeline=config.pipeline,
+        run_id=run_id,
+        task_id=task_id,
+        superseded_by=superseded_by,
+        region=_region(config, hook),
+    )
     attributes = {"event": "pipeline-superseded", "pipeline": config.pipeline}
     if context is not None and ident:
         return publish_once(context, ident, hook, config.topic_arn, subject, message, attributes)
@@ -184,14 +237,17 @@ class ApprovalDecisionNotifier:
                 break
             time.sleep(self.GRACE_POLL_SECONDS)
         for task_id, outcome in pending.items():
-            log.info("Approval %s was %s by marking and not announced yet; publishing it now", task_id,
-                     outcome.lower())
-            publish_result(self.config, run_id=run_id, task_id=task_id, outcome=outcome,
-                           reason="decided by marking the task; announced when the run ended")
+            log.info("Approval %s was %s by marking and not announced yet; publishing it now", task_id, outcome.lower())
+            publish_result(
+                self.config,
+                run_id=run_id,
+                task_id=task_id,
+                outcome=outcome,
+                reason="decided by marking the task; announced when the run ended",
+            )
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, Any]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
-        states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, task_ids=self.approval_task_ids,
-                                                     run_ids=[run_id])
+        states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, task_ids=self.approval_task_ids, run_ids=[run_id])
         return states.get(run_id, {})

@@ -134,21 +134,40 @@ def approval_result_event(
         if value:
             approval[key] = value
     return state_change_event(
-        level="action", pipeline=pipeline, execution_id=execution_id,
-        state="SUCCEEDED" if outcome == "Approved" else "FAILED", region=region, stage=stage, action=action,
-        extra={"type": dict(APPROVAL_ACTION_TYPE), "approval": approval, "airflow-run-link": links["run"],
-               "airflow-log-link": links.get("task", links["run"])},
+        level="action",
+        pipeline=pipeline,
+        execution_id=execution_id,
+        state="SUCCEEDED" if outcome == "Approved" else "FAILED",
+        region=region,
+        stage=stage,
+        action=action,
+        extra={
+            "type": dict(APPROVAL_ACTION_TYPE),
+            "approval": approval,
+            "airflow-run-link": links["run"],
+            "airflow-log-link": links.get("task", links["run"]),
+        },
     )
 
 
-def superseded_event(*, pipeline: str, execution_id: str, superseded_by: str, stage: str, action: str,
-                     region: str, links: dict[str, str]) -> dict[str, Any]:
+def superseded_event(
+    *, pipeline: str, execution_id: str, superseded_by: str, stage: str, action: str, region: str, links: dict[str, str]
+) -> dict[str, Any]:
     """The run's state change to SUPERSEDED: a newer run reached the approval it was waiting at."""
     return state_change_event(
-        level="pipeline", pipeline=pipeline, execution_id=execution_id, state="SUPERSEDED", region=region,
-        extra={"superseded-by": superseded_by, "superseded-at-stage": stage, "superseded-at-action": action,
-               "reason": f"superseded by run {superseded_by}", "airflow-run-link": links["run"],
-               "airflow-log-link": links.get("task", links["run"])},
+        level="pipeline",
+        pipeline=pipeline,
+        execution_id=execution_id,
+        state="SUPERSEDED",
+        region=region,
+        extra={
+            "superseded-by": superseded_by,
+            "superseded-at-stage": stage,
+            "superseded-at-action": action,
+            "reason": f"superseded by run {superseded_by}",
+            "airflow-run-link": links["run"],
+            "airflow-log-link": links.get("task", links["run"]),
+        },
     )
 
 

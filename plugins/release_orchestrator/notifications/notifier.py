@@ -39,9 +39,17 @@ def is_superseded(error: Any) -> bool:
 class PipelineEventNotifier(SnsNotifier):
     """Publishes one CodePipeline-shaped state-change event to SNS from a DAG or task callback."""
 
-    def __init__(self, *, event: str, pipeline: str, target_arn: str, region_name: str | None = None,
-                 aws_conn_id: str | None = "aws_default", approval_task_ids: list[str] | None = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        event: str,
+        pipeline: str,
+        target_arn: str,
+        region_name: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        approval_task_ids: list[str] | None = None,
+        **kwargs: Any,
+    ):
         if event not in messages.EVENTS:
             raise ValueError(f"unknown notification event {event!r}; known: {', '.join(messages.EVENTS)}")
         super().__init__(aws_conn_id=aws_conn_id, target_arn=target_arn, message="", region_name=region_name, **kwargs)
@@ -68,8 +76,9 @@ class PipelineEventNotifier(SnsNotifier):
                 extra.update({"failed-stage": stage, "failed-action": action, "airflow-log-link": links["task"]})
             if error:
                 extra["reason"] = str(error)
-            event = messages.state_change_event(level="pipeline", pipeline=self.pipeline, execution_id=run_id,
-                                                state=state, region=region, extra=extra)
+            event = messages.state_change_event(
+                level="pipeline", pipeline=self.pipeline, execution_id=run_id, state=state, region=region, extra=extra
+            )
             where = f" at {stage}.{action}" if self.event == "pipeline-failed" and task_id else ""
             return f"{state}: pipeline {self.pipeline}{where} (run {run_id})", event
 
@@ -80,17 +89,28 @@ class PipelineEventNotifier(SnsNotifier):
         if console := _console_link(ti):
             extra["aws-console-link"] = console
         event = messages.state_change_event(
-            level=level, pipeline=self.pipeline, execution_id=run_id, state="FAILED", region=region,
-            stage=stage, action=action if level == "action" else None, extra=extra,
+            level=level,
+            pipeline=self.pipeline,
+            execution_id=run_id,
+            state="FAILED",
+            region=region,
+            stage=stage,
+            action=action if level == "action" else None,
+            extra=extra,
         )
         what = f"stage {stage}" if level == "stage" else f"action {stage}.{action}"
         return f"FAILED: {what} of pipeline {self.pipeline} (run {run_id})", event
 
     def to_dict(self) -> dict[str, Any]:
         """The constructor's arguments: a trigger rebuilds the notifier from them."""
-        return {"event": self.event, "pipeline": self.pipeline, "target_arn": self.target_arn,
-                "region_name": self.region_name, "aws_conn_id": self.aws_conn_id,
-                "approval_task_ids": self.approval_task_ids}
+        return {
+            "event": self.event,
+            "pipeline": self.pipeline,
+            "target_arn": self.target_arn,
+            "region_name": self.region_name,
+            "aws_conn_id": self.aws_conn_id,
+            "approval_task_ids": self.approval_task_ids,
+        }
 
     def notify(self, context: Any) -> None:
         if self.event in FAILURE_EVENTS and self._published_by_trigger(context):
@@ -164,7 +184,8 @@ def failure_notices(operator: Any, context: Any) -> list[dict[str, Any]] | None:
     if not notices or ti is None:
         return None
     retries_left = bool(getattr(operator, "retries", 0)) and (
-        (getattr(ti, "try_number", None) or 1) <= (getattr(ti, "max_tries", None) or 0))
+        (getattr(ti, "try_number", None) or 1) <= (getattr(ti, "max_tries", None) or 0)
+    )
     return None if retries_left else notices
 
 
@@ -178,14 +199,12 @@ class _TriggerTaskInstance:
     def xcom_pull(self, task_ids: str, key: str) -> Any:
         from airflow.sdk.execution_time.xcom import XCom
 
-        return XCom.get_one(key=key, dag_id=self.dag_id, task_id=task_ids, run_id=self.run_id,
-                            map_index=self.map_index)
+        return XCom.get_one(key=key, dag_id=self.dag_id, task_id=task_ids, run_id=self.run_id, map_index=self.map_index)
 
     def xcom_push(self, key: str, value: Any) -> None:
         from airflow.sdk.execution_time.xcom import XCom
 
-        XCom.set(key, value, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id,
-                 map_index=self.map_index)
+        XCom.set(key, value, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id, map_index=self.map_index)
 
 
 def announce_failure(notices: list[dict[str, Any]] | None, ti: Any, reason: str) -> None:
@@ -202,8 +221,7 @@ def announce_failure(notices: list[dict[str, Any]] | None, ti: Any, reason: str)
     try:
         sent = dict(task.xcom_pull(task.task_id, FAILURE_NOTICES_XCOM_KEY) or {})
     except Exception:  # noqa: BLE001 - then the callbacks publish
-        log.warning("Could not read which failure events were published; leaving them to the callbacks",
-                    exc_info=True)
+        log.warning("Could not read which failure events were published; leaving them to the callbacks", exc_info=True)
         return
     context = {"run_id": task.run_id, "ti": task, "exception": reason}
     for notice in notices:

@@ -75,9 +75,17 @@ def approval_timeout(text: Any) -> timedelta:
     return duration
 
 
-def publish_approval_needed(operator: BaseOperator, context: Any, expires: datetime, topic_arn: str,
-                            custom_data: str | None, external_entity_link: str | None,
-                            aws_conn_id: str | None, region_name: str | None, ident: str = "approval-needed") -> bool:
+def publish_approval_needed(
+    operator: BaseOperator,
+    context: Any,
+    expires: datetime,
+    topic_arn: str,
+    custom_data: str | None,
+    external_entity_link: str | None,
+    aws_conn_id: str | None,
+    region_name: str | None,
+    ident: str = "approval-needed",
+) -> bool:
     """CodePipeline's approval message, whose review link opens the task in the Airflow UI (once per `ident`)."""
     dag_id, run_id = context["dag"].dag_id, context["run_id"]
     stage, action = split_task_id(operator.task_id)
@@ -95,8 +103,15 @@ def publish_approval_needed(operator: BaseOperator, context: Any, expires: datet
         external_entity_link=external_entity_link,
         custom_data=custom_data,
     )
-    return publish_once(context, ident, hook, topic_arn, f"APPROVAL NEEDED: {dag_id} {stage}.{action}", message,
-                        {"event": "approval-needed", "pipeline": dag_id})
+    return publish_once(
+        context,
+        ident,
+        hook,
+        topic_arn,
+        f"APPROVAL NEEDED: {dag_id} {stage}.{action}",
+        message,
+        {"event": "approval-needed", "pipeline": dag_id},
+    )
 
 
 @dataclass
@@ -127,10 +142,20 @@ class ApprovalWaitMixin:
     task_id: str
     log: Any
 
-    def _init_wait(self, *, sns_topic_arn: str | None, custom_data: str | None, external_entity_link: str | None,
-                   timeout: str, approvers: list[str] | None, aws_conn_id: str | None, region_name: str | None,
-                   supersede: bool, check_interval: float | None,
-                   notifications: dict[str, Any] | None) -> None:
+    def _init_wait(
+        self,
+        *,
+        sns_topic_arn: str | None,
+        custom_data: str | None,
+        external_entity_link: str | None,
+        timeout: str,
+        approvers: list[str] | None,
+        aws_conn_id: str | None,
+        region_name: str | None,
+        supersede: bool,
+        check_interval: float | None,
+        notifications: dict[str, Any] | None,
+    ) -> None:
         self.sns_topic_arn = sns_topic_arn
         self.custom_data = custom_data
         self.external_entity_link = external_entity_link
@@ -158,13 +183,19 @@ class ApprovalWaitMixin:
             self.log.warning("Could not read the approval's wait record; starting a new wait", exc_info=True)
             previous = None
         if previous is not None and not previous.ended and previous.max_tries == max_tries:
-            self.log.info("Continuing the wait started at %s (expires %s); not announcing it again",
-                          previous.started, previous.expires)
+            self.log.info(
+                "Continuing the wait started at %s (expires %s); not announcing it again",
+                previous.started,
+                previous.expires,
+            )
             return previous
         now = datetime.now(timezone.utc)
-        wait = Wait(generation=previous.generation + 1 if previous else 1, max_tries=max_tries,
-                    started=now.isoformat(timespec="seconds"),
-                    expires=(now + approval_timeout(self.approval_timeout)).isoformat(timespec="seconds"))
+        wait = Wait(
+            generation=previous.generation + 1 if previous else 1,
+            max_tries=max_tries,
+            started=now.isoformat(timespec="seconds"),
+            expires=(now + approval_timeout(self.approval_timeout)).isoformat(timespec="seconds"),
+        )
         self._save(context, wait)
         return wait
 
@@ -191,27 +222,50 @@ class ApprovalWaitMixin:
         wait = self.begin_wait(context)
         dag_run = context["dag_run"]
         run_after = parse_time(dag_run.run_after).astimezone(timezone.utc).isoformat()
-        context["ti"].xcom_push(WAIT_XCOM_KEY, {
-            "run_after": run_after, "started": wait.started, "expires": wait.expires, "wait": wait.generation,
-            "clear_number": getattr(dag_run, "clear_number", 0) or 0,
-        })
+        context["ti"].xcom_push(
+            WAIT_XCOM_KEY,
+            {
+                "run_after": run_after,
+                "started": wait.started,
+                "expires": wait.expires,
+                "wait": wait.generation,
+                "clear_number": getattr(dag_run, "clear_number", 0) or 0,
+            },
+        )
         expires = parse_time(wait.expires)
         if self.sns_topic_arn:
-            publish_approval_needed(self, context, expires, self.sns_topic_arn, self.custom_data,
-                                    self.external_entity_link, self.aws_conn_id, self.region_name,
-                                    ident=f"approval-needed#{wait.generation}")
+            publish_approval_needed(
+                self,
+                context,
+                expires,
+                self.sns_topic_arn,
+                self.custom_data,
+                self.external_entity_link,
+                self.aws_conn_id,
+                self.region_name,
+                ident=f"approval-needed#{wait.generation}",
+            )
         self.log.info(
             "Waiting for approval until %s.%s%s%s",
-            wait.expires, self.how_to_decide(),
+            wait.expires,
+            self.how_to_decide(),
             f" Approvers: {', '.join(self.approvers)}." if self.approvers else "",
             " A newer run reaching this approval supersedes this one." if self.supersede else "",
         )
         self.defer(  # type: ignore[attr-defined]
             trigger=ApprovalWaitTrigger(
-                dag_id=context["dag"].dag_id, run_id=context["run_id"], task_id=self.task_id,
-                map_index=getattr(context["ti"], "map_index", -1), expires=wait.expires, run_after=run_after,
-                supersede=self.supersede, check_interval=self.check_interval, notifications=self.notifications,
-                mode=self.approval_mode, ends_task=True, timeout=str(approval_timeout(self.approval_timeout)),
+                dag_id=context["dag"].dag_id,
+                run_id=context["run_id"],
+                task_id=self.task_id,
+                map_index=getattr(context["ti"], "map_index", -1),
+                expires=wait.expires,
+                run_after=run_after,
+                supersede=self.supersede,
+                check_interval=self.check_interval,
+                notifications=self.notifications,
+                mode=self.approval_mode,
+                ends_task=True,
+                timeout=str(approval_timeout(self.approval_timeout)),
                 failure_notices=failure_notices(self, context),
             ),
             method_name=method_name,
@@ -228,18 +282,34 @@ class ApprovalWaitMixin:
         run_id = context["run_id"]
         if event.get("kind") == "superseded":
             newer = str(event.get("superseded_by"))
-            self.log.warning("Run %s reached approval %s after this run: this run is superseded by run %s and "
-                             "ends here, so reviewers only see the newest build.", newer, self.task_id, newer)
-            announced = publish_superseded(self.notification_config, run_id=run_id, task_id=self.task_id,
-                                           superseded_by=newer, context=context,
-                                           ident=f"pipeline-superseded#{wait.generation}")
+            self.log.warning(
+                "Run %s reached approval %s after this run: this run is superseded by run %s and "
+                "ends here, so reviewers only see the newest build.",
+                newer,
+                self.task_id,
+                newer,
+            )
+            announced = publish_superseded(
+                self.notification_config,
+                run_id=run_id,
+                task_id=self.task_id,
+                superseded_by=newer,
+                context=context,
+                ident=f"pipeline-superseded#{wait.generation}",
+            )
             self.end_wait(context, wait, {"Outcome": "Superseded", "SupersededBy": newer, "Announced": announced})
             raise ApprovalSuperseded(f"approval {self.task_id}: superseded by run {newer}", superseded_by=newer)
         timeout = approval_timeout(self.approval_timeout)
         reason = f"timeout: nobody decided within {timeout}"
-        announced = publish_result(self.notification_config, run_id=run_id, task_id=self.task_id,
-                                   outcome="Rejected", reason=reason, context=context,
-                                   ident=f"approval-rejected#{wait.generation}")
+        announced = publish_result(
+            self.notification_config,
+            run_id=run_id,
+            task_id=self.task_id,
+            outcome="Rejected",
+            reason=reason,
+            context=context,
+            ident=f"approval-rejected#{wait.generation}",
+        )
         self.end_wait(context, wait, {"Outcome": "Rejected", "Reason": reason, "Announced": announced})
         raise ApprovalTimedOut(f"approval {self.task_id} rejected: nobody approved within {timeout} (timeout)")
 
@@ -250,17 +320,35 @@ class ManualApprovalOperator(ApprovalWaitMixin, BaseOperator):
     template_fields = ("sns_topic_arn", "custom_data", "external_entity_link", "approval_timeout")
     ui_color = "#fff4d6"
 
-    def __init__(self, *, sns_topic_arn: str | None = None, custom_data: str | None = None,
-                 external_entity_link: str | None = None, timeout: str = DEFAULT_TIMEOUT,
-                 approvers: list[str] | None = None, mode: str = "mark",
-                 aws_conn_id: str | None = "aws_default", region_name: str | None = None,
-                 supersede: bool = False, check_interval: float | None = None,
-                 notifications: dict[str, Any] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        sns_topic_arn: str | None = None,
+        custom_data: str | None = None,
+        external_entity_link: str | None = None,
+        timeout: str = DEFAULT_TIMEOUT,
+        approvers: list[str] | None = None,
+        mode: str = "mark",
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        supersede: bool = False,
+        check_interval: float | None = None,
+        notifications: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
-        self._init_wait(sns_topic_arn=sns_topic_arn, custom_data=custom_data,
-                        external_entity_link=external_entity_link, timeout=timeout, approvers=approvers,
-                        aws_conn_id=aws_conn_id, region_name=region_name, supersede=supersede,
-                        check_interval=check_interval, notifications=notifications)
+        self._init_wait(
+            sns_topic_arn=sns_topic_arn,
+            custom_data=custom_data,
+            external_entity_link=external_entity_link,
+            timeout=timeout,
+            approvers=approvers,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            supersede=supersede,
+            check_interval=check_interval,
+            notifications=notifications,
+        )
 
     def how_to_decide(self) -> str:
         return " Approve: mark this task success; reject: mark it failed."
@@ -288,30 +376,54 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
     ui_color = "#fff4d6"
     approval_mode = "form"
 
-    def __init__(self, *, sns_topic_arn: str | None = None, custom_data: str | None = None,
-                 external_entity_link: str | None = None, timeout: str = DEFAULT_TIMEOUT,
-                 approvers: list[str] | None = None, mode: str = "form",
-                 aws_conn_id: str | None = "aws_default", region_name: str | None = None,
-                 supersede: bool = False, check_interval: float | None = None,
-                 notifications: dict[str, Any] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        sns_topic_arn: str | None = None,
+        custom_data: str | None = None,
+        external_entity_link: str | None = None,
+        timeout: str = DEFAULT_TIMEOUT,
+        approvers: list[str] | None = None,
+        mode: str = "form",
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        supersede: bool = False,
+        check_interval: float | None = None,
+        notifications: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ):
         # The form shows the task's own params: only the comment, not the pipeline variables the
         # DAG passes down (those stay available to templates through the run's params).
         kwargs.pop("params", None)
-        body = "\n\n".join(part for part in (
-            custom_data, f"Release candidate: {external_entity_link}" if external_entity_link else None) if part)
+        body = "\n\n".join(
+            part
+            for part in (custom_data, f"Release candidate: {external_entity_link}" if external_entity_link else None)
+            if part
+        )
         super().__init__(
             subject=f"Approve {kwargs.get('task_id', 'release')}?",
             body=body or None,
-            params={"comment": Param("", type="string", title="Comment",
-                                     description="Why you approve or reject (kept with the decision)")},
+            params={
+                "comment": Param(
+                    "", type="string", title="Comment", description="Why you approve or reject (kept with the decision)"
+                )
+            },
             assigned_users=[{"id": user, "name": user} for user in approvers] if approvers else None,
             fail_on_reject=True,
             **kwargs,
         )
-        self._init_wait(sns_topic_arn=sns_topic_arn, custom_data=custom_data,
-                        external_entity_link=external_entity_link, timeout=timeout, approvers=approvers,
-                        aws_conn_id=aws_conn_id, region_name=region_name, supersede=supersede,
-                        check_interval=check_interval, notifications=notifications)
+        self._init_wait(
+            sns_topic_arn=sns_topic_arn,
+            custom_data=custom_data,
+            external_entity_link=external_entity_link,
+            timeout=timeout,
+            approvers=approvers,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+            supersede=supersede,
+            check_interval=check_interval,
+            notifications=notifications,
+        )
 
     def how_to_decide(self) -> str:
         return " Approve or reject in the form (Required Actions)."
@@ -321,8 +433,13 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
 
         self.subject = f"Approve {context['dag'].dag_id} {self.task_id}?"
         upsert_hitl_detail(
-            ti_id=context["task_instance"].id, options=self.options, subject=self.subject, body=self.body,
-            defaults=self.defaults, multiple=self.multiple, params=self.serialized_params,
+            ti_id=context["task_instance"].id,
+            options=self.options,
+            subject=self.subject,
+            body=self.body,
+            defaults=self.defaults,
+            multiple=self.multiple,
+            params=self.serialized_params,
             assigned_users=self.assigned_users,
         )
         self.wait_for_decision(context, "execute_complete")
@@ -341,23 +458,46 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
         reviewer = user.get("name") or user.get("id") or ""
         comment = (event.get("params_input") or {}).get("comment", "")
         outcome = "Approved" if list(event.get("chosen_options") or []) == [self.APPROVE] else "Rejected"
-        decision = {"Outcome": outcome, "Reviewer": reviewer, "Comment": comment,
-                    "DecidedAt": str(event.get("responded_at") or now_iso())}
+        decision = {
+            "Outcome": outcome,
+            "Reviewer": reviewer,
+            "Comment": comment,
+            "DecidedAt": str(event.get("responded_at") or now_iso()),
+        }
         try:
             result = super().execute_complete(context, event)  # validates; raises when rejected
         except HITLRejectException:
-            announced = publish_result(self.notification_config, run_id=context["run_id"], task_id=self.task_id,
-                                       outcome="Rejected", reviewer=reviewer, comment=comment, context=context,
-                                       ident=f"approval-rejected#{wait.generation}")
+            announced = publish_result(
+                self.notification_config,
+                run_id=context["run_id"],
+                task_id=self.task_id,
+                outcome="Rejected",
+                reviewer=reviewer,
+                comment=comment,
+                context=context,
+                ident=f"approval-rejected#{wait.generation}",
+            )
             self.end_wait(context, wait, {**decision, "Announced": announced})
-            raise HITLRejectException(f"approval {self.task_id} rejected by {reviewer or 'a reviewer'}"
-                                      + (f": {comment}" if comment else ""))
-        announced = publish_result(self.notification_config, run_id=context["run_id"], task_id=self.task_id,
-                                   outcome="Approved", reviewer=reviewer, comment=comment, context=context,
-                                   ident=f"approval-approved#{wait.generation}")
+            raise HITLRejectException(
+                f"approval {self.task_id} rejected by {reviewer or 'a reviewer'}" + (f": {comment}" if comment else "")
+            ) from None  # the reviewer's rejection, told in full here
+        announced = publish_result(
+            self.notification_config,
+            run_id=context["run_id"],
+            task_id=self.task_id,
+            outcome="Approved",
+            reviewer=reviewer,
+            comment=comment,
+            context=context,
+            ident=f"approval-approved#{wait.generation}",
+        )
         self.end_wait(context, wait, {**decision, "Announced": announced})
-        return {"Outcome": "Approved", "Reviewer": reviewer, "Comment": comment,
-                "DecidedAt": str(result["responded_at"])}
+        return {
+            "Outcome": "Approved",
+            "Reviewer": reviewer,
+            "Comment": comment,
+            "DecidedAt": str(result["responded_at"]),
+        }
 
     def _form_response(self, context: Any) -> dict[str, Any] | None:
         from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail

@@ -50,7 +50,15 @@ TASK_DEFINITION_READ_ONLY = (
     "deregisteredAt",
 )
 
-BUNDLE_TYPES = {".zip": "zip", ".tar": "tar", ".tgz": "tgz", ".gz": "tgz", ".yaml": "YAML", ".yml": "YAML", ".json": "JSON"}
+BUNDLE_TYPES = {
+    ".zip": "zip",
+    ".tar": "tar",
+    ".tgz": "tgz",
+    ".gz": "tgz",
+    ".yaml": "YAML",
+    ".yml": "YAML",
+    ".json": "JSON",
+}
 
 
 def as_bool(value: Any) -> bool | None:
@@ -348,12 +356,11 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
                     return deployment
                 # Finished deployments were reported, by the trigger that ended the earlier try, or
                 # were abandoned (stopped): a new try is a new deployment.
-                self.log.info("Recorded deployment %s has finished (%s): creating a new one", deployment_id,
-                              deployment["status"])
+                self.log.info(
+                    "Recorded deployment %s has finished (%s): creating a new one", deployment_id, deployment["status"]
+                )
         try:
-            deployment_id = self.hook.find_active_deployment(
-                self.application_name, self.deployment_group_name, marker
-            )
+            deployment_id = self.hook.find_active_deployment(self.application_name, self.deployment_group_name, marker)
         except Exception as err:
             self.log.warning("Could not look for an active deployment of this task: %s", err)
             return None

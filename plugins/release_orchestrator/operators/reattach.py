@@ -44,9 +44,7 @@ def is_timeout_resume(next_method: str, next_kwargs: dict[str, Any] | None) -> b
     """Whether the task is resumed only to fail because its deferred wait timed out."""
     from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
 
-    return next_method == TRIGGER_FAIL_REPR and (next_kwargs or {}).get(
-        "error"
-    ) == TriggerFailureReason.TRIGGER_TIMEOUT
+    return next_method == TRIGGER_FAIL_REPR and (next_kwargs or {}).get("error") == TriggerFailureReason.TRIGGER_TIMEOUT
 
 
 class StartRecord:
@@ -91,7 +89,6 @@ class StartRecord:
     def _save(self) -> None:
         if self._store is not None:
             self._store.set(self.key, self.entry)
-
 
 
 class StopsItsWork:

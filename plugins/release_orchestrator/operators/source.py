@@ -13,7 +13,8 @@ latest object version / image digest from AWS when the run names none, as CodePi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.sdk import BaseOperator
@@ -67,8 +68,17 @@ class GitSourceOperator(BaseOperator):
     template_fields = ("repository", "branch")
     ui_color = "#e8f1fb"
 
-    def __init__(self, *, repository: str, branch: str, provider: str = "github", connection_arn: str | None = None,
-                 output_format: str | None = None, detect_changes: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        repository: str,
+        branch: str,
+        provider: str = "github",
+        connection_arn: str | None = None,
+        output_format: str | None = None,
+        detect_changes: bool = True,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.repository = repository
         self.branch = branch
@@ -77,8 +87,11 @@ class GitSourceOperator(BaseOperator):
 
     def accepts(self, change: dict[str, Any]) -> bool:
         """A CodeCommit push event about this action's repository (the trigger chose the branches)."""
-        return (self.provider == "codecommit" and change.get("provider") == "codecommit"
-                and change.get("repository") == self.repository)
+        return (
+            self.provider == "codecommit"
+            and change.get("provider") == "codecommit"
+            and change.get("repository") == self.repository
+        )
 
     def execute(self, context: Any) -> dict[str, Any]:
         source = run_source(context, self.accepts)
@@ -87,7 +100,7 @@ class GitSourceOperator(BaseOperator):
             started_by = "a CodeCommit push event" if self.provider == "codecommit" else "a push webhook"
             raise SourceRevisionMissing(
                 f"source action {self.task_id}: this run has no source revision for {self.repository}@{self.branch}. "
-                f"Start it from {started_by}, or trigger it with conf {{\"source\": {{\"commit_id\": \"<sha>\"}}}} "
+                f'Start it from {started_by}, or trigger it with conf {{"source": {{"commit_id": "<sha>"}}}} '
                 f"or the '{SOURCE_REVISION_PARAM}' param."
             )
         repository = source.get("repository") or self.repository
@@ -114,15 +127,26 @@ class S3SourceOperator(BaseOperator):
     template_fields = ("bucket", "object_key")
     ui_color = "#e8f1fb"
 
-    def __init__(self, *, bucket: str, object_key: str, detect_changes: bool = True,
-                 aws_conn_id: str | None = "aws_default", region_name: str | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        object_key: str,
+        detect_changes: bool = True,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.bucket, self.object_key = bucket, object_key
         self.aws_conn_id, self.region_name = aws_conn_id, region_name
 
     def accepts(self, change: dict[str, Any]) -> bool:
-        return (change.get("provider") == "s3" and change.get("bucket") == self.bucket
-                and change.get("object_key") == self.object_key)
+        return (
+            change.get("provider") == "s3"
+            and change.get("bucket") == self.bucket
+            and change.get("object_key") == self.object_key
+        )
 
     def execute(self, context: Any) -> dict[str, Any]:
         source = run_source(context, self.accepts)
@@ -147,15 +171,25 @@ class EcrSourceOperator(BaseOperator):
     template_fields = ("repository", "image_tag")
     ui_color = "#e8f1fb"
 
-    def __init__(self, *, repository: str, image_tag: str = "latest",
-                 aws_conn_id: str | None = "aws_default", region_name: str | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        repository: str,
+        image_tag: str = "latest",
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.repository, self.image_tag = repository, image_tag
         self.aws_conn_id, self.region_name = aws_conn_id, region_name
 
     def accepts(self, change: dict[str, Any]) -> bool:
-        return (change.get("provider") == "ecr" and change.get("repository") == self.repository
-                and change.get("image_tag") == self.image_tag)
+        return (
+            change.get("provider") == "ecr"
+            and change.get("repository") == self.repository
+            and change.get("image_tag") == self.image_tag
+        )
 
     def execute(self, context: Any) -> dict[str, Any]:
         source = run_source(context, self.accepts)

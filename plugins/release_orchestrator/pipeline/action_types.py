@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from .syntax import has_reference, parse_duration
 
@@ -25,8 +26,13 @@ CATEGORIES = ("Source", "Build", "Test", "Approval", "Deploy")
 # What a configuration value may be. A string holding a #{...} reference is accepted for any kind, since
 # the value is only known when the action runs.
 KIND_NAMES = {
-    "str": "a string", "int": "an integer", "bool": "true or false", "list[str]": "a list of strings",
-    "mapping": "a mapping", "str|int": "a string or an integer", "str|mapping": "a string or a mapping",
+    "str": "a string",
+    "int": "an integer",
+    "bool": "true or false",
+    "list[str]": "a list of strings",
+    "mapping": "a mapping",
+    "str|int": "a string or an integer",
+    "str|mapping": "a string or a mapping",
     "list|mapping": "a list or a mapping",
 }
 KINDS = tuple(KIND_NAMES)
@@ -153,10 +159,21 @@ def _check_approval(config: dict) -> list[tuple[str, str]]:
 
 
 # Keys that only make sense on one CodeDeploy compute platform ("hooks" is shared by ecs and lambda).
-_SERVER_KEYS = ("revision_s3_bucket", "revision_s3_key", "revision_bundle_type", "revision_github_repository",
-                "revision_github_commit")
-_ECS_KEYS = ("task_definition_template", "container_name", "container_port", "image", "platform_version",
-             "network_configuration")
+_SERVER_KEYS = (
+    "revision_s3_bucket",
+    "revision_s3_key",
+    "revision_bundle_type",
+    "revision_github_repository",
+    "revision_github_commit",
+)
+_ECS_KEYS = (
+    "task_definition_template",
+    "container_name",
+    "container_port",
+    "image",
+    "platform_version",
+    "network_configuration",
+)
 _LAMBDA_KEYS = ("function_name", "alias", "target_version", "publish_version", "current_version")
 _PLATFORM_KEYS = {"server": _SERVER_KEYS, "ecs": _ECS_KEYS + ("hooks",), "lambda": _LAMBDA_KEYS + ("hooks",)}
 HOOK_EVENTS = {
@@ -190,8 +207,13 @@ def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
         elif github:
             require("revision_github_repository", "revision_github_commit")
         else:
-            problems.append(("revision_s3_bucket", "platform server needs a revision: revision_s3_bucket and "
-                             "revision_s3_key, or revision_github_repository and revision_github_commit"))
+            problems.append(
+                (
+                    "revision_s3_bucket",
+                    "platform server needs a revision: revision_s3_bucket and "
+                    "revision_s3_key, or revision_github_repository and revision_github_commit",
+                )
+            )
     elif platform == "ecs":
         require("task_definition_template", "container_name", "container_port", "image")
     else:
@@ -204,8 +226,12 @@ def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
     if isinstance(hooks, dict) and platform in HOOK_EVENTS:
         for event, function in hooks.items():
             if event not in HOOK_EVENTS[platform]:
-                problems.append((f"hooks.{event}", f"unknown lifecycle event for platform {platform}; "
-                                 f"allowed: {', '.join(HOOK_EVENTS[platform])}"))
+                problems.append(
+                    (
+                        f"hooks.{event}",
+                        f"unknown lifecycle event for platform {platform}; allowed: {', '.join(HOOK_EVENTS[platform])}",
+                    )
+                )
             elif not isinstance(function, str):
                 problems.append((f"hooks.{event}", "expected a Lambda function name"))
     return problems
@@ -218,8 +244,12 @@ _DETECT_CHANGES = ConfigKey("detect_changes", "start the pipeline when the sourc
 _CODEBUILD_KEYS = (
     ConfigKey("project_name", "CodeBuild project to run", required=True),
     ConfigKey("source_version", "commit, branch or S3 object version to build instead of the input artifact's"),
-    ConfigKey("environment_variables", "list of {name, value, type} (type PLAINTEXT, PARAMETER_STORE or "
-              "SECRETS_MANAGER), or a mapping name -> value (PLAINTEXT)", kind="list|mapping"),
+    ConfigKey(
+        "environment_variables",
+        "list of {name, value, type} (type PLAINTEXT, PARAMETER_STORE or "
+        "SECRETS_MANAGER), or a mapping name -> value (PLAINTEXT)",
+        kind="list|mapping",
+    ),
     ConfigKey("buildspec", "buildspec file path or inline buildspec overriding the project's"),
     ConfigKey("build_timeout_minutes", "build timeout overriding the project's", kind="int", range=(5, 2160)),
     ConfigKey("primary_source", "input artifact that is the primary source when there are several"),
@@ -231,24 +261,41 @@ ACTION_TYPES: dict[str, ActionType] = {
     t.name: t
     for t in (
         ActionType(
-            "source.github", "Source", "A branch of a GitHub repository, through a CodeStar connection.",
+            "source.github",
+            "Source",
+            "A branch of a GitHub repository, through a CodeStar connection.",
             keys=(
                 ConfigKey("repository", "repository as 'owner/name'", required=True),
                 ConfigKey("branch", "branch to follow", required=True),
                 ConfigKey("connection_arn", "CodeStar/CodeConnections connection ARN"),
-                ConfigKey("output_format", "CODE_ZIP (an archive) or CODEBUILD_CLONE_REF (a git clone reference)",
-                          default="CODE_ZIP", choices=("CODE_ZIP", "CODEBUILD_CLONE_REF")),
+                ConfigKey(
+                    "output_format",
+                    "CODE_ZIP (an archive) or CODEBUILD_CLONE_REF (a git clone reference)",
+                    default="CODE_ZIP",
+                    choices=("CODE_ZIP", "CODEBUILD_CLONE_REF"),
+                ),
                 _DETECT_CHANGES,
             ),
-            outputs=("CommitId", "BranchName", "RepositoryName", "FullRepositoryName", "CommitMessage",
-                     "AuthorDisplayName", "AuthorDate", "CommitUrl", "ChangedFiles"),
+            outputs=(
+                "CommitId",
+                "BranchName",
+                "RepositoryName",
+                "FullRepositoryName",
+                "CommitMessage",
+                "AuthorDisplayName",
+                "AuthorDate",
+                "CommitUrl",
+                "ChangedFiles",
+            ),
             check=_check_github,
             operator=f"{_OPERATORS}.source:GitSourceOperator",
             fixed_kwargs={"provider": "github"},
             uses_aws=False,  # the revision comes with the run (webhook, event or trigger form)
         ),
         ActionType(
-            "source.codecommit", "Source", "A branch of a CodeCommit repository.",
+            "source.codecommit",
+            "Source",
+            "A branch of a CodeCommit repository.",
             keys=(
                 ConfigKey("repository", "CodeCommit repository name", required=True),
                 ConfigKey("branch", "branch to follow", required=True),
@@ -260,7 +307,9 @@ ACTION_TYPES: dict[str, ActionType] = {
             uses_aws=False,
         ),
         ActionType(
-            "source.s3", "Source", "An object (typically a zip) in a versioned S3 bucket.",
+            "source.s3",
+            "Source",
+            "An object (typically a zip) in a versioned S3 bucket.",
             keys=(
                 ConfigKey("bucket", "bucket name", required=True),
                 ConfigKey("object_key", "object key", required=True),
@@ -270,7 +319,9 @@ ACTION_TYPES: dict[str, ActionType] = {
             operator=f"{_OPERATORS}.source:S3SourceOperator",
         ),
         ActionType(
-            "source.ecr", "Source", "An image tag in an ECR repository.",
+            "source.ecr",
+            "Source",
+            "An image tag in an ECR repository.",
             keys=(
                 ConfigKey("repository", "ECR repository name", required=True),
                 ConfigKey("image_tag", "tag to follow", default="latest"),
@@ -279,7 +330,9 @@ ACTION_TYPES: dict[str, ActionType] = {
             operator=f"{_OPERATORS}.source:EcrSourceOperator",
         ),
         ActionType(
-            "build.codebuild", "Build", "Runs a CodeBuild project.",
+            "build.codebuild",
+            "Build",
+            "Runs a CodeBuild project.",
             keys=_CODEBUILD_KEYS,
             outputs=_CODEBUILD_OUTPUTS,
             open_outputs=True,
@@ -288,8 +341,11 @@ ACTION_TYPES: dict[str, ActionType] = {
             polls=True,
         ),
         ActionType(
-            "test.codebuild", "Test", "Runs a CodeBuild project as a test, optionally reading its test reports.",
-            keys=_CODEBUILD_KEYS + (
+            "test.codebuild",
+            "Test",
+            "Runs a CodeBuild project as a test, optionally reading its test reports.",
+            keys=_CODEBUILD_KEYS
+            + (
                 ConfigKey("report_group_arn", "CodeBuild report group whose results are summarised"),
                 ConfigKey("junit_path", "JUnit XML file(s) in the build output to summarise"),
                 ConfigKey("fail_on_test_failure", "fail the action when a test fails", kind="bool", default=True),
@@ -301,17 +357,27 @@ ACTION_TYPES: dict[str, ActionType] = {
             polls=True,
         ),
         ActionType(
-            "approval.manual", "Approval", "Waits for a person to approve or reject.",
+            "approval.manual",
+            "Approval",
+            "Waits for a person to approve or reject.",
             keys=(
                 ConfigKey("sns_topic_arn", "SNS topic told that an approval is waiting"),
                 ConfigKey("custom_data", "text shown to the reviewer"),
                 ConfigKey("external_entity_link", "URL for the reviewer to look at"),
-                ConfigKey("timeout", "how long to wait before failing, e.g. '30m', '12h', '7d', '1d12h' "
-                          "(5 minutes to 60 days)", default="7d"),
-                ConfigKey("approvers", "user names allowed to decide (anyone with access when empty)",
-                          kind="list[str]"),
-                ConfigKey("mode", "'mark' (approve or reject the task) or 'form' (a form with a comment)",
-                          default="mark", choices=("mark", "form")),
+                ConfigKey(
+                    "timeout",
+                    "how long to wait before failing, e.g. '30m', '12h', '7d', '1d12h' (5 minutes to 60 days)",
+                    default="7d",
+                ),
+                ConfigKey(
+                    "approvers", "user names allowed to decide (anyone with access when empty)", kind="list[str]"
+                ),
+                ConfigKey(
+                    "mode",
+                    "'mark' (approve or reject the task) or 'form' (a form with a comment)",
+                    default="mark",
+                    choices=("mark", "form"),
+                ),
             ),
             outputs=("Outcome", "Reviewer", "Comment", "DecidedAt"),
             check=_check_approval,
@@ -319,42 +385,62 @@ ACTION_TYPES: dict[str, ActionType] = {
             operator_by=("mode", {"form": f"{_OPERATORS}.approval:FormApprovalOperator"}),
         ),
         ActionType(
-            "deploy.codedeploy", "Deploy", "A CodeDeploy deployment to EC2/on-premises servers, ECS (blue/green) "
-            "or Lambda.",
+            "deploy.codedeploy",
+            "Deploy",
+            "A CodeDeploy deployment to EC2/on-premises servers, ECS (blue/green) or Lambda.",
             keys=(
                 ConfigKey("application_name", "CodeDeploy application", required=True),
                 ConfigKey("deployment_group_name", "deployment group", required=True),
-                ConfigKey("platform", "compute platform: server, ecs or lambda", default="server",
-                          choices=("server", "ecs", "lambda")),
+                ConfigKey(
+                    "platform",
+                    "compute platform: server, ecs or lambda",
+                    default="server",
+                    choices=("server", "ecs", "lambda"),
+                ),
                 ConfigKey("deployment_config_name", "deployment configuration overriding the group's"),
                 ConfigKey("auto_rollback", "roll back when the deployment fails", kind="bool"),
-                ConfigKey("on_ready", "ecs blue/green: 'continue' rerouting traffic by itself, or 'wait' for "
-                          "someone to continue", default="continue", choices=("continue", "wait")),
+                ConfigKey(
+                    "on_ready",
+                    "ecs blue/green: 'continue' rerouting traffic by itself, or 'wait' for someone to continue",
+                    default="continue",
+                    choices=("continue", "wait"),
+                ),
                 ConfigKey("description", "deployment description"),
                 # server
                 ConfigKey("revision_s3_bucket", "server: bucket of the revision bundle"),
                 ConfigKey("revision_s3_key", "server: key of the revision bundle"),
-                ConfigKey("revision_bundle_type", "server: zip, tar, tgz, YAML or JSON", default="zip",
-                          choices=("zip", "tar", "tgz", "YAML", "JSON")),
+                ConfigKey(
+                    "revision_bundle_type",
+                    "server: zip, tar, tgz, YAML or JSON",
+                    default="zip",
+                    choices=("zip", "tar", "tgz", "YAML", "JSON"),
+                ),
                 ConfigKey("revision_github_repository", "server: GitHub repository ('owner/name') of the revision"),
                 ConfigKey("revision_github_commit", "server: commit of the revision"),
                 # ecs
-                ConfigKey("task_definition_template", "ecs: task definition, as a path relative to the spec's "
-                          "directory or a mapping", kind="str|mapping"),
+                ConfigKey(
+                    "task_definition_template",
+                    "ecs: task definition, as a path relative to the spec's directory or a mapping",
+                    kind="str|mapping",
+                ),
                 ConfigKey("container_name", "ecs: container that receives traffic"),
                 ConfigKey("container_port", "ecs: its port", kind="int", range=(1, 65535)),
                 ConfigKey("image", "ecs: image URI for that container"),
                 ConfigKey("platform_version", "ecs: Fargate platform version"),
-                ConfigKey("network_configuration", "ecs: awsvpcConfiguration (subnets, security groups)",
-                          kind="mapping"),
+                ConfigKey(
+                    "network_configuration", "ecs: awsvpcConfiguration (subnets, security groups)", kind="mapping"
+                ),
                 ConfigKey("hooks", "ecs/lambda: lifecycle event -> Lambda function name", kind="mapping"),
                 # lambda
                 ConfigKey("function_name", "lambda: function to shift traffic on"),
                 ConfigKey("alias", "lambda: alias that receives traffic"),
                 ConfigKey("target_version", "lambda: version to shift traffic to", kind="str|int"),
                 ConfigKey("publish_version", "lambda: publish a new version and shift traffic to it", kind="bool"),
-                ConfigKey("current_version", "lambda: version the alias points at now (looked up if not given)",
-                          kind="str|int"),
+                ConfigKey(
+                    "current_version",
+                    "lambda: version the alias points at now (looked up if not given)",
+                    kind="str|int",
+                ),
             ),
             outputs=("DeploymentId", "DeploymentStatus", "TaskDefinitionArn", "LambdaVersion", "ConsoleUrl"),
             check=_check_codedeploy,
@@ -373,8 +459,14 @@ def reference_markdown() -> str:
     """The action-type section of docs/pipeline-spec.md, generated from the table."""
     out = []
     for t in ACTION_TYPES.values():
-        out += [f"### `{t.name}` ({t.category})", "", t.description, "",
-                "| key | required | value | default | description |", "|---|---|---|---|---|"]
+        out += [
+            f"### `{t.name}` ({t.category})",
+            "",
+            t.description,
+            "",
+            "| key | required | value | default | description |",
+            "|---|---|---|---|---|",
+        ]
         for k in t.keys:
             value = " \\| ".join(f"`{c}`" for c in k.choices) if k.choices else KIND_NAMES[k.kind]
             if k.range:

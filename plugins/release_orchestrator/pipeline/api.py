@@ -15,7 +15,8 @@ Configuration keys are keyword arguments of action(); `configuration={...}` work
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import SpecError
 from .model import Action, Notifications, Pipeline, Stage, Variable
@@ -25,14 +26,32 @@ from .validate import validate
 __all__ = ["pipeline", "stage", "action", "variable", "notifications", "Variable", "Notifications"]
 
 
-def action(name: str, type: str, *, run_order: int = 1, namespace: str | None = None,
-           input_artifacts: Iterable[str] = (), output_artifacts: Iterable[str] = (), region: str | None = None,
-           aws_conn_id: str | None = None, timeout_minutes: int | None = None,
-           configuration: dict[str, Any] | None = None, **config: Any) -> Action:
-    return Action(name=name, type=type, configuration={**config, **(configuration or {})}, run_order=run_order,
-                  namespace=namespace, input_artifacts=list(input_artifacts),
-                  output_artifacts=list(output_artifacts), region=region, aws_conn_id=aws_conn_id,
-                  timeout_minutes=timeout_minutes)
+def action(
+    name: str,
+    type: str,
+    *,
+    run_order: int = 1,
+    namespace: str | None = None,
+    input_artifacts: Iterable[str] = (),
+    output_artifacts: Iterable[str] = (),
+    region: str | None = None,
+    aws_conn_id: str | None = None,
+    timeout_minutes: int | None = None,
+    configuration: dict[str, Any] | None = None,
+    **config: Any,
+) -> Action:
+    return Action(
+        name=name,
+        type=type,
+        configuration={**config, **(configuration or {})},
+        run_order=run_order,
+        namespace=namespace,
+        input_artifacts=list(input_artifacts),
+        output_artifacts=list(output_artifacts),
+        region=region,
+        aws_conn_id=aws_conn_id,
+        timeout_minutes=timeout_minutes,
+    )
 
 
 def stage(name: str, actions: Iterable[Action]) -> Stage:
@@ -58,9 +77,16 @@ def pipeline(name: str, stages: Iterable[Stage], **fields: Any) -> Pipeline:
     """
     unknown = [key for key in fields if key not in _PIPELINE_FIELDS]
     if unknown:
-        raise SpecError.combine([
-            SpecError(f"unknown field '{key}'{did_you_mean(key, _PIPELINE_FIELDS)}; allowed fields: "
-                      f"{', '.join(_PIPELINE_FIELDS)}", pipeline=name) for key in unknown])
+        raise SpecError.combine(
+            [
+                SpecError(
+                    f"unknown field '{key}'{did_you_mean(key, _PIPELINE_FIELDS)}; allowed fields: "
+                    f"{', '.join(_PIPELINE_FIELDS)}",
+                    pipeline=name,
+                )
+                for key in unknown
+            ]
+        )
     fields["variables"] = [v if isinstance(v, Variable) else Variable(name=v) for v in fields.get("variables", [])]
     if isinstance(fields.get("notifications"), dict):
         fields["notifications"] = notifications(**fields["notifications"])

@@ -51,9 +51,7 @@ def release_output(ti: Any, task_id: str, namespace: str, variable: str) -> Any:
     """Value of `#{namespace.variable}`: an output of the action that owns the namespace."""
     outputs = ti.xcom_pull(task_ids=task_id)
     if not isinstance(outputs, dict):
-        raise UnresolvedReference(
-            f"#{{{namespace}.{variable}}}: action {task_id} recorded no outputs in this run"
-        )
+        raise UnresolvedReference(f"#{{{namespace}.{variable}}}: action {task_id} recorded no outputs in this run")
     if variable not in outputs:
         raise UnresolvedReference(
             f"#{{{namespace}.{variable}}}: action {task_id} has no output {variable!r}; "
@@ -65,6 +63,7 @@ def release_output(ti: Any, task_id: str, namespace: str, variable: str) -> Any:
 def to_jinja(value: Any, namespaces: dict[str, str]) -> Any:
     """Rewrite #{...} references (in nested values too) into Jinja that Airflow renders at run time."""
     if isinstance(value, str):
+
         def replace(match: re.Match) -> str:
             namespace, variable = match.groups()
             if namespace == "variables":
@@ -91,15 +90,21 @@ def _configuration(pipeline: Pipeline, action: Action, namespaces: dict[str, str
 
 # ---- the DAG ------------------------------------------------------------------------------------
 def doc_md(pipeline: Pipeline) -> str:
-    lines = [pipeline.description or f"Release pipeline `{pipeline.name}`.", "",
-             f"Execution mode: **{pipeline.execution_mode}**"
-             + (" · approvals superseded by newer runs" if supersedes_approvals(pipeline) else "")
-             + (f" · schedule `{pipeline.schedule}`" if pipeline.schedule else ""), "",
-             "| stage | run order | action | type | namespace |", "|---|---|---|---|---|"]
+    lines = [
+        pipeline.description or f"Release pipeline `{pipeline.name}`.",
+        "",
+        f"Execution mode: **{pipeline.execution_mode}**"
+        + (" · approvals superseded by newer runs" if supersedes_approvals(pipeline) else "")
+        + (f" · schedule `{pipeline.schedule}`" if pipeline.schedule else ""),
+        "",
+        "| stage | run order | action | type | namespace |",
+        "|---|---|---|---|---|",
+    ]
     for stage in pipeline.stages:
         for action in sorted(stage.actions, key=lambda a: a.run_order):
-            lines.append(f"| {stage.name} | {action.run_order} | {action.name} | `{action.type}` | "
-                         f"{action.namespace or ''} |")
+            lines.append(
+                f"| {stage.name} | {action.run_order} | {action.name} | `{action.type}` | {action.namespace or ''} |"
+            )
     if pipeline.source_file:
         lines += ["", f"Spec: `{pipeline.source_file}`"]
     return "\n".join(lines)
@@ -114,8 +119,11 @@ def _notifiers(pipeline: Pipeline) -> dict[str, Any]:
     wanted = pipeline.notifications.events
     return {
         event: PipelineEventNotifier(
-            event=event, pipeline=pipeline.name, target_arn=pipeline.notifications.topic_arn,
-            aws_conn_id=pipeline.notifications.aws_conn_id or pipeline.aws_conn_id, region_name=pipeline.region,
+            event=event,
+            pipeline=pipeline.name,
+            target_arn=pipeline.notifications.topic_arn,
+            aws_conn_id=pipeline.notifications.aws_conn_id or pipeline.aws_conn_id,
+            region_name=pipeline.region,
         )
         for event in wanted
         if event not in APPROVAL_EVENTS
@@ -134,14 +142,22 @@ def _approval_notifications(pipeline: Pipeline) -> dict[str, Any] | None:
     n = pipeline.notifications
     if not n or not any(event in n.events for event in APPROVAL_EVENTS[1:]):
         return None
-    return {"pipeline": pipeline.name, "topic_arn": n.topic_arn,
-            "events": [event for event in n.events if event in APPROVAL_EVENTS[1:]],
-            "aws_conn_id": n.aws_conn_id or pipeline.aws_conn_id, "region_name": pipeline.region}
+    return {
+        "pipeline": pipeline.name,
+        "topic_arn": n.topic_arn,
+        "events": [event for event in n.events if event in APPROVAL_EVENTS[1:]],
+        "aws_conn_id": n.aws_conn_id or pipeline.aws_conn_id,
+        "region_name": pipeline.region,
+    }
 
 
 def _approval_task_ids(pipeline: Pipeline) -> list[str]:
-    return [task_id_of(stage.name, action.name) for stage in pipeline.stages for action in stage.actions
-            if action.type == "approval.manual"]
+    return [
+        task_id_of(stage.name, action.name)
+        for stage in pipeline.stages
+        for action in stage.actions
+        if action.type == "approval.manual"
+    ]
 
 
 def _dag_callbacks(pipeline: Pipeline, notifiers: dict[str, Any]) -> tuple[list[Any], list[Any]]:
@@ -167,14 +183,18 @@ def build_dag(pipeline: Pipeline):
     from release_orchestrator.events.assets import pipeline_schedule
 
     params: dict[str, Any] = {
-        variable.name: Param(variable.default, type=["string", "null"] if variable.default is None else "string",
-                             description=variable.description or f"pipeline variable {variable.name}")
+        variable.name: Param(
+            variable.default,
+            type=["string", "null"] if variable.default is None else "string",
+            description=variable.description or f"pipeline variable {variable.name}",
+        )
         for variable in pipeline.variables
     }
     params[SOURCE_REVISION_PARAM] = Param(
-        None, type=["null", "string"],
+        None,
+        type=["null", "string"],
         description="Release this revision instead of the one the trigger carries: "
-                    "a commit id, an image digest or an S3 object version.",
+        "a commit id, an image digest or an S3 object version.",
     )
     notifiers = _notifiers(pipeline)
     if "pipeline-failed" in notifiers:
@@ -183,7 +203,9 @@ def build_dag(pipeline: Pipeline):
     on_success, on_failure = _dag_callbacks(pipeline, notifiers)
     namespaces = {
         action.namespace: task_id_of(stage.name, action.name)
-        for stage in pipeline.stages for action in stage.actions if action.namespace
+        for stage in pipeline.stages
+        for action in stage.actions
+        if action.namespace
     }
     mode = pipeline.execution_mode
     dag = DAG(
@@ -214,8 +236,9 @@ def build_dag(pipeline: Pipeline):
                 for _, same_order in groupby(ordered, key=lambda a: a.run_order):
                     tasks = []
                     for action in same_order:
-                        task = _build_task(pipeline, action, namespaces, notifiers, task_failure_callbacks,
-                                           started=first_task)
+                        task = _build_task(
+                            pipeline, action, namespaces, notifiers, task_failure_callbacks, started=first_task
+                        )
                         first_task = False
                         tasks.append(task)
                     for upstream in previous_tasks:
@@ -227,8 +250,14 @@ def build_dag(pipeline: Pipeline):
     return dag
 
 
-def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], notifiers: dict[str, Any],
-                failure_callbacks: list[Any], started: bool):
+def _build_task(
+    pipeline: Pipeline,
+    action: Action,
+    namespaces: dict[str, str],
+    notifiers: dict[str, Any],
+    failure_callbacks: list[Any],
+    started: bool,
+):
     action_type = ACTION_TYPES[action.type]
     operator = action_type.operator_class(action.configuration)
     # The operators' defaults suit real AWS; a local sandbox whose builds take seconds wants shorter.
@@ -253,7 +282,8 @@ def _build_task(pipeline: Pipeline, action: Action, namespaces: dict[str, str], 
     if started and "pipeline-started" in notifiers:
         kwargs["on_execute_callback"] = [notifiers["pipeline-started"]]
     kwargs["doc_md"] = f"Action **{action.name}** (`{action.type}`), run order {action.run_order}" + (
-        f", namespace `{action.namespace}`" if action.namespace else "")
+        f", namespace `{action.namespace}`" if action.namespace else ""
+    )
     return operator(task_id=airflow_key(action.name), **kwargs)
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -66,8 +67,10 @@ def _unwrap(data: Any, source: str) -> dict[str, Any]:
         metadata = data.get("metadata") or {}
         data = {**data["pipeline"], "metadata": metadata}
     if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data.get("name"):
-        raise ImportInputError(f"{source}: not a CodePipeline definition (expected the JSON of `aws codepipeline "
-                               "get-pipeline`, with a name and a list of stages)")
+        raise ImportInputError(
+            f"{source}: not a CodePipeline definition (expected the JSON of `aws codepipeline "
+            "get-pipeline`, with a name and a list of stages)"
+        )
     return data
 
 
@@ -93,12 +96,12 @@ def _slug(text: str) -> str:
 # Why a provider has no action type (for providers without a mapper below).
 _UNSUPPORTED = {
     "Jenkins": "Jenkins jobs are custom actions; there is no Jenkins action type (run the job from a CodeBuild "
-               "project, or add an action type)",
+    "project, or add an action type)",
     "CloudFormation": "there is no CloudFormation action type yet",
     "CloudFormationStackSet": "there is no CloudFormation action type yet",
     "ElasticBeanstalk": "there is no Elastic Beanstalk action type",
     "Lambda": "there is no Lambda invoke action type (deploy.codedeploy platform lambda shifts an alias, it "
-              "does not invoke a function)",
+    "does not invoke a function)",
     "StepFunctions": "there is no Step Functions action type",
     "ECS": "standard ECS deployments are not supported; only CodeDeploy blue/green (CodeDeployToECS) is",
     "S3": "there is no S3 deploy action type",
@@ -147,8 +150,10 @@ class _Importer:
         self.bucket = self.artifact_bucket(region)
         if self.bucket:
             spec["artifact_store"] = f"s3://{self.bucket}"
-        variables = [{"name": v.get("name"), "default": v.get("defaultValue"), "description": v.get("description")}
-                     for v in d.get("variables", [])]
+        variables = [
+            {"name": v.get("name"), "default": v.get("defaultValue"), "description": v.get("description")}
+            for v in d.get("variables", [])
+        ]
         if variables:
             spec["variables"] = [{k: v for k, v in var.items() if v is not None} for var in variables]
         if d.get("triggers"):
@@ -156,16 +161,31 @@ class _Importer:
 
         stages = [self.stage(s) for s in d["stages"]]
         text = _render(d, self.source, spec, stages, self.unmapped, self.connections, self.notes)
-        spec["stages"] = [{"name": name, "actions": [item[1] for item in items if item[0] == "action"]}
-                          for name, items in stages if any(item[0] == "action" for item in items)]
-        action_notes = [f"stage '{s}', action '{a['name']}': {note}"
-                        for s, items in stages for kind, a, notes in items if kind == "action" for note in notes]
+        spec["stages"] = [
+            {"name": name, "actions": [item[1] for item in items if item[0] == "action"]}
+            for name, items in stages
+            if any(item[0] == "action" for item in items)
+        ]
+        action_notes = [
+            f"stage '{s}', action '{a['name']}': {note}"
+            for s, items in stages
+            for kind, a, notes in items
+            if kind == "action"
+            for note in notes
+        ]
 
         from .loader import parse_spec_text  # here, not at the top: the loader does not need the importer
 
         _, errors = parse_spec_text(text, self.source)
-        return ImportResult(name=d["name"], spec={"pipeline": spec}, yaml=text, unmapped=self.unmapped,
-                            connections=self.connections, notes=self.notes + action_notes, errors=errors)
+        return ImportResult(
+            name=d["name"],
+            spec={"pipeline": spec},
+            yaml=text,
+            unmapped=self.unmapped,
+            connections=self.connections,
+            notes=self.notes + action_notes,
+            errors=errors,
+        )
 
     def artifact_bucket(self, region: str | None) -> str | None:
         if self.d.get("artifactStore"):
@@ -173,8 +193,9 @@ class _Importer:
         stores = self.d.get("artifactStores") or {}
         if stores:
             chosen = stores.get(region) or next(iter(stores.values()))
-            self.notes.append(f"the pipeline had artifact stores in {', '.join(stores)}; artifact_store uses "
-                              f"{chosen.get('location')}")
+            self.notes.append(
+                f"the pipeline had artifact stores in {', '.join(stores)}; artifact_store uses {chosen.get('location')}"
+            )
             return chosen.get("location")
         return None
 
@@ -202,8 +223,10 @@ class _Importer:
         for index, pr_filter in enumerate(out.get("pull_request", [])):
             # Pull-request webhooks carry no list of changed files, so such a filter could never be checked.
             if pr_filter.pop("file_paths", None) is not None:
-                self.notes.append(f"trigger on {out['source_action']}: the file path filter of pull request filter "
-                                  f"{index} was left out (pull request webhooks do not list changed files)")
+                self.notes.append(
+                    f"trigger on {out['source_action']}: the file path filter of pull request filter "
+                    f"{index} was left out (pull request webhooks do not list changed files)"
+                )
         return out
 
     def stage(self, stage: dict) -> tuple[str, list]:
@@ -265,13 +288,17 @@ class _Importer:
         return "source.github", out
 
     def github_v1(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
-        out = {"repository": f"{cfg.pop('Owner', PLACEHOLDER)}/{cfg.pop('Repo', PLACEHOLDER)}",
-               "branch": cfg.pop("Branch", PLACEHOLDER)}
+        out = {
+            "repository": f"{cfg.pop('Owner', PLACEHOLDER)}/{cfg.pop('Repo', PLACEHOLDER)}",
+            "branch": cfg.pop("Branch", PLACEHOLDER),
+        }
         if "PollForSourceChanges" in cfg:
             out["detect_changes"] = _bool(cfg.pop("PollForSourceChanges"))
         if cfg.pop("OAuthToken", None) is not None:
-            notes.append("GitHub (version 1) used an OAuth token: create a CodeStar connection to the repository "
-                         "and set connection_arn")
+            notes.append(
+                "GitHub (version 1) used an OAuth token: create a CodeStar connection to the repository "
+                "and set connection_arn"
+            )
         return "source.github", out
 
     def codecommit(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
@@ -315,7 +342,8 @@ class _Importer:
                 else:
                     out["environment_variables"] = [
                         {"name": e["name"], "value": e.get("value", ""), "type": e.get("type", "PLAINTEXT")}
-                        for e in env]
+                        for e in env
+                    ]
         if "PrimarySource" in cfg:
             out["primary_source"] = cfg.pop("PrimarySource")
         if _bool(cfg.get("BatchEnabled")) is False:
@@ -326,8 +354,11 @@ class _Importer:
 
     def manual(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
         out = {}
-        for cp_key, key in (("NotificationArn", "sns_topic_arn"), ("CustomData", "custom_data"),
-                            ("ExternalEntityLink", "external_entity_link")):
+        for cp_key, key in (
+            ("NotificationArn", "sns_topic_arn"),
+            ("CustomData", "custom_data"),
+            ("ExternalEntityLink", "external_entity_link"),
+        ):
             if cp_key in cfg:
                 out[key] = cfg.pop(cp_key)
         return "approval.manual", out
@@ -343,8 +374,10 @@ class _Importer:
             "revision_s3_key": f"{PLACEHOLDER}/{artifact}.zip",
             "revision_bundle_type": "zip",
         }
-        notes.append(f"CodePipeline deployed artifact '{artifact}': set revision_s3_bucket/revision_s3_key to "
-                     "where your build uploads that bundle (revision_s3_key is a placeholder)")
+        notes.append(
+            f"CodePipeline deployed artifact '{artifact}': set revision_s3_bucket/revision_s3_key to "
+            "where your build uploads that bundle (revision_s3_key is a placeholder)"
+        )
         return "deploy.codedeploy", out
 
     def codedeploy_ecs(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
@@ -356,20 +389,26 @@ class _Importer:
         taskdef_artifact = cfg.pop("TaskDefinitionTemplateArtifact", "?")
         taskdef_path = cfg.pop("TaskDefinitionTemplatePath", "taskdef.json")
         out["task_definition_template"] = taskdef_path
-        notes.append(f"task_definition_template: copy {taskdef_path} from artifact '{taskdef_artifact}' next to "
-                     "this spec (the path is relative to the spec's directory)")
+        notes.append(
+            f"task_definition_template: copy {taskdef_path} from artifact '{taskdef_artifact}' next to "
+            "this spec (the path is relative to the spec's directory)"
+        )
         # The container and port that take traffic are in the AppSpec template, which the definition only names.
         appspec = cfg.pop("AppSpecTemplatePath", "appspec.yaml")
         appspec_artifact = cfg.pop("AppSpecTemplateArtifact", "?")
         out["container_name"] = PLACEHOLDER
         out["container_port"] = 80
-        notes.append(f"container_name and container_port are placeholders: use LoadBalancerInfo's ContainerName "
-                     f"and ContainerPort from {appspec} in artifact '{appspec_artifact}' (its Hooks go in hooks)")
+        notes.append(
+            f"container_name and container_port are placeholders: use LoadBalancerInfo's ContainerName "
+            f"and ContainerPort from {appspec} in artifact '{appspec_artifact}' (its Hooks go in hooks)"
+        )
         # Image1ContainerName is the placeholder CodePipeline replaced in the task definition, not a container.
         placeholder = cfg.pop("Image1ContainerName", "IMAGE1_NAME")
         out["image"] = self.image(cfg.pop("Image1ArtifactName", None), notes)
-        notes.append(f"the task definition's <{placeholder}> was replaced by the image in CodePipeline; here "
-                     "image is set on container_name instead")
+        notes.append(
+            f"the task definition's <{placeholder}> was replaced by the image in CodePipeline; here "
+            "image is set on container_name instead"
+        )
         extra = sorted(k for k in cfg if re.fullmatch(r"Image[2-4](ArtifactName|ContainerName)", k))
         if extra:
             notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")
@@ -397,8 +436,17 @@ def _trigger_filter(f: dict) -> dict:
 
 # --- writing ------------------------------------------------------------------------------------------------
 
-_ACTION_KEY_ORDER = ("name", "type", "run_order", "namespace", "region", "aws_conn_id", "input_artifacts",
-                     "output_artifacts", "configuration")
+_ACTION_KEY_ORDER = (
+    "name",
+    "type",
+    "run_order",
+    "namespace",
+    "region",
+    "aws_conn_id",
+    "input_artifacts",
+    "output_artifacts",
+    "configuration",
+)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -415,13 +463,19 @@ def _comment(text: str, indent: int) -> list[str]:
     return [" " * indent + ("# " + line).rstrip() for line in text.split("\n")]
 
 
-def _render(d: dict, source: str, spec: dict, stages: list, unmapped: list[Unmapped], connections: dict,
-            notes: list[str]) -> str:
-    out = [f"# Imported from AWS CodePipeline pipeline '{d['name']}' ({d.get('pipelineType', 'V1')}), {source}.",
-           "# Review the notes here and above actions before relying on it; docs/import.md explains the mapping."]
+def _render(
+    d: dict, source: str, spec: dict, stages: list, unmapped: list[Unmapped], connections: dict, notes: list[str]
+) -> str:
+    out = [
+        f"# Imported from AWS CodePipeline pipeline '{d['name']}' ({d.get('pipelineType', 'V1')}), {source}.",
+        "# Review the notes here and above actions before relying on it; docs/import.md explains the mapping.",
+    ]
     if connections:
-        out += ["#", "# Airflow connections to create (one per IAM role CodePipeline assumed; the role must trust "
-                "the credentials Airflow runs with):"]
+        out += [
+            "#",
+            "# Airflow connections to create (one per IAM role CodePipeline assumed; the role must trust "
+            "the credentials Airflow runs with):",
+        ]
         for conn_id, arn in connections.items():
             extra = json.dumps({"role_arn": arn})
             out.append(f"#   airflow connections add {conn_id} --conn-type aws --conn-extra '{extra}'")

@@ -60,7 +60,8 @@ def _construct_map(loader: _LineLoader, node: yaml.MappingNode):
             hash(key)
         except TypeError:
             raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value", key_node.start_mark) from None
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_lines[key] = key_node.start_mark.line + 1
 
@@ -99,19 +100,44 @@ def _plain(value: Any, path: str, lines: dict[str, int]) -> Any:
 
 _SCALAR = (str, int, float, bool)
 _PIPELINE_FIELDS = {
-    "name": str, "description": str, "execution_mode": str, "supersede_approvals": bool, "schedule": str,
-    "variables": list, "triggers": list, "notifications": dict, "artifact_store": str, "aws_conn_id": str,
-    "region": str, "tags": list, "stages": list,
+    "name": str,
+    "description": str,
+    "execution_mode": str,
+    "supersede_approvals": bool,
+    "schedule": str,
+    "variables": list,
+    "triggers": list,
+    "notifications": dict,
+    "artifact_store": str,
+    "aws_conn_id": str,
+    "region": str,
+    "tags": list,
+    "stages": list,
 }
 _VARIABLE_FIELDS = {"name": str, "default": _SCALAR, "description": str}
 _NOTIFICATION_FIELDS = {"topic_arn": str, "events": list, "aws_conn_id": str}
 _STAGE_FIELDS = {"name": str, "actions": list}
 _ACTION_FIELDS = {
-    "name": str, "type": str, "run_order": int, "namespace": str, "configuration": dict,
-    "input_artifacts": list, "output_artifacts": list, "region": str, "aws_conn_id": str, "timeout_minutes": int,
+    "name": str,
+    "type": str,
+    "run_order": int,
+    "namespace": str,
+    "configuration": dict,
+    "input_artifacts": list,
+    "output_artifacts": list,
+    "region": str,
+    "aws_conn_id": str,
+    "timeout_minutes": int,
 }
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
-               dict: "a mapping", type(None): "nothing"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+    type(None): "nothing",
+}
 
 
 def _describe(value: Any) -> str:
@@ -142,27 +168,42 @@ class _Parser:
         prefix = f"{where}." if where else ""
         if not isinstance(mapping, dict):
             line = getattr(mapping, "line", None)
-            self.error(f"expected a mapping with {', '.join(spec)}, got {_describe(mapping)}", line,
-                       field=where or None, **context)
+            self.error(
+                f"expected a mapping with {', '.join(spec)}, got {_describe(mapping)}",
+                line,
+                field=where or None,
+                **context,
+            )
             return {}
         out = {}
         for key, value in mapping.items():
             line = mapping.key_lines.get(key, mapping.line)
             if key not in spec:
-                self.error(f"unknown field '{prefix}{key}'{did_you_mean(key, spec)}; allowed fields: "
-                           f"{', '.join(spec)}", line, **context)
+                self.error(
+                    f"unknown field '{prefix}{key}'{did_you_mean(key, spec)}; allowed fields: {', '.join(spec)}",
+                    line,
+                    **context,
+                )
             elif value is None:
                 continue
             elif not isinstance(value, spec[key]) or (isinstance(value, bool) and bool not in _as_tuple(spec[key])):
                 hint = " (quote it to make it a string)" if spec[key] is str and isinstance(value, _SCALAR) else ""
-                self.error(f"expected {_expected(spec[key])}, got {_describe(value)}{hint}", line,
-                           field=prefix + key, **context)
+                self.error(
+                    f"expected {_expected(spec[key])}, got {_describe(value)}{hint}",
+                    line,
+                    field=prefix + key,
+                    **context,
+                )
             else:
                 out[key] = value
         for key in required:
             if mapping.get(key) is None:
-                self.error(f"missing required field; allowed fields: {', '.join(spec)}", mapping.line,
-                           field=prefix + key, **context)
+                self.error(
+                    f"missing required field; allowed fields: {', '.join(spec)}",
+                    mapping.line,
+                    field=prefix + key,
+                    **context,
+                )
         return out
 
     def strings(self, values: list, where: str, **context) -> list[str]:
@@ -172,8 +213,12 @@ class _Parser:
             if isinstance(item, str):
                 out.append(item)
             else:
-                self.error(f"expected a string, got {_describe(item)}", values.item_lines[index],
-                           field=f"{where}[{index}]", **context)
+                self.error(
+                    f"expected a string, got {_describe(item)}",
+                    values.item_lines[index],
+                    field=f"{where}[{index}]",
+                    **context,
+                )
         return out
 
     def pipeline(self, document: Any) -> Pipeline | None:
@@ -187,8 +232,15 @@ class _Parser:
         f = self.fields(node, _PIPELINE_FIELDS, "", required=("name", "stages"))
         lines = _lines_of(node, skip=("stages",))
         p = Pipeline(name=f.get("name"), source_file=self.source, lines=lines)
-        for key in ("description", "execution_mode", "supersede_approvals", "schedule", "artifact_store",
-                    "aws_conn_id", "region"):
+        for key in (
+            "description",
+            "execution_mode",
+            "supersede_approvals",
+            "schedule",
+            "artifact_store",
+            "aws_conn_id",
+            "region",
+        ):
             if key in f:
                 setattr(p, key, f[key])
         if "tags" in f:
@@ -199,8 +251,13 @@ class _Parser:
             where = f"variables[{index}]"
             v = self.fields(item, _VARIABLE_FIELDS, where, required=("name",))
             default = v.get("default")
-            p.variables.append(Variable(name=v.get("name"), description=v.get("description", ""),
-                                        default=_scalar_text(default) if default is not None else None))
+            p.variables.append(
+                Variable(
+                    name=v.get("name"),
+                    description=v.get("description", ""),
+                    default=_scalar_text(default) if default is not None else None,
+                )
+            )
         if "notifications" in f:
             n = self.fields(f["notifications"], _NOTIFICATION_FIELDS, "notifications", required=("topic_arn",))
             p.notifications = Notifications(topic_arn=n.get("topic_arn"), aws_conn_id=n.get("aws_conn_id"))
@@ -327,7 +384,10 @@ def load_specs(paths: str | os.PathLike | list) -> tuple[list[Pipeline], dict[st
         if pipeline.name in first_file:
             errors[str(file)] = SpecError(
                 f"pipeline name '{pipeline.name}' is already used by {first_file[pipeline.name]}",
-                file=str(file), line=pipeline.lines.get("name"), field="name")
+                file=str(file),
+                line=pipeline.lines.get("name"),
+                field="name",
+            )
             continue
         first_file[pipeline.name] = str(file)
         pipelines.append(pipeline)

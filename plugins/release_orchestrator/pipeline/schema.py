@@ -43,12 +43,27 @@ from release_orchestrator.events import spec as event_spec
 from release_orchestrator.webhooks import filters
 
 from . import loader
-from .action_types import (ACTION_TYPES, ENV_VAR_TYPES, HOOK_EVENTS, KINDS, _PLATFORM_KEYS, _REPOSITORY_RE,
-                           ActionType, ConfigKey)
+from .action_types import (
+    _PLATFORM_KEYS,
+    _REPOSITORY_RE,
+    ACTION_TYPES,
+    ENV_VAR_TYPES,
+    HOOK_EVENTS,
+    KINDS,
+    ActionType,
+    ConfigKey,
+)
 from .model import EXECUTION_MODES
 from .syntax import NAME_RE, NAMESPACE_RE, REFERENCE_RE, VARIABLE_NAME_RE
-from .validate import (CODEPIPELINE_NAMESPACE, MAX_ACTIONS_PER_STAGE, MAX_STAGES, NOTIFICATION_EVENTS,
-                       PIPELINE_VARIABLES_NAMESPACE, RUN_ORDER_RANGE, SCHEDULE_PRESETS)
+from .validate import (
+    CODEPIPELINE_NAMESPACE,
+    MAX_ACTIONS_PER_STAGE,
+    MAX_STAGES,
+    NOTIFICATION_EVENTS,
+    PIPELINE_VARIABLES_NAMESPACE,
+    RUN_ORDER_RANGE,
+    SCHEDULE_PRESETS,
+)
 
 __all__ = ["SCHEMA_FILE", "spec_schema", "schema_json"]
 
@@ -93,14 +108,14 @@ FIELD_DOCS = {
         "name": "Pipeline (and DAG) name: 1-100 characters of letters, digits and . @ _ -; unique across all specs.",
         "description": "What the pipeline is for.",
         "execution_mode": "How runs relate to each other: QUEUED (one at a time), PARALLEL (runs overlap) or "
-                          "SUPERSEDED (runs overlap and a newer run supersedes an older one at approvals).",
+        "SUPERSEDED (runs overlap and a newer run supersedes an older one at approvals).",
         "supersede_approvals": "A newer run reaching an approval ends an older run waiting there. Default: on in "
-                               "SUPERSEDED mode, off otherwise; true needs PARALLEL or SUPERSEDED.",
+        "SUPERSEDED mode, off otherwise; true needs PARALLEL or SUPERSEDED.",
         "schedule": "Cron expression with 5 fields (minute hour day-of-month month day-of-week), e.g. '0 6 * * 1-5', "
-                    "or @hourly, @daily, @weekly, @monthly, @yearly.",
+        "or @hourly, @daily, @weekly, @monthly, @yearly.",
         "variables": "Pipeline variables, used in configuration values as #{variables.NAME}.",
         "triggers": "What starts the pipeline: git webhooks (provider github, bitbucket or generic) or AWS source "
-                    "events (provider s3, ecr or codecommit).",
+        "events (provider s3, ecr or codecommit).",
         "notifications": "SNS notifications of pipeline events.",
         "artifact_store": "s3://bucket/prefix where each run keeps its artifacts.",
         "aws_conn_id": "Airflow connection used by actions that do not set their own (default aws_default).",
@@ -127,25 +142,34 @@ FIELD_DOCS = {
         "type": "The action type; it decides which configuration keys apply.",
         "run_order": "Actions of a stage with the same run_order run in parallel; lower numbers run first.",
         "namespace": "Name under which the action's output variables are referenced (#{Namespace.Variable}); "
-                     "1-100 characters of letters, digits and @ _ -, unique in the pipeline; 'variables' and "
-                     "'codepipeline' are reserved.",
+        "1-100 characters of letters, digits and @ _ -, unique in the pipeline; 'variables' and "
+        "'codepipeline' are reserved.",
         "configuration": "The action type's configuration keys.",
         "input_artifacts": "Artifacts the action reads.",
         "output_artifacts": "Artifacts the action produces.",
         "region": "Cross-region actions: the region the action works in (default: the pipeline's).",
         "aws_conn_id": "Cross-account actions: an Airflow connection, typically one that assumes a role in the other "
-                       "account (default: the pipeline's).",
+        "account (default: the pipeline's).",
         "timeout_minutes": "Fail the action when it runs longer than this.",
     },
 }
 
 # What the loader passes as `required=` for each mapping (loader._Parser.pipeline, .stage, .action).
-REQUIRED_FIELDS = {"pipeline": ("name", "stages"), "variable": ("name",), "notifications": ("topic_arn",),
-                   "stage": ("name", "actions"), "action": ("name", "type")}
+REQUIRED_FIELDS = {
+    "pipeline": ("name", "stages"),
+    "variable": ("name",),
+    "notifications": ("topic_arn",),
+    "stage": ("name", "actions"),
+    "action": ("name", "type"),
+}
 
-LOADER_FIELDS = {"pipeline": loader._PIPELINE_FIELDS, "variable": loader._VARIABLE_FIELDS,
-                 "notifications": loader._NOTIFICATION_FIELDS, "stage": loader._STAGE_FIELDS,
-                 "action": loader._ACTION_FIELDS}
+LOADER_FIELDS = {
+    "pipeline": loader._PIPELINE_FIELDS,
+    "variable": loader._VARIABLE_FIELDS,
+    "notifications": loader._NOTIFICATION_FIELDS,
+    "stage": loader._STAGE_FIELDS,
+    "action": loader._ACTION_FIELDS,
+}
 
 # What the validator (or the loader's list handling) adds to a field's type.
 _STRINGS = {"items": {"type": "string"}}
@@ -153,9 +177,12 @@ FIELD_RULES: dict[str, dict[str, dict]] = {
     "pipeline": {
         "name": {"pattern": _js(NAME_RE), "patternErrorMessage": NAME_MESSAGE},
         "execution_mode": {"enum": list(EXECUTION_MODES), "default": EXECUTION_MODES[0]},
-        "schedule": {"pattern": SCHEDULE_PATTERN, "examples": ["0 6 * * 1-5", *SCHEDULE_PRESETS],
-                     "patternErrorMessage": "5 cron fields (minute hour day-of-month month day-of-week) or "
-                                            + ", ".join(SCHEDULE_PRESETS)},
+        "schedule": {
+            "pattern": SCHEDULE_PATTERN,
+            "examples": ["0 6 * * 1-5", *SCHEDULE_PRESETS],
+            "patternErrorMessage": "5 cron fields (minute hour day-of-month month day-of-week) or "
+            + ", ".join(SCHEDULE_PRESETS),
+        },
         "variables": {"items": {"$ref": "#/definitions/variable"}},
         "triggers": {"items": {"$ref": "#/definitions/trigger"}},
         "notifications": {"mapping": "notifications"},
@@ -164,8 +191,10 @@ FIELD_RULES: dict[str, dict[str, dict]] = {
         "stages": {"items": {"$ref": "#/definitions/stage"}, "minItems": 1, "maxItems": MAX_STAGES},
     },
     "variable": {
-        "name": {"pattern": _js(VARIABLE_NAME_RE),
-                 "patternErrorMessage": "1-128 characters of letters, digits and @ _ -"},
+        "name": {
+            "pattern": _js(VARIABLE_NAME_RE),
+            "patternErrorMessage": "1-128 characters of letters, digits and @ _ -",
+        },
     },
     "notifications": {
         "topic_arn": {"minLength": 1},
@@ -177,12 +206,16 @@ FIELD_RULES: dict[str, dict[str, dict]] = {
     },
     "action": {
         "name": {"pattern": _js(NAME_RE), "patternErrorMessage": NAME_MESSAGE},
-        "type": {"enum": list(ACTION_TYPES), "enumDescriptions": [
-            f"{t.category}: {t.description}" for t in ACTION_TYPES.values()]},
+        "type": {
+            "enum": list(ACTION_TYPES),
+            "enumDescriptions": [f"{t.category}: {t.description}" for t in ACTION_TYPES.values()],
+        },
         "run_order": {"minimum": RUN_ORDER_RANGE[0], "maximum": RUN_ORDER_RANGE[1], "default": 1},
-        "namespace": {"pattern": _js(NAMESPACE_RE), "not": {"enum": [PIPELINE_VARIABLES_NAMESPACE,
-                                                                     CODEPIPELINE_NAMESPACE]},
-                      "patternErrorMessage": "1-100 characters of letters, digits and @ _ -"},
+        "namespace": {
+            "pattern": _js(NAMESPACE_RE),
+            "not": {"enum": [PIPELINE_VARIABLES_NAMESPACE, CODEPIPELINE_NAMESPACE]},
+            "patternErrorMessage": "1-100 characters of letters, digits and @ _ -",
+        },
         "input_artifacts": _STRINGS,
         "output_artifacts": _STRINGS,
         "timeout_minutes": {"minimum": 1},
@@ -247,8 +280,11 @@ _ENVIRONMENT_VARIABLES = {
         "properties": {
             "name": {"description": "variable name"},
             "value": {"description": "its value, or the parameter / secret it comes from"},
-            "type": {"enum": list(ENV_VAR_TYPES), "default": ENV_VAR_TYPES[0], "description": "where the value "
-                     "comes from"},
+            "type": {
+                "enum": list(ENV_VAR_TYPES),
+                "default": ENV_VAR_TYPES[0],
+                "description": "where the value comes from",
+            },
         },
         "required": ["name", "value"],
         "additionalProperties": False,
@@ -260,8 +296,10 @@ _ENVIRONMENT_VARIABLES = {
 # Rules on single keys that a type's check adds (action_types._check_github, _check_approval, _check_codebuild).
 KEY_RULES: dict[tuple[str, str], dict] = {
     ("source.github", "repository"): {"pattern": _js(_REPOSITORY_RE), "patternErrorMessage": "'owner/name'"},
-    ("approval.manual", "timeout"): {"pattern": DURATION_PATTERN,
-                                     "patternErrorMessage": "a duration such as '30m', '12h', '7d' or '1d12h'"},
+    ("approval.manual", "timeout"): {
+        "pattern": DURATION_PATTERN,
+        "patternErrorMessage": "a duration such as '30m', '12h', '7d' or '1d12h'",
+    },
     ("build.codebuild", "environment_variables"): _ENVIRONMENT_VARIABLES,
     ("test.codebuild", "environment_variables"): _ENVIRONMENT_VARIABLES,
 }
@@ -269,8 +307,12 @@ KEY_RULES: dict[tuple[str, str], dict] = {
 # deploy.codedeploy per platform (action_types._check_codedeploy): which keys each platform requires. Keys that
 # belong to other platforms only (action_types._PLATFORM_KEYS) are refused; hooks take the platform's events.
 PLATFORM_REQUIRED: dict[str, dict] = {
-    "server": {"anyOf": [{"required": ["revision_s3_bucket", "revision_s3_key"]},
-                         {"required": ["revision_github_repository", "revision_github_commit"]}]},
+    "server": {
+        "anyOf": [
+            {"required": ["revision_s3_bucket", "revision_s3_key"]},
+            {"required": ["revision_github_repository", "revision_github_commit"]},
+        ]
+    },
     "ecs": {"required": ["task_definition_template", "container_name", "container_port", "image"]},
     "lambda": {"required": ["function_name", "alias"]},
 }
@@ -279,8 +321,10 @@ DEFAULT_PLATFORM = "server"
 
 def _key_schema(action_type: ActionType, key: ConfigKey) -> dict:
     if key.kind not in KIND_SCHEMAS:
-        raise ValueError(f"{action_type.name}: configuration key {key.name!r} has kind {key.kind!r}, which the "
-                         f"schema does not know; add it to schema.KIND_SCHEMAS")
+        raise ValueError(
+            f"{action_type.name}: configuration key {key.name!r} has kind {key.kind!r}, which the "
+            f"schema does not know; add it to schema.KIND_SCHEMAS"
+        )
     value = dict(KIND_SCHEMAS[key.kind])
     if key.choices:
         value["enum"] = list(key.choices)
@@ -310,12 +354,15 @@ def _platform_rules(action_type: ActionType) -> list[dict]:
         if platform != DEFAULT_PLATFORM:
             condition["required"] = ["platform"]
         then: dict[str, Any] = dict(PLATFORM_REQUIRED.get(platform, {}))
-        properties: dict[str, Any] = {key: False for key, where in owners.items()
-                                      if platform not in where and action_type.key(key) is not None}
+        properties: dict[str, Any] = {
+            key: False for key, where in owners.items() if platform not in where and action_type.key(key) is not None
+        }
         if platform in HOOK_EVENTS and action_type.key("hooks") is not None:
             properties["hooks"] = {
-                "properties": {event: {"type": "string", "description": "Lambda function to run"}
-                               for event in HOOK_EVENTS[platform]},
+                "properties": {
+                    event: {"type": "string", "description": "Lambda function to run"}
+                    for event in HOOK_EVENTS[platform]
+                },
                 "additionalProperties": False,
             }
         then["properties"] = properties
@@ -325,13 +372,13 @@ def _platform_rules(action_type: ActionType) -> list[dict]:
 
 def configuration_schema(action_type: ActionType) -> dict:
     """The `configuration` mapping of one action type."""
-    outputs = ", ".join(action_type.outputs) + (", and any variable the build exports"
-                                                 if action_type.open_outputs else "")
+    outputs = ", ".join(action_type.outputs) + (
+        ", and any variable the build exports" if action_type.open_outputs else ""
+    )
     required = action_type.required_keys
     out: dict[str, Any] = {
         "type": "object" if required else ["object", "null"],
-        "description": f"{action_type.name} ({action_type.category}): {action_type.description} "
-                       f"Outputs: {outputs}.",
+        "description": f"{action_type.name} ({action_type.category}): {action_type.description} Outputs: {outputs}.",
         "properties": {k.name: _key_schema(action_type, k) for k in action_type.keys},
         "additionalProperties": False,
     }
@@ -348,8 +395,9 @@ def _action_type_branches() -> list[dict]:
         then: dict[str, Any] = {"properties": {"configuration": configuration_schema(action_type)}}
         if action_type.required_keys:
             then["required"] = ["configuration"]
-        branches.append({"if": {"properties": {"type": {"const": action_type.name}}, "required": ["type"]},
-                         "then": then})
+        branches.append(
+            {"if": {"properties": {"type": {"const": action_type.name}}, "required": ["type"]}, "then": then}
+        )
     return branches
 
 
@@ -359,23 +407,34 @@ def _action_type_branches() -> list[dict]:
 def _filter_list(definition: str, description: str) -> dict:
     """push: / pull_request: one filter, a non-empty list of them, or nothing (filters.Parser.filters)."""
     ref = {"$ref": f"#/definitions/{definition}"}
-    return {"description": description,
-            "anyOf": [ref, {"type": "array", "minItems": 1, "items": ref}, {"type": "null"}]}
+    return {
+        "description": description,
+        "anyOf": [ref, {"type": "array", "minItems": 1, "items": ref}, {"type": "null"}],
+    }
 
 
 def _git_trigger() -> dict:
     fields = filters._TRIGGER_FIELDS
     properties = {
-        "provider": {"description": "The endpoint that delivers the webhooks (default github).",
-                     "enum": list(filters.PROVIDERS) + [None], "default": filters.PROVIDERS[0]},
-        "repository": {"description": "The watched repository as 'owner/name' (or give source_action).",
-                       "type": ["string", "null"], "pattern": r"^[^/\s]+/[^/\s]+$",
-                       "patternErrorMessage": "'owner/name'"},
-        "source_action": {"description": "A source action whose configuration names the repository.",
-                          "type": ["string", "null"]},
+        "provider": {
+            "description": "The endpoint that delivers the webhooks (default github).",
+            "enum": list(filters.PROVIDERS) + [None],
+            "default": filters.PROVIDERS[0],
+        },
+        "repository": {
+            "description": "The watched repository as 'owner/name' (or give source_action).",
+            "type": ["string", "null"],
+            "pattern": r"^[^/\s]+/[^/\s]+$",
+            "patternErrorMessage": "'owner/name'",
+        },
+        "source_action": {
+            "description": "A source action whose configuration names the repository.",
+            "type": ["string", "null"],
+        },
         "push": _filter_list("push_filter", "Pushes that start the pipeline: any one filter matching is enough."),
-        "pull_request": _filter_list("pull_request_filter", "Pull requests that start the pipeline: any one "
-                                                            "filter matching is enough."),
+        "pull_request": _filter_list(
+            "pull_request_filter", "Pull requests that start the pipeline: any one filter matching is enough."
+        ),
     }
     if set(properties) != set(fields):
         raise ValueError(f"webhooks/filters.py has trigger fields {fields}; the schema knows {list(properties)}")
@@ -383,8 +442,10 @@ def _git_trigger() -> dict:
         "type": "object",
         "properties": properties,
         "additionalProperties": False,
-        "allOf": [{"anyOf": [{"required": ["repository"]}, {"required": ["source_action"]}]},
-                  {"anyOf": [{"required": ["push"]}, {"required": ["pull_request"]}]}],
+        "allOf": [
+            {"anyOf": [{"required": ["repository"]}, {"required": ["source_action"]}]},
+            {"anyOf": [{"required": ["push"]}, {"required": ["pull_request"]}]},
+        ],
     }
 
 
@@ -394,8 +455,10 @@ def _patterns(description: str) -> dict:
     return {
         "type": "object",
         "description": description + " Excludes win over includes.",
-        "properties": {"includes": {**glob_list, "description": "glob patterns that pass"},
-                       "excludes": {**glob_list, "description": "glob patterns that do not pass"}},
+        "properties": {
+            "includes": {**glob_list, "description": "glob patterns that pass"},
+            "excludes": {**glob_list, "description": "glob patterns that do not pass"},
+        },
         "additionalProperties": False,
         "anyOf": [{"required": [f], "properties": {f: {"type": "array", "minItems": 1}}} for f in fields],
     }
@@ -411,30 +474,49 @@ def _event_trigger(provider: str) -> dict:
     literal = {"type": ["string", "null"], "pattern": LITERAL_PATTERN, "patternErrorMessage": LITERAL_MESSAGE}
     docs = {
         "provider": {"const": provider},
-        "source_action": {"type": ["string", "null"], "description": "A source action that names what is watched "
-                          f"(its type must be {event_spec.SOURCE_ACTIONS[provider][0]})."},
-        "queue": {"type": ["string", "null"], "description": "SQS queue (name or URL) the events arrive in.",
-                  "pattern": f"^(?:{event_spec.QUEUE_NAME_RE.pattern}|{event_spec.QUEUE_URL_RE.pattern})$",
-                  "patternErrorMessage": "an SQS queue name (letters, digits, - and _, at most 80) or a queue URL"},
-        "aws_conn_id": {**literal, "description": "Airflow connection that reads the queue (default: the source "
-                        "action's, else the pipeline's)."},
-        "region": {**literal, "description": "Region of the queue (default: the source action's, else the "
-                   "pipeline's)."},
+        "source_action": {
+            "type": ["string", "null"],
+            "description": "A source action that names what is watched "
+            f"(its type must be {event_spec.SOURCE_ACTIONS[provider][0]}).",
+        },
+        "queue": {
+            "type": ["string", "null"],
+            "description": "SQS queue (name or URL) the events arrive in.",
+            "pattern": f"^(?:{event_spec.QUEUE_NAME_RE.pattern}|{event_spec.QUEUE_URL_RE.pattern})$",
+            "patternErrorMessage": "an SQS queue name (letters, digits, - and _, at most 80) or a queue URL",
+        },
+        "aws_conn_id": {
+            **literal,
+            "description": "Airflow connection that reads the queue (default: the source "
+            "action's, else the pipeline's).",
+        },
+        "region": {
+            **literal,
+            "description": "Region of the queue (default: the source action's, else the pipeline's).",
+        },
         "bucket": {**literal, "description": "The watched S3 bucket."},
         "key": {**literal, "description": "The watched object key."},
         "repository": {**literal, "description": "The watched repository."},
         "image_tag": {**literal, "description": "The watched image tag.", "default": "latest"},
-        "branches": {"description": "Branch globs: a list (includes), or a mapping with includes and/or excludes.",
-                     "anyOf": [{"$ref": "#/definitions/branch_globs"}, {
-                         "type": "object",
-                         "properties": {"includes": {"anyOf": [{"$ref": "#/definitions/branch_globs"},
-                                                               {"type": "null"}]},
-                                        "excludes": {"anyOf": [{"$ref": "#/definitions/branch_globs"},
-                                                               {"type": "null"}]}},
-                         "additionalProperties": False,
-                         "anyOf": [{"required": ["includes"], "properties": {"includes": {"type": "array"}}},
-                                   {"required": ["excludes"], "properties": {"excludes": {"type": "array"}}}],
-                     }, {"type": "null"}]},
+        "branches": {
+            "description": "Branch globs: a list (includes), or a mapping with includes and/or excludes.",
+            "anyOf": [
+                {"$ref": "#/definitions/branch_globs"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "includes": {"anyOf": [{"$ref": "#/definitions/branch_globs"}, {"type": "null"}]},
+                        "excludes": {"anyOf": [{"$ref": "#/definitions/branch_globs"}, {"type": "null"}]},
+                    },
+                    "additionalProperties": False,
+                    "anyOf": [
+                        {"required": ["includes"], "properties": {"includes": {"type": "array"}}},
+                        {"required": ["excludes"], "properties": {"excludes": {"type": "array"}}},
+                    ],
+                },
+                {"type": "null"},
+            ],
+        },
     }
     fields = event_spec.FIELDS[provider]
     missing = [f for f in fields if f not in docs]
@@ -450,17 +532,25 @@ def _event_trigger(provider: str) -> dict:
 
 def _trigger() -> dict:
     event_providers = list(filters.EVENT_PROVIDERS)
-    branches = [{"if": {"properties": {"provider": {"const": p}}, "required": ["provider"]},
-                 "then": _event_trigger(p)} for p in event_providers]
-    git = {"if": {"properties": {"provider": {"enum": event_providers}}, "required": ["provider"]},
-           "else": _git_trigger()}
+    branches = [
+        {"if": {"properties": {"provider": {"const": p}}, "required": ["provider"]}, "then": _event_trigger(p)}
+        for p in event_providers
+    ]
+    git = {
+        "if": {"properties": {"provider": {"enum": event_providers}}, "required": ["provider"]},
+        "else": _git_trigger(),
+    }
     return {
         "type": "object",
         "description": "A git trigger (provider github, bitbucket or generic: webhooks filtered by push and "
-                       "pull_request) or an AWS source event (provider s3, ecr or codecommit).",
-        "properties": {"provider": {"enum": list(filters.PROVIDERS) + event_providers + [None],
-                                    "description": "github (default), bitbucket or generic: git webhooks; s3, ecr "
-                                                   "or codecommit: AWS source events."}},
+        "pull_request) or an AWS source event (provider s3, ecr or codecommit).",
+        "properties": {
+            "provider": {
+                "enum": list(filters.PROVIDERS) + event_providers + [None],
+                "description": "github (default), bitbucket or generic: git webhooks; s3, ecr "
+                "or codecommit: AWS source events.",
+            }
+        },
         "allOf": branches + [git],
     }
 
@@ -473,32 +563,56 @@ def _filter(fields: tuple, properties: dict, **rest) -> dict:
 
 def _definitions() -> dict:
     return {
-        "reference": {"type": "string", "pattern": REFERENCE_RE.pattern,
-                      "description": "#{Namespace.Variable}: an earlier action's output, #{variables.NAME} or "
-                                     "#{codepipeline.PipelineExecutionId}; resolved when the action runs."},
+        "reference": {
+            "type": "string",
+            "pattern": REFERENCE_RE.pattern,
+            "description": "#{Namespace.Variable}: an earlier action's output, #{variables.NAME} or "
+            "#{codepipeline.PipelineExecutionId}; resolved when the action runs.",
+        },
         "variable": _mapping("variable", "A pipeline variable."),
         "stage": _mapping("stage", "A stage: its actions run, by run_order, before the next stage starts."),
         "action": {**_mapping("action", "An action: one task of the pipeline."), "allOf": _action_type_branches()},
         "trigger": _trigger(),
         "push_filter": {
-            **_filter(filters._PUSH_FIELDS, {
-                "branches": _patterns("Branches pushed to."), "tags": _patterns("Tags pushed."),
-                "file_paths": _patterns("Changed files: at least one must pass.")},
-                description="Either tags (tag pushes) or branches with optional file_paths (branch pushes)."),
-            "anyOf": [{"required": ["tags"], "not": {"anyOf": [{"required": ["branches"]},
-                                                                {"required": ["file_paths"]}]}},
-                      {"required": ["branches"], "not": {"required": ["tags"]}}],
+            **_filter(
+                filters._PUSH_FIELDS,
+                {
+                    "branches": _patterns("Branches pushed to."),
+                    "tags": _patterns("Tags pushed."),
+                    "file_paths": _patterns("Changed files: at least one must pass."),
+                },
+                description="Either tags (tag pushes) or branches with optional file_paths (branch pushes).",
+            ),
+            "anyOf": [
+                {"required": ["tags"], "not": {"anyOf": [{"required": ["branches"]}, {"required": ["file_paths"]}]}},
+                {"required": ["branches"], "not": {"required": ["tags"]}},
+            ],
         },
-        "pull_request_filter": _filter(filters._PR_FIELDS, {
-            "events": {"type": "array", "minItems": 1, "description": "Pull request events (all when left out).",
-                       "items": {"type": "string", "anyOf": [{"enum": list(filters.PR_EVENTS)},
-                                                             {"pattern": _pr_events_pattern()}]}},
-            "branches": _patterns("The pull request's destination branch."),
-            "file_paths": _patterns("Changed files: at least one must pass."),
-        }),
-        "branch_globs": {"type": "array", "minItems": 1,
-                         "items": {"type": "string", "pattern": r"^(?![\s\S]*#\{)[\s\S]+$",
-                                   "patternErrorMessage": "a non-empty glob without #{...} references"}},
+        "pull_request_filter": _filter(
+            filters._PR_FIELDS,
+            {
+                "events": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "Pull request events (all when left out).",
+                    "items": {
+                        "type": "string",
+                        "anyOf": [{"enum": list(filters.PR_EVENTS)}, {"pattern": _pr_events_pattern()}],
+                    },
+                },
+                "branches": _patterns("The pull request's destination branch."),
+                "file_paths": _patterns("Changed files: at least one must pass."),
+            },
+        ),
+        "branch_globs": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "string",
+                "pattern": r"^(?![\s\S]*#\{)[\s\S]+$",
+                "patternErrorMessage": "a non-empty glob without #{...} references",
+            },
+        },
     }
 
 
@@ -509,19 +623,25 @@ def _check_tables() -> None:
     """Fail loudly when the action-type table moved away from what this module adds to it."""
     for kind in KINDS:
         if kind not in KIND_SCHEMAS:
-            raise ValueError(f"action_types.KINDS has {kind!r}, which the schema does not know; add it to "
-                             "schema.KIND_SCHEMAS")
+            raise ValueError(
+                f"action_types.KINDS has {kind!r}, which the schema does not know; add it to schema.KIND_SCHEMAS"
+            )
     for type_name, key in KEY_RULES:
         if type_name not in ACTION_TYPES or ACTION_TYPES[type_name].key(key) is None:
             raise ValueError(f"schema.KEY_RULES has a rule for {type_name} key {key!r}, which the table lacks")
     deploy = ACTION_TYPES.get("deploy.codedeploy")
     if deploy is not None:
-        named = {k for rule in PLATFORM_REQUIRED.values() for r in [rule, *rule.get("anyOf", [])]
-                 for k in r.get("required", [])}
+        named = {
+            k
+            for rule in PLATFORM_REQUIRED.values()
+            for r in [rule, *rule.get("anyOf", [])]
+            for k in r.get("required", [])
+        }
         unknown = sorted(k for k in named if deploy.key(k) is None)
         if unknown or set(PLATFORM_REQUIRED) != set(_PLATFORM_KEYS):
-            raise ValueError("schema.PLATFORM_REQUIRED is out of step with deploy.codedeploy: "
-                             f"{unknown or 'its platforms'}")
+            raise ValueError(
+                f"schema.PLATFORM_REQUIRED is out of step with deploy.codedeploy: {unknown or 'its platforms'}"
+            )
 
 
 def spec_schema() -> dict:
@@ -531,7 +651,7 @@ def spec_schema() -> dict:
         "$schema": DIALECT,
         "title": "Release orchestrator pipeline spec",
         "description": "A pipeline: stages of actions run as an Airflow DAG. Generated from the loader and the "
-                       "action-type table (python -m release_orchestrator schema); see docs/pipeline-spec.md.",
+        "action-type table (python -m release_orchestrator schema); see docs/pipeline-spec.md.",
         "type": "object",
         "properties": {"pipeline": {"$ref": "#/definitions/pipeline"}},
         "required": ["pipeline"],

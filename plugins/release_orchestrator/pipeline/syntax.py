@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 # Pipeline, stage and action names, as in CodePipeline.
 NAME_RE = re.compile(r"^[A-Za-z0-9.@_-]{1,100}$")

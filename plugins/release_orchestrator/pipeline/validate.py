@@ -10,8 +10,18 @@ from typing import Any
 from .action_types import ACTION_TYPES, KIND_NAMES, ActionType
 from .errors import SpecError
 from .model import EXECUTION_MODES, Action, Pipeline, Stage
-from .syntax import (NAME_RE, airflow_key, NAMESPACE_RE, REFERENCE_RE, VARIABLE_NAME_RE, did_you_mean, find_references,
-                     has_reference, iter_strings, parse_duration)
+from .syntax import (
+    NAME_RE,
+    NAMESPACE_RE,
+    REFERENCE_RE,
+    VARIABLE_NAME_RE,
+    airflow_key,
+    did_you_mean,
+    find_references,
+    has_reference,
+    iter_strings,
+    parse_duration,
+)
 
 __all__ = ["validate", "find_references", "parse_duration", "NOTIFICATION_EVENTS", "SCHEDULE_PRESETS"]
 
@@ -20,8 +30,15 @@ MAX_ACTIONS_PER_STAGE = 50
 RUN_ORDER_RANGE = (1, 999)
 
 NOTIFICATION_EVENTS = (
-    "pipeline-started", "pipeline-succeeded", "pipeline-failed", "pipeline-superseded", "stage-failed",
-    "action-failed", "approval-needed", "approval-approved", "approval-rejected",
+    "pipeline-started",
+    "pipeline-succeeded",
+    "pipeline-failed",
+    "pipeline-superseded",
+    "stage-failed",
+    "action-failed",
+    "approval-needed",
+    "approval-approved",
+    "approval-rejected",
 )
 SCHEDULE_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 
@@ -70,33 +87,46 @@ class _Validator:
         self.p = pipeline
         self.errors: list[SpecError] = []
 
-    def error(self, message: str, *, stage: Stage | None = None, action: Action | None = None,
-              field: str | None = None) -> None:
+    def error(
+        self, message: str, *, stage: Stage | None = None, action: Action | None = None, field: str | None = None
+    ) -> None:
         if action is not None:
             line = _line(action.lines, field or "", action.line)
         elif stage is not None:
             line = stage.line
         else:
             line = _line(self.p.lines, field or "", None)
-        self.errors.append(SpecError(
-            message, file=self.p.source_file, line=line, pipeline=self.p.name if isinstance(self.p.name, str) else None,
-            stage=stage.name if stage is not None else None, action=action.name if action is not None else None,
-            field=field))
+        self.errors.append(
+            SpecError(
+                message,
+                file=self.p.source_file,
+                line=line,
+                pipeline=self.p.name if isinstance(self.p.name, str) else None,
+                stage=stage.name if stage is not None else None,
+                action=action.name if action is not None else None,
+                field=field,
+            )
+        )
 
     def run(self) -> list[SpecError]:
         p = self.p
         if problem := _name_problem(p.name, "pipeline"):
             self.error(problem, field="name")
         if p.execution_mode not in EXECUTION_MODES:
-            self.error(f"unknown execution mode {p.execution_mode!r}; use one of {', '.join(EXECUTION_MODES)}",
-                       field="execution_mode")
+            self.error(
+                f"unknown execution mode {p.execution_mode!r}; use one of {', '.join(EXECUTION_MODES)}",
+                field="execution_mode",
+            )
         if p.supersede_approvals is not None and not isinstance(p.supersede_approvals, bool):
-            self.error(f"supersede_approvals must be true or false, got {p.supersede_approvals!r}",
-                       field="supersede_approvals")
+            self.error(
+                f"supersede_approvals must be true or false, got {p.supersede_approvals!r}", field="supersede_approvals"
+            )
         elif p.supersede_approvals and p.execution_mode == "QUEUED":
-            self.error("supersede_approvals needs runs that overlap, and QUEUED runs one at a time; use "
-                       "execution_mode SUPERSEDED (where it is on by default) or PARALLEL",
-                       field="supersede_approvals")
+            self.error(
+                "supersede_approvals needs runs that overlap, and QUEUED runs one at a time; use "
+                "execution_mode SUPERSEDED (where it is on by default) or PARALLEL",
+                field="supersede_approvals",
+            )
         if p.schedule is not None:
             self.check_schedule(p.schedule)
         self.check_variables()
@@ -110,17 +140,21 @@ class _Validator:
         if not isinstance(schedule, str):
             self.error("expected a cron expression string", field="schedule")
         elif schedule not in SCHEDULE_PRESETS and not _valid_cron(schedule):
-            self.error(f"invalid cron schedule {schedule!r}; expected 5 fields (minute hour day-of-month month "
-                       f"day-of-week), e.g. '0 6 * * 1-5', or one of {', '.join(SCHEDULE_PRESETS)}",
-                       field="schedule")
+            self.error(
+                f"invalid cron schedule {schedule!r}; expected 5 fields (minute hour day-of-month month "
+                f"day-of-week), e.g. '0 6 * * 1-5', or one of {', '.join(SCHEDULE_PRESETS)}",
+                field="schedule",
+            )
 
     def check_variables(self) -> None:
         seen = set()
         for index, variable in enumerate(self.p.variables):
             field = f"variables[{index}].name"
             if not isinstance(variable.name, str) or not VARIABLE_NAME_RE.match(variable.name):
-                self.error(f"variable name {variable.name!r} must be 1-128 characters of letters, digits and "
-                           "@ _ -", field=field)
+                self.error(
+                    f"variable name {variable.name!r} must be 1-128 characters of letters, digits and @ _ -",
+                    field=field,
+                )
             elif variable.name in seen:
                 self.error(f"variable '{variable.name}' is declared twice", field=field)
             seen.add(variable.name)
@@ -139,8 +173,11 @@ class _Validator:
             self.error("missing SNS topic ARN", field="notifications.topic_arn")
         for index, event in enumerate(n.events):
             if event not in NOTIFICATION_EVENTS:
-                self.error(f"unknown event {event!r}{did_you_mean(event, NOTIFICATION_EVENTS)}; known events: "
-                           f"{', '.join(NOTIFICATION_EVENTS)}", field=f"notifications.events[{index}]")
+                self.error(
+                    f"unknown event {event!r}{did_you_mean(event, NOTIFICATION_EVENTS)}; known events: "
+                    f"{', '.join(NOTIFICATION_EVENTS)}",
+                    field=f"notifications.events[{index}]",
+                )
 
     def check_stages(self) -> None:
         stages = self.p.stages
@@ -153,25 +190,39 @@ class _Validator:
             elif stage.name in seen_stages.values():
                 self.error(f"stage name '{stage.name}' is used twice", stage=stage, field="name")
             elif (other := seen_stages.get(airflow_key(stage.name))) is not None:
-                self.error(f"stage names '{other}' and '{stage.name}' both become Airflow group id "
-                           f"'{airflow_key(stage.name)}' ('.' and '@' turn into '_'); rename one", stage=stage,
-                           field="name")
+                self.error(
+                    f"stage names '{other}' and '{stage.name}' both become Airflow group id "
+                    f"'{airflow_key(stage.name)}' ('.' and '@' turn into '_'); rename one",
+                    stage=stage,
+                    field="name",
+                )
             if isinstance(stage.name, str):
                 seen_stages.setdefault(airflow_key(stage.name), stage.name)
             if not 1 <= len(stage.actions) <= MAX_ACTIONS_PER_STAGE:
-                self.error(f"a stage needs 1 to {MAX_ACTIONS_PER_STAGE} actions, this one has "
-                           f"{len(stage.actions)}", stage=stage, field="actions")
+                self.error(
+                    f"a stage needs 1 to {MAX_ACTIONS_PER_STAGE} actions, this one has {len(stage.actions)}",
+                    stage=stage,
+                    field="actions",
+                )
             seen_actions: dict[str, str] = {}  # Airflow task id -> action name
             for action in stage.actions:
                 if problem := _name_problem(action.name, "action"):
                     self.error(problem, stage=stage, action=action, field="name")
                 elif action.name in seen_actions.values():
-                    self.error(f"action name '{action.name}' is used twice in this stage", stage=stage,
-                               action=action, field="name")
+                    self.error(
+                        f"action name '{action.name}' is used twice in this stage",
+                        stage=stage,
+                        action=action,
+                        field="name",
+                    )
                 elif (other := seen_actions.get(airflow_key(action.name))) is not None:
-                    self.error(f"action names '{other}' and '{action.name}' both become Airflow task id "
-                               f"'{airflow_key(action.name)}' ('.' and '@' turn into '_'); rename one",
-                               stage=stage, action=action, field="name")
+                    self.error(
+                        f"action names '{other}' and '{action.name}' both become Airflow task id "
+                        f"'{airflow_key(action.name)}' ('.' and '@' turn into '_'); rename one",
+                        stage=stage,
+                        action=action,
+                        field="name",
+                    )
                 if isinstance(action.name, str):
                     seen_actions.setdefault(airflow_key(action.name), action.name)
                 self.check_action(stage, action)
@@ -182,22 +233,28 @@ class _Validator:
 
         ro = action.run_order
         if not isinstance(ro, int) or isinstance(ro, bool) or not RUN_ORDER_RANGE[0] <= ro <= RUN_ORDER_RANGE[1]:
-            error(f"run_order must be an integer from {RUN_ORDER_RANGE[0]} to {RUN_ORDER_RANGE[1]}, got {ro!r}",
-                  "run_order")
+            error(
+                f"run_order must be an integer from {RUN_ORDER_RANGE[0]} to {RUN_ORDER_RANGE[1]}, got {ro!r}",
+                "run_order",
+            )
         if action.timeout_minutes is not None and (
-                not isinstance(action.timeout_minutes, int) or action.timeout_minutes < 1):
+            not isinstance(action.timeout_minutes, int) or action.timeout_minutes < 1
+        ):
             error(f"timeout_minutes must be a positive integer, got {action.timeout_minutes!r}", "timeout_minutes")
         if action.namespace is not None and (
-                not isinstance(action.namespace, str) or not NAMESPACE_RE.match(action.namespace)):
-            error(f"namespace {action.namespace!r} must be 1-100 characters of letters, digits and @ _ -",
-                  "namespace")
+            not isinstance(action.namespace, str) or not NAMESPACE_RE.match(action.namespace)
+        ):
+            error(f"namespace {action.namespace!r} must be 1-100 characters of letters, digits and @ _ -", "namespace")
         elif action.namespace in (PIPELINE_VARIABLES_NAMESPACE, CODEPIPELINE_NAMESPACE):
             error(f"namespace '{action.namespace}' is reserved", "namespace")
 
         action_type = ACTION_TYPES.get(action.type) if isinstance(action.type, str) else None
         if action_type is None:
-            error(f"unknown action type {action.type!r}{did_you_mean(str(action.type), ACTION_TYPES)}; known "
-                  f"types: {', '.join(ACTION_TYPES)}", "type")
+            error(
+                f"unknown action type {action.type!r}{did_you_mean(str(action.type), ACTION_TYPES)}; known "
+                f"types: {', '.join(ACTION_TYPES)}",
+                "type",
+            )
         elif not isinstance(action.configuration, dict):
             error("configuration must be a mapping", "configuration")
         else:
@@ -215,8 +272,12 @@ class _Validator:
                     continue
                 if ns in producers:
                     first = producers[ns]
-                    self.error(f"namespace '{ns}' is already used by action '{first[3].name}' in stage "
-                               f"'{first[2].name}'", stage=stage, action=action, field="namespace")
+                    self.error(
+                        f"namespace '{ns}' is already used by action '{first[3].name}' in stage '{first[2].name}'",
+                        stage=stage,
+                        action=action,
+                        field="namespace",
+                    )
                 else:
                     producers[ns] = (s_index, action.run_order, stage, action, ACTION_TYPES.get(action.type))
 
@@ -227,13 +288,15 @@ class _Validator:
                     continue
                 for path, text in iter_strings(action.configuration, "configuration"):
                     for match in REFERENCE_RE.finditer(text):
-                        problem = self.reference_problem(match.group(1), match.group(2), s_index, action,
-                                                         producers, declared)
+                        problem = self.reference_problem(
+                            match.group(1), match.group(2), s_index, action, producers, declared
+                        )
                         if problem:
                             self.error(f"{match.group(0)}: {problem}", stage=stage, action=action, field=path)
 
-    def reference_problem(self, ns: str, var: str, s_index: int, action: Action, producers: dict,
-                          declared: set) -> str | None:
+    def reference_problem(
+        self, ns: str, var: str, s_index: int, action: Action, producers: dict, declared: set
+    ) -> str | None:
         if ns == PIPELINE_VARIABLES_NAMESPACE:
             if var not in declared:
                 known = ", ".join(sorted(n for n in declared if isinstance(n, str))) or "none"
@@ -241,22 +304,31 @@ class _Validator:
             return None
         if ns == CODEPIPELINE_NAMESPACE:
             if var not in CODEPIPELINE_VARIABLES:
-                return f"unknown variable; the {CODEPIPELINE_NAMESPACE} namespace has {', '.join(CODEPIPELINE_VARIABLES)}"
+                return (
+                    f"unknown variable; the {CODEPIPELINE_NAMESPACE} namespace has {', '.join(CODEPIPELINE_VARIABLES)}"
+                )
             return None
         if ns not in producers:
             known = ", ".join(producers) or "none"
             return f"namespace '{ns}' is not set by any action{did_you_mean(ns, producers)}; namespaces: {known}"
         p_index, p_order, p_stage, p_action, p_type = producers[ns]
         earlier = p_index < s_index or (
-            p_index == s_index and isinstance(p_order, int) and isinstance(action.run_order, int)
-            and p_order < action.run_order)
+            p_index == s_index
+            and isinstance(p_order, int)
+            and isinstance(action.run_order, int)
+            and p_order < action.run_order
+        )
         if not earlier:
-            return (f"namespace '{ns}' is set by action '{p_action.name}' in stage '{p_stage.name}', which does "
-                    "not finish before this action (it must be in an earlier stage, or in this stage with a lower "
-                    "run_order)")
+            return (
+                f"namespace '{ns}' is set by action '{p_action.name}' in stage '{p_stage.name}', which does "
+                "not finish before this action (it must be in an earlier stage, or in this stage with a lower "
+                "run_order)"
+            )
         if p_type is not None and not p_type.open_outputs and var not in p_type.outputs:
-            return (f"{p_type.name} action '{p_action.name}' has no output '{var}'"
-                    f"{did_you_mean(var, p_type.outputs)}; its outputs: {', '.join(p_type.outputs)}")
+            return (
+                f"{p_type.name} action '{p_action.name}' has no output '{var}'"
+                f"{did_you_mean(var, p_type.outputs)}; its outputs: {', '.join(p_type.outputs)}"
+            )
         return None
 
 
@@ -270,8 +342,7 @@ def _configuration_problems(action_type: ActionType, configuration: dict) -> lis
     for key, value in configuration.items():
         spec = action_type.key(key)
         if spec is None:
-            problems.append((key, f"unknown key{did_you_mean(key, action_type.allowed_keys)}; allowed keys: "
-                                  f"{allowed}"))
+            problems.append((key, f"unknown key{did_you_mean(key, action_type.allowed_keys)}; allowed keys: {allowed}"))
         elif has_reference(value):
             continue  # only known at run time
         elif not _KIND_CHECKS[spec.kind](value):

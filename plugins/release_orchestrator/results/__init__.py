@@ -42,8 +42,12 @@ class AwsResult:
 
     def hook_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of any AwsBaseHook for this connection."""
-        return {"aws_conn_id": self.aws_conn_id, "region_name": self.region_name, "verify": self.verify,
-                "config": self.botocore_config}
+        return {
+            "aws_conn_id": self.aws_conn_id,
+            "region_name": self.region_name,
+            "verify": self.verify,
+            "config": self.botocore_config,
+        }
 
     def __post_init__(self) -> None:
         # Hooks by class for this connection; not a field, so not serialized. The trigger hands in

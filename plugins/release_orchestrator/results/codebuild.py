@@ -32,9 +32,7 @@ def failed_phase(build: dict[str, Any]) -> tuple[str, str]:
     for phase in build.get("phases", []):
         if phase.get("phaseStatus") not in (None, "SUCCEEDED"):
             contexts = phase.get("contexts") or []
-            message = "; ".join(
-                ": ".join(filter(None, (c.get("statusCode"), c.get("message")))) for c in contexts
-            )
+            message = "; ".join(": ".join(filter(None, (c.get("statusCode"), c.get("message")))) for c in contexts)
             return phase.get("phaseType", "UNKNOWN"), message
     return build.get("currentPhase", "UNKNOWN"), ""
 
@@ -116,7 +114,10 @@ class BuildResult(AwsResult):
         )
         log.info(
             "Tests: %d total, %d passed, %d failed, %d skipped",
-            len(cases), outputs["TestsPassed"], len(failed), skipped,
+            len(cases),
+            outputs["TestsPassed"],
+            len(failed),
+            skipped,
         )
         for name in failed:
             log.error("Failed test: %s", name)

@@ -62,10 +62,23 @@ def _state_value(state: Any) -> str | None:
 class ApprovalWaitTrigger(BaseTrigger):
     """Waits until the approval times out or (with `supersede`) a newer run reaches it."""
 
-    def __init__(self, *, dag_id: str, run_id: str, task_id: str, expires: str, run_after: str,
-                 map_index: int = -1, supersede: bool = False, check_interval: float = DEFAULT_CHECK_INTERVAL,
-                 notifications: dict[str, Any] | None = None, mode: str = "mark", ends_task: bool = False,
-                 timeout: str | None = None, failure_notices: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        expires: str,
+        run_after: str,
+        map_index: int = -1,
+        supersede: bool = False,
+        check_interval: float = DEFAULT_CHECK_INTERVAL,
+        notifications: dict[str, Any] | None = None,
+        mode: str = "mark",
+        ends_task: bool = False,
+        timeout: str | None = None,
+        failure_notices: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__()
         self.dag_id = dag_id
         self.run_id = run_id
@@ -140,25 +153,35 @@ class ApprovalWaitTrigger(BaseTrigger):
         if event["kind"] == "superseded":
             newer = str(event["superseded_by"])
             reason = f"approval {self.task_id}: superseded by run {newer}"
-            self.log.warning("Run %s reached approval %s after this run: this run is superseded by run %s and "
-                             "ends here, so reviewers only see the newest build.", newer, self.task_id, newer)
+            self.log.warning(
+                "Run %s reached approval %s after this run: this run is superseded by run %s and "
+                "ends here, so reviewers only see the newest build.",
+                newer,
+                self.task_id,
+                newer,
+            )
             if not isinstance(recorded, dict):
-                announced = publish_superseded(config, run_id=self.run_id, task_id=self.task_id,
-                                               superseded_by=newer)
-                self.write_xcom(DECISION_XCOM_KEY, {"Outcome": "Superseded", "SupersededBy": newer,
-                                                    "Announced": announced, "DecidedAt": now_iso()})
+                announced = publish_superseded(config, run_id=self.run_id, task_id=self.task_id, superseded_by=newer)
+                self.write_xcom(
+                    DECISION_XCOM_KEY,
+                    {"Outcome": "Superseded", "SupersededBy": newer, "Announced": announced, "DecidedAt": now_iso()},
+                )
         else:
             within = self.timeout or f"the time given (until {self.expires})"
             reason = f"approval {self.task_id} rejected: nobody approved within {within} (timeout)"
             self.log.warning("%s", reason)
             if not isinstance(recorded, dict):
                 why = f"timeout: nobody decided within {within}"
-                announced = publish_result(config, run_id=self.run_id, task_id=self.task_id, outcome="Rejected",
-                                           reason=why)
-                self.write_xcom(DECISION_XCOM_KEY, {"Outcome": "Rejected", "Reason": why, "Announced": announced,
-                                                    "DecidedAt": now_iso()})
-        return trigger_base.failed_task_event(self.write_xcom, self.failure_notices, self.task_instance, reason,
-                                              self.log)
+                announced = publish_result(
+                    config, run_id=self.run_id, task_id=self.task_id, outcome="Rejected", reason=why
+                )
+                self.write_xcom(
+                    DECISION_XCOM_KEY,
+                    {"Outcome": "Rejected", "Reason": why, "Announced": announced, "DecidedAt": now_iso()},
+                )
+        return trigger_base.failed_task_event(
+            self.write_xcom, self.failure_notices, self.task_instance, reason, self.log
+        )
 
     def form_answered(self) -> bool:
         from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
@@ -191,7 +214,8 @@ class ApprovalWaitTrigger(BaseTrigger):
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
         states = RuntimeTaskInstance.get_task_states(
-            dag_id=self.dag_id, task_ids=[self.task_id], map_index=None if self.map_index < 0 else self.map_index)
+            dag_id=self.dag_id, task_ids=[self.task_id], map_index=None if self.map_index < 0 else self.map_index
+        )
         key = self.task_id if self.map_index < 0 else f"{self.task_id}_{self.map_index}"
         return {run_id: _state_value(tasks.get(key)) for run_id, tasks in states.items() if key in tasks}
 
@@ -210,14 +234,12 @@ class ApprovalWaitTrigger(BaseTrigger):
     def read_xcom(self, run_id: str, key: str) -> Any:
         from airflow.sdk.execution_time.xcom import XCom
 
-        return XCom.get_one(key=key, dag_id=self.dag_id, task_id=self.task_id, run_id=run_id,
-                            map_index=self.map_index)
+        return XCom.get_one(key=key, dag_id=self.dag_id, task_id=self.task_id, run_id=run_id, map_index=self.map_index)
 
     def write_xcom(self, key: str, value: Any) -> None:
         from airflow.sdk.execution_time.xcom import XCom
 
-        XCom.set(key, value, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id,
-                 map_index=self.map_index)
+        XCom.set(key, value, dag_id=self.dag_id, task_id=self.task_id, run_id=self.run_id, map_index=self.map_index)
 
     # ---- a person decided by marking the task ---------------------------------------------------
     async def on_kill(self) -> None:
@@ -228,8 +250,9 @@ class ApprovalWaitTrigger(BaseTrigger):
         (form mode) is recorded in `approval_decision` and not announced again.
         """
         # A failure is logged; the DAG callback at the end of the run catches up.
-        await trigger_base.finish_despite_cancellation(self.announce_marked_decision, self.log,
-                                                       f"announcing the decision on {self.task_id}")
+        await trigger_base.finish_despite_cancellation(
+            self.announce_marked_decision, self.log, f"announcing the decision on {self.task_id}"
+        )
 
     def announce_marked_decision(self) -> None:
         state = self.approval_states().get(self.run_id)
@@ -240,9 +263,12 @@ class ApprovalWaitTrigger(BaseTrigger):
         if self.mode == "form" and self.read_xcom(self.run_id, DECISION_XCOM_KEY):
             return  # answered in the form: the worker announced it
         config = ApprovalNotifications.from_dict(self.notifications)
-        announced = publish_result(config, run_id=self.run_id, task_id=self.task_id, outcome=outcome,
-                                   reason="decided by marking the task")
-        self.write_xcom(DECISION_XCOM_KEY, {"Outcome": outcome, "DecidedAt": now_iso(), "DecidedBy": "mark",
-                                            "Announced": announced})
-        self.log.info("Approval %s %s by marking the task%s", self.task_id, outcome.lower(),
-                      "; announced" if announced else "")
+        announced = publish_result(
+            config, run_id=self.run_id, task_id=self.task_id, outcome=outcome, reason="decided by marking the task"
+        )
+        self.write_xcom(
+            DECISION_XCOM_KEY, {"Outcome": outcome, "DecidedAt": now_iso(), "DecidedBy": "mark", "Announced": announced}
+        )
+        self.log.info(
+            "Approval %s %s by marking the task%s", self.task_id, outcome.lower(), "; announced" if announced else ""
+        )

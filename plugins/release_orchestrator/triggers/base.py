@@ -21,6 +21,7 @@ XCOM_RETURN_KEY = "return_value"  # where Airflow keeps what a task returns
 # a cleared task reattaches to it.
 ABANDONED_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"})
 
+
 def on_kill_budget() -> float:
     """Seconds ``on_kill`` may take: a little less than the triggerer allows it (``on_kill_timeout``)."""
     try:
@@ -77,8 +78,14 @@ def write_task_xcom(ti: Any, key: str, value: Any) -> None:
     from airflow.sdk.execution_time.xcom import XCom
 
     map_index = getattr(ti, "map_index", -1)
-    XCom.set(key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id,
-             map_index=-1 if map_index is None else map_index)
+    XCom.set(
+        key,
+        value,
+        dag_id=ti.dag_id,
+        task_id=ti.task_id,
+        run_id=ti.run_id,
+        map_index=-1 if map_index is None else map_index,
+    )
 
 
 _task_sdk_warm_up: asyncio.Task | None = None  # kept referenced: the loop holds tasks only weakly
@@ -102,8 +109,13 @@ def warm_up_task_sdk(ti: Any) -> asyncio.Task | None:
         from airflow.sdk.execution_time.xcom import XCom
 
         map_index = getattr(ti, "map_index", -1)
-        XCom.get_one(key=FAILURE_XCOM_KEY, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id,
-                     map_index=-1 if map_index is None else map_index)
+        XCom.get_one(
+            key=FAILURE_XCOM_KEY,
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=ti.run_id,
+            map_index=-1 if map_index is None else map_index,
+        )
 
     async def quietly() -> None:
         try:
@@ -115,8 +127,9 @@ def warm_up_task_sdk(ti: Any) -> asyncio.Task | None:
     return _task_sdk_warm_up
 
 
-def failed_task_event(write_xcom: Callable[[str, Any], None], failure_notices: list[dict[str, Any]] | None,
-                      ti: Any, reason: str, log: Any) -> TaskFailedEvent:
+def failed_task_event(
+    write_xcom: Callable[[str, Any], None], failure_notices: list[dict[str, Any]] | None, ti: Any, reason: str, log: Any
+) -> TaskFailedEvent:
     """In a trigger's thread: record why its task fails (XCom `failure_reason`, which failure
     notifications read) and publish the task's failure events; the event that fails the task."""
     try:
@@ -206,8 +219,12 @@ class BatchPolledTrigger(BaseTrigger):
         )
 
     def connection_key(self) -> tuple:
-        return (self.aws_conn_id, self.region_name, json.dumps(self.verify),
-                json.dumps(self.botocore_config, sort_keys=True))
+        return (
+            self.aws_conn_id,
+            self.region_name,
+            json.dumps(self.verify),
+            json.dumps(self.botocore_config, sort_keys=True),
+        )
 
     def hooks(self) -> dict[type, AwsBaseHook]:
         """This connection's hooks by class in the running event loop: the poller's client, and the ones
@@ -221,8 +238,12 @@ class BatchPolledTrigger(BaseTrigger):
         except RuntimeError:  # no running event loop in this thread
             hooks = {}
         if self.hook_class not in hooks:
-            hooks[self.hook_class] = self.hook_class(aws_conn_id=self.aws_conn_id, region_name=self.region_name,
-                                                     verify=self.verify, config=self.botocore_config)
+            hooks[self.hook_class] = self.hook_class(
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                config=self.botocore_config,
+            )
         return hooks[self.hook_class]
 
     def poller(self) -> BatchPoller:

@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable, Collection, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +132,7 @@ class BatchPoller:
     def waiting_ids(self) -> list[str]:
         return list(self._waiters)
 
-    async def wait(
-        self, item_id: str, *, interval: float = 30.0, stop_states: Collection[str] = ()
-    ) -> dict[str, Any]:
+    async def wait(self, item_id: str, *, interval: float = 30.0, stop_states: Collection[str] = ()) -> dict[str, Any]:
         """Wait until ``item_id`` reaches a terminal status (or one of ``stop_states``); return the item."""
         waiter = _Waiter(
             future=asyncio.get_running_loop().create_future(),
@@ -162,16 +161,16 @@ class BatchPoller:
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"{self.spec.service}-batch-poller"
-            )
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"{self.spec.service}-batch-poller")
         elif self._wakeup is not None:
             # The new waiter's first look may be due before the round being slept for.
             self._wakeup.set()
 
     def _interval(self, item_id: str | None = None) -> float:
         """The shortest interval asked for ``item_id`` (default: for any id)."""
-        waiters = self._waiters.get(item_id, []) if item_id is not None else [w for ws in self._waiters.values() for w in ws]
+        waiters = (
+            self._waiters.get(item_id, []) if item_id is not None else [w for ws in self._waiters.values() for w in ws]
+        )
         return min((w.interval for w in waiters), default=30.0)
 
     async def _sleep(self, seconds: float) -> None:
@@ -256,8 +255,7 @@ class BatchPoller:
                     self._fail(
                         [item_id],
                         ItemNotFound(
-                            f"{self.spec.batch_call} did not return {item_id!r} "
-                            f"in {self._missing[item_id]} rounds"
+                            f"{self.spec.batch_call} did not return {item_id!r} in {self._missing[item_id]} rounds"
                         ),
                     )
                 continue
@@ -300,8 +298,9 @@ def get_poller(key: Hashable, factory: Callable[[], BatchPoller]) -> BatchPoller
 def all_pollers() -> list[BatchPoller]:
     """Every live poller, in every event loop (for benchmarks and diagnostics)."""
     with _registry_lock:
-        return [poller for objects in _registry.values() for poller in objects.values()
-                if isinstance(poller, BatchPoller)]
+        return [
+            poller for objects in _registry.values() for poller in objects.values() if isinstance(poller, BatchPoller)
+        ]
 
 
 def reset_pollers() -> None:

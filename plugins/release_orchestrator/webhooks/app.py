@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -67,9 +68,13 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 class Receiver:
     """Everything after the body is read; synchronous, since the secret lookup and runs go to the metadata DB."""
 
-    def __init__(self, find_secret: Callable[[str | None], str | None] = signatures.find_secret,
-                 airflow: Any = None, load_pipelines: Callable[[], list] = runs.load_pipelines,
-                 store: deliveries.DeliveryStore | None = None):
+    def __init__(
+        self,
+        find_secret: Callable[[str | None], str | None] = signatures.find_secret,
+        airflow: Any = None,
+        load_pipelines: Callable[[], list] = runs.load_pipelines,
+        store: deliveries.DeliveryStore | None = None,
+    ):
         self.find_secret = find_secret
         self.airflow = airflow or runs.AirflowRuns()
         self.load_pipelines = load_pipelines
@@ -120,8 +125,11 @@ class Receiver:
         if not delivery_id:
             raise Reject(400, f"{provider.delivery_header}: missing header", field=provider.delivery_header)
         if not runs.valid_delivery_id(delivery_id):
-            raise Reject(400, f"{provider.delivery_header}: must be 1-100 letters, digits or _ . ~ : + - "
-                              f"(without '__' or '..')", field=provider.delivery_header)
+            raise Reject(
+                400,
+                f"{provider.delivery_header}: must be 1-100 letters, digits or _ . ~ : + - (without '__' or '..')",
+                field=provider.delivery_header,
+            )
         try:
             events = payloads.parse_events(provider.name, kind, event_name, data, delivery_id)
         except payloads.Ignored as ignored:
@@ -130,11 +138,16 @@ class Receiver:
             raise Reject(400, str(err), field=err.field) from None
         return self.dispatch(provider, delivery_id, runs.body_digest(body), events)
 
-    def dispatch(self, provider: Provider, delivery_id: str, digest: str,
-                 events: list[payloads.Event]) -> tuple[int, dict]:
+    def dispatch(
+        self, provider: Provider, delivery_id: str, digest: str, events: list[payloads.Event]
+    ) -> tuple[int, dict]:
         response: dict[str, Any] = {
-            "delivery_id": delivery_id, "event": events[0].source["event"],
-            "repository": events[0].source["repository"], "duplicate": False, "started": [], "not_started": [],
+            "delivery_id": delivery_id,
+            "event": events[0].source["event"],
+            "repository": events[0].source["repository"],
+            "duplicate": False,
+            "started": [],
+            "not_started": [],
         }
         outcomes = []  # (entry, start or None, reason not started or None), in pipeline order
         pipelines = self.load_pipelines()
@@ -146,14 +159,23 @@ class Receiver:
                 if result is None:
                     continue  # the pipeline does not watch this repository
                 dag_id = runs.dag_id_of(pipeline)
-                entry = {"pipeline": pipeline.name, "dag_id": dag_id, "ref": ref,
-                         "commit_id": event.source["commit_id"]}
+                entry = {
+                    "pipeline": pipeline.name,
+                    "dag_id": dag_id,
+                    "ref": ref,
+                    "commit_id": event.source["commit_id"],
+                }
                 if not result.matched:
                     outcomes.append((entry, None, "no filter matched: " + "; ".join(result.reasons)))
                     continue
                 run_id = runs.run_id_for(delivery_id, digest, index)
-                start = {"dag_id": dag_id, "run_id": run_id, "conf": {"source": event.source},
-                         "note": _note(event.source), "user": f"{provider.name}-webhook"}
+                start = {
+                    "dag_id": dag_id,
+                    "run_id": run_id,
+                    "conf": {"source": event.source},
+                    "note": _note(event.source),
+                    "user": f"{provider.name}-webhook",
+                }
                 outcomes.append(({**entry, "run_id": run_id, "matched_by": result.by}, start, None))
 
         matched = sorted({start["dag_id"] for _, start, _ in outcomes if start})
@@ -182,9 +204,14 @@ class Receiver:
             return 200, {**response, "duplicate": True, "started": [], "runs": recorded.runs}
         if starts:
             self.starter.wake()
-        log.info("%s delivery %s for %s: %s %s", provider.name, delivery_id, response["repository"],
-                 "starting again" if recorded.outcome == "requeued" else "starting",
-                 [(s["dag_id"], s["run_id"]) for s in starts] or "nothing")
+        log.info(
+            "%s delivery %s for %s: %s %s",
+            provider.name,
+            delivery_id,
+            response["repository"],
+            "starting again" if recorded.outcome == "requeued" else "starting",
+            [(s["dag_id"], s["run_id"]) for s in starts] or "nothing",
+        )
         return 200, response
 
 
@@ -214,8 +241,9 @@ def create_app(receiver: Receiver | None = None, max_body_bytes: int = MAX_BODY_
         finally:
             receiver.starter.stop()
 
-    app = FastAPI(title="Release orchestrator webhooks", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="Release orchestrator webhooks", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
 
     async def receive(provider: str, request: Request) -> JSONResponse:
         try:

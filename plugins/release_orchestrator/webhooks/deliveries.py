@@ -20,9 +20,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -109,16 +110,28 @@ class DeliveryStore:
                 mine = [row for row in rows if row.delivery_id == delivery_id]
                 if mine and mine[0].state == FAILED and len(rows) == 1:
                     # Sent again after its runs could not be created: try again from the start.
-                    session.execute(update(deliveries).where(deliveries.c.delivery_id == delivery_id).values(
-                        state=PENDING, attempts=0, next_attempt_at=time.time(), error=None))
+                    session.execute(
+                        update(deliveries)
+                        .where(deliveries.c.delivery_id == delivery_id)
+                        .values(state=PENDING, attempts=0, next_attempt_at=time.time(), error=None)
+                    )
                     return Recorded("requeued")
                 if rows:  # the same delivery again, or its body under another delivery id: a replay
                     return Recorded("duplicate", [run for row in rows for run in _runs(row.starts)])
                 if starts:
                     now = time.time()
-                    session.execute(deliveries.insert().values(
-                        delivery_id=delivery_id, body_digest=digest, provider=provider, received_at=now,
-                        starts=json.dumps(starts), state=PENDING, attempts=0, next_attempt_at=now))
+                    session.execute(
+                        deliveries.insert().values(
+                            delivery_id=delivery_id,
+                            body_digest=digest,
+                            provider=provider,
+                            received_at=now,
+                            starts=json.dumps(starts),
+                            state=PENDING,
+                            attempts=0,
+                            next_attempt_at=now,
+                        )
+                    )
                 return Recorded("new")
         except IntegrityError:  # the same delivery arrived twice at once and the other one got there first
             return self.record(delivery_id, digest, provider, starts)
@@ -131,12 +144,16 @@ class DeliveryStore:
             rows = session.execute(
                 select(deliveries.c.delivery_id, deliveries.c.starts, deliveries.c.attempts)
                 .where(deliveries.c.state.in_((PENDING, STARTING)), deliveries.c.next_attempt_at <= now)
-                .order_by(deliveries.c.next_attempt_at).limit(limit)
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(limit)
                 .with_for_update(skip_locked=True)  # PostgreSQL/MySQL; SQLite has one writer anyway
             ).all()
             if rows:
-                session.execute(update(deliveries).where(deliveries.c.delivery_id.in_([r.delivery_id for r in rows]))
-                                .values(state=STARTING, next_attempt_at=now + LEASE_SECONDS))
+                session.execute(
+                    update(deliveries)
+                    .where(deliveries.c.delivery_id.in_([r.delivery_id for r in rows]))
+                    .values(state=STARTING, next_attempt_at=now + LEASE_SECONDS)
+                )
         return [Claimed(r.delivery_id, json.loads(r.starts), r.attempts) for r in rows]
 
     def finish(self, claimed: Claimed, errors: list[str]) -> str:
@@ -145,12 +162,18 @@ class DeliveryStore:
         if not errors:
             state, values = DONE, {"error": None}
         elif attempts < MAX_ATTEMPTS:
-            state, values = PENDING, {"error": "; ".join(errors), "next_attempt_at": time.time() + RETRY_SECONDS * attempts}
+            state, values = (
+                PENDING,
+                {"error": "; ".join(errors), "next_attempt_at": time.time() + RETRY_SECONDS * attempts},
+            )
         else:
             state, values = FAILED, {"error": "; ".join(errors)}
         with self.session_scope() as session:
-            session.execute(update(deliveries).where(deliveries.c.delivery_id == claimed.delivery_id)
-                            .values(state=state, attempts=attempts, **values))
+            session.execute(
+                update(deliveries)
+                .where(deliveries.c.delivery_id == claimed.delivery_id)
+                .values(state=state, attempts=attempts, **values)
+            )
         return state
 
     def forget_older_than(self, days: float | None = None) -> int:
@@ -158,8 +181,11 @@ class DeliveryStore:
         days = settings.WEBHOOK_RETENTION_DAYS.get() if days is None else days
         with self.session_scope() as session:
             self.ensure_table(session)
-            result = session.execute(deliveries.delete().where(
-                deliveries.c.received_at < time.time() - days * 86400, deliveries.c.state.in_((DONE, FAILED))))
+            result = session.execute(
+                deliveries.delete().where(
+                    deliveries.c.received_at < time.time() - days * 86400, deliveries.c.state.in_((DONE, FAILED))
+                )
+            )
             return result.rowcount or 0
 
     def get(self, delivery_id: str) -> dict | None:
@@ -176,8 +202,9 @@ def _runs(starts_json: str) -> list[dict[str, str]]:
 class Starter:
     """Creates the runs of recorded deliveries: woken by each new delivery, and every `poll_seconds` anyway."""
 
-    def __init__(self, store: DeliveryStore, airflow: Any, poll_seconds: float = 5.0, batch: int = 20,
-                 autostart: bool = True):
+    def __init__(
+        self, store: DeliveryStore, airflow: Any, poll_seconds: float = 5.0, batch: int = 20, autostart: bool = True
+    ):
         self.store, self.airflow = store, airflow
         self.poll_seconds, self.batch = poll_seconds, batch
         self.autostart = autostart  # start the thread on the first wake() if the app's lifespan did not
@@ -236,16 +263,21 @@ class Starter:
         errors = []
         for start in delivery.starts:
             try:
-                self.airflow.start(start["dag_id"], start["run_id"], start["conf"], note=start["note"],
-                                   user=start["user"])
+                self.airflow.start(
+                    start["dag_id"], start["run_id"], start["conf"], note=start["note"], user=start["user"]
+                )
             except AlreadyStarted:
                 pass  # a redelivery, or another starter was quicker: the run exists, which is the point
             except Exception as err:  # noqa: BLE001 - recorded per delivery, retried, then left as failed
                 errors.append(f"{start['dag_id']}: {err}")
         state = self.store.finish(delivery, errors)
         if state == FAILED:
-            log.error("webhook delivery %s: runs not created after %d attempts: %s (send the delivery again to "
-                      "retry)", delivery.delivery_id, MAX_ATTEMPTS, "; ".join(errors))
+            log.error(
+                "webhook delivery %s: runs not created after %d attempts: %s (send the delivery again to retry)",
+                delivery.delivery_id,
+                MAX_ATTEMPTS,
+                "; ".join(errors),
+            )
         elif errors:
             log.warning("webhook delivery %s: %s; trying again", delivery.delivery_id, "; ".join(errors))
         return state

@@ -36,8 +36,15 @@ from release_orchestrator.pipeline.syntax import did_you_mean
 PROVIDERS = ("github", "bitbucket", "generic")
 PR_EVENTS = ("opened", "updated", "closed")
 # CodePipeline's spelling (what the importer writes) and a few near misses mean the same events.
-_PR_EVENT_ALIASES = {"open": "opened", "opened": "opened", "reopened": "opened", "updated": "updated",
-                     "update": "updated", "closed": "closed", "close": "closed"}
+_PR_EVENT_ALIASES = {
+    "open": "opened",
+    "opened": "opened",
+    "reopened": "opened",
+    "updated": "updated",
+    "update": "updated",
+    "closed": "closed",
+    "close": "closed",
+}
 # (provider, event) whose webhook payloads list no changed files, so file_paths cannot be checked.
 NO_FILE_LISTS = {("github", "pull_request"), ("bitbucket", "push"), ("bitbucket", "pull_request")}
 
@@ -98,8 +105,10 @@ class _Parser:
     def known_fields(self, node: dict, allowed: tuple, where: str) -> None:
         for key in node:
             if key not in allowed:
-                self.problem(f"{where}.{key}", f"unknown field{did_you_mean(str(key), allowed)}; allowed fields: "
-                                               f"{', '.join(allowed)}")
+                self.problem(
+                    f"{where}.{key}",
+                    f"unknown field{did_you_mean(str(key), allowed)}; allowed fields: {', '.join(allowed)}",
+                )
 
     def triggers(self) -> list[Trigger]:
         out = []
@@ -126,14 +135,17 @@ class _Parser:
             self.problem(where, "a trigger needs push or pull_request filters")
         trigger = Trigger(where=where, provider=provider, repository=repository)
         trigger.push = [f for item, w in self.filters(node, "push", where) if (f := self.push_filter(item, w))]
-        trigger.pull_request = [f for item, w in self.filters(node, "pull_request", where)
-                                if (f := self.pr_filter(item, w))]
+        trigger.pull_request = [
+            f for item, w in self.filters(node, "pull_request", where) if (f := self.pr_filter(item, w))
+        ]
         for kind, filters in (("push", trigger.push), ("pull_request", trigger.pull_request)):
             for f in filters:
                 if (provider, kind) in NO_FILE_LISTS and f.file_paths is not None:
-                    self.problem(f"{f.where}.file_paths",
-                                 f"{provider} {kind} webhooks do not list changed files, so file_paths cannot "
-                                 f"be checked; remove it (the generic endpoint accepts changed_files)")
+                    self.problem(
+                        f"{f.where}.file_paths",
+                        f"{provider} {kind} webhooks do not list changed files, so file_paths cannot "
+                        f"be checked; remove it (the generic endpoint accepts changed_files)",
+                    )
         return trigger
 
     def repository(self, node: dict, where: str) -> tuple[str | None, str]:
@@ -145,8 +157,9 @@ class _Parser:
             action = next((a for s in self.pipeline.stages for a in s.actions if a.name == action_name), None)
             if action is None:
                 names = [a.name for s in self.pipeline.stages for a in s.actions if str(a.type).startswith("source.")]
-                self.problem(f"{where}.source_action",
-                             f"no action named {action_name!r}{did_you_mean(action_name, names)}")
+                self.problem(
+                    f"{where}.source_action", f"no action named {action_name!r}{did_you_mean(action_name, names)}"
+                )
                 return None, ""
             if repository is None:
                 repository = (action.configuration or {}).get("repository")
@@ -154,12 +167,16 @@ class _Parser:
                 provider = "github"
         provider = "github" if provider is None else provider
         if provider not in PROVIDERS:
-            self.problem(f"{where}.provider", f"expected one of {', '.join(PROVIDERS)}, got {provider!r}"
-                                              f"{did_you_mean(str(provider), PROVIDERS)}")
+            self.problem(
+                f"{where}.provider",
+                f"expected one of {', '.join(PROVIDERS)}, got {provider!r}{did_you_mean(str(provider), PROVIDERS)}",
+            )
             return None, ""
         if repository is None:
-            self.problem(f"{where}.repository", "missing: name the repository ('owner/name') or a source_action "
-                                                "whose configuration has one")
+            self.problem(
+                f"{where}.repository",
+                "missing: name the repository ('owner/name') or a source_action whose configuration has one",
+            )
             return None, ""
         if not isinstance(repository, str) or not re.fullmatch(r"[^/\s]+/[^/\s]+", repository):
             self.problem(f"{where}.repository", f"expected 'owner/name', got {repository!r}")
@@ -185,8 +202,11 @@ class _Parser:
         self.known_fields(node, _PUSH_FIELDS, where)
         f = PushFilter(where=where, **{k: self.patterns(node[k], f"{where}.{k}") for k in _PUSH_FIELDS if k in node})
         if "tags" in node and ("branches" in node or "file_paths" in node):
-            self.problem(where, "a push filter has either tags (tag pushes) or branches with optional file_paths "
-                                "(branch pushes); use two filters for both")
+            self.problem(
+                where,
+                "a push filter has either tags (tag pushes) or branches with optional file_paths "
+                "(branch pushes); use two filters for both",
+            )
         elif "tags" not in node and "branches" not in node:
             self.problem(where, "a push filter needs branches or tags")
         return f
@@ -196,8 +216,9 @@ class _Parser:
             self.problem(where, f"expected a mapping with {', '.join(_PR_FIELDS)}")
             return None
         self.known_fields(node, _PR_FIELDS, where)
-        f = PullRequestFilter(where=where, **{k: self.patterns(node[k], f"{where}.{k}")
-                                              for k in ("branches", "file_paths") if k in node})
+        f = PullRequestFilter(
+            where=where, **{k: self.patterns(node[k], f"{where}.{k}") for k in ("branches", "file_paths") if k in node}
+        )
         if "events" in node:
             f.events = self.events(node["events"], f"{where}.events")
         return f
@@ -210,8 +231,10 @@ class _Parser:
         for i, item in enumerate(value):
             event = _PR_EVENT_ALIASES.get(str(item).lower()) if isinstance(item, str) else None
             if event is None:
-                self.problem(f"{where}[{i}]", f"expected one of {', '.join(PR_EVENTS)}, got {item!r}"
-                                              f"{did_you_mean(str(item), PR_EVENTS)}")
+                self.problem(
+                    f"{where}[{i}]",
+                    f"expected one of {', '.join(PR_EVENTS)}, got {item!r}{did_you_mean(str(item), PR_EVENTS)}",
+                )
             elif event not in out:
                 out.append(event)
         return tuple(out)
@@ -258,9 +281,11 @@ def _files_problem(patterns: Patterns, files: list[str] | None, where: str) -> s
     if any(patterns.rejects(path) is None for path in files):
         return None
     shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-    return (f"{where}: none of the {len(files)} changed files passes (includes: "
-            f"{', '.join(patterns.includes) or 'any'}; excludes: {', '.join(patterns.excludes) or 'none'})"
-            + (f": {shown}" if files else ""))
+    return (
+        f"{where}: none of the {len(files)} changed files passes (includes: "
+        f"{', '.join(patterns.includes) or 'any'}; excludes: {', '.join(patterns.excludes) or 'none'})"
+        + (f": {shown}" if files else "")
+    )
 
 
 def _push_problem(f: PushFilter, source: dict, files: list[str] | None) -> str | None:
@@ -294,8 +319,10 @@ def _pr_problem(f: PullRequestFilter, source: dict, files: list[str] | None) -> 
 
 def concerns(trigger: Trigger, source: dict) -> bool:
     """Whether the trigger watches the repository this change happened in, on the endpoint it came through."""
-    return (trigger.provider == source.get("provider")
-            and trigger.repository.lower() == str(source.get("repository", "")).lower())
+    return (
+        trigger.provider == source.get("provider")
+        and trigger.repository.lower() == str(source.get("repository", "")).lower()
+    )
 
 
 def match(triggers: list[Trigger], source: dict, files_known: bool = True) -> Match | None:

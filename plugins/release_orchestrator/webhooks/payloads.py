@@ -16,13 +16,21 @@ PING, PUSH, PULL_REQUEST = "ping", "push", "pull_request"
 # Each provider's event names -> what they are to us; anything else is acknowledged and ignored.
 GITHUB_EVENTS = {"ping": PING, "push": PUSH, "pull_request": PULL_REQUEST}
 BITBUCKET_EVENTS = {
-    "diagnostics:ping": PING, "repo:push": PUSH, "pullrequest:created": PULL_REQUEST,
-    "pullrequest:updated": PULL_REQUEST, "pullrequest:fulfilled": PULL_REQUEST, "pullrequest:rejected": PULL_REQUEST,
+    "diagnostics:ping": PING,
+    "repo:push": PUSH,
+    "pullrequest:created": PULL_REQUEST,
+    "pullrequest:updated": PULL_REQUEST,
+    "pullrequest:fulfilled": PULL_REQUEST,
+    "pullrequest:rejected": PULL_REQUEST,
 }
 # GitHub pull_request actions and Bitbucket pullrequest events -> CodePipeline's pull request events.
 GITHUB_PR_ACTIONS = {"opened": "opened", "reopened": "opened", "synchronize": "updated", "closed": "closed"}
-BITBUCKET_PR_ACTIONS = {"pullrequest:created": "opened", "pullrequest:updated": "updated",
-                        "pullrequest:fulfilled": "closed", "pullrequest:rejected": "closed"}
+BITBUCKET_PR_ACTIONS = {
+    "pullrequest:created": "opened",
+    "pullrequest:updated": "updated",
+    "pullrequest:fulfilled": "closed",
+    "pullrequest:rejected": "closed",
+}
 GENERIC_PR_ACTIONS = ("opened", "updated", "closed")
 
 
@@ -110,9 +118,9 @@ def _github_push(body: dict, base: dict) -> Event:
         raise Ignored(f"{ref} was deleted: a deletion starts nothing")
     branch = tag = None
     if ref.startswith("refs/heads/"):
-        branch = ref[len("refs/heads/"):]
+        branch = ref[len("refs/heads/") :]
     elif ref.startswith("refs/tags/"):
-        tag = ref[len("refs/tags/"):]
+        tag = ref[len("refs/tags/") :]
     else:
         raise Ignored(f"push to {ref}: only branches and tags start pipelines")
     head = get(body, "head_commit", dict, required=False) or {}
@@ -125,14 +133,19 @@ def _github_push(body: dict, base: dict) -> Event:
                 if isinstance(path, str) and path not in changed:
                     changed.append(path)
     author = head.get("author") or {}
-    return Event({
-        **base, "branch": branch, "tag": tag, "commit_id": commit_id,
-        "commit_message": _text(head.get("message")),
-        "author": _text(author.get("name") or author.get("username")),
-        "author_date": _text(head.get("timestamp")),
-        "commit_url": _text(head.get("url")),
-        "changed_files": changed,
-    })
+    return Event(
+        {
+            **base,
+            "branch": branch,
+            "tag": tag,
+            "commit_id": commit_id,
+            "commit_message": _text(head.get("message")),
+            "author": _text(author.get("name") or author.get("username")),
+            "author_date": _text(head.get("timestamp")),
+            "commit_url": _text(head.get("url")),
+            "changed_files": changed,
+        }
+    )
 
 
 def _github_pull_request(body: dict, base: dict, html_url: str) -> Event:
@@ -143,21 +156,27 @@ def _github_pull_request(body: dict, base: dict, html_url: str) -> Event:
     p = "pull_request."
     commit_id = get(pr, "head.sha", prefix=p)
     source_branch = get(pr, "head.ref", prefix=p)
-    return Event({
-        **base, "branch": source_branch, "tag": None, "commit_id": commit_id,
-        "commit_message": _text(pr.get("title")),
-        "author": _text((pr.get("user") or {}).get("login")),
-        "author_date": _text(pr.get("updated_at")),
-        "commit_url": f"{html_url}/commit/{commit_id}" if html_url else "",
-        "changed_files": [],
-        "pull_request": {
-            "number": get(pr, "number", int, prefix=p),
-            "action": GITHUB_PR_ACTIONS[action],
-            "source_branch": source_branch,
-            "destination_branch": get(pr, "base.ref", prefix=p),
-            "title": _text(pr.get("title")),
+    return Event(
+        {
+            **base,
+            "branch": source_branch,
+            "tag": None,
+            "commit_id": commit_id,
+            "commit_message": _text(pr.get("title")),
+            "author": _text((pr.get("user") or {}).get("login")),
+            "author_date": _text(pr.get("updated_at")),
+            "commit_url": f"{html_url}/commit/{commit_id}" if html_url else "",
+            "changed_files": [],
+            "pull_request": {
+                "number": get(pr, "number", int, prefix=p),
+                "action": GITHUB_PR_ACTIONS[action],
+                "source_branch": source_branch,
+                "destination_branch": get(pr, "base.ref", prefix=p),
+                "title": _text(pr.get("title")),
+            },
         },
-    }, files_known=False)
+        files_known=False,
+    )
 
 
 # --- Bitbucket ------------------------------------------------------------------------------------------------
@@ -190,14 +209,23 @@ def _bitbucket_push(body: dict, base: dict, html_url: str) -> list[Event]:
         is_tag = get(new, "type", prefix=p + "new.") in ("tag", "annotated_tag")
         target = get(new, "target", dict, prefix=p + "new.")
         commit_id = get(target, "hash", prefix=p + "new.target.")
-        events.append(Event({
-            **base, "branch": None if is_tag else name, "tag": name if is_tag else None, "commit_id": commit_id,
-            "commit_message": _text(target.get("message")).strip(),
-            "author": _bitbucket_author(target.get("author")),
-            "author_date": _text(target.get("date")),
-            "commit_url": _text(get(target, "links.html.href", required=False)) or f"{html_url}/commits/{commit_id}",
-            "changed_files": [],
-        }, files_known=False))
+        events.append(
+            Event(
+                {
+                    **base,
+                    "branch": None if is_tag else name,
+                    "tag": name if is_tag else None,
+                    "commit_id": commit_id,
+                    "commit_message": _text(target.get("message")).strip(),
+                    "author": _bitbucket_author(target.get("author")),
+                    "author_date": _text(target.get("date")),
+                    "commit_url": _text(get(target, "links.html.href", required=False))
+                    or f"{html_url}/commits/{commit_id}",
+                    "changed_files": [],
+                },
+                files_known=False,
+            )
+        )
     if not events:
         raise Ignored("the push only deleted branches or tags: a deletion starts nothing")
     return events
@@ -208,21 +236,27 @@ def _bitbucket_pull_request(event_name: str, body: dict, base: dict, html_url: s
     p = "pullrequest."
     commit_id = get(pr, "source.commit.hash", prefix=p)
     source_branch = get(pr, "source.branch.name", prefix=p)
-    return Event({
-        **base, "branch": source_branch, "tag": None, "commit_id": commit_id,
-        "commit_message": _text(pr.get("title")),
-        "author": _bitbucket_author(pr.get("author")),
-        "author_date": _text(pr.get("updated_on")),
-        "commit_url": f"{html_url}/commits/{commit_id}",
-        "changed_files": [],
-        "pull_request": {
-            "number": get(pr, "id", int, prefix=p),
-            "action": BITBUCKET_PR_ACTIONS[event_name],
-            "source_branch": source_branch,
-            "destination_branch": get(pr, "destination.branch.name", prefix=p),
-            "title": _text(pr.get("title")),
+    return Event(
+        {
+            **base,
+            "branch": source_branch,
+            "tag": None,
+            "commit_id": commit_id,
+            "commit_message": _text(pr.get("title")),
+            "author": _bitbucket_author(pr.get("author")),
+            "author_date": _text(pr.get("updated_on")),
+            "commit_url": f"{html_url}/commits/{commit_id}",
+            "changed_files": [],
+            "pull_request": {
+                "number": get(pr, "id", int, prefix=p),
+                "action": BITBUCKET_PR_ACTIONS[event_name],
+                "source_branch": source_branch,
+                "destination_branch": get(pr, "destination.branch.name", prefix=p),
+                "title": _text(pr.get("title")),
+            },
         },
-    }, files_known=False)
+        files_known=False,
+    )
 
 
 # --- generic --------------------------------------------------------------------------------------------------
@@ -231,8 +265,13 @@ def _bitbucket_pull_request(event_name: str, body: dict, base: dict, html_url: s
 def generic_events(kind: str, body: dict, delivery_id: str) -> list[Event]:
     """A body already in our terms: {repository, event?, branch | tag, commit_id, ..., changed_files?,
     pull_request?}."""
-    source: dict[str, Any] = {"provider": "generic", "repository": get(body, "repository"), "event": kind,
-                              "delivery_id": delivery_id, "commit_id": get(body, "commit_id")}
+    source: dict[str, Any] = {
+        "provider": "generic",
+        "repository": get(body, "repository"),
+        "event": kind,
+        "delivery_id": delivery_id,
+        "commit_id": get(body, "commit_id"),
+    }
     for key in ("commit_message", "author", "author_date", "commit_url"):
         source[key] = get(body, key, required=False) or ""
     files = get(body, "changed_files", list, required=False)
@@ -251,11 +290,17 @@ def generic_events(kind: str, body: dict, delivery_id: str) -> list[Event]:
         if action not in GENERIC_PR_ACTIONS:
             raise PayloadError("pull_request.action", f"expected one of {', '.join(GENERIC_PR_ACTIONS)}")
         number = get(pr, "number", int, required=False, prefix=p)
-        source.update(branch=get(pr, "source_branch", prefix=p), tag=None, pull_request={
-            "number": number, "action": action, "source_branch": get(pr, "source_branch", prefix=p),
-            "destination_branch": get(pr, "destination_branch", prefix=p),
-            "title": get(pr, "title", required=False, prefix=p) or "",
-        })
+        source.update(
+            branch=get(pr, "source_branch", prefix=p),
+            tag=None,
+            pull_request={
+                "number": number,
+                "action": action,
+                "source_branch": get(pr, "source_branch", prefix=p),
+                "destination_branch": get(pr, "destination_branch", prefix=p),
+                "title": get(pr, "title", required=False, prefix=p) or "",
+            },
+        )
     return [Event(source, files_known=files is not None)]
 
 

@@ -104,10 +104,9 @@ class AirflowRuns:
 
     def blockers(self, dag_ids: list[str]) -> dict[str, str]:
         """Why each of these pipelines' DAGs cannot start now (absent when it can), in one query."""
-        from sqlalchemy import select
-
         from airflow.models.dag import DagModel
         from airflow.utils.session import create_session
+        from sqlalchemy import select
 
         reasons = {}
         with create_session() as session:
@@ -134,13 +133,12 @@ class AirflowRuns:
 
     def start(self, dag_id: str, run_id: str, conf: dict[str, Any], note: str, user: str) -> str:
         """Create a queued run, validating conf against the DAG's params, as POST /dagRuns does."""
-        from sqlalchemy.exc import IntegrityError
-
         from airflow.exceptions import DagNotFound
         from airflow.models.dag_version import DagVersion
         from airflow.utils.session import create_session
         from airflow.utils.state import DagRunState
         from airflow.utils.types import DagRunTriggeredByType, DagRunType
+        from sqlalchemy.exc import IntegrityError
 
         try:
             with create_session() as session:
@@ -149,9 +147,17 @@ class AirflowRuns:
                 if dag is None:
                     raise DagNotFound(f"no serialized version of DAG {dag_id} in the metadata DB")
                 run = dag.create_dagrun(
-                    run_id=run_id, logical_date=None, data_interval=None, run_after=datetime.now(timezone.utc),
-                    conf=conf, run_type=DagRunType.MANUAL, triggered_by=DagRunTriggeredByType.REST_API,
-                    triggering_user_name=user, note=note, state=DagRunState.QUEUED, session=session,
+                    run_id=run_id,
+                    logical_date=None,
+                    data_interval=None,
+                    run_after=datetime.now(timezone.utc),
+                    conf=conf,
+                    run_type=DagRunType.MANUAL,
+                    triggered_by=DagRunTriggeredByType.REST_API,
+                    triggering_user_name=user,
+                    note=note,
+                    state=DagRunState.QUEUED,
+                    session=session,
                 )
                 run_id = run.run_id
         except IntegrityError as err:  # the unique (dag_id, run_id): this delivery's run exists

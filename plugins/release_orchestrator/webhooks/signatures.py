@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import logging
 import re
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,7 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def check_signature(body: bytes, header_value: str | None, header_name: str,
-                    secret: str | None) -> None:
+def check_signature(body: bytes, header_value: str | None, header_name: str, secret: str | None) -> None:
     """Raises SignatureError unless `header_value` is the HMAC-SHA256 of `body` with `secret`."""
     given = parse_signature(header_value, header_name)
     # A missing secret and a wrong signature get the same answer: callers learn nothing about the setup.
@@ -89,9 +88,11 @@ def _airflow_connection_password(conn_id: str) -> str | None:
         return None
 
 
-def find_secret(repository: str | None,
-                variable: Callable[[str], str | None] = _airflow_variable,
-                connection_password: Callable[[str], str | None] = _airflow_connection_password) -> str | None:
+def find_secret(
+    repository: str | None,
+    variable: Callable[[str], str | None] = _airflow_variable,
+    connection_password: Callable[[str], str | None] = _airflow_connection_password,
+) -> str | None:
     """The webhook secret for `repository` (None: only the global one applies), or None if none is set."""
     candidates: list[tuple[str, Callable[[str], str | None]]] = []
     if repository:
@@ -103,6 +104,9 @@ def find_secret(repository: str | None,
             log.debug("webhook secret for %s from %s", repository, name)
             return value
     names = [secret_variable(repository), secret_connection(repository)] if repository else []
-    log.warning("no webhook secret for %s: looked for %s", repository or "a delivery naming no repository",
-                ", ".join([*names, GLOBAL_SECRET_VARIABLE]))
+    log.warning(
+        "no webhook secret for %s: looked for %s",
+        repository or "a delivery naming no repository",
+        ", ".join([*names, GLOBAL_SECRET_VARIABLE]),
+    )
     return None
