@@ -7,14 +7,13 @@ import asyncio
 import pytest
 from botocore.exceptions import ClientError
 
+from release_orchestrator.hooks.base import AwsCallError, aws_call
 from release_orchestrator.triggers import poller as poller_module
 from release_orchestrator.triggers.poller import BatchPoller, BatchSpec, ItemNotFound, get_poller
 
 SPEC = BatchSpec(
     service="fake",
-    batch_call="batch_get_things",
-    ids_param="ids",
-    items_key="things",
+    batch_call="BatchGetThings",
     id_key="id",
     status_key="status",
     max_batch=100,
@@ -25,6 +24,15 @@ FAST = 0.01
 
 def throttling() -> ClientError:
     return ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "BatchGetThings")
+
+
+def through_a_hook(err: Exception) -> AwsCallError:
+    """The error as the hooks' batch methods raise it (aws_call wraps the botocore error)."""
+    try:
+        with aws_call("BatchGetThings", "things a"):
+            raise err
+    except AwsCallError as wrapped:
+        return wrapped
 
 
 class FakeService:
@@ -155,9 +163,10 @@ def test_extra_stop_states_per_waiter():
     asyncio.run(scenario())
 
 
-def test_throttling_backs_off_and_retries(monkeypatch):
+@pytest.mark.parametrize("raised_by", ["botocore", "hook"])
+def test_throttling_backs_off_and_retries(monkeypatch, raised_by):
     service = FakeService(["a"])
-    service.failures = [throttling(), throttling(), throttling()]
+    service.failures = [throttling() if raised_by == "botocore" else through_a_hook(throttling()) for _ in range(3)]
     service.status["a"] = "DONE"
     sleeps: list[float] = []
     real_sleep = asyncio.sleep

@@ -249,19 +249,20 @@ class BatchPolledTrigger(BaseTrigger):
     def poller(self) -> BatchPoller:
         return get_poller((self.spec.service, *self.connection_key()), self._make_poller)
 
+    @staticmethod
+    def batch_get(hook: Any, ids: list[str]) -> list[dict[str, Any]]:
+        """The items of ``ids`` (at most ``spec.max_batch``), through the hook's batch method."""
+        raise NotImplementedError
+
     def _make_poller(self) -> BatchPoller:
         hook = self.hook()
-        spec = self.spec
-
-        def call(ids: list[str]) -> list[dict[str, Any]]:
-            # The first call also builds the client (reads the connection): in the thread too.
-            response = getattr(hook.conn, spec.batch_call)(**{spec.ids_param: ids})
-            return response.get(spec.items_key, [])
+        batch_get = type(self).batch_get  # not bound: the poller outlives this trigger
 
         async def fetch(ids: list[str]) -> list[dict[str, Any]]:
-            return await asyncio.to_thread(call, ids)
+            # The first call also builds the client (reads the connection): in the thread too.
+            return await asyncio.to_thread(batch_get, hook, ids)
 
-        return BatchPoller(spec, fetch)
+        return BatchPoller(self.spec, fetch)
 
     async def wait_until_done(self) -> dict[str, Any]:
         """The item once it is finished (subclasses may act on the way, e.g. continue a deployment)."""

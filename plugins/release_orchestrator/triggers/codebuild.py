@@ -16,9 +16,7 @@ from release_orchestrator.triggers.poller import BatchSpec
 
 CODEBUILD_BUILDS = BatchSpec(
     service="codebuild",
-    batch_call="batch_get_builds",
-    ids_param="ids",
-    items_key="builds",
+    batch_call="BatchGetBuilds",
     id_key="id",
     status_key="buildStatus",
     max_batch=BATCH_GET_BUILDS_MAX,
@@ -45,6 +43,10 @@ class CodeBuildBuildTrigger(BatchPolledTrigger):
     hook_class = CodeBuildHook
     id_field = "build_id"
     result_class = BuildResult
+
+    @staticmethod
+    def batch_get(hook: CodeBuildHook, ids: list[str]) -> list[dict[str, Any]]:
+        return hook.batch_get_builds(ids)
 
     def __init__(
         self,

@@ -18,9 +18,7 @@ from release_orchestrator.triggers.poller import BatchSpec
 
 CODEDEPLOY_DEPLOYMENTS = BatchSpec(
     service="codedeploy",
-    batch_call="batch_get_deployments",
-    ids_param="deploymentIds",
-    items_key="deploymentsInfo",
+    batch_call="BatchGetDeployments",
     id_key="deploymentId",
     status_key="status",
     max_batch=BATCH_GET_DEPLOYMENTS_MAX,
@@ -49,6 +47,10 @@ class CodeDeployDeploymentTrigger(BatchPolledTrigger):
     hook_class = CodeDeployHook
     id_field = "deployment_id"
     result_class = DeploymentResult
+
+    @staticmethod
+    def batch_get(hook: CodeDeployHook, ids: list[str]) -> list[dict[str, Any]]:
+        return hook.batch_get_deployments(ids)
 
     def __init__(
         self,

@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from release_orchestrator.hooks.base import AwsCallError
+
 log = logging.getLogger(__name__)
 
 THROTTLING_CODES = frozenset(
@@ -49,9 +51,7 @@ class BatchSpec:
     """The service-specific part of a poller."""
 
     service: str  # e.g. "codebuild"
-    batch_call: str  # boto3 method, e.g. "batch_get_builds"
-    ids_param: str  # its id list parameter, e.g. "ids"
-    items_key: str  # the list in its response, e.g. "builds"
+    batch_call: str  # the AWS operation the hook's batch method makes, for messages: e.g. "BatchGetBuilds"
     id_key: str  # an item's id, e.g. "id"
     status_key: str  # an item's status, e.g. "buildStatus"
     max_batch: int  # ids per call
@@ -62,13 +62,23 @@ class ItemNotFound(LookupError):
     """AWS kept answering without the item: it does not exist (anymore), or in another region."""
 
 
+def _aws_code(err: BaseException) -> str | None:
+    """AWS's error code of a botocore error, or of the hooks' AwsCallError raised from one."""
+    if isinstance(err, AwsCallError):
+        return err.code
+    if isinstance(err, ClientError):
+        return err.response.get("Error", {}).get("Code")
+    return None
+
+
 def is_throttling(err: BaseException) -> bool:
-    return isinstance(err, ClientError) and err.response.get("Error", {}).get("Code") in THROTTLING_CODES
+    return _aws_code(err) in THROTTLING_CODES
 
 
 def is_transient(err: BaseException) -> bool:
     """Errors worth another try later rather than failing every waiter of the batch."""
-    return is_throttling(err) or isinstance(err, (BotoConnectionError, HTTPClientError))
+    cause = err.__cause__ if isinstance(err, AwsCallError) else err
+    return is_throttling(err) or isinstance(cause, (BotoConnectionError, HTTPClientError))
 
 
 @dataclass
