@@ -13,10 +13,13 @@ latest object version / image digest from AWS when the run names none, as CodePi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.hooks.ecr import EcrHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import BaseOperator
 
 from release_orchestrator.events.sources import changes_in_asset_events, describe_change, describe_changes
@@ -121,25 +124,21 @@ class GitSourceOperator(BaseOperator):
         return outputs
 
 
-class S3SourceOperator(BaseOperator):
-    """source.s3: an object version in a versioned bucket."""
+class S3SourceOperator(AwsBaseOperator[S3Hook]):
+    """source.s3: an object version in a versioned bucket.
 
-    template_fields = ("bucket", "object_key")
+    The connection arguments are the amazon provider's (``aws_conn_id``, ``region_name``, ``verify``,
+    ``botocore_config``).
+    """
+
+    aws_hook_class = S3Hook
+    template_fields: Sequence[str] = aws_template_fields("bucket", "object_key")
     ui_color = "#e8f1fb"
 
-    def __init__(
-        self,
-        *,
-        bucket: str,
-        object_key: str,
-        detect_changes: bool = True,
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        **kwargs: Any,
-    ):
+    def __init__(self, *, bucket: str, object_key: str, detect_changes: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
         self.bucket, self.object_key = bucket, object_key
-        self.aws_conn_id, self.region_name = aws_conn_id, region_name
+        self.detect_changes = detect_changes
 
     def accepts(self, change: dict[str, Any]) -> bool:
         return (
@@ -150,7 +149,7 @@ class S3SourceOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         source = run_source(context, self.accepts)
-        client = AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="s3").conn
+        client = self.hook.conn
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": self.object_key}
         version = source.get("revision") or source.get("version_id")
         if version:
@@ -165,24 +164,20 @@ class S3SourceOperator(BaseOperator):
         }
 
 
-class EcrSourceOperator(BaseOperator):
-    """source.ecr: an image, by digest when the run names one, else the tag's current digest."""
+class EcrSourceOperator(AwsBaseOperator[EcrHook]):
+    """source.ecr: an image, by digest when the run names one, else the tag's current digest.
 
-    template_fields = ("repository", "image_tag")
+    The connection arguments are the amazon provider's (``aws_conn_id``, ``region_name``, ``verify``,
+    ``botocore_config``).
+    """
+
+    aws_hook_class = EcrHook
+    template_fields: Sequence[str] = aws_template_fields("repository", "image_tag")
     ui_color = "#e8f1fb"
 
-    def __init__(
-        self,
-        *,
-        repository: str,
-        image_tag: str = "latest",
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        **kwargs: Any,
-    ):
+    def __init__(self, *, repository: str, image_tag: str = "latest", **kwargs: Any):
         super().__init__(**kwargs)
         self.repository, self.image_tag = repository, image_tag
-        self.aws_conn_id, self.region_name = aws_conn_id, region_name
 
     def accepts(self, change: dict[str, Any]) -> bool:
         return (
@@ -193,7 +188,7 @@ class EcrSourceOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         source = run_source(context, self.accepts)
-        client = AwsBaseHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="ecr").conn
+        client = self.hook.conn
         digest = source.get("revision") or source.get("image_digest")
         image_id = {"imageDigest": digest} if digest else {"imageTag": source.get("image_tag") or self.image_tag}
         with aws_call("DescribeImages", f"ecr repository '{self.repository}' image {image_id}"):
