@@ -79,20 +79,26 @@ def test_v2_variables_triggers_and_parallel_mode():
                 {"tags": {"includes": ["v*"]}},
             ],
             "pull_request": [{"events": ["OPEN", "UPDATED"], "branches": {"includes": ["main"]}}],
-        }
+        },
+        # The S3 source polls for changes (PollForSourceChanges: true): a change event starts a run.
+        {"provider": "s3", "source_action": "Config"},
     ]
     # Pull-request webhooks list no changed files: the path filter is left out, and said so.
     assert any("file path filter of pull request filter 0 was left out" in n for n in result.notes)
     checkout, config = p.stages[0].actions
-    assert checkout.configuration == {
-        "repository": "acme/webapp",
-        "branch": "main",
-        "output_format": "CODE_ZIP",
-        "detect_changes": False,
-        "connection_arn": "arn:aws:codestar-connections:us-east-1:123456789012:connection/"
-        "0a1b2c3d-aaaa-bbbb-cccc-0123456789ab",
+    # DetectChanges, the connection and the artifact format have no key here: the trigger above starts runs.
+    assert checkout.configuration == {"repository": "acme/webapp", "branch": "main"}
+    assert any(
+        n.endswith(
+            "ConnectionArn left out: pushes reach the pipeline at the webhook endpoint "
+            "(add the repository's webhook and secret, docs/triggers.md)"
+        )
+        for n in result.notes
+    )
+    assert config.type == "source.s3" and config.configuration == {
+        "bucket": "webapp-config",
+        "object_key": "config.zip",
     }
-    assert config.type == "source.s3" and config.configuration["detect_changes"] is True
     compile_, tests = p.stages[1].actions
     assert compile_.input_artifacts == ["SourceArtifact", "ConfigArtifact"]
     assert compile_.configuration["primary_source"] == "SourceArtifact"
@@ -130,7 +136,9 @@ def test_unsupported_providers_are_listed_and_kept_as_comments():
     assert [a.name for a in p.stages[1].actions] == ["Lint"]
     assert "#     StackName: infra" in result.yaml and "# NOT IMPORTED: stage 'Infrastructure'" in result.yaml
     (source,) = p.stages[0].actions
-    assert source.configuration == {"repository": "acme/infra", "branch": "main", "detect_changes": True}
+    assert source.configuration == {"repository": "acme/infra", "branch": "main"}
+    # PollForSourceChanges (GitHub version 1's default: true) became a push trigger on the branch.
+    assert p.triggers == [{"source_action": source.name, "push": [{"branches": {"includes": ["main"]}}]}]
     assert any("OAuth token" in n for n in result.notes)
 
 

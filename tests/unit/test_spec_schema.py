@@ -241,10 +241,19 @@ CASES = [
         ),
         "valid",
     ),
-    ("reference in a bool", lambda d: src(d)["configuration"].update(detect_changes="#{variables.DeployEnv}"), "valid"),
+    (
+        "reference in a bool",
+        lambda d: later(
+            d,
+            name="Tests",
+            type="test.codebuild",
+            configuration={"project_name": "p", "fail_on_test_failure": "#{variables.DeployEnv}"},
+        ),
+        "valid",
+    ),
     (
         "reference in a choice",
-        lambda d: src(d)["configuration"].update(output_format="#{variables.DeployEnv}"),
+        lambda d: later(d, name="Approve", type="approval.manual", configuration={"mode": "#{variables.DeployEnv}"}),
         "valid",
     ),
     (
@@ -676,8 +685,8 @@ def test_wrong_kind():
 
 
 def test_bad_choice():
-    errors = errors_at(lambda d: src(d)["configuration"].update(output_format="TAR"))
-    assert list(errors) == ["pipeline/stages/0/actions/0/configuration/output_format"]
+    errors = errors_at(lambda d: later(d, name="Approve", type="approval.manual", configuration={"mode": "vote"}))
+    assert list(errors) == ["pipeline/stages/2/actions/0/configuration/mode"]
 
 
 def test_reference_in_an_int_field():

@@ -116,9 +116,15 @@ CASES = [
     ),
     (
         "choice",
-        lambda p: source(p)["configuration"].update(output_format="TAR"),
-        "configuration.output_format",
-        "not one of CODE_ZIP, CODEBUILD_CLONE_REF",
+        lambda p: add_action(p, 1, name="Approve", type="approval.manual", configuration={"mode": "vote"}),
+        "configuration.mode",
+        "not one of mark, form",
+    ),
+    (
+        "retired key",
+        lambda p: source(p)["configuration"].update(detect_changes=False),
+        "configuration.detect_changes",
+        "not supported: changes start a pipeline through its `triggers`",
     ),
     (
         "github repository",

@@ -77,16 +77,12 @@ class GitSourceOperator(BaseOperator):
         repository: str,
         branch: str,
         provider: str = "github",
-        connection_arn: str | None = None,
-        output_format: str | None = None,
-        detect_changes: bool = True,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.repository = repository
         self.branch = branch
         self.provider = provider
-        self.connection_arn = connection_arn
 
     def accepts(self, change: dict[str, Any]) -> bool:
         """A CodeCommit push event about this action's repository (the trigger chose the branches)."""
@@ -135,10 +131,9 @@ class S3SourceOperator(AwsBaseOperator[S3Hook]):
     template_fields: Sequence[str] = aws_template_fields("bucket", "object_key")
     ui_color = "#e8f1fb"
 
-    def __init__(self, *, bucket: str, object_key: str, detect_changes: bool = True, **kwargs: Any):
+    def __init__(self, *, bucket: str, object_key: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.bucket, self.object_key = bucket, object_key
-        self.detect_changes = detect_changes
 
     def accepts(self, change: dict[str, Any]) -> bool:
         return (

@@ -239,7 +239,16 @@ def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
 
 # --- the table ---------------------------------------------------------------------------------------------
 
-_DETECT_CHANGES = ConfigKey("detect_changes", "start the pipeline when the source changes", kind="bool", default=True)
+# Keys a spec may not use, with why and what to write instead: CodePipeline's options that mean nothing here.
+RETIRED_KEYS = {
+    "detect_changes": "changes start a pipeline through its `triggers` (a git push or pull request to the webhook "
+    "endpoint, or an s3/ecr/codecommit change event), see docs/triggers.md; `import-codepipeline` turns "
+    "DetectChanges / PollForSourceChanges into such a trigger",
+    "connection_arn": "pushes reach the pipeline through the webhook endpoint, signed with the repository's "
+    "secret (docs/triggers.md); no CodeStar connection is used",
+    "output_format": "actions do not pass source archives or clone references to each other; builds fetch "
+    "the revision themselves (source_version)",
+}
 
 _CODEBUILD_KEYS = (
     ConfigKey("project_name", "CodeBuild project to run", required=True),
@@ -263,18 +272,11 @@ ACTION_TYPES: dict[str, ActionType] = {
         ActionType(
             "source.github",
             "Source",
-            "A branch of a GitHub repository, through a CodeStar connection.",
+            "A branch of a GitHub (or GitHub Enterprise) repository; its pushes and pull requests reach the "
+            "webhook endpoint.",
             keys=(
                 ConfigKey("repository", "repository as 'owner/name'", required=True),
                 ConfigKey("branch", "branch to follow", required=True),
-                ConfigKey("connection_arn", "CodeStar/CodeConnections connection ARN"),
-                ConfigKey(
-                    "output_format",
-                    "CODE_ZIP (an archive) or CODEBUILD_CLONE_REF (a git clone reference)",
-                    default="CODE_ZIP",
-                    choices=("CODE_ZIP", "CODEBUILD_CLONE_REF"),
-                ),
-                _DETECT_CHANGES,
             ),
             outputs=(
                 "CommitId",
@@ -299,7 +301,6 @@ ACTION_TYPES: dict[str, ActionType] = {
             keys=(
                 ConfigKey("repository", "CodeCommit repository name", required=True),
                 ConfigKey("branch", "branch to follow", required=True),
-                _DETECT_CHANGES,
             ),
             outputs=("CommitId", "BranchName", "RepositoryName", "CommitMessage", "AuthorDate", "AuthorDisplayName"),
             operator=f"{_OPERATORS}.source:GitSourceOperator",
@@ -313,7 +314,6 @@ ACTION_TYPES: dict[str, ActionType] = {
             keys=(
                 ConfigKey("bucket", "bucket name", required=True),
                 ConfigKey("object_key", "object key", required=True),
-                _DETECT_CHANGES,
             ),
             outputs=("VersionId", "ETag", "ObjectKey", "BucketName"),
             operator=f"{_OPERATORS}.source:S3SourceOperator",

@@ -119,6 +119,7 @@ class _Importer:
         self.unmapped: list[Unmapped] = []
         self.connections: dict[str, str] = {}
         self.notes: list[str] = []  # pipeline-wide
+        self.change_triggers: list[dict[str, Any]] = []  # source actions that detect changes, as triggers
         self.producers: dict[str, tuple[str, dict | None]] = {}  # artifact -> (provider, spec action or None)
         self.namespaces = {a.get("namespace") for s in definition["stages"] for a in s.get("actions", [])}
         self.mappers: dict[tuple[str, str, str], Callable] = {
@@ -156,10 +157,14 @@ class _Importer:
         ]
         if variables:
             spec["variables"] = [{k: v for k, v in var.items() if v is not None} for var in variables]
-        if d.get("triggers"):
-            spec["triggers"] = [self.trigger(t) for t in d["triggers"]]
-
         stages = [self.stage(s) for s in d["stages"]]
+        triggers = [self.trigger(t) for t in d.get("triggers") or []]
+        # CodePipeline starts a run on a source change when the action detects changes and no trigger of
+        # the pipeline names that action (a trigger overrides DetectChanges): the same, as a trigger.
+        named = {t.get("source_action") for t in triggers}
+        triggers += [t for t in self.change_triggers if t["source_action"] not in named]
+        if triggers:
+            spec["triggers"] = triggers
         text = _render(d, self.source, spec, stages, self.unmapped, self.connections, self.notes)
         spec["stages"] = [
             {"name": name, "actions": [item[1] for item in items if item[0] == "action"]}
@@ -279,12 +284,17 @@ class _Importer:
 
     def github(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
         out = {"repository": cfg.pop("FullRepositoryId", PLACEHOLDER), "branch": cfg.pop("BranchName", PLACEHOLDER)}
-        if "ConnectionArn" in cfg:
-            out["connection_arn"] = cfg.pop("ConnectionArn")
-        if "OutputArtifactFormat" in cfg:
-            out["output_format"] = cfg.pop("OutputArtifactFormat")
-        if "DetectChanges" in cfg:
-            out["detect_changes"] = _bool(cfg.pop("DetectChanges"))
+        if cfg.pop("ConnectionArn", None) is not None:
+            notes.append(
+                "ConnectionArn left out: pushes reach the pipeline at the webhook endpoint "
+                "(add the repository's webhook and secret, docs/triggers.md)"
+            )
+        if cfg.pop("OutputArtifactFormat", "CODE_ZIP") != "CODE_ZIP":
+            notes.append("OutputArtifactFormat CODEBUILD_CLONE_REF left out: builds fetch the revision themselves")
+        if _bool(cfg.pop("DetectChanges", True)) is not False:  # CodePipeline's default: true
+            self.change_triggers.append(
+                {"source_action": action["name"], "push": [{"branches": {"includes": [out["branch"]]}}]}
+            )
         return "source.github", out
 
     def github_v1(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
@@ -292,33 +302,34 @@ class _Importer:
             "repository": f"{cfg.pop('Owner', PLACEHOLDER)}/{cfg.pop('Repo', PLACEHOLDER)}",
             "branch": cfg.pop("Branch", PLACEHOLDER),
         }
-        if "PollForSourceChanges" in cfg:
-            out["detect_changes"] = _bool(cfg.pop("PollForSourceChanges"))
+        if _bool(cfg.pop("PollForSourceChanges", True)) is not False:  # CodePipeline's default: true
+            self.change_triggers.append(
+                {"source_action": action["name"], "push": [{"branches": {"includes": [out["branch"]]}}]}
+            )
         if cfg.pop("OAuthToken", None) is not None:
             notes.append(
-                "GitHub (version 1) used an OAuth token: create a CodeStar connection to the repository "
-                "and set connection_arn"
+                "GitHub (version 1) used an OAuth token, left out: pushes reach the pipeline at the webhook "
+                "endpoint (add the repository's webhook and secret, docs/triggers.md)"
             )
         return "source.github", out
 
     def codecommit(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
         out = {"repository": cfg.pop("RepositoryName", PLACEHOLDER), "branch": cfg.pop("BranchName", PLACEHOLDER)}
-        self.poll(cfg, out)
+        self.poll(cfg, action, "codecommit")
         if cfg.get("OutputArtifactFormat") == "CODE_ZIP":
             cfg.pop("OutputArtifactFormat")
         return "source.codecommit", out
 
     def s3(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
         out = {"bucket": cfg.pop("S3Bucket", PLACEHOLDER), "object_key": cfg.pop("S3ObjectKey", PLACEHOLDER)}
-        self.poll(cfg, out)
+        self.poll(cfg, action, "s3")
         return "source.s3", out
 
-    @staticmethod
-    def poll(cfg: dict, out: dict) -> None:
-        # PollForSourceChanges=false usually means "started by an EventBridge rule", so only true maps.
-        if _bool(cfg.get("PollForSourceChanges")) is True:
-            out["detect_changes"] = True
-        cfg.pop("PollForSourceChanges", None)
+    def poll(self, cfg: dict, action: dict, provider: str) -> None:
+        """PollForSourceChanges: true becomes an event trigger on the action's source. False usually means
+        an EventBridge rule starts the pipeline, which is what the event trigger is here too, so only true maps."""
+        if _bool(cfg.pop("PollForSourceChanges", None)) is True:
+            self.change_triggers.append({"provider": provider, "source_action": action["name"]})
 
     def ecr(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
         out = {"repository": cfg.pop("RepositoryName", PLACEHOLDER)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .action_types import ACTION_TYPES, KIND_NAMES, ActionType
+from .action_types import ACTION_TYPES, KIND_NAMES, RETIRED_KEYS, ActionType
 from .errors import SpecError
 from .model import EXECUTION_MODES, Action, Pipeline, Stage
 from .syntax import (
@@ -341,7 +341,9 @@ def _configuration_problems(action_type: ActionType, configuration: dict) -> lis
             problems.append((key, f"missing required key; allowed keys: {allowed}"))
     for key, value in configuration.items():
         spec = action_type.key(key)
-        if spec is None:
+        if spec is None and key in RETIRED_KEYS:
+            problems.append((key, f"not supported: {RETIRED_KEYS[key]}; remove it"))
+        elif spec is None:
             problems.append((key, f"unknown key{did_you_mean(key, action_type.allowed_keys)}; allowed keys: {allowed}"))
         elif has_reference(value):
             continue  # only known at run time
