@@ -79,11 +79,9 @@ class SqsEventProducer(SharedStreamProducer):
     # ---- SQS calls (in threads) ----------------------------------------------------------------------------
     def client(self) -> Any:
         if self._client is None:
-            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+            from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
-            self._client = AwsBaseHook(
-                aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="sqs"
-            ).conn
+            self._client = SqsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name).conn
         return self._client
 
     def queue_url(self) -> str:
