@@ -96,9 +96,10 @@ def warm_up_task_sdk(ti: Any) -> asyncio.Task | None:
     """Once per triggerer: make the Task SDK's first request while the trigger waits, not when it ends.
 
     The triggerer answers a trigger's first XCom request by building Airflow's in-process execution
-    API (1.5 s on an idle machine, 7 s measured on a busy one), and handles nothing else meanwhile; the
-    first action to finish in a fresh triggerer waited for that. A read of the task's own failure
-    reason (normally none) pays it early. Returns the background task (for tests), None if done before.
+    API (1.5 s on an idle machine, 5-9 s measured while the local environment starts), and handles no
+    other request meanwhile (connections included); the first action to finish in a fresh triggerer
+    waited for that after its work was done. A read of the task's own failure reason (normally none)
+    pays it while the work runs. Returns the background task, None if done before.
     """
     global _task_sdk_warm_up, _task_sdk_warmed_up
     if _task_sdk_warmed_up:
