@@ -84,3 +84,9 @@ def test_no_module_reads_a_setting_from_the_environment_itself():
             if re.search(r"os\.(environ|getenv).*RELEASE_ORCHESTRATOR_", line):
                 readers.append(f"{path.relative_to(ROOT)}:{number}")
     assert readers == []
+
+
+def test_a_bad_setting_is_the_dag_files_import_error_not_a_missing_pipeline(monkeypatch):
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_POLL_INTERVAL", "fast")
+    with pytest.raises(settings.SettingError, match="RELEASE_ORCHESTRATOR_POLL_INTERVAL='fast'"):
+        compiler.build_dags(str(ROOT / "include" / "pipelines"))

@@ -297,7 +297,13 @@ def load_pipelines(directory: str | os.PathLike | list | None = None):
 
 
 def build_dags(directory: str | os.PathLike | list | None = None) -> tuple[dict[str, Any], dict[str, Exception]]:
-    """Every spec in the directory as a DAG; one bad spec never hides the others."""
+    """Every spec in the directory as a DAG; one bad spec never hides the others.
+
+    A bad setting concerns every pipeline: its SettingError is raised, so the DAG file shows it as its
+    import error (naming the variable), rather than each pipeline failing to compile on its own.
+    """
+    for setting in (settings.POLL_INTERVAL, settings.PARALLEL_RUNS):
+        setting.get()
     pipelines, errors = load_pipelines(directory)
     dags: dict[str, Any] = {}
     for pipeline in pipelines:
