@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from release_orchestrator.notifications.messages import EVENTS
+
 from .action_types import ACTION_TYPES, KIND_NAMES, RETIRED_KEYS, ActionType
 from .errors import SpecError
 from .model import EXECUTION_MODES, Action, Pipeline, Stage
@@ -29,17 +31,8 @@ MAX_STAGES = 50
 MAX_ACTIONS_PER_STAGE = 50
 RUN_ORDER_RANGE = (1, 999)
 
-NOTIFICATION_EVENTS = (
-    "pipeline-started",
-    "pipeline-succeeded",
-    "pipeline-failed",
-    "pipeline-superseded",
-    "stage-failed",
-    "action-failed",
-    "approval-needed",
-    "approval-approved",
-    "approval-rejected",
-)
+# The events a pipeline's notifications may name: those the messages module can write.
+NOTIFICATION_EVENTS = EVENTS
 SCHEDULE_PRESETS = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 
 # Namespaces that are not set by actions.
