@@ -1,27 +1,64 @@
-"""One seeded sandbox per test session, on a free loopback port, with short lifecycles."""
+"""One seeded sandbox per test session, on a free loopback port, with short lifecycles.
+
+It runs in a process of its own, as users run it: moto's state is per process, and every unit test's
+`mock_aws()` resets moto in the test process, which would wipe what the sandbox seeded whenever a unit
+test ran between two sandbox tests.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.config import Config
 
+from include.localenv.environment import free_port
 from include.sandbox import resources as r
 from include.sandbox.client import SandboxClient
-from include.sandbox.seed import seed
-from include.sandbox.server import start_sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BUILD_SECONDS = 2.0
 DEPLOY_SECONDS = 2.0
 
 
+@dataclass(frozen=True)
+class RunningSandbox:
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 @pytest.fixture(scope="session")
-def sandbox():
-    with start_sandbox(port=0, build_seconds=BUILD_SECONDS, deploy_seconds=DEPLOY_SECONDS) as running:
-        seed(running.url)
+def sandbox(tmp_path_factory):
+    port, log = free_port(), tmp_path_factory.mktemp("sandbox") / "sandbox.log"
+    command = [sys.executable, "-m", "include.sandbox.server", "--port", str(port), "--seed"]
+    command += ["--build-seconds", str(BUILD_SECONDS), "--deploy-seconds", str(DEPLOY_SECONDS)]
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'plugins'}{os.pathsep}{ROOT}"}
+    with log.open("wb") as output:  # a file, not a pipe nobody drains
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
+    running = RunningSandbox(port)
+    try:
+        deadline = time.monotonic() + 120
+        while not SandboxClient(running.url).wait_ready(timeout=120).get("seeded"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the sandbox did not start and seed; its output:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
         yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @pytest.fixture(scope="session")

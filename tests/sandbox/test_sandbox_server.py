@@ -90,10 +90,10 @@ def test_taken_port_fails_at_once(sandbox):
 
 
 def test_reset_forgets_builds_and_faults(aws):
-    # A second sandbox has its own lifecycle state (moto's resources are shared per process).
     with start_sandbox(port=0, build_seconds=1, deploy_seconds=1) as other:
         client = SandboxClient(other.url)
         client.wait_ready(timeout=5)
+        seed(other.url)
         client.set_fault("codebuild", r.BUILD_PROJECT, "hang")
         codebuild = boto3.client(
             "codebuild",
