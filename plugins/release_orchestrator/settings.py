@@ -116,6 +116,13 @@ EVENTS_STARTUP_DELAY = Setting(
     _number(float, 0, "a number of seconds"),
     "seconds the events trigger waits after starting before its first receive",
 )
+APPROVAL_TIMEOUT_MIN_SECONDS = Setting(
+    "APPROVAL_TIMEOUT_MIN_SECONDS",
+    300,
+    _number(int, 1, "a whole number of seconds, at least 1"),
+    "shortest approval `timeout` a spec may set (CodePipeline's own, 5 minutes, by default); lower it only "
+    "where approvals are tested, so a timeout can run out in seconds",
+)
 WEBHOOK_RETENTION_DAYS = Setting(
     "WEBHOOK_RETENTION_DAYS",
     30.0,
@@ -131,6 +138,7 @@ SETTINGS = (
     EVENTS_WAIT_SECONDS,
     EVENTS_VISIBILITY_TIMEOUT,
     EVENTS_STARTUP_DELAY,
+    APPROVAL_TIMEOUT_MIN_SECONDS,
     WEBHOOK_RETENTION_DAYS,
 )
 

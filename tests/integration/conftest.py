@@ -17,7 +17,7 @@ from include.localenv import postgres
 from include.localenv.airflow_api import AirflowAPI
 from include.localenv.environment import REPO_ROOT, LocalEnvironment, free_port
 from include.localenv.redis_queue import forget_celery_queue, redis_is_reachable
-from tests.integration.helpers import Inbox
+from tests.integration.helpers import APPROVAL_TIMEOUT_MIN_SECONDS, Inbox
 
 TEST_PIPELINES = Path(__file__).parent / "pipelines"
 
@@ -54,6 +54,8 @@ def airflow_env(tmp_path_factory, request):
         pipelines_dir=os.pathsep.join([str(REPO_ROOT / "include" / "pipelines"), str(TEST_PIPELINES)]),
         database_url=database_url,
         celery_broker_url=REDIS_URL if production else None,
+        # ap-timeout's approval runs out in seconds (specs elsewhere keep CodePipeline's 5-minute minimum).
+        extra_env={"RELEASE_ORCHESTRATOR_APPROVAL_TIMEOUT_MIN_SECONDS": str(APPROVAL_TIMEOUT_MIN_SECONDS)},
         echo=False,
     )
     try:

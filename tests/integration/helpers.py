@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import boto3
 
 from include.localenv.airflow_api import AirflowAPI
 from include.localenv.environment import LocalEnvironment
 from include.sandbox import resources
+
+# The shortest approval timeout the integration environment lets specs set (ap-timeout.yaml runs out in seconds).
+APPROVAL_TIMEOUT_MIN_SECONDS = 10
 
 
 def aws_client(env: LocalEnvironment, service: str, region: str = resources.REGION):
@@ -27,7 +31,28 @@ class Inbox:
 
     def __init__(self, env: LocalEnvironment):
         self.sqs = aws_client(env, "sqs")
+        self.sns = aws_client(env, "sns")
         self.url = self.sqs.get_queue_url(QueueName=resources.INBOX_QUEUE)["QueueUrl"]
+
+    def read_published(self, timeout: float = 30) -> list[dict]:
+        """Every message published to the topic up to now: publishes a marker of its own and reads until the
+        marker arrives (the sandbox's SNS delivers to the queue in order, as it publishes), so no quiet time
+        decides what was published."""
+        marker = f"inbox-marker-{uuid.uuid4()}"
+        self.sns.publish(TopicArn=resources.SNS_TOPIC_ARN, Subject=marker, Message=json.dumps({"marker": marker}))
+        messages: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            for message in batch.get("Messages", []):
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+                envelope = json.loads(message["Body"])
+                envelope["parsed"] = json.loads(envelope["Message"])
+                if envelope.get("Subject") == marker:
+                    return messages
+                if not str(envelope.get("Subject", "")).startswith("inbox-marker-"):  # another reader's
+                    messages.append(envelope)
+        raise AssertionError(f"the inbox marker did not arrive within {timeout:.0f}s")
 
     def drain(self, wait: float = 2.0, until: tuple[str, ...] = (), timeout: float = 60) -> list[dict]:
         """Every message received until the queue stays empty for `wait` seconds.
@@ -91,14 +116,12 @@ def ti_states(api: AirflowAPI, dag_id: str, run_id: str) -> dict[str, str | None
 class Mailbox:
     """Every message of the session's SNS inbox since a module started, by pipeline and run."""
 
-    drain_wait, drain_timeout = 0.5, 5.0
-
     def __init__(self, inbox: Inbox):
         self.inbox = inbox
         self.messages: list[dict] = []
 
     def collect(self) -> None:
-        self.messages += self.inbox.drain(wait=self.drain_wait, timeout=self.drain_timeout)
+        self.messages += self.inbox.read_published()
 
     @staticmethod
     def where(message: dict) -> tuple[str | None, str | None]:

@@ -4,20 +4,20 @@ Every run this module needs is started by one fixture at the beginning (they are
 they progress in parallel while the tests look at them one after the other. Messages are read from
 the session's shared SNS inbox and kept here, filtered by pipeline and run.
 
-The approval timeout (5 minutes at the least) is tested by `test_timeout_rejects_the_approval`
-only when RELEASE_ORCHESTRATOR_SLOW_TESTS is set; tests/unit/test_approval_trigger.py checks the
-trigger's timeout and tests/unit/test_approval_operator.py the operator's reaction to it.
+The approval timeout runs out for real: the environment lowers the shortest timeout a spec may set
+(RELEASE_ORCHESTRATOR_APPROVAL_TIMEOUT_MIN_SECONDS, tests/integration/conftest.py), so ap-timeout's
+approval times out in seconds rather than CodePipeline's 5 minutes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 
 import pytest
 
 from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
+from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
 from tests.integration import helpers
 from tests.integration.helpers import wait_for, wait_for_run, wait_for_task_state
 
@@ -26,8 +26,9 @@ pytestmark = pytest.mark.integration
 APPROVAL = "Approval.SignOff"
 MARK, FORM, ONCE = "ap-mark", "ap-form", "ap-once"
 SUPERSEDE, SUPERSEDE_FORM, TIMEOUT = "ap-supersede", "ap-supersede-form", "ap-timeout"
-SLOW = bool(os.environ.get("RELEASE_ORCHESTRATOR_SLOW_TESTS"))
 WAITING = {"deferred"}
+TIMEOUT_TEXT = "0:00:15"  # ap-timeout.yaml's timeout, as the messages print it
+FINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
 def push(label: str) -> dict:
@@ -61,9 +62,29 @@ class Mailbox(helpers.Mailbox):
             what=f"a '{prefix}' message of {pipeline} run {run_id}",
         )
 
-    def settled(self, pipeline: str, run_id: str, seconds: float = 5) -> dict[str, int]:
-        """Subjects (without the run-specific tail) and how often each arrived, once nothing more comes."""
-        time.sleep(seconds)
+    def settled(self, api: AirflowAPI, pipeline: str, run_id: str, decided: bool = True) -> dict[str, int]:
+        """Subjects (without the run-specific tail) and how often each arrived, once everything that announces
+        something has done so: the run has ended and its last message arrived, every action has its final
+        state, a decided approval's announcement is recorded (its decision XCom, which the trigger, the worker
+        and the run's end all check before publishing), and every message published until then is read."""
+        run = wait_for_run(api, pipeline, run_id, timeout=180)
+        wait_for(
+            lambda: all(ti["state"] in FINAL for ti in api.task_instances(pipeline, run_id)),
+            60,
+            interval=0.5,
+            what=f"every action of {pipeline} run {run_id} to end",
+        )
+        if decided:
+            wait_for(
+                lambda: decision_recorded(api, pipeline, run_id),
+                60,
+                interval=0.5,
+                what=f"the recorded announcement of {pipeline} run {run_id}'s decision",
+            )
+        last = {"success": "SUCCEEDED", "failed": "FAILED: pipeline"}[run["state"]]
+        if self.of(pipeline, run_id, "SUPERSEDED"):
+            last = "SUPERSEDED"
+        self.wait(pipeline, run_id, last)
         counts: dict[str, int] = {}
         for message in self.of(pipeline, run_id):
             kind = message["Subject"].split(":", 1)[0] + (
@@ -81,7 +102,7 @@ def mailbox(inbox) -> Mailbox:
 @pytest.fixture(scope="module")
 def runs(api, mailbox) -> dict[str, tuple[str, str]]:
     """Start every run of this module at once: name -> (pipeline, run id)."""
-    pipelines = [MARK, FORM, ONCE, SUPERSEDE, SUPERSEDE_FORM] + ([TIMEOUT] if SLOW else [])
+    pipelines = [MARK, FORM, ONCE, SUPERSEDE, SUPERSEDE_FORM, TIMEOUT]
     for pipeline in pipelines:
         api.wait_for_dag(pipeline, timeout=240)
     mailbox.collect()
@@ -94,9 +115,8 @@ def runs(api, mailbox) -> dict[str, tuple[str, str]]:
         ("once", ONCE),
         ("supersede-old", SUPERSEDE),
         ("supersede-form-old", SUPERSEDE_FORM),
+        ("timeout", TIMEOUT),
     ]
-    if SLOW:
-        plan.append(("timeout", TIMEOUT))
     for name, pipeline in plan:
         started[name] = (pipeline, api.trigger(pipeline, conf=push(name))["dag_run_id"])
     # The newer runs start once the older ones wait at their approval.
@@ -105,6 +125,15 @@ def runs(api, mailbox) -> dict[str, tuple[str, str]]:
         wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
         started[new] = (pipeline, api.trigger(pipeline, conf=push(new))["dag_run_id"])
     return started
+
+
+def decision_recorded(api: AirflowAPI, pipeline: str, run_id: str) -> bool:
+    try:
+        return bool(api.xcom(pipeline, run_id, APPROVAL, key=DECISION_XCOM_KEY))
+    except AirflowAPIError as err:
+        if "HTTP 404" in str(err):
+            return False
+        raise
 
 
 def approval_ti(api: AirflowAPI, pipeline: str, run_id: str) -> dict:
@@ -154,7 +183,7 @@ def test_approve_by_marking_keeps_the_note_and_announces_it(api, reviewer_api, m
     # Announced by the waiting trigger when Airflow cancelled it, not by the catch-up at the run's end.
     assert detail["approval"] == {"outcome": "Approved", "reason": "decided by marking the task"}
     mailbox.wait(pipeline, run_id, "SUCCEEDED")
-    assert mailbox.settled(pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
+    assert mailbox.settled(api, pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
 
 
 def test_reject_by_marking_fails_the_run_and_announces_it(api, reviewer_api, mailbox, runs):
@@ -171,7 +200,7 @@ def test_reject_by_marking_fails_the_run_and_announces_it(api, reviewer_api, mai
     assert detail["approval"] == {"outcome": "Rejected", "reason": "decided by marking the task"}
     [failed] = mailbox.wait(pipeline, run_id, "FAILED: pipeline")
     assert failed["parsed"]["detail"]["failed-action"] == "SignOff"
-    counts = mailbox.settled(pipeline, run_id)
+    counts = mailbox.settled(api, pipeline, run_id)
     assert counts == {"STARTED": 1, "APPROVAL NEEDED": 1, "REJECTED": 1, "FAILED:pipeline": 1}, counts
 
 
@@ -207,7 +236,7 @@ def test_form_refuses_users_who_are_not_approvers_then_the_approver_approves(
     decision = approved["parsed"]["detail"]["approval"]
     assert decision == {"outcome": "Approved", "reviewer": "qa-lead", "comment": "checked on staging"}
     mailbox.wait(pipeline, run_id, "SUCCEEDED")
-    assert mailbox.settled(pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
+    assert mailbox.settled(api, pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
 
 
 def test_form_rejection_fails_the_run_with_the_reviewers_comment(api, reviewer_api, mailbox, runs):
@@ -227,7 +256,7 @@ def test_form_rejection_fails_the_run_with_the_reviewers_comment(api, reviewer_a
     [action_failed] = mailbox.wait(pipeline, run_id, "FAILED: action")
     assert "rejected by qa-lead" in action_failed["parsed"]["detail"]["error-summary"]
     mailbox.wait(pipeline, run_id, "FAILED: pipeline")
-    counts = mailbox.settled(pipeline, run_id)
+    counts = mailbox.settled(api, pipeline, run_id)
     assert counts == {"STARTED": 1, "APPROVAL NEEDED": 1, "REJECTED": 1, "FAILED:action": 1, "FAILED:pipeline": 1}, (
         counts
     )
@@ -255,7 +284,7 @@ def test_a_newer_run_at_the_approval_supersedes_the_waiting_one(api, reviewer_ap
     assert (detail["state"], detail["superseded-by"]) == ("SUPERSEDED", new_run)
     assert detail["reason"] == f"superseded by run {new_run}"
     # A superseded run is not reported as failed (nor its approval action).
-    counts = mailbox.settled(pipeline, old_run)
+    counts = mailbox.settled(api, pipeline, old_run)
     assert counts.get("SUPERSEDED") == 1 and counts.get("APPROVAL NEEDED") == 1, counts
     assert not any(kind.startswith("FAILED") for kind in counts), counts
 
@@ -265,7 +294,7 @@ def test_a_newer_run_at_the_approval_supersedes_the_waiting_one(api, reviewer_ap
         answer_form(reviewer_api, pipeline, new_run, "Approve", "newest build approved")
     assert wait_for_run(api, pipeline, new_run, timeout=180)["state"] == "success"
     mailbox.wait(pipeline, new_run, "APPROVED")
-    counts = mailbox.settled(pipeline, new_run)
+    counts = mailbox.settled(api, pipeline, new_run)
     assert counts.get("APPROVAL NEEDED") == 1 and counts.get("APPROVED") == 1, counts
     assert "SUPERSEDED" not in counts, counts
 
@@ -283,17 +312,17 @@ def test_pipeline_started_is_published_once_for_a_first_action_that_defers(api, 
     reviewer_api.set_task_state(pipeline, run_id, APPROVAL, "success", note="ok")
     assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "success"
     mailbox.wait(pipeline, run_id, "SUCCEEDED")
-    assert mailbox.settled(pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
+    assert mailbox.settled(api, pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
 
 
-# ---- timeout (slow: 5 minutes is the shortest timeout a spec may set) ----------------------------
-@pytest.mark.skipif(not SLOW, reason="takes over 5 minutes; set RELEASE_ORCHESTRATOR_SLOW_TESTS=1 to run it")
+# ---- timeout ------------------------------------------------------------------------------------
 def test_timeout_rejects_the_approval(api, mailbox, runs):
     pipeline, run_id = runs["timeout"]
-    assert wait_for_run(api, pipeline, run_id, timeout=540)["state"] == "failed"
-    assert "nobody approved within 0:05:00 (timeout)" in task_log(api, pipeline, run_id, APPROVAL)
+    assert wait_for_run(api, pipeline, run_id, timeout=240)["state"] == "failed"
+    assert approval_ti(api, pipeline, run_id)["state"] == "failed"
+    assert f"nobody approved within {TIMEOUT_TEXT} (timeout)" in task_log(api, pipeline, run_id, APPROVAL)
     [rejected] = mailbox.wait(pipeline, run_id, "REJECTED")
-    assert rejected["parsed"]["detail"]["approval"]["reason"] == "timeout: nobody decided within 0:05:00"
+    assert rejected["parsed"]["detail"]["approval"]["reason"] == f"timeout: nobody decided within {TIMEOUT_TEXT}"
     mailbox.wait(pipeline, run_id, "FAILED: pipeline")
-    counts = mailbox.settled(pipeline, run_id)
+    counts = mailbox.settled(api, pipeline, run_id)
     assert counts == {"APPROVAL NEEDED": 1, "REJECTED": 1, "FAILED:pipeline": 1}, counts

@@ -181,8 +181,6 @@ def kind(message: dict) -> str:
 class Mailbox(helpers.Mailbox):
     """Every message of the session's SNS inbox since this module started, by pipeline and run."""
 
-    drain_wait, drain_timeout = 0.3, 3.0
-
     def counts(self, pipeline: str, run_id: str, collect: bool = True) -> dict[str, int]:
         if collect:
             self.collect()

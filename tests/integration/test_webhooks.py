@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,13 +23,13 @@ from include.localenv.airflow_api import AirflowAPIError
 from include.localenv.webhook_client import github_push_payload, send_github, send_github_push, sign
 from release_orchestrator.webhooks.runs import body_digest
 from release_orchestrator.webhooks.signatures import secret_connection, secret_variable
-from tests.integration.helpers import wait_for_run
+from tests.integration.helpers import wait_for, wait_for_run
 
 pytestmark = pytest.mark.integration
 
 REPO = "acme/hooks"
 SECRET = "integration-webhook-secret"
-DAGS = ("webhook-main", "webhook-docs", "webhook-tags", "webhook-pr")
+DAGS = ("webhook-main", "webhook-docs", "webhook-tags", "webhook-pr", "webhook-bitbucket", "webhook-generic")
 LIMIT = 25 * 1024 * 1024
 
 
@@ -65,13 +67,40 @@ def push(url: str, branch: str = "main", files=("src/app.py",), **kwargs) -> htt
     return send_github_push(f"{url}/github", SECRET, REPO, branch, commit(), list(files), **kwargs)
 
 
-def started(response: httpx.Response, api=None) -> dict[str, str]:
-    """The runs a delivery started; with `api`, once they exist (they are created just after the answer)."""
+def runs_since(url: str, api, before: set) -> set[tuple[str, str]]:
+    """The runs created since `before`, read once the api-server's starter has no recorded delivery left
+    (the answer comes when a delivery is recorded; its runs are created just after)."""
+    wait_for(
+        lambda: httpx.get(f"{url}/health").json()["deliveries"]["waiting"] == 0,
+        60,
+        interval=0.1,
+        what="the webhook starter to create the runs of every recorded delivery",
+    )
+    return run_ids(api) - before
+
+
+def deliver(url: str, api, send: Callable[[], httpx.Response]) -> tuple[httpx.Response, dict[str, str]]:
+    """Send a delivery; returns the answer and the runs it really started (dag_id -> run_id), which must be
+    the runs the answer names and no others."""
+    before = run_ids(api)
+    response = send()
     assert response.status_code == 200, response.text
-    runs = {s["dag_id"]: s["run_id"] for s in response.json()["started"]}
-    for dag_id, run_id in runs.items() if api else ():
-        api.wait_for_run_created(dag_id, run_id)
-    return runs
+    named = {(s["dag_id"], s["run_id"]) for s in response.json()["started"]}
+    created = runs_since(url, api, before)
+    assert created == named, f"the answer named {sorted(named)}; Airflow has the new runs {sorted(created)}"
+    return response, dict(created)
+
+
+def started(url: str, api, send: Callable[[], httpx.Response]) -> dict[str, str]:
+    return deliver(url, api, send)[1]
+
+
+def assert_nothing_started(url: str, api, send: Callable[[], httpx.Response], status: int) -> httpx.Response:
+    before = run_ids(api)
+    response = send()
+    assert response.status_code == status, response.text
+    assert runs_since(url, api, before) == set()
+    return response
 
 
 def not_started(response: httpx.Response) -> dict[str, str]:
@@ -86,10 +115,13 @@ def test_plugin_is_served_by_the_api_server(url, api):
 
 def test_signed_push_starts_a_run_with_the_source_in_its_conf(url, api):
     sha, delivery = commit(), str(uuid.uuid4())
-    response = send_github_push(
-        f"{url}/github", SECRET, REPO, "main", sha, ["src/app.py", "README.md"], delivery_id=delivery
+    response, runs = deliver(
+        url,
+        api,
+        lambda: send_github_push(
+            f"{url}/github", SECRET, REPO, "main", sha, ["src/app.py", "README.md"], delivery_id=delivery
+        ),
     )
-    runs = started(response, api)
     assert list(runs) == ["webhook-main"]  # webhook-docs wants docs/**
     assert runs["webhook-main"].startswith(f"webhook__{delivery}__")
     assert "triggers[0].push.file_paths" in not_started(response)["webhook-docs"]
@@ -112,11 +144,8 @@ def test_signed_push_starts_a_run_with_the_source_in_its_conf(url, api):
 
 
 def test_one_push_starts_every_matching_pipeline_once(url, api):
-    before = run_ids(api)
-    response = push(url, files=["docs/guide.md", "src/app.py"])
-    runs = started(response, api)
+    runs = started(url, api, lambda: push(url, files=["docs/guide.md", "src/app.py"]))
     assert sorted(runs) == ["webhook-docs", "webhook-main"]
-    assert run_ids(api) - before == set(runs.items())
 
 
 @pytest.mark.parametrize(
@@ -133,34 +162,35 @@ def test_bad_signatures_are_refused_and_start_nothing(url, api, signature):
     headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()), "Content-Type": "application/json"}
     if signature:
         headers["X-Hub-Signature-256"] = signature
-    before = run_ids(api)
-    response = httpx.post(f"{url}/github", content=body, headers=headers)
-    assert response.status_code == 401, response.text
-    assert run_ids(api) == before
+    assert_nothing_started(url, api, lambda: httpx.post(f"{url}/github", content=body, headers=headers), 401)
 
 
 def test_signed_with_the_wrong_secret_is_refused(url, api):
-    before = run_ids(api)
-    response = send_github_push(f"{url}/github", "not-the-secret", REPO, "main", commit(), ["src/app.py"])
-    assert response.status_code == 401
+    response = assert_nothing_started(
+        url,
+        api,
+        lambda: send_github_push(f"{url}/github", "not-the-secret", REPO, "main", commit(), ["src/app.py"]),
+        401,
+    )
     assert response.json()["error"] == "X-Hub-Signature-256 does not match"
-    assert run_ids(api) == before
 
 
 def test_replayed_delivery_starts_nothing_new(url, api, airflow_env):
     payload = github_push_payload(REPO, "main", commit(), ["src/app.py"])
     delivery = str(uuid.uuid4())
-    first = started(send_github(f"{url}/github", SECRET, "push", payload, delivery_id=delivery), api)
-    before = run_ids(api)
+    first = started(url, api, lambda: send_github(f"{url}/github", SECRET, "push", payload, delivery_id=delivery))
+    assert list(first) == ["webhook-main"]
 
-    again = send_github(f"{url}/github", SECRET, "push", payload, delivery_id=delivery)
-    assert again.status_code == 200
+    again = assert_nothing_started(
+        url, api, lambda: send_github(f"{url}/github", SECRET, "push", payload, delivery_id=delivery), 200
+    )
     assert again.json()["duplicate"] is True
     assert again.json()["runs"] == [{"dag_id": d, "run_id": r} for d, r in sorted(first.items())]
     # The same signed body under another delivery id is a replay as well.
-    resent = send_github(f"{url}/github", SECRET, "push", payload, delivery_id=str(uuid.uuid4()))
+    resent = assert_nothing_started(
+        url, api, lambda: send_github(f"{url}/github", SECRET, "push", payload, delivery_id=str(uuid.uuid4())), 200
+    )
     assert resent.json()["duplicate"] is True
-    assert run_ids(api) == before
 
     # Seen deliveries live in the metadata DB only: a new process (as after an api-server restart) finds them.
     check = (
@@ -217,6 +247,74 @@ def test_a_recorded_delivery_is_started_by_the_api_servers_starter(url, api, air
     assert run["note"] == "recorded elsewhere"
 
 
+def test_the_same_delivery_sent_twice_at_once_starts_one_run(url, api):
+    payload, delivery = github_push_payload(REPO, "main", commit(), ["src/app.py"]), str(uuid.uuid4())
+    before = run_ids(api)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(lambda _: send_github(f"{url}/github", SECRET, "push", payload, delivery_id=delivery), range(2))
+        )
+    assert [a.status_code for a in answers] == [200, 200]
+    assert sorted(a.json()["duplicate"] for a in answers) == [False, True]
+    assert [dag_id for dag_id, _ in runs_since(url, api, before)] == ["webhook-main"]
+
+
+RUN_STARTER_PROBE = """
+import json, sys, threading
+from release_orchestrator.webhooks.runs import AirflowRuns, AlreadyStarted
+
+runs, run_id, conf = AirflowRuns(), sys.argv[1], json.loads(sys.argv[2])
+report = {"blockers": runs.blockers(["webhook-main", "webhook-tags", "no-such-pipeline"]), "outcomes": []}
+both_ready = threading.Barrier(2)
+
+def start():
+    both_ready.wait()
+    try:
+        report["outcomes"].append(runs.start("webhook-main", run_id, conf, note="probe", user="probe"))
+    except AlreadyStarted:
+        report["outcomes"].append("already started")
+
+threads = [threading.Thread(target=start) for _ in range(2)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+start()  # once more, alone
+print(json.dumps(report))
+"""
+
+
+def test_the_run_starter_names_blockers_and_creates_a_run_once_when_two_race(url, api, airflow_env):
+    """webhooks.runs.AirflowRuns against the environment's metadata DB: why a pipeline cannot start, and
+    the unique run id making two concurrent starts of one delivery's run one run."""
+    from release_orchestrator.webhooks import payloads
+
+    data = github_push_payload(REPO, "main", commit(), ["src/app.py"])
+    delivery = str(uuid.uuid4())
+    source = payloads.parse_events("github", "push", "push", data, delivery)[0].source
+    run_id = f"webhook__{delivery}__{body_digest(json.dumps(data).encode())}"
+    api.request("PATCH", "/dags/webhook-tags", json={"is_paused": True})
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", RUN_STARTER_PROBE, run_id, json.dumps({"source": source})],
+            env=airflow_env.airflow_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    finally:
+        api.unpause("webhook-tags")
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["blockers"] == {
+        "webhook-tags": "the pipeline is paused",
+        "no-such-pipeline": "the pipeline's DAG is not loaded in Airflow (is its spec valid and parsed yet?)",
+    }
+    assert sorted(report["outcomes"]) == sorted([run_id, "already started", "already started"])
+    run = api.get_run("webhook-main", run_id)
+    assert (run["note"], run["conf"]["source"]["commit_id"]) == ("probe", source["commit_id"])
+
+
 def _raw_post(url: str, head: str, chunks) -> tuple[int, str]:
     """Send a request over a plain socket, so the server can answer before the body is complete."""
     parts = urlsplit(url)
@@ -260,33 +358,26 @@ def test_oversize_body_without_content_length_is_refused(url):
     assert status == 413
 
 
-def test_malformed_json_and_missing_fields_are_400(url):
+def test_malformed_json_and_missing_fields_are_400(url, api):
     body = b'{"ref": "refs/heads/main", '
-    response = httpx.post(
-        f"{url}/github",
-        content=body,
-        headers={
-            "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": sign(body, SECRET),
-        },
-    )
-    assert response.status_code == 400
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(body, SECRET),
+    }
+    response = assert_nothing_started(url, api, lambda: httpx.post(f"{url}/github", content=body, headers=headers), 400)
     assert response.json()["error"].startswith("body is not valid JSON")
 
     payload = github_push_payload(REPO, "main", commit(), ["src/app.py"])
     del payload["ref"]
-    response = send_github(f"{url}/github", SECRET, "push", payload)
-    assert response.status_code == 400
+    response = assert_nothing_started(url, api, lambda: send_github(f"{url}/github", SECRET, "push", payload), 400)
     assert response.json() == {"error": "ref: missing", "field": "ref"}
 
 
 def test_non_matching_push_starts_nothing(url, api):
-    before = run_ids(api)
-    response = push(url, branch="dev")
-    assert started(response) == {}
+    response = assert_nothing_started(url, api, lambda: push(url, branch="dev"), 200)
+    assert response.json()["started"] == []
     assert "'dev' matches none of the includes (main, release/*)" in not_started(response)["webhook-main"]
-    assert run_ids(api) == before
 
 
 @pytest.mark.parametrize(
@@ -298,15 +389,15 @@ def test_non_matching_push_starts_nothing(url, api):
         ("main", ["docs/drafts/idea.md"], ["webhook-main"]),  # file path excludes win
     ],
 )
-def test_branch_and_path_filters(url, branch, files, expected):
-    assert sorted(started(push(url, branch=branch, files=files))) == expected
+def test_branch_and_path_filters(url, api, branch, files, expected):
+    assert sorted(started(url, api, lambda: push(url, branch=branch, files=files))) == expected
 
 
 @pytest.mark.parametrize("tag,expected", [("v1.4.0", ["webhook-tags"]), ("v1.5.0-rc1", []), ("nightly", [])])
-def test_tag_filters(url, tag, expected):
+def test_tag_filters(url, api, tag, expected):
     payload = github_push_payload(REPO, "main", commit(), [], tag=tag)
-    response = send_github(f"{url}/github", SECRET, "push", payload)
-    assert sorted(started(response)) == expected
+    response, runs = deliver(url, api, lambda: send_github(f"{url}/github", SECRET, "push", payload))
+    assert sorted(runs) == expected
     if not expected:
         assert "triggers[0].push.tags" in not_started(response)["webhook-tags"]
 
@@ -328,9 +419,12 @@ def pull_request(action: str, base: str = "main", number: int = 5) -> dict:
 
 
 def test_pull_request_events(url, api):
-    opened = send_github(f"{url}/github", SECRET, "pull_request", pull_request("opened"))
-    assert list(started(opened)) == ["webhook-pr"]
-    conf = api.get_run("webhook-pr", started(opened, api)["webhook-pr"])["conf"]["source"]
+    def send(action: str, base: str = "main") -> Callable[[], httpx.Response]:
+        return lambda: send_github(f"{url}/github", SECRET, "pull_request", pull_request(action, base=base))
+
+    opened = started(url, api, send("opened"))
+    assert list(opened) == ["webhook-pr"]
+    conf = api.get_run("webhook-pr", opened["webhook-pr"])["conf"]["source"]
     assert conf["branch"] == "feature/fast"
     assert conf["pull_request"] == {
         "number": 5,
@@ -340,35 +434,27 @@ def test_pull_request_events(url, api):
         "title": "Make it faster",
     }
 
-    assert list(started(send_github(f"{url}/github", SECRET, "pull_request", pull_request("synchronize")))) == [
-        "webhook-pr"
-    ]
-    closed = send_github(f"{url}/github", SECRET, "pull_request", pull_request("closed"))
-    assert started(closed) == {}
+    assert list(started(url, api, send("synchronize"))) == ["webhook-pr"]
+    closed = assert_nothing_started(url, api, send("closed"), 200)
     assert "is not one of opened, updated" in not_started(closed)["webhook-pr"]
-    other_base = send_github(f"{url}/github", SECRET, "pull_request", pull_request("opened", base="dev"))
-    assert started(other_base) == {}
-    labeled = send_github(f"{url}/github", SECRET, "pull_request", pull_request("labeled"))
-    assert labeled.status_code == 202
+    other_base = assert_nothing_started(url, api, send("opened", base="dev"), 200)
+    assert "triggers[0].pull_request.branches" in not_started(other_base)["webhook-pr"]
+    assert_nothing_started(url, api, send("labeled"), 202)
 
 
 def test_ping_and_unknown_events(url, api):
-    before = run_ids(api)
     ping_body = {"zen": "Design for failure.", "repository": {"full_name": REPO}}
-    ping = send_github(f"{url}/github", SECRET, "ping", ping_body)
-    assert ping.status_code == 200
-    issues = send_github(f"{url}/github", SECRET, "issues", {"action": "opened", "repository": {"full_name": REPO}})
-    assert issues.status_code == 202
+    assert_nothing_started(url, api, lambda: send_github(f"{url}/github", SECRET, "ping", ping_body), 200)
+    issue = {"action": "opened", "repository": {"full_name": REPO}}
+    issues = assert_nothing_started(url, api, lambda: send_github(f"{url}/github", SECRET, "issues", issue), 202)
     assert issues.json()["ignored"] is True and "'issues'" in issues.json()["reason"]
-    assert run_ids(api) == before
 
 
 def test_paused_pipeline_is_not_started(url, api):
     api.request("PATCH", "/dags/webhook-tags", json={"is_paused": True})
     try:
         payload = github_push_payload(REPO, "main", commit(), [], tag="v9.0.0")
-        response = send_github(f"{url}/github", SECRET, "push", payload)
-        assert started(response) == {}
+        response = assert_nothing_started(url, api, lambda: send_github(f"{url}/github", SECRET, "push", payload), 200)
         assert not_started(response)["webhook-tags"] == "the pipeline is paused"
     finally:
         api.unpause("webhook-tags")
@@ -390,24 +476,45 @@ def test_secret_from_a_connection(url, api):
         api.request("DELETE", f"/connections/{connection_id}")
 
 
-def test_bitbucket_push(url, api):
-    set_variable(api, secret_variable("acme/hooks-bb"), "bb-secret")
-    body = json.dumps(
-        {
-            "repository": {"full_name": "acme/hooks-bb"},
-            "push": {
-                "changes": [{"new": {"type": "branch", "name": "main", "target": {"hash": commit(), "message": "m"}}}]
-            },
-        }
-    ).encode()
-    headers = {
-        "X-Event-Key": "repo:push",
-        "X-Request-UUID": str(uuid.uuid4()),
-        "X-Hub-Signature": sign(body, "bb-secret"),
-    }
-    response = httpx.post(f"{url}/bitbucket", content=body, headers=headers)
-    # No test pipeline watches acme/hooks-bb: accepted, and nothing to start.
-    assert response.status_code == 200, response.text
-    assert response.json()["started"] == [] and response.json()["not_started"] == []
-    headers["X-Hub-Signature"] = sign(body, "wrong")
-    assert httpx.post(f"{url}/bitbucket", content=body, headers=headers).status_code == 401
+def test_bitbucket_push_starts_a_run_of_the_commit(url, api):
+    repository, secret, sha = "acme/hooks-bitbucket", "bb-secret", commit()
+    set_variable(api, secret_variable(repository), secret)
+    change = {"new": {"type": "branch", "name": "main", "target": {"hash": sha, "message": "Fix the login"}}}
+    body = json.dumps({"repository": {"full_name": repository}, "push": {"changes": [change]}}).encode()
+    headers = {"X-Event-Key": "repo:push", "X-Request-UUID": str(uuid.uuid4()), "X-Hub-Signature": sign(body, secret)}
+
+    _, runs = deliver(url, api, lambda: httpx.post(f"{url}/bitbucket", content=body, headers=headers))
+    assert list(runs) == ["webhook-bitbucket"]
+    source = api.get_run("webhook-bitbucket", runs["webhook-bitbucket"])["conf"]["source"]
+    assert (source["provider"], source["repository"], source["branch"]) == ("bitbucket", repository, "main")
+    assert (source["commit_id"], source["commit_message"]) == (sha, "Fix the login")
+    assert wait_for_run(api, "webhook-bitbucket", runs["webhook-bitbucket"], timeout=180)["state"] == "success"
+    assert api.xcom("webhook-bitbucket", runs["webhook-bitbucket"], "Source.Checkout")["CommitId"] == sha
+
+    headers.update({"X-Request-UUID": str(uuid.uuid4()), "X-Hub-Signature": sign(body, "wrong")})
+    assert_nothing_started(url, api, lambda: httpx.post(f"{url}/bitbucket", content=body, headers=headers), 401)
+
+
+def test_generic_push_starts_a_run_of_the_commit(url, api):
+    repository, secret, sha = "acme/hooks-generic", "generic-secret", commit()
+    set_variable(api, secret_variable(repository), secret)
+
+    def send(document: dict, key: str = secret) -> Callable[[], httpx.Response]:
+        body = json.dumps(document).encode()
+        headers = {"X-Delivery-Id": str(uuid.uuid4()), "X-Signature-256": sign(body, key)}
+        return lambda: httpx.post(
+            f"{url}/generic", content=body, headers={**headers, "Content-Type": "application/json"}
+        )
+
+    push = {"repository": repository, "branch": "main", "commit_id": sha, "changed_files": ["src/a.py"]}
+    _, runs = deliver(url, api, send(push))
+    assert list(runs) == ["webhook-generic"]
+    source = api.get_run("webhook-generic", runs["webhook-generic"])["conf"]["source"]
+    assert (source["provider"], source["branch"], source["commit_id"]) == ("generic", "main", sha)
+    assert source["changed_files"] == ["src/a.py"]
+    assert wait_for_run(api, "webhook-generic", runs["webhook-generic"], timeout=180)["state"] == "success"
+
+    assert_nothing_started(url, api, send({**push, "commit_id": commit()}, key="wrong"), 401)
+    assert_nothing_started(url, api, send({**push, "commit_id": commit(), "branch": "dev"}), 200)
+    missing = assert_nothing_started(url, api, send({"repository": repository, "branch": "main"}), 400)
+    assert missing.json()["field"] == "commit_id"

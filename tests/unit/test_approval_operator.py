@@ -151,6 +151,28 @@ def test_timeout_is_checked_when_the_dag_is_built_and_may_come_from_a_variable()
         start(operator, make_context())
 
 
+def test_the_shortest_timeout_is_five_minutes_unless_the_installation_lowers_it(monkeypatch):
+    from release_orchestrator.pipeline.loader import parse_spec_text
+
+    def problems(timeout: str) -> list[str]:
+        source = {"name": "S", "type": "source.github", "configuration": {"repository": "a/b", "branch": "main"}}
+        approval = {"name": "SignOff", "type": "approval.manual", "configuration": {"timeout": timeout}}
+        stages = [{"name": "Source", "actions": [source]}, {"name": "Approval", "actions": [approval]}]
+        _, errors = parse_spec_text(json.dumps({"pipeline": {"name": "p", "stages": stages}}), "p.yaml")
+        return [str(e) for e in errors]
+
+    assert problems("5m") == []
+    [problem] = problems("4m59s")
+    assert "timeout" in problem and "'4m59s' is outside the allowed range of 5 minutes to 60 days" in problem
+    with pytest.raises(ValueError, match="'30s' is outside the allowed range of 5 minutes"):
+        ManualApprovalOperator(task_id="a", timeout="30s")
+
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_APPROVAL_TIMEOUT_MIN_SECONDS", "10")
+    assert problems("10s") == []
+    assert "'9s' is outside the allowed range of 10 seconds to 60 days" in problems("9s")[0]
+    assert ManualApprovalOperator(task_id="a", timeout="30s").approval_timeout == "30s"
+
+
 # ---- how the wait ends without a person ------------------------------------------------------------
 def test_timeout_rejects_and_is_announced_once(topic_and_queue):
     topic, received = topic_and_queue

@@ -75,6 +75,11 @@ def test_the_docs_table_is_the_settings_table():
     assert settings.markdown_table() in (ROOT / "docs" / "settings.md").read_text()
 
 
+def test_every_setting_is_listed_in_the_table():
+    defined = [value for value in vars(settings).values() if isinstance(value, settings.Setting)]
+    assert sorted(s.name for s in defined) == sorted(s.name for s in settings.SETTINGS)
+
+
 def test_no_module_reads_a_setting_from_the_environment_itself():
     readers = []
     for path in PACKAGE.rglob("*.py"):

@@ -116,8 +116,30 @@ def github(client, payload, event="push", delivery="d-1", secret=SECRET, signatu
     return client.post("/github", content=body, headers=headers)
 
 
-def test_health(client):
-    assert client.get("/health").json()["status"] == "ok"
+def test_health_counts_the_deliveries_still_waiting_for_their_runs(receiver, airflow):
+    receiver.starter.autostart = False
+    client = TestClient(create_app(receiver))  # no lifespan: no starter thread
+    assert client.get("/health").json()["deliveries"] == {"waiting": 0, "failed": 0}
+
+    assert github(client, github_push_payload("acme/webapp", "main", SHA, ["src/a.py"])).status_code == 200
+    assert client.get("/health").json()["deliveries"] == {"waiting": 1, "failed": 0}
+    receiver.starter.drain()
+    assert client.get("/health").json() == {
+        "status": "ok",
+        "endpoints": ["/github", "/bitbucket", "/generic"],
+        "deliveries": {"waiting": 0, "failed": 0},
+    }
+    assert airflow.runs  # drained means started
+
+
+def test_health_is_503_when_the_delivery_record_cannot_be_read(receiver, monkeypatch):
+    def unreadable():
+        raise deliveries.SQLAlchemyError("connection refused")
+
+    monkeypatch.setattr(receiver.store, "backlog", unreadable)
+    response = TestClient(create_app(receiver)).get("/health")
+    assert response.status_code == 503
+    assert response.json()["error"] == "the metadata DB cannot be read: connection refused"
 
 
 def test_push_starts_matching_pipelines_with_the_source_conf(client, airflow):

@@ -276,8 +276,12 @@ def test_valid_triggers_have_no_problems_and_invalid_ones_are_left_out():
     assert [where for where, _ in problems] == ["triggers[1].push.branches.includes"]
 
 
-def test_the_example_and_test_specs_have_valid_triggers():
+def test_the_example_and_test_specs_have_valid_triggers(monkeypatch):
     from release_orchestrator.pipeline.loader import load_specs
+    from tests.integration.helpers import APPROVAL_TIMEOUT_MIN_SECONDS
+
+    # As the integration environment loads them (ap-timeout.yaml's approval times out in seconds).
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_APPROVAL_TIMEOUT_MIN_SECONDS", str(APPROVAL_TIMEOUT_MIN_SECONDS))
 
     root = Path(__file__).resolve().parents[2]
     pipelines, errors = load_specs([root / "include" / "pipelines", root / "tests" / "integration" / "pipelines"])

@@ -46,7 +46,7 @@ from release_orchestrator.notifications.publishing import (
     publish_once,
     split_task_id,
 )
-from release_orchestrator.pipeline.action_types import APPROVAL_TIMEOUT_MAX, APPROVAL_TIMEOUT_MIN
+from release_orchestrator.pipeline.action_types import approval_timeout_problem
 from release_orchestrator.pipeline.syntax import parse_duration
 from release_orchestrator.triggers.approval import DEFAULT_CHECK_INTERVAL, ApprovalWaitTrigger, parse_time
 
@@ -70,8 +70,8 @@ class ApprovalSuperseded(AirflowFailException):
 def approval_timeout(text: Any) -> timedelta:
     """The rendered `timeout` as a duration, within the range the spec allows."""
     duration = parse_duration(str(text))
-    if not APPROVAL_TIMEOUT_MIN <= duration <= APPROVAL_TIMEOUT_MAX:
-        raise ValueError(f"approval timeout {text!r} is outside the allowed range of 5 minutes to 60 days")
+    if problem := approval_timeout_problem(str(text), duration):
+        raise ValueError(f"approval timeout {problem}")
     return duration
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from release_orchestrator import settings
+
 from .syntax import has_reference, parse_duration
 
 CATEGORIES = ("Source", "Build", "Test", "Approval", "Deploy")
@@ -142,8 +144,18 @@ def _check_codebuild(config: dict) -> list[tuple[str, str]]:
     return problems
 
 
-APPROVAL_TIMEOUT_MIN = timedelta(minutes=5)
 APPROVAL_TIMEOUT_MAX = timedelta(days=60)
+
+
+def approval_timeout_problem(timeout: str, duration: timedelta) -> str | None:
+    """Why an approval timeout is outside the allowed range (its shortest is the APPROVAL_TIMEOUT_MIN_SECONDS
+    setting, 5 minutes unless lowered for tests), or None."""
+    shortest = timedelta(seconds=settings.APPROVAL_TIMEOUT_MIN_SECONDS.get())
+    if shortest <= duration <= APPROVAL_TIMEOUT_MAX:
+        return None
+    seconds = int(shortest.total_seconds())
+    low = f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
+    return f"{timeout!r} is outside the allowed range of {low} to 60 days"
 
 
 def _check_approval(config: dict) -> list[tuple[str, str]]:
@@ -153,8 +165,8 @@ def _check_approval(config: dict) -> list[tuple[str, str]]:
             duration = parse_duration(timeout)
         except ValueError as e:
             return [("timeout", str(e))]
-        if not APPROVAL_TIMEOUT_MIN <= duration <= APPROVAL_TIMEOUT_MAX:
-            return [("timeout", f"{timeout!r} is outside the allowed range of 5 minutes to 60 days")]
+        if problem := approval_timeout_problem(timeout, duration):
+            return [("timeout", problem)]
     return []
 
 

@@ -254,8 +254,16 @@ def create_app(receiver: Receiver | None = None, max_body_bytes: int = MAX_BODY_
         return JSONResponse(content, status_code=status)
 
     @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok", "endpoints": [f"/{name}" for name in PROVIDERS]}
+    def health() -> JSONResponse:
+        """Up, and the deliveries still waiting for their runs (a backlog that grows means the starter is stuck)."""
+        endpoints = [f"/{name}" for name in PROVIDERS]
+        try:
+            backlog = receiver.store.backlog()
+        except Exception as err:  # noqa: BLE001 - the answer is the report
+            log.warning("webhook health: the delivery record cannot be read: %s", err)
+            content = {"status": "error", "error": f"the metadata DB cannot be read: {err}", "endpoints": endpoints}
+            return JSONResponse(content, status_code=503)
+        return JSONResponse({"status": "ok", "endpoints": endpoints, "deliveries": backlog})
 
     @app.post("/github")
     async def github(request: Request) -> JSONResponse:

@@ -25,7 +25,21 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text, inspect, or_, select, update
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from release_orchestrator import settings
@@ -187,6 +201,20 @@ class DeliveryStore:
                 )
             )
             return result.rowcount or 0
+
+    def backlog(self) -> dict[str, int]:
+        """How many deliveries still wait for their runs (`waiting`: due, being started or retried) and how many
+        gave up (`failed`, kept until the retention ends or the delivery is sent again)."""
+        with self.session_scope() as session:
+            self.ensure_table(session)
+            counts = dict(
+                session.execute(
+                    select(deliveries.c.state, func.count())
+                    .where(deliveries.c.state.in_((PENDING, STARTING, FAILED)))
+                    .group_by(deliveries.c.state)
+                ).all()
+            )
+        return {"waiting": counts.get(PENDING, 0) + counts.get(STARTING, 0), "failed": counts.get(FAILED, 0)}
 
     def get(self, delivery_id: str) -> dict | None:
         with self.session_scope() as session:
