@@ -12,7 +12,6 @@ and wait for it.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -159,16 +158,20 @@ def test_events_for_other_sources_start_nothing_and_leave_no_message_behind(airf
     push_commit(airflow_env, "feature/login")
     push_commit(airflow_env, "release/old-1")
     push_commit(airflow_env, "main", delete=True)
-    # Then one that is: once its run exists, the events queued before it have been read too.
-    barrier = upload(aws)
-
-    run = new_run(api, "ev-s3", before["ev-s3"])
-    assert wait_for_run(api, "ev-s3", run["dag_run_id"], timeout=180)["state"] == "success"
-    [event] = upstream_events(api, "ev-s3", run["dag_run_id"])  # the barrier's alone: other keys folded in none
-    assert event["extra"]["payload"]["source"]["version_id"] == barrier
-    time.sleep(3)  # a wrongly matched event would have started its run in the same scheduler loops
-    for dag_id in EVENT_DAGS:
-        assert run_ids(api, dag_id) - before[dag_id] == ({run["dag_run_id"]} if dag_id == "ev-s3" else set()), dag_id
+    # Then one each pipeline watches. Each watcher reads the queue in order, so when a pipeline's new run is the
+    # one of its barrier alone, every event queued before was read and left out: a wrongly matched one would
+    # have started a run of its own first, or been folded into this one.
+    barriers = {
+        "ev-s3": upload(aws),
+        "ev-ecr": push_image(aws, ECR_TAG),
+        "ev-codecommit": push_commit(airflow_env, "release/2.1"),
+    }
+    for dag_id, barrier in barriers.items():
+        run = new_run(api, dag_id, before[dag_id])
+        assert wait_for_run(api, dag_id, run["dag_run_id"], timeout=180)["state"] == "success"
+        [event] = upstream_events(api, dag_id, run["dag_run_id"])
+        assert barrier in json.dumps(event["extra"]["payload"]["source"]), (dag_id, event["extra"]["payload"])
+        assert run_ids(api, dag_id) - before[dag_id] == {run["dag_run_id"]}, dag_id
 
     # Every message was deleted once all watchers had seen it: nothing waits for redelivery.
     url = aws["sqs"].get_queue_url(QueueName=QUEUE)["QueueUrl"]
