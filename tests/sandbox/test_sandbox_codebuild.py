@@ -154,7 +154,7 @@ def test_hanging_build_stays_in_progress_until_stopped(aws, control, wait_until,
     codebuild = aws("codebuild")
     build_id = codebuild.start_build(projectName=r.BUILD_PROJECT)["build"]["id"]
     wait_until(lambda: codebuild.batch_get_builds(ids=[build_id])["builds"][0], lambda b: b["currentPhase"] == "BUILD")
-    time.sleep(build_seconds)  # a whole build's time later it is still there
+    time.sleep(build_seconds)  # the behaviour under test: a whole build's time later it is still running
     build = codebuild.batch_get_builds(ids=[build_id])["builds"][0]
     assert (build["buildStatus"], build["currentPhase"]) == ("IN_PROGRESS", "BUILD")
     assert codebuild.stop_build(id=build_id)["build"]["buildStatus"] == "STOPPED"
@@ -164,7 +164,7 @@ def test_slow_build_takes_its_own_time(aws, control, wait_until, build_seconds):
     control.set_fault("codebuild", r.BUILD_PROJECT, "slow", seconds=build_seconds * 3)
     codebuild = aws("codebuild")
     build_id = codebuild.start_build(projectName=r.BUILD_PROJECT)["build"]["id"]
-    time.sleep(build_seconds * 1.5)  # a normal build would be over
+    time.sleep(build_seconds * 1.5)  # the behaviour under test: a normal build would be over by now
     assert codebuild.batch_get_builds(ids=[build_id])["builds"][0]["buildStatus"] == "IN_PROGRESS"
     build = finished(codebuild, wait_until, build_id)
     assert build["buildStatus"] == "SUCCEEDED"

@@ -199,8 +199,8 @@ def test_stop_deployment_with_rollback(aws, control, wait_until, deploy_seconds)
         revision=lambda_revision(current, other_version(current)),
     )["deploymentId"]
     wait_until(lambda: deployment(codedeploy, deployment_id), lambda d: d["status"] == "InProgress")
-    time.sleep(deploy_seconds)
-    assert deployment(codedeploy, deployment_id)["status"] == "InProgress"  # hanging
+    time.sleep(deploy_seconds)  # the behaviour under test: a whole deployment's time later it still hangs
+    assert deployment(codedeploy, deployment_id)["status"] == "InProgress"
 
     answer = codedeploy.stop_deployment(deploymentId=deployment_id, autoRollbackEnabled=True)
     assert answer["status"] in ("Pending", "Succeeded")
@@ -239,7 +239,7 @@ def test_ready_wait_until_continue_deployment(aws, wait_until, deploy_seconds):
     assert error.value.response["Error"]["Code"] == "DeploymentIsNotInReadyStateException"
 
     wait_until(lambda: deployment(codedeploy, deployment_id), lambda d: d["status"] == "Ready")
-    time.sleep(deploy_seconds)
+    time.sleep(deploy_seconds)  # the behaviour under test: a whole deployment's time later it still waits
     info = deployment(codedeploy, deployment_id)
     assert info["status"] == "Ready" and info["deploymentOverview"]["Ready"] == 1
     assert service_task_definition(aws) != task_definition  # production traffic has not moved yet

@@ -621,16 +621,20 @@ def _cancel_repeatedly(coro, every: float = 0.02):
     async def run():
         started = time.monotonic()
         task = asyncio.create_task(coro)
-        await asyncio.sleep(0)  # on_kill has started (Airflow calls it once the trigger was cancelled)
+        # One turn of the loop, not a guess: the task has run to its first await, on_kill has started
+        # (Airflow calls it once the trigger was cancelled).
+        await asyncio.sleep(0)
         while not task.done():
             task.cancel("__airflow_user_action__")
-            await asyncio.sleep(every)
+            await asyncio.sleep(every)  # the behaviour under test: the next state sync cancels again
         return ("cancelled" if task.cancelled() else "returned"), time.monotonic() - started
 
     return asyncio.run(run())
 
 
 def _slow(seconds, value=None):
+    """A call that takes `seconds`: the slowness is the behaviour under test, nothing waits on it."""
+
     def call(*args, **kwargs):
         time.sleep(seconds)
         return value

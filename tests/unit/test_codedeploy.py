@@ -12,6 +12,7 @@ import boto3
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 from airflow.sdk.exceptions import TaskDeferralTimeout
+from botocore.client import BaseClient
 from moto.codedeploy.models import codedeploy_backends
 
 from release_orchestrator.hooks.codedeploy import CodeDeployHook
@@ -104,6 +105,30 @@ def deployed(deployment_id):
 
 def spy(client, method):
     return mock.patch.object(client, method, wraps=getattr(client, method))
+
+
+@pytest.fixture
+def batch_gets(monkeypatch):
+    """The deploymentIds of every BatchGetDeployments request any client sends, in order."""
+    requests: list[list[str]] = []
+    send = BaseClient._make_api_call
+
+    def recording(client, operation, params):
+        if operation == "BatchGetDeployments":
+            requests.append(list(params["deploymentIds"]))
+        return send(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    return requests
+
+
+async def looked_at_twice(requests, deployment_id, waiting, timeout=5.0):
+    """Until BatchGetDeployments asked twice more about the deployment (a look starts only once the one
+    before was handled, so the poller has acted on the status it saw), or `waiting` ended."""
+    start, deadline = len(requests), asyncio.get_running_loop().time() + timeout
+    while not waiting.done() and sum(deployment_id in ids for ids in requests[start:]) < 2:
+        assert asyncio.get_running_loop().time() < deadline, f"{deployment_id} was not polled"
+        await asyncio.sleep(0.01)
 
 
 # --- hook -------------------------------------------------------------------------------------
@@ -321,6 +346,7 @@ def test_lambda_publishes_version_and_reads_alias(groups, lambda_function, conte
 
 
 def test_lambda_given_versions_need_no_lambda_calls(groups, context):
+    # No function webapp-api exists in moto: a PublishVersion or GetAlias call would fail.
     op = CodeDeployOperator(
         task_id="deploy",
         application_name="webapp-lambda",
@@ -583,7 +609,7 @@ def test_trigger_serialize_round_trips():
     assert CodeDeployDeploymentTrigger(**kwargs).serialize() == (classpath, kwargs)
 
 
-def test_trigger_fires_at_ready_only_when_asked(groups):
+def test_trigger_fires_at_ready_only_when_asked_and_polls_in_batches_of_25(groups, batch_gets):
     hook = CodeDeployHook()
     revision = {"revisionType": "S3", "s3Location": {"bucket": "b", "key": "k.zip", "bundleType": "zip"}}
     ids = [hook.create_deployment("webapp-ec2", "production", revision=revision) for _ in range(30)]
@@ -593,21 +619,21 @@ def test_trigger_fires_at_ready_only_when_asked(groups):
     async def scenario():
         at_ready = [CodeDeployDeploymentTrigger(deployment_id=d, poll_interval=0.01, stop_at_ready=True) for d in ids]
         events = await asyncio.gather(*(anext(t.run()) for t in at_ready))
+        first_round = list(batch_gets)
         waiting = asyncio.ensure_future(
             anext(CodeDeployDeploymentTrigger(deployment_id=ids[0], poll_interval=0.01).run())
         )
-        await asyncio.sleep(0.1)
-        assert not waiting.done()
+        await looked_at_twice(batch_gets, ids[0], waiting)
+        assert not waiting.done()  # Ready is not the end for a trigger not asked to stop there
         set_status(ids[0], "Succeeded")
-        final = await waiting
-        return events, final, poller_module.all_pollers()[0]
+        return events, first_round, await waiting
 
-    events, final, poller = asyncio.run(scenario())
+    events, first_round, final = asyncio.run(scenario())
     assert {e.payload["status"] for e in events} == {"ready"}
     assert final.payload["status"] == "success"
-    # 30 deployments in one round: BatchGetDeployments takes 25 ids a call.
-    assert poller.spec.max_batch == 25
-    assert poller.api_calls >= 2 and poller.ids_polled >= 30
+    # 30 deployments found in one round: two requests (BatchGetDeployments takes at most 25 ids), not 30.
+    assert sorted(map(len, first_round)) == [5, 25]
+    assert sorted(sum(first_round, [])) == sorted(ids)
 
 
 def test_trigger_continues_at_ready_and_ends_the_task_with_the_outputs(groups, context, task_xcoms):
@@ -634,7 +660,7 @@ def test_trigger_continues_at_ready_and_ends_the_task_with_the_outputs(groups, c
     assert (outputs["DeploymentId"], outputs["DeploymentStatus"]) == (trigger.deployment_id, "Succeeded")
 
 
-def test_trigger_that_waits_at_ready_leaves_it_to_someone_else(groups, context, task_xcoms):
+def test_trigger_that_waits_at_ready_leaves_it_to_someone_else(groups, context, task_xcoms, batch_gets):
     op = server_operator(on_ready="wait")
     trigger = deferred_on(op, context)
     trigger.poll_interval = 0.01
@@ -643,7 +669,7 @@ def test_trigger_that_waits_at_ready_leaves_it_to_someone_else(groups, context, 
     async def run():
         with mock.patch.object(CodeDeployHook, "continue_deployment") as continued:
             waiting = asyncio.ensure_future(anext(trigger.run()))
-            await asyncio.sleep(0.2)
+            await looked_at_twice(batch_gets, trigger.deployment_id, waiting)
             assert not waiting.done()
             set_status(trigger.deployment_id, "Succeeded")
             return await waiting, continued

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import boto3
 import pytest
@@ -18,6 +19,7 @@ from release_orchestrator.events.sources import (
     latest_change,
 )
 from release_orchestrator.events.spec import parse_event_triggers, watched_sources
+from release_orchestrator.events.trigger import SourceEventTrigger, SqsEventProducer
 from release_orchestrator.pipeline.api import action, pipeline, stage, variable
 from release_orchestrator.pipeline.patterns import Patterns
 from release_orchestrator.webhooks.filters import parse_triggers, validate_triggers
@@ -339,10 +341,16 @@ def test_a_source_action_configured_by_reference_needs_the_field_on_the_trigger(
     assert validate_triggers(p) == []
 
 
-def test_a_queue_url_is_accepted():
+def test_a_queue_url_is_accepted_and_read_without_a_lookup():
     url = "https://sqs.eu-west-1.amazonaws.com/123456789012/release-source-events"
-    [(_, source)] = parse_event_triggers(spec({"provider": "ecr", "repository": "webapp", "queue": url}))[0]
-    assert source.queue == url
+    with_url = spec({"provider": "ecr", "repository": "webapp", "queue": url})
+    assert validate_triggers(with_url) == []
+    [source] = watched_sources(with_url)
+    producer = SourceEventTrigger.create_shared_stream_producer(SourceEventTrigger.for_source(source).serialize()[1])
+    with mock.patch.object(SqsEventProducer, "client", side_effect=AssertionError("GetQueueUrl called")):
+        assert producer.queue_url() == url
+    # Its setup rules are named after the queue, as for a queue given by name.
+    assert events_setup.routing_plan([source])[0].rule_name("ecr") == "release-orchestrator-release-source-events-ecr"
 
 
 def test_the_same_source_watched_twice_is_one_asset_and_one_trigger():
@@ -402,10 +410,13 @@ def test_an_aws_event_posted_as_the_asset_event_extra_is_read_too():
 # --- defaults and setup -------------------------------------------------------------------------------------
 
 
-def test_the_sandbox_creates_the_default_queue():
-    from include.sandbox.events import SOURCE_EVENTS_QUEUE
+def test_the_sandbox_creates_the_default_queue(aws):
+    from include.sandbox.events import seed_events
+    from include.sandbox.resources import ARTIFACT_BUCKET
 
-    assert SOURCE_EVENTS_QUEUE == DEFAULT_QUEUE == "release-source-events"
+    aws("s3").create_bucket(Bucket=ARTIFACT_BUCKET)
+    url = seed_events("unused", client=lambda service, _endpoint: aws(service))
+    assert aws("sqs").get_queue_url(QueueName=DEFAULT_QUEUE)["QueueUrl"] == url
 
 
 @pytest.fixture
@@ -431,8 +442,9 @@ def test_setup_routes_exactly_the_watched_sources_to_the_queue(aws):
     [routing] = events_setup.routing_plan(sources)
     lines: list[str] = []
     url = events_setup.apply(routing, aws, say=lines.append)
-    events_setup.apply(routing, aws, say=lines.append)  # idempotent
-    assert url.endswith("/release-source-events")
+    assert events_setup.apply(routing, aws, say=lines.append) == url  # idempotent
+    assert aws("sqs").list_queues()["QueueUrls"] == [url]
+    assert aws("sqs").get_queue_url(QueueName=DEFAULT_QUEUE)["QueueUrl"] == url
     rules = aws("events").list_rules(NamePrefix="release-orchestrator")["Rules"]
     assert sorted(r["Name"] for r in rules) == [
         "release-orchestrator-release-source-events-codecommit",

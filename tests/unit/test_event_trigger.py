@@ -156,6 +156,14 @@ def test_one_poll_fans_out_and_each_watcher_fires_only_for_its_source(sqs):
 
 def test_a_message_whose_event_was_not_stored_stays_in_the_queue_and_fires_once(sqs, monkeypatch):
     monkeypatch.setenv("RELEASE_ORCHESTRATOR_EVENTS_VISIBILITY_TIMEOUT", "1")
+    advanced = []  # the batches the producer has finished deciding about (delete or leave)
+    advance = SqsEventProducer.advance
+
+    async def recording_advance(self, batch):
+        await advance(self, batch)
+        advanced.append(batch)
+
+    monkeypatch.setattr(SqsEventProducer, "advance", recording_advance)
 
     async def scenario():
         # Persist confirmations never come: the ack timeout fails the watcher, the message is not deleted.
@@ -163,7 +171,7 @@ def test_a_message_whose_event_was_not_stored_stays_in_the_queue_and_fires_once(
         runner.start(confirm=False)
         send(sqs, s3_event("app.zip", "v1"))
         await settle(lambda: runner.events["app"])
-        await asyncio.sleep(1.0)
+        await settle(lambda: advanced)
         counts = queue_counts(sqs)
         await runner.stop()
         return runner, counts
@@ -219,12 +227,12 @@ def test_serialization_round_trip_and_shared_key():
     assert elsewhere.shared_stream_key() != trigger.shared_stream_key()
 
 
-def test_producer_waits_for_a_missing_queue_then_reads_it():
+def test_producer_waits_for_a_missing_queue_then_reads_it(caplog):
     async def scenario():
         producer = SqsEventProducer("created-later", startup_delay=0, wait_seconds=0)
         stream = producer.open_stream()
         first = asyncio.create_task(stream.__anext__())
-        await asyncio.sleep(0.3)
+        await settle(lambda: first.done() or "'created-later' does not exist (yet)" in caplog.text)
         assert not first.done()  # retrying, not failing
         client = boto3.client("sqs", region_name=REGION)
         url = client.create_queue(QueueName="created-later")["QueueUrl"]

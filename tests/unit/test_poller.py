@@ -36,7 +36,8 @@ def through_a_hook(err: Exception) -> AwsCallError:
 
 
 class FakeService:
-    """Items whose status the test sets; records every batch call."""
+    """Items whose status the test sets; records every batch call. Each call raises the next of
+    ``failures`` while there are some (None: that call answers)."""
 
     def __init__(self, ids=()):
         self.status = {item_id: "RUNNING" for item_id in ids}
@@ -45,8 +46,8 @@ class FakeService:
 
     async def fetch(self, ids: list[str]) -> list[dict]:
         self.calls.append(list(ids))
-        if self.failures:
-            raise self.failures.pop(0)
+        if self.failures and (failure := self.failures.pop(0)) is not None:
+            raise failure
         return [{"id": i, "status": self.status[i]} for i in ids if i in self.status]
 
 
@@ -57,11 +58,27 @@ def make_poller(service: FakeService, **kwargs) -> BatchPoller:
     return BatchPoller(SPEC, service.fetch, **kwargs)
 
 
+_sleep = asyncio.sleep  # not the recording one of `backoffs`
+
+
 async def until(condition, timeout=5.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(FAST / 2)
+        await _sleep(FAST / 2)
+
+
+@pytest.fixture
+def backoffs(monkeypatch):
+    """Every back-off the poller sleeps (its only asyncio.sleep), in seconds; each is cut short to FAST."""
+    slept: list[float] = []
+
+    async def recording_sleep(seconds, *args, **kwargs):
+        slept.append(seconds)
+        await _sleep(min(seconds, FAST))
+
+    monkeypatch.setattr(poller_module.asyncio, "sleep", recording_sleep)
+    return slept
 
 
 def test_250_waiting_ids_cost_3_calls_per_round():
@@ -70,8 +87,9 @@ def test_250_waiting_ids_cost_3_calls_per_round():
 
     async def scenario():
         poller = make_poller(service)
-        waits = [asyncio.ensure_future(poller.wait(i, interval=FAST)) for i in ids]
-        await until(lambda: poller.rounds >= 2)
+        # An interval long enough that all 250, however slowly they register, are due in the first round.
+        waits = [asyncio.ensure_future(poller.wait(i, interval=1.0)) for i in ids]
+        await until(lambda: len(service.calls) >= 3)
         assert [len(c) for c in service.calls[:3]] == [100, 100, 50]
         assert sorted(sum(service.calls[:3], [])) == sorted(ids)
         for item_id in ids:
@@ -115,7 +133,8 @@ def test_ids_due_within_half_an_interval_share_a_round():
         poller = make_poller(service, first_look=0.0)
         wait_a = asyncio.ensure_future(poller.wait("a", interval=1.0))
         await until(lambda: poller.rounds == 1)
-        await asyncio.sleep(0.3)  # "b" registers 0.3 s later: its first look is due long before "a"'s next
+        # The scenario, not a wait: "b" registers 0.3 s later, its first look due long before "a"'s next.
+        await asyncio.sleep(0.3)
         wait_b = asyncio.ensure_future(poller.wait("b", interval=1.0))
         await until(lambda: poller.rounds == 2)
         assert service.calls[1] == ["b"]
@@ -155,7 +174,9 @@ def test_extra_stop_states_per_waiter():
         to_the_end = asyncio.ensure_future(poller.wait("d", interval=FAST))
         service.status["d"] = "READY"
         assert (await at_ready)["status"] == "READY"
-        await asyncio.sleep(5 * FAST)
+        looked = len(service.calls)
+        # Until a second look (so the first was handled), or the waiter wrongly ended.
+        await until(lambda: to_the_end.done() or len(service.calls) >= looked + 2)
         assert not to_the_end.done()
         service.status["d"] = "DONE"
         assert (await to_the_end)["status"] == "DONE"
@@ -164,18 +185,10 @@ def test_extra_stop_states_per_waiter():
 
 
 @pytest.mark.parametrize("raised_by", ["botocore", "hook"])
-def test_throttling_backs_off_and_retries(monkeypatch, raised_by):
+def test_throttling_backs_off_and_retries(backoffs, raised_by):
     service = FakeService(["a"])
     service.failures = [throttling() if raised_by == "botocore" else through_a_hook(throttling()) for _ in range(3)]
     service.status["a"] = "DONE"
-    sleeps: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def recording_sleep(seconds, *args, **kwargs):
-        sleeps.append(seconds)
-        await real_sleep(min(seconds, FAST))
-
-    monkeypatch.setattr(poller_module.asyncio, "sleep", recording_sleep)
 
     async def scenario():
         poller = make_poller(service, backoff_base=1.0, backoff_cap=3.0)
@@ -186,18 +199,33 @@ def test_throttling_backs_off_and_retries(monkeypatch, raised_by):
 
     asyncio.run(scenario())
     # Exponential with jitter: within [d/2, d] of 1, 2, then capped at 3.
-    assert len(sleeps) == 3
-    for delay, nominal in zip(sleeps, (1.0, 2.0, 3.0)):
+    assert len(backoffs) == 3
+    for delay, nominal in zip(backoffs, (1.0, 2.0, 3.0)):
         assert nominal / 2 <= delay <= nominal
 
 
-def test_backoff_is_capped_and_resets_after_success():
+def test_backoff_is_capped():
     poller = make_poller(FakeService(), backoff_base=1.0, backoff_cap=8.0)
     delays = [poller._backoff() for _ in range(10)]
     assert max(delays) <= 8.0
     assert min(delays[5:]) >= 4.0  # at the cap, jitter keeps at least half
-    poller._throttled_in_a_row = 0
-    assert poller._backoff() <= 1.0
+
+
+def test_backoff_starts_over_after_an_answered_call(backoffs):
+    service = FakeService(["a"])
+    # Throttled three times, answered once (still running), then throttled again.
+    service.failures = [throttling(), throttling(), throttling(), None, throttling()]
+
+    async def scenario():
+        poller = make_poller(service, backoff_base=1.0, backoff_cap=8.0)
+        waiting = asyncio.ensure_future(poller.wait("a", interval=FAST))
+        await until(lambda: len(backoffs) == 4)
+        service.status["a"] = "DONE"
+        assert (await waiting)["status"] == "DONE"
+
+    asyncio.run(scenario())
+    assert 2.0 <= backoffs[2] <= 4.0  # the third throttle in a row: nominal 4
+    assert 0.5 <= backoffs[3] <= 1.0  # after the answer: the first back-off again, not nominal 8
 
 
 def test_non_transient_error_fails_the_waiters_of_that_batch():
@@ -232,7 +260,8 @@ def test_cancelling_one_waiter_leaves_the_others():
         wait_b = asyncio.ensure_future(poller.wait("b", interval=FAST))
         await until(lambda: poller.rounds >= 1)
         wait_a.cancel()
-        await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await wait_a
         assert poller.waiting_ids == ["b"]
         calls_before = len(service.calls)
         await until(lambda: len(service.calls) > calls_before + 1)

@@ -149,7 +149,8 @@ class S3SourceOperator(AwsBaseOperator[S3Hook]):
         version = source.get("revision") or source.get("version_id")
         if version:
             request["VersionId"] = version
-        with aws_call("HeadObject", f"s3://{self.bucket}/{self.object_key}"):
+        version_named = f" version '{version}'" if version else ""
+        with aws_call("HeadObject", f"s3://{self.bucket}/{self.object_key}{version_named}"):
             head = client.head_object(**request)
         return {
             "VersionId": head.get("VersionId") or version or "",
@@ -185,8 +186,12 @@ class EcrSourceOperator(AwsBaseOperator[EcrHook]):
         source = run_source(context, self.accepts)
         client = self.hook.conn
         digest = source.get("revision") or source.get("image_digest")
-        image_id = {"imageDigest": digest} if digest else {"imageTag": source.get("image_tag") or self.image_tag}
-        with aws_call("DescribeImages", f"ecr repository '{self.repository}' image {image_id}"):
+        if digest:
+            image_id, image = {"imageDigest": digest}, f"image {digest}"
+        else:
+            tag = source.get("image_tag") or self.image_tag
+            image_id, image = {"imageTag": tag}, f"image tag '{tag}'"
+        with aws_call("DescribeImages", f"ecr repository '{self.repository}' {image}"):
             detail = client.describe_images(repositoryName=self.repository, imageIds=[image_id])["imageDetails"][0]
         with aws_call("DescribeRepositories", f"ecr repository '{self.repository}'"):
             uri = client.describe_repositories(repositoryNames=[self.repository])["repositories"][0]["repositoryUri"]
