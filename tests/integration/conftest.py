@@ -9,7 +9,6 @@ RELEASE_ORCHESTRATOR_TEST_POSTGRES and RELEASE_ORCHESTRATOR_TEST_REDIS point at 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -17,10 +16,7 @@ from include.localenv import postgres
 from include.localenv.airflow_api import AirflowAPI
 from include.localenv.environment import REPO_ROOT, LocalEnvironment, free_port
 from include.localenv.redis_queue import forget_celery_queue, redis_is_reachable
-from tests.integration.helpers import APPROVAL_TIMEOUT_MIN_SECONDS, Inbox
-
-TEST_PIPELINES = Path(__file__).parent / "pipelines"
-
+from tests.integration.helpers import APPROVAL_TIMEOUT_MIN_SECONDS, TEST_PIPELINES, Inbox
 
 POSTGRES_SERVER = os.environ.get("RELEASE_ORCHESTRATOR_TEST_POSTGRES", postgres.DEFAULT_SERVER_URL)
 REDIS_URL = os.environ.get("RELEASE_ORCHESTRATOR_TEST_REDIS", "redis://127.0.0.1:6379/0")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 
 import boto3
 
@@ -12,6 +13,7 @@ from include.localenv.airflow_api import AirflowAPI
 from include.localenv.environment import LocalEnvironment
 from include.sandbox import resources
 
+TEST_PIPELINES = Path(__file__).parent / "pipelines"
 # The shortest approval timeout the integration environment lets specs set (ap-timeout.yaml runs out in seconds).
 APPROVAL_TIMEOUT_MIN_SECONDS = 10
 

@@ -260,57 +260,57 @@ def test_the_same_delivery_sent_twice_at_once_starts_one_run(url, api):
 
 
 RUN_STARTER_PROBE = """
-import json, sys, threading
+import json, os, pathlib, sys, time
 from release_orchestrator.webhooks.runs import AirflowRuns, AlreadyStarted
 
-runs, run_id, conf = AirflowRuns(), sys.argv[1], json.loads(sys.argv[2])
+runs, run_id, conf, meeting = AirflowRuns(), sys.argv[1], json.loads(sys.argv[2]), pathlib.Path(sys.argv[3])
 report = {"blockers": runs.blockers(["webhook-main", "webhook-tags", "no-such-pipeline"]), "outcomes": []}
-both_ready = threading.Barrier(2)
-
-def start():
-    both_ready.wait()
+(meeting / str(os.getpid())).touch()
+while len(list(meeting.iterdir())) < 2:  # both ready: start the same run at the same moment
+    time.sleep(0.01)
+for _ in range(2):  # the second time, the run exists whoever won
     try:
         report["outcomes"].append(runs.start("webhook-main", run_id, conf, note="probe", user="probe"))
     except AlreadyStarted:
         report["outcomes"].append("already started")
-
-threads = [threading.Thread(target=start) for _ in range(2)]
-for thread in threads:
-    thread.start()
-for thread in threads:
-    thread.join()
-start()  # once more, alone
 print(json.dumps(report))
 """
 
 
-def test_the_run_starter_names_blockers_and_creates_a_run_once_when_two_race(url, api, airflow_env):
-    """webhooks.runs.AirflowRuns against the environment's metadata DB: why a pipeline cannot start, and
-    the unique run id making two concurrent starts of one delivery's run one run."""
+def test_the_run_starter_names_blockers_and_creates_a_run_once_when_two_race(url, api, airflow_env, tmp_path):
+    """webhooks.runs.AirflowRuns against the environment's metadata DB, in two processes as two api-server
+    starters would be: why a pipeline cannot start, and the unique run id making two starts of one run one run."""
     from release_orchestrator.webhooks import payloads
 
     data = github_push_payload(REPO, "main", commit(), ["src/app.py"])
     delivery = str(uuid.uuid4())
     source = payloads.parse_events("github", "push", "push", data, delivery)[0].source
     run_id = f"webhook__{delivery}__{body_digest(json.dumps(data).encode())}"
+    command = [sys.executable, "-c", RUN_STARTER_PROBE, run_id, json.dumps({"source": source}), str(tmp_path)]
     api.request("PATCH", "/dags/webhook-tags", json={"is_paused": True})
     try:
-        out = subprocess.run(
-            [sys.executable, "-c", RUN_STARTER_PROBE, run_id, json.dumps({"source": source})],
-            env=airflow_env.airflow_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
+        probes = [
+            subprocess.Popen(command, env=airflow_env.airflow_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        reports = []
+        for probe in probes:
+            try:
+                out, err = probe.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                probe.kill()
+                out, err = probe.communicate()
+            assert probe.returncode == 0, err.decode()[-3000:]
+            reports.append(json.loads(out.decode().strip().splitlines()[-1]))
     finally:
         api.unpause("webhook-tags")
-    report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report["blockers"] == {
-        "webhook-tags": "the pipeline is paused",
-        "no-such-pipeline": "the pipeline's DAG is not loaded in Airflow (is its spec valid and parsed yet?)",
-    }
-    assert sorted(report["outcomes"]) == sorted([run_id, "already started", "already started"])
+    for report in reports:
+        assert report["blockers"] == {
+            "webhook-tags": "the pipeline is paused",
+            "no-such-pipeline": "the pipeline's DAG is not loaded in Airflow (is its spec valid and parsed yet?)",
+        }
+    outcomes = sorted(outcome for report in reports for outcome in report["outcomes"])
+    assert outcomes == sorted([run_id, "already started", "already started", "already started"])
     run = api.get_run("webhook-main", run_id)
     assert (run["note"], run["conf"]["source"]["commit_id"]) == ("probe", source["commit_id"])
 

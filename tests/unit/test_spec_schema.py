@@ -17,6 +17,7 @@ from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.importer import import_codepipeline, read_codepipeline_json
 from release_orchestrator.pipeline.loader import parse_spec_text
 from release_orchestrator.pipeline.schema import FIELD_DOCS, LOADER_FIELDS, SCHEMA_FILE, schema_json, spec_schema
+from tests.integration.helpers import APPROVAL_TIMEOUT_MIN_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -124,7 +125,9 @@ def test_the_spec_files_are_found():
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=[str(p.relative_to(ROOT)) for p in SPEC_FILES])
-def test_spec_file(path):
+def test_spec_file(path, monkeypatch):
+    # As the integration environment loads them (ap-timeout.yaml's approval times out in seconds).
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_APPROVAL_TIMEOUT_MIN_SECONDS", str(APPROVAL_TIMEOUT_MIN_SECONDS))
     text = path.read_text(encoding="utf-8")
     name = str(path.relative_to(ROOT))
     _, loader_errors = parse_spec_text(text, name)
