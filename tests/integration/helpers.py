@@ -45,40 +45,43 @@ class Inbox:
         messages: list[dict] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            for message in batch.get("Messages", []):
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-                envelope = json.loads(message["Body"])
-                envelope["parsed"] = json.loads(envelope["Message"])
+            for envelope in self._receive():
                 if envelope.get("Subject") == marker:
                     return messages
                 if not str(envelope.get("Subject", "")).startswith("inbox-marker-"):  # another reader's
                     messages.append(envelope)
         raise AssertionError(f"the inbox marker did not arrive within {timeout:.0f}s")
 
-    def drain(self, wait: float = 2.0, until: tuple[str, ...] = (), timeout: float = 60) -> list[dict]:
-        """Every message received until the queue stays empty for `wait` seconds.
+    def _receive(self) -> list[dict]:
+        batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        messages = []
+        for message in batch.get("Messages", []):
+            self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+            envelope = json.loads(message["Body"])
+            envelope["parsed"] = json.loads(envelope["Message"])
+            messages.append(envelope)
+        return messages
 
-        With `until`, first wait (up to `timeout`) for a message whose subject starts with one of
-        those prefixes: pipeline-level messages come from DAG callbacks that run after the run ends.
-        """
+    def drain(self, until: tuple[str, ...] = (), timeout: float = 60) -> list[dict]:
+        """Every message published up to now; with `until`, up to the moment a message whose subject starts with
+        one of those prefixes arrived (waiting up to `timeout` for it: pipeline-level messages come from DAG
+        callbacks that run after the run ends)."""
         messages: list[dict] = []
-        quiet_since = time.monotonic()
         deadline = time.monotonic() + timeout
-        while True:
-            batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-                "Messages", []
-            )
-            for message in batch:
-                envelope = json.loads(message["Body"])
-                envelope["parsed"] = json.loads(envelope["Message"])
-                messages.append(envelope)
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-            if batch:
-                quiet_since = time.monotonic()
-            arrived = not until or any(m.get("Subject", "").startswith(until) for m in messages)
-            if (arrived and time.monotonic() - quiet_since >= wait) or time.monotonic() > deadline:
-                return messages
+        while until and not any(m.get("Subject", "").startswith(until) for m in messages):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no message starting with {until} within {timeout:.0f}s: {messages}")
+            messages += self._receive()
+        return messages + self.read_published()
+
+    def listen(self, seconds: float) -> list[dict]:
+        """Every message arriving in the next `seconds`: a window for late duplicates to show up in, for tests
+        that look for them (nothing expected arrives in it)."""
+        messages: list[dict] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            messages += self._receive()
+        return messages + self.read_published()
 
 
 def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):

@@ -223,7 +223,7 @@ def background(api, inbox, projects) -> dict[str, tuple[str, str]]:
     """Start the runs of BACKGROUND at once; pipeline -> (run id, commit)."""
     for dag_id in PROJECTS:
         api.wait_for_dag(dag_id, timeout=240)
-    inbox.drain(wait=1)
+    inbox.drain()
     started = {}
     for dag_id in BACKGROUND:
         conf, commit = push(dag_id)

@@ -345,7 +345,7 @@ def notices(inbox):
         subject = f"FAILED: action {task_id} of pipeline {pipeline} (run {run_id})"
 
         def look():
-            seen.extend(inbox.drain(wait=0.5, timeout=5))
+            seen.extend(inbox.drain())
             found = [m["parsed"] for m in seen if m.get("Subject") == subject]
             return found
 

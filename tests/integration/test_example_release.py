@@ -41,7 +41,7 @@ def push(label: str) -> dict:
 @pytest.fixture(scope="module")
 def pipeline_ready(api, inbox):
     api.wait_for_dag(PIPELINE, timeout=180)
-    inbox.drain(wait=1)
+    inbox.drain()
     return True
 
 

@@ -197,7 +197,7 @@ class Mailbox(helpers.Mailbox):
             self.collect()
             if all(EXPECTED_MESSAGES[label] <= set(self.counts(*run, collect=False)) for label, run in runs.items()):
                 break
-        self.messages += self.inbox.drain(wait=2, timeout=10)  # and whatever follows them closely
+        self.messages += self.inbox.listen(2)  # and whatever follows them closely
 
 
 def message_problems(label: str, counts: dict[str, int]) -> list[str]:
@@ -723,7 +723,7 @@ def test_dag_processor_killed_while_it_publishes_a_failure(airflow_env, api, aws
 
 def test_no_late_duplicates(mailbox, table):
     """Once everything settled, every run of the module still has each of its messages exactly once."""
-    mailbox.messages += mailbox.inbox.drain(wait=3, timeout=15)
+    mailbox.messages += mailbox.inbox.listen(3)
     problems = []
     for row, moments in table["rows"].items():
         for moment, seen in moments.items():
