@@ -23,7 +23,7 @@ up: venv  ## leave the sandbox and Airflow running for the UI on http://127.0.0.
 
 # Two workers: the integration tests (one Airflow environment) in one, the rest beside them (tests/conftest.py).
 test: venv lint  ## lint, then every test: unit, sandbox, and integration against real Airflow processes
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: venv  ## ruff: lint rules and formatting (pyproject.toml [tool.ruff])
 	$(VENV)/bin/ruff check .

@@ -15,12 +15,16 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    """`make test` runs two workers (`-n 2 --dist loadgroup`): the integration tests share one Airflow
-    environment and the sandbox tests one sandbox, so each of those suites stays in one worker while the
-    other worker takes the unit, DAG and package tests."""
-    for item in items:
-        suite = item.path.relative_to(item.config.rootpath).parts[1:2]
-        if suite in (("integration",), ("sandbox",)):
-            item.add_marker(pytest.mark.xdist_group(suite[0]))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two workers (`-n 2`): the integration tests share one Airflow environment and the
+    sandbox tests one sandbox, so each of those suites goes to one worker as a whole while the other worker
+    takes the unit, DAG and package tests one by one."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SuiteScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            suite = nodeid.split("/")[1] if nodeid.startswith("tests/") else ""
+            return suite if suite in ("integration", "sandbox") else nodeid
+
+    return SuiteScheduling(config, log)
