@@ -45,11 +45,10 @@ class Inbox:
         messages: list[dict] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for envelope in self._receive():
-                if envelope.get("Subject") == marker:
-                    return messages
-                if not str(envelope.get("Subject", "")).startswith("inbox-marker-"):  # another reader's
-                    messages.append(envelope)
+            batch = self._receive()  # deleted from the queue: keep all of it, also what came after the marker
+            messages += [m for m in batch if not str(m.get("Subject", "")).startswith("inbox-marker-")]
+            if any(m.get("Subject") == marker for m in batch):
+                return messages
         raise AssertionError(f"the inbox marker did not arrive within {timeout:.0f}s")
 
     def _receive(self) -> list[dict]:
