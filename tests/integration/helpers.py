@@ -83,6 +83,19 @@ class Inbox:
         return messages + self.read_published()
 
 
+def task_log(
+    api: AirflowAPI, dag_id: str, run_id: str, task_id: str, try_number: int = 1, containing: tuple[str, ...] = ()
+) -> str:
+    """A try's log; with `containing`, once it holds all of those or after 30 s (the lines the triggerer logs
+    reach the log a moment after the task's state changed), for the caller's assertions to judge."""
+    deadline = time.monotonic() + 30
+    while True:
+        log = api.task_log(dag_id, run_id, task_id, try_number)
+        if all(text in log for text in containing) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.5)
+
+
 def wait_for(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -20,7 +20,7 @@ import yaml
 from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
 from tests.integration import helpers
-from tests.integration.helpers import TEST_PIPELINES, wait_for, wait_for_run, wait_for_task_state
+from tests.integration.helpers import TEST_PIPELINES, task_log, wait_for, wait_for_run, wait_for_task_state
 
 pytestmark = pytest.mark.integration
 
@@ -151,10 +151,6 @@ def approval_ti(api: AirflowAPI, pipeline: str, run_id: str) -> dict:
     return next(ti for ti in api.task_instances(pipeline, run_id) if ti["task_id"] == APPROVAL)
 
 
-def task_log(api: AirflowAPI, pipeline: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-    return api.task_log(pipeline, run_id, task_id, try_number)
-
-
 def wait_for_the_trigger(api: AirflowAPI, pipeline: str, run_id: str) -> None:
     """Until the triggerer runs the approval's wait (its log, which includes the trigger's, says so)."""
     wait_for(
@@ -256,7 +252,8 @@ def test_form_rejection_fails_the_run_with_the_reviewers_comment(api, reviewer_a
     answer_form(reviewer_api, pipeline, run_id, "Reject", "login page broken")
     assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "failed"
     assert approval_ti(api, pipeline, run_id)["state"] == "failed"
-    assert "rejected by qa-lead: login page broken" in task_log(api, pipeline, run_id, APPROVAL)
+    expected = "rejected by qa-lead: login page broken"
+    assert expected in task_log(api, pipeline, run_id, APPROVAL, containing=(expected,))
 
     [rejected] = mailbox.wait(pipeline, run_id, "REJECTED")
     assert rejected["parsed"]["detail"]["approval"] == {
@@ -284,7 +281,8 @@ def test_a_newer_run_at_the_approval_supersedes_the_waiting_one(api, reviewer_ap
 
     assert wait_for_run(api, pipeline, old_run, timeout=240)["state"] == "failed"
     assert approval_ti(api, pipeline, old_run)["state"] == "failed"
-    assert f"superseded by run {new_run}" in task_log(api, pipeline, old_run, APPROVAL)
+    expected = f"superseded by run {new_run}"
+    assert expected in task_log(api, pipeline, old_run, APPROVAL, containing=(expected,))
     # The newer run keeps waiting for its reviewer.
     assert approval_ti(api, pipeline, new_run)["state"] in WAITING
 
@@ -316,8 +314,8 @@ def test_pipeline_started_is_published_once_for_a_first_action_that_defers(api, 
     worker and its on_execute_callback (which announces the start) runs once."""
     pipeline, run_id = runs["once"]
     wait_for_task_state(api, pipeline, run_id, APPROVAL, WAITING, timeout=240)
-    log = task_log(api, pipeline, run_id, "Build.Compile")
     build_id = api.xcom(pipeline, run_id, "Build.Compile")["BuildId"]
+    log = task_log(api, pipeline, run_id, "Build.Compile", containing=(f"Build {build_id} succeeded",))
     assert f"Build {build_id} succeeded" in log  # logged by the trigger that ended the task
     assert "Notification pipeline-started was already published" not in log
     reviewer_api.set_task_state(pipeline, run_id, APPROVAL, "success", note="ok")
@@ -331,7 +329,8 @@ def test_timeout_rejects_the_approval(api, mailbox, runs):
     pipeline, run_id = runs["timeout"]
     assert wait_for_run(api, pipeline, run_id, timeout=240)["state"] == "failed"
     assert approval_ti(api, pipeline, run_id)["state"] == "failed"
-    assert f"nobody approved within {TIMEOUT_TEXT} (timeout)" in task_log(api, pipeline, run_id, APPROVAL)
+    expected = f"nobody approved within {TIMEOUT_TEXT} (timeout)"
+    assert expected in task_log(api, pipeline, run_id, APPROVAL, containing=(expected,))
     [rejected] = mailbox.wait(pipeline, run_id, "REJECTED")
     assert rejected["parsed"]["detail"]["approval"]["reason"] == f"timeout: nobody decided within {TIMEOUT_TEXT}"
     mailbox.wait(pipeline, run_id, "FAILED: pipeline")

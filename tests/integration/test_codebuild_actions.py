@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from include.sandbox import resources
 from include.sandbox.client import SandboxClient
-from tests.integration.helpers import aws_client, wait_for, wait_for_run, wait_for_task_state
+from tests.integration.helpers import aws_client, task_log, wait_for, wait_for_run, wait_for_task_state
 
 pytestmark = pytest.mark.integration
 
@@ -141,10 +141,6 @@ def one_build_started(codebuild, project: str) -> str:
     return ids[0]
 
 
-def task_log(api, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-    return api.task_log(dag_id, run_id, task_id, try_number)
-
-
 def trigger_starts(api, dag_id: str, run_id: str) -> list[str]:
     """The lines of the build task's first try logged by a triggerer starting its trigger."""
     name = f"{dag_id}/{run_id}/{BUILD_TASK}/-1/1 "
@@ -254,7 +250,7 @@ def test_task_cleared_while_deferred_reattaches_to_its_build(api, codebuild, bac
     assert ti["try_number"] == 2
     assert project_builds(codebuild, dag_id) == [build_id]  # no second build
     assert api.xcom(dag_id, run_id, BUILD_TASK)["BuildId"] == build_id
-    log = task_log(api, dag_id, run_id, BUILD_TASK, try_number=2)
+    log = task_log(api, dag_id, run_id, BUILD_TASK, try_number=2, containing=(f"Reattaching to build {build_id}",))
     assert f"Reattaching to build {build_id}" in log
     assert "Starting a build" not in log
 
@@ -288,7 +284,7 @@ def test_build_stopped_in_codebuild_fails_the_task(api, codebuild, background):
     run = finished(api, dag_id, run_id)
     assert run["state"] == "failed"
     assert task_instance(api, dag_id, run_id, BUILD_TASK)["state"] == "failed"
-    log = task_log(api, dag_id, run_id, BUILD_TASK)
+    log = task_log(api, dag_id, run_id, BUILD_TASK, containing=(f"Build {build_id} STOPPED", "StopBuild request"))
     assert f"Build {build_id} STOPPED in phase BUILD" in log
     assert "Build was stopped by a StopBuild request" in log  # from the build's own log
 
@@ -330,7 +326,7 @@ def test_failed_build_fails_with_phase_message_and_log_tail(api, inbox, codebuil
 
     [build_id] = project_builds(codebuild, dag_id)
     assert get_build(codebuild, build_id)["buildStatus"] == "FAILED"
-    log = task_log(api, dag_id, run_id, BUILD_TASK)
+    log = task_log(api, dag_id, run_id, BUILD_TASK, containing=(f"Build {build_id} FAILED", "lines of the build log"))
     assert (
         f"Build {build_id} FAILED in phase BUILD: COMMAND_EXECUTION_ERROR: "
         "Error while executing command: make package. Reason: exit status 1"
@@ -357,7 +353,9 @@ def test_build_timed_out_in_codebuild_fails_the_task(api, codebuild, background)
     assert run["state"] == "failed"
     [build_id] = project_builds(codebuild, dag_id)
     assert get_build(codebuild, build_id)["buildStatus"] == "TIMED_OUT"
-    log = task_log(api, dag_id, run_id, BUILD_TASK)
+    log = task_log(
+        api, dag_id, run_id, BUILD_TASK, containing=(f"Build {build_id} TIMED_OUT", "lines of the build log")
+    )
     assert f"Build {build_id} TIMED_OUT in phase BUILD: BUILD_TIMED_OUT: Build has timed out." in log
     assert "lines of the build log" in log
 
@@ -392,7 +390,7 @@ def test_failing_tests_fail_the_test_action_naming_them(api, codebuild, backgrou
     assert task_instance(api, dag_id, run_id, TEST_TASK)["state"] == "failed"
 
     [build_id] = project_builds(codebuild, dag_id)
-    log = task_log(api, dag_id, run_id, TEST_TASK)
+    log = task_log(api, dag_id, run_id, TEST_TASK, containing=("tests.integration.test_webapp",))
     failing = (
         "tests.integration.test_webapp.test_checkout_applies_discount, "
         "tests.integration.test_webapp.test_order_confirmation_email"

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from include.sandbox import resources
 from include.sandbox.client import SandboxClient
 from release_orchestrator.operators.reattach import stable_token
-from tests.integration.helpers import aws_client, ti_states, wait_for, wait_for_run, wait_for_task_state
+from tests.integration.helpers import aws_client, task_log, ti_states, wait_for, wait_for_run, wait_for_task_state
 
 pytestmark = pytest.mark.integration
 
@@ -421,10 +421,6 @@ def task_instance(api, dag_id: str, run_id: str, task_id: str) -> dict:
     return next(ti for ti in api.task_instances(dag_id, run_id) if ti["task_id"] == task_id)
 
 
-def task_log(api, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-    return api.task_log(dag_id, run_id, task_id, try_number)
-
-
 def restart_triggerer(env) -> None:
     env.kill_and_restart("triggerer")
 
@@ -632,7 +628,7 @@ def test_failed_deployments_name_the_lifecycle_event_and_roll_back(airflow_env, 
     assert f"rolled back by deployment {rollback_id}" in summary
 
     # The failed event's log tail went into the task log.
-    log = task_log(api, dag_id, run_id, "Deploy.EC2")
+    log = task_log(api, dag_id, run_id, "Deploy.EC2", containing=("Log tail of ValidateService",))
     assert "Log tail of ValidateService" in log and "The requested URL returned error: 503" in log
 
 
@@ -647,7 +643,7 @@ def test_ready_deployments_continue_by_themselves_or_wait_for_someone(airflow_en
     out = api.xcom(dag_id, run_id, "Deploy.Continue")
     assert_success_outputs(out, cd.get_deployment(deploymentId=continued["deploymentId"])["deploymentInfo"])
     assert service_task_definition(ecs, "ready-continue") == out["TaskDefinitionArn"] != cd_resources["task_definition"]
-    log = task_log(api, dag_id, run_id, "Deploy.Continue")
+    log = task_log(api, dag_id, run_id, "Deploy.Continue", containing=("continuing it",))
     assert f"Deployment {continued['deploymentId']} is Ready: continuing it" in log
 
     # on_ready: wait -- meanwhile the other deployment still waits at Ready, production traffic unmoved.
