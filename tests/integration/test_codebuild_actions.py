@@ -279,6 +279,8 @@ def test_build_stopped_in_codebuild_fails_the_task(api, codebuild, background):
     run_id, _ = background[dag_id]
     wait_for_task_state(api, dag_id, run_id, BUILD_TASK, {"deferred"}, timeout=RUN_TIMEOUT)
     build_id = one_build_started(codebuild, dag_id)
+    # Stopped where it hangs, not while it is still provisioning (a test that comes first gets there early).
+    wait_for(lambda: get_build(codebuild, build_id)["currentPhase"] == "BUILD", 60, 0.2, what="the build's BUILD phase")
     codebuild.stop_build(id=build_id)
 
     run = finished(api, dag_id, run_id)
