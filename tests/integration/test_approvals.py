@@ -29,6 +29,8 @@ MARK, FORM, ONCE = "ap-mark", "ap-form", "ap-once"
 SUPERSEDE, SUPERSEDE_FORM, TIMEOUT = "ap-supersede", "ap-supersede-form", "ap-timeout"
 WAITING = {"deferred"}
 TIMEOUT_TEXT = "0:00:15"  # ap-timeout.yaml's timeout, as the messages print it
+# A run's end: the event a spec subscribes to, and the subject of its message.
+RUN_END_MESSAGES = {"success": ("pipeline-succeeded", "SUCCEEDED"), "failed": ("pipeline-failed", "FAILED: pipeline")}
 FINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
@@ -63,10 +65,10 @@ class Mailbox(helpers.Mailbox):
             what=f"a '{prefix}' message of {pipeline} run {run_id}",
         )
 
-    def settled(self, api: AirflowAPI, pipeline: str, run_id: str, decided: bool = True) -> dict[str, int]:
+    def settled(self, api: AirflowAPI, pipeline: str, run_id: str) -> dict[str, int]:
         """Subjects (without the run-specific tail) and how often each arrived, once everything that announces
         something has done so: the run has ended and its last message arrived, every action has its final
-        state, a decided approval's announcement is recorded (its decision XCom, which the trigger, the worker
+        state, the approval's announced decision is recorded (its decision XCom, which the trigger, the worker
         and the run's end all check before publishing), and every message published until then is read."""
         run = wait_for_run(api, pipeline, run_id, timeout=180)
         wait_for(
@@ -75,20 +77,17 @@ class Mailbox(helpers.Mailbox):
             interval=0.5,
             what=f"every action of {pipeline} run {run_id} to end",
         )
-        if decided:
-            wait_for(
-                lambda: decision_recorded(api, pipeline, run_id),
-                60,
-                interval=0.5,
-                what=f"the recorded announcement of {pipeline} run {run_id}'s decision",
-            )
+        wait_for(
+            lambda: decision_recorded(api, pipeline, run_id),
+            60,
+            interval=0.5,
+            what=f"the recorded announcement of {pipeline} run {run_id}'s decision",
+        )
         if self.of(pipeline, run_id, "SUPERSEDED"):
             last = "SUPERSEDED"
         else:
-            last = {"success": "pipeline-succeeded", "failed": "pipeline-failed"}[run["state"]]
-            last = {"pipeline-succeeded": "SUCCEEDED", "pipeline-failed": "FAILED: pipeline"}.get(
-                last if last in subscribed_events(pipeline) else ""
-            )
+            event, subject = RUN_END_MESSAGES[run["state"]]
+            last = subject if event in subscribed_events(pipeline) else None
         if last:  # a DAG callback, published after the run ended
             self.wait(pipeline, run_id, last)
         counts: dict[str, int] = {}
