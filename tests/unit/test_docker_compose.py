@@ -534,3 +534,85 @@ def test_airflow_services_wait_for_their_backends_and_init(services):
     init_depends = services["airflow-init"]["depends_on"]
     assert init_depends["postgres"]["condition"] == "service_healthy"
     assert "airflow-init" not in init_depends
+
+
+# ---- what the host exposes, what git keeps -----------------------------------------------------
+# Services that answer anyone who reaches the host: the api-server has Airflow's login, and its webhooks
+# their signatures. Everything else is published on loopback only, or not at all.
+PUBLIC_SERVICES = {"airflow-apiserver"}
+
+
+def published_ports(service: dict) -> list[tuple[str, str]]:
+    """(host address, host port) of each published port, in Compose's short or long syntax."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((port.get("host_ip", ""), str(port.get("published", ""))))
+            continue
+        parts = str(port).split("/")[0].rsplit(":", 2)
+        if len(parts) == 3:
+            found.append((parts[0].strip("[]"), parts[1]))
+        elif len(parts) == 2:
+            found.append(("", parts[0]))
+        else:  # a container port alone: Docker picks a host port on every interface
+            found.append(("", ""))
+    return found
+
+
+@pytest.mark.parametrize("name", ["sandbox", "flower"])
+def test_unauthenticated_services_are_published_on_loopback_only(services, name):
+    ports = published_ports(services[name])
+    assert ports, f"{name} publishes no port"
+    assert all(address == "127.0.0.1" for address, _ in ports), f"{name}: {services[name]['ports']}"
+
+
+def test_only_the_api_server_is_published_on_every_interface(services):
+    for name, service in services.items():
+        for address, port in published_ports(service):
+            if address not in ("127.0.0.1", "::1", "localhost"):
+                assert name in PUBLIC_SERVICES, f"{name} publishes port {port or '(any)'} on every interface"
+
+
+GENERATED_FILES = [
+    ".airflow/passwords.json",  # the local environment's users and passwords
+    ".airflow/airflow.db",
+    ".airflow/process-logs/api-server.log",
+    ".sandbox/state.json",
+    ".env",  # the Fernet key, JWT secret and API secret key docker compose reads
+    "logs/dag_id=x/run_id=y/task_id=z/attempt=1.log",
+]
+
+
+def assert_git_ignores(path: str) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    # --no-index: the rules alone decide, whether or not such a file exists or was ever added.
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", path], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"{path} is not git-ignored {result.stderr}"
+
+
+def compose_written_files(compose: dict, common_env: dict) -> list[str]:
+    """airflow-init writes the users' passwords, and Airflow its configuration, into the project's config/."""
+    found = []
+    for variable in ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", "AIRFLOW_CONFIG"):
+        container_path = common_env[variable]
+        for volume in compose["x-airflow-common"]["volumes"]:
+            host, target = volume.split(":")[:2]
+            if container_path.startswith(target.rstrip("/") + "/"):
+                found.append((Path(host).relative_to(".") / container_path[len(target) + 1 :]).as_posix())
+                break
+        else:
+            pytest.fail(f"{variable}={container_path} is in no mounted folder")
+    return found
+
+
+def test_generated_secrets_and_config_are_ignored_by_git(compose, common_env):
+    paths = GENERATED_FILES + compose_written_files(compose, common_env)
+    assert "config/simple_auth_manager_passwords.json" in paths
+    for path in paths:
+        assert_git_ignores(path)
