@@ -14,6 +14,7 @@ WEBAPP = Path(__file__).parent / "fixtures" / "specs" / "webapp.yaml"
 def webapp():
     return pipeline(
         "webapp",
+        source_file=str(WEBAPP),  # files it names (ecs/taskdef.json) are beside the YAML spec
         description="Build, test and release the web app",
         schedule="0 6 * * 1-5",
         region="us-east-1",

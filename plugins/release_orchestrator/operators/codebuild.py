@@ -29,6 +29,7 @@ from release_orchestrator.operators.reattach import (
     looks_secret,
     stable_token,
 )
+from release_orchestrator.pipeline.action_types import secret_word
 from release_orchestrator.results.codebuild import BuildResult, TestReport, failed_phase, parse_junit
 from release_orchestrator.triggers.codebuild import CodeBuildBuildTrigger
 
@@ -130,10 +131,21 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
         return normalize_environment_variables(self.environment_variables)
 
     def mask_secrets(self) -> None:
-        """Register secret values with the masker (again in each process: masks are per process)."""
-        for var in self.env_overrides:
-            if var["value"] and (var["type"] != "PLAINTEXT" or looks_secret(var["name"])):
+        """Register secret values with the masker (again in each process: masks are per process): those
+        of names Airflow or the spec's validator call secret, and parameter and secret names."""
+        try:
+            variables = normalize_environment_variables(self.environment_variables)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return  # not a valid list: execute() says why
+        for var in variables:
+            if var["value"] and (var["type"] != "PLAINTEXT" or looks_secret(var["name"]) or secret_word(var["name"])):
                 mask_secret(var["value"])
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        # Airflow stores the rendered view (redacted by the masker) right after rendering, before
+        # execute(): the values must be known to the masker by then.
+        self.mask_secrets()
 
     def start_overrides(self, context: Context, generation: int) -> dict[str, Any]:
         overrides: dict[str, Any] = {

@@ -28,6 +28,7 @@ from release_orchestrator.hooks.codedeploy import (
 from release_orchestrator.links import CodeDeployDeploymentLink
 from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, defer_timeout, stable_token
+from release_orchestrator.pipeline.files import SpecFileError, file_in_folder, is_file_path
 from release_orchestrator.results.codedeploy import DeploymentResult, continue_if_ready
 from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
 
@@ -119,6 +120,8 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
     :param revision_github_repository: server: ``owner/repo`` of a GitHub revision.
     :param revision_github_commit: server: its commit id.
     :param task_definition_template: ecs: task definition, as a mapping or a path to a JSON file.
+    :param spec_folder: the folder of the spec the action comes from: a template file is read only
+        when it is inside (links followed). None (an operator in a DAG file) reads any path.
     :param container_name: ecs: the container receiving traffic (and the new image).
     :param container_port: ecs: its port.
     :param image: ecs: image to put into the container (default: the template's).
@@ -194,6 +197,7 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
         target_version: str | None = None,
         publish_version: bool | str = False,
         current_version: str | None = None,
+        spec_folder: str | None = None,
         poll_interval: float = 15,
         deferrable: bool = True,
         **kwargs,
@@ -223,6 +227,7 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
         self.target_version = target_version
         self.publish_version = publish_version
         self.current_version = current_version
+        self.spec_folder = spec_folder
         self.poll_interval = poll_interval
         self.deferrable = deferrable
         self._deployment_id: str | None = None
@@ -435,10 +440,16 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
         template = self.task_definition_template
         if not template:
             raise ValueError("An ecs deployment needs task_definition_template")
-        if isinstance(template, str):
-            template = as_json(template)
-            if isinstance(template, str):
-                template = json.loads(Path(template).read_text())
+        if is_file_path(template):
+            path = Path(template)
+            if self.spec_folder is not None:
+                # Checked again right before reading: a link may have changed since the DAG was parsed.
+                try:
+                    path = file_in_folder(template, self.spec_folder)
+                except SpecFileError as err:
+                    raise SpecFileError(f"task_definition_template: {err}") from None
+            template = json.loads(path.read_text())
+        template = as_json(template)
         template = dict(template.get("taskDefinition", template))
         for field in TASK_DEFINITION_READ_ONLY:
             template.pop(field, None)

@@ -49,6 +49,8 @@ class ConfigKey:
     default: Any = None
     choices: tuple = ()
     range: tuple[int, int] | None = None  # inclusive bounds for "int" keys
+    # A string value names a file the worker reads, which must be inside the spec's folder (pipeline/files.py).
+    file: bool = False
 
 
 # A check gets the configuration (its known keys only; values may still be of the wrong kind, which the
@@ -84,6 +86,10 @@ class ActionType:
         module, _, name = path.partition(":")
         return getattr(importlib.import_module(module), name)
 
+    @property
+    def file_keys(self) -> list[str]:
+        return [k.name for k in self.keys if k.file]
+
     def key(self, name: str) -> ConfigKey | None:
         return next((k for k in self.keys if k.name == name), None)
 
@@ -118,6 +124,32 @@ def _check_github(config: dict) -> list[tuple[str, str]]:
 
 
 ENV_VAR_TYPES = ("PLAINTEXT", "PARAMETER_STORE", "SECRETS_MANAGER")
+# Names of values that must not travel as PLAINTEXT: one of these as a word of the name (DB_PASSWORD,
+# githubToken, STRIPE_API_KEY), not inside a word (TOKENIZER_PATH). PWD is the shell's working directory.
+_SECRET_WORDS_RE = re.compile(
+    r"(?:^|_)(password|passwd|passphrase|secret|token|credential|api_key|apikey|private_key|privatekey)s?(?:_|$)"
+)
+_NAME_WORD_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def secret_word(name: object) -> str | None:
+    """The word that makes an environment variable's name look secret (case-insensitive), or None."""
+    words = "_".join(w.lower() for w in _NAME_WORD_RE.findall(str(name)))
+    match = _SECRET_WORDS_RE.search(words)
+    return match.group(1) if match else None
+
+
+def _plaintext_secret(name: object, mapping_form: bool) -> str | None:
+    word = secret_word(name)
+    if word is None:
+        return None
+    how = "use the list form with " if mapping_form else "give it "
+    return (
+        f"{name} looks like a secret ('{word}' in its name), and a PLAINTEXT value shows in CodeBuild's console, "
+        f"in the build's logs and in Airflow's rendered view: store it in Parameter Store or Secrets Manager and "
+        f"{how}type PARAMETER_STORE (value: the parameter's name) or SECRETS_MANAGER (value: the secret's name "
+        "or ARN)"
+    )
 
 
 def _check_codebuild(config: dict) -> list[tuple[str, str]]:
@@ -127,6 +159,8 @@ def _check_codebuild(config: dict) -> list[tuple[str, str]]:
         for name, value in env.items():
             if not isinstance(value, (str, int, float, bool)):
                 problems.append((f"environment_variables.{name}", "expected a plain value (string or number)"))
+            elif problem := _plaintext_secret(name, mapping_form=True):
+                problems.append((f"environment_variables.{name}", problem))
     elif isinstance(env, list):
         for i, item in enumerate(env):
             where = f"environment_variables[{i}]"
@@ -141,6 +175,10 @@ def _check_codebuild(config: dict) -> list[tuple[str, str]]:
                     problems.append((f"{where}.{key}", "missing required key"))
             if item.get("type", "PLAINTEXT") not in ENV_VAR_TYPES:
                 problems.append((f"{where}.type", f"must be one of {', '.join(ENV_VAR_TYPES)}"))
+            elif item.get("type", "PLAINTEXT") == "PLAINTEXT" and (
+                problem := _plaintext_secret(item.get("name"), mapping_form=False)
+            ):
+                problems.append((where, problem))
     return problems
 
 
@@ -432,8 +470,9 @@ ACTION_TYPES: dict[str, ActionType] = {
                 # ecs
                 ConfigKey(
                     "task_definition_template",
-                    "ecs: task definition, as a path relative to the spec's directory or a mapping",
+                    "ecs: task definition, as a mapping or a JSON file in the spec's folder (a path relative to it)",
                     kind="str|mapping",
+                    file=True,
                 ),
                 ConfigKey("container_name", "ecs: container that receives traffic"),
                 ConfigKey("container_port", "ecs: its port", kind="int", range=(1, 65535)),

@@ -10,6 +10,9 @@
     ])
 
 Configuration keys are keyword arguments of action(); `configuration={...}` works too (and wins).
+Strings are literal text except #{...} references, as in a YAML spec (the compiler keeps them so).
+Files a pipeline names (an ECS task definition template) are read from the folder of its
+`source_file`: pass `source_file=__file__` to name files beside the DAG file.
 """
 
 from __future__ import annotations

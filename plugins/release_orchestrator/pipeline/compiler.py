@@ -20,11 +20,11 @@ import os
 import re
 from datetime import timedelta
 from itertools import groupby
-from pathlib import Path
 from typing import Any
 
 from release_orchestrator import settings
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
+from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
 from release_orchestrator.pipeline.model import Action, Pipeline
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
 
@@ -60,31 +60,64 @@ def release_output(ti: Any, task_id: str, namespace: str, variable: str) -> Any:
     return outputs[variable]
 
 
+# Spec text is data: Airflow renders every string of a template field with Jinja, so each piece of
+# literal text is escaped to render as itself. Jinja only leaves plain text on a '{' ('{{', '{%', '{#'),
+# so each '{' becomes the expression {{ '{' }}; besides, Jinja folds '\r' into '\n' and drops one
+# trailing newline, so those are written as expressions too. Text without them is left as it is (a
+# bucket name stays a bucket name in the task's view). Escaping keeps the values plain strings,
+# which every operator, the approval form and the serialized DAG take as they are, and leaves the
+# references the same Jinja expressions as before; a value they produce (a param given at trigger
+# time, an output) is inserted, never rendered again.
+_JINJA_LITERALS = {"{": "{{ '{' }}", "\r": "{{ '\\r' }}"}
+_JINJA_SPECIAL_RE = re.compile(r"[{\r]")
+_TRAILING_NEWLINE = "{{ '\\n' }}"
+
+
+def jinja_literal(text: str) -> str:
+    """`text` as a Jinja template that renders to exactly `text`."""
+    escaped = _JINJA_SPECIAL_RE.sub(lambda m: _JINJA_LITERALS[m.group()], text)
+    return escaped[:-1] + _TRAILING_NEWLINE if escaped.endswith("\n") else escaped
+
+
+def _literal(value: Any) -> Any:
+    return jinja_literal(value) if isinstance(value, str) else value
+
+
+def _reference_jinja(namespace: str, variable: str, namespaces: dict[str, str]) -> str:
+    if namespace == "variables":
+        return f"{{{{ params[{variable!r}] }}}}"
+    if namespace == "codepipeline":
+        return "{{ run_id }}"
+    return f"{{{{ release_output(ti, {namespaces[namespace]!r}, {namespace!r}, {variable!r}) }}}}"
+
+
 def to_jinja(value: Any, namespaces: dict[str, str]) -> Any:
-    """Rewrite #{...} references (in nested values too) into Jinja that Airflow renders at run time."""
+    """A spec value (nested values too) as the Jinja Airflow renders at run time: #{...} references
+    become lookups, every other character renders as itself (jinja_literal). Mapping keys are not
+    rendered by Airflow, so they stay as they are."""
     if isinstance(value, str):
-
-        def replace(match: re.Match) -> str:
-            namespace, variable = match.groups()
-            if namespace == "variables":
-                return f"{{{{ params[{variable!r}] }}}}"
-            if namespace == "codepipeline":
-                return "{{ run_id }}"
-            return f"{{{{ release_output(ti, {namespaces[namespace]!r}, {namespace!r}, {variable!r}) }}}}"
-
-        return REFERENCE_RE.sub(replace, value)
+        parts, last = [], 0
+        for match in REFERENCE_RE.finditer(value):
+            parts.append(jinja_literal(value[last : match.start()]))
+            parts.append(_reference_jinja(*match.groups(), namespaces))
+            last = match.end()
+        parts.append(jinja_literal(value[last:]))
+        return "".join(parts)
     if isinstance(value, dict):
         return {key: to_jinja(item, namespaces) for key, item in value.items()}
-    if isinstance(value, list):
-        return [to_jinja(item, namespaces) for item in value]
+    if isinstance(value, (list, tuple, set, frozenset)):  # Airflow renders the items of each
+        items = [to_jinja(item, namespaces) for item in value]
+        return items if isinstance(value, list) else type(value)(items)
     return value
 
 
 def _configuration(pipeline: Pipeline, action: Action, namespaces: dict[str, str]) -> dict[str, Any]:
-    config = ACTION_TYPES[action.type].with_defaults(action.configuration)
-    template = config.get("task_definition_template")
-    if isinstance(template, str) and pipeline.source_file and not os.path.isabs(template):
-        config["task_definition_template"] = str(Path(pipeline.source_file).parent / template)
+    action_type = ACTION_TYPES[action.type]
+    config = action_type.with_defaults(action.configuration)
+    for key in action_type.file_keys:
+        if is_file_path(config.get(key)):
+            # Checked again here and by the worker before it reads (validate refused it already).
+            config[key] = str(spec_file(config[key], pipeline.source_file))
     return to_jinja(config, namespaces)
 
 
@@ -263,12 +296,15 @@ def _build_task(
     # The operators' defaults suit real AWS; a local sandbox whose builds take seconds wants shorter.
     poll_interval = settings.POLL_INTERVAL.get()
     kwargs: dict[str, Any] = {**_configuration(pipeline, action, namespaces), **action_type.fixed_kwargs}
+    if action_type.file_keys:
+        kwargs["spec_folder"] = spec_folder(pipeline.source_file)  # where the worker may read files
+    # Spec values outside the configuration that land in template fields are literal text too.
     if action_type.uses_aws:
-        kwargs["aws_conn_id"] = action.aws_conn_id or pipeline.aws_conn_id
-        kwargs["region_name"] = action.region or pipeline.region
+        kwargs["aws_conn_id"] = _literal(action.aws_conn_id or pipeline.aws_conn_id)
+        kwargs["region_name"] = _literal(action.region or pipeline.region)
     if action.type == "approval.manual":
         if "approval-needed" in (pipeline.notifications.events if pipeline.notifications else []):
-            kwargs.setdefault("sns_topic_arn", pipeline.notifications.topic_arn)
+            kwargs.setdefault("sns_topic_arn", _literal(pipeline.notifications.topic_arn))
         kwargs["supersede"] = supersedes_approvals(pipeline)
         kwargs["notifications"] = _approval_notifications(pipeline)
         if poll_interval:

@@ -11,6 +11,7 @@ from release_orchestrator.notifications.messages import EVENTS
 
 from .action_types import ACTION_TYPES, KIND_NAMES, RETIRED_KEYS, ActionType
 from .errors import SpecError
+from .files import file_problems
 from .model import EXECUTION_MODES, Action, Pipeline, Stage
 from .syntax import (
     NAME_RE,
@@ -252,6 +253,8 @@ class _Validator:
             error("configuration must be a mapping", "configuration")
         else:
             for key, message in _configuration_problems(action_type, action.configuration):
+                error(message, f"configuration.{key}")
+            for key, message in file_problems(action_type.file_keys, action.configuration, self.p.source_file):
                 error(message, f"configuration.{key}")
 
     def check_references(self) -> None:

@@ -1,0 +1,73 @@
+"""Files a spec names (an ECS task definition template): they live in the spec's folder.
+
+A spec may name a file only by a path relative to its own folder, and the file must stay inside
+that folder once `..` and symbolic links are followed: a spec author cannot make the worker read
+/etc/passwd or another team's files. `validate` refuses anything else (naming the field), the
+compiler checks again, and the operator checks once more right before it reads, since a link can
+change between the DAG's parse and the task's run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .syntax import has_reference
+
+
+class SpecFileError(ValueError):
+    pass
+
+
+def is_file_path(value: object) -> bool:
+    """Whether a value of a file key names a file (a string that is not inline JSON)."""
+    return isinstance(value, str) and value.strip()[:1] not in ("{", "[")
+
+
+def file_in_folder(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """`path` (relative to `folder`, or absolute) when it stays inside `folder` with links followed;
+    SpecFileError otherwise. The file itself need not exist."""
+    joined = Path(os.path.abspath(Path(folder) / path))
+    real = Path(os.path.realpath(joined))
+    if real.is_relative_to(os.path.realpath(folder)):
+        return joined
+    if Path(os.path.normpath(joined)).is_relative_to(os.path.abspath(folder)):
+        raise SpecFileError(f"'{path}' is a symbolic link to {real}, outside the spec's folder {folder}")
+    raise SpecFileError(f"'{path}' is outside the spec's folder {folder}; put the file in that folder")
+
+
+def spec_folder(source_file: str | None) -> str | None:
+    """The folder of the spec read from `source_file` (None for a pipeline built without one)."""
+    return os.path.dirname(os.path.abspath(source_file)) if source_file else None
+
+
+def spec_file(path: str, source_file: str | None) -> Path:
+    """The file a spec read from `source_file` names as `path`; SpecFileError if it may not."""
+    if has_reference(path):
+        raise SpecFileError(f"'{path}': a file path cannot hold #{{...}} references; name the file itself")
+    if not path.strip():
+        raise SpecFileError("the file path is empty")
+    if not source_file:
+        raise SpecFileError(
+            f"'{path}' names a file, but this pipeline was not read from a spec file, so there is no folder "
+            "to read it from; give the value inline (a mapping), or the pipeline's source_file"
+        )
+    folder = spec_folder(source_file)
+    if os.path.isabs(path):
+        raise SpecFileError(
+            f"'{path}' is an absolute path; name a file inside the spec's folder {folder}, relative to it"
+        )
+    return file_in_folder(path, folder)
+
+
+def file_problems(keys: list[str], configuration: dict, source_file: str | None) -> list[tuple[str, str]]:
+    """(key, message) for each of `keys` whose value names a file the spec may not name."""
+    problems = []
+    for key in keys:
+        value = configuration.get(key)
+        if is_file_path(value):
+            try:
+                spec_file(value, source_file)
+            except SpecFileError as err:
+                problems.append((key, str(err)))
+    return problems
