@@ -129,6 +129,13 @@ WEBHOOK_RETENTION_DAYS = Setting(
     _number(float, 0, "a number of days"),
     "days a webhook delivery id is remembered, so a replay within them starts nothing",
 )
+WEBHOOK_MAX_BODY_BYTES = Setting(
+    "WEBHOOK_MAX_BODY_BYTES",
+    25 * 1024 * 1024,
+    _number(int, 1, "a whole number of bytes, at least 1"),
+    "largest webhook body the receiver reads (GitHub's own cap on payloads, 25 MB, by default); a larger one "
+    "is refused with 413, by its Content-Length before reading, else as soon as the bytes read pass it",
+)
 
 SETTINGS = (
     PIPELINES_DIR,
@@ -140,6 +147,7 @@ SETTINGS = (
     EVENTS_STARTUP_DELAY,
     APPROVAL_TIMEOUT_MIN_SECONDS,
     WEBHOOK_RETENTION_DAYS,
+    WEBHOOK_MAX_BODY_BYTES,
 )
 
 

@@ -29,7 +29,15 @@ pytestmark = pytest.mark.integration
 
 REPO = "acme/hooks"
 SECRET = "integration-webhook-secret"
-DAGS = ("webhook-main", "webhook-docs", "webhook-tags", "webhook-pr", "webhook-bitbucket", "webhook-generic")
+DAGS = (
+    "webhook-main",
+    "webhook-docs",
+    "webhook-tags",
+    "webhook-pr",
+    "webhook-forks",
+    "webhook-bitbucket",
+    "webhook-generic",
+)
 LIMIT = 25 * 1024 * 1024
 
 
@@ -402,7 +410,8 @@ def test_tag_filters(url, api, tag, expected):
         assert "triggers[0].push.tags" in not_started(response)["webhook-tags"]
 
 
-def pull_request(action: str, base: str = "main", number: int = 5) -> dict:
+def pull_request(action: str, base: str = "main", number: int = 5, head_repository: str | None = REPO) -> dict:
+    """A GitHub pull_request delivery; `head_repository` other than REPO is a fork, None a deleted fork."""
     return {
         "action": action,
         "number": number,
@@ -412,8 +421,12 @@ def pull_request(action: str, base: str = "main", number: int = 5) -> dict:
             "title": "Make it faster",
             "user": {"login": "dev"},
             "updated_at": "2024-05-01T10:00:00Z",
-            "head": {"ref": "feature/fast", "sha": commit()},
-            "base": {"ref": base},
+            "head": {
+                "ref": "feature/fast",
+                "sha": commit(),
+                "repo": {"full_name": head_repository} if head_repository else None,
+            },
+            "base": {"ref": base, "repo": {"full_name": REPO}},
         },
     }
 
@@ -432,6 +445,8 @@ def test_pull_request_events(url, api):
         "source_branch": "feature/fast",
         "destination_branch": "main",
         "title": "Make it faster",
+        "source_repository": REPO,
+        "from_fork": False,
     }
 
     assert list(started(url, api, send("synchronize"))) == ["webhook-pr"]
@@ -440,6 +455,68 @@ def test_pull_request_events(url, api):
     other_base = assert_nothing_started(url, api, send("opened", base="dev"), 200)
     assert "triggers[0].pull_request.branches" in not_started(other_base)["webhook-pr"]
     assert_nothing_started(url, api, send("labeled"), 202)
+
+
+def test_pull_requests_from_forks_start_nothing_unless_the_trigger_allows_forks(url, api):
+    def send(base: str, head_repository: str | None) -> Callable[[], httpx.Response]:
+        payload = pull_request("opened", base=base, head_repository=head_repository)
+        return lambda: send_github(f"{url}/github", SECRET, "pull_request", payload)
+
+    refused = assert_nothing_started(url, api, send("main", "outsider/hooks"), 200)
+    assert not_started(refused)["webhook-pr"] == (
+        "pull request from the fork outsider/hooks: triggers[0] does not say from_forks: true"
+    )
+    deleted = assert_nothing_started(url, api, send("main", None), 200)
+    assert not_started(deleted)["webhook-pr"].startswith("pull request from a deleted fork")
+
+    # webhook-forks says from_forks: true for pull requests into contrib.
+    runs = started(url, api, send("contrib", "outsider/hooks"))
+    assert list(runs) == ["webhook-forks"]
+    pr = api.get_run("webhook-forks", runs["webhook-forks"])["conf"]["source"]["pull_request"]
+    assert (pr["from_fork"], pr["source_repository"]) == (True, "outsider/hooks")
+
+
+def test_a_delivery_that_started_nothing_is_recorded_so_its_replay_starts_nothing(url, api):
+    payload, delivery = github_push_payload(REPO, "main", commit(), [], tag="v9.1.0"), str(uuid.uuid4())
+    api.request("PATCH", "/dags/webhook-tags", json={"is_paused": True})
+    try:
+        first = assert_nothing_started(
+            url, api, lambda: send_github(f"{url}/github", SECRET, "push", payload, delivery_id=delivery), 200
+        )
+        assert not_started(first)["webhook-tags"] == "the pipeline is paused"
+    finally:
+        api.unpause("webhook-tags")
+    # Unpaused, the pipeline would start for this tag; the captured delivery, replayed, still starts nothing.
+    for replay_id in (delivery, str(uuid.uuid4())):
+        again = assert_nothing_started(
+            url, api, lambda: send_github(f"{url}/github", SECRET, "push", payload, delivery_id=replay_id), 200
+        )
+        assert again.json()["duplicate"] is True and again.json()["runs"] == []
+    fresh = github_push_payload(REPO, "main", commit(), [], tag="v9.1.0")
+    assert list(started(url, api, lambda: send_github(f"{url}/github", SECRET, "push", fresh))) == ["webhook-tags"]
+
+
+def test_hostile_bodies_are_refused_and_start_nothing(url, api):
+    def post(body: bytes, signature: str) -> Callable[[], httpx.Response]:
+        headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signature}
+        return lambda: httpx.post(f"{url}/github", content=body, headers=headers, timeout=60)
+
+    deep = b"[" * 200_000 + b"]" * 200_000
+    # Unsigned: refused on the raw bytes, before any parsing (a deep array used to be a 500).
+    unsigned = assert_nothing_started(url, api, post(deep, "sha256=" + "0" * 64), 401)
+    assert unsigned.json() == {"error": "X-Hub-Signature-256 does not match"}
+    assert_nothing_started(url, api, post(b"\xff not even text", "sha256=" + "0" * 64), 401)
+    # Signed by the repository's secret, and still refused with a reason.
+    too_deep = assert_nothing_started(url, api, post(deep, sign(deep, SECRET)), 400)
+    assert too_deep.json()["error"] == "body is not valid JSON: arrays or objects nested too deeply"
+    payload = github_push_payload(REPO, "main", commit(), ["src/app.py"])
+    payload["head_commit"]["author"] = "mona"
+    body = json.dumps(payload).encode()
+    mistyped = assert_nothing_started(url, api, post(body, sign(body, SECRET)), 400)
+    assert mistyped.json() == {
+        "error": "head_commit.author: expected an object, got a string",
+        "field": "head_commit.author",
+    }
 
 
 def test_ping_and_unknown_events(url, api):

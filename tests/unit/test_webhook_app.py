@@ -5,6 +5,7 @@ Airflow's runs are replaced by a fake; the record of deliveries is the real one,
 
 from __future__ import annotations
 
+import copy
 import json
 from contextlib import contextmanager
 
@@ -87,11 +88,10 @@ def store(tmp_path):
 @pytest.fixture
 def receiver(airflow, store):
     secrets = {"acme/webapp": SECRET, "acme/api": "bb-secret", "acme/tool": "gen-secret"}
-    return Receiver(find_secret=secrets.get, airflow=airflow, load_pipelines=lambda: PIPELINES, store=store)
+    return Receiver(own_secret=secrets.get, airflow=airflow, load_pipelines=lambda: PIPELINES, store=store)
 
 
-@pytest.fixture
-def client(receiver):
+def draining_client(receiver: Receiver) -> TestClient:
     """Without the app's lifespan, so no starter thread: each request drains the recorded deliveries itself."""
     receiver.starter.autostart = False
     test_client = TestClient(create_app(receiver))
@@ -104,6 +104,11 @@ def client(receiver):
 
     test_client.post = post_then_start_runs
     return test_client
+
+
+@pytest.fixture
+def client(receiver):
+    return draining_client(receiver)
 
 
 def github(client, payload, event="push", delivery="d-1", secret=SECRET, signature=None, raw=None):
@@ -394,15 +399,17 @@ def test_bitbucket_push_signed_with_x_hub_signature(client, airflow):
     assert client.post("/bitbucket", content=body, headers=headers).status_code == 401
 
 
+GENERIC_PR = {
+    "repository": "acme/tool",
+    "event": "pull_request",
+    "commit_id": SHA,
+    "changed_files": ["src/a.py"],
+    "pull_request": {"number": 1, "action": "opened", "source_branch": "f", "destination_branch": "main"},
+}
+
+
 def test_generic_pull_request(client, airflow):
-    payload = {
-        "repository": "acme/tool",
-        "event": "pull_request",
-        "commit_id": SHA,
-        "changed_files": ["src/a.py"],
-        "pull_request": {"number": 1, "action": "opened", "source_branch": "f", "destination_branch": "main"},
-    }
-    body = json.dumps(payload).encode()
+    body = json.dumps(GENERIC_PR).encode()
     headers = {"X-Delivery-Id": "gen-1", "X-Signature-256": sign(body, "gen-secret")}
     response = client.post("/generic", content=body, headers=headers)
     assert [s["dag_id"] for s in response.json()["started"]] == ["gen"]
@@ -416,3 +423,234 @@ def test_run_ids_are_valid_airflow_run_ids():
     run_id = runs.run_id_for("72d3162e-cc78-11e3-81ab-4c9367dc0958", "0123456789abcdef", 2)
     assert run_id == "webhook__72d3162e-cc78-11e3-81ab-4c9367dc0958__0123456789abcdef__2"
     assert re.fullmatch(r"[A-Za-z0-9_.~:+-]+", run_id)
+
+
+# --- what an unauthenticated or hostile sender can do -----------------------------------------------------------
+
+
+def make_client(airflow, store, pipelines, secrets) -> TestClient:
+    return draining_client(
+        Receiver(own_secret=secrets.get, airflow=airflow, load_pipelines=lambda: pipelines, store=store)
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xfe not even text",
+        b"[" * 200_000,  # parsed first, this was a RecursionError (500)
+        json.dumps({"repository": {"full_name": "acme/webapp"}, "ref": ["x"] * 1000}).encode(),
+    ],
+    ids=["not-json", "deep-array", "json"],
+)
+def test_an_unsigned_body_is_refused_before_it_is_read(client, airflow, body):
+    response = github(client, None, raw=body, signature="sha256=" + "0" * 64)
+    assert response.status_code == 401
+    assert response.json() == {"error": "X-Hub-Signature-256 does not match"}
+    assert airflow.runs == {}
+
+
+def test_the_secret_that_signed_must_be_the_repositorys_own(airflow, store):
+    pipelines = [spec("main-release", {"repository": "acme/webapp", "push": {"branches": {"includes": ["main"]}}})]
+    client = make_client(airflow, store, pipelines, {None: "global", "acme/webapp": SECRET, "acme/idle": "idle"})
+    payload = github_push_payload("acme/webapp", "main", SHA, ["a.py"])
+    # The global secret signs for repositories without their own, not for acme/webapp.
+    assert github(client, payload, secret="global").status_code == 401
+    assert github(client, github_push_payload("acme/other", "main", SHA, []), secret="global").status_code == 200
+    # A repository's own secret is known once a pipeline watches it: acme/idle's deliveries are refused until then.
+    ping = {"zen": "Design for failure.", "repository": {"full_name": "acme/idle"}}
+    assert github(client, ping, event="ping", secret="idle").status_code == 401
+    pipelines.append(spec("idle", {"repository": "acme/idle", "push": {"branches": {"includes": ["main"]}}}))
+    assert github(client, ping, event="ping", secret="idle").status_code == 200
+    assert github(client, payload, delivery="d-ok").json()["started"][0]["dag_id"] == "main-release"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 200_000 + b"]" * 200_000,
+        b'{"repository": {"full_name": "acme/webapp"}, "ref": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+    ],
+    ids=["array", "inside-an-object"],
+)
+def test_a_signed_body_nested_too_deeply_is_400(client, airflow, body):
+    response = github(client, None, raw=body)
+    assert response.status_code == 400
+    assert response.json() == {"error": "body is not valid JSON: arrays or objects nested too deeply"}
+    assert airflow.runs == {}
+
+
+def test_a_signed_payload_with_mistyped_fields_is_400_naming_the_field(client, airflow):
+    payload = github_push_payload("acme/webapp", "main", SHA, ["a.py"])
+    payload["head_commit"]["author"] = "Mona"  # was: AttributeError, a 500
+    response = github(client, payload)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "head_commit.author: expected an object, got a string",
+        "field": "head_commit.author",
+    }
+    assert airflow.runs == {}
+
+
+def _paths(node, prefix=()):
+    if prefix:
+        yield prefix
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in children:
+        yield from _paths(child, (*prefix, key))
+
+
+FUZZ_PIPELINES = [
+    spec(
+        "gh",
+        {
+            "repository": "acme/webapp",
+            "push": {"branches": {"includes": ["*"]}},
+            "pull_request": {"branches": {"includes": ["*"]}},
+            "from_forks": True,
+        },
+    ),
+    spec(
+        "bb",
+        {
+            "provider": "bitbucket",
+            "repository": "acme/api",
+            "push": {"branches": {"includes": ["*"]}},
+            "pull_request": {"branches": {"includes": ["*"]}},
+        },
+    ),
+    spec("gen", {"provider": "generic", "repository": "acme/tool", "pull_request": {"events": ["opened"]}}),
+]
+
+
+def test_no_signed_payload_takes_the_receiver_down(airflow, store):
+    """Every field of a push and a pull request of each provider, replaced by a value of every JSON type: each
+    delivery is answered (200, 202, or 400 naming the field); none raises."""
+    from tests.unit.test_webhook_payloads import BITBUCKET_PR, BITBUCKET_PUSH, GITHUB_PR, GITHUB_PUSH
+
+    receiver = Receiver(
+        own_secret={None: SECRET}.get, airflow=airflow, load_pipelines=lambda: FUZZ_PIPELINES, store=store
+    )
+    receiver.starter.autostart = False
+    cases = [
+        ("github", "push", GITHUB_PUSH),
+        ("github", "pull_request", GITHUB_PR),
+        ("bitbucket", "repo:push", BITBUCKET_PUSH),
+        ("bitbucket", "pullrequest:created", BITBUCKET_PR),
+        ("generic", None, GENERIC_PR),
+    ]
+    from release_orchestrator.webhooks.app import PROVIDERS
+
+    count, statuses = 0, set()
+    for provider, event, payload in cases:
+        for path in list(_paths(payload)):
+            for value in ("x", 5, 1.5, [], {}, None, True, [{}], "\ud800"):
+                body = copy.deepcopy(payload)
+                node = body
+                for key in path[:-1]:
+                    node = node[key]
+                node[path[-1]] = value
+                raw = json.dumps(body).encode()
+                headers = {PROVIDERS[provider].signature_header: sign(raw, SECRET)}
+                headers[PROVIDERS[provider].delivery_header] = f"fuzz-{count}"
+                if event:
+                    headers[PROVIDERS[provider].event_header] = event
+                status, answer = receiver.handle(provider, headers, raw)
+                count += 1
+                statuses.add(status)
+                assert status in (200, 202, 400), (provider, path, value, status, answer)
+                if status == 400:
+                    assert answer["field"] and answer["error"].startswith(answer["field"]), (path, value, answer)
+                json.dumps(answer).encode()  # the answer can be sent: no lone surrogate in it
+    assert count > 700 and statuses == {200, 202, 400}
+
+
+def test_a_pull_request_from_a_fork_starts_nothing_unless_the_trigger_allows_forks(airflow, store):
+    pipelines = [
+        spec("pr-check", {"repository": "acme/webapp", "pull_request": {"branches": {"includes": ["main"]}}}),
+        spec(
+            "contrib",
+            {"repository": "acme/webapp", "pull_request": {"branches": {"includes": ["main"]}}, "from_forks": True},
+        ),
+    ]
+    client = make_client(airflow, store, pipelines, {"acme/webapp": SECRET})
+
+    def pr(head_repository, delivery):
+        head = {"ref": "patch-1", "sha": SHA, "repo": {"full_name": head_repository} if head_repository else None}
+        payload = {
+            "action": "opened",
+            "repository": {"full_name": "acme/webapp"},
+            "pull_request": {
+                "number": 3,
+                "head": head,
+                "base": {"ref": "main", "repo": {"full_name": "acme/webapp"}},
+            },
+        }
+        return github(client, payload, event="pull_request", delivery=delivery).json()
+
+    fork = pr("mallory/webapp", "d-fork")
+    assert [s["dag_id"] for s in fork["started"]] == ["contrib"]
+    assert fork["not_started"] == [
+        {
+            "pipeline": "pr-check",
+            "dag_id": "pr-check",
+            "ref": "branch patch-1",
+            "commit_id": SHA,
+            "reason": "pull request from the fork mallory/webapp: triggers[0] does not say from_forks: true",
+        }
+    ]
+    deleted = pr(None, "d-deleted")
+    assert "pull request from a deleted fork" in deleted["not_started"][0]["reason"]
+    own = pr("acme/webapp", "d-own")
+    assert sorted(s["dag_id"] for s in own["started"]) == ["contrib", "pr-check"]
+    source = airflow.runs[("contrib", own["started"][0]["run_id"])]["conf"]["source"]
+    assert source["pull_request"]["from_fork"] is False
+    assert sorted(dag for dag, _ in airflow.runs) == ["contrib", "contrib", "contrib", "pr-check"]
+
+
+@pytest.mark.parametrize("why", ["paused", "no filter matched", "no pipeline watches it"])
+def test_a_delivery_that_started_nothing_is_recorded_so_its_replay_starts_nothing(airflow, store, why):
+    pipelines = list(PIPELINES)
+    client = make_client(airflow, store, pipelines, {None: SECRET})
+    branch = "dev" if why == "no filter matched" else "main"
+    repository = "acme/nobody" if why == "no pipeline watches it" else "acme/webapp"
+    payload = github_push_payload(repository, branch, SHA, ["a.py"])
+    if why == "paused":
+        airflow.paused.add("main-release")
+    first = github(client, payload, delivery="d-20")
+    assert first.status_code == 200 and first.json()["started"] == []
+    assert store.get("d-20")["state"] == deliveries.DONE
+
+    # Later the pipeline is unpaused, the filter or the trigger changes: the old delivery still starts nothing.
+    airflow.paused.clear()
+    pipelines.append(spec("later", {"repository": repository, "push": {"branches": {"includes": ["*"]}}}))
+    again = github(client, payload, delivery="d-20")
+    resent = github(client, payload, delivery="d-21")  # the same body under a new delivery id
+    for answer in (again, resent):
+        assert answer.status_code == 200
+        assert answer.json()["duplicate"] is True and answer.json()["started"] == [] and answer.json()["runs"] == []
+    assert airflow.runs == {}
+    assert github(client, github_push_payload(repository, branch, "b" * 40, []), delivery="d-22").json()["started"]
+
+
+def test_request_data_is_escaped_in_the_log(airflow, store, caplog):
+    pipelines = [spec("main-release", {"repository": "acme/webapp", "push": {"branches": {"includes": ["main"]}}})]
+    client = make_client(airflow, store, pipelines, {None: "global"})
+    forged = "acme/x\n2026-01-01T00:00:00Z [info     ] github delivery d-1 for acme/webapp: starting [forged]"
+    caplog.set_level("INFO", logger="release_orchestrator.webhooks")
+    response = github(client, github_push_payload(forged, "main", SHA, ["a.py"]), secret="global")
+    assert response.status_code == 200 and response.json()["repository"] == forged
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("release_orchestrator.webhooks")]
+    assert any("acme/x\\n2026-01-01" in line for line in lines), lines
+    assert not any("\n" in line for line in lines), lines
+
+
+def test_the_body_limit_is_a_setting(receiver, monkeypatch):
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_WEBHOOK_MAX_BODY_BYTES", "50")
+    client = TestClient(create_app(receiver))
+    body = b'{"a": "' + b"x" * 100 + b'"}'
+    response = client.post("/github", content=body, headers={"X-Hub-Signature-256": sign(body, SECRET)})
+    assert response.status_code == 413
+    assert response.json()["error"] == "body of 109 bytes is over the limit of 50 bytes"
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_WEBHOOK_MAX_BODY_BYTES", "lots")
+    assert client.post("/github", content=body).json() == {"error": "the webhook receiver is misconfigured"}

@@ -36,7 +36,7 @@ def push(
     }
 
 
-def pull_request(action="opened", destination="main", provider="github", files=()) -> dict:
+def pull_request(action="opened", destination="main", provider="github", files=(), fork=None) -> dict:
     return {
         "provider": provider,
         "repository": "acme/webapp",
@@ -51,6 +51,8 @@ def pull_request(action="opened", destination="main", provider="github", files=(
             "source_branch": "feature/x",
             "destination_branch": destination,
             "title": "t",
+            "source_repository": fork or "acme/webapp",
+            "from_fork": fork is not None,
         },
     }
 
@@ -232,8 +234,17 @@ def test_source_action_gives_provider_and_repository():
         ),
         ({"repository": "acme/webapp"}, "triggers[0]: a trigger needs push or pull_request filters"),
         (
+            {"repository": "acme/webapp", "pull_request": {"events": ["opened"]}, "from_forks": "yes"},
+            "triggers[0].from_forks: expected true or false, got 'yes'",
+        ),
+        (
+            {"repository": "acme/webapp", "push": {"branches": {"includes": ["main"]}}, "from_forks": True},
+            "triggers[0].from_forks: only pull requests come from forks: add pull_request filters",
+        ),
+        (
             {"repository": "acme/webapp", "branch": "main", "push": {"branches": {"includes": ["main"]}}},
-            "triggers[0].branch: unknown field; allowed fields: provider, repository, source_action, push, pull_request",
+            "triggers[0].branch: unknown field; allowed fields: provider, repository, source_action, push, "
+            "pull_request, from_forks",
         ),
         (
             {
@@ -293,3 +304,32 @@ def test_the_example_and_test_specs_have_valid_triggers(monkeypatch):
     triggers, _ = parse_triggers(example)
     assert match(triggers, push("main")).matched
     assert not match(triggers, push("dev")).matched
+
+
+PR_TRIGGER = {"repository": "acme/webapp", "pull_request": {"branches": {"includes": ["main"]}}}
+
+
+def test_pull_requests_from_forks_are_refused_before_the_filters():
+    refused = judge(PR_TRIGGER, pull_request(fork="outsider/webapp"))
+    assert not refused.matched
+    assert refused.reason == "pull request from the fork outsider/webapp: triggers[0] does not say from_forks: true"
+    deleted = judge(PR_TRIGGER, {**pull_request(fork="x/y"), "pull_request": {"from_fork": True, "action": "opened"}})
+    assert deleted.reason == "pull request from a deleted fork: triggers[0] does not say from_forks: true"
+    assert judge(PR_TRIGGER, pull_request()).matched  # the repository's own branch
+
+
+def test_from_forks_lets_forks_through_to_the_filters():
+    trigger = {**PR_TRIGGER, "from_forks": True}
+    assert judge(trigger, pull_request(fork="outsider/webapp")).matched
+    other_branch = judge(trigger, pull_request(fork="outsider/webapp", destination="dev"))
+    assert other_branch.reason.startswith("no filter matched: triggers[0].pull_request.branches")
+
+
+def test_only_triggers_that_allow_forks_judge_a_forks_pull_request():
+    strict = {"repository": "acme/webapp", "pull_request": {"branches": {"includes": ["dev"]}}}
+    lenient = {**PR_TRIGGER, "from_forks": True}
+    triggers, problems = parse_triggers(pipeline(strict, lenient))
+    assert problems == []
+    result = match(triggers, pull_request(fork="outsider/webapp"))
+    assert result.matched and result.by == "triggers[1].pull_request"
+    assert not match(triggers, pull_request(fork="outsider/webapp", destination="dev")).matched

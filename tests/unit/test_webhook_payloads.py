@@ -40,8 +40,8 @@ GITHUB_PR = {
         "title": "Add the thing",
         "user": {"login": "mona"},
         "updated_at": "2024-05-01T08:00:00Z",
-        "head": {"ref": "feature/thing", "sha": SHA},
-        "base": {"ref": "main", "sha": "2" * 40},
+        "head": {"ref": "feature/thing", "sha": SHA, "repo": {"full_name": "acme/webapp"}},
+        "base": {"ref": "main", "sha": "2" * 40, "repo": {"full_name": "acme/webapp"}},
     },
 }
 
@@ -77,8 +77,16 @@ BITBUCKET_PR = {
         "title": "Feature",
         "author": {"display_name": "Ada"},
         "updated_on": "2024-05-01",
-        "source": {"branch": {"name": "feature/a"}, "commit": {"hash": "abc123def456"}},
-        "destination": {"branch": {"name": "main"}, "commit": {"hash": "fff"}},
+        "source": {
+            "branch": {"name": "feature/a"},
+            "commit": {"hash": "abc123def456"},
+            "repository": {"full_name": "acme/api"},
+        },
+        "destination": {
+            "branch": {"name": "main"},
+            "commit": {"hash": "fff"},
+            "repository": {"full_name": "acme/api"},
+        },
     },
 }
 
@@ -127,6 +135,8 @@ def test_github_pull_request():
         "source_branch": "feature/thing",
         "destination_branch": "main",
         "title": "Add the thing",
+        "source_repository": "acme/webapp",
+        "from_fork": False,
     }
 
 
@@ -162,7 +172,7 @@ def test_missing_fields_are_named(path, field):
 
 
 def test_mistyped_fields_are_named():
-    with pytest.raises(PayloadError, match="^ref: expected a string$"):
+    with pytest.raises(PayloadError, match="^ref: expected a string, got an integer$"):
         parse_events("github", "push", "push", {**GITHUB_PUSH, "ref": 5}, "d")
 
 
@@ -200,6 +210,8 @@ def test_bitbucket_pull_requests(key, action):
         "source_branch": "feature/a",
         "destination_branch": "main",
         "title": "Feature",
+        "source_repository": "acme/api",
+        "from_fork": False,
     }
     assert event.source["commit_id"] == "abc123def456"
     assert event.source["branch"] == "feature/a"
@@ -267,6 +279,8 @@ def test_generic_pull_request():
         "source_branch": "f",
         "destination_branch": "main",
         "title": "",
+        "source_repository": None,
+        "from_fork": False,
     }
 
 
@@ -278,7 +292,7 @@ def test_generic_pull_request():
         ({"repository": "a/b", "commit_id": SHA}, "branch"),
         ({"repository": "a/b", "commit_id": SHA, "branch": "main", "tag": "v1"}, "branch"),
         ({"repository": "a/b", "commit_id": SHA, "branch": "main", "changed_files": "a.py"}, "changed_files"),
-        ({"repository": "a/b", "commit_id": SHA, "branch": "main", "changed_files": [1]}, "changed_files"),
+        ({"repository": "a/b", "commit_id": SHA, "branch": "main", "changed_files": [1]}, "changed_files[0]"),
     ],
 )
 def test_generic_fields(body, field):
@@ -296,3 +310,155 @@ def test_generic_pull_request_action_is_checked():
     }
     with pytest.raises(PayloadError, match="pull_request.action"):
         parse_events("generic", "pull_request", None, body, "g")
+
+
+def _with(body: dict, path: tuple, value) -> dict:
+    body = copy.deepcopy(body)
+    node = body
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    "body,head_repository,expected",
+    [
+        (GITHUB_PR, "acme/webapp", False),
+        (GITHUB_PR, "ACME/WebApp", False),  # GitHub keeps the case; compared without it
+        (GITHUB_PR, "outsider/webapp", True),
+        (GITHUB_PR, None, True),  # head.repo is null when the fork was deleted
+    ],
+)
+def test_github_pull_request_from_a_fork(body, head_repository, expected):
+    head = {"full_name": head_repository} if head_repository else None
+    [event] = parse_events(
+        "github", "pull_request", "pull_request", _with(body, ("pull_request", "head", "repo"), head), "d"
+    )
+    assert event.source["pull_request"]["from_fork"] is expected
+    assert event.source["pull_request"]["source_repository"] == head_repository
+
+
+def test_github_pull_request_without_a_head_repository_is_from_a_fork():
+    body = copy.deepcopy(GITHUB_PR)
+    del body["pull_request"]["head"]["repo"]
+    del body["pull_request"]["base"]["repo"]  # the delivery's repository is the base
+    [event] = parse_events("github", "pull_request", "pull_request", body, "d")
+    assert event.source["pull_request"]["from_fork"] is True
+
+
+@pytest.mark.parametrize("source_repository,expected", [("acme/api", False), ("mallory/api", True), (None, True)])
+def test_bitbucket_pull_request_from_a_fork(source_repository, expected):
+    repo = {"full_name": source_repository} if source_repository else None
+    body = _with(BITBUCKET_PR, ("pullrequest", "source", "repository"), repo)
+    [event] = parse_events("bitbucket", "pull_request", "pullrequest:created", body, "u")
+    assert event.source["pull_request"]["from_fork"] is expected
+
+
+def test_generic_pull_request_names_its_source_repository():
+    body = {
+        "repository": "acme/tool",
+        "commit_id": SHA,
+        "pull_request": {"action": "opened", "source_branch": "f", "destination_branch": "main"},
+    }
+    fork = _with(body, ("pull_request", "source_repository"), "someone/tool")
+    [event] = parse_events("generic", "pull_request", None, fork, "g")
+    assert event.source["pull_request"]["from_fork"] is True
+    same = _with(body, ("pull_request", "source_repository"), "acme/tool")
+    assert parse_events("generic", "pull_request", None, same, "g")[0].source["pull_request"]["from_fork"] is False
+
+
+@pytest.mark.parametrize(
+    "provider,kind,event,body,path,value,message",
+    [
+        ("github", "push", "push", GITHUB_PUSH, ("repository",), "x", "repository: expected an object, got a string"),
+        ("github", "push", "push", GITHUB_PUSH, ("head_commit",), 5, "head_commit: expected an object, got an integer"),
+        (
+            "github",
+            "push",
+            "push",
+            GITHUB_PUSH,
+            ("head_commit", "author"),
+            "x",
+            "head_commit.author: expected an object, got a string",
+        ),
+        ("github", "push", "push", GITHUB_PUSH, ("commits", 1), "x", "commits[1]: expected an object, got a string"),
+        (
+            "github",
+            "push",
+            "push",
+            GITHUB_PUSH,
+            ("commits", 0, "added", 0),
+            7,
+            "commits[0].added[0]: expected a string, got an integer",
+        ),
+        ("github", "push", "push", GITHUB_PUSH, ("deleted",), "yes", "deleted: expected true or false, got a string"),
+        (
+            "github",
+            "pull_request",
+            "pull_request",
+            GITHUB_PR,
+            ("pull_request",),
+            [],
+            "pull_request: expected an object, got a list",
+        ),
+        (
+            "github",
+            "pull_request",
+            "pull_request",
+            GITHUB_PR,
+            ("pull_request", "user"),
+            "mona",
+            "pull_request.user: expected an object, got a string",
+        ),
+        (
+            "github",
+            "pull_request",
+            "pull_request",
+            GITHUB_PR,
+            ("pull_request", "head", "repo"),
+            "acme/webapp",
+            "pull_request.head.repo: expected an object, got a string",
+        ),
+        (
+            "github",
+            "pull_request",
+            "pull_request",
+            GITHUB_PR,
+            ("pull_request", "number"),
+            4.5,
+            "pull_request.number: expected an integer, got a number",
+        ),
+        (
+            "bitbucket",
+            "push",
+            "repo:push",
+            BITBUCKET_PUSH,
+            ("push", "changes", 0),
+            "main",
+            "push.changes[0]: expected an object, got a string",
+        ),
+        (
+            "bitbucket",
+            "push",
+            "repo:push",
+            BITBUCKET_PUSH,
+            ("push", "changes", 0, "new", "target", "author"),
+            "Ada",
+            "push.changes[0].new.target.author: expected an object, got a string",
+        ),
+        (
+            "github",
+            "push",
+            "push",
+            GITHUB_PUSH,
+            ("ref",),
+            "refs/heads/\ud800",
+            "ref: not valid Unicode text",
+        ),
+    ],
+)
+def test_type_confused_fields_are_named(provider, kind, event, body, path, value, message):
+    with pytest.raises(PayloadError) as err:
+        parse_events(provider, kind, event, _with(body, path, value), "d")
+    assert str(err.value) == message

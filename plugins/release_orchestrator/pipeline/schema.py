@@ -435,6 +435,11 @@ def _git_trigger() -> dict:
         "pull_request": _filter_list(
             "pull_request_filter", "Pull requests that start the pipeline: any one filter matching is enough."
         ),
+        "from_forks": {
+            "description": "Whether pull requests from forks (another repository's branch) may start the pipeline.",
+            "type": ["boolean", "null"],
+            "default": False,
+        },
     }
     if set(properties) != set(fields):
         raise ValueError(f"webhooks/filters.py has trigger fields {fields}; the schema knows {list(properties)}")

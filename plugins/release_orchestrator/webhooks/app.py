@@ -1,14 +1,20 @@
 """The webhook receiver: POST /github, /bitbucket and /generic (under /release-webhooks in the api-server).
 
-Plugin apps are not behind Airflow's authentication, so the HMAC signature is the gate. A delivery goes:
-size limit (413) -> signature header present and well-formed (401) -> JSON (400) -> signature valid with the
-repository's secret (401) -> event known (ping 200, others 202) -> delivery id (400) -> fields (400) ->
-filters of every pipeline -> delivery recorded, unless it is a replay (200, duplicate) -> answer (200) -> runs
-created by the starter thread (deliveries.py).
+Plugin apps are not behind Airflow's authentication, so the HMAC signature is the gate, and nothing a sender
+wrote is parsed before it holds. A delivery goes: size limit (413, read in chunks, so an over-size body is never
+held whole) -> signature header present and well-formed (401) -> signature of the raw bytes valid with a secret
+that may sign on this endpoint (401; signatures.candidate_secrets) -> JSON (400, too deep included) -> the
+secret is the one of the repository the body names (401) -> event known (ping 200, others 202) -> delivery id
+(400) -> fields, type-checked (400) -> filters of every pipeline, forks refused unless allowed -> delivery
+recorded, whatever it started, unless it is a replay (200, duplicate) -> answer (200) -> runs created by the
+starter thread (deliveries.py).
+
+What a sender wrote reaches the log through logtext() only.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -20,11 +26,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from release_orchestrator import settings
 from release_orchestrator.webhooks import deliveries, filters, payloads, runs, signatures
+from release_orchestrator.webhooks.logtext import logtext
 
 log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub's own cap on payloads
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class Reject(Exception):
         self.status, self.body = status, {"error": message, **extra}
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+async def read_body(request: Request, limit: int) -> bytearray:
     """The raw body, refusing (413) anything over `limit` without reading more than that."""
     length = request.headers.get("content-length")
     if length is not None:
@@ -56,13 +62,12 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
             raise Reject(400, "Content-Length must be a number of bytes")
         if int(length) > limit:
             raise Reject(413, f"body of {int(length)} bytes is over the limit of {limit} bytes")
-    chunks, size = [], 0
+    body = bytearray()  # grown in place: the body is held once, not as chunks and then joined
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # a missing or understated Content-Length
+        if len(body) + len(chunk) > limit:  # a missing or understated Content-Length
             raise Reject(413, f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 class Receiver:
@@ -70,12 +75,12 @@ class Receiver:
 
     def __init__(
         self,
-        find_secret: Callable[[str | None], str | None] = signatures.find_secret,
+        own_secret: Callable[[str | None], str | None] = signatures.own_secret,
         airflow: Any = None,
         load_pipelines: Callable[[], list] = runs.load_pipelines,
         store: deliveries.DeliveryStore | None = None,
     ):
-        self.find_secret = find_secret
+        self.own_secret = own_secret  # a repository's own secret; for None, the global one
         self.airflow = airflow or runs.AirflowRuns()
         self.load_pipelines = load_pipelines
         self.store = store or deliveries.DeliveryStore()
@@ -87,29 +92,50 @@ class Receiver:
         try:
             return self._handle(provider, headers, body)
         except Reject as reject:
-            log.info("%s webhook refused (%s): %s", provider.name, reject.status, reject.body["error"])
+            log.info("%s webhook refused (%s): %s", provider.name, reject.status, logtext(reject.body["error"], 1000))
             return reject.status, reject.body
 
     def _handle(self, provider: Provider, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
-        signature = headers.get(provider.signature_header.lower())
         try:
-            signatures.parse_signature(signature, provider.signature_header)
+            given = signatures.parse_signature(
+                headers.get(provider.signature_header.lower()), provider.signature_header
+            )
         except signatures.SignatureError as err:
             raise Reject(401, str(err)) from None
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise Reject(400, f"body is not valid JSON: {err}") from None
-        if not isinstance(data, dict):
-            raise Reject(400, "body must be a JSON object")
+        pipelines = [(pipeline, filters.parse_triggers(pipeline)[0]) for pipeline in self.load_pipelines()]
+        looked_up: dict[str | None, str | None] = {}
+
+        def own_secret(repository: str | None) -> str | None:  # each name looked up once per delivery
+            key = repository.lower() if repository else None
+            if key not in looked_up:
+                looked_up[key] = self.own_secret(repository)
+            return looked_up[key]
+
+        # The repository is in the body, which is not read before it is authenticated: so the raw bytes are
+        # checked against every secret that may sign on this endpoint, the global one first.
+        watched = sorted({t.repository.lower() for _, ts in pipelines for t in ts if t.provider == provider.name})
+        secret = signatures.matching_secret(body, given, signatures.candidate_secrets(own_secret, watched))
+        if secret is None:
+            names = [signatures.GLOBAL_SECRET_VARIABLE] + [n for r in watched for n in signatures.secret_names(r)]
+            log.info("%s webhook: no secret of %s signed the delivery", provider.name, ", ".join(names))
+            raise Reject(401, f"{provider.signature_header} does not match")
+
+        data = self.parse_json(body)
         try:
             repository = payloads.repository_of(provider.name, data)
         except payloads.PayloadError as err:
             raise Reject(400, str(err), field=err.field) from None
-        try:
-            signatures.check_signature(body, signature, provider.signature_header, self.find_secret(repository))
-        except signatures.SignatureError as err:
-            raise Reject(401, str(err)) from None
+        # The secret that signed must be the one of the repository the body names: another repository's, or the
+        # global one where the repository has its own, signs nothing for it.
+        expected = own_secret(repository) or own_secret(None)
+        if expected is None or not hmac.compare_digest(expected.encode(), secret.encode()):
+            log.info(
+                "%s webhook: signed, but not with the secret of %s (%s)",
+                provider.name,
+                logtext(repository),
+                ", ".join([*signatures.secret_names(repository), signatures.GLOBAL_SECRET_VARIABLE]),
+            )
+            raise Reject(401, f"{provider.signature_header} does not match")
 
         event_name = headers.get(provider.event_header.lower()) if provider.event_header else None
         try:
@@ -136,10 +162,27 @@ class Receiver:
             return 202, {"ignored": True, "reason": str(ignored), "delivery_id": delivery_id}
         except payloads.PayloadError as err:
             raise Reject(400, str(err), field=err.field) from None
-        return self.dispatch(provider, delivery_id, runs.body_digest(body), events)
+        return self.dispatch(provider, delivery_id, runs.body_digest(body), events, pipelines)
+
+    @staticmethod
+    def parse_json(body: bytes) -> dict:
+        try:
+            data = json.loads(body)
+        except RecursionError:  # a 200,000-deep array: the parser's own guard, answered like any bad JSON
+            raise Reject(400, "body is not valid JSON: arrays or objects nested too deeply") from None
+        except (ValueError, UnicodeDecodeError) as err:
+            raise Reject(400, f"body is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise Reject(400, "body must be a JSON object")
+        return data
 
     def dispatch(
-        self, provider: Provider, delivery_id: str, digest: str, events: list[payloads.Event]
+        self,
+        provider: Provider,
+        delivery_id: str,
+        digest: str,
+        events: list[payloads.Event],
+        pipelines: list[tuple[Any, list[filters.Trigger]]],
     ) -> tuple[int, dict]:
         response: dict[str, Any] = {
             "delivery_id": delivery_id,
@@ -150,11 +193,9 @@ class Receiver:
             "not_started": [],
         }
         outcomes = []  # (entry, start or None, reason not started or None), in pipeline order
-        pipelines = self.load_pipelines()
         for index, event in enumerate(events):
             ref = f"tag {event.source['tag']}" if event.source.get("tag") else f"branch {event.source.get('branch')}"
-            for pipeline in pipelines:
-                triggers, _ = filters.parse_triggers(pipeline)
+            for pipeline, triggers in pipelines:
                 result = filters.match(triggers, event.source, event.files_known)
                 if result is None:
                     continue  # the pipeline does not watch this repository
@@ -166,7 +207,7 @@ class Receiver:
                     "commit_id": event.source["commit_id"],
                 }
                 if not result.matched:
-                    outcomes.append((entry, None, "no filter matched: " + "; ".join(result.reasons)))
+                    outcomes.append((entry, None, result.reason))
                     continue
                 run_id = runs.run_id_for(delivery_id, digest, index)
                 start = {
@@ -182,7 +223,7 @@ class Receiver:
         try:
             blockers = self.airflow.blockers(matched) if matched else {}
         except Exception as err:  # noqa: BLE001 - the metadata DB is away: the sender delivers again later
-            log.exception("%s delivery %s: could not read the pipelines' DAGs", provider.name, delivery_id)
+            log.exception("%s delivery %s: could not read the pipelines' DAGs", provider.name, logtext(delivery_id))
             raise Reject(500, f"could not check the pipelines' DAGs: {err}") from None
         starts = []
         for entry, start, reason in outcomes:
@@ -197,20 +238,22 @@ class Receiver:
         try:
             recorded = self.store.record(delivery_id, digest, provider.name, starts)
         except Exception as err:  # noqa: BLE001 - nothing recorded, nothing started: a redelivery is safe
-            log.exception("%s delivery %s could not be recorded", provider.name, delivery_id)
+            log.exception("%s delivery %s could not be recorded", provider.name, logtext(delivery_id))
             raise Reject(500, f"the delivery could not be recorded: {err}") from None
         if recorded.outcome == "duplicate":
-            log.info("%s delivery %s is a replay of runs %s", provider.name, delivery_id, recorded.runs)
+            log.info(
+                "%s delivery %s is a replay of runs %s", provider.name, logtext(delivery_id), logtext(recorded.runs)
+            )
             return 200, {**response, "duplicate": True, "started": [], "runs": recorded.runs}
         if starts:
             self.starter.wake()
         log.info(
             "%s delivery %s for %s: %s %s",
             provider.name,
-            delivery_id,
-            response["repository"],
+            logtext(delivery_id),
+            logtext(response["repository"]),
             "starting again" if recorded.outcome == "requeued" else "starting",
-            [(s["dag_id"], s["run_id"]) for s in starts] or "nothing",
+            logtext([(s["dag_id"], s["run_id"]) for s in starts] or "nothing", 2000),
         )
         return 200, response
 
@@ -227,7 +270,8 @@ def _note(source: dict) -> str:
     return f"Started by {source['provider']} webhook: {source['repository']} {what} ({source['commit_id'][:12]})"
 
 
-def create_app(receiver: Receiver | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(receiver: Receiver | None = None, max_body_bytes: int | None = None) -> FastAPI:
+    """The webhook app; the body limit is the WEBHOOK_MAX_BODY_BYTES setting, read per request, unless given."""
     receiver = receiver or Receiver()
 
     @asynccontextmanager
@@ -247,7 +291,12 @@ def create_app(receiver: Receiver | None = None, max_body_bytes: int = MAX_BODY_
 
     async def receive(provider: str, request: Request) -> JSONResponse:
         try:
-            body = await read_body(request, max_body_bytes)
+            limit = max_body_bytes or settings.WEBHOOK_MAX_BODY_BYTES.get()
+        except settings.SettingError:
+            log.exception("webhook receiver: the body limit setting cannot be used")
+            return JSONResponse({"error": "the webhook receiver is misconfigured"}, status_code=500)
+        try:
+            body = await read_body(request, limit)
         except Reject as reject:
             return JSONResponse(reject.body, status_code=reject.status)
         status, content = await run_in_threadpool(receiver.handle, provider, dict(request.headers), body)

@@ -7,7 +7,9 @@ thread in the same api-server process creates the runs a moment later. Nothing i
 stays pending until every run it names exists, and a starter in any api-server process (after a restart, the
 next one) picks up what another left.
 
-The table is also the replay guard: a delivery id, or a body digest, seen before starts nothing again. Run ids
+The table is also the replay guard: every signed push or pull request delivery is recorded, whether it starts
+runs or nothing (a paused pipeline, no filter matching, a fork's pull request refused): a delivery id, or a body
+digest, seen before starts nothing again, even if a pipeline would start now. Run ids
 stay deterministic (webhook__<delivery>__<digest>), so even two starters racing on one row create each run once.
 Rows are kept WEBHOOK_RETENTION_DAYS days (a setting, 30 by default), which is how long a replay is recognised by the table; the
 runs' own unique ids still stop a replayed delivery from starting a run that exists.
@@ -43,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from release_orchestrator import settings
+from release_orchestrator.webhooks.logtext import logtext
 
 log = logging.getLogger(__name__)
 
@@ -132,20 +135,21 @@ class DeliveryStore:
                     return Recorded("requeued")
                 if rows:  # the same delivery again, or its body under another delivery id: a replay
                     return Recorded("duplicate", [run for row in rows for run in _runs(row.starts)])
-                if starts:
-                    now = time.time()
-                    session.execute(
-                        deliveries.insert().values(
-                            delivery_id=delivery_id,
-                            body_digest=digest,
-                            provider=provider,
-                            received_at=now,
-                            starts=json.dumps(starts),
-                            state=PENDING,
-                            attempts=0,
-                            next_attempt_at=now,
-                        )
+                # Recorded even when it starts nothing: replayed after the pipeline is unpaused or its filter
+                # changed, it must not start what it did not start when it came.
+                now = time.time()
+                session.execute(
+                    deliveries.insert().values(
+                        delivery_id=delivery_id,
+                        body_digest=digest,
+                        provider=provider,
+                        received_at=now,
+                        starts=json.dumps(starts),
+                        state=PENDING if starts else DONE,
+                        attempts=0,
+                        next_attempt_at=now,
                     )
+                )
                 return Recorded("new")
         except IntegrityError:  # the same delivery arrived twice at once and the other one got there first
             return self.record(delivery_id, digest, provider, starts)
@@ -302,10 +306,12 @@ class Starter:
         if state == FAILED:
             log.error(
                 "webhook delivery %s: runs not created after %d attempts: %s (send the delivery again to retry)",
-                delivery.delivery_id,
+                logtext(delivery.delivery_id),
                 MAX_ATTEMPTS,
-                "; ".join(errors),
+                logtext("; ".join(errors), 2000),
             )
         elif errors:
-            log.warning("webhook delivery %s: %s; trying again", delivery.delivery_id, "; ".join(errors))
+            log.warning(
+                "webhook delivery %s: %s; trying again", logtext(delivery.delivery_id), logtext("; ".join(errors), 2000)
+            )
         return state

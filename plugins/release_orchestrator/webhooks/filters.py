@@ -12,11 +12,14 @@ A spec's trigger entry (see docs/triggers.md):
           events: [opened, updated, closed]
           branches: {includes: [main]}        # the destination branch
           file_paths: {excludes: ["docs/**"]}
+        from_forks: false             # pull requests from forks start nothing unless this is true
 
 Excludes win over includes; an empty or missing `includes` lets everything through that is not excluded.
 A push filter has either `tags` (it matches tag pushes) or `branches` (branch pushes, optionally narrowed by
 `file_paths`). File paths match if at least one changed file (added, modified or removed, in any commit of the
-push) is included and not excluded.
+push) is included and not excluded. A pull request whose source branch lives in another repository (a fork, or a
+fork since deleted) runs an outsider's code: it is refused before any filter, unless a trigger says
+`from_forks: true`.
 
 Kept free of Airflow imports: the spec validator uses validate_triggers at DAG-parse time.
 """
@@ -48,7 +51,7 @@ _PR_EVENT_ALIASES = {
 # (provider, event) whose webhook payloads list no changed files, so file_paths cannot be checked.
 NO_FILE_LISTS = {("github", "pull_request"), ("bitbucket", "push"), ("bitbucket", "pull_request")}
 
-_TRIGGER_FIELDS = ("provider", "repository", "source_action", "push", "pull_request")
+_TRIGGER_FIELDS = ("provider", "repository", "source_action", "push", "pull_request", "from_forks")
 _PUSH_FIELDS = ("branches", "tags", "file_paths")
 _PR_FIELDS = ("events", "branches", "file_paths")
 _PATTERN_FIELDS = ("includes", "excludes")
@@ -80,6 +83,7 @@ class Trigger:
     repository: str
     push: list[PushFilter] = field(default_factory=list)
     pull_request: list[PullRequestFilter] = field(default_factory=list)
+    from_forks: bool = False  # whether pull requests from forks may start the pipeline
 
 
 @dataclass
@@ -89,6 +93,12 @@ class Match:
     matched: bool
     by: str | None = None  # the filter that matched, e.g. "triggers[0].push"
     reasons: list[str] = field(default_factory=list)  # why each filter did not match
+    refusal: str | None = None  # why the change was refused before any filter (a pull request from a fork)
+
+    @property
+    def reason(self) -> str:
+        """Why nothing matched, as the receiver's answer says it."""
+        return self.refusal or "no filter matched: " + "; ".join(self.reasons)
 
 
 # --- parsing and validation ---------------------------------------------------------------------------------
@@ -134,6 +144,12 @@ class _Parser:
         if node.get("push") is None and node.get("pull_request") is None:
             self.problem(where, "a trigger needs push or pull_request filters")
         trigger = Trigger(where=where, provider=provider, repository=repository)
+        from_forks = node.get("from_forks")
+        if from_forks is not None and not isinstance(from_forks, bool):
+            self.problem(f"{where}.from_forks", f"expected true or false, got {from_forks!r}")
+        elif from_forks and node.get("pull_request") is None:
+            self.problem(f"{where}.from_forks", "only pull requests come from forks: add pull_request filters")
+        trigger.from_forks = from_forks is True
         trigger.push = [f for item, w in self.filters(node, "push", where) if (f := self.push_filter(item, w))]
         trigger.pull_request = [
             f for item, w in self.filters(node, "pull_request", where) if (f := self.pr_filter(item, w))
@@ -333,6 +349,14 @@ def match(triggers: list[Trigger], source: dict, files_known: bool = True) -> Ma
     watching = [t for t in triggers if concerns(t, source)]
     if not watching:
         return None
+    pr = source.get("pull_request") or {}
+    if source.get("event") == "pull_request" and pr.get("from_fork"):
+        # Checked before the filters: a fork's pull request runs an outsider's commit with the project's setup.
+        if not any(t.from_forks for t in watching):
+            origin = f"the fork {pr['source_repository']}" if pr.get("source_repository") else "a deleted fork"
+            where = ", ".join(t.where for t in watching)
+            return Match(False, refusal=f"pull request from {origin}: {where} does not say from_forks: true")
+        watching = [t for t in watching if t.from_forks]
     files = list(source.get("changed_files") or []) if files_known else None
     event = source.get("event")
     reasons = []

@@ -2,8 +2,13 @@
 
 conf["source"] = {provider, repository, branch, tag, commit_id, commit_message, author, author_date, commit_url,
 changed_files, pull_request?, event, delivery_id}; `pull_request` = {number, action, source_branch,
-destination_branch, title} is there for pull request events only. For a pull request, `branch` is its source
-branch (what the run releases) and filters look at its destination branch.
+destination_branch, title, source_repository, from_fork} is there for pull request events only. For a pull
+request, `branch` is its source branch (what the run releases) and filters look at its destination branch;
+`from_fork` is true unless the source branch is known to live in the repository itself (filters.py refuses
+forks unless a trigger says `from_forks: true`).
+
+Every field read is type-checked: a signed payload with a string where an object is expected, or text that is not
+valid Unicode, is a PayloadError naming the field (400), never an exception further on.
 """
 
 from __future__ import annotations
@@ -56,25 +61,71 @@ class Event:
 
 
 def get(body: Any, path: str, kind: type | tuple = str, required: bool = True, prefix: str = "") -> Any:
-    """body["a"]["b"] for path "a.b"; PayloadError naming `prefix + path` when required and absent or mistyped."""
-    value = body
+    """body["a"]["b"] for path "a.b"; PayloadError naming the field when required and absent, or mistyped (an
+    object on the way included: "a: expected an object, got a string")."""
+    value, walked = body, prefix
     for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            break
+        if not isinstance(value, dict):
+            raise PayloadError(walked.rstrip("."), f"expected an object, got {_type_name(value)}")
+        value, walked = value.get(part), walked + part + "."
     if value is None:
         if required:
             raise PayloadError(prefix + path)
         return None
+    return checked(value, kind, prefix + path)
+
+
+def checked(value: Any, kind: type | tuple, field: str) -> Any:
+    """`value` if it is of `kind` (and, for text, valid Unicode); PayloadError naming `field` otherwise."""
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         names = kind if isinstance(kind, tuple) else (kind,)
-        raise PayloadError(prefix + path, f"expected {' or '.join(_TYPE_NAMES[k] for k in names)}")
+        expected = " or ".join(_TYPE_NAMES[k] for k in names)
+        raise PayloadError(field, f"expected {expected}, got {_type_name(value)}")
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800"): no database or log can hold it
+            raise PayloadError(field, "not valid Unicode text") from None
     return value
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, float):
+        return "a number"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object", bool: "true or false"}
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
+def _text(body: Any, path: str, prefix: str = "") -> str:
+    """An optional text field: its value, or "" when absent."""
+    return get(body, path, required=False, prefix=prefix) or ""
+
+
+def _strings(body: Any, path: str, prefix: str = "") -> list[str] | None:
+    """An optional list of strings (None when absent), each item checked."""
+    items = get(body, path, list, required=False, prefix=prefix)
+    if items is None:
+        return None
+    return [checked(item, str, f"{prefix}{path}[{i}]") for i, item in enumerate(items)]
+
+
+def _objects(body: Any, path: str, required: bool = True, prefix: str = "") -> list[tuple[dict, str]]:
+    """A list of objects, each with its field path for messages ("commits[0].")."""
+    items = get(body, path, list, required=required, prefix=prefix) or []
+    return [(checked(item, dict, f"{prefix}{path}[{i}]"), f"{prefix}{path}[{i}].") for i, item in enumerate(items)]
+
+
+def from_fork(head_repository: str | None, base_repository: str) -> bool:
+    """Whether a pull request's source branch lives outside the repository it targets (unknown: a deleted fork)."""
+    return head_repository is None or head_repository.lower() != base_repository.lower()
 
 
 def event_kind(provider: str, event_name: str | None, body: dict) -> str:
@@ -106,7 +157,7 @@ def repository_of(provider: str, body: dict) -> str | None:
 def github_events(kind: str, event_name: str, body: dict, delivery_id: str) -> list[Event]:
     repository = get(body, "repository.full_name")
     base = {"provider": "github", "repository": repository, "event": kind, "delivery_id": delivery_id}
-    html_url = _text(get(body, "repository.html_url", required=False))
+    html_url = _text(body, "repository.html_url")
     if kind == PUSH:
         return [_github_push(body, base)]
     return [_github_pull_request(body, base, html_url)]
@@ -114,7 +165,7 @@ def github_events(kind: str, event_name: str, body: dict, delivery_id: str) -> l
 
 def _github_push(body: dict, base: dict) -> Event:
     ref = get(body, "ref")
-    if body.get("deleted") is True:
+    if get(body, "deleted", bool, required=False):
         raise Ignored(f"{ref} was deleted: a deletion starts nothing")
     branch = tag = None
     if ref.startswith("refs/heads/"):
@@ -127,22 +178,22 @@ def _github_push(body: dict, base: dict) -> Event:
     # For an annotated tag, `after` is the tag object; head_commit is the commit it points to.
     commit_id = get(head, "id", required=False, prefix="head_commit.") or get(body, "after")
     changed: list[str] = []
-    for i, commit in enumerate(get(body, "commits", list, required=False) or []):
+    for commit, p in _objects(body, "commits", required=False):
         for key in ("added", "modified", "removed"):
-            for path in get(commit, key, list, required=False, prefix=f"commits[{i}].") or []:
-                if isinstance(path, str) and path not in changed:
+            for path in _strings(commit, key, prefix=p) or []:
+                if path not in changed:
                     changed.append(path)
-    author = head.get("author") or {}
+    h = "head_commit."
     return Event(
         {
             **base,
             "branch": branch,
             "tag": tag,
             "commit_id": commit_id,
-            "commit_message": _text(head.get("message")),
-            "author": _text(author.get("name") or author.get("username")),
-            "author_date": _text(head.get("timestamp")),
-            "commit_url": _text(head.get("url")),
+            "commit_message": _text(head, "message", h),
+            "author": _text(head, "author.name", h) or _text(head, "author.username", h),
+            "author_date": _text(head, "timestamp", h),
+            "commit_url": _text(head, "url", h),
             "changed_files": changed,
         }
     )
@@ -156,15 +207,18 @@ def _github_pull_request(body: dict, base: dict, html_url: str) -> Event:
     p = "pull_request."
     commit_id = get(pr, "head.sha", prefix=p)
     source_branch = get(pr, "head.ref", prefix=p)
+    # head.repo is null when the fork was deleted; base.repo is the repository the delivery is about.
+    head_repository = get(pr, "head.repo.full_name", required=False, prefix=p)
+    base_repository = get(pr, "base.repo.full_name", required=False, prefix=p) or base["repository"]
     return Event(
         {
             **base,
             "branch": source_branch,
             "tag": None,
             "commit_id": commit_id,
-            "commit_message": _text(pr.get("title")),
-            "author": _text((pr.get("user") or {}).get("login")),
-            "author_date": _text(pr.get("updated_at")),
+            "commit_message": _text(pr, "title", p),
+            "author": _text(pr, "user.login", p),
+            "author_date": _text(pr, "updated_at", p),
             "commit_url": f"{html_url}/commit/{commit_id}" if html_url else "",
             "changed_files": [],
             "pull_request": {
@@ -172,7 +226,9 @@ def _github_pull_request(body: dict, base: dict, html_url: str) -> Event:
                 "action": GITHUB_PR_ACTIONS[action],
                 "source_branch": source_branch,
                 "destination_branch": get(pr, "base.ref", prefix=p),
-                "title": _text(pr.get("title")),
+                "title": _text(pr, "title", p),
+                "source_repository": head_repository,
+                "from_fork": from_fork(head_repository, base_repository),
             },
         },
         files_known=False,
@@ -185,23 +241,23 @@ def _github_pull_request(body: dict, base: dict, html_url: str) -> Event:
 def bitbucket_events(kind: str, event_name: str, body: dict, delivery_id: str) -> list[Event]:
     repository = get(body, "repository.full_name")
     base = {"provider": "bitbucket", "repository": repository, "event": kind, "delivery_id": delivery_id}
-    html_url = _text(get(body, "repository.links.html.href", required=False)) or f"https://bitbucket.org/{repository}"
+    html_url = _text(body, "repository.links.html.href") or f"https://bitbucket.org/{repository}"
     if kind == PUSH:
         return _bitbucket_push(body, base, html_url)
     return [_bitbucket_pull_request(event_name, body, base, html_url)]
 
 
-def _bitbucket_author(author: Any) -> str:
-    author = author if isinstance(author, dict) else {}
-    user = author.get("user") if isinstance(author.get("user"), dict) else {}
-    return _text(user.get("display_name") or author.get("display_name") or author.get("raw"))
+def _bitbucket_author(node: dict, prefix: str) -> str:
+    """A commit's or pull request's author: the account's display name, else the name as the commit gives it."""
+    p = prefix + "author."
+    author = get(node, "author", dict, required=False, prefix=prefix) or {}
+    return _text(author, "user.display_name", p) or _text(author, "display_name", p) or _text(author, "raw", p)
 
 
 def _bitbucket_push(body: dict, base: dict, html_url: str) -> list[Event]:
     # One delivery may update several branches and tags: each is a change of its own.
     events = []
-    for i, change in enumerate(get(body, "push.changes", list)):
-        p = f"push.changes[{i}]."
+    for change, p in _objects(body, "push.changes"):
         new = get(change, "new", dict, required=False, prefix=p)
         if new is None:  # the branch or tag was deleted
             continue
@@ -216,10 +272,10 @@ def _bitbucket_push(body: dict, base: dict, html_url: str) -> list[Event]:
                     "branch": None if is_tag else name,
                     "tag": name if is_tag else None,
                     "commit_id": commit_id,
-                    "commit_message": _text(target.get("message")).strip(),
-                    "author": _bitbucket_author(target.get("author")),
-                    "author_date": _text(target.get("date")),
-                    "commit_url": _text(get(target, "links.html.href", required=False))
+                    "commit_message": _text(target, "message", p + "new.target.").strip(),
+                    "author": _bitbucket_author(target, p + "new.target."),
+                    "author_date": _text(target, "date", p + "new.target."),
+                    "commit_url": _text(target, "links.html.href", p + "new.target.")
                     or f"{html_url}/commits/{commit_id}",
                     "changed_files": [],
                 },
@@ -236,15 +292,17 @@ def _bitbucket_pull_request(event_name: str, body: dict, base: dict, html_url: s
     p = "pullrequest."
     commit_id = get(pr, "source.commit.hash", prefix=p)
     source_branch = get(pr, "source.branch.name", prefix=p)
+    source_repository = get(pr, "source.repository.full_name", required=False, prefix=p)
+    destination = get(pr, "destination.repository.full_name", required=False, prefix=p) or base["repository"]
     return Event(
         {
             **base,
             "branch": source_branch,
             "tag": None,
             "commit_id": commit_id,
-            "commit_message": _text(pr.get("title")),
-            "author": _bitbucket_author(pr.get("author")),
-            "author_date": _text(pr.get("updated_on")),
+            "commit_message": _text(pr, "title", p),
+            "author": _bitbucket_author(pr, p),
+            "author_date": _text(pr, "updated_on", p),
             "commit_url": f"{html_url}/commits/{commit_id}",
             "changed_files": [],
             "pull_request": {
@@ -252,7 +310,9 @@ def _bitbucket_pull_request(event_name: str, body: dict, base: dict, html_url: s
                 "action": BITBUCKET_PR_ACTIONS[event_name],
                 "source_branch": source_branch,
                 "destination_branch": get(pr, "destination.branch.name", prefix=p),
-                "title": _text(pr.get("title")),
+                "title": _text(pr, "title", p),
+                "source_repository": source_repository,
+                "from_fork": from_fork(source_repository, destination),
             },
         },
         files_known=False,
@@ -274,9 +334,7 @@ def generic_events(kind: str, body: dict, delivery_id: str) -> list[Event]:
     }
     for key in ("commit_message", "author", "author_date", "commit_url"):
         source[key] = get(body, key, required=False) or ""
-    files = get(body, "changed_files", list, required=False)
-    if files is not None and not all(isinstance(f, str) for f in files):
-        raise PayloadError("changed_files", "expected a list of strings")
+    files = _strings(body, "changed_files")
     source["changed_files"] = list(files or [])
     if kind == PUSH:
         branch, tag = get(body, "branch", required=False), get(body, "tag", required=False)
@@ -290,6 +348,8 @@ def generic_events(kind: str, body: dict, delivery_id: str) -> list[Event]:
         if action not in GENERIC_PR_ACTIONS:
             raise PayloadError("pull_request.action", f"expected one of {', '.join(GENERIC_PR_ACTIONS)}")
         number = get(pr, "number", int, required=False, prefix=p)
+        # The sender says where the source branch lives; left out, it is the repository itself.
+        source_repository = get(pr, "source_repository", required=False, prefix=p)
         source.update(
             branch=get(pr, "source_branch", prefix=p),
             tag=None,
@@ -299,6 +359,8 @@ def generic_events(kind: str, body: dict, delivery_id: str) -> list[Event]:
                 "source_branch": get(pr, "source_branch", prefix=p),
                 "destination_branch": get(pr, "destination_branch", prefix=p),
                 "title": get(pr, "title", required=False, prefix=p) or "",
+                "source_repository": source_repository,
+                "from_fork": source_repository is not None and from_fork(source_repository, source["repository"]),
             },
         )
     return [Event(source, files_known=files is not None)]
