@@ -63,10 +63,16 @@ class LocalEnvironment:
     build_seconds: float = 6
     deploy_seconds: float = 8
     users: dict[str, str] = field(
-        default_factory=lambda: {"admin": "admin", "qa-lead": "qa-lead", "developer": "developer"}
+        default_factory=lambda: {
+            "admin": "admin",
+            "qa-lead": "qa-lead",
+            "release-manager": "release-manager",
+            "developer": "developer",
+        }
     )
+    # qa-lead is the example's approver; release-manager approves by role (`role:user`) in the tests.
     user_roles: dict[str, str] = field(
-        default_factory=lambda: {"admin": "admin", "qa-lead": "op", "developer": "viewer"}
+        default_factory=lambda: {"admin": "admin", "qa-lead": "op", "release-manager": "user", "developer": "viewer"}
     )
     pipelines_dir: str = str(REPO_ROOT / "include" / "pipelines")  # one or more dirs, os.pathsep-separated
     database_url: str | None = None  # SQLAlchemy URL of the metadata DB; None: SQLite under `home`

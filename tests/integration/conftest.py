@@ -66,12 +66,22 @@ def airflow_env(tmp_path_factory, request):
 
 @pytest.fixture(scope="session")
 def api(airflow_env) -> AirflowAPI:
-    return AirflowAPI(airflow_env.airflow_url, "admin", airflow_env.users["admin"])
+    return client_of(airflow_env, "admin")
+
+
+def client_of(airflow_env, user: str) -> AirflowAPI:
+    return AirflowAPI(airflow_env.airflow_url, user, airflow_env.users[user])
 
 
 @pytest.fixture(scope="session")
 def reviewer_api(airflow_env) -> AirflowAPI:
-    return AirflowAPI(airflow_env.airflow_url, "qa-lead", airflow_env.users["qa-lead"])
+    return client_of(airflow_env, "qa-lead")
+
+
+@pytest.fixture(scope="session")
+def manager_api(airflow_env) -> AirflowAPI:
+    """release-manager: an approver by role (`role:user`) in tests/integration/pipelines/ap-gate*.yaml."""
+    return client_of(airflow_env, "release-manager")
 
 
 @pytest.fixture(scope="session")

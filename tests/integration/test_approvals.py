@@ -187,7 +187,18 @@ def test_approve_by_marking_keeps_the_note_and_announces_it(api, reviewer_api, m
     assert (detail["stage"], detail["action"], detail["state"]) == ("Approval", "SignOff", "SUCCEEDED")
     assert detail["type"]["category"] == "Approval"
     # Announced by the waiting trigger when Airflow cancelled it, not by the catch-up at the run's end.
-    assert detail["approval"] == {"outcome": "Approved", "reason": "decided by marking the task"}
+    assert detail["approval"] == {
+        "outcome": "Approved",
+        "reviewer": "qa-lead",
+        "comment": "Approved by qa-lead: looks good",
+        "reason": "decided by marking the task",
+    }
+    outputs = api.xcom(pipeline, run_id, APPROVAL)  # recorded by the api-server's gate with the decision
+    assert (outputs["Outcome"], outputs["Reviewer"], outputs["Comment"]) == (
+        "Approved",
+        "qa-lead",
+        "Approved by qa-lead: looks good",
+    )
     mailbox.wait(pipeline, run_id, "SUCCEEDED")
     assert mailbox.settled(api, pipeline, run_id) == {"STARTED": 1, "APPROVAL NEEDED": 1, "APPROVED": 1, "SUCCEEDED": 1}
 
@@ -203,7 +214,12 @@ def test_reject_by_marking_fails_the_run_and_announces_it(api, reviewer_api, mai
     [rejected] = mailbox.wait(pipeline, run_id, "REJECTED")
     detail = rejected["parsed"]["detail"]
     assert detail["state"] == "FAILED"
-    assert detail["approval"] == {"outcome": "Rejected", "reason": "decided by marking the task"}
+    assert detail["approval"] == {
+        "outcome": "Rejected",
+        "reviewer": "qa-lead",
+        "comment": "Rejected by qa-lead: broken login",
+        "reason": "decided by marking the task",
+    }
     [failed] = mailbox.wait(pipeline, run_id, "FAILED: pipeline")
     assert failed["parsed"]["detail"]["failed-action"] == "SignOff"
     counts = mailbox.settled(api, pipeline, run_id)

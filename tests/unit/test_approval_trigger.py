@@ -184,17 +184,40 @@ def marked(topic: str, state: str, mode: str = "mark") -> tuple[ApprovalWaitTrig
 @pytest.mark.parametrize(
     "state, outcome, subject", [("success", "Approved", "APPROVED"), ("failed", "Rejected", "REJECTED")]
 )
-def test_marking_the_task_is_announced_when_airflow_cancels_the_wait(topic_and_queue, state, outcome, subject):
+def test_a_marked_decision_the_gate_recorded_is_announced_when_airflow_cancels_the_wait(
+    topic_and_queue, state, outcome, subject
+):
     topic, received = topic_and_queue
     trigger, airflow = marked(topic, state)
+    recorded = {"Outcome": outcome, "Reviewer": "qa-lead", "Comment": "checked", "DecidedBy": "mark"}
+    airflow.xcoms[("run-b", DECISION_XCOM_KEY)] = {**recorded, "DecidedAt": "2026-03-01T12:00:00Z", "Announced": False}
     asyncio.run(trigger.on_kill())
     [envelope] = received()
-    assert envelope["Subject"] == f"{subject}: webapp Approval.SignOff (run run-b)"
+    assert envelope["Subject"] == f"{subject}: webapp Approval.SignOff by qa-lead (run run-b)"
     detail = json.loads(envelope["Message"])["detail"]
-    assert detail["approval"] == {"outcome": outcome, "reason": "decided by marking the task"}
-    decision = airflow.xcoms[("run-b", DECISION_XCOM_KEY)]
-    assert (decision["Outcome"], decision["DecidedBy"], decision["Announced"]) == (outcome, "mark", True)
-    assert decision["DecidedAt"].endswith("Z")  # the time format of CodePipeline's events
+    assert detail["approval"] == {
+        "outcome": outcome,
+        "reviewer": "qa-lead",
+        "comment": "checked",
+        "reason": "decided by marking the task",
+    }
+    assert airflow.xcoms[("run-b", DECISION_XCOM_KEY)] == {
+        **recorded,
+        "DecidedAt": "2026-03-01T12:00:00Z",
+        "Announced": True,
+    }
+    asyncio.run(trigger.on_kill())  # cancelled again (e.g. a triggerer restart): announced once
+    assert received() == []
+
+
+@pytest.mark.parametrize("decision", [None, {"Outcome": "Stopped", "Reason": "the run was marked success"}])
+def test_a_task_marked_without_a_decision_by_the_gate_announces_no_approval(topic_and_queue, decision):
+    topic, received = topic_and_queue
+    trigger, airflow = marked(topic, "success")
+    if decision:
+        airflow.xcoms[("run-b", DECISION_XCOM_KEY)] = decision
+    asyncio.run(trigger.on_kill())
+    assert received() == []
 
 
 def test_a_form_answer_announced_by_the_worker_is_not_announced_again(topic_and_queue):

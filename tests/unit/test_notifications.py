@@ -193,7 +193,7 @@ def decision_context(xcoms, clear_number=0):
     return {"run_id": "manual__1", "ti": ti, "dag_run": SimpleNamespace(run_id="manual__1", clear_number=clear_number)}
 
 
-def decision_notifier(topic, states):
+def decision_notifier(topic):
     from release_orchestrator.notifications.approvals import ApprovalDecisionNotifier, ApprovalNotifications
 
     notifier = ApprovalDecisionNotifier(
@@ -205,49 +205,65 @@ def decision_notifier(topic, states):
         ),
         ["Approval.SignOff", "Approval.Security"],
     )
-    notifier.task_states = lambda dag_id, run_id: states
     notifier.GRACE_SECONDS = 0.3
     notifier.GRACE_POLL_SECONDS = 0.1
     return notifier
+
+
+MARKED = {"DecidedBy": "mark", "Reviewer": "qa-lead", "Comment": "staging is broken", "Announced": False}
 
 
 def test_the_end_of_the_run_announces_a_marked_decision_nobody_announced(topic_and_queue):
     topic, received = topic_and_queue
     xcoms = {
         ("Approval.SignOff", "approval_wait"): {"clear_number": 0},
+        ("Approval.SignOff", "approval_decision"): {**MARKED, "Outcome": "Rejected"},
         ("Approval.Security", "approval_wait"): {"clear_number": 0},
-        ("Approval.Security", "approval_decision"): {"Outcome": "Approved", "Announced": True},
+        ("Approval.Security", "approval_decision"): {**MARKED, "Outcome": "Approved", "Announced": True},
     }
-    decision_notifier(topic, {"Approval.SignOff": "failed", "Approval.Security": "success"})(decision_context(xcoms))
+    decision_notifier(topic)(decision_context(xcoms))
     [envelope] = received()
-    assert envelope["Subject"] == "REJECTED: webapp-release Approval.SignOff (run manual__1)"
-    assert json.loads(envelope["Message"])["detail"]["approval"]["outcome"] == "Rejected"
+    assert envelope["Subject"] == "REJECTED: webapp-release Approval.SignOff by qa-lead (run manual__1)"
+    approval = json.loads(envelope["Message"])["detail"]["approval"]
+    assert (approval["outcome"], approval["reviewer"], approval["comment"]) == (
+        "Rejected",
+        "qa-lead",
+        "staging is broken",
+    )
 
 
-def test_the_end_of_the_run_skips_approvals_that_did_not_wait_in_this_round(topic_and_queue):
+def test_the_end_of_the_run_announces_no_decision_the_gate_did_not_record(topic_and_queue):
+    """A run marked as a whole (Stopped), a form answer (the worker announces it), an earlier round."""
     topic, received = topic_and_queue
-    xcoms = {("Approval.SignOff", "approval_wait"): {"clear_number": 0}}  # waited before the run was cleared
-    notifier = decision_notifier(topic, {"Approval.SignOff": "success", "Approval.Security": "success"})
-    notifier(decision_context(xcoms, clear_number=1))  # Approval.Security never waited (no approval_wait)
+    xcoms = {
+        ("Approval.SignOff", "approval_wait"): {"clear_number": 0},  # decided before the run was cleared
+        ("Approval.SignOff", "approval_decision"): {**MARKED, "Outcome": "Approved"},
+        ("Approval.Security", "approval_wait"): {"clear_number": 1},
+        ("Approval.Security", "approval_decision"): {"Outcome": "Stopped", "Reason": "the run was marked success"},
+    }
+    decision_notifier(topic)(decision_context(xcoms, clear_number=1))
     assert received() == []
 
 
 def test_the_end_of_the_run_waits_briefly_for_the_triggerer_to_announce_the_decision(topic_and_queue):
     """The triggerer announces a marked decision a few seconds after it was made; no second message."""
     topic, received = topic_and_queue
-    xcoms = {("Approval.SignOff", "approval_wait"): {"clear_number": 0}}
+    xcoms = {
+        ("Approval.SignOff", "approval_wait"): {"clear_number": 0},
+        ("Approval.SignOff", "approval_decision"): {**MARKED, "Outcome": "Approved"},
+    }
     looks = []
 
     def xcom_pull(task_ids, key):
-        if key == "approval_decision":
+        if key == "approval_decision" and task_ids == "Approval.SignOff":
             looks.append(task_ids)
             if len(looks) == 2:  # announced while the callback waits
-                xcoms[(task_ids, key)] = {"Outcome": "Approved", "Announced": True}
+                xcoms[(task_ids, key)] = {**MARKED, "Outcome": "Approved", "Announced": True}
         return xcoms.get((task_ids, key))
 
     context = decision_context(xcoms)
     context["ti"].xcom_pull = xcom_pull
-    decision_notifier(topic, {"Approval.SignOff": "success"})(context)
+    decision_notifier(topic)(context)
     assert received() == []
     assert len(looks) >= 2
 

@@ -37,7 +37,11 @@ def test_entries_are_consistent():
 
 
 def test_defaults():
-    assert ACTION_TYPES["approval.manual"].with_defaults({}) == {"timeout": "7d", "mode": "mark"}
+    assert ACTION_TYPES["approval.manual"].with_defaults({}) == {
+        "timeout": "7d",
+        "allow_self_approval": False,
+        "mode": "mark",
+    }
     assert ACTION_TYPES["source.ecr"].with_defaults({"repository": "r"})["image_tag"] == "latest"
     assert ACTION_TYPES["test.codebuild"].with_defaults({})["fail_on_test_failure"] is True
     deploy = ACTION_TYPES["deploy.codedeploy"].with_defaults({"platform": "ecs"})

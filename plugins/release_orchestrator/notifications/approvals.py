@@ -181,8 +181,19 @@ def publish_superseded(
     return publish(hook, config.topic_arn, subject, message, attributes)
 
 
-def _state_value(state: Any) -> str | None:
-    return getattr(state, "value", state)
+def announce_recorded(
+    config: ApprovalNotifications | None, run_id: str, task_id: str, decision: dict[str, Any], late: bool = False
+) -> bool:
+    """Publish a decision the api-server's gate recorded when a reviewer marked the task."""
+    return publish_result(
+        config,
+        run_id=run_id,
+        task_id=task_id,
+        outcome=str(decision.get("Outcome")),
+        reviewer=decision.get("Reviewer") or None,
+        comment=decision.get("Comment") or None,
+        reason="decided by marking the task" + ("; announced when the run ended" if late else ""),
+    )
 
 
 class ApprovalDecisionNotifier:
@@ -217,37 +228,25 @@ class ApprovalDecisionNotifier:
         if ti is None or dag_run is None or not run_id:
             log.warning("No task instance in the callback context; cannot check approval decisions")
             return
-        states = self.task_states(getattr(ti, "dag_id", None) or self.config.pipeline, run_id)
         clear_number = getattr(dag_run, "clear_number", 0) or 0
-        pending: dict[str, str] = {}
+        pending: dict[str, dict[str, Any]] = {}
         for task_id in self.approval_task_ids:
-            outcome = {"success": "Approved", "failed": "Rejected"}.get(_state_value(states.get(task_id)))
-            if outcome is None:
-                continue
+            decision = ti.xcom_pull(task_ids=task_id, key=DECISION_XCOM_KEY)
+            if not isinstance(decision, dict) or decision.get("DecidedBy") != "mark" or decision.get("Announced"):
+                continue  # no marked decision, or announced already
             wait = ti.xcom_pull(task_ids=task_id, key=WAIT_XCOM_KEY)
             if not isinstance(wait, dict) or (wait.get("clear_number") or 0) != clear_number:
-                continue  # never waited, or waited in an earlier round of this run (announced back then)
-            pending[task_id] = outcome
+                continue  # decided in an earlier round of this run (announced back then)
+            pending[task_id] = decision
         deadline = time.monotonic() + self.GRACE_SECONDS
         while pending:
+            time.sleep(self.GRACE_POLL_SECONDS)
             for task_id in list(pending):
-                if ti.xcom_pull(task_ids=task_id, key=DECISION_XCOM_KEY):
-                    del pending[task_id]  # announced by the worker or the triggerer
+                decision = ti.xcom_pull(task_ids=task_id, key=DECISION_XCOM_KEY)
+                if not isinstance(decision, dict) or decision.get("Announced"):
+                    del pending[task_id]  # announced by the triggerer meanwhile
             if not pending or time.monotonic() >= deadline:
                 break
-            time.sleep(self.GRACE_POLL_SECONDS)
-        for task_id, outcome in pending.items():
-            log.info("Approval %s was %s by marking and not announced yet; publishing it now", task_id, outcome.lower())
-            publish_result(
-                self.config,
-                run_id=run_id,
-                task_id=task_id,
-                outcome=outcome,
-                reason="decided by marking the task; announced when the run ended",
-            )
-
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, task_ids=self.approval_task_ids, run_ids=[run_id])
-        return states.get(run_id, {})
+        for task_id, decision in pending.items():
+            log.info("Approval %s was decided by marking and not announced yet; publishing it now", task_id)
+            announce_recorded(self.config, run_id, task_id, decision, late=True)

@@ -34,6 +34,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from release_orchestrator.gate.policy import ROLE_PREFIX
 from release_orchestrator.notifications import messages
 from release_orchestrator.notifications.approvals import ApprovalNotifications, publish_result, publish_superseded
 from release_orchestrator.notifications.messages import now_iso
@@ -150,6 +151,7 @@ class ApprovalWaitMixin:
         external_entity_link: str | None,
         timeout: str,
         approvers: list[str] | None,
+        allow_self_approval: bool,
         aws_conn_id: str | None,
         region_name: str | None,
         supersede: bool,
@@ -163,6 +165,7 @@ class ApprovalWaitMixin:
         if "{{" not in str(timeout):
             approval_timeout(timeout)  # a bad literal fails when the DAG is built, not when the run gets here
         self.approvers = list(approvers or [])
+        self.allow_self_approval = bool(allow_self_approval)
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.supersede = bool(supersede)
@@ -230,6 +233,10 @@ class ApprovalWaitMixin:
                 "expires": wait.expires,
                 "wait": wait.generation,
                 "clear_number": getattr(dag_run, "clear_number", 0) or 0,
+                # Who may decide: the api-server's gate reads them here (gate/enforcement.py).
+                "approvers": self.approvers,
+                "allow_self_approval": self.allow_self_approval,
+                "mode": self.approval_mode,
             },
         )
         expires = parse_time(wait.expires)
@@ -328,6 +335,7 @@ class ManualApprovalOperator(ApprovalWaitMixin, BaseOperator):
         external_entity_link: str | None = None,
         timeout: str = DEFAULT_TIMEOUT,
         approvers: list[str] | None = None,
+        allow_self_approval: bool = False,
         mode: str = "mark",
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
@@ -343,6 +351,7 @@ class ManualApprovalOperator(ApprovalWaitMixin, BaseOperator):
             external_entity_link=external_entity_link,
             timeout=timeout,
             approvers=approvers,
+            allow_self_approval=allow_self_approval,
             aws_conn_id=aws_conn_id,
             region_name=region_name,
             supersede=supersede,
@@ -384,6 +393,7 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
         external_entity_link: str | None = None,
         timeout: str = DEFAULT_TIMEOUT,
         approvers: list[str] | None = None,
+        allow_self_approval: bool = False,
         mode: str = "form",
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
@@ -408,7 +418,10 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
                     "", type="string", title="Comment", description="Why you approve or reject (kept with the decision)"
                 )
             },
-            assigned_users=[{"id": user, "name": user} for user in approvers] if approvers else None,
+            # Airflow checks form answers against assigned users by id; roles are the gate's to check.
+            assigned_users=[{"id": user, "name": user} for user in approvers]
+            if approvers and not any(entry.startswith(ROLE_PREFIX) for entry in approvers)
+            else None,
             fail_on_reject=True,
             **kwargs,
         )
@@ -418,6 +431,7 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
             external_entity_link=external_entity_link,
             timeout=timeout,
             approvers=approvers,
+            allow_self_approval=allow_self_approval,
             aws_conn_id=aws_conn_id,
             region_name=region_name,
             supersede=supersede,

@@ -205,6 +205,13 @@ def _check_approval(config: dict) -> list[tuple[str, str]]:
             return [("timeout", str(e))]
         if problem := approval_timeout_problem(timeout, duration):
             return [("timeout", problem)]
+    approvers = config.get("approvers")
+    for entry in approvers if isinstance(approvers, list) else []:
+        # Who may decide is fixed in the spec: a reference would let whoever triggers the run choose.
+        if not isinstance(entry, str) or not entry.strip() or has_reference(entry):
+            return [("approvers", f"{entry!r} is not a user name or 'role:<name>' (no references)")]
+        if entry.startswith("role:") and not entry[len("role:") :].strip():
+            return [("approvers", f"{entry!r} names no role")]
     return []
 
 
@@ -420,7 +427,15 @@ ACTION_TYPES: dict[str, ActionType] = {
                     default="7d",
                 ),
                 ConfigKey(
-                    "approvers", "user names allowed to decide (anyone with access when empty)", kind="list[str]"
+                    "approvers",
+                    "who may decide: user names, and roles as 'role:<name>' (anyone who may change the task when empty)",
+                    kind="list[str]",
+                ),
+                ConfigKey(
+                    "allow_self_approval",
+                    "let the person who started the run (trigger, pusher, author) decide it",
+                    kind="bool",
+                    default=False,
                 ),
                 ConfigKey(
                     "mode",

@@ -23,6 +23,7 @@ from itertools import groupby
 from typing import Any
 
 from release_orchestrator import settings
+from release_orchestrator.gate.policy import ApprovalsRequired
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
 from release_orchestrator.pipeline.model import Action, Pipeline
@@ -261,6 +262,7 @@ def build_dag(pipeline: Pipeline):
     task_failure_callbacks = [notifiers[e] for e in ("action-failed", "stage-failed") if e in notifiers]
     first_task = True
     previous_group = None
+    approvals_before: list[str] = []  # every action after an approval runs only if it was approved
     with dag:
         for stage in pipeline.stages:
             with TaskGroup(group_id=airflow_key(stage.name), tooltip=f"stage {stage.name}") as group:
@@ -268,12 +270,22 @@ def build_dag(pipeline: Pipeline):
                 ordered = sorted(stage.actions, key=lambda a: a.run_order)
                 for _, same_order in groupby(ordered, key=lambda a: a.run_order):
                     tasks = []
+                    approvals_here = []
                     for action in same_order:
                         task = _build_task(
-                            pipeline, action, namespaces, notifiers, task_failure_callbacks, started=first_task
+                            pipeline,
+                            action,
+                            namespaces,
+                            notifiers,
+                            task_failure_callbacks,
+                            started=first_task,
+                            approvals_before=approvals_before,
                         )
+                        if action.type == "approval.manual":
+                            approvals_here.append(task.task_id)
                         first_task = False
                         tasks.append(task)
+                    approvals_before = approvals_before + approvals_here
                     for upstream in previous_tasks:
                         upstream >> tasks
                     previous_tasks = tasks
@@ -290,6 +302,7 @@ def _build_task(
     notifiers: dict[str, Any],
     failure_callbacks: list[Any],
     started: bool,
+    approvals_before: list[str] = (),
 ):
     action_type = ACTION_TYPES[action.type]
     operator = action_type.operator_class(action.configuration)
@@ -315,6 +328,9 @@ def _build_task(
         kwargs["execution_timeout"] = timedelta(minutes=action.timeout_minutes)
     if failure_callbacks:
         kwargs["on_failure_callback"] = list(failure_callbacks)
+    if approvals_before:
+        # Defence in depth behind the api-server's gate (gate/): a decision it did not record stops here.
+        kwargs["pre_execute"] = ApprovalsRequired(list(approvals_before))
     if started and "pipeline-started" in notifiers:
         kwargs["on_execute_callback"] = [notifiers["pipeline-started"]]
     kwargs["doc_md"] = f"Action **{action.name}** (`{action.type}`), run order {action.run_order}" + (

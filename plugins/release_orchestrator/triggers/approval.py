@@ -13,8 +13,9 @@ worker after deferring (see triggers/base.py for why). A trigger of an earlier v
 instead and the task resumes to do the same.
 
 A person's decision does not come through the trigger: marking the task success or failed ends the
-wait directly (Airflow then cancels the trigger and calls `on_kill`, which announces the decision),
-and a form response resumes the task directly through Airflow's REST API.
+wait directly (the api-server's gate checks the reviewer and records the decision, Airflow then
+cancels the trigger and calls `on_kill`, which announces it), and a form response resumes the task
+directly through Airflow's REST API.
 
 "Newer" is the order in which runs were created: each approval records, when its wait starts, its
 run's `run_after` in the XCom `approval_wait` (see notifications/approvals.py). Workers have no
@@ -32,7 +33,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from release_orchestrator.notifications.approvals import ApprovalNotifications, publish_result, publish_superseded
+from release_orchestrator.notifications.approvals import (
+    ApprovalNotifications,
+    announce_recorded,
+    publish_result,
+    publish_superseded,
+)
 from release_orchestrator.notifications.messages import now_iso
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY, WAIT_XCOM_KEY
 from release_orchestrator.triggers import base as trigger_base
@@ -255,20 +261,28 @@ class ApprovalWaitTrigger(BaseTrigger):
         )
 
     def announce_marked_decision(self) -> None:
+        """Publish the decision the api-server's gate recorded when an allowed reviewer marked the task."""
         state = self.approval_states().get(self.run_id)
-        outcome = {"success": "Approved", "failed": "Rejected"}.get(state or "")
-        if outcome is None:
+        if state not in TERMINAL_STATES:
             self.log.info("Approval wait of %s ended with the task %s: nothing to announce", self.task_id, state)
             return
-        if self.mode == "form" and self.read_xcom(self.run_id, DECISION_XCOM_KEY):
-            return  # answered in the form: the worker announced it
-        config = ApprovalNotifications.from_dict(self.notifications)
-        announced = publish_result(
-            config, run_id=self.run_id, task_id=self.task_id, outcome=outcome, reason="decided by marking the task"
+        decision = self.read_xcom(self.run_id, DECISION_XCOM_KEY)
+        if not isinstance(decision, dict) or decision.get("DecidedBy") != "mark":
+            # Answered in the form (the worker announces it), stopped with the whole run, or moved
+            # by a path outside the gate (the actions after the approval refuse to run then).
+            outcome = decision.get("Outcome") if isinstance(decision, dict) else "no recorded decision"
+            self.log.info("Approval %s ended %s (%s): nothing to announce here", self.task_id, state, outcome)
+            return
+        if decision.get("Announced"):
+            return
+        announced = announce_recorded(
+            ApprovalNotifications.from_dict(self.notifications), self.run_id, self.task_id, decision
         )
-        self.write_xcom(
-            DECISION_XCOM_KEY, {"Outcome": outcome, "DecidedAt": now_iso(), "DecidedBy": "mark", "Announced": announced}
-        )
+        self.write_xcom(DECISION_XCOM_KEY, {**decision, "Announced": announced})
         self.log.info(
-            "Approval %s %s by marking the task%s", self.task_id, outcome.lower(), "; announced" if announced else ""
+            "Approval %s %s by %s%s",
+            self.task_id,
+            str(decision.get("Outcome")).lower(),
+            decision.get("Reviewer"),
+            "; announced" if announced else "",
         )

@@ -1,0 +1,131 @@
+"""The approval gate's rules: who may decide, who started a run, and the check later actions make.
+
+The api-server side (the middleware and the database hook) runs in tests/integration/test_approval_gate.py.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+from airflow.sdk.exceptions import AirflowFailException
+
+from release_orchestrator.gate.policy import ApprovalsRequired, Reviewer, refusal, run_authors
+from release_orchestrator.pipeline import compiler
+from release_orchestrator.pipeline.api import action, pipeline, stage
+from release_orchestrator.pipeline.errors import SpecError
+
+TASK = "Approval.SignOff"
+
+
+def reviewer(name: str, role: str | None = "user") -> Reviewer:
+    return Reviewer.of(SimpleAuthManagerUser(username=name, role=role))
+
+
+class FabLikeRole:
+    def __init__(self, name):
+        self.name = name
+
+
+class FabLikeUser:
+    """The shape of the FAB auth manager's user: an integer id and a list of role objects."""
+
+    def __init__(self, user_id, username, roles):
+        self.id, self.username, self.roles = user_id, username, [FabLikeRole(role) for role in roles]
+
+    def get_id(self):
+        return self.id
+
+    def get_name(self):
+        return self.username
+
+
+def decide(who: Reviewer | None, approvers=(), authors=(), allow_self_approval=False) -> str | None:
+    return refusal(
+        who, task_id=TASK, approvers=list(approvers), authors=list(authors), allow_self_approval=allow_self_approval
+    )
+
+
+def test_an_approver_by_name_or_by_role_may_decide_and_nobody_else():
+    approvers = ["qa-lead", "role:Release-Managers"]
+    assert decide(reviewer("qa-lead"), approvers) is None
+    assert decide(reviewer("QA-Lead"), approvers) is None  # names compare without case, as auth managers do
+    fab = Reviewer.of(FabLikeUser(7, "dana", ["Viewer", "release-managers"]))
+    assert fab == Reviewer(name="dana", id="7", roles=frozenset({"viewer", "release-managers"}))
+    assert decide(fab, approvers) is None
+    why = decide(reviewer("admin", role="admin"), approvers)
+    assert why == "approval Approval.SignOff: admin is not among its approvers (qa-lead, role:Release-Managers)"
+    assert "signed-in" in decide(None, approvers)
+
+
+def test_without_approvers_anyone_who_may_change_the_task_decides_except_the_runs_author():
+    assert decide(reviewer("anyone")) is None
+    why = decide(reviewer("dana"), authors=["dana"])
+    assert "dana started this run and cannot approve or reject it" in why
+    assert "allow_self_approval: true" in why
+    assert decide(reviewer("dana"), authors=["dana"], allow_self_approval=True) is None
+
+
+def test_the_runs_author_is_refused_even_when_listed_as_an_approver():
+    assert "started this run" in decide(reviewer("qa-lead"), ["qa-lead"], authors=["Qa-Lead"])
+    assert decide(reviewer("qa-lead"), ["qa-lead"], authors=["Qa-Lead"], allow_self_approval=True) is None
+
+
+def test_who_started_a_run_the_triggering_user_and_the_webhooks_people():
+    conf = {"source": {"author": "dana", "pushed_by": "erin", "merged_by": 5, "branch": "main"}}
+    assert run_authors("admin", conf) == ["admin", "dana", "erin"]
+    assert run_authors(None, {"source": "not an object"}) == []
+    assert run_authors("", None) == []
+
+
+def test_actions_after_an_approval_run_only_when_it_was_approved():
+    check = ApprovalsRequired([TASK, "Approval.Security"])
+    decisions = {TASK: {"Outcome": "Approved"}}
+    ti = SimpleNamespace(task_id="Deploy.Web", xcom_pull=lambda task_ids, key: decisions.get(task_ids))
+    with pytest.raises(AirflowFailException, match="approval Approval.Security was not approved in this run"):
+        check({"ti": ti})
+    decisions["Approval.Security"] = {"Outcome": "Stopped"}
+    with pytest.raises(AirflowFailException, match=r"\(its decision is Stopped\)"):
+        check({"ti": ti})
+    decisions["Approval.Security"] = {"Outcome": "Approved"}
+    check({"ti": ti})
+
+
+def gated(*stages, **fields):
+    checkout = stage("Source", [action("Checkout", "source.github", repository="a/b", branch="main")])
+    return pipeline("gated", stages=[checkout, *stages], **fields)
+
+
+def test_the_compiler_puts_the_check_on_every_action_after_an_approval():
+    dag = compiler.build_dag(
+        gated(
+            stage(
+                "Approval",
+                [action("SignOff", "approval.manual"), action("Security", "approval.manual", run_order=2)],
+            ),
+            stage("Deploy", [action("Confirm", "approval.manual")]),
+        )
+    )
+    hooks = {task_id: task._pre_execute_hook for task_id, task in dag.task_dict.items()}
+    assert hooks["Source.Checkout"] is None and hooks["Approval.SignOff"] is None
+    assert hooks["Approval.Security"].approval_task_ids == ["Approval.SignOff"]
+    assert hooks["Deploy.Confirm"].approval_task_ids == ["Approval.SignOff", "Approval.Security"]
+
+
+@pytest.mark.parametrize(
+    "approvers, message",
+    [
+        (["#{variables.APPROVER}"], "no references"),
+        (["role:"], "names no role"),
+        (["qa-lead", ""], "is not a user name"),
+    ],
+)
+def test_approvers_are_literal_names_or_roles_in_the_spec(approvers, message):
+    with pytest.raises(SpecError, match=message):
+        gated(stage("Approval", [action("SignOff", "approval.manual", approvers=approvers)]), variables=["APPROVER"])
+
+
+def test_allow_self_approval_reaches_the_operator():
+    dag = compiler.build_dag(gated(stage("Approval", [action("SignOff", "approval.manual", allow_self_approval=True)])))
+    assert dag.task_dict[TASK].allow_self_approval is True
