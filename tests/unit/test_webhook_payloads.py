@@ -107,7 +107,20 @@ def test_github_push_branch():
         "author_date": "2024-05-01T10:00:00+02:00",
         "commit_url": f"https://github.com/acme/webapp/commit/{SHA}",
         "changed_files": ["src/new.py", "README.md", "old.txt"],  # added, modified and removed, of every commit
+        "pushed_by": "octocat",
     }
+
+
+def test_who_started_the_run_pusher_and_merger_for_the_approval_gate():
+    """gate/policy.py refuses these people as reviewers of the run they started."""
+    [push] = parse_events("github", "push", "push", {**GITHUB_PUSH, "sender": {"login": "mona"}}, "d")
+    assert push.source["pushed_by"] == "mona"  # the account that pushed, over the pusher's git name
+    pull_request = {**GITHUB_PR["pull_request"], "merged": True, "merged_by": {"login": "lead"}}
+    merged = {**GITHUB_PR, "action": "closed", "sender": {"login": "lead"}, "pull_request": pull_request}
+    [event] = parse_events("github", "pull_request", "pull_request", merged, "d")
+    assert (event.source["author"], event.source["merged_by"], event.source["pushed_by"]) == ("mona", "lead", "lead")
+    changes = parse_events("bitbucket", "push", "repo:push", {**BITBUCKET_PUSH, "actor": {"nickname": "ada"}}, "d")
+    assert {change.source["pushed_by"] for change in changes} == {"ada"}
 
 
 def test_github_tag_push_uses_the_tagged_commit():

@@ -1,7 +1,9 @@
 """Webhook payloads -> the source revision a run receives as conf["source"].
 
 conf["source"] = {provider, repository, branch, tag, commit_id, commit_message, author, author_date, commit_url,
-changed_files, pull_request?, event, delivery_id}; `pull_request` = {number, action, source_branch,
+changed_files, pull_request?, event, delivery_id, pushed_by, merged_by?}; `pushed_by` is the account that sent
+the event (GitHub's sender, Bitbucket's actor) and `merged_by` who merged a pull request: with `author`, the
+people who started the run, whom the approval gate refuses as reviewers of it (gate/policy.py). `pull_request` = {number, action, source_branch,
 destination_branch, title, source_repository, from_fork} is there for pull request events only. For a pull
 request, `branch` is its source branch (what the run releases) and filters look at its destination branch;
 `from_fork` is true unless the source branch is known to live in the repository itself (filters.py refuses
@@ -156,7 +158,13 @@ def repository_of(provider: str, body: dict) -> str | None:
 
 def github_events(kind: str, event_name: str, body: dict, delivery_id: str) -> list[Event]:
     repository = get(body, "repository.full_name")
-    base = {"provider": "github", "repository": repository, "event": kind, "delivery_id": delivery_id}
+    base = {
+        "provider": "github",
+        "repository": repository,
+        "event": kind,
+        "delivery_id": delivery_id,
+        "pushed_by": _text(body, "sender.login") or _text(body, "pusher.name"),
+    }
     html_url = _text(body, "repository.html_url")
     if kind == PUSH:
         return [_github_push(body, base)]
@@ -218,6 +226,7 @@ def _github_pull_request(body: dict, base: dict, html_url: str) -> Event:
             "commit_id": commit_id,
             "commit_message": _text(pr, "title", p),
             "author": _text(pr, "user.login", p),
+            "merged_by": _text(pr, "merged_by.login", p),
             "author_date": _text(pr, "updated_at", p),
             "commit_url": f"{html_url}/commit/{commit_id}" if html_url else "",
             "changed_files": [],
@@ -240,7 +249,13 @@ def _github_pull_request(body: dict, base: dict, html_url: str) -> Event:
 
 def bitbucket_events(kind: str, event_name: str, body: dict, delivery_id: str) -> list[Event]:
     repository = get(body, "repository.full_name")
-    base = {"provider": "bitbucket", "repository": repository, "event": kind, "delivery_id": delivery_id}
+    base = {
+        "provider": "bitbucket",
+        "repository": repository,
+        "event": kind,
+        "delivery_id": delivery_id,
+        "pushed_by": _text(body, "actor.nickname") or _text(body, "actor.username"),
+    }
     html_url = _text(body, "repository.links.html.href") or f"https://bitbucket.org/{repository}"
     if kind == PUSH:
         return _bitbucket_push(body, base, html_url)
