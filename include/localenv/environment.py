@@ -243,14 +243,38 @@ class LocalEnvironment:
 
     def stop(self) -> None:
         """Stop every process this environment started (and their children), politely first."""
-        for proc in reversed(list(self._procs.values())):
+        self._stop(list(self._procs.values()))
+        self._procs.clear()
+
+    def start_airflow_process(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        health_url: str | None = None,
+        timeout: float = 180,
+    ) -> None:
+        """Start one more Airflow process (`airflow <args>`) as part of this environment, optionally waiting
+        until `health_url` answers; `stop_process` or `stop` ends it, `check_alive` watches it."""
+        self._spawn(name, [sys.executable, "-m", "airflow", *args], env=env or self.airflow_env())
+        if health_url:
+            self._wait_http(health_url, name, timeout=timeout)
+
+    def stop_process(self, name: str) -> None:
+        """Stop one process of this environment (and its children), politely first."""
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            self._stop([proc])
+
+    def _stop(self, procs: list[subprocess.Popen]) -> None:
+        for proc in reversed(procs):
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
         deadline = time.monotonic() + 20
-        for proc in self._procs.values():
+        for proc in procs:
             remaining = max(0.1, deadline - time.monotonic())
             try:
                 proc.wait(timeout=remaining)
@@ -260,7 +284,6 @@ class LocalEnvironment:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        self._procs.clear()
 
     def __enter__(self) -> LocalEnvironment:
         try:
@@ -324,14 +347,15 @@ class LocalEnvironment:
         )
         log.close()
 
-    def run_airflow_cli(self, args: list[str], timeout: float = 120) -> str:
-        return self._run_airflow(args, timeout)
+    def run_airflow_cli(self, args: list[str], timeout: float = 120, env: dict[str, str] | None = None) -> str:
+        """`airflow <args>` against this environment (or with `env`, e.g. another auth manager's)."""
+        return self._run_airflow(args, timeout, env)
 
-    def _run_airflow(self, args: list[str], timeout: float) -> str:
+    def _run_airflow(self, args: list[str], timeout: float, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(
             [sys.executable, "-m", "airflow", *args],
             cwd=REPO_ROOT,
-            env=self.airflow_env(),
+            env=env or self.airflow_env(),
             capture_output=True,
             text=True,
             timeout=timeout,

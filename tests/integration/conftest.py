@@ -16,6 +16,7 @@ from include.localenv import postgres
 from include.localenv.airflow_api import AirflowAPI
 from include.localenv.environment import REPO_ROOT, LocalEnvironment, free_port
 from include.localenv.redis_queue import forget_celery_queue, redis_is_reachable
+from tests.integration.fab import FabApiServer
 from tests.integration.helpers import APPROVAL_TIMEOUT_MIN_SECONDS, TEST_PIPELINES, Inbox
 
 POSTGRES_SERVER = os.environ.get("RELEASE_ORCHESTRATOR_TEST_POSTGRES", postgres.DEFAULT_SERVER_URL)
@@ -87,3 +88,20 @@ def manager_api(airflow_env) -> AirflowAPI:
 @pytest.fixture(scope="session")
 def inbox(airflow_env) -> Inbox:
     return Inbox(airflow_env)
+
+
+@pytest.fixture(scope="session")
+def fab_api_server(airflow_env, request) -> FabApiServer:
+    """A second api-server with the FAB auth manager on the session's environment (tests/integration/fab.py)."""
+    server = FabApiServer(airflow_env)
+    try:
+        server.start()
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.write_line(
+                f"\n[integration] FAB api-server on {server.url}: users and roles in {server.setup_seconds:.1f}s, "
+                f"answering {server.startup_seconds:.1f}s after its start"
+            )
+        yield server
+    finally:
+        server.stop()

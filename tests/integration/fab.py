@@ -1,0 +1,84 @@
+"""A second api-server with the FAB auth manager, on the session's environment (same DB, JWT secret, plugins).
+
+Airflow runs one auth manager per api-server, so the gate's FAB case needs an api-server of its own. It
+shares everything else with the session's environment: what a FAB user decides there, the scheduler,
+workers and the simple-auth api-server see. Its users and roles live in FAB's tables of the same
+metadata database (`airflow fab-db migrate`), made with FAB's own CLI as an operator would.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from include.localenv.airflow_api import AirflowAPI
+from include.localenv.environment import LocalEnvironment, free_port
+
+PROCESS = "fab-api-server"  # its name among the environment's processes (and its log, process-logs/<name>.log)
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+# A role of FAB's own (no permissions: a group), named in ap-gate-fab.yaml's approvers.
+APPROVER_ROLE = "release-managers"
+# FAB's `User` role may change task instances; only the gate tells these two apart.
+USERS: dict[str, tuple[str, ...]] = {
+    "fab-approver": ("User", APPROVER_ROLE),
+    "fab-outsider": ("User",),
+}
+
+
+@dataclass
+class FabApiServer:
+    env: LocalEnvironment
+    port: int = field(default_factory=free_port)
+    setup_seconds: float = 0.0  # FAB's migration, role and users (five CLI calls)
+    startup_seconds: float = 0.0  # from the api-server's start until it answers its health check
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def airflow_env(self) -> dict[str, str]:
+        return {
+            **self.env.airflow_env(),
+            "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+        }
+
+    def client(self, user: str) -> AirflowAPI:
+        return AirflowAPI(self.url, user, password_of(user))
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self, timeout: float = 240) -> None:
+        started = time.monotonic()
+        # FAB's tables (ab_user, ab_role, ...) next to Airflow's. `airflow db migrate` already makes them
+        # while the provider is installed (a db-manager it declares); this does not depend on that.
+        self._airflow("fab-db", "migrate")
+        self._airflow("roles", "create", APPROVER_ROLE)
+        for user, (role, *more) in USERS.items():
+            self._airflow(
+                "users", "create", "--username", user, "--password", password_of(user), "--role", role,
+                "--email", f"{user}@example.com", "--firstname", user, "--lastname", "Test",
+            )  # fmt: skip
+            for extra in more:
+                self._airflow("users", "add-role", "--username", user, "--role", extra)
+        self.setup_seconds = time.monotonic() - started
+        started = time.monotonic()
+        self.env.start_airflow_process(
+            PROCESS,
+            ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            env=self.airflow_env(),
+            health_url=f"{self.url}/api/v2/monitor/health",
+            timeout=timeout,
+        )
+        self.startup_seconds = time.monotonic() - started
+
+    def stop(self) -> None:
+        """Ends the api-server if it runs (also after a failed start)."""
+        self.env.stop_process(PROCESS)
+
+    def _airflow(self, *args: str) -> str:
+        return self.env.run_airflow_cli(list(args), timeout=300, env=self.airflow_env())
+
+
+def password_of(user: str) -> str:
+    return f"{user}-password"
