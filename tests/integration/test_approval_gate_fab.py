@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from include.localenv.airflow_api import AirflowAPIError
 from tests.integration.fab import APPROVER_ROLE
 from tests.integration.helpers import wait_for_run, wait_for_task_state
 from tests.integration.test_approval_gate import audit, refused, state_of
@@ -78,12 +77,6 @@ def test_a_fab_user_who_started_the_run_cannot_decide_it(api, fab_api_server, ru
     assert api.xcom(PIPELINE, run_id, APPROVAL, key="approval_decision")["Outcome"] == "Stopped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AirflowAPIError,
-    reason="Airflow checks a form's assignees by user id (BaseAuthManager.is_authorized_hitl_task); the form "
-    "assigns approvers by name, and FAB's user ids are numbers, so Airflow answers 403 before the gate",
-)
 def test_a_fab_user_named_in_a_forms_approvers_answers_it(api, fab_api_server, runs):
     run_id = runs["form"]
     wait_for_task_state(api, FORM_PIPELINE, run_id, APPROVAL, {"deferred"}, timeout=240)

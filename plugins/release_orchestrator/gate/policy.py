@@ -42,8 +42,8 @@ class Reviewer:
         )
 
     def is_one_of(self, people: Iterable[str]) -> bool:
-        mine = {_fold(self.name), _fold(self.id)}
-        return any(_fold(person) in mine for person in people if person)
+        # By name only: under FAB the id is a row number, which a name like "1" must not match.
+        return any(_fold(person) == _fold(self.name) for person in people if person)
 
 
 def run_authors(triggering_user: str | None, conf: Any) -> list[str]:

@@ -34,7 +34,6 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from release_orchestrator.gate.policy import ROLE_PREFIX
 from release_orchestrator.notifications import messages
 from release_orchestrator.notifications.approvals import ApprovalNotifications, publish_result, publish_superseded
 from release_orchestrator.notifications.messages import now_iso
@@ -418,10 +417,9 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
                     "", type="string", title="Comment", description="Why you approve or reject (kept with the decision)"
                 )
             },
-            # Airflow checks form answers against assigned users by id; roles are the gate's to check.
-            assigned_users=[{"id": user, "name": user} for user in approvers]
-            if approvers and not any(entry.startswith(ROLE_PREFIX) for entry in approvers)
-            else None,
+            # No assignees: Airflow would check them by user id, which is not the name under FAB (a number)
+            # and knows no roles. The api-server's gate checks every answer by name and role instead.
+            assigned_users=None,
             fail_on_reject=True,
             **kwargs,
         )
