@@ -95,9 +95,10 @@ def test_nobody_but_an_approver_decides_by_any_rest_path(api, airflow_env, manag
     refusals = audit(api, pipeline, run_id, "approval.refused")
     assert {entry["owner"] for entry in refusals} == {"admin"}
     assert len(refusals) >= 5, refusals
-    assert any("is not among its approvers" in (entry["extra"] or "") for entry in refusals) or any(
-        "started this run" in (entry["extra"] or "") for entry in refusals
-    )
+    reasons = " ".join(entry["extra"] or "" for entry in refusals)
+    assert "admin started this run" in reasons and "is written only by the approval itself" in reasons, refusals
+    announced = mailbox.wait(pipeline, run_id, "REFUSED: ap-gate Approval.SignOff: admin may not decide it")
+    assert announced[0]["parsed"]["detail"]["refused"]["user"] == "admin"
 
     # An approver by role decides; the later action reads the outputs the gate recorded.
     manager_api.set_task_state(pipeline, run_id, APPROVAL, "success", note="staging checked")

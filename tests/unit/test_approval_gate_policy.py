@@ -129,3 +129,26 @@ def test_approvers_are_literal_names_or_roles_in_the_spec(approvers, message):
 def test_allow_self_approval_reaches_the_operator():
     dag = compiler.build_dag(gated(stage("Approval", [action("SignOff", "approval.manual", allow_self_approval=True)])))
     assert dag.task_dict[TASK].allow_self_approval is True
+
+
+def test_a_refused_decision_is_announced_to_the_pipelines_topic(topic_and_queue):
+    import json
+
+    from release_orchestrator.notifications.approvals import ApprovalNotifications, publish_refusal
+
+    topic, received = topic_and_queue
+    config = ApprovalNotifications(
+        pipeline="webapp-release", topic_arn=topic, region_name="us-east-1", events=["approval-refused"]
+    )
+    why = "approval Approval.SignOff: admin is not among its approvers (qa-lead)"
+    request = "PATCH /api/v2/dags/webapp-release/dagRuns/manual__1/taskInstances/Approval.SignOff"
+    args = {"run_id": "manual__1", "task_id": TASK, "user": "admin", "reason": why, "request": request}
+    assert publish_refusal(config, **args) is True
+    [envelope] = received()
+    assert envelope["Subject"] == "REFUSED: webapp-release Approval.SignOff: admin may not decide it"
+    detail = json.loads(envelope["Message"])["detail"]
+    assert (detail["state"], detail["stage"], detail["action"]) == ("REFUSED", "Approval", "SignOff")
+    assert detail["refused"] == {"user": "admin", "reason": why, "request": request}
+    config.events = ["approval-approved"]  # not wanted: nothing published
+    assert publish_refusal(config, **args) is False
+    assert received() == []

@@ -203,7 +203,7 @@ def _check(session: Any, request: UserRequest, ti: Any, verb: str) -> dict[str, 
     if not isinstance(wait, dict) or before not in ("deferred", "awaiting_input"):
         # Marking a task that has not started waiting would skip the approval altogether.
         why = f"cannot {verb} approval {ti.task_id}: it is not waiting for a decision (it is {before or 'not started'})"
-        _refuse(request, ti.dag_id, ti.run_id, ti.task_id, why)
+        _refuse(request, ti.dag_id, ti.run_id, ti.task_id, why, wait if isinstance(wait, dict) else None)
     run = session.scalar(select(DagRun).where(DagRun.dag_id == ti.dag_id, DagRun.run_id == ti.run_id))
     why = refusal(
         request.reviewer,
@@ -213,7 +213,7 @@ def _check(session: Any, request: UserRequest, ti: Any, verb: str) -> dict[str, 
         allow_self_approval=bool(wait.get("allow_self_approval")),
     )
     if why:
-        _refuse(request, ti.dag_id, ti.run_id, ti.task_id, why)
+        _refuse(request, ti.dag_id, ti.run_id, ti.task_id, why, wait)
     return wait
 
 
@@ -230,9 +230,13 @@ def _who(request: UserRequest) -> str | None:
     return request.reviewer.name if request.reviewer else None
 
 
-def _refuse(request: UserRequest, dag_id: str, run_id: str, task_id: str, why: str) -> None:
+def _refuse(
+    request: UserRequest, dag_id: str, run_id: str, task_id: str, why: str, wait: dict[str, Any] | None = None
+) -> None:
     log.warning("Refused %s by %s: %s", request.where, _who(request) or "an unidentified user", why)
     _audit_apart(dag_id, run_id, task_id, request, why)
+    if wait and wait.get("notifications"):
+        _announce_refusal(wait["notifications"], run_id, task_id, request, why)
     from fastapi import HTTPException
 
     raise HTTPException(status_code=403, detail=why)
@@ -304,6 +308,23 @@ def _log_entry(event: str, dag_id: str, run_id: str, task_id: str, request: User
 
 def _audit(session: Any, event: str, ti: Any, request: UserRequest, text: str) -> None:
     session.add(_log_entry(event, ti.dag_id, ti.run_id, ti.task_id, request, text))
+
+
+def _announce_refusal(notifications: dict[str, Any], run_id: str, task_id: str, request: UserRequest, why: str) -> None:
+    """approval-refused to the pipeline's topic, if it wants it; the refusal stands whatever SNS says."""
+    from release_orchestrator.notifications.approvals import ApprovalNotifications, publish_refusal
+
+    try:
+        publish_refusal(
+            ApprovalNotifications.from_dict(notifications),
+            run_id=run_id,
+            task_id=task_id,
+            user=_who(request),
+            reason=why,
+            request=request.where,
+        )
+    except Exception:  # noqa: BLE001
+        log.exception("Could not announce the refusal of %s", request.where)
 
 
 def _audit_apart(dag_id: str, run_id: str, task_id: str, request: UserRequest, why: str) -> None:

@@ -38,7 +38,13 @@ from release_orchestrator.notifications.publishing import (
 log = logging.getLogger(__name__)
 
 RESULT_EVENTS = {"Approved": "approval-approved", "Rejected": "approval-rejected"}
-APPROVAL_EVENTS = ("approval-needed", "approval-approved", "approval-rejected", "pipeline-superseded")
+APPROVAL_EVENTS = (
+    "approval-needed",
+    "approval-approved",
+    "approval-rejected",
+    "approval-refused",
+    "pipeline-superseded",
+)
 
 
 @dataclass
@@ -153,6 +159,29 @@ def publish_result(
     if context is not None and ident:
         return publish_once(context, ident, hook, config.topic_arn, subject, message, attributes)
     return publish(hook, config.topic_arn, subject, message, attributes)
+
+
+def publish_refusal(
+    config: ApprovalNotifications | None, *, run_id: str, task_id: str, user: str | None, reason: str, request: str
+) -> bool:
+    """Publish approval-refused if wanted (the api-server's gate, when it refuses a decision)."""
+    if config is None or not config.wants("approval-refused"):
+        return False
+    hook = config.hook()
+    stage, action = split_task_id(task_id)
+    message = messages.refusal_event(
+        pipeline=config.pipeline,
+        execution_id=run_id,
+        stage=stage,
+        action=action,
+        region=_region(config, hook),
+        links=messages.airflow_links(airflow_base_url(), config.pipeline, run_id, task_id),
+        user=user,
+        reason=reason,
+        request=request,
+    )
+    subject = f"REFUSED: {config.pipeline} {stage}.{action}: {user or 'an unidentified user'} may not decide it"
+    return publish(hook, config.topic_arn, subject, message, {"event": "approval-refused", "pipeline": config.pipeline})
 
 
 def publish_superseded(

@@ -20,12 +20,14 @@ EVENTS = (
     "approval-needed",
     "approval-approved",
     "approval-rejected",
+    "approval-refused",
 )
 
 DETAIL_TYPES = {
     "pipeline": "CodePipeline Pipeline Execution State Change",
     "stage": "CodePipeline Stage Execution State Change",
     "action": "CodePipeline Action Execution State Change",
+    "refusal": "Release Orchestrator Approval Decision Refused",
 }
 
 SOURCE = "release-orchestrator"
@@ -144,6 +146,36 @@ def approval_result_event(
         extra={
             "type": dict(APPROVAL_ACTION_TYPE),
             "approval": approval,
+            "airflow-run-link": links["run"],
+            "airflow-log-link": links.get("task", links["run"]),
+        },
+    )
+
+
+def refusal_event(
+    *,
+    pipeline: str,
+    execution_id: str,
+    stage: str,
+    action: str,
+    region: str,
+    links: dict[str, str],
+    user: str | None,
+    reason: str,
+    request: str,
+) -> dict[str, Any]:
+    """Someone tried to decide an approval they may not decide (CodePipeline has no such event)."""
+    return state_change_event(
+        level="refusal",
+        pipeline=pipeline,
+        execution_id=execution_id,
+        state="REFUSED",
+        region=region,
+        stage=stage,
+        action=action,
+        extra={
+            "type": dict(APPROVAL_ACTION_TYPE),
+            "refused": {"user": user or "", "reason": reason, "request": request},
             "airflow-run-link": links["run"],
             "airflow-log-link": links.get("task", links["run"]),
         },

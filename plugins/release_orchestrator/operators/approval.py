@@ -236,6 +236,7 @@ class ApprovalWaitMixin:
                 "approvers": self.approvers,
                 "allow_self_approval": self.allow_self_approval,
                 "mode": self.approval_mode,
+                "notifications": self.notifications,  # where the gate announces a refused decision
             },
         )
         expires = parse_time(wait.expires)
