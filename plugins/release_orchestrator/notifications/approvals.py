@@ -38,13 +38,6 @@ from release_orchestrator.notifications.publishing import (
 log = logging.getLogger(__name__)
 
 RESULT_EVENTS = {"Approved": "approval-approved", "Rejected": "approval-rejected"}
-APPROVAL_EVENTS = (
-    "approval-needed",
-    "approval-approved",
-    "approval-rejected",
-    "approval-refused",
-    "pipeline-superseded",
-)
 
 
 @dataclass

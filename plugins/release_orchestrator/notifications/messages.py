@@ -22,6 +22,14 @@ EVENTS = (
     "approval-rejected",
     "approval-refused",
 )
+# The events an approval publishes itself (the first when it starts waiting; the others when it ends).
+APPROVAL_EVENTS = (
+    "approval-needed",
+    "approval-approved",
+    "approval-rejected",
+    "approval-refused",
+    "pipeline-superseded",
+)
 
 DETAIL_TYPES = {
     "pipeline": "CodePipeline Pipeline Execution State Change",
@@ -45,6 +53,11 @@ def airflow_links(base_url: str, dag_id: str, run_id: str, task_id: str | None =
     if task_id:
         links["task"] = f"{run}/tasks/{quote(task_id)}"
     return links
+
+
+def task_links(links: dict[str, str]) -> dict[str, str]:
+    """The links of an action's event: its run, and its task's log (the run when there is no task)."""
+    return {"airflow-run-link": links["run"], "airflow-log-link": links.get("task", links["run"])}
 
 
 def state_change_event(
@@ -146,8 +159,7 @@ def approval_result_event(
         extra={
             "type": dict(APPROVAL_ACTION_TYPE),
             "approval": approval,
-            "airflow-run-link": links["run"],
-            "airflow-log-link": links.get("task", links["run"]),
+            **task_links(links),
         },
     )
 
@@ -176,8 +188,7 @@ def refusal_event(
         extra={
             "type": dict(APPROVAL_ACTION_TYPE),
             "refused": {"user": user or "", "reason": reason, "request": request},
-            "airflow-run-link": links["run"],
-            "airflow-log-link": links.get("task", links["run"]),
+            **task_links(links),
         },
     )
 
@@ -197,8 +208,7 @@ def superseded_event(
             "superseded-at-stage": stage,
             "superseded-at-action": action,
             "reason": f"superseded by run {superseded_by}",
-            "airflow-run-link": links["run"],
-            "airflow-log-link": links.get("task", links["run"]),
+            **task_links(links),
         },
     )
 

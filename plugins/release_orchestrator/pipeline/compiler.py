@@ -24,6 +24,7 @@ from typing import Any
 
 from release_orchestrator import settings
 from release_orchestrator.gate.policy import ApprovalsRequired
+from release_orchestrator.notifications.messages import APPROVAL_EVENTS
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
 from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline
@@ -35,13 +36,6 @@ SOURCE_REVISION_PARAM = "source_revision"
 # approval while an older one waits there.
 OVERLAPPING_MODES = ("PARALLEL", "SUPERSEDED")
 # Events an approval action publishes itself (the others are DAG or task callbacks).
-APPROVAL_EVENTS = (
-    "approval-needed",
-    "approval-approved",
-    "approval-rejected",
-    "approval-refused",
-    "pipeline-superseded",
-)
 TAG = "release-pipeline"
 
 
