@@ -6,11 +6,16 @@ action-types                                     print the action-type reference
 schema [-o pipeline-spec.schema.json]            print or write the JSON Schema of specs (editor completion)
 settings                                         print every setting: variable, default, what it sets
 events-setup [--dry-run] [dir ...]               route S3/ECR/CodeCommit change events to the events queue
+check SPEC... [--aws-conn-id ID | --endpoint-url URL] [--region R] [--json]
+                                                 look up every resource the specs' actions name; exit 1 on a failure
+iam-policy SPEC [--account-id ID] [--region R]   print the least-privilege IAM policy of a pipeline's actions
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
 
@@ -72,6 +77,59 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_or_report(paths: list[str]) -> tuple[list, bool]:
+    """The pipelines of `paths`; (pipelines, whether any spec was invalid or missing), errors on stderr."""
+    pipelines, errors = load_specs(paths)
+    for error in errors.values():
+        print(error, file=sys.stderr)
+    if not pipelines and not errors:
+        print(f"no spec files (*.yaml, *.yml) in {', '.join(paths)}", file=sys.stderr)
+    return pipelines, bool(errors) or not pipelines
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from release_orchestrator.pipeline import preflight  # imports boto3 when it runs: only for this command
+
+    pipelines, invalid = _load_or_report(args.specs)
+    if args.endpoint_url:
+        access = preflight.Boto3Access(args.endpoint_url, args.region)
+    else:
+        access = preflight.HookAccess()
+    reports, failures = [], 0
+    for pipeline in pipelines:
+        # Airflow and the provider log to standard output; the table and the JSON own it.
+        with contextlib.redirect_stdout(sys.stderr):
+            rows = preflight.run_checks(preflight.plan(pipeline, args.aws_conn_id, args.region), access)
+        failures += len(preflight.failed(rows))
+        reports.append(preflight.as_json(rows, pipeline.name))
+        if not args.json:
+            print(f"pipeline {pipeline.name} ({pipeline.source_file}):\n{preflight.table(rows)}\n")
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    return 1 if failures or invalid else 0
+
+
+def cmd_iam_policy(args: argparse.Namespace) -> int:
+    from release_orchestrator.pipeline.iam import PolicyInputError, policy_json
+
+    pipelines, invalid = _load_or_report([args.spec])
+    if invalid:
+        return 1
+    [pipeline] = pipelines
+    try:
+        text = policy_json(pipeline, args.account_id, args.region)
+    except PolicyInputError as e:
+        print(f"error: {pipeline.source_file}: {e}", file=sys.stderr)
+        return 2
+    if not args.region and not pipeline.region:
+        print(
+            "note: no --region and the spec names none: actions without a region of their own get '*' as region",
+            file=sys.stderr,
+        )
+    sys.stdout.write(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m release_orchestrator",
@@ -118,6 +176,45 @@ def main(argv: list[str] | None = None) -> int:
         "specs' S3/ECR/CodeCommit changes to it (`events-setup --help`)",
     )
     events.add_argument("arguments", nargs="*", help="those of `python -m release_orchestrator.events setup`")
+
+    check = commands.add_parser(
+        "check",
+        help="look up every AWS resource the specs' actions name (preflight); exit 1 if a check fails",
+        description="Check against the account, before a run, every resource each action names: CodeBuild "
+        "projects; CodeDeploy applications and deployment groups, on the compute platform the action says "
+        "(and BLUE_GREEN for ecs); ECR and CodeCommit repositories; S3 buckets (versioned for an S3 source); "
+        "Lambda functions and aliases; SNS topics (notifications, approvals); and that each connection's "
+        "credentials work and its role can be assumed. Names given as #{...} references are known only at "
+        "run time: 'skipped (reference)'. Prints one table row per check (stage, action, resource, result, "
+        "reason naming the AWS call that failed). Exit 0: all passed; 1: a check failed or a spec is invalid.",
+    )
+    check.add_argument("specs", nargs="+", metavar="SPEC", help="spec files or directories")
+    check.add_argument(
+        "--aws-conn-id",
+        help="Airflow connection for actions (and notifications) that name none (default: the spec's "
+        "aws_conn_id, else aws_default); its credentials, role_arn, region and endpoint_url are used",
+    )
+    check.add_argument(
+        "--endpoint-url",
+        help="use plain boto3 (its own credentials: environment, profile) on this endpoint, e.g. a local "
+        "sandbox, instead of Airflow connections; the spec's connection ids are then not read",
+    )
+    check.add_argument("--region", help="region of actions for which the spec names none")
+    check.add_argument("--json", action="store_true", help="print the results as JSON (a list, one per pipeline)")
+    check.set_defaults(run=cmd_check)
+
+    iam = commands.add_parser(
+        "iam-policy",
+        help="print the least-privilege IAM policy (JSON) the pipeline's actions need",
+        description="Print the IAM policy document the connection of a pipeline's actions needs: per action "
+        "type the calls its operator makes, scoped to the ARNs of the resources the spec names; '*' only where "
+        "AWS has no resource-level permission for a call (the statement's Sid says so), and for the parts of "
+        "a name given as a #{...} reference. Exit 1: the spec is invalid; 2: no account id.",
+    )
+    iam.add_argument("spec", metavar="SPEC", help="one spec file")
+    iam.add_argument("--account-id", help="account of the resources (default: the one the spec's ARNs name)")
+    iam.add_argument("--region", help="region of actions for which the spec names none (default: '*')")
+    iam.set_defaults(run=cmd_iam_policy)
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["events-setup"]:  # its own parser reads the rest, --help included

@@ -53,6 +53,39 @@ class ConfigKey:
     file: bool = False
 
 
+@dataclass(frozen=True)
+class Resource:
+    """An AWS resource an action names, which `check` (pipeline/preflight.py) looks up in the account.
+
+    `kind` is one of preflight.CHECKERS (codebuild_project, codedeploy_group, ecr_repository, s3_bucket,
+    codecommit_repository, sns_topic, lambda_function); `details` what else is checked (a group's platform).
+    """
+
+    kind: str
+    name: Any
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Permission:
+    """IAM actions an action's operator calls on one resource (pipeline/iam.py groups them into a policy).
+
+    `resource` is an ARN where `{region}` and `{account}` stand for the action's; a `#{...}` reference in it
+    becomes `*`. `sid` says why (statement ids allow letters and digits only).
+    """
+
+    service: str
+    actions: tuple[str, ...]
+    resource: str
+    sid: str
+    condition: dict[str, Any] | None = None
+
+
+# What an action names and needs, from its configuration (with defaults).
+Resources = Callable[[dict[str, Any]], list[Resource]]
+Permissions = Callable[[dict[str, Any]], list[Permission]]
+
+
 # A check gets the configuration (its known keys only; values may still be of the wrong kind, which the
 # validator reports on its own) and returns (key path inside the configuration, message) pairs.
 Check = Callable[[dict[str, Any]], list[tuple[str, str]]]
@@ -76,6 +109,9 @@ class ActionType:
     fixed_kwargs: dict[str, Any] = field(default_factory=dict)
     uses_aws: bool = True  # gets aws_conn_id and region_name
     polls: bool = False  # waits on the shared batched poller: gets poll_interval
+    # What `check` looks up before a run, and the IAM permissions `iam-policy` grants (see Resource, Permission).
+    resources: Resources | None = None
+    permissions: Permissions | None = None
 
     def operator_class(self, configuration: dict[str, Any] | None = None) -> type:
         """The operator class for an action of this type with ``configuration``."""
@@ -294,6 +330,156 @@ def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
     return problems
 
 
+# --- resources and permissions (preflight and IAM) ----------------------------------------------------------
+
+_REGIONAL = "arn:aws:{service}:{{region}}:{{account}}:"
+
+
+def _arn(service: str, rest: str) -> str:
+    return _REGIONAL.format(service=service) + rest
+
+
+def _codebuild_resources(config: dict) -> list[Resource]:
+    return [Resource("codebuild_project", config.get("project_name"))]
+
+
+def _codebuild_permissions(config: dict) -> list[Permission]:
+    project = config.get("project_name")
+    return [
+        Permission(
+            "codebuild",
+            ("codebuild:BatchGetBuilds", "codebuild:StartBuild", "codebuild:StopBuild"),
+            _arn("codebuild", f"project/{project}"),
+            "CodeBuildStartWatchAndStopBuildsOfTheNamedProjects",
+        ),
+        Permission(
+            "logs",
+            ("logs:GetLogEvents",),
+            _arn("logs", f"log-group:/aws/codebuild/{project}:*"),
+            "LogsTailOfTheBuildLogInTheProjectsDefaultLogGroup",
+        ),
+    ]
+
+
+def _test_codebuild_permissions(config: dict) -> list[Permission]:
+    group = config.get("report_group_arn") or _arn("codebuild", f"report-group/{config.get('project_name')}-*")
+    return _codebuild_permissions(config) + [
+        Permission(
+            "codebuild",
+            ("codebuild:DescribeTestCases",),
+            group,
+            "CodeBuildReadTestReportsOfTheProjectsReportGroups",
+        )
+    ]
+
+
+PLATFORM_NAMES = {"server": "Server", "ecs": "ECS", "lambda": "Lambda"}  # CodeDeploy's computePlatform
+
+
+def _codedeploy_resources(config: dict) -> list[Resource]:
+    platform = config.get("platform", "server")
+    out = [
+        Resource(
+            "codedeploy_group",
+            config.get("application_name"),
+            {"group": config.get("deployment_group_name"), "platform": platform},
+        )
+    ]
+    if platform == "server" and config.get("revision_s3_bucket"):
+        out.append(Resource("s3_bucket", config["revision_s3_bucket"]))
+    if platform == "lambda" and config.get("function_name"):
+        out.append(Resource("lambda_function", config["function_name"], {"alias": config.get("alias")}))
+    return out
+
+
+def _codedeploy_permissions(config: dict) -> list[Permission]:
+    application, group = config.get("application_name"), config.get("deployment_group_name")
+    config_name = config.get("deployment_config_name")
+    out = [
+        Permission(
+            "codedeploy",
+            (
+                "codedeploy:BatchGetDeployments",
+                "codedeploy:ContinueDeployment",
+                "codedeploy:CreateDeployment",
+                "codedeploy:GetDeployment",
+                "codedeploy:ListDeployments",
+                "codedeploy:StopDeployment",
+            ),
+            _arn("codedeploy", f"deploymentgroup:{application}/{group}"),
+            "CodeDeployDeployToTheNamedGroupsStopAndContinue",
+        ),
+        Permission(
+            "codedeploy",
+            ("codedeploy:GetApplicationRevision", "codedeploy:RegisterApplicationRevision"),
+            _arn("codedeploy", f"application:{application}"),
+            "CodeDeployCreateDeploymentRegistersTheRevision",
+        ),
+        Permission(
+            "codedeploy",
+            ("codedeploy:GetDeploymentConfig",),
+            _arn("codedeploy", f"deploymentconfig:{config_name or '*'}"),
+            "CodeDeployCreateDeploymentReadsItsConfig"
+            if config_name
+            else "CodeDeployCreateDeploymentReadsTheGroupsConfigWhichTheSpecDoesNotName",
+        ),
+        Permission(
+            "codedeploy",
+            ("codedeploy:BatchGetDeploymentTargets", "codedeploy:ListDeploymentTargets"),
+            "*",
+            "CodeDeployDeploymentTargetsHaveNoResourceLevelPermissions",
+        ),
+    ]
+    platform = config.get("platform", "server")
+    if platform == "ecs":
+        out.append(
+            Permission(
+                "ecs",
+                ("ecs:RegisterTaskDefinition",),
+                "*",
+                "EcsRegisterTaskDefinitionHasNoResourceLevelPermissions",
+            )
+        )
+        template = config.get("task_definition_template")
+        template = template.get("taskDefinition", template) if isinstance(template, dict) else {}
+        for key in ("executionRoleArn", "taskRoleArn"):
+            if isinstance(template.get(key), str):
+                out.append(
+                    Permission(
+                        "iam",
+                        ("iam:PassRole",),
+                        template[key],
+                        "IamPassTheTaskDefinitionsRolesToEcs",
+                        {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                    )
+                )
+    elif platform == "lambda":
+        function = config.get("function_name")
+        arn = function if str(function).startswith("arn:") else _arn("lambda", f"function:{function}")
+        publish = config.get("publish_version") is True
+        out.append(
+            Permission(
+                "lambda",
+                ("lambda:GetAlias", "lambda:PublishVersion") if publish else ("lambda:GetAlias",),
+                arn,
+                "LambdaPublishAVersionAndReadTheAliasToShift" if publish else "LambdaReadTheAliasToShift",
+            )
+        )
+    return out
+
+
+def topic_permission(topic_arn: str) -> Permission:
+    return Permission("sns", ("sns:Publish",), topic_arn, "SnsPublishNotificationsAndApprovalRequests")
+
+
+def _approval_resources(config: dict) -> list[Resource]:
+    return [Resource("sns_topic", config["sns_topic_arn"])] if config.get("sns_topic_arn") else []
+
+
+def _approval_permissions(config: dict) -> list[Permission]:
+    return [topic_permission(config["sns_topic_arn"])] if config.get("sns_topic_arn") else []
+
+
 # --- the table ---------------------------------------------------------------------------------------------
 
 # Keys a spec may not use, with why and what to write instead: CodePipeline's options that mean nothing here.
@@ -363,6 +549,8 @@ ACTION_TYPES: dict[str, ActionType] = {
             operator=f"{_OPERATORS}.source:GitSourceOperator",
             fixed_kwargs={"provider": "codecommit"},
             uses_aws=False,
+            # The revision comes with the run, so the action calls nothing; the repository should exist all the same.
+            resources=lambda config: [Resource("codecommit_repository", config.get("repository"))],
         ),
         ActionType(
             "source.s3",
@@ -374,6 +562,15 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("VersionId", "ETag", "ObjectKey", "BucketName"),
             operator=f"{_OPERATORS}.source:S3SourceOperator",
+            resources=lambda config: [Resource("s3_bucket", config.get("bucket"), {"versioned": True})],
+            permissions=lambda config: [
+                Permission(
+                    "s3",
+                    ("s3:GetObject", "s3:GetObjectVersion"),
+                    f"arn:aws:s3:::{config.get('bucket')}/{config.get('object_key')}",
+                    "S3SourceReadsTheWatchedObjectsVersions",
+                )
+            ],
         ),
         ActionType(
             "source.ecr",
@@ -385,6 +582,15 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("ImageDigest", "ImageTag", "ImageURI", "RegistryId", "RepositoryName"),
             operator=f"{_OPERATORS}.source:EcrSourceOperator",
+            resources=lambda config: [Resource("ecr_repository", config.get("repository"))],
+            permissions=lambda config: [
+                Permission(
+                    "ecr",
+                    ("ecr:DescribeImages", "ecr:DescribeRepositories"),
+                    _arn("ecr", f"repository/{config.get('repository')}"),
+                    "EcrSourceReadsTheWatchedImage",
+                )
+            ],
         ),
         ActionType(
             "build.codebuild",
@@ -396,6 +602,8 @@ ACTION_TYPES: dict[str, ActionType] = {
             check=_check_codebuild,
             operator=f"{_OPERATORS}.codebuild:CodeBuildOperator",
             polls=True,
+            resources=_codebuild_resources,
+            permissions=_codebuild_permissions,
         ),
         ActionType(
             "test.codebuild",
@@ -412,6 +620,8 @@ ACTION_TYPES: dict[str, ActionType] = {
             check=_check_codebuild,
             operator=f"{_OPERATORS}.codebuild:TestCodeBuildOperator",
             polls=True,
+            resources=_codebuild_resources,
+            permissions=_test_codebuild_permissions,
         ),
         ActionType(
             "approval.manual",
@@ -448,6 +658,8 @@ ACTION_TYPES: dict[str, ActionType] = {
             check=_check_approval,
             operator=f"{_OPERATORS}.approval:ManualApprovalOperator",
             operator_by=("mode", {"form": f"{_OPERATORS}.approval:FormApprovalOperator"}),
+            resources=_approval_resources,
+            permissions=_approval_permissions,
         ),
         ActionType(
             "deploy.codedeploy",
@@ -512,6 +724,8 @@ ACTION_TYPES: dict[str, ActionType] = {
             check=_check_codedeploy,
             operator=f"{_OPERATORS}.codedeploy:CodeDeployOperator",
             polls=True,
+            resources=_codedeploy_resources,
+            permissions=_codedeploy_permissions,
         ),
     )
 }

@@ -27,7 +27,7 @@ from release_orchestrator.gate.policy import ApprovalsRequired
 from release_orchestrator.notifications.messages import APPROVAL_EVENTS
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
-from release_orchestrator.pipeline.model import Action, Pipeline
+from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
 
 log = logging.getLogger(__name__)
@@ -264,6 +264,9 @@ def build_dag(pipeline: Pipeline):
     previous_group = None
     approvals_before: list[str] = []  # every action after an approval runs only if it was approved
     with dag:
+        if pipeline.preflight:  # the first task of every run; the first stage waits for it
+            previous_group = _preflight_group(pipeline, notifiers, task_failure_callbacks)
+            first_task = False
         for stage in pipeline.stages:
             with TaskGroup(group_id=airflow_key(stage.name), tooltip=f"stage {stage.name}") as group:
                 previous_tasks: list[Any] = []
@@ -293,6 +296,23 @@ def build_dag(pipeline: Pipeline):
                 previous_group >> group
             previous_group = group
     return dag
+
+
+def _preflight_group(pipeline: Pipeline, notifiers: dict[str, Any], failure_callbacks: list[Any]):
+    """The Preflight group and its Check task (pipeline/preflight.py, operators/preflight.py)."""
+    from dataclasses import asdict
+
+    from airflow.sdk import TaskGroup
+
+    from release_orchestrator.operators.preflight import PreflightOperator
+    from release_orchestrator.pipeline.preflight import plan
+
+    kwargs: dict[str, Any] = {"on_failure_callback": list(failure_callbacks)} if failure_callbacks else {}
+    if "pipeline-started" in notifiers:
+        kwargs["on_execute_callback"] = [notifiers["pipeline-started"]]
+    with TaskGroup(group_id=PREFLIGHT_GROUP, tooltip="check the resources the actions name") as group:
+        PreflightOperator(task_id="Check", checks=[asdict(check) for check in plan(pipeline)], **kwargs)
+    return group
 
 
 def _build_task(

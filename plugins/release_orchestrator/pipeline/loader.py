@@ -112,6 +112,7 @@ _PIPELINE_FIELDS = {
     "aws_conn_id": str,
     "region": str,
     "tags": list,
+    "preflight": bool,
     "stages": list,
 }
 _VARIABLE_FIELDS = {"name": str, "default": _SCALAR, "description": str}
@@ -240,6 +241,7 @@ class _Parser:
             "artifact_store",
             "aws_conn_id",
             "region",
+            "preflight",
         ):
             if key in f:
                 setattr(p, key, f[key])

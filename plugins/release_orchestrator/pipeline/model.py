@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 EXECUTION_MODES = ("QUEUED", "PARALLEL", "SUPERSEDED")
+PREFLIGHT_GROUP = "Preflight"  # `preflight: true`: the group of the first task of every run, Preflight.Check
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Pipeline:
     aws_conn_id: str = "aws_default"
     region: str | None = None
     tags: list[str] = field(default_factory=list)
+    preflight: bool = False  # every run first checks the resources the actions name (pipeline/preflight.py)
     # Where the pipeline was read from, for error messages; not part of the model's identity.
     source_file: str | None = field(default=None, compare=False)
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)  # "schedule" -> line

@@ -121,6 +121,9 @@ FIELD_DOCS = {
         "aws_conn_id": "Airflow connection used by actions that do not set their own (default aws_default).",
         "region": "AWS region of the pipeline's actions (default: the connection's).",
         "tags": "Labels for the pipeline (its DAG's tags).",
+        "preflight": "Start every run with a Preflight.Check task that looks up the resources the actions name "
+        "(projects, applications and groups, buckets, repositories, topics) and the connections' credentials, and "
+        "fails the run before any action when one is missing (python -m release_orchestrator check does the same).",
         "stages": f"1 to {MAX_STAGES} stages, run one after the other.",
     },
     "variable": {
@@ -188,6 +191,7 @@ FIELD_RULES: dict[str, dict[str, dict]] = {
         "notifications": {"mapping": "notifications"},
         "aws_conn_id": {"default": "aws_default"},
         "tags": _STRINGS,
+        "preflight": {"default": False},
         "stages": {"items": {"$ref": "#/definitions/stage"}, "minItems": 1, "maxItems": MAX_STAGES},
     },
     "variable": {

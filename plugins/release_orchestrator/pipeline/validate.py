@@ -12,7 +12,7 @@ from release_orchestrator.notifications.messages import EVENTS
 from .action_types import ACTION_TYPES, KIND_NAMES, RETIRED_KEYS, ActionType
 from .errors import SpecError
 from .files import file_problems
-from .model import EXECUTION_MODES, Action, Pipeline, Stage
+from .model import EXECUTION_MODES, PREFLIGHT_GROUP, Action, Pipeline, Stage
 from .syntax import (
     NAME_RE,
     NAMESPACE_RE,
@@ -121,6 +121,15 @@ class _Validator:
                 "execution_mode SUPERSEDED (where it is on by default) or PARALLEL",
                 field="supersede_approvals",
             )
+        if p.preflight is not True and p.preflight is not False:
+            self.error(f"preflight must be true or false, got {p.preflight!r}", field="preflight")
+        for stage in p.stages if p.preflight is True else []:
+            if isinstance(stage.name, str) and airflow_key(stage.name) == PREFLIGHT_GROUP:
+                self.error(
+                    f"with preflight: true the first task is {PREFLIGHT_GROUP}.Check; rename this stage",
+                    stage=stage,
+                    field="name",
+                )
         if p.schedule is not None:
             self.check_schedule(p.schedule)
         self.check_variables()

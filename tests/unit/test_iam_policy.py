@@ -1,0 +1,182 @@
+"""`iam-policy`: the least-privilege policy of the example pipeline, statement by statement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from release_orchestrator.__main__ import main
+from release_orchestrator.pipeline.iam import PolicyInputError, policy
+from release_orchestrator.pipeline.loader import load_spec, load_spec_text
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "include" / "pipelines" / "webapp-release.yaml"
+ACCOUNT = "123456789012"
+
+
+def arn(service: str, rest: str, region: str = "us-east-1") -> str:
+    return f"arn:aws:{service}:{region}:{ACCOUNT}:{rest}"
+
+
+EXPECTED = [
+    {
+        "Sid": "CodeBuildReadTestReportsOfTheProjectsReportGroups",
+        "Action": ["codebuild:DescribeTestCases"],
+        "Resource": [arn("codebuild", "report-group/webapp-integration-tests-*")],
+    },
+    {
+        "Sid": "CodeBuildStartWatchAndStopBuildsOfTheNamedProjects",
+        "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild", "codebuild:StopBuild"],
+        "Resource": [arn("codebuild", "project/webapp-build"), arn("codebuild", "project/webapp-integration-tests")],
+    },
+    {
+        "Sid": "CodeDeployCreateDeploymentReadsItsConfig",
+        "Action": ["codedeploy:GetDeploymentConfig"],
+        "Resource": [
+            arn("codedeploy", "deploymentconfig:CodeDeployDefault.AllAtOnce"),
+            arn("codedeploy", "deploymentconfig:CodeDeployDefault.ECSAllAtOnce"),
+        ],
+    },
+    {
+        # The Lambda deployment's config is #{variables.deploy_config_lambda}.
+        "Sid": "CodeDeployCreateDeploymentReadsItsConfigNamedByAReference",
+        "Action": ["codedeploy:GetDeploymentConfig"],
+        "Resource": [arn("codedeploy", "deploymentconfig:*", "eu-west-1")],
+    },
+    {
+        # The staging deployment names no config: the group's own is used.
+        "Sid": "CodeDeployCreateDeploymentReadsTheGroupsConfigWhichTheSpecDoesNotName",
+        "Action": ["codedeploy:GetDeploymentConfig"],
+        "Resource": [arn("codedeploy", "deploymentconfig:*")],
+    },
+    {
+        "Sid": "CodeDeployCreateDeploymentRegistersTheRevision",
+        "Action": ["codedeploy:GetApplicationRevision", "codedeploy:RegisterApplicationRevision"],
+        "Resource": [
+            arn("codedeploy", "application:webapp-lambda", "eu-west-1"),
+            arn("codedeploy", "application:webapp-ec2"),
+            arn("codedeploy", "application:webapp-ecs"),
+        ],
+    },
+    {
+        "Sid": "CodeDeployDeployToTheNamedGroupsStopAndContinue",
+        "Action": [
+            "codedeploy:BatchGetDeployments",
+            "codedeploy:ContinueDeployment",
+            "codedeploy:CreateDeployment",
+            "codedeploy:GetDeployment",
+            "codedeploy:ListDeployments",
+            "codedeploy:StopDeployment",
+        ],
+        "Resource": [
+            arn("codedeploy", "deploymentgroup:webapp-lambda/production", "eu-west-1"),
+            arn("codedeploy", "deploymentgroup:webapp-ec2/production"),
+            arn("codedeploy", "deploymentgroup:webapp-ec2/staging"),
+            arn("codedeploy", "deploymentgroup:webapp-ecs/production"),
+        ],
+    },
+    {
+        "Sid": "CodeDeployDeploymentTargetsHaveNoResourceLevelPermissions",
+        "Action": ["codedeploy:BatchGetDeploymentTargets", "codedeploy:ListDeploymentTargets"],
+        "Resource": "*",
+    },
+    {
+        "Sid": "EcsRegisterTaskDefinitionHasNoResourceLevelPermissions",
+        "Action": ["ecs:RegisterTaskDefinition"],
+        "Resource": "*",
+    },
+    {
+        # The role named in webapp-release/taskdef.json, passed to ECS only.
+        "Sid": "IamPassTheTaskDefinitionsRolesToEcs",
+        "Action": ["iam:PassRole"],
+        "Resource": [f"arn:aws:iam::{ACCOUNT}:role/release-service-role"],
+        "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+    },
+    {
+        "Sid": "LambdaPublishAVersionAndReadTheAliasToShift",
+        "Action": ["lambda:GetAlias", "lambda:PublishVersion"],
+        "Resource": [arn("lambda", "function:webapp-api", "eu-west-1")],
+    },
+    {
+        "Sid": "LogsTailOfTheBuildLogInTheProjectsDefaultLogGroup",
+        "Action": ["logs:GetLogEvents"],
+        "Resource": [
+            arn("logs", "log-group:/aws/codebuild/webapp-build:*"),
+            arn("logs", "log-group:/aws/codebuild/webapp-integration-tests:*"),
+        ],
+    },
+    {
+        "Sid": "SnsPublishNotificationsAndApprovalRequests",
+        "Action": ["sns:Publish"],
+        "Resource": [arn("sns", "release-notifications")],
+    },
+]
+
+
+def test_the_example_policy_has_exactly_these_statements():
+    document = policy(load_spec(EXAMPLE), region="us-east-1")
+    assert document["Version"] == "2012-10-17"
+    assert document["Statement"] == [{**s, "Effect": "Allow"} for s in EXPECTED]
+    for statement in document["Statement"]:  # IAM allows letters and digits only in a Sid
+        assert statement["Sid"].isalnum()
+
+
+def test_the_cli_prints_the_policy_and_takes_the_account_from_the_option(capsys):
+    assert main(["iam-policy", str(EXAMPLE), "--region", "us-east-1", "--account-id", "111122223333"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    resources = [r for s in document["Statement"] for r in ([s["Resource"]] if s["Resource"] == "*" else s["Resource"])]
+    assert "arn:aws:codebuild:us-east-1:111122223333:project/webapp-build" in resources
+    # ARNs the spec writes out keep their own account.
+    assert f"arn:aws:sns:us-east-1:{ACCOUNT}:release-notifications" in resources
+
+
+SOURCES = """
+pipeline:
+  name: sources
+  region: eu-central-1
+  stages:
+    - name: Source
+      actions:
+        - name: Bundle
+          type: source.s3
+          configuration: {bucket: artifacts, object_key: app/app.zip}
+        - name: Image
+          type: source.ecr
+          configuration: {repository: webapp}
+        - name: Repo
+          type: source.codecommit
+          configuration: {repository: webapp, branch: main}
+    - name: Approve
+      actions:
+        - name: Lead
+          type: approval.manual
+          configuration: {sns_topic_arn: "arn:aws:sns:eu-central-1:444455556666:approvals"}
+"""
+
+
+def test_sources_and_approval_topics_are_scoped_to_what_the_spec_names():
+    statements = {s["Sid"]: s for s in policy(load_spec_text(SOURCES))["Statement"]}
+    assert statements["S3SourceReadsTheWatchedObjectsVersions"]["Resource"] == ["arn:aws:s3:::artifacts/app/app.zip"]
+    assert statements["S3SourceReadsTheWatchedObjectsVersions"]["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert statements["EcrSourceReadsTheWatchedImage"]["Resource"] == [
+        "arn:aws:ecr:eu-central-1:444455556666:repository/webapp"
+    ]
+    assert statements["SnsPublishNotificationsAndApprovalRequests"]["Resource"] == [
+        "arn:aws:sns:eu-central-1:444455556666:approvals"
+    ]
+    # The CodeCommit source calls nothing: its revision comes with the run.
+    assert not [s for s in statements.values() if any(a.startswith("codecommit:") for a in s["Action"])]
+
+
+def test_no_account_anywhere_is_an_error(capsys, tmp_path):
+    spec = SOURCES.replace("444455556666", "").replace(
+        'configuration: {sns_topic_arn: "arn:aws:sns:eu-central-1::approvals"}', "configuration: {}"
+    )
+    with pytest.raises(PolicyInputError, match="give --account-id"):
+        policy(load_spec_text(spec))
+    path = tmp_path / "sources.yaml"
+    path.write_text(spec)
+    assert main(["iam-policy", str(path)]) == 2
+    assert "give --account-id" in capsys.readouterr().err

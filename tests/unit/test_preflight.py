@@ -1,0 +1,183 @@
+"""Preflight: what `check` plans for a spec, the table it prints, and the `preflight: true` field (loader,
+validator, schema, and the compiler's first task)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from release_orchestrator.pipeline.errors import SpecError
+from release_orchestrator.pipeline.loader import load_spec, load_spec_text
+from release_orchestrator.pipeline.preflight import FAIL, PASS, SKIPPED_REFERENCE, Row, as_json, plan, table
+from release_orchestrator.pipeline.schema import spec_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "include" / "pipelines" / "webapp-release.yaml"
+
+
+def test_plan_of_the_example_names_every_resource_with_its_region_and_connection():
+    checks = plan(load_spec(EXAMPLE), region="us-east-1")
+    summary = [(c.stage, c.action, c.kind, c.name, c.details, c.region, c.aws_conn_id) for c in checks]
+    assert summary == [
+        ("-", "-", "credentials", "aws_default", {}, "us-east-1", "aws_default"),
+        ("Build", "Compile", "codebuild_project", "webapp-build", {}, "us-east-1", "aws_default"),
+        (
+            "Test",
+            "DeployStaging",
+            "codedeploy_group",
+            "webapp-ec2",
+            {"group": "staging", "platform": "server"},
+            "us-east-1",
+            "aws_default",
+        ),
+        ("Test", "DeployStaging", "s3_bucket", "release-artifacts", {}, "us-east-1", "aws_default"),
+        ("Test", "IntegrationTests", "codebuild_project", "webapp-integration-tests", {}, "us-east-1", "aws_default"),
+        (
+            "Deploy",
+            "EC2",
+            "codedeploy_group",
+            "webapp-ec2",
+            {"group": "production", "platform": "server"},
+            "us-east-1",
+            "aws_default",
+        ),
+        ("Deploy", "EC2", "s3_bucket", "release-artifacts", {}, "us-east-1", "aws_default"),
+        (
+            "Deploy",
+            "ECS",
+            "codedeploy_group",
+            "webapp-ecs",
+            {"group": "production", "platform": "ecs"},
+            "us-east-1",
+            "aws_default",
+        ),
+        (
+            "Deploy",
+            "Lambda",
+            "codedeploy_group",
+            "webapp-lambda",
+            {"group": "production", "platform": "lambda"},
+            "eu-west-1",
+            "aws_default",
+        ),
+        ("Deploy", "Lambda", "lambda_function", "webapp-api", {"alias": "live"}, "eu-west-1", "aws_default"),
+        (
+            "-",
+            "notifications",
+            "sns_topic",
+            "arn:aws:sns:us-east-1:123456789012:release-notifications",
+            {},
+            None,
+            "aws_default",
+        ),
+    ]
+
+
+def test_an_actions_own_connection_gets_its_own_credentials_check_and_the_option_replaces_the_default():
+    text = EXAMPLE.read_text().replace(
+        "          region: eu-west-1\n", "          region: eu-west-1\n          aws_conn_id: prod\n"
+    )
+    checks = plan(load_spec_text(text), aws_conn_id="staging")
+    assert [(c.kind, c.aws_conn_id) for c in checks if c.kind == "credentials"] == [
+        ("credentials", "staging"),
+        ("credentials", "prod"),
+    ]
+    assert {c.aws_conn_id for c in checks if c.action == "Lambda"} == {"prod"}
+
+
+def test_table_has_one_row_per_check_and_counts_each_result():
+    rows = [
+        Row(
+            "-",
+            "-",
+            "credentials (connection aws_default)",
+            PASS,
+            "account 123456789012 as arn:aws:iam::123456789012:user/ci",
+        ),
+        Row(
+            "Build",
+            "Compile",
+            "codebuild project webapp-biuld (us-east-1)",
+            FAIL,
+            "BatchGetProjects: no project 'webapp-biuld'",
+        ),
+        Row(
+            "Source",
+            "Image",
+            "ecr repository #{variables.repo} (us-east-1)",
+            SKIPPED_REFERENCE,
+            "known only at run time",
+        ),
+    ]
+    assert table(rows).splitlines() == [
+        "stage   action   resource                                      result               reason",
+        "------  -------  --------------------------------------------  -------------------  ------",
+        "-       -        credentials (connection aws_default)          pass                 "
+        "account 123456789012 as arn:aws:iam::123456789012:user/ci",
+        "Build   Compile  codebuild project webapp-biuld (us-east-1)    FAIL                 "
+        "BatchGetProjects: no project 'webapp-biuld'",
+        "Source  Image    ecr repository #{variables.repo} (us-east-1)  skipped (reference)  known only at run time",
+        "1 passed, 1 failed, 1 skipped (reference)",
+    ]
+    report = as_json(rows, "webapp-release")
+    assert (report["ok"], report["passed"], report["failed"], report["skipped"]) == (False, 1, 1, 1)
+    assert report["checks"][1] == {
+        "stage": "Build",
+        "action": "Compile",
+        "resource": "codebuild project webapp-biuld (us-east-1)",
+        "result": FAIL,
+        "reason": "BatchGetProjects: no project 'webapp-biuld'",
+    }
+
+
+MINIMAL = """
+pipeline:
+  name: minimal
+  {field}
+  stages:
+    - name: {stage}
+      actions:
+        - name: Compile
+          type: build.codebuild
+          configuration:
+            project_name: webapp-build
+    - name: Ship
+      actions:
+        - name: Again
+          type: build.codebuild
+          configuration:
+            project_name: webapp-build
+"""
+
+
+def test_preflight_field_is_read_validated_and_in_the_schema():
+    assert load_spec_text(MINIMAL.format(field="preflight: true", stage="Build")).preflight is True
+    assert load_spec_text(MINIMAL.format(field="", stage="Build")).preflight is False
+    with pytest.raises(SpecError, match="field 'preflight': expected true or false"):
+        load_spec_text(MINIMAL.format(field="preflight: yes please", stage="Build"))
+    with pytest.raises(SpecError, match=r"first task is Preflight.Check; rename this stage"):
+        load_spec_text(MINIMAL.format(field="preflight: true", stage="Preflight"))
+    # Without preflight a stage may be called so.
+    load_spec_text(MINIMAL.format(field="", stage="Preflight"))
+    field = spec_schema()["definitions"]["pipeline"]["properties"]["preflight"]
+    assert (
+        field["type"] == ["boolean", "null"] and field["default"] is False and "Preflight.Check" in field["description"]
+    )
+
+
+def test_compiler_puts_preflight_check_first_and_everything_after_it():
+    from release_orchestrator.pipeline.compiler import build_dag
+
+    dag = build_dag(load_spec(EXAMPLE))
+    assert "Preflight.Check" not in dag.task_dict
+    text = EXAMPLE.read_text().replace("  execution_mode: QUEUED\n", "  execution_mode: QUEUED\n  preflight: true\n")
+    pipeline = load_spec_text(text, source=str(EXAMPLE))
+    dag = build_dag(pipeline)
+    check = dag.get_task("Preflight.Check")
+    assert [t.task_id for t in dag.roots] == ["Preflight.Check"]
+    assert check.get_flat_relative_ids(upstream=False) == set(dag.task_dict) - {"Preflight.Check"}
+    assert check.checks == [vars(c) for c in plan(pipeline)]
+    # The run starts with the check, so the pipeline-started notification goes with it.
+    assert [n.event for n in check.on_execute_callback] == ["pipeline-started"]
+    assert not dag.get_task("Source.Checkout").on_execute_callback
