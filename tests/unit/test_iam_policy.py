@@ -136,6 +136,11 @@ SOURCES = """
 pipeline:
   name: sources
   region: eu-central-1
+  triggers:
+    - provider: ecr
+      repository: webapp
+      image_tag: release
+      queue: webapp-events
   stages:
     - name: Source
       actions:
@@ -165,6 +170,14 @@ def test_sources_and_approval_topics_are_scoped_to_what_the_spec_names():
     ]
     assert statements["SnsPublishNotificationsAndApprovalRequests"]["Resource"] == [
         "arn:aws:sns:eu-central-1:444455556666:approvals"
+    ]
+    assert statements["SqsReadTheEventTriggersQueue"]["Action"] == [
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    ]
+    assert statements["SqsReadTheEventTriggersQueue"]["Resource"] == [
+        "arn:aws:sqs:eu-central-1:444455556666:webapp-events"
     ]
     # The CodeCommit source calls nothing: its revision comes with the run.
     assert not [s for s in statements.values() if any(a.startswith("codecommit:") for a in s["Action"])]

@@ -4,7 +4,7 @@ Each action type declares its permissions in the registry (`ActionType.permissio
 ARN with `{region}` and `{account}`, and a statement id saying why). This module fills in the region (the
 action's, else the pipeline's, else `--region`) and the account (`--account-id`, else the one account the
 spec's ARNs name), writes `*` for the parts of a name given as a `#{...}` reference, adds sns:Publish on the
-notifications topic, and merges permissions with the same statement id into one statement, statements of a
+notifications topic and reading the queue of event-driven triggers, and merges permissions with the same statement id into one statement, statements of a
 service together. `*` as a whole resource appears only where AWS has no resource-level permission for the
 call; the statement id says so.
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+from release_orchestrator.events.spec import watched_sources
 
 from .action_types import ACTION_TYPES, Permission, topic_permission
 from .files import is_file_path, spec_file
@@ -89,6 +91,17 @@ def permissions(pipeline: Pipeline, account_id: str | None = None, region: str |
                 add(permission, action.region or pipeline.region or region)
     if pipeline.notifications and pipeline.notifications.topic_arn:
         add(topic_permission(pipeline.notifications.topic_arn), pipeline.region or region)
+    for source in watched_sources(pipeline):  # event-driven triggers: the triggerer reads their queue
+        queue = source.queue.rstrip("/").rsplit("/", 1)[-1]  # a name or a queue URL
+        add(
+            Permission(
+                "sqs",
+                ("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"),
+                f"arn:aws:sqs:{{region}}:{{account}}:{queue}",
+                "SqsReadTheEventTriggersQueue",
+            ),
+            source.region or pipeline.region or region,
+        )
     return out
 
 
