@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonschema import Draft7Validator
 
 from .errors import SpecError
 
@@ -56,13 +58,26 @@ class ImportResult:
 def read_codepipeline_json(path: str | Path) -> dict[str, Any]:
     """The pipeline definition in a get-pipeline JSON file, with or without the outer {"pipeline": ...}."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise ImportInputError(f"cannot read {path}: {e}") from e
-    return _unwrap(data, str(path))
+    return parse_codepipeline_json(text, str(path))
+
+
+def parse_codepipeline_json(text: str, source: str = "<input>") -> dict[str, Any]:
+    """The pipeline definition in get-pipeline JSON text; ImportInputError naming `source` if it is not one."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ImportInputError(f"cannot read {source}: {e}") from e
+    except RecursionError:  # the decoder stops at the interpreter's recursion limit, cleanly
+        raise ImportInputError(f"cannot read {source}: JSON nested deeper than {MAX_DEPTH} levels") from None
+    return _unwrap(data, source)
 
 
 def _unwrap(data: Any, source: str) -> dict[str, Any]:
+    if problem := _depth_problem(data):
+        raise ImportInputError(f"{source}: {problem}")
     if isinstance(data, dict) and isinstance(data.get("pipeline"), dict):
         metadata = data.get("metadata") or {}
         data = {**data["pipeline"], "metadata": metadata}
@@ -71,7 +86,181 @@ def _unwrap(data: Any, source: str) -> dict[str, Any]:
             f"{source}: not a CodePipeline definition (expected the JSON of `aws codepipeline "
             "get-pipeline`, with a name and a list of stages)"
         )
+    problems = sorted(_DEFINITION.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if problems:
+        lines = [f"{_json_path(e.absolute_path) or 'the definition'}: {_shape_problem(e)}" for e in problems[:10]]
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise ImportInputError(
+            f"{source}: not a CodePipeline definition as `aws codepipeline get-pipeline` writes it:\n  "
+            + "\n  ".join(lines)
+            + more
+        )
     return data
+
+
+# --- the shape of a definition --------------------------------------------------------------------------------
+
+# A get-pipeline document is about 8 levels deep (stages[i].actions[j].configuration, trigger filters); deeper
+# input is refused before anything recurses into it.
+MAX_DEPTH = 32
+
+
+def _depth_problem(data: Any) -> str | None:
+    """Why `data` cannot be imported as it stands: nested too deeply, or a string that is not valid Unicode
+    (a lone surrogate, from a JSON escape such as \\ud800, which no file or terminal can hold). Not recursive."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            items = [*value, *value.values()]
+        elif isinstance(value, list):
+            items = value
+        else:
+            if isinstance(value, str) and not _encodable(value):
+                return f"not valid Unicode: {value.encode('utf-8', 'backslashreplace').decode()[:80]!r}"
+            continue
+        if depth >= MAX_DEPTH:
+            return f"JSON nested deeper than {MAX_DEPTH} levels"
+        stack += [(item, depth + 1) for item in items]
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# What the importer reads of a definition, and the type it must have (other fields are ignored). CodePipeline
+# writes configuration values as strings; a hand-edited true or 3 is read as CodePipeline would read it.
+_STRING = {"type": "string"}
+_NAMED_LIST = {"type": "array", "items": {"type": "object", "properties": {"name": _STRING}}}
+_FILTER = {
+    "type": "object",
+    "properties": {"includes": {"type": "array", "items": _STRING}, "excludes": {"type": "array", "items": _STRING}},
+}
+_GIT_FILTERS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "branches": _FILTER,
+            "tags": _FILTER,
+            "filePaths": _FILTER,
+            "events": {"type": "array", "items": _STRING},
+        },
+    },
+}
+_DEFINITION_SCHEMA = {
+    "type": "object",
+    "required": ["name", "stages"],
+    "properties": {
+        "name": _STRING,
+        "pipelineType": _STRING,
+        "executionMode": _STRING,
+        "roleArn": _STRING,
+        "metadata": {"type": "object", "properties": {"pipelineArn": _STRING}},
+        "artifactStore": {"type": "object", "properties": {"location": _STRING}},
+        "artifactStores": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "properties": {"location": _STRING}},
+        },
+        "variables": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": _STRING, "defaultValue": _STRING, "description": _STRING},
+            },
+        },
+        "triggers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "providerType": _STRING,
+                    "gitConfiguration": {
+                        "type": "object",
+                        "properties": {"sourceActionName": _STRING, "push": _GIT_FILTERS, "pullRequest": _GIT_FILTERS},
+                    },
+                },
+            },
+        },
+        "stages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": _STRING,
+                    "actions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": _STRING,
+                                "actionTypeId": {
+                                    "type": "object",
+                                    "properties": {
+                                        "category": _STRING,
+                                        "owner": _STRING,
+                                        "provider": _STRING,
+                                        "version": _STRING,
+                                    },
+                                },
+                                "runOrder": {"type": "integer"},
+                                "namespace": _STRING,
+                                "region": _STRING,
+                                "roleArn": _STRING,
+                                "inputArtifacts": _NAMED_LIST,
+                                "outputArtifacts": _NAMED_LIST,
+                                "configuration": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+_DEFINITION = Draft7Validator(_DEFINITION_SCHEMA)
+_JSON_TYPES = {"object": "an object", "array": "a list", "string": "a string", "integer": "an integer"}
+
+
+def _json_path(path) -> str:
+    out = ""
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+    return out
+
+
+def _shape_problem(error) -> str:
+    """jsonschema's complaint in a few words, without quoting the (possibly large) value."""
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = [expected] if isinstance(expected, str) else expected
+        return f"expected {' or '.join(_JSON_TYPES.get(t, t) for t in expected)}, got {_json_type(error.instance)}"
+    if error.validator == "required":
+        return "missing " + ", ".join(f"'{k}'" for k in error.validator_value if k not in error.instance)
+    return error.message[:200]
+
+
+def _json_type(value: Any) -> str:
+    for t, name in (
+        (bool, "true/false"),
+        ((int, float), "a number"),
+        (str, "a string"),
+        (list, "a list"),
+        (dict, "an object"),
+        (type(None), "null"),
+    ):
+        if isinstance(value, t):
+            return name
+    return type(value).__name__
 
 
 def import_codepipeline(definition: dict[str, Any], source: str = "<input>") -> ImportResult:
@@ -345,6 +534,10 @@ class _Importer:
                 env = json.loads(raw) if isinstance(raw, str) else raw
                 if not isinstance(env, list) or not all(isinstance(e, dict) and "name" in e for e in env):
                     raise ValueError("expected a list of {name, value, type}")
+                if problem := _depth_problem(env):
+                    raise ValueError(problem)
+            except RecursionError:  # the decoder stops at the interpreter's recursion limit, cleanly
+                notes.append(f"EnvironmentVariables nested deeper than {MAX_DEPTH} levels were left out")
             except ValueError as e:
                 notes.append(f"EnvironmentVariables could not be read ({e}) and were left out: {raw!r}")
             else:
@@ -471,16 +664,24 @@ def _dump(data: Any, indent: int) -> list[str]:
 
 
 def _comment(text: str, indent: int) -> list[str]:
-    return [" " * indent + ("# " + line).rstrip() for line in text.split("\n")]
+    """`text` as comment lines. What a definition holds may end a YAML comment (a line break, \\u2028) or make
+    the file unreadable (a control character): those characters are written as escapes."""
+    return [" " * indent + ("# " + _printable(line)).rstrip() for line in re.split(r"\r\n|\r|\n", text)]
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() or c == "\t" else f"\\u{ord(c):04x}" for c in text)
 
 
 def _render(
     d: dict, source: str, spec: dict, stages: list, unmapped: list[Unmapped], connections: dict, notes: list[str]
 ) -> str:
-    out = [
-        f"# Imported from AWS CodePipeline pipeline '{d['name']}' ({d.get('pipelineType', 'V1')}), {source}.",
-        "# Review the notes here and above actions before relying on it; docs/import.md explains the mapping.",
-    ]
+    # Only comments are written by hand; every value goes through the YAML dumper, which quotes it.
+    out = _comment(
+        f"Imported from AWS CodePipeline pipeline '{d['name']}' ({d.get('pipelineType', 'V1')}), {source}.\n"
+        "Review the notes here and above actions before relying on it; docs/import.md explains the mapping.",
+        0,
+    )
     if connections:
         out += [
             "#",
@@ -488,13 +689,13 @@ def _render(
             "the credentials Airflow runs with):",
         ]
         for conn_id, arn in connections.items():
-            extra = json.dumps({"role_arn": arn})
-            out.append(f"#   airflow connections add {conn_id} --conn-type aws --conn-extra '{extra}'")
+            extra = shlex.quote(json.dumps({"role_arn": arn}))
+            out += _comment(f"  airflow connections add {conn_id} --conn-type aws --conn-extra {extra}", 0)
     if unmapped:
         out += ["#", "# Not imported (left in place as comments):"]
-        out += [f"#   {u}" for u in unmapped]
+        out += [line for u in unmapped for line in _comment(f"  {u}", 0)]
     if notes:
-        out += ["#", "# Notes:"] + [f"#   {n}" for n in notes]
+        out += ["#", "# Notes:"] + [line for n in notes for line in _comment(f"  {n}", 0)]
     out.append("pipeline:")
     out += _dump(spec, 2)
     out.append("  stages:")
@@ -502,10 +703,10 @@ def _render(
         mapped = [item for item in items if item[0] == "action"]
         if not mapped:
             out += _comment(f"NOT IMPORTED: stage '{name}': none of its actions could be imported", 4)
-            out.append(f"    # - name: {name}")
+            out += _comment("\n".join(_dump([{"name": name}], 0)), 4)
             out.append("    #   actions:")
         else:
-            out.append(f"    - name: {name}")
+            out += _dump([{"name": name}], 4)
             out.append("      actions:")
         for kind, action, extra in items:
             if kind == "action":

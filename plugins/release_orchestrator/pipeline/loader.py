@@ -6,6 +6,7 @@ run both and raise one SpecError listing every problem found.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from .syntax import did_you_mean
 from .validate import validate
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+log = logging.getLogger(__name__)
 
 
 # --- YAML with line numbers ---------------------------------------------------------------------------------
@@ -75,6 +77,117 @@ def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode):
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+# --- bounds: what a spec's YAML may cost before anything reads it ------------------------------------------
+
+# Nesting deeper than this is refused before it is built: the constructor, the validator and Airflow's
+# serialization all recurse, and a real spec is about 10 levels deep (pipeline.stages[i].actions[j].
+# configuration.env[k].value).
+MAX_DEPTH = 32
+# What aliases (*name) may add to a spec, counted in nodes plus the characters of each scalar they repeat.
+# A spec that uses anchors for shared settings adds a few thousand; a "billion laughs" of 569 bytes adds
+# millions, which every later step (copying, validating, error messages) would pay for.
+MAX_ALIAS_EXPANSION = 100_000
+
+
+def _children(node: yaml.Node) -> list[tuple[yaml.Node, Any]]:
+    """A node's children, each with its step in the path: its key (a mapping's value), its index (an item),
+    or None (a mapping's key, which is no step of its own)."""
+    if isinstance(node, yaml.MappingNode):
+        out: list[tuple[yaml.Node, Any]] = []
+        for key, value in node.value:
+            out += [(key, None), (value, key.value if isinstance(key, yaml.ScalarNode) else "?")]
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return list(zip(node.value, range(len(node.value))))
+    return []
+
+
+class _Frame:
+    """A collection on the path from the root, in _check_bounds' walk."""
+
+    __slots__ = ("node", "step", "children", "next", "total", "extra")
+
+    def __init__(self, node: yaml.Node, step: Any):
+        self.node, self.step, self.children, self.next = node, step, _children(node), 0
+        self.total = 1  # this node's size with every alias expanded
+        self.extra = 0  # what aliases add to it
+
+
+def _check_bounds(root: yaml.Node, source: str) -> SpecError | None:
+    """The composed document's first breach of MAX_DEPTH, MAX_ALIAS_EXPANSION or a recursive alias, or None.
+
+    The node graph holds each anchored node once, with every alias pointing at it, so this walk (not
+    recursive, each node visited once) costs the size of the text while it adds up the size of the expansion.
+    """
+    done: dict[int, int] = {}  # id(node) -> its expanded size, once read
+    stack = [_Frame(root, None)]
+    while stack:
+        frame = stack[-1]
+        if frame.next == len(frame.children):
+            stack.pop()
+            done[id(frame.node)] = frame.total
+            if frame.extra > MAX_ALIAS_EXPANSION:  # the innermost value over the budget: where to look
+                return _bound_error(
+                    f"YAML aliases (*name) expand this value to {frame.total:,} nodes and characters, more than "
+                    f"the {MAX_ALIAS_EXPANSION:,} allowed beyond the text; write the values out or use fewer aliases",
+                    frame.node,
+                    [*stack, frame],
+                    source,
+                )
+            if stack:
+                stack[-1].total += frame.total
+                stack[-1].extra += frame.extra
+            continue
+        child, step = frame.children[frame.next]
+        frame.next += 1
+        if id(child) in done:  # an alias of a value read before: all of it again
+            frame.total += done[id(child)]
+            frame.extra += done[id(child)]
+        elif isinstance(child, yaml.ScalarNode):
+            done[id(child)] = 1 + len(child.value)
+            frame.total += done[id(child)]
+        elif any(f.node is child for f in stack):
+            return _bound_error(
+                "a YAML alias refers to a value that contains it", child, [*stack, _Frame(child, step)], source
+            )
+        elif len(stack) >= MAX_DEPTH:
+            return _bound_error(f"nested deeper than {MAX_DEPTH} levels", child, [*stack, _Frame(child, step)], source)
+        else:
+            stack.append(_Frame(child, step))
+    return None
+
+
+def _bound_error(message: str, node: yaml.Node, frames: list[_Frame], source: str) -> SpecError:
+    """The error at `node` (inside `frames`), named by stage, action and field as the parser would."""
+    nodes = [f.node for f in frames[1:]]
+    steps = [f.step for f in frames[1:]]
+    context: dict[str, Any] = {}
+    if steps[:1] == ["pipeline"]:
+        nodes, steps = nodes[1:], steps[1:]
+        if steps[:1] == ["stages"] and len(steps) > 1 and isinstance(nodes[1], yaml.MappingNode):
+            context["stage"] = _name_of(nodes[1])
+            nodes, steps = nodes[2:], steps[2:]
+            if steps[:1] == ["actions"] and len(steps) > 1 and isinstance(nodes[1], yaml.MappingNode):
+                context["action"] = _name_of(nodes[1])
+                steps = steps[2:]
+    path = ""
+    for step in steps:
+        if isinstance(step, int):
+            path += f"[{step}]"
+        elif step is not None:
+            path += f".{step}" if path else str(step)
+    return SpecError(message, file=source, line=node.start_mark.line + 1, field=path or None, **context)
+
+
+def _name_of(node: yaml.Node) -> str | None:
+    """The `name:` of a stage or action node, if it is written as a plain value."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == "name" and isinstance(value, yaml.ScalarNode):
+                return value.value
+    return None
 
 
 def _plain(value: Any, path: str, lines: dict[str, int]) -> Any:
@@ -161,18 +274,20 @@ class _Parser:
     def error(self, message: str, line: int | None, **context) -> None:
         self.errors.append(SpecError(message, file=self.source, line=line, **context))
 
-    def fields(self, mapping: Any, spec: dict, where: str, required: tuple = (), **context) -> dict:
+    def fields(
+        self, mapping: Any, spec: dict, where: str, required: tuple = (), at: tuple = (None, None), **context
+    ) -> dict:
         """The known fields of `mapping` whose values have the right type; reports the others.
 
-        A field set to nothing (`schedule:` or `schedule: null`) counts as not given.
+        A field set to nothing (`schedule:` or `schedule: null`) counts as not given. `at` is the (line, field)
+        to name when `mapping` is a plain value, which knows neither.
         """
         prefix = f"{where}." if where else ""
         if not isinstance(mapping, dict):
-            line = getattr(mapping, "line", None)
             self.error(
                 f"expected a mapping with {', '.join(spec)}, got {_describe(mapping)}",
-                line,
-                field=where or None,
+                getattr(mapping, "line", None) or at[0],
+                field=where or at[1],
                 **context,
             )
             return {}
@@ -226,11 +341,11 @@ class _Parser:
         if document is None:
             self.error("empty spec; expected a top-level 'pipeline:' mapping", 1)
             return None
-        top = self.fields(document, {"pipeline": dict}, "", required=("pipeline",))
+        top = self.fields(document, {"pipeline": dict}, "", required=("pipeline",), at=(1, None))
         if "pipeline" not in top:
             return None
         node = top["pipeline"]
-        f = self.fields(node, _PIPELINE_FIELDS, "", required=("name", "stages"))
+        f = self.fields(node, _PIPELINE_FIELDS, "", required=("name", "stages"), at=(1, "pipeline"))
         lines = _lines_of(node, skip=("stages",))
         p = Pipeline(name=f.get("name"), source_file=self.source, lines=lines)
         for key in (
@@ -251,7 +366,7 @@ class _Parser:
             p.triggers = _plain(f["triggers"], "triggers", {})
         for index, item in enumerate(f.get("variables", [])):
             where = f"variables[{index}]"
-            v = self.fields(item, _VARIABLE_FIELDS, where, required=("name",))
+            v = self.fields(item, _VARIABLE_FIELDS, where, required=("name",), at=(f["variables"].item_lines[index],))
             default = v.get("default")
             p.variables.append(
                 Variable(
@@ -265,25 +380,28 @@ class _Parser:
             p.notifications = Notifications(topic_arn=n.get("topic_arn"), aws_conn_id=n.get("aws_conn_id"))
             if "events" in n:
                 p.notifications.events = self.strings(n["events"], "notifications.events")
-        for item in f.get("stages", []):
-            p.stages.append(self.stage(item))
+        for index, item in enumerate(f.get("stages", [])):
+            p.stages.append(self.stage(item, (f["stages"].item_lines[index], f"stages[{index}]")))
         return p
 
-    def stage(self, node: Any) -> Stage:
+    def stage(self, node: Any, at: tuple) -> Stage:
+        """`at`: the (line, field) of the stage's place in `stages`."""
         name = node.get("name") if isinstance(node, dict) else None
         context = {"stage": name if isinstance(name, str) else None}
-        f = self.fields(node, _STAGE_FIELDS, "", required=("name", "actions"), **context)
-        stage = Stage(name=f.get("name"), line=getattr(node, "line", None))
-        for item in f.get("actions", []):
-            stage.actions.append(self.action(item, **context))
+        f = self.fields(node, _STAGE_FIELDS, "", required=("name", "actions"), at=at, **context)
+        stage = Stage(name=f.get("name"), line=getattr(node, "line", None) or at[0])
+        for index, item in enumerate(f.get("actions", [])):
+            stage.actions.append(self.action(item, (f["actions"].item_lines[index], f"actions[{index}]"), **context))
         return stage
 
-    def action(self, node: Any, **context) -> Action:
+    def action(self, node: Any, at: tuple, **context) -> Action:
+        """`at`: the (line, field) of the action's place in its stage's `actions`."""
         name = node.get("name") if isinstance(node, dict) else None
         context["action"] = name if isinstance(name, str) else None
-        f = self.fields(node, _ACTION_FIELDS, "", required=("name", "type"), **context)
+        f = self.fields(node, _ACTION_FIELDS, "", required=("name", "type"), at=at, **context)
         lines = _lines_of(node) if isinstance(node, dict) else {}
-        action = Action(name=f.get("name"), type=f.get("type"), line=getattr(node, "line", None), lines=lines)
+        line = getattr(node, "line", None) or at[0]
+        action = Action(name=f.get("name"), type=f.get("type"), line=line, lines=lines)
         for key in ("run_order", "namespace", "region", "aws_conn_id", "timeout_minutes"):
             if key in f:
                 setattr(action, key, f[key])
@@ -319,13 +437,29 @@ def _scalar_text(value: Any) -> str:
 
 def parse_spec_text(text: str, source: str = "<string>") -> tuple[Pipeline | None, list[SpecError]]:
     """Parse and validate without raising: the model (None when unusable) and every problem found."""
-    loader = _LineLoader(text)
     try:
-        document = loader.get_single_data()
+        loader = _LineLoader(text)
+    except UnicodeEncodeError as e:  # a str holding a lone surrogate (no file can hold one): libyaml reads UTF-8
+        return None, [SpecError(f"invalid YAML: not valid Unicode ({e.reason} at character {e.start})", file=source)]
+    try:
+        # Composing reads the text into nodes, an alias being one more reference to its anchor's node;
+        # only a document within the bounds is then built into values.
+        node = loader.get_single_node()
+        if node is not None and (breach := _check_bounds(node, source)) is not None:
+            return None, [breach]
+        document = loader.construct_document(node) if node is not None else None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow; it says where, not on which line
+        # libyaml counts the position in bytes of UTF-8, PyYAML's own reader in characters
+        before = text.encode("utf-8")[: e.position].decode("utf-8", "ignore") if yaml.__with_libyaml__ else text
+        line = before.count("\n", 0, e.position) + 1
+        character = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        return None, [SpecError(f"invalid YAML: character {character}: {e.reason}", file=source, line=line)]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         problem = getattr(e, "problem", None) or str(e)
         return None, [SpecError(f"invalid YAML: {problem}", file=source, line=mark.line + 1 if mark else None)]
+    except RecursionError:  # PyYAML without libyaml composes recursively, before the depth can be checked
+        return None, [SpecError(f"invalid YAML: nested deeper than {MAX_DEPTH} levels", file=source)]
     finally:
         loader.dispose()
 
@@ -382,6 +516,14 @@ def load_specs(paths: str | os.PathLike | list) -> tuple[list[Pipeline], dict[st
             pipeline = load_spec(file)
         except SpecError as e:
             errors[str(file)] = e
+            continue
+        except Exception as e:  # noqa: BLE001 - a defect of ours on this file must not hide the other pipelines
+            log.exception("reading spec %s failed", file)
+            errors[str(file)] = SpecError(
+                f"could not be read ({type(e).__name__}: {str(e)[:200]}); this is a defect of the release "
+                "orchestrator, not of the spec: please report it with the spec",
+                file=str(file),
+            )
             continue
         if pipeline.name in first_file:
             errors[str(file)] = SpecError(

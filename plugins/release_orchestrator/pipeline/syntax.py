@@ -57,7 +57,7 @@ def did_you_mean(name: str, options) -> str:
     def norm(s: str) -> str:
         return s.lower().replace("_", "").replace("-", "")
 
-    by_norm = {norm(o): o for o in options}
+    by_norm = {norm(o): o for o in options if isinstance(o, str)}  # a nameless action's name is None
     close = difflib.get_close_matches(norm(str(name)), list(by_norm), n=1, cutoff=0.6)
     return f" (did you mean '{by_norm[close[0]]}'?)" if close else ""
 

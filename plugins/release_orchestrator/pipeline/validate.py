@@ -5,6 +5,7 @@ Works on any model, whether it came from YAML (errors then carry file:line) or f
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 from release_orchestrator.notifications.messages import EVENTS
@@ -341,6 +342,7 @@ def _configuration_problems(action_type: ActionType, configuration: dict) -> lis
     """(key path, message) for missing, unknown and ill-typed keys, then the type's own check."""
     allowed = ", ".join(action_type.allowed_keys)
     problems = []
+    ill_typed = False
     for key in action_type.required_keys:
         if key not in configuration:
             problems.append((key, f"missing required key; allowed keys: {allowed}"))
@@ -353,15 +355,25 @@ def _configuration_problems(action_type: ActionType, configuration: dict) -> lis
         elif has_reference(value):
             continue  # only known at run time
         elif not _KIND_CHECKS[spec.kind](value):
-            problems.append((key, f"expected {KIND_NAMES[spec.kind]}, got {value!r}"))
+            ill_typed = True
+            problems.append((key, f"expected {KIND_NAMES[spec.kind]}, got {_short_repr(value)}"))
         elif spec.choices and value not in spec.choices:
             problems.append((key, f"{value!r} is not one of {', '.join(map(str, spec.choices))}"))
         elif spec.range and not spec.range[0] <= value <= spec.range[1]:
             problems.append((key, f"{value} is outside {spec.range[0]}-{spec.range[1]}"))
-    if action_type.check:
+    # The type's own check reads values as their kind says (e.g. `platform` as a string to look up); with a
+    # value of the wrong kind its rules cannot apply, and that value's problem is already reported.
+    if action_type.check and not ill_typed:
         known = {k: v for k, v in configuration.items() if action_type.key(k) is not None}
         problems += action_type.check(known)
     return problems
+
+
+# A value as written in an error message, cut short: a message quotes the value, not a whole document.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 40, 40
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+_short_repr = _SHORT.repr
 
 
 def _valid_cron(expression: str) -> bool:
