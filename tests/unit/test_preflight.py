@@ -86,6 +86,14 @@ def test_an_actions_own_connection_gets_its_own_credentials_check_and_the_option
     assert {c.aws_conn_id for c in checks if c.action == "Lambda"} == {"prod"}
 
 
+def test_the_artifact_stores_bucket_is_checked():
+    text = EXAMPLE.read_text().replace(
+        "  execution_mode: QUEUED\n", "  execution_mode: QUEUED\n  artifact_store: s3://release-artifacts/runs\n"
+    )
+    [store] = [c for c in plan(load_spec_text(text)) if c.action == "artifact_store"]
+    assert (store.stage, store.kind, store.name) == ("-", "s3_bucket", "release-artifacts")
+
+
 def test_table_has_one_row_per_check_and_counts_each_result():
     rows = [
         Row(
@@ -181,3 +189,27 @@ def test_compiler_puts_preflight_check_first_and_everything_after_it():
     # The run starts with the check, so the pipeline-started notification goes with it.
     assert [n.event for n in check.on_execute_callback] == ["pipeline-started"]
     assert not dag.get_task("Source.Checkout").on_execute_callback
+
+
+def test_a_dag_with_preflight_serializes_as_the_scheduler_stores_it():
+    import json
+
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from release_orchestrator.pipeline.compiler import build_dag
+
+    text = EXAMPLE.read_text().replace("  execution_mode: QUEUED\n", "  execution_mode: QUEUED\n  preflight: true\n")
+    serialized = json.dumps(DagSerialization.to_dict(build_dag(load_spec_text(text, source=str(EXAMPLE)))))
+    restored = DagSerialization.from_dict(json.loads(serialized))
+    assert restored.get_task("Preflight.Check").downstream_task_ids == {"Source.Checkout"}
+
+
+def test_every_action_type_that_calls_aws_declares_its_checks_and_permissions():
+    from release_orchestrator.pipeline.action_types import ACTION_TYPES
+    from release_orchestrator.pipeline.preflight import CHECKERS
+
+    for action_type in ACTION_TYPES.values():
+        if action_type.uses_aws:
+            assert action_type.resources and action_type.permissions, action_type.name
+    kinds = {check.kind for check in plan(load_spec(EXAMPLE))}
+    assert kinds <= set(CHECKERS)

@@ -1,7 +1,8 @@
 """Preflight: look up, before a run, every AWS resource a pipeline's actions name.
 
 `plan(pipeline)` lists the checks (no AWS call): the connections' credentials, then for each action the
-resources its action type declares (`ActionType.resources` in the registry), then the notifications topic.
+resources its action type declares (`ActionType.resources` in the registry), then the notifications topic
+and the artifact store's bucket.
 `run_checks(checks, access)` makes them, one row each; `table` and `as_json` show the rows. Used by
 `python -m release_orchestrator check` and by the `Preflight.Check` task of a spec with `preflight: true`
 (operators/preflight.py), so both check the same things.
@@ -128,6 +129,10 @@ def plan(pipeline: Pipeline, aws_conn_id: str | None = None, region: str | None 
         checks.append(
             PlannedCheck(NOWHERE, "notifications", "sns_topic", pipeline.notifications.topic_arn, {}, None, conn)
         )
+    store = pipeline.artifact_store
+    if isinstance(store, str) and store.startswith("s3://"):
+        bucket = store[len("s3://") :].split("/", 1)[0]
+        checks.append(PlannedCheck(NOWHERE, "artifact_store", "s3_bucket", bucket, {}, default_region, default_conn))
     connections = dict.fromkeys(c.aws_conn_id for c in checks)  # in order of first use
     credentials = [
         PlannedCheck(NOWHERE, NOWHERE, "credentials", conn, {}, default_region, conn) for conn in connections
