@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         help="print the least-privilege IAM policy (JSON) the pipeline's actions need",
         description="Print the IAM policy document the connection of a pipeline's actions needs: per action "
         "type the calls its operator makes, scoped to the ARNs of the resources the spec names; '*' only where "
-        "AWS has no resource-level permission for a call (the statement's Sid says so), and for the parts of "
+        "a call cannot be scoped to a resource the spec names (the statement's Sid says why), and for the parts of "
         "a name given as a #{...} reference. Exit 1: the spec is invalid; 2: no account id.",
     )
     iam.add_argument("spec", metavar="SPEC", help="one spec file")

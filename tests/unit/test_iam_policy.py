@@ -32,6 +32,15 @@ EXPECTED = [
         "Resource": [arn("codebuild", "project/webapp-build"), arn("codebuild", "project/webapp-integration-tests")],
     },
     {
+        "Sid": "CodeDeployContinueAndTargetCallsNameADeploymentNotAGroup",
+        "Action": [
+            "codedeploy:BatchGetDeploymentTargets",
+            "codedeploy:ContinueDeployment",
+            "codedeploy:ListDeploymentTargets",
+        ],
+        "Resource": "*",
+    },
+    {
         "Sid": "CodeDeployCreateDeploymentReadsItsConfig",
         "Action": ["codedeploy:GetDeploymentConfig"],
         "Resource": [
@@ -61,10 +70,9 @@ EXPECTED = [
         ],
     },
     {
-        "Sid": "CodeDeployDeployToTheNamedGroupsStopAndContinue",
+        "Sid": "CodeDeployDeployToTheNamedGroupsAndStop",
         "Action": [
             "codedeploy:BatchGetDeployments",
-            "codedeploy:ContinueDeployment",
             "codedeploy:CreateDeployment",
             "codedeploy:GetDeployment",
             "codedeploy:ListDeployments",
@@ -76,11 +84,6 @@ EXPECTED = [
             arn("codedeploy", "deploymentgroup:webapp-ec2/staging"),
             arn("codedeploy", "deploymentgroup:webapp-ecs/production"),
         ],
-    },
-    {
-        "Sid": "CodeDeployDeploymentTargetsHaveNoResourceLevelPermissions",
-        "Action": ["codedeploy:BatchGetDeploymentTargets", "codedeploy:ListDeploymentTargets"],
-        "Resource": "*",
     },
     {
         "Sid": "EcsRegisterTaskDefinitionHasNoResourceLevelPermissions",

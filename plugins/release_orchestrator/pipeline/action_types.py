@@ -400,14 +400,13 @@ def _codedeploy_permissions(config: dict) -> list[Permission]:
             "codedeploy",
             (
                 "codedeploy:BatchGetDeployments",
-                "codedeploy:ContinueDeployment",
                 "codedeploy:CreateDeployment",
                 "codedeploy:GetDeployment",
                 "codedeploy:ListDeployments",
                 "codedeploy:StopDeployment",
             ),
             _arn("codedeploy", f"deploymentgroup:{application}/{group}"),
-            "CodeDeployDeployToTheNamedGroupsStopAndContinue",
+            "CodeDeployDeployToTheNamedGroupsAndStop",
         ),
         Permission(
             "codedeploy",
@@ -425,9 +424,14 @@ def _codedeploy_permissions(config: dict) -> list[Permission]:
         ),
         Permission(
             "codedeploy",
-            ("codedeploy:BatchGetDeploymentTargets", "codedeploy:ListDeploymentTargets"),
+            # They name a deployment id, not a group: granted on * as docs/real-aws.md explains.
+            (
+                "codedeploy:BatchGetDeploymentTargets",
+                "codedeploy:ContinueDeployment",
+                "codedeploy:ListDeploymentTargets",
+            ),
             "*",
-            "CodeDeployDeploymentTargetsHaveNoResourceLevelPermissions",
+            "CodeDeployContinueAndTargetCallsNameADeploymentNotAGroup",
         ),
     ]
     platform = config.get("platform", "server")

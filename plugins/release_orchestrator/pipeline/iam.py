@@ -4,9 +4,9 @@ Each action type declares its permissions in the registry (`ActionType.permissio
 ARN with `{region}` and `{account}`, and a statement id saying why). This module fills in the region (the
 action's, else the pipeline's, else `--region`) and the account (`--account-id`, else the one account the
 spec's ARNs name), writes `*` for the parts of a name given as a `#{...}` reference, adds sns:Publish on the
-notifications topic and reading the queue of event-driven triggers, and merges permissions with the same statement id into one statement, statements of a
-service together. `*` as a whole resource appears only where AWS has no resource-level permission for the
-call; the statement id says so.
+notifications topic and reading the queue of event-driven triggers, and merges permissions with the same
+statement id into one statement, statements of a service together. `*` as a whole resource appears only
+where a call cannot be scoped to a resource the spec names; the statement id says why.
 """
 
 from __future__ import annotations
