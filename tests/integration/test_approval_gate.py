@@ -153,6 +153,8 @@ def test_the_form_refuses_the_runs_author_and_non_approvers_marking_it(api, revi
     assert wait_for_run(api, pipeline, run_id, timeout=180)["state"] == "success"
     outputs = api.xcom(pipeline, run_id, APPROVAL)
     assert (outputs["Reviewer"], outputs["Comment"]) == ("release-manager", "looks right")
+    [answered] = audit(api, pipeline, run_id, "approval.approved")
+    assert answered["owner"] == "release-manager" and "hitlDetails" in answered["extra"]
 
 
 def test_a_run_marked_as_a_whole_ends_without_approving_and_later_actions_refuse_to_run(api, runs):

@@ -142,6 +142,9 @@ def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
                 ti = session.get(TaskInstance, obj.ti_id)
                 if ti is not None and ti.operator in APPROVAL_OPERATORS:
                     _check(session, request, ti, "answer the form of")
+                    # The answer resumes the task, which records the outputs; the trail is written here.
+                    outcome = "approved" if list(obj.chosen_options or []) == ["Approve"] else "rejected"
+                    _audit(session, f"approval.{outcome}", ti, request, f"{outcome} in the form by {_who(request)}")
         elif isinstance(obj, XComModel) and obj.key in PROTECTED_XCOM_KEYS:
             if obj.key != "return_value" or _is_approval(session, obj):
                 _refuse(
