@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import reprlib
 import sys
 import time
 import traceback
@@ -34,7 +35,7 @@ def run(name: str, strategy, check, examples: int, seed: int | None) -> tuple[co
         except Exception as e:  # noqa: BLE001 - counting them is the point
             frame = traceback.extract_tb(e.__traceback__)[-1]
             key = (type(e).__name__, Path(frame.filename).name, frame.lineno, str(e)[:120])
-            crashes.setdefault(key, [0, repr(value)[:300]])[0] += 1
+            crashes.setdefault(key, [0, _short(value)])[0] += 1
             outcomes["crash"] += 1
 
     test = given(strategy)(fuzz_settings(examples, derandomize=seed is None, phases=_phases())(one))
@@ -43,6 +44,13 @@ def run(name: str, strategy, check, examples: int, seed: int | None) -> tuple[co
     started = time.perf_counter()
     test()
     return outcomes, crashes, time.perf_counter() - started
+
+
+def _short(value) -> str:
+    """The input, cut short before it is written out: a billion laughs is small only until it is printed."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 4, 200, 200
+    return short.repr(value)
 
 
 def _phases():
