@@ -3,7 +3,8 @@
 Airflow runs one auth manager per api-server, so the gate's FAB case needs an api-server of its own. It
 shares everything else with the session's environment: what a FAB user decides there, the scheduler,
 workers and the simple-auth api-server see. Its users and roles live in FAB's tables of the same
-metadata database (`airflow fab-db migrate`), made with FAB's own CLI as an operator would.
+metadata database (made by `airflow db migrate` with the provider installed); its users are made with FAB's
+own CLI as an operator would.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ USERS: dict[str, tuple[str, ...]] = {
 class FabApiServer:
     env: LocalEnvironment
     port: int = field(default_factory=free_port)
-    setup_seconds: float = 0.0  # FAB's migration, role and users (five CLI calls)
+    setup_seconds: float = 0.0  # FAB's role and users (four CLI calls)
     startup_seconds: float = 0.0  # from the api-server's start until it answers its health check
 
     @property
@@ -50,9 +51,8 @@ class FabApiServer:
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 240) -> None:
         started = time.monotonic()
-        # FAB's tables (ab_user, ab_role, ...) next to Airflow's. `airflow db migrate` already makes them
-        # while the provider is installed (a db-manager it declares); this does not depend on that.
-        self._airflow("fab-db", "migrate")
+        # FAB's tables (ab_user, ab_role, ...) are there already: the environment's `airflow db migrate`
+        # makes them while the FAB provider is installed (a db-manager it declares).
         self._airflow("roles", "create", APPROVER_ROLE)
         for user, (role, *more) in USERS.items():
             self._airflow(
