@@ -127,3 +127,11 @@ def test_one_spec_that_crashed_the_loader_hides_no_other(tmp_path):
     pipelines, errors = load_specs(tmp_path)
     assert [p.name for p in pipelines] == ["webapp-release"]
     assert list(errors) == [str(tmp_path / "platform.yaml")]
+
+
+def test_a_tag_longer_than_airflow_takes_is_a_spec_error_not_a_dag_that_fails_to_build():
+    text = EXAMPLE.replace("tags: [webapp, example]", f"tags: [webapp, {'t' * 101}]", 1)
+    pipeline, errors = parse_spec_text(text, "tags.yaml")
+    assert [(e.field, e.line) for e in errors] == [("tags[1]", 9)]
+    assert "up to 100 characters, this one has 101" in errors[0].message
+    assert parse_spec_text(text.replace("t" * 101, "t" * 100), "tags.yaml")[1] == []

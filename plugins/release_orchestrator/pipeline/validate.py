@@ -32,6 +32,7 @@ __all__ = ["validate", "find_references", "parse_duration", "NOTIFICATION_EVENTS
 MAX_STAGES = 50
 MAX_ACTIONS_PER_STAGE = 50
 RUN_ORDER_RANGE = (1, 999)
+MAX_TAG_LENGTH = 100  # Airflow's TAG_MAX_LEN: a longer tag makes the DAG itself fail to build
 
 # The events a pipeline's notifications may name: those the messages module can write.
 NOTIFICATION_EVENTS = EVENTS
@@ -133,12 +134,20 @@ class _Validator:
                 )
         if p.schedule is not None:
             self.check_schedule(p.schedule)
+        self.check_tags()
         self.check_variables()
         self.check_notifications()
         self.check_triggers()
         self.check_stages()
         self.check_references()
         return self.errors
+
+    def check_tags(self) -> None:
+        for index, tag in enumerate(self.p.tags):
+            if isinstance(tag, str) and len(tag) > MAX_TAG_LENGTH:
+                self.error(
+                    f"a tag may have up to {MAX_TAG_LENGTH} characters, this one has {len(tag)}", field=f"tags[{index}]"
+                )
 
     def check_schedule(self, schedule: Any) -> None:
         if not isinstance(schedule, str):
