@@ -198,21 +198,18 @@ def _state_change(session: Any, request: UserRequest, ti: Any, new_state: str) -
 
 def _check(session: Any, request: UserRequest, ti: Any, verb: str) -> dict[str, Any]:
     """The approval's wait record, if the request's user may decide it; else refuse."""
-    from airflow.models.dagrun import DagRun
-    from sqlalchemy import select
-
     wait = _read_xcom(session, ti, WAIT_XCOM_KEY)
     before = _committed_state(ti)
     if not isinstance(wait, dict) or before not in ("deferred", "awaiting_input"):
         # Marking a task that has not started waiting would skip the approval altogether.
         why = f"cannot {verb} approval {ti.task_id}: it is not waiting for a decision (it is {before or 'not started'})"
         _refuse(request, ti.dag_id, ti.run_id, ti.task_id, why, wait if isinstance(wait, dict) else None)
-    run = session.scalar(select(DagRun).where(DagRun.dag_id == ti.dag_id, DagRun.run_id == ti.run_id))
+    run = ti.dag_run  # loaded with the task instance (a joined relationship)
     why = refusal(
         request.reviewer,
         task_id=ti.task_id,
         approvers=list(wait.get("approvers") or []),
-        authors=run_authors(getattr(run, "triggering_user_name", None), getattr(run, "conf", None)),
+        authors=run_authors(run.triggering_user_name, run.conf),
         allow_self_approval=bool(wait.get("allow_self_approval")),
     )
     if why:
@@ -264,9 +261,8 @@ def _read_xcom(session: Any, ti: Any, key: str) -> Any:
 
 
 def _write_xcom(session: Any, ti: Any, key: str, value: dict[str, Any]) -> None:
-    from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
-    from sqlalchemy import delete, select
+    from sqlalchemy import delete
 
     where = (
         XComModel.dag_id == ti.dag_id,
@@ -276,10 +272,9 @@ def _write_xcom(session: Any, ti: Any, key: str, value: dict[str, Any]) -> None:
         XComModel.key == key,
     )
     session.execute(delete(XComModel).where(*where))
-    dag_run_id = session.scalar(select(DagRun.id).where(DagRun.dag_id == ti.dag_id, DagRun.run_id == ti.run_id))
     session.add(
         XComModel(
-            dag_run_id=dag_run_id,
+            dag_run_id=ti.dag_run.id,
             key=key,
             value=value,  # plain JSON, as the workers' Task SDK stores a dict of strings (serde)
             run_id=ti.run_id,

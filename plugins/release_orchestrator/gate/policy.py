@@ -27,7 +27,6 @@ class Reviewer:
     """A signed-in Airflow user, as the auth manager describes them."""
 
     name: str
-    id: str
     roles: frozenset[str] = frozenset()
 
     @classmethod
@@ -37,7 +36,6 @@ class Reviewer:
         roles.update(getattr(role, "name", role) for role in (getattr(user, "roles", None) or []))
         return cls(
             name=str(user.get_name()),
-            id=str(user.get_id()),
             roles=frozenset(_fold(role) for role in roles if role),
         )
 
