@@ -132,3 +132,15 @@ def test_approval_mode_picks_the_form_operator():
     assert approval.operator_class({"mode": "form"}).__name__ == "FormApprovalOperator"
     assert approval.operator_class({"mode": "mark"}).__name__ == "ManualApprovalOperator"
     assert approval.operator_class({}).__name__ == "ManualApprovalOperator"
+
+
+def test_every_imported_provider_maps_through_a_method_of_the_importer():
+    from release_orchestrator.pipeline.importer import _Importer
+
+    providers = [p for t in ACTION_TYPES.values() for p in t.imported_from]
+    assert len(providers) == len(set(providers)), "a CodePipeline provider maps to one type only"
+    for t in ACTION_TYPES.values():
+        for provider, method in t.imported_from.items():
+            assert provider.count("/") == 2, provider
+            assert provider.split("/")[0] == t.category, f"{t.name} imports {provider} of another category"
+            assert callable(getattr(_Importer, method, None)), f"{t.name}: _Importer has no method {method}"

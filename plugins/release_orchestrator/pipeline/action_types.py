@@ -23,7 +23,8 @@ from release_orchestrator import settings
 
 from .syntax import has_reference, parse_duration
 
-CATEGORIES = ("Source", "Build", "Test", "Approval", "Deploy")
+# CodePipeline's action categories; a type's name starts with its category in lower case.
+CATEGORIES = ("Source", "Build", "Test", "Approval", "Deploy", "Invoke", "Compute")
 
 # What a configuration value may be. A string holding a #{...} reference is accepted for any kind, since
 # the value is only known when the action runs.
@@ -112,6 +113,9 @@ class ActionType:
     # What `check` looks up before a run, and the IAM permissions `iam-policy` grants (see Resource, Permission).
     resources: Resources | None = None
     permissions: Permissions | None = None
+    # What `import-codepipeline` turns into this type: CodePipeline provider ("Category/Owner/Provider") ->
+    # the method of pipeline/importer.py's _Importer that maps its configuration.
+    imported_from: dict[str, str] = field(default_factory=dict)
 
     def operator_class(self, configuration: dict[str, Any] | None = None) -> type:
         """The operator class for an action of this type with ``configuration``."""
@@ -539,6 +543,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             check=_check_github,
             operator=f"{_OPERATORS}.source:GitSourceOperator",
             fixed_kwargs={"provider": "github"},
+            imported_from={"Source/AWS/CodeStarSourceConnection": "github", "Source/ThirdParty/GitHub": "github_v1"},
             uses_aws=False,  # the revision comes with the run (webhook, event or trigger form)
         ),
         ActionType(
@@ -552,6 +557,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             outputs=("CommitId", "BranchName", "RepositoryName", "CommitMessage", "AuthorDate", "AuthorDisplayName"),
             operator=f"{_OPERATORS}.source:GitSourceOperator",
             fixed_kwargs={"provider": "codecommit"},
+            imported_from={"Source/AWS/CodeCommit": "codecommit"},
             uses_aws=False,
             # The revision comes with the run, so the action calls nothing; the repository should exist all the same.
             resources=lambda config: [Resource("codecommit_repository", config.get("repository"))],
@@ -566,6 +572,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("VersionId", "ETag", "ObjectKey", "BucketName"),
             operator=f"{_OPERATORS}.source:S3SourceOperator",
+            imported_from={"Source/AWS/S3": "s3"},
             resources=lambda config: [Resource("s3_bucket", config.get("bucket"), {"versioned": True})],
             permissions=lambda config: [
                 Permission(
@@ -586,6 +593,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("ImageDigest", "ImageTag", "ImageURI", "RegistryId", "RepositoryName"),
             operator=f"{_OPERATORS}.source:EcrSourceOperator",
+            imported_from={"Source/AWS/ECR": "ecr"},
             resources=lambda config: [Resource("ecr_repository", config.get("repository"))],
             permissions=lambda config: [
                 Permission(
@@ -605,6 +613,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             open_outputs=True,
             check=_check_codebuild,
             operator=f"{_OPERATORS}.codebuild:CodeBuildOperator",
+            imported_from={"Build/AWS/CodeBuild": "codebuild"},
             polls=True,
             resources=_codebuild_resources,
             permissions=_codebuild_permissions,
@@ -623,6 +632,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             open_outputs=True,
             check=_check_codebuild,
             operator=f"{_OPERATORS}.codebuild:TestCodeBuildOperator",
+            imported_from={"Test/AWS/CodeBuild": "codebuild"},
             polls=True,
             resources=_codebuild_resources,
             permissions=_test_codebuild_permissions,
@@ -661,6 +671,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             outputs=("Outcome", "Reviewer", "Comment", "DecidedAt"),
             check=_check_approval,
             operator=f"{_OPERATORS}.approval:ManualApprovalOperator",
+            imported_from={"Approval/AWS/Manual": "manual"},
             operator_by=("mode", {"form": f"{_OPERATORS}.approval:FormApprovalOperator"}),
             resources=_approval_resources,
             permissions=_approval_permissions,
@@ -727,6 +738,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             outputs=("DeploymentId", "DeploymentStatus", "TaskDefinitionArn", "LambdaVersion", "ConsoleUrl"),
             check=_check_codedeploy,
             operator=f"{_OPERATORS}.codedeploy:CodeDeployOperator",
+            imported_from={"Deploy/AWS/CodeDeploy": "codedeploy", "Deploy/AWS/CodeDeployToECS": "codedeploy_ecs"},
             polls=True,
             resources=_codedeploy_resources,
             permissions=_codedeploy_permissions,

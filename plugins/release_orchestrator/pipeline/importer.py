@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft7Validator
 
+from .action_types import ACTION_TYPES
 from .errors import SpecError
 
 PLACEHOLDER = "REPLACE_ME"  # marks values the CodePipeline definition does not hold
@@ -311,17 +312,12 @@ class _Importer:
         self.change_triggers: list[dict[str, Any]] = []  # source actions that detect changes, as triggers
         self.producers: dict[str, tuple[str, dict | None]] = {}  # artifact -> (provider, spec action or None)
         self.namespaces = {a.get("namespace") for s in definition["stages"] for a in s.get("actions", [])}
-        self.mappers: dict[tuple[str, str, str], Callable] = {
-            ("Source", "AWS", "CodeStarSourceConnection"): self.github,
-            ("Source", "ThirdParty", "GitHub"): self.github_v1,
-            ("Source", "AWS", "CodeCommit"): self.codecommit,
-            ("Source", "AWS", "S3"): self.s3,
-            ("Source", "AWS", "ECR"): self.ecr,
-            ("Build", "AWS", "CodeBuild"): self.codebuild,
-            ("Test", "AWS", "CodeBuild"): self.codebuild,
-            ("Approval", "AWS", "Manual"): self.manual,
-            ("Deploy", "AWS", "CodeDeploy"): self.codedeploy,
-            ("Deploy", "AWS", "CodeDeployToECS"): self.codedeploy_ecs,
+        # CodePipeline provider ("Category/Owner/Provider") -> (action type, the method of this class that maps
+        # its configuration), as each entry of the action-type table declares it (ActionType.imported_from).
+        self.mappers: dict[str, tuple[str, Callable]] = {
+            provider: (t.name, getattr(self, method))
+            for t in ACTION_TYPES.values()
+            for provider, method in t.imported_from.items()
         }
 
     def run(self) -> ImportResult:
@@ -430,7 +426,7 @@ class _Importer:
             type_id = cp.get("actionTypeId") or {}
             key = (type_id.get("category"), type_id.get("owner"), type_id.get("provider"))
             provider = f"{'/'.join(str(k) for k in key)} v{type_id.get('version', '1')}"
-            mapper = self.mappers.get(key)
+            type_name, mapper = self.mappers.get("/".join(str(k) for k in key), (None, None))
             if mapper is None:
                 reason = _UNSUPPORTED.get(type_id.get("provider"), "no action type for this provider")
                 if type_id.get("owner") == "Custom" and type_id.get("provider") not in _UNSUPPORTED:
@@ -440,15 +436,15 @@ class _Importer:
                 for artifact in cp.get("outputArtifacts", []):
                     self.producers[artifact.get("name")] = (key[2], None)
                 continue
-            action, notes = self.action(cp, mapper)
+            action, notes = self.action(cp, type_name, mapper)
             for artifact in action.get("output_artifacts", []):
                 self.producers[artifact] = (key[2], action)
             items.append(("action", action, notes))
         return stage["name"], items
 
-    def action(self, cp: dict, mapper: Callable) -> tuple[dict, list[str]]:
+    def action(self, cp: dict, type_name: str, mapper: Callable) -> tuple[dict, list[str]]:
         notes: list[str] = []
-        action: dict[str, Any] = {"name": cp.get("name"), "type": None}
+        action: dict[str, Any] = {"name": cp.get("name"), "type": type_name}
         if cp.get("runOrder", 1) != 1:
             action["run_order"] = cp["runOrder"]
         if cp.get("namespace"):
@@ -463,15 +459,15 @@ class _Importer:
             if names:
                 action[key] = names
         cfg = dict(cp.get("configuration") or {})
-        category = (cp.get("actionTypeId") or {}).get("category")
-        action["type"], action["configuration"] = mapper(cfg, action, notes, category)
+        action["configuration"] = mapper(cfg, action, notes)
         for key in cfg:  # whatever the mapper did not consume
             notes.append(f"CodePipeline configuration {key}={cfg[key]!r} has no equivalent and was left out")
         return action, notes
 
-    # One method per provider: (type, configuration), consuming the CodePipeline keys it maps from `cfg`.
+    # One method per provider (named by its action type's `imported_from`): the action's configuration,
+    # consuming from `cfg` the CodePipeline keys it maps; `notes` collects what the reader should know.
 
-    def github(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+    def github(self, cfg: dict, action: dict, notes: list) -> dict:
         out = {"repository": cfg.pop("FullRepositoryId", PLACEHOLDER), "branch": cfg.pop("BranchName", PLACEHOLDER)}
         if cfg.pop("ConnectionArn", None) is not None:
             notes.append(
@@ -484,9 +480,9 @@ class _Importer:
             self.change_triggers.append(
                 {"source_action": action["name"], "push": [{"branches": {"includes": [out["branch"]]}}]}
             )
-        return "source.github", out
+        return out
 
-    def github_v1(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+    def github_v1(self, cfg: dict, action: dict, notes: list) -> dict:
         out = {
             "repository": f"{cfg.pop('Owner', PLACEHOLDER)}/{cfg.pop('Repo', PLACEHOLDER)}",
             "branch": cfg.pop("Branch", PLACEHOLDER),
@@ -500,19 +496,19 @@ class _Importer:
                 "GitHub (version 1) used an OAuth token, left out: pushes reach the pipeline at the webhook "
                 "endpoint (add the repository's webhook and secret, docs/triggers.md)"
             )
-        return "source.github", out
+        return out
 
-    def codecommit(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+    def codecommit(self, cfg: dict, action: dict, notes: list) -> dict:
         out = {"repository": cfg.pop("RepositoryName", PLACEHOLDER), "branch": cfg.pop("BranchName", PLACEHOLDER)}
         self.poll(cfg, action, "codecommit")
         if cfg.get("OutputArtifactFormat") == "CODE_ZIP":
             cfg.pop("OutputArtifactFormat")
-        return "source.codecommit", out
+        return out
 
-    def s3(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+    def s3(self, cfg: dict, action: dict, notes: list) -> dict:
         out = {"bucket": cfg.pop("S3Bucket", PLACEHOLDER), "object_key": cfg.pop("S3ObjectKey", PLACEHOLDER)}
         self.poll(cfg, action, "s3")
-        return "source.s3", out
+        return out
 
     def poll(self, cfg: dict, action: dict, provider: str) -> None:
         """PollForSourceChanges: true becomes an event trigger on the action's source. False usually means
@@ -520,13 +516,13 @@ class _Importer:
         if _bool(cfg.pop("PollForSourceChanges", None)) is True:
             self.change_triggers.append({"provider": provider, "source_action": action["name"]})
 
-    def ecr(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+    def ecr(self, cfg: dict, action: dict, notes: list) -> dict:
         out = {"repository": cfg.pop("RepositoryName", PLACEHOLDER)}
         if "ImageTag" in cfg:
             out["image_tag"] = cfg.pop("ImageTag")
-        return "source.ecr", out
+        return out
 
-    def codebuild(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+    def codebuild(self, cfg: dict, action: dict, notes: list) -> dict:
         out: dict[str, Any] = {"project_name": cfg.pop("ProjectName", PLACEHOLDER)}
         if "EnvironmentVariables" in cfg:
             raw = cfg.pop("EnvironmentVariables")
@@ -554,9 +550,9 @@ class _Importer:
             cfg.pop("BatchEnabled")
         if _bool(cfg.get("CombineArtifacts")) is False:
             cfg.pop("CombineArtifacts")
-        return ("test.codebuild" if category == "Test" else "build.codebuild"), out
+        return out
 
-    def manual(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+    def manual(self, cfg: dict, action: dict, notes: list) -> dict:
         out = {}
         for cp_key, key in (
             ("NotificationArn", "sns_topic_arn"),
@@ -565,9 +561,9 @@ class _Importer:
         ):
             if cp_key in cfg:
                 out[key] = cfg.pop(cp_key)
-        return "approval.manual", out
+        return out
 
-    def codedeploy(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+    def codedeploy(self, cfg: dict, action: dict, notes: list) -> dict:
         # CodePipeline deploys the input artifact, whose S3 key changes every run; a spec names its revision.
         artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
         out = {
@@ -582,9 +578,9 @@ class _Importer:
             f"CodePipeline deployed artifact '{artifact}': set revision_s3_bucket/revision_s3_key to "
             "where your build uploads that bundle (revision_s3_key is a placeholder)"
         )
-        return "deploy.codedeploy", out
+        return out
 
-    def codedeploy_ecs(self, cfg: dict, action: dict, notes: list, category: str) -> tuple[str, dict]:
+    def codedeploy_ecs(self, cfg: dict, action: dict, notes: list) -> dict:
         out: dict[str, Any] = {
             "application_name": cfg.pop("ApplicationName", PLACEHOLDER),
             "deployment_group_name": cfg.pop("DeploymentGroupName", PLACEHOLDER),
@@ -618,7 +614,7 @@ class _Importer:
             notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")
             for k in extra:
                 cfg.pop(k)
-        return "deploy.codedeploy", out
+        return out
 
     def image(self, artifact: str | None, notes: list) -> str:
         """#{Ns.ImageURI} of the ECR source that produced `artifact`, giving that action a namespace if needed."""
