@@ -631,8 +631,10 @@ def test_trigger_fires_at_ready_only_when_asked_and_polls_in_batches_of_25(group
     events, first_round, final = asyncio.run(scenario())
     assert {e.payload["status"] for e in events} == {"ready"}
     assert final.payload["status"] == "success"
-    # 30 deployments found in one round: two requests (BatchGetDeployments takes at most 25 ids), not 30.
-    assert sorted(map(len, first_round)) == [5, 25]
+    # 30 deployments found in batched requests of at most 25 ids (BatchGetDeployments' limit), each id once:
+    # two requests when all 30 triggers register before the first round, a few more when a loaded machine
+    # spreads their registrations over rounds, never one request per deployment.
+    assert max(map(len, first_round)) <= 25 and len(first_round) <= 5
     assert sorted(sum(first_round, [])) == sorted(ids)
 
 
