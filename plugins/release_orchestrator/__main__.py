@@ -59,6 +59,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"\n{title}:", *(f"  {line}" for line in lines), sep="\n", file=sys.stderr)
 
     section("Not imported", result.unmapped)
+    section("Stage rules not carried", result.not_carried)
     section(
         "Airflow connections to create", [f"{conn_id}: assumes {arn}" for conn_id, arn in result.connections.items()]
     )

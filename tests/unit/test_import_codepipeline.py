@@ -174,3 +174,30 @@ def test_unreadable_input_names_the_file(tmp_path, content, message):
     with pytest.raises(ImportInputError, match=message) as e:
         read_codepipeline_json(path)
     assert str(path) in str(e.value)
+
+
+def test_stage_rules_and_action_timeouts_are_carried_or_listed_never_dropped():
+    definition = json.loads((FIXTURES / "v2-variables-triggers.json").read_text())
+    source, build = definition["stages"][0], definition["stages"][1]
+    build["actions"][0]["timeoutInMinutes"] = 45
+    build["actions"][0]["someFutureField"] = "x"
+    source["onFailure"] = {"result": "FAIL"}  # what a failed stage does here: carried, nothing to write
+    build["beforeEntry"] = {"conditions": [{"result": "FAIL", "rules": [{"name": "Window"}]}]}
+    build["onFailure"] = {"result": "ROLLBACK"}
+    result = import_codepipeline(definition)
+    pipeline = load_spec_text(result.yaml)
+    assert pipeline.stages[1].actions[0].timeout_minutes == 45
+    assert [(n.stage, n.rule) for n in result.not_carried] == [
+        (build["name"], "beforeEntry"),
+        (build["name"], "onFailure"),
+    ]
+    assert not result.complete and result.errors == []  # exit 3: the spec is written, something was left out
+    assert '#   onFailure: {"result":"ROLLBACK"}' in result.yaml and "# NOT CARRIED: beforeEntry" in result.yaml
+    assert any("someFutureField='x' has no equivalent" in n for n in result.notes)
+
+
+def test_a_stage_rule_of_the_wrong_shape_is_refused_naming_where():
+    definition = json.loads((FIXTURES / "v2-variables-triggers.json").read_text())
+    definition["stages"][1]["onFailure"] = "ROLLBACK"
+    with pytest.raises(ImportInputError, match=r"stages\[1\]\.onFailure"):
+        import_codepipeline(definition)

@@ -42,18 +42,31 @@ class Unmapped:
 
 
 @dataclass
+class NotCarried:
+    """A stage rule (V2 conditions, failure and success rules) this version cannot run: left out, shown as a comment."""
+
+    stage: str
+    rule: str  # beforeEntry, onSuccess, onFailure
+    reason: str
+
+    def __str__(self) -> str:
+        return f"stage '{self.stage}', {self.rule}: {self.reason}"
+
+
+@dataclass
 class ImportResult:
     name: str
     spec: dict[str, Any]  # {"pipeline": {...}}, as written to `yaml`
     yaml: str
     unmapped: list[Unmapped] = field(default_factory=list)
+    not_carried: list[NotCarried] = field(default_factory=list)
     connections: dict[str, str] = field(default_factory=dict)  # Airflow connection id -> IAM role ARN
     notes: list[str] = field(default_factory=list)  # what to review or finish by hand
     errors: list[SpecError] = field(default_factory=list)  # problems the written spec still has
 
     @property
     def complete(self) -> bool:
-        return not self.unmapped and not self.errors
+        return not self.unmapped and not self.not_carried and not self.errors
 
 
 def read_codepipeline_json(path: str | Path) -> dict[str, Any]:
@@ -195,6 +208,9 @@ _DEFINITION_SCHEMA = {
                 "required": ["name"],
                 "properties": {
                     "name": _STRING,
+                    "beforeEntry": {"type": "object"},
+                    "onSuccess": {"type": "object"},
+                    "onFailure": {"type": "object"},
                     "actions": {
                         "type": "array",
                         "items": {
@@ -211,6 +227,9 @@ _DEFINITION_SCHEMA = {
                                     },
                                 },
                                 "runOrder": {"type": "integer"},
+                                "timeoutInMinutes": {"type": "integer"},
+                                "commands": {"type": "array", "items": _STRING},
+                                "outputVariables": {"type": "array", "items": _STRING},
                                 "namespace": _STRING,
                                 "region": _STRING,
                                 "roleArn": _STRING,
@@ -283,6 +302,34 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+# The fields of a CodePipeline action the importer reads (others are named in a note).
+_ACTION_FIELDS = frozenset(
+    {
+        "name",
+        "actionTypeId",
+        "runOrder",
+        "namespace",
+        "region",
+        "roleArn",
+        "inputArtifacts",
+        "outputArtifacts",
+        "configuration",
+        "timeoutInMinutes",
+        "commands",
+        "outputVariables",
+    }
+)
+
+# CodePipeline V2 stage rules, and why each is not carried.
+_STAGE_RULES = {
+    "beforeEntry": "entry conditions (deployment windows, variable and alarm checks) are not supported yet: "
+    "the stage starts as soon as the previous one succeeds",
+    "onSuccess": "success conditions (e.g. an alarm watched after the stage) are not supported yet: the stage "
+    "succeeds when its actions do",
+    "onFailure": "only result FAIL (a failed stage fails the run) is supported yet: rollback, retry and "
+    "failure conditions are not",
+}
+
 # Why a provider has no action type (for providers without a mapper below).
 _UNSUPPORTED = {
     "Jenkins": "Jenkins jobs are custom actions; there is no Jenkins action type (run the job from a CodeBuild "
@@ -307,6 +354,8 @@ class _Importer:
         self.d = definition
         self.source = source
         self.unmapped: list[Unmapped] = []
+        self.not_carried: list[NotCarried] = []
+        self.stage_comments: dict[str, list[str]] = {}  # stage name -> comment lines above it
         self.connections: dict[str, str] = {}
         self.notes: list[str] = []  # pipeline-wide
         self.change_triggers: list[dict[str, Any]] = []  # source actions that detect changes, as triggers
@@ -343,6 +392,7 @@ class _Importer:
         if variables:
             spec["variables"] = [{k: v for k, v in var.items() if v is not None} for var in variables]
         stages = [self.stage(s) for s in d["stages"]]
+        self.stage_comments = {s["name"]: self.stage_rules(s) for s in d["stages"]}
         triggers = [self.trigger(t) for t in d.get("triggers") or []]
         # CodePipeline starts a run on a source change when the action detects changes and no trigger of
         # the pipeline names that action (a trigger overrides DetectChanges): the same, as a trigger.
@@ -350,7 +400,7 @@ class _Importer:
         triggers += [t for t in self.change_triggers if t["source_action"] not in named]
         if triggers:
             spec["triggers"] = triggers
-        text = _render(d, self.source, spec, stages, self.unmapped, self.connections, self.notes)
+        text = _render(d, self.source, spec, stages, self)
         spec["stages"] = [
             {"name": name, "actions": [item[1] for item in items if item[0] == "action"]}
             for name, items in stages
@@ -372,6 +422,7 @@ class _Importer:
             spec={"pipeline": spec},
             yaml=text,
             unmapped=self.unmapped,
+            not_carried=self.not_carried,
             connections=self.connections,
             notes=self.notes + action_notes,
             errors=errors,
@@ -419,6 +470,21 @@ class _Importer:
                 )
         return out
 
+    def stage_rules(self, stage: dict) -> list[str]:
+        """The stage's V2 rules (beforeEntry, onSuccess, onFailure), each carried or listed as not carried;
+        returns the comment lines that show the ones left out in the written spec."""
+        shown = []
+        for rule in _STAGE_RULES:
+            value = stage.get(rule)
+            if not value:
+                continue
+            if rule == "onFailure" and set(value) == {"result"} and value["result"] == "FAIL":
+                continue  # what a failed stage does here anyway: the run fails and later stages do not start
+            self.not_carried.append(NotCarried(stage["name"], rule, _STAGE_RULES[rule]))
+            shown.append(f"NOT CARRIED: {rule}: {_STAGE_RULES[rule]}")
+            shown.append(f"  {rule}: {json.dumps(value, separators=(',', ':'))}")
+        return shown
+
     def stage(self, stage: dict) -> tuple[str, list]:
         """(name, items); an item is ("action", spec action, notes) or ("unmapped", CodePipeline action, reason)."""
         items = []
@@ -458,7 +524,15 @@ class _Importer:
             names = [a.get("name") for a in cp.get(cp_key, [])]
             if names:
                 action[key] = names
+        if cp.get("timeoutInMinutes") is not None:
+            action["timeout_minutes"] = cp["timeoutInMinutes"]
         cfg = dict(cp.get("configuration") or {})
+        # The Commands action keeps its commands and output variables beside its configuration, not in it.
+        for cp_key, cfg_key in (("commands", "Commands"), ("outputVariables", "OutputVariables")):
+            if cp.get(cp_key) is not None:
+                cfg[cfg_key] = cp[cp_key]
+        for key in sorted(set(cp) - _ACTION_FIELDS):
+            notes.append(f"CodePipeline action field {key}={cp[key]!r} has no equivalent and was left out")
         action["configuration"] = mapper(cfg, action, notes)
         for key in cfg:  # whatever the mapper did not consume
             notes.append(f"CodePipeline configuration {key}={cfg[key]!r} has no equivalent and was left out")
@@ -643,6 +717,7 @@ _ACTION_KEY_ORDER = (
     "namespace",
     "region",
     "aws_conn_id",
+    "timeout_minutes",
     "input_artifacts",
     "output_artifacts",
     "configuration",
@@ -669,9 +744,8 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() or c == "\t" else f"\\u{ord(c):04x}" for c in text)
 
 
-def _render(
-    d: dict, source: str, spec: dict, stages: list, unmapped: list[Unmapped], connections: dict, notes: list[str]
-) -> str:
+def _render(d: dict, source: str, spec: dict, stages: list, imported: _Importer) -> str:
+    unmapped, connections, notes = imported.unmapped, imported.connections, imported.notes
     # Only comments are written by hand; every value goes through the YAML dumper, which quotes it.
     out = _comment(
         f"Imported from AWS CodePipeline pipeline '{d['name']}' ({d.get('pipelineType', 'V1')}), {source}.\n"
@@ -690,12 +764,18 @@ def _render(
     if unmapped:
         out += ["#", "# Not imported (left in place as comments):"]
         out += [line for u in unmapped for line in _comment(f"  {u}", 0)]
+    if imported.not_carried:
+        out += ["#", "# Stage rules not carried (left in place as comments above their stages):"]
+        out += [line for n in imported.not_carried for line in _comment(f"  {n}", 0)]
     if notes:
         out += ["#", "# Notes:"] + [line for n in notes for line in _comment(f"  {n}", 0)]
     out.append("pipeline:")
     out += _dump(spec, 2)
     out.append("  stages:")
     for name, items in stages:
+        out += (
+            _comment("\n".join(imported.stage_comments.get(name, [])), 4) if imported.stage_comments.get(name) else []
+        )
         mapped = [item for item in items if item[0] == "action"]
         if not mapped:
             out += _comment(f"NOT IMPORTED: stage '{name}': none of its actions could be imported", 4)
