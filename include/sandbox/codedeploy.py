@@ -32,6 +32,38 @@ OPERATIONS = {
     "ListDeploymentTargets",
     "BatchGetDeploymentTargets",
     "GetDeploymentTarget",
+    "GetDeploymentConfig",
+}
+
+# CodeDeploy's predefined deployment configurations (no custom ones here): name -> compute platform.
+PREDEFINED_CONFIGS = {
+    **dict.fromkeys(
+        ("CodeDeployDefault.OneAtATime", "CodeDeployDefault.HalfAtATime", "CodeDeployDefault.AllAtOnce"), "Server"
+    ),
+    **dict.fromkeys(
+        (
+            "CodeDeployDefault.ECSAllAtOnce",
+            "CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
+            "CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+            "CodeDeployDefault.ECSCanary10Percent5Minutes",
+            "CodeDeployDefault.ECSCanary10Percent15Minutes",
+        ),
+        "ECS",
+    ),
+    **dict.fromkeys(
+        (
+            "CodeDeployDefault.LambdaAllAtOnce",
+            "CodeDeployDefault.LambdaCanary10Percent5Minutes",
+            "CodeDeployDefault.LambdaCanary10Percent10Minutes",
+            "CodeDeployDefault.LambdaCanary10Percent15Minutes",
+            "CodeDeployDefault.LambdaCanary10Percent30Minutes",
+            "CodeDeployDefault.LambdaLinear10PercentEvery1Minute",
+            "CodeDeployDefault.LambdaLinear10PercentEvery2Minutes",
+            "CodeDeployDefault.LambdaLinear10PercentEvery3Minutes",
+            "CodeDeployDefault.LambdaLinear10PercentEvery10Minutes",
+        ),
+        "Lambda",
+    ),
 }
 
 EC2_EVENTS = [
@@ -164,6 +196,19 @@ class CodeDeployEmulator:
                 result += [f"{app}/{group}", app]
         return result
 
+    def get_deployment_config(self, params: dict, region: str) -> dict:
+        name = str(params.get("deploymentConfigName") or "")
+        if not name:
+            raise ApiError("DeploymentConfigNameRequiredException", "Deployment config name must be specified")
+        if name not in PREDEFINED_CONFIGS:
+            raise ApiError("DeploymentConfigDoesNotExistException", f"Deployment config {name} does not exist")
+        return {
+            "deploymentConfigInfo": {
+                "deploymentConfigName": name,
+                "computePlatform": PREDEFINED_CONFIGS[name],
+            }
+        }
+
     def create_deployment(self, params: dict, region: str) -> dict:
         app_name = params.get("applicationName")
         group_name = params.get("deploymentGroupName")
@@ -181,6 +226,8 @@ class CodeDeployEmulator:
         revision = params.get("revision")
         if not revision:
             raise ApiError("RevisionRequiredException", "Revision must be specified")
+        if params.get("deploymentConfigName"):
+            self.get_deployment_config(params, region)  # an unknown configuration is refused, as by AWS
 
         platform = application.compute_platform or "Server"
         style = group.deployment_style or {}

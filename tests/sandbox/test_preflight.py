@@ -124,6 +124,60 @@ def test_check_finds_a_deployment_group_on_another_compute_platform(sandbox, tmp
     assert rows[f"lambda function webapp-api:live ({r.REGION})"].result == PASS
 
 
+DEPLOYMENT_CONFIGS = f"""
+pipeline:
+  name: preflight-configs
+  stages:
+    - name: Deploy
+      actions:
+        - name: Ecs
+          type: deploy.codedeploy
+          configuration:
+            application_name: {r.ECS_APPLICATION}
+            deployment_group_name: {r.ECS_GROUP}
+            platform: ecs
+            deployment_config_name: CodeDeployDefault.LambdaAllAtOnce
+            task_definition_template: {{family: web, containerDefinitions: [{{name: web, image: x}}]}}
+            container_name: web
+            container_port: 8080
+            image: web:1
+        - name: Ec2
+          type: deploy.codedeploy
+          configuration:
+            application_name: {r.EC2_APPLICATION}
+            deployment_group_name: {r.EC2_STAGING_GROUP}
+            deployment_config_name: CodeDeployDefault.HalfAtATime
+            revision_s3_bucket: {r.ARTIFACT_BUCKET}
+            revision_s3_key: app.zip
+        - name: Typo
+          type: deploy.codedeploy
+          configuration:
+            application_name: {r.EC2_APPLICATION}
+            deployment_group_name: {r.EC2_PRODUCTION_GROUP}
+            deployment_config_name: CodeDeployDefault.HalfAtATim
+            revision_s3_bucket: {r.ARTIFACT_BUCKET}
+            revision_s3_key: app.zip
+"""
+
+
+def test_check_finds_a_deployment_configuration_of_another_platform_or_missing(sandbox, tmp_path, monkeypatch):
+    rows = {
+        row.action: row
+        for row in check_rows(sandbox, spec(tmp_path, DEPLOYMENT_CONFIGS), monkeypatch)
+        if row.resource.startswith("codedeploy group")
+    }
+    assert (rows["Ecs"].result, rows["Ec2"].result, rows["Typo"].result) == (FAIL, PASS, FAIL)
+    assert rows["Ecs"].reason == (
+        "GetDeploymentConfig: deployment configuration 'CodeDeployDefault.LambdaAllAtOnce' is for compute "
+        "platform Lambda, the action says platform ecs (ECS)"
+    )
+    assert rows["Ec2"].reason.endswith("CodeDeployDefault.HalfAtATime")
+    assert rows["Typo"].reason.startswith(
+        "GetDeploymentConfig on deployment configuration 'CodeDeployDefault.HalfAtATim' failed: "
+        "DeploymentConfigDoesNotExistException"
+    )
+
+
 MISSING_TOPIC = """
 pipeline:
   name: preflight-topic

@@ -386,7 +386,11 @@ def _codedeploy_resources(config: dict) -> list[Resource]:
         Resource(
             "codedeploy_group",
             config.get("application_name"),
-            {"group": config.get("deployment_group_name"), "platform": platform},
+            {
+                "group": config.get("deployment_group_name"),
+                "platform": platform,
+                "config": config.get("deployment_config_name"),
+            },
         )
     ]
     if platform == "server" and config.get("revision_s3_bucket"):

@@ -208,7 +208,23 @@ def _codedeploy_group(access: Access, check: PlannedCheck) -> tuple[str, str]:
     style = (info.get("deploymentStyle") or {}).get("deploymentType")
     if platform == "ecs" and style != "BLUE_GREEN":
         return FAIL, f"GetDeploymentGroup: group '{application}/{group}' is {style}; an ecs deployment needs BLUE_GREEN"
-    return PASS, f"{expected}" + (f", {style}" if style else "")
+    found = f"{expected}" + (f", {style}" if style else "")
+    config = check.details.get("config")
+    if not config:
+        return PASS, found
+    if has_reference(config):  # the group is there; only the configuration waits for the run
+        return PASS, f"{found}; deployment configuration {config} is known only at run time"
+    info = _call(
+        "GetDeploymentConfig",
+        f"deployment configuration '{config}'",
+        lambda: codedeploy.get_deployment_config(deploymentConfigName=config)["deploymentConfigInfo"],
+    )
+    if info.get("computePlatform") not in (None, expected):
+        return FAIL, (
+            f"GetDeploymentConfig: deployment configuration '{config}' is for compute platform "
+            f"{info['computePlatform']}, the action says platform {platform} ({expected})"
+        )
+    return PASS, f"{found}, {config}"
 
 
 def _ecr_repository(access: Access, check: PlannedCheck) -> tuple[str, str]:
