@@ -168,7 +168,7 @@ def test_check_finds_a_deployment_configuration_of_another_platform_or_missing(s
     }
     assert (rows["Ecs"].result, rows["Ec2"].result, rows["Typo"].result) == (FAIL, PASS, FAIL)
     assert rows["Ecs"].reason == (
-        "GetDeploymentConfig: deployment configuration 'CodeDeployDefault.LambdaAllAtOnce' is for compute "
+        "GetDeploymentConfig: deployment configuration 'CodeDeployDefault.LambdaAllAtOnce' is on compute "
         "platform Lambda, the action says platform ecs (ECS)"
     )
     assert rows["Ec2"].reason.endswith("CodeDeployDefault.HalfAtATime")

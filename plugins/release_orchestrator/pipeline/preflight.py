@@ -180,51 +180,52 @@ def _codebuild_project(access: Access, check: PlannedCheck) -> tuple[str, str]:
 def _codedeploy_group(access: Access, check: PlannedCheck) -> tuple[str, str]:
     codedeploy = access.client("codedeploy", check.region, check.aws_conn_id)
     application, group, platform = check.name, check.details.get("group"), check.details.get("platform", "server")
+    config = check.details.get("config")
     expected = PLATFORM_NAMES.get(platform, platform)
-    info = _call(
+
+    def look_up(operation: str, what: str, read: Callable[[], dict]) -> tuple[dict, str | None]:
+        """What `read` finds (or the AWS error it raises), and why it is on the wrong platform, if it is."""
+        info = _call(operation, what, read)
+        found = info.get("computePlatform")
+        if found in (None, expected):
+            return info, None
+        return (
+            info,
+            f"{operation}: {what} is on compute platform {found}, the action says platform {platform} ({expected})",
+        )
+
+    _, wrong = look_up(
         "GetApplication",
         f"application '{application}'",
         lambda: codedeploy.get_application(applicationName=application)["application"],
     )
-    if info.get("computePlatform") not in (None, expected):
-        return FAIL, (
-            f"GetApplication: application '{application}' is on compute platform {info['computePlatform']}, "
-            f"the action says platform {platform} ({expected})"
-        )
+    if wrong:
+        return FAIL, wrong
     if has_reference(group):
         return SKIPPED_REFERENCE, f"application found; deployment group {group} is known only at run time"
-    info = _call(
+    info, wrong = look_up(
         "GetDeploymentGroup",
         f"deployment group '{application}/{group}'",
         lambda: codedeploy.get_deployment_group(applicationName=application, deploymentGroupName=group)[
             "deploymentGroupInfo"
         ],
     )
-    if info.get("computePlatform") not in (None, expected):
-        return FAIL, (
-            f"GetDeploymentGroup: group '{application}/{group}' is on compute platform {info['computePlatform']}, "
-            f"the action says platform {platform} ({expected})"
-        )
+    if wrong:
+        return FAIL, wrong
     style = (info.get("deploymentStyle") or {}).get("deploymentType")
     if platform == "ecs" and style != "BLUE_GREEN":
         return FAIL, f"GetDeploymentGroup: group '{application}/{group}' is {style}; an ecs deployment needs BLUE_GREEN"
     found = f"{expected}" + (f", {style}" if style else "")
-    config = check.details.get("config")
     if not config:
         return PASS, found
     if has_reference(config):  # the group is there; only the configuration waits for the run
         return PASS, f"{found}; deployment configuration {config} is known only at run time"
-    info = _call(
+    _, wrong = look_up(
         "GetDeploymentConfig",
         f"deployment configuration '{config}'",
         lambda: codedeploy.get_deployment_config(deploymentConfigName=config)["deploymentConfigInfo"],
     )
-    if info.get("computePlatform") not in (None, expected):
-        return FAIL, (
-            f"GetDeploymentConfig: deployment configuration '{config}' is for compute platform "
-            f"{info['computePlatform']}, the action says platform {platform} ({expected})"
-        )
-    return PASS, f"{found}, {config}"
+    return (FAIL, wrong) if wrong else (PASS, f"{found}, {config}")
 
 
 def _ecr_repository(access: Access, check: PlannedCheck) -> tuple[str, str]:
