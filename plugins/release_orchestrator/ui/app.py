@@ -1,0 +1,105 @@
+"""The release console: a page in Airflow's UI (a plugin external view) and the JSON it reads.
+
+    GET /releases/                              the page (signed-in users; others are sent to Airflow's login)
+    GET /releases/api/pipelines?runs=N          each pipeline's latest N runs, stage by stage
+    GET /releases/api/pipelines/{dag_id}/runs   one pipeline's run history (offset, limit, state, started_by)
+    GET /releases/api/approvals                 approvals waiting for a decision, with what they release
+    GET /releases/api/metrics?days=30           DORA metrics per pipeline and overall
+
+Plugin apps are anonymous unless they ask: every route here depends on Airflow's own `get_user` (the
+session cookie the UI sets, or a bearer token) and shows only the pipelines the auth manager lets the
+user read. Decisions are not made here: the page approves and rejects through Airflow's REST API, where
+the approval gate (gate/enforcement.py) applies its rules to every path alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Annotated, Any
+
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep, get_user
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from release_orchestrator.gate.policy import Reviewer, refusal
+from release_orchestrator.ui import queries
+
+UI_URL_PREFIX = "/releases"
+MAX_RUNS_PER_PIPELINE = 10
+MAX_PAGE = 100
+METRIC_WINDOWS = (30, 90)
+
+
+def readable_pipelines(user: GetUserDep, session: SessionDep) -> list[str]:
+    """The pipelines the signed-in user may read (the auth manager's per-DAG rules)."""
+    return queries.pipeline_ids(session, get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+
+
+Pipelines = Annotated[list[str], Depends(readable_pipelines)]
+
+
+def may_change_task_instances(user: Any, dag_id: str) -> bool:
+    return get_auth_manager().is_authorized_dag(
+        method="PUT", access_entity=DagAccessEntity.TASK_INSTANCE, details=DagDetails(id=dag_id), user=user
+    )
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="Release console", description=__doc__, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page(request: Request) -> Any:
+        try:
+            await get_user(request, None, None)
+        except HTTPException:
+            return RedirectResponse(f"/auth/login?next={UI_URL_PREFIX}/", status_code=status.HTTP_303_SEE_OTHER)
+        return HTMLResponse(resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8"))
+
+    @app.get("/api/pipelines")
+    def pipelines(
+        session: SessionDep, pipelines: Pipelines, runs: int = Query(1, ge=1, le=MAX_RUNS_PER_PIPELINE)
+    ) -> dict[str, Any]:
+        return {"pipelines": queries.overview(session, pipelines, per_pipeline=runs)}
+
+    @app.get("/api/pipelines/{dag_id}/runs")
+    def runs(
+        dag_id: str,
+        session: SessionDep,
+        pipelines: Pipelines,
+        offset: int = Query(0, ge=0),
+        limit: int = Query(25, ge=1, le=MAX_PAGE),
+        state: str | None = Query(None, pattern="^(queued|running|success|failed)$"),
+        started_by: str | None = Query(None, pattern="^(webhook|event|schedule|manual|backfill)$"),
+    ) -> dict[str, Any]:
+        if dag_id not in pipelines:  # unknown and unreadable look the same: nothing to learn by probing
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pipeline {dag_id!r} you may read")
+        return queries.history(session, dag_id, offset=offset, limit=limit, state=state, how=started_by)
+
+    @app.get("/api/approvals")
+    def approvals(user: GetUserDep, session: SessionDep, pipelines: Pipelines) -> dict[str, Any]:
+        reviewer = Reviewer.of(user)
+        waiting = queries.pending_approvals(session, pipelines)
+        for approval in waiting:
+            why_not = refusal(
+                reviewer,
+                task_id=approval["task_id"],
+                approvers=approval["approvers"],
+                authors=approval["authors"],
+                allow_self_approval=approval["allow_self_approval"],
+            )
+            if why_not is None and not may_change_task_instances(user, approval["pipeline"]):
+                why_not = f"{reviewer.name} may not change task instances of {approval['pipeline']}"
+            approval["may_decide"], approval["refusal"] = why_not is None, why_not
+        return {"user": reviewer.name, "approvals": waiting}
+
+    @app.get("/api/metrics")
+    def metrics(
+        session: SessionDep, pipelines: Pipelines, days: int = Query(30, ge=1, le=max(METRIC_WINDOWS))
+    ) -> dict[str, Any]:
+        return queries.dora(session, pipelines, days=days, now=datetime.now(timezone.utc))
+
+    return app
