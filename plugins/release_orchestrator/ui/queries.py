@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -88,12 +89,15 @@ def started_by(run: DagRun) -> str:
     return "manual"
 
 
+def _source(conf: Any) -> dict[str, Any]:
+    source = conf.get("source") if isinstance(conf, dict) else None
+    return source if isinstance(source, dict) else {}
+
+
 def revision(run: DagRun) -> dict[str, Any] | None:
     """The source revision the run releases, as its trigger gave it (conf["source"])."""
-    source = (run.conf or {}).get("source") if isinstance(run.conf, dict) else None
-    if not isinstance(source, dict):
-        return None
-    return {key: source.get(key) for key in REVISION_KEYS if source.get(key) not in (None, "")}
+    source = _source(run.conf)
+    return {key: source[key] for key in REVISION_KEYS if source.get(key) not in (None, "")} or None
 
 
 def run_summary(run: DagRun) -> dict[str, Any]:
@@ -355,6 +359,17 @@ def last_release(session: Session, run: DagRun) -> dict[str, Any] | None:
 # --- DORA metrics ------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A finished run, as DORA's keys count it."""
+
+    pipeline: str
+    succeeded: bool
+    ended: datetime
+    committed: datetime | None = None  # the released commit's time (conf["source"]["author_date"])
+    deploy_failed: bool = False  # failed in a Deploy action: a change that failed in production
+
+
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
@@ -369,64 +384,77 @@ def _median_hours(values: list[float]) -> float | None:
     return round(statistics.median(values) / 3600, 2) if values else None
 
 
+def dora_keys(runs: list[Finished], days: int, since: datetime) -> dict[str, Any]:
+    """DORA's four keys over `runs` (all ended in the window of `days` from `since`), defined in docs/ui.md.
+
+    - deployment frequency: successful runs (each one released to production) per day;
+    - lead time for changes: median of commit time -> successful run's end;
+    - change failure rate: runs failed in a Deploy action / (successful runs + those);
+    - time to restore service: median of such a failure's end -> the same pipeline's next successful end.
+    """
+    deployments = [r for r in runs if r.succeeded]
+    failures = [r for r in runs if r.deploy_failed and not r.succeeded]
+    lead = [(r.ended - r.committed).total_seconds() for r in deployments if r.committed]
+    restore = []
+    for failure in failures:
+        later = [r.ended for r in deployments if r.pipeline == failure.pipeline and r.ended > failure.ended]
+        if later:
+            restore.append((min(later) - failure.ended).total_seconds())
+    attempts = len(deployments) + len(failures)
+    daily: dict[str, int] = defaultdict(int)
+    for r in deployments:
+        daily[r.ended.date().isoformat()] += 1
+    day_names = [(since + timedelta(days=i + 1)).date().isoformat() for i in range(days)]
+    return {
+        "deployments": len(deployments),
+        "deployment_frequency_per_day": round(len(deployments) / days, 3),
+        "lead_time_hours_median": _median_hours(lead),
+        "change_failure_rate": round(len(failures) / attempts, 3) if attempts else None,
+        "time_to_restore_hours_median": _median_hours(restore),
+        "failed_deployments": len(failures),
+        "deployments_per_day": [{"day": day, "count": daily.get(day, 0)} for day in day_names],
+    }
+
+
 def dora(session: Session, dag_ids: list[str], *, days: int, now: datetime) -> dict[str, Any]:
-    """DORA's four keys per pipeline and over all of them, for the `days` before `now` (docs/ui.md)."""
+    """DORA's four keys per pipeline and over all of them, for the `days` before `now`."""
     since = now - timedelta(days=days)
-    runs = session.scalars(
-        select(DagRun)
-        .where(DagRun.dag_id.in_(dag_ids), DagRun.end_date >= since, DagRun.end_date <= now)
+    rows = session.execute(
+        select(DagRun.dag_id, DagRun.run_id, DagRun.state, DagRun.end_date, DagRun.conf)
+        .where(DagRun.dag_id.in_(dag_ids), DagRun.end_date > since, DagRun.end_date <= now)
         .where(DagRun.state.in_(("success", "failed")))
-        .order_by(DagRun.dag_id, DagRun.end_date)
     ).all()
-    failed = [run for run in runs if run.state == "failed"]
+    failed = [(row.dag_id, row.run_id) for row in rows if row.state == "failed"]
     deploy_failed = set()
     if failed:
-        deploy_failed = {
-            (dag_id, run_id)
-            for dag_id, run_id in session.execute(
-                select(TaskInstance.dag_id, TaskInstance.run_id).where(
-                    tuple_(TaskInstance.dag_id, TaskInstance.run_id).in_([(r.dag_id, r.run_id) for r in failed]),
+        deploy_failed = set(
+            session.execute(
+                select(TaskInstance.dag_id, TaskInstance.run_id)
+                .where(
+                    tuple_(TaskInstance.dag_id, TaskInstance.run_id).in_(failed),
                     TaskInstance.operator.in_(DEPLOY_OPERATORS),
                     TaskInstance.state == "failed",
                 )
-            )
-        }
-    day_names = [(since + timedelta(days=i + 1)).date().isoformat() for i in range(days)]
-    per_pipeline: dict[str, list[DagRun]] = defaultdict(list)
+                .distinct()
+            ).all()
+        )
+    runs = [
+        Finished(
+            pipeline=row.dag_id,
+            succeeded=row.state == "success",
+            ended=row.end_date,
+            committed=_parse_time(_source(row.conf).get("author_date")),
+            deploy_failed=(row.dag_id, row.run_id) in deploy_failed,
+        )
+        for row in rows
+    ]
+    per_pipeline: dict[str, list[Finished]] = defaultdict(list)
     for run in runs:
-        per_pipeline[run.dag_id].append(run)
-
-    def keys(pipeline_runs: list[DagRun]) -> dict[str, Any]:
-        deployments = [r for r in pipeline_runs if r.state == "success"]
-        failures = [r for r in pipeline_runs if (r.dag_id, r.run_id) in deploy_failed]
-        lead = [
-            (r.end_date - committed).total_seconds()
-            for r in deployments
-            if (committed := _parse_time((revision(r) or {}).get("author_date")))
-        ]
-        restore = []
-        for failure in failures:
-            later = [r for r in deployments if r.dag_id == failure.dag_id and r.end_date > failure.end_date]
-            if later:
-                restore.append((min(r.end_date for r in later) - failure.end_date).total_seconds())
-        attempts = len(deployments) + len(failures)
-        daily: dict[str, int] = defaultdict(int)
-        for r in deployments:
-            daily[r.end_date.date().isoformat()] += 1
-        return {
-            "deployments": len(deployments),
-            "deployment_frequency_per_day": round(len(deployments) / days, 3),
-            "lead_time_hours_median": _median_hours(lead),
-            "change_failure_rate": round(len(failures) / attempts, 3) if attempts else None,
-            "time_to_restore_hours_median": _median_hours(restore),
-            "failed_deployments": len(failures),
-            "deployments_per_day": [{"day": day, "count": daily.get(day, 0)} for day in day_names],
-        }
-
+        per_pipeline[run.pipeline].append(run)
     return {
         "days": days,
         "since": since.isoformat(),
         "until": now.isoformat(),
-        "overall": keys(list(runs)),
-        "pipelines": {dag_id: keys(per_pipeline.get(dag_id, [])) for dag_id in dag_ids},
+        "overall": dora_keys(runs, days, since),
+        "pipelines": {dag_id: dora_keys(per_pipeline[dag_id], days, since) for dag_id in dag_ids},
     }
