@@ -22,7 +22,8 @@ def up() -> int:
     with env:
         print(
             f"\nAirflow UI: {env.airflow_url}  (login admin / {env.users['admin']}; reviewer qa-lead / "
-            f"{env.users['qa-lead']})\nSandbox AWS: {env.sandbox_url}\nProcess logs: {env.log_dir}\n"
+            f"{env.users['qa-lead']})\nRelease console: {env.airflow_url}/releases/\n"
+            f"Sandbox AWS: {env.sandbox_url}\nProcess logs: {env.log_dir}\n"
             f"Pipeline specs: {env.pipelines_dir}\nCtrl-C stops everything.",
             flush=True,
         )

@@ -1,0 +1,131 @@
+"""The release console in a real browser: Debian's chromium driven by Playwright, against the real api-server.
+
+Sign in through Airflow's login page, open "Releases" from Airflow's navigation, see a run stage by stage,
+approve as an approver, see the refusal another user gets, see the metrics. Screenshots of each page go to
+docs/ui/ when RELEASE_ORCHESTRATOR_SCREENSHOTS=1 (docs/ui.md shows them).
+
+Browsers cannot be downloaded here: the tests use the chromium that `.ci/run` installs from Debian
+(`apt-get install chromium`), and are skipped, saying so, where there is none.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import wait_for_run, wait_for_task_state
+from tests.integration.test_approvals import push
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = (
+    os.environ.get("RELEASE_ORCHESTRATOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+)
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "ui"
+GATE, APPROVAL = "ap-gate", "Approval.SignOff"
+
+if not CHROMIUM:
+    pytest.skip(
+        "no chromium: install Debian's (apt-get install chromium) or set RELEASE_ORCHESTRATOR_CHROMIUM to one; "
+        ".ci/run installs it",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements.txt: run make venv")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def signed_in(browser, airflow_env, user: str):
+    """A page of a new browser context, signed in through Airflow's own login form."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=airflow_env.airflow_url)
+    page = context.new_page()
+    page.goto("/releases/")  # not signed in: Airflow's login page, which comes back here afterwards
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(airflow_env.users[user])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/releases/**")
+    return page
+
+
+def screenshot(page, name: str) -> None:
+    if os.environ.get("RELEASE_ORCHESTRATOR_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+@pytest.fixture(scope="module")
+def waiting_run(api, reviewer_api) -> str:
+    api.wait_for_dag(GATE, timeout=240)
+    run_id = reviewer_api.trigger(GATE, conf=push("browser"))["dag_run_id"]
+    wait_for_task_state(api, GATE, run_id, APPROVAL, {"deferred"}, timeout=240)
+    return run_id
+
+
+def test_sign_in_find_releases_in_airflows_navigation_and_see_a_run_stage_by_stage(browser, airflow_env, waiting_run):
+    page = signed_in(browser, airflow_env, "developer")
+    pipeline = page.locator(f'[data-pipeline="{GATE}"]')
+    pipeline.wait_for()
+    run = pipeline.locator(f'[data-run="{waiting_run}"]')
+    assert run.locator("[data-stage]").all_inner_texts()[0].startswith("Source")
+    assert [s.get_attribute("data-stage") for s in run.locator("[data-stage]").all()] == [
+        "Source",
+        "Approval",
+        "Release",
+    ]
+    assert "test browser" in run.locator("[data-revision]").inner_text()
+    screenshot(page, "pipelines")
+
+    page.goto("/")  # Airflow's own UI lists the page in its navigation
+    page.get_by_role("link", name="Releases").first.wait_for()
+
+
+def test_an_approver_approves_and_another_user_sees_why_they_cannot(
+    browser, airflow_env, api, reviewer_api, waiting_run
+):
+    card = f'[data-approval="{GATE}/{APPROVAL}"]'
+    viewer = signed_in(browser, airflow_env, "developer")
+    viewer.get_by_role("tab", name="Approvals").click()
+    refusal = viewer.locator(card).filter(has_text=waiting_run).locator("[data-refusal]")
+    assert "developer is not among its approvers" in refusal.inner_text()
+    assert viewer.locator(card).filter(has_text=waiting_run).get_by_role("button", name="Approve").count() == 0
+
+    manager = signed_in(browser, airflow_env, "release-manager")
+    manager.get_by_role("tab", name="Approvals").click()
+    mine = manager.locator(card).filter(has_text=waiting_run)
+    mine.locator("textarea").fill("staging looks good")
+    screenshot(manager, "approvals")
+    manager.once("dialog", lambda dialog: dialog.accept())
+    mine.get_by_role("button", name="Approve").click()
+    wait_for_task_state(api, GATE, waiting_run, "Release.Confirm", {"deferred"}, timeout=120)
+    decision = api.xcom(GATE, waiting_run, APPROVAL, key="approval_decision")
+    assert (decision["Outcome"], decision["Reviewer"], decision["Comment"]) == (
+        "Approved",
+        "release-manager",
+        "staging looks good",
+    )
+    for task in ("Release.Confirm", "Release.Record"):  # qa-lead alone may decide these two
+        reviewer_api.set_task_state(GATE, waiting_run, task, "success", note="test ends the run")
+    wait_for_run(api, GATE, waiting_run, timeout=120)
+
+
+def test_metrics_page_shows_the_four_keys(browser, airflow_env):
+    page = signed_in(browser, airflow_env, "developer")
+    page.get_by_role("tab", name="DORA metrics").click()
+    overall = page.locator('[data-pipeline="(all)"]')
+    overall.wait_for()
+    for metric in ("deployment_frequency", "lead_time", "change_failure_rate", "time_to_restore"):
+        assert overall.locator(f'[data-metric="{metric}"]').count() == 1
+    page.get_by_label("Window").select_option("90")
+    page.locator('svg[aria-label="deployments per day"] rect').nth(89).wait_for(state="attached")
+    screenshot(page, "metrics")
