@@ -33,13 +33,17 @@ class Session:
         return self.http.get(path, params=params)
 
 
-@pytest.fixture(scope="module")
-def waiting_run(api, reviewer_api) -> str:
+def start_waiting_run(api, reviewer_api, label: str) -> str:
     """An ap-gate run started by qa-lead (an approver, so not of this run) waiting at its approval."""
     api.wait_for_dag(GATE, timeout=240)
-    run_id = reviewer_api.trigger(GATE, conf=push("console"))["dag_run_id"]
+    run_id = reviewer_api.trigger(GATE, conf=push(label))["dag_run_id"]
     wait_for_task_state(api, GATE, run_id, APPROVAL, {"deferred"}, timeout=240)
     return run_id
+
+
+@pytest.fixture(scope="module")
+def waiting_run(api, reviewer_api) -> str:
+    return start_waiting_run(api, reviewer_api, "console")
 
 
 def test_the_console_is_behind_airflows_sign_in(airflow_env):

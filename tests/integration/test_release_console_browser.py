@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import wait_for_run, wait_for_task_state
-from tests.integration.test_approvals import push
+from tests.integration.test_release_console import APPROVAL, GATE, start_waiting_run
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,6 @@ CHROMIUM = (
     os.environ.get("RELEASE_ORCHESTRATOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 )
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "ui"
-GATE, APPROVAL = "ap-gate", "Approval.SignOff"
 
 if not CHROMIUM:
     pytest.skip(
@@ -66,10 +65,7 @@ def screenshot(page, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def waiting_run(api, reviewer_api) -> str:
-    api.wait_for_dag(GATE, timeout=240)
-    run_id = reviewer_api.trigger(GATE, conf=push("browser"))["dag_run_id"]
-    wait_for_task_state(api, GATE, run_id, APPROVAL, {"deferred"}, timeout=240)
-    return run_id
+    return start_waiting_run(api, reviewer_api, "browser")
 
 
 def test_sign_in_find_releases_in_airflows_navigation_and_see_a_run_stage_by_stage(browser, airflow_env, waiting_run):
