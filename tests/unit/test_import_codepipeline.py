@@ -174,3 +174,27 @@ def test_unreadable_input_names_the_file(tmp_path, content, message):
     with pytest.raises(ImportInputError, match=message) as e:
         read_codepipeline_json(path)
     assert str(path) in str(e.value)
+
+
+def test_s3_deploy_and_lambda_invoke():
+    result, p = imported("static-site-lambda.json")
+    assert result.complete and result.errors == []
+    website, archive, smoke = p.stages[2].actions
+    assert website.type == "deploy.s3" and website.configuration == {
+        "bucket_name": "static-site-www",
+        "source": f"s3://codepipeline-us-east-1-static-site/{PLACEHOLDER}/SiteArtifact.zip",
+        "extract": True,
+        "object_key": "releases/#{BuildVariables.RELEASE}",
+        "kms_encryption_key_arn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "canned_acl": "bucket-owner-full-control",
+        "cache_control": "max-age=300",
+    }
+    assert archive.configuration["extract"] is False and archive.configuration["object_key"] == "site.zip"
+    assert any("set source to the s3:// URI" in n and "'SiteArtifact'" in n for n in result.notes)
+    assert smoke.type == "invoke.lambda" and smoke.namespace == "Smoke" and smoke.run_order == 2
+    assert smoke.configuration == {
+        "function_name": "site-smoke-test:live",
+        "user_parameters": '{"url": "https://www.example.com"}',
+    }
+    assert any("instead of calling PutJobSuccessResult" in n for n in result.notes)
+    assert not any("has no equivalent" in n for n in result.notes)  # every key was mapped

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import posixpath
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -151,7 +152,7 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
         client, where = self.hook.conn, f"s3://{source_bucket}/{source_key}"
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as archive_file:
             with aws_call("GetObject", where):
-                client.download_fileobj(source_bucket, source_key, archive_file)
+                shutil.copyfileobj(client.get_object(Bucket=source_bucket, Key=source_key)["Body"], archive_file)
             archive_file.seek(0)
             try:
                 archive = zipfile.ZipFile(archive_file)
