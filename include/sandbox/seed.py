@@ -307,6 +307,12 @@ def _release_check(url: str) -> None:
             Description="checks a release for invoke.lambda actions",
             Timeout=5,
         )
+    if not _exists(
+        lambda: lam.get_alias(FunctionName=r.RELEASE_CHECK_FUNCTION, Name=r.LAMBDA_ALIAS),
+        ("ResourceNotFoundException",),
+    ):
+        version = lam.publish_version(FunctionName=r.RELEASE_CHECK_FUNCTION, Description="release 1")["Version"]
+        lam.create_alias(FunctionName=r.RELEASE_CHECK_FUNCTION, Name=r.LAMBDA_ALIAS, FunctionVersion=version)
 
 
 def _codedeploy(url: str, network: dict) -> None:
