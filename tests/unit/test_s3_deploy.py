@@ -188,3 +188,19 @@ def test_a_source_with_a_reference_validates():
         }
     )
     assert parse_spec_text(text)[1] == []
+
+
+def test_a_spec_with_both_types_compiles_to_their_operators():
+    from release_orchestrator.operators.lambda_invoke import LambdaInvokeOperator
+    from release_orchestrator.pipeline.compiler import build_dag
+    from release_orchestrator.pipeline.loader import load_spec_text
+    from tests.unit.test_iam_policy import SITE
+
+    dag = build_dag(load_spec_text(SITE))
+    website, archive = dag.get_task("Deploy.Website"), dag.get_task("Deploy.Archive")
+    smoke = dag.get_task("Deploy.Smoke")
+    assert isinstance(website, S3DeployOperator) and isinstance(smoke, LambdaInvokeOperator)
+    assert website.extract is True and archive.extract is False  # the default, and the spec's
+    assert website.source.startswith("s3://release-artifacts/{{ release_output(ti, 'Build.Compile', 'Build'")
+    assert smoke.function_name == "site-smoke:live" and smoke.region_name == "us-east-1"
+    assert {t.task_id for t in smoke.upstream_list} == {"Deploy.Website", "Deploy.Archive"}  # run_order 2
