@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from include.sandbox import resources as r
 from release_orchestrator.hooks.base import AwsCallError
 from release_orchestrator.operators.s3_deploy import S3DeployOperator
+from tests.unit.fakes import FakeTaskInstance
 
 CONNECTION = "sandbox_s3"
 # A bucket of these tests' own: the seeded artifact bucket sends S3 events other tests read.
@@ -47,6 +48,11 @@ def artifact(s3):
     return f"s3://{BUCKET}/{key}", buffer.getvalue(), f"site/{run}"
 
 
+def context():
+    ti = FakeTaskInstance()
+    return {"ti": ti, "task_instance": ti}
+
+
 def deploy(**kwargs) -> S3DeployOperator:
     return S3DeployOperator(
         task_id="deploy", bucket_name=BUCKET, aws_conn_id=CONNECTION, region_name=r.REGION, **kwargs
@@ -55,7 +61,7 @@ def deploy(**kwargs) -> S3DeployOperator:
 
 def test_extract_puts_every_file_under_the_prefix(s3, artifact):
     source, _, prefix = artifact
-    outputs = deploy(source=source, object_key=prefix, cache_control="max-age=60").execute({})
+    outputs = deploy(source=source, object_key=prefix, cache_control="max-age=60").execute(context())
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]
     assert sorted(o["Key"] for o in listed) == sorted(f"{prefix}/{name}" for name in SITE)
     svg = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/assets/logo.svg")
@@ -66,7 +72,9 @@ def test_extract_puts_every_file_under_the_prefix(s3, artifact):
 
 def test_no_extract_copies_the_zip_as_it_is(s3, artifact):
     source, data, prefix = artifact
-    outputs = deploy(source=source, extract=False, object_key=f"{prefix}/bundle.zip", canned_acl="private").execute({})
+    outputs = deploy(source=source, extract=False, object_key=f"{prefix}/bundle.zip", canned_acl="private").execute(
+        context()
+    )
     copied = s3.get_object(Bucket=BUCKET, Key=f"{prefix}/bundle.zip")
     assert copied["Body"].read() == data and copied["ContentType"] == "application/zip"
     assert outputs["ObjectCount"] == "1" and outputs["ObjectKey"] == f"{prefix}/bundle.zip"
@@ -75,6 +83,6 @@ def test_no_extract_copies_the_zip_as_it_is(s3, artifact):
 def test_a_missing_artifact_fails_naming_it(s3):
     missing = f"s3://{BUCKET}/artifacts/{uuid.uuid4().hex[:8]}/missing.zip"
     with pytest.raises(AwsCallError) as failure:
-        deploy(source=missing, object_key="site/never").execute({})
+        deploy(source=missing, object_key="site/never").execute(context())
     assert str(failure.value).startswith(f"GetObject on {missing} failed: NoSuchKey")
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="site/never")

@@ -12,6 +12,7 @@ import yaml
 from botocore.response import StreamingBody
 
 from release_orchestrator.hooks.base import AwsCallError
+from release_orchestrator.links import LambdaFunctionLink
 from release_orchestrator.operators.lambda_invoke import LambdaFunctionFailed, LambdaInvokeOperator
 from release_orchestrator.pipeline.loader import parse_spec_text
 from tests.unit.fakes import FakeTaskInstance
@@ -97,6 +98,10 @@ def test_invokes_synchronously_with_a_codepipeline_job_event(invoke, context, ca
         "Checks": "12",
     }
     assert "checked 12 things" in capsys.readouterr().out  # the log tail reaches the task log
+    link = context["ti"].xcom["_lambda_function"]
+    assert LambdaFunctionLink().format_link(**link) == (
+        "https://console.aws.amazon.com/lambda/home?region=us-east-1#/functions/release-check"
+    )
 
 
 def test_the_job_id_is_stable_within_a_try_and_new_for_the_next(invoke, context):

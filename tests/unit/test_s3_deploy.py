@@ -12,6 +12,7 @@ import yaml
 from release_orchestrator.hooks.base import AwsCallError
 from release_orchestrator.operators.s3_deploy import ArtifactError, S3DeployOperator
 from release_orchestrator.pipeline.loader import parse_spec_text
+from tests.unit.fakes import FakeTaskInstance
 
 REGION = "us-east-1"
 SITE = {"index.html": "<h1>webapp</h1>", "css/site.css": "body {}", "app.js": "run()"}
@@ -40,6 +41,11 @@ def put_artifact(s3, data: bytes, key: str = "webapp-build/abc/site.zip") -> str
     return f"s3://release-artifacts/{key}"
 
 
+def context():
+    ti = FakeTaskInstance()
+    return {"ti": ti, "task_instance": ti}
+
+
 def operator(**kwargs):
     kwargs.setdefault("task_id", "deploy")
     kwargs.setdefault("bucket_name", "webapp-site")
@@ -53,7 +59,8 @@ def objects(s3, prefix: str = "") -> dict[str, str]:
 
 def test_extract_puts_each_file_under_the_prefix_with_its_content_type(s3):
     source = put_artifact(s3, zipped(SITE, folders=("css/",)))
-    outputs = operator(source=source, object_key="releases/v1/", cache_control="max-age=300").execute({})
+    run = context()
+    outputs = operator(source=source, object_key="releases/v1/", cache_control="max-age=300").execute(run)
 
     assert objects(s3) == {f"releases/v1/{name}": text for name, text in SITE.items()}
     head = s3.head_object(Bucket="webapp-site", Key="releases/v1/index.html")
@@ -63,46 +70,50 @@ def test_extract_puts_each_file_under_the_prefix_with_its_content_type(s3):
         "BucketName": "webapp-site",
         "ObjectKey": "releases/v1",
         "ObjectCount": "3",
-        "ConsoleUrl": "https://s3.console.aws.amazon.com/s3/buckets/webapp-site?prefix=releases%2Fv1%2F",
+        "ConsoleUrl": "https://console.aws.amazon.com/s3/buckets/webapp-site?region=us-east-1&prefix=releases%2Fv1%2F",
     }
+    # The same place as the task's "S3 objects" link.
+    assert run["ti"].xcom["_s3_deploy_objects"]["prefix"] == "releases/v1/"
 
 
 def test_extract_without_a_prefix_puts_files_at_the_bucket_root(s3):
     source = put_artifact(s3, zipped({"index.html": "root"}))
-    outputs = operator(source=source).execute({})
+    outputs = operator(source=source).execute(context())
     assert objects(s3) == {"index.html": "root"}
-    assert outputs["ObjectKey"] == "" and outputs["ConsoleUrl"].endswith("?prefix=")
+    assert outputs["ObjectKey"] == "" and outputs["ConsoleUrl"].endswith("&prefix=")
 
 
 def test_no_extract_copies_the_zip_to_the_key(s3):
     data = zipped(SITE)
     source = put_artifact(s3, data)
-    outputs = operator(source=source, extract="false", object_key="bundles/site.zip", canned_acl="private").execute({})
+    outputs = operator(source=source, extract="false", object_key="bundles/site.zip", canned_acl="private").execute(
+        context()
+    )
 
     body = s3.get_object(Bucket="webapp-site", Key="bundles/site.zip")
     assert body["Body"].read() == data and body["ContentType"] == "application/zip"
     assert outputs["ObjectKey"] == "bundles/site.zip" and outputs["ObjectCount"] == "1"
-    assert outputs["ConsoleUrl"].endswith("?prefix=bundles%2F")
+    assert outputs["ConsoleUrl"].endswith("&prefix=bundles%2F")
 
 
 def test_objects_are_encrypted_with_the_given_key(s3):
     key_arn = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
     source = put_artifact(s3, zipped({"index.html": "x"}))
-    operator(source=source, object_key="site", kms_encryption_key_arn=key_arn).execute({})
+    operator(source=source, object_key="site", kms_encryption_key_arn=key_arn).execute(context())
     head = s3.head_object(Bucket="webapp-site", Key="site/index.html")
     assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == key_arn
 
 
 def test_a_retry_puts_the_same_objects_again(s3):
     source = put_artifact(s3, zipped(SITE))
-    first = operator(source=source, object_key="site").execute({})
-    second = operator(source=source, object_key="site").execute({})
+    first = operator(source=source, object_key="site").execute(context())
+    second = operator(source=source, object_key="site").execute(context())
     assert first == second and objects(s3) == {f"site/{name}": text for name, text in SITE.items()}
 
 
 def test_a_missing_artifact_fails_naming_it(s3):
     with pytest.raises(AwsCallError) as failure:
-        operator(source="s3://release-artifacts/webapp-build/nope.zip", object_key="site").execute({})
+        operator(source="s3://release-artifacts/webapp-build/nope.zip", object_key="site").execute(context())
     assert str(failure.value).startswith("GetObject on s3://release-artifacts/webapp-build/nope.zip failed: ")
     assert "NoSuchKey" in str(failure.value)
 
@@ -110,7 +121,7 @@ def test_a_missing_artifact_fails_naming_it(s3):
 def test_an_artifact_that_is_not_a_zip_fails_naming_it(s3):
     source = put_artifact(s3, b"just text", key="webapp-build/abc/site.zip")
     with pytest.raises(ArtifactError) as failure:
-        operator(source=source, object_key="site").execute({})
+        operator(source=source, object_key="site").execute(context())
     assert str(failure.value).startswith("s3://release-artifacts/webapp-build/abc/site.zip is not a zip archive")
     assert "extract: false" in str(failure.value)
     assert objects(s3) == {}
@@ -124,19 +135,19 @@ def test_a_corrupt_member_fails_naming_the_archive_and_the_file(s3):
     data[100:110] = b"b" * 10  # inside the stored file: its CRC no longer matches
     source = put_artifact(s3, bytes(data))
     with pytest.raises(ArtifactError, match=r"site\.zip: cannot read 'index\.html' from the archive"):
-        operator(source=source, object_key="site").execute({})
+        operator(source=source, object_key="site").execute(context())
 
 
 def test_a_member_outside_the_prefix_is_refused_before_anything_is_put(s3):
     source = put_artifact(s3, zipped({"index.html": "a", "../escape.html": "b"}))
     with pytest.raises(ArtifactError, match=r"archive member '\.\./escape\.html' would land outside site"):
-        operator(source=source, object_key="site").execute({})
+        operator(source=source, object_key="site").execute(context())
     assert objects(s3) == {}
 
 
 def test_a_source_that_is_not_an_s3_uri_fails_before_any_call(s3):
     with pytest.raises(ArtifactError, match="source: expected an S3 object URI"):
-        operator(source="release-artifacts/site.zip").execute({})
+        operator(source="release-artifacts/site.zip").execute(context())
 
 
 def spec(configuration: dict) -> str:

@@ -18,6 +18,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
 from release_orchestrator.hooks.base import aws_call
+from release_orchestrator.links import LambdaFunctionLink
 from release_orchestrator.operators.reattach import stable_token
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ class LambdaInvokeOperator(AwsBaseOperator[LambdaHook]):
     template_fields: Sequence[str] = aws_template_fields("function_name", "user_parameters")
     template_fields_renderers = {"user_parameters": "json"}
     ui_color = "#fdf0e0"
+    operator_extra_links = (LambdaFunctionLink(),)
 
     def __init__(
         self,
@@ -140,6 +142,13 @@ class LambdaInvokeOperator(AwsBaseOperator[LambdaHook]):
         function = str(self.function_name)
         event = job_event(self.job_id(context), function, self.user_parameters_text())
         self.log.info("Invoking function %s (job %s)", function, event["CodePipeline.job"]["id"])
+        LambdaFunctionLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            function_name=function,
+        )
         self._invoking = True
         try:
             with aws_call("Invoke", f"function '{function}'"):

@@ -15,7 +15,6 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
@@ -23,6 +22,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
 from release_orchestrator.hooks.base import aws_call
+from release_orchestrator.links import S3DeployLink
 from release_orchestrator.pipeline.action_types import s3_uri_problem
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 # Archives up to this size are spooled in memory, larger ones on disk.
 SPOOL_IN_MEMORY_BYTES = 16 * 1024 * 1024
 ZIP_CONTENT_TYPE = "application/zip"
-CONSOLE_URL = "https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={prefix}"
 
 
 class ArtifactError(AirflowException):
@@ -52,12 +51,6 @@ def member_key(prefix: str, name: str) -> str:
     if name.startswith("/") or ".." in parts:
         raise ArtifactError(f"archive member {name!r} would land outside {prefix or 'the bucket root'}")
     return posixpath.join(prefix, name) if prefix else name
-
-
-def console_url(bucket: str, folder: str) -> str:
-    """The S3 console's view of ``folder`` in ``bucket``."""
-    prefix = f"{folder.strip('/')}/" if folder.strip("/") else ""
-    return CONSOLE_URL.format(bucket=quote(bucket, safe=""), prefix=quote(prefix, safe=""))
 
 
 def content_type(name: str) -> str:
@@ -82,6 +75,7 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
         "bucket_name", "source", "extract", "object_key", "kms_encryption_key_arn", "canned_acl", "cache_control"
     )
     ui_color = "#fdf0e0"
+    operator_extra_links = (S3DeployLink(),)
 
     def __init__(
         self,
@@ -135,11 +129,21 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
             self.bucket_name,
             prefix,
         )
+        folder = prefix if extract else posixpath.dirname(prefix)
+        link = {
+            "region_name": self.hook.conn_region_name,
+            "aws_partition": self.hook.conn_partition,
+            "bucket": str(self.bucket_name),
+            "prefix": f"{folder.strip('/')}/" if folder.strip("/") else "",
+        }
+        S3DeployLink.persist(context=context, operator=self, **link)
         return {
             "BucketName": self.bucket_name,
             "ObjectKey": prefix,
             "ObjectCount": str(count),
-            "ConsoleUrl": console_url(self.bucket_name, prefix if extract else posixpath.dirname(prefix)),
+            "ConsoleUrl": S3DeployLink().format_link(
+                aws_domain=S3DeployLink.get_aws_domain(link.pop("aws_partition")), **link
+            ),
         }
 
     def _copy(self, source_bucket: str, source_key: str, key: str) -> None:
