@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import boto3
 import pytest
 import yaml
+from moto import mock_aws
 
 from release_orchestrator.hooks.base import AwsCallError
 from release_orchestrator.operators.s3_deploy import ArtifactError, S3DeployOperator
@@ -15,15 +17,32 @@ from release_orchestrator.pipeline.loader import parse_spec_text
 from tests.unit.fakes import FakeTaskInstance
 
 REGION = "us-east-1"
+BUCKETS = ("release-artifacts", "webapp-site")
 SITE = {"index.html": "<h1>webapp</h1>", "css/site.css": "body {}", "app.js": "run()"}
 
 
+@pytest.fixture(scope="module")
+def moto_s3():
+    """One moto for the module (starting it is most of a test's time here), as conftest's moto_aws sets it up."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}))
+        with mock_aws():
+            client = boto3.client("s3", region_name=REGION)
+            for bucket in BUCKETS:
+                client.create_bucket(Bucket=bucket)
+            yield client
+
+
 @pytest.fixture
-def s3(moto_aws):
-    client = boto3.client("s3", region_name=REGION)
-    for bucket in ("release-artifacts", "webapp-site"):
-        client.create_bucket(Bucket=bucket)
-    return client
+def s3(moto_s3):
+    """The artifact and target buckets, emptied after each test."""
+    yield moto_s3
+    for bucket in BUCKETS:
+        for item in moto_s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            moto_s3.delete_object(Bucket=bucket, Key=item["Key"])
 
 
 def zipped(files: dict[str, str], folders: tuple[str, ...] = ()) -> bytes:
