@@ -1,4 +1,4 @@
-"""Lambda `Invoke` (RequestResponse) of python functions: moto would run the code in Docker, which is not here.
+"""Lambda `Invoke` of python functions: moto would run the code in Docker, which is not here.
 
 The function's code zip comes from moto's backend; its handler runs in a subprocess of this Python, in a
 scratch folder holding the unzipped code, with the function's environment variables and Timeout. The answer
@@ -12,7 +12,8 @@ has Lambda's shape:
 - unknown function or qualifier: moto's 404 ResourceNotFoundException; a non-python runtime:
   502 InvalidRuntimeException.
 
-Other invocation types (Event, DryRun) still reach moto.
+`Event` invocations answer 202 and run in a background thread (their result goes nowhere: no
+destinations, no retries); `DryRun` answers 204 once the function is found.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import zipfile
@@ -34,6 +36,7 @@ from moto.core.exceptions import JsonRESTError
 
 from include.sandbox.common import backend, region_of
 
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
 LOG_TAIL_BYTES = 4096
 
@@ -57,12 +60,13 @@ def error(exc, error_type=None):
     return {"errorMessage": str(exc), "errorType": error_type or type(exc).__name__, "stackTrace": stack}
 
 try:
-    module_name, _, function_name = handler.rpartition(".")
-    result, failed = getattr(importlib.import_module(module_name), function_name)(json.load(sys.stdin), Context()), False
+    module_name, _, function_name = handler.rpartition(".")  # "module.func" or "folder/module.func"
+    result, failed = getattr(importlib.import_module(module_name.replace("/", ".")), function_name)(json.load(sys.stdin), Context()), False
     try:
         text = json.dumps(result)
     except (TypeError, ValueError) as exc:
-        text, failed = json.dumps(error(exc, "Runtime.MarshalError")), True
+        marshal = {"errorMessage": "Unable to marshal response: " + str(exc), "errorType": "Runtime.MarshalError"}
+        text, failed = json.dumps({**marshal, "stackTrace": []}), True
 except Exception as exc:
     failure = error(exc)
     print("[ERROR] " + failure["errorType"] + ": " + failure["errorMessage"], "Traceback (most recent call last):",
@@ -74,11 +78,12 @@ with open(result_path, "w") as out:
 
 
 def intercept(app, environ, start_response):
-    """Answer a RequestResponse Invoke; None for every other request (moto answers it)."""
+    """Answer an Invoke; None for every other request (moto answers it)."""
     match = INVOKE_PATH.match(environ.get("PATH_INFO", ""))
     if not match or environ.get("REQUEST_METHOD") != "POST":
         return None
-    if environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse") != "RequestResponse":
+    invocation_type = environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse")
+    if invocation_type not in INVOCATION_TYPES:
         return None
     name = unquote(match["name"])
     qualifier = (parse_qs(environ.get("QUERY_STRING", "")).get("Qualifier") or [None])[0]
@@ -100,6 +105,13 @@ def intercept(app, environ, start_response):
             "InvalidRuntimeException",
             f"The sandbox runs python functions only; {function['name']} has runtime {function['runtime']}",
         )
+    if invocation_type == "DryRun":  # only checks that the function can be invoked
+        start_response("204 No Content", [("Content-Length", "0"), ("x-amzn-RequestId", function["request_id"])])
+        return [b""]
+    if invocation_type == "Event":  # queued: runs in the background, its result goes nowhere
+        threading.Thread(target=run, args=(function, event), name="sandbox-lambda-event", daemon=True).start()
+        start_response("202 Accepted", [("Content-Length", "0"), ("x-amzn-RequestId", function["request_id"])])
+        return [b""]
     failed, payload, log = run(function, event)
     headers = [
         ("Content-Type", "application/json"),

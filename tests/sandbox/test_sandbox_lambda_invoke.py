@@ -9,6 +9,7 @@ import uuid
 import zipfile
 
 import pytest
+from botocore.exceptions import ClientError
 
 from include.sandbox import resources as r
 from release_orchestrator.hooks.base import AwsCallError
@@ -17,6 +18,8 @@ from release_orchestrator.pipeline.preflight import PASS, Boto3Access, PlannedCh
 from tests.unit.fakes import FakeTaskInstance
 
 CONNECTION = "sandbox_lambda"
+# Not the seeded artifact bucket: its uploads send S3 events that other tests read.
+WRITES_BUCKET = "sandbox-lambda-writes"
 
 
 class FakeTI(FakeTaskInstance):
@@ -125,3 +128,45 @@ def test_preflight_finds_the_function_and_its_alias(sandbox, monkeypatch):
     rows = run_checks(checks, Boto3Access(sandbox.url, r.REGION))
     assert [row.result for row in rows] == [PASS, PASS, "FAIL"]
     assert "GetFunction" in rows[2].reason and "release-check-nope" in rows[2].reason
+
+
+def test_event_invocations_run_in_the_background_and_dry_runs_only_check(sandbox, aws, wait_until):
+    """Raw Invoke calls: Event answers 202 and the function runs (it writes to the sandbox's S3); DryRun
+    answers 204; a result that is not JSON is Lambda's Runtime.MarshalError."""
+    name, key = f"release-check-event-{uuid.uuid4().hex[:8]}", f"events/{uuid.uuid4().hex}"
+    code = (
+        "import boto3\n\n"
+        "def handler(event, context):\n"
+        "    if event.get('set'):\n"
+        "        return {1, 2}\n"
+        f"    boto3.client('s3').put_object(Bucket='{WRITES_BUCKET}', Key=event['key'], Body=b'ran')\n"
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("writer.py", code)
+    lam, s3 = aws("lambda"), aws("s3")
+    try:
+        s3.create_bucket(Bucket=WRITES_BUCKET)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    environment = {"AWS_ENDPOINT_URL": sandbox.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "x"}
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=r.SERVICE_ROLE_ARN,
+        Handler="writer.handler",
+        Code={"ZipFile": buffer.getvalue()},
+        Environment={"Variables": environment},
+    )
+    assert lam.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
+    assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"key": key}))["StatusCode"] == 202
+    listed = wait_until(lambda: s3.list_objects_v2(Bucket=WRITES_BUCKET, Prefix=key), lambda v: v.get("KeyCount"))
+    assert listed["Contents"][0]["Key"] == key
+    answer = lam.invoke(FunctionName=name, Payload=json.dumps({"set": True}))
+    assert answer["FunctionError"] == "Unhandled"
+    assert json.loads(answer["Payload"].read()) == {
+        "errorMessage": "Unable to marshal response: Object of type set is not JSON serializable",
+        "errorType": "Runtime.MarshalError",
+        "stackTrace": [],
+    }
