@@ -106,7 +106,7 @@ def test_a_missing_function_fails_naming_the_call_and_the_function(connection, c
 
 
 def test_a_kill_abandons_the_wait_while_the_function_runs_to_its_end(connection, context, capsys, wait_until):
-    task = invoke(sleep=0.8, service="slow")
+    task = invoke(sleep=0.3, service="slow")
     outputs = {}
     worker = threading.Thread(target=lambda: outputs.update(task.execute(context)))
     worker.start()
