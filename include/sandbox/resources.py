@@ -35,6 +35,9 @@ ECR_REPOSITORY = "webapp"
 # Lambda
 LAMBDA_FUNCTION = "webapp-api"
 LAMBDA_ALIAS = "live"
+# A python function for invoke.lambda actions (include/sample_app/release_check/handler.py), us-east-1 only,
+# with version 1 and alias `live` (LAMBDA_ALIAS) -> 1.
+RELEASE_CHECK_FUNCTION = "release-check"
 
 # Notifications: the topic the pipeline publishes to, and a queue subscribed to it so
 # the demo and the tests can read back what was published.

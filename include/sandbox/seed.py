@@ -56,6 +56,7 @@ def seed(endpoint_url: str) -> dict:
     out["ecs_task_definition"] = _ecs(endpoint_url, network)
     for region in (r.REGION, r.SECOND_REGION):
         _lambda(endpoint_url, region)
+    _release_check(endpoint_url)
     _codedeploy(endpoint_url, network)
     out["source_events_queue_url"] = seed_events(endpoint_url)
     # Last on purpose: the sandbox's health reports "seeded" once this subscription exists.
@@ -261,10 +262,10 @@ def _ecs(url: str, network: dict) -> str:
     return task_definition
 
 
-def _lambda_zip(marker: str) -> bytes:
+def _lambda_zip(marker: str, folder: str = "lambda") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted((SAMPLE_APP / "lambda").glob("*.py")):
+        for path in sorted((SAMPLE_APP / folder).glob("*.py")):
             archive.writestr(path.name, path.read_text())
         archive.writestr("RELEASE", marker)  # makes each published version's code differ
     return buffer.getvalue()
@@ -292,6 +293,26 @@ def _lambda(url: str, region: str) -> None:
         lambda: lam.get_alias(FunctionName=r.LAMBDA_FUNCTION, Name=r.LAMBDA_ALIAS), ("ResourceNotFoundException",)
     ):
         lam.create_alias(FunctionName=r.LAMBDA_FUNCTION, Name=r.LAMBDA_ALIAS, FunctionVersion="1")
+
+
+def _release_check(url: str) -> None:
+    lam = client("lambda", url)
+    if not _exists(lambda: lam.get_function(FunctionName=r.RELEASE_CHECK_FUNCTION), ("ResourceNotFoundException",)):
+        lam.create_function(
+            FunctionName=r.RELEASE_CHECK_FUNCTION,
+            Runtime="python3.12",
+            Role=r.SERVICE_ROLE_ARN,
+            Handler="handler.handler",
+            Code={"ZipFile": _lambda_zip("1", "release_check")},
+            Description="checks a release for invoke.lambda actions",
+            Timeout=5,
+        )
+    if not _exists(
+        lambda: lam.get_alias(FunctionName=r.RELEASE_CHECK_FUNCTION, Name=r.LAMBDA_ALIAS),
+        ("ResourceNotFoundException",),
+    ):
+        version = lam.publish_version(FunctionName=r.RELEASE_CHECK_FUNCTION, Description="release 1")["Version"]
+        lam.create_alias(FunctionName=r.RELEASE_CHECK_FUNCTION, Name=r.LAMBDA_ALIAS, FunctionVersion=version)
 
 
 def _codedeploy(url: str, network: dict) -> None:

@@ -4,7 +4,8 @@
 
 A WSGI middleware sits in front of moto's app. Calls whose X-Amz-Target is a
 build or deployment lifecycle operation are answered by include.sandbox.codebuild
-and include.sandbox.codedeploy; everything else reaches moto unchanged. Control
+and include.sandbox.codedeploy, Lambda Invoke of python functions by
+include.sandbox.lambda_invoke; everything else reaches moto unchanged. Control
 endpoints live under /_sandbox/ (health, faults, reset).
 """
 
@@ -25,7 +26,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from moto.server import DomainDispatcherApplication
 from werkzeug.serving import make_server
 
-from include.sandbox import codebuild, codedeploy
+from include.sandbox import codebuild, codedeploy, lambda_invoke
 from include.sandbox import events as sandbox_events
 from include.sandbox.common import ApiError, backend, now, region_of
 from include.sandbox.faults import FaultError, Faults
@@ -65,6 +66,8 @@ class SandboxApp:
     def __call__(self, environ, start_response):
         if (handled := sandbox_events.intercept(self, environ, start_response)) is not None:
             return handled  # ECR PutImage and the CodeCommit push endpoint emit source change events
+        if (handled := lambda_invoke.intercept(self, environ, start_response)) is not None:
+            return handled  # moto would run the function in Docker
         if environ.get("PATH_INFO", "").startswith("/_sandbox/"):
             return self._control(environ, start_response)
         prefix, _, operation = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")

@@ -1,4 +1,4 @@
-"""Console links shown on CodeBuild and CodeDeploy tasks (the provider's BaseAwsLink pattern)."""
+"""Console links shown on the AWS actions' tasks (the provider's BaseAwsLink pattern)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,31 @@ class CodeDeployDeploymentLink(BaseAwsLink):
         if not deployment_id:
             return ""
         return super().format_link(deployment_id=quote(deployment_id, safe=""), **kwargs)
+
+
+class S3DeployLink(BaseAwsLink):
+    """The folder a deploy.s3 action put its objects in, in the S3 console."""
+
+    name = "S3 objects"
+    key = "_s3_deploy_objects"
+    format_str = BASE_AWS_CONSOLE_LINK + "/s3/buckets/{bucket}?region={region_name}&prefix={prefix}"
+
+    def format_link(self, *, bucket: str | None = None, prefix: str = "", **kwargs) -> str:
+        if not bucket:
+            return ""
+        return super().format_link(bucket=quote(bucket, safe=""), prefix=quote(prefix, safe=""), **kwargs)
+
+
+class LambdaFunctionLink(BaseAwsLink):
+    """The invoked function's page in the Lambda console."""
+
+    name = "Lambda function"
+    key = "_lambda_function"
+    format_str = BASE_AWS_CONSOLE_LINK + "/lambda/home?region={region_name}#/functions/{function_name}"
+
+    def format_link(self, *, function_name: str | None = None, **kwargs) -> str:
+        if not function_name:
+            return ""
+        # A name, name:qualifier, account:function:name[:qualifier] or an ARN: the page is the function's.
+        name = function_name.split(":function:")[-1].split(":")[0]
+        return super().format_link(function_name=quote(name, safe=""), **kwargs)

@@ -39,6 +39,16 @@ def get_provider_info() -> dict:
                 "external-doc-url": "https://aws.amazon.com/codedeploy/",
                 "tags": ["aws"],
             },
+            {
+                "integration-name": "AWS Lambda",
+                "external-doc-url": "https://aws.amazon.com/lambda/",
+                "tags": ["aws"],
+            },
+            {
+                "integration-name": "Amazon S3",
+                "external-doc-url": "https://aws.amazon.com/s3/",
+                "tags": ["aws"],
+            },
         ],
         "operators": [
             {
@@ -52,6 +62,14 @@ def get_provider_info() -> dict:
             {
                 "integration-name": "AWS CodeDeploy",
                 "python-modules": [f"{_PACKAGE}.operators.codedeploy"],
+            },
+            {
+                "integration-name": "AWS Lambda",
+                "python-modules": [f"{_PACKAGE}.operators.lambda_invoke"],
+            },
+            {
+                "integration-name": "Amazon S3",
+                "python-modules": [f"{_PACKAGE}.operators.s3_deploy"],
             },
         ],
         "hooks": [
@@ -83,5 +101,7 @@ def get_provider_info() -> dict:
             f"{_PACKAGE}.links.CodeBuildBuildLink",
             f"{_PACKAGE}.links.CodeBuildLogsLink",
             f"{_PACKAGE}.links.CodeDeployDeploymentLink",
+            f"{_PACKAGE}.links.LambdaFunctionLink",
+            f"{_PACKAGE}.links.S3DeployLink",
         ],
     }

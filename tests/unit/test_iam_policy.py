@@ -196,3 +196,56 @@ def test_no_account_anywhere_is_an_error(capsys, tmp_path):
     path.write_text(spec)
     assert main(["iam-policy", str(path)]) == 2
     assert "give --account-id" in capsys.readouterr().err
+
+
+SITE = """
+pipeline:
+  name: site
+  region: us-east-1
+  stages:
+    - name: Build
+      actions:
+        - name: Compile
+          type: build.codebuild
+          namespace: Build
+          configuration: {project_name: site-build}
+    - name: Deploy
+      actions:
+        - name: Website
+          type: deploy.s3
+          configuration:
+            bucket_name: site-www
+            source: "s3://release-artifacts/#{Build.ARTIFACT_KEY}"
+            object_key: releases/v1/
+            canned_acl: public-read
+            kms_encryption_key_arn: arn:aws:kms:us-east-1:123456789012:key/k1
+        - name: Archive
+          type: deploy.s3
+          configuration: {bucket_name: site-archive, source: "s3://release-artifacts/site.zip", extract: false,
+                          object_key: site.zip}
+        - name: Smoke
+          type: invoke.lambda
+          run_order: 2
+          configuration: {function_name: "site-smoke:live"}
+"""
+
+
+def test_s3_deploys_and_lambda_invokes_are_scoped_to_what_the_spec_names():
+    statements = {s["Sid"]: s for s in policy(load_spec_text(SITE))["Statement"]}
+    assert statements["S3DeployReadsTheArtifact"]["Resource"] == ["arn:aws:s3:::release-artifacts/site.zip"]
+    assert statements["S3DeployReadsTheArtifactNamedByAReference"]["Resource"] == ["arn:aws:s3:::release-artifacts/*"]
+    assert statements["S3DeployReadsTheArtifact"]["Action"] == ["s3:GetObject"]
+    puts = {json.dumps(s["Action"]): s["Resource"] for sid, s in statements.items() if sid.startswith("S3DeployPuts")}
+    assert puts == {
+        # extracted: every object under the prefix; a canned ACL needs PutObjectAcl too
+        '["s3:PutObject", "s3:PutObjectAcl"]': ["arn:aws:s3:::site-www/releases/v1/*"],
+        '["s3:PutObject"]': ["arn:aws:s3:::site-archive/site.zip"],  # copied: the one key
+    }
+    assert statements["KmsEncryptTheDeployedObjects"]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert statements["KmsEncryptTheDeployedObjects"]["Resource"] == ["arn:aws:kms:us-east-1:123456789012:key/k1"]
+    assert statements["LambdaInvokeTheNamedFunction"] == {
+        "Sid": "LambdaInvokeTheNamedFunction",
+        "Effect": "Allow",
+        "Action": ["lambda:InvokeFunction"],
+        "Resource": [arn("lambda", "function:site-smoke:live")],
+    }

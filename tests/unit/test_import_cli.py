@@ -76,3 +76,12 @@ def test_help_lists_every_command_and_each_command_runs():
     assert markdown_table() in run("settings").stdout
     dry_run = run("events-setup", "--dry-run", ROOT / "include" / "pipelines")
     assert dry_run.returncode == 0 and "nothing to set up" in dry_run.stdout
+
+
+def test_s3_deploy_and_lambda_invoke_import_exits_0_and_validates(tmp_path):
+    out = tmp_path / "static-site.yaml"
+    result = run("import-codepipeline", FIXTURES / "codepipeline" / "static-site-lambda.json", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "type: deploy.s3" in out.read_text() and "type: invoke.lambda" in out.read_text()
+    check = run("validate", out)
+    assert check.returncode == 0 and "ok:" in check.stdout

@@ -201,3 +201,27 @@ def test_a_stage_rule_of_the_wrong_shape_is_refused_naming_where():
     definition["stages"][1]["onFailure"] = "ROLLBACK"
     with pytest.raises(ImportInputError, match=r"stages\[1\]\.onFailure"):
         import_codepipeline(definition)
+
+
+def test_s3_deploy_and_lambda_invoke():
+    result, p = imported("static-site-lambda.json")
+    assert result.complete and result.errors == []
+    website, archive, smoke = p.stages[2].actions
+    assert website.type == "deploy.s3" and website.configuration == {
+        "bucket_name": "static-site-www",
+        "source": f"s3://codepipeline-us-east-1-static-site/{PLACEHOLDER}/SiteArtifact.zip",
+        "extract": True,
+        "object_key": "releases/#{BuildVariables.RELEASE}",
+        "kms_encryption_key_arn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "canned_acl": "bucket-owner-full-control",
+        "cache_control": "max-age=300",
+    }
+    assert archive.configuration["extract"] is False and archive.configuration["object_key"] == "site.zip"
+    assert any("set source to the s3:// URI" in n and "'SiteArtifact'" in n for n in result.notes)
+    assert smoke.type == "invoke.lambda" and smoke.namespace == "Smoke" and smoke.run_order == 2
+    assert smoke.configuration == {
+        "function_name": "site-smoke-test:live",
+        "user_parameters": '{"url": "https://www.example.com"}',
+    }
+    assert any("instead of calling PutJobSuccessResult" in n for n in result.notes)
+    assert not any("has no equivalent" in n for n in result.notes)  # every key was mapped

@@ -213,3 +213,18 @@ def test_every_action_type_that_calls_aws_declares_its_checks_and_permissions():
             assert action_type.resources and action_type.permissions, action_type.name
     kinds = {check.kind for check in plan(load_spec(EXAMPLE))}
     assert kinds <= set(CHECKERS)
+
+
+def test_s3_deploys_and_lambda_invokes_check_their_buckets_and_function():
+    from tests.unit.test_iam_policy import SITE
+
+    checks = plan(load_spec_text(SITE))
+    named = [(c.action, c.kind, c.name) for c in checks if c.stage == "Deploy"]
+    assert named == [
+        ("Website", "s3_bucket", "site-www"),
+        ("Website", "s3_bucket", "release-artifacts"),  # the artifact's bucket, its key being a reference
+        ("Archive", "s3_bucket", "site-archive"),
+        ("Archive", "s3_bucket", "release-artifacts"),
+        ("Smoke", "lambda_function", "site-smoke:live"),
+    ]
+    assert all(c.region == "us-east-1" for c in checks if c.stage == "Deploy")

@@ -193,6 +193,18 @@ ACTIONS = [
             "current_version": f"1{JINJA}",
         },
     ),
+    (
+        "deploy.s3",
+        {
+            "bucket_name": f"b{JINJA}",
+            "source": f"s3://a/k{JINJA}.zip",
+            "object_key": f"o{JINJA}",
+            "kms_encryption_key_arn": f"arn{JINJA}",
+            "cache_control": f"c{JINJA}",
+        },
+    ),
+    # A function name cannot hold Jinja at all: the validator refuses any character Lambda does not allow.
+    ("invoke.lambda", {"function_name": "f:live", "user_parameters": {"k": f"v{JINJA}", "n": [f"x{JINJA}"]}}),
 ]
 
 

@@ -100,8 +100,9 @@ class ActionType:
     keys: tuple[ConfigKey, ...]
     outputs: tuple[str, ...]
     # True when the action can export variables beyond `outputs` (CodeBuild's exported-variables), so a
-    # reference to any other name is allowed.
+    # reference to any other name is allowed; `open_outputs_from` says where they come from (for the docs).
     open_outputs: bool = False
+    open_outputs_from: str = "the build exports"
     check: Check | None = None
     # How it runs. `operator` is "module:Class"; `operator_by` picks another one by a configuration value,
     # (key, {value: "module:Class"}), e.g. approval.manual's `mode: form`.
@@ -144,6 +145,12 @@ class ActionType:
     @property
     def optional_keys(self) -> list[str]:
         return [k.name for k in self.keys if not k.required]
+
+    @property
+    def outputs_text(self) -> str:
+        """The outputs as the docs and the schema list them."""
+        outputs = ", ".join(f"`{o}`" for o in self.outputs)
+        return outputs + (f", and any variable {self.open_outputs_from}" if self.open_outputs else "")
 
     def with_defaults(self, configuration: dict[str, Any]) -> dict[str, Any]:
         """The configuration with each missing optional key set to its documented default (if it has one)."""
@@ -334,6 +341,44 @@ def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
     return problems
 
 
+# A function name, a partial ARN (account:function:name) or a full ARN, each with an optional :alias or :version.
+_FUNCTION_RE = re.compile(
+    r"^(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:|\d{12}:function:)?[a-zA-Z0-9_-]{1,140}"
+    r"(:(\$LATEST|[a-zA-Z0-9_-]+))?$"
+)
+
+
+def _check_lambda_invoke(config: dict) -> list[tuple[str, str]]:
+    name = config.get("function_name")
+    if isinstance(name, str) and not has_reference(name) and not _FUNCTION_RE.match(name):
+        return [
+            (
+                "function_name",
+                f"expected a function name, 'name:alias', 'name:version' or a function ARN, got {name!r}",
+            )
+        ]
+    return []
+
+
+def s3_uri_problem(uri: object) -> str | None:
+    """Why `uri` is not an `s3://bucket/key` URI (None when it is, or when it holds a reference)."""
+    if not isinstance(uri, str) or has_reference(uri):
+        return None
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        return f"expected an S3 object URI such as s3://bucket/artifact.zip, got {uri!r}"
+    return None
+
+
+def _check_s3_deploy(config: dict) -> list[tuple[str, str]]:
+    problems = []
+    if problem := s3_uri_problem(config.get("source")):
+        problems.append(("source", problem))
+    if config.get("extract") is False and not config.get("object_key"):
+        problems.append(("object_key", "required when extract is false: the key the artifact is copied to"))
+    return problems
+
+
 # --- resources and permissions (preflight and IAM) ----------------------------------------------------------
 
 _REGIONAL = "arn:aws:{service}:{{region}}:{{account}}:"
@@ -478,6 +523,76 @@ def _codedeploy_permissions(config: dict) -> list[Permission]:
             )
         )
     return out
+
+
+def function_arn(function: object) -> str:
+    """The ARN of a function named by name, partial ARN or ARN (a qualifier stays on it)."""
+    function = str(function)
+    if function.startswith("arn:"):
+        return function
+    if ":function:" in function:  # account:function:name
+        return "arn:aws:lambda:{region}:" + function
+    return _arn("lambda", f"function:{function}")
+
+
+def _lambda_invoke_permissions(config: dict) -> list[Permission]:
+    return [
+        Permission(
+            "lambda",
+            ("lambda:InvokeFunction",),
+            function_arn(config.get("function_name")),
+            "LambdaInvokeTheNamedFunction",
+        )
+    ]
+
+
+def _s3_deploy_source(config: dict) -> tuple[str, str]:
+    bucket, _, key = str(config.get("source")).removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _s3_deploy_resources(config: dict) -> list[Resource]:
+    out = [Resource("s3_bucket", config.get("bucket_name"))]
+    if not s3_uri_problem(config.get("source")):
+        source_bucket = _s3_deploy_source(config)[0]
+        if source_bucket != config.get("bucket_name"):
+            out.append(Resource("s3_bucket", source_bucket))
+    return out
+
+
+def _s3_deploy_permissions(config: dict) -> list[Permission]:
+    bucket, key = _s3_deploy_source(config)
+    target = config.get("object_key") or ""
+    if config.get("extract", True) is not False:  # a prefix: every object under it
+        target = f"{target.strip('/')}/*" if target.strip("/") else "*"
+    put = ("s3:PutObject", "s3:PutObjectAcl") if config.get("canned_acl") else ("s3:PutObject",)
+    out = [
+        Permission("s3", ("s3:GetObject",), f"arn:aws:s3:::{bucket}/{key}", "S3DeployReadsTheArtifact"),
+        Permission("s3", put, f"arn:aws:s3:::{config.get('bucket_name')}/{target}", "S3DeployPutsTheObjects"),
+    ]
+    if config.get("kms_encryption_key_arn"):
+        out.append(
+            Permission(
+                "kms",
+                # Decrypt too: a large object is uploaded in parts, and completing it reads the data key back.
+                ("kms:Decrypt", "kms:GenerateDataKey"),
+                config["kms_encryption_key_arn"],
+                "KmsEncryptTheDeployedObjects",
+            )
+        )
+    return out
+
+
+# CodePipeline's S3 deploy action accepts these canned ACLs.
+CANNED_ACLS = (
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+)
 
 
 def topic_permission(topic_arn: str) -> Permission:
@@ -747,6 +862,58 @@ ACTION_TYPES: dict[str, ActionType] = {
             resources=_codedeploy_resources,
             permissions=_codedeploy_permissions,
         ),
+        ActionType(
+            "deploy.s3",
+            "Deploy",
+            "Puts an artifact (a zip in S3) into a bucket: extracted under a prefix, or copied as it is.",
+            keys=(
+                ConfigKey("bucket_name", "bucket to deploy to", required=True),
+                ConfigKey(
+                    "source",
+                    "the artifact to deploy, s3://bucket/key.zip (e.g. a key a build exported: "
+                    "s3://bucket/#{Build.ARTIFACT_KEY})",
+                    required=True,
+                ),
+                ConfigKey(
+                    "extract",
+                    "unzip the artifact and put each file under object_key; false: copy the zip to object_key",
+                    kind="bool",
+                    default=True,
+                ),
+                ConfigKey("object_key", "prefix of the extracted files, or the key of the copied zip"),
+                ConfigKey("kms_encryption_key_arn", "KMS key to encrypt the objects with (SSE-KMS)"),
+                ConfigKey("canned_acl", "canned ACL of the objects", choices=CANNED_ACLS),
+                ConfigKey("cache_control", "Cache-Control header of the objects, e.g. 'max-age=3600'"),
+            ),
+            outputs=("BucketName", "ObjectKey", "ObjectCount", "ConsoleUrl"),
+            check=_check_s3_deploy,
+            operator=f"{_OPERATORS}.s3_deploy:S3DeployOperator",
+            imported_from={"Deploy/AWS/S3": "s3_deploy"},
+            resources=_s3_deploy_resources,
+            permissions=_s3_deploy_permissions,
+        ),
+        ActionType(
+            "invoke.lambda",
+            "Invoke",
+            "Invokes a Lambda function synchronously with a CodePipeline-shaped job event; the function returns "
+            "its result (and output variables).",
+            keys=(
+                ConfigKey("function_name", "function name, ARN, or 'name:alias' / 'name:version'", required=True),
+                ConfigKey(
+                    "user_parameters",
+                    "text handed to the function as the job's UserParameters (a mapping is sent as JSON text)",
+                    kind="str|mapping",
+                ),
+            ),
+            outputs=("FunctionName", "ExecutedVersion", "StatusCode"),
+            open_outputs=True,
+            open_outputs_from="the function returns in outputVariables",
+            check=_check_lambda_invoke,
+            operator=f"{_OPERATORS}.lambda_invoke:LambdaInvokeOperator",
+            imported_from={"Invoke/AWS/Lambda": "lambda_invoke"},
+            resources=lambda config: [Resource("lambda_function", config.get("function_name"))],
+            permissions=_lambda_invoke_permissions,
+        ),
     )
 }
 
@@ -773,8 +940,5 @@ def reference_markdown() -> str:
                 value += f" ({k.range[0]}-{k.range[1]})"
             default = "" if k.default is None else f"`{str(k.default).lower() if k.default is True else k.default}`"
             out.append(f"| `{k.name}` | {'yes' if k.required else ''} | {value} | {default} | {k.description} |")
-        outputs = ", ".join(f"`{o}`" for o in t.outputs)
-        if t.open_outputs:
-            outputs += ", and any variable the build exports"
-        out += ["", f"Outputs: {outputs}.", ""]
+        out += ["", f"Outputs: {t.outputs_text}.", ""]
     return "\n".join(out)

@@ -337,11 +337,8 @@ _UNSUPPORTED = {
     "CloudFormation": "there is no CloudFormation action type yet",
     "CloudFormationStackSet": "there is no CloudFormation action type yet",
     "ElasticBeanstalk": "there is no Elastic Beanstalk action type",
-    "Lambda": "there is no Lambda invoke action type (deploy.codedeploy platform lambda shifts an alias, it "
-    "does not invoke a function)",
     "StepFunctions": "there is no Step Functions action type",
     "ECS": "standard ECS deployments are not supported; only CodeDeploy blue/green (CodeDeployToECS) is",
-    "S3": "there is no S3 deploy action type",
     "ServiceCatalog": "there is no Service Catalog action type",
     "AppConfig": "there is no AppConfig action type",
     "DeviceFarm": "there is no Device Farm action type",
@@ -688,6 +685,43 @@ class _Importer:
             notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")
             for k in extra:
                 cfg.pop(k)
+        return out
+
+    def s3_deploy(self, cfg: dict, action: dict, notes: list) -> dict:
+        # CodePipeline deploys the input artifact, whose S3 key changes every run; a spec names the zip.
+        artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
+        out: dict[str, Any] = {
+            "bucket_name": cfg.pop("BucketName", PLACEHOLDER),
+            "source": f"s3://{self.bucket or PLACEHOLDER}/{PLACEHOLDER}/{artifact}.zip",
+            "extract": _bool(cfg.pop("Extract", True)),
+        }
+        for cp_key, key in (
+            ("ObjectKey", "object_key"),
+            ("KMSEncryptionKeyARN", "kms_encryption_key_arn"),
+            ("CannedACL", "canned_acl"),
+            ("CacheControl", "cache_control"),
+        ):
+            if cp_key in cfg:
+                out[key] = cfg.pop(cp_key)
+        notes.append(
+            f"CodePipeline deployed artifact '{artifact}': set source to the s3:// URI of that zip (e.g. a key "
+            "your build exports, s3://bucket/#{Build.ARTIFACT_KEY}); its key is a placeholder"
+        )
+        return out
+
+    def lambda_invoke(self, cfg: dict, action: dict, notes: list) -> dict:
+        out = {"function_name": cfg.pop("FunctionName", PLACEHOLDER)}
+        if "UserParameters" in cfg:
+            out["user_parameters"] = cfg.pop("UserParameters")
+        if action.get("input_artifacts") or action.get("output_artifacts"):
+            notes.append(
+                "the function gets no input or output artifacts (the job's inputArtifacts and outputArtifacts "
+                "are empty): pass locations in user_parameters, and return results as outputVariables"
+            )
+        notes.append(
+            "the function must return its result instead of calling PutJobSuccessResult / PutJobFailureResult "
+            '(return {"status": "failed", "message": ...} or raise to fail), see docs/operators.md'
+        )
         return out
 
     def image(self, artifact: str | None, notes: list) -> str:

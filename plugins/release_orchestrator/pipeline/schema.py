@@ -376,9 +376,7 @@ def _platform_rules(action_type: ActionType) -> list[dict]:
 
 def configuration_schema(action_type: ActionType) -> dict:
     """The `configuration` mapping of one action type."""
-    outputs = ", ".join(action_type.outputs) + (
-        ", and any variable the build exports" if action_type.open_outputs else ""
-    )
+    outputs = action_type.outputs_text.replace("`", "")
     required = action_type.required_keys
     out: dict[str, Any] = {
         "type": "object" if required else ["object", "null"],
