@@ -82,6 +82,13 @@ def test_sign_in_find_releases_in_airflows_navigation_and_see_a_run_stage_by_sta
     assert "test browser" in run.locator("[data-revision]").inner_text()
     screenshot(page, "pipelines")
 
+    # The page follows the colour mode Airflow's UI keeps in localStorage.
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    page.evaluate("localStorage.setItem('theme', 'dark')")
+    page.reload()
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.evaluate("localStorage.removeItem('theme')")
+
     page.goto("/")  # Airflow's own UI lists the page in its navigation
     page.get_by_role("link", name="Releases").first.wait_for()
 
