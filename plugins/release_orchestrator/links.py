@@ -1,4 +1,7 @@
-"""Console links shown on CodeBuild and CodeDeploy tasks (the provider's BaseAwsLink pattern)."""
+"""Console links shown on CodeBuild, CodeDeploy and Elastic Beanstalk tasks (the provider's BaseAwsLink pattern).
+
+Step Functions tasks use the provider's own StateMachineExecutionsDetailsLink.
+"""
 
 from __future__ import annotations
 
@@ -49,3 +52,19 @@ class CodeDeployDeploymentLink(BaseAwsLink):
         if not deployment_id:
             return ""
         return super().format_link(deployment_id=quote(deployment_id, safe=""), **kwargs)
+
+
+class ElasticBeanstalkEnvironmentLink(BaseAwsLink):
+    """The environment's page in the Elastic Beanstalk console."""
+
+    name = "Elastic Beanstalk environment"
+    key = "_elasticbeanstalk_environment"
+    format_str = (
+        BASE_AWS_CONSOLE_LINK
+        + "/elasticbeanstalk/home?region={region_name}#/environment/dashboard?environmentId={environment_id}"
+    )
+
+    def format_link(self, *, environment_id: str | None = None, **kwargs) -> str:
+        if not environment_id:
+            return ""
+        return super().format_link(environment_id=quote(environment_id, safe=""), **kwargs)

@@ -289,10 +289,8 @@ _UNSUPPORTED = {
     "project, or add an action type)",
     "CloudFormation": "there is no CloudFormation action type yet",
     "CloudFormationStackSet": "there is no CloudFormation action type yet",
-    "ElasticBeanstalk": "there is no Elastic Beanstalk action type",
     "Lambda": "there is no Lambda invoke action type (deploy.codedeploy platform lambda shifts an alias, it "
     "does not invoke a function)",
-    "StepFunctions": "there is no Step Functions action type",
     "ECS": "standard ECS deployments are not supported; only CodeDeploy blue/green (CodeDeployToECS) is",
     "S3": "there is no S3 deploy action type",
     "ServiceCatalog": "there is no Service Catalog action type",
@@ -614,6 +612,51 @@ class _Importer:
             notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")
             for k in extra:
                 cfg.pop(k)
+        return out
+
+    def stepfunctions(self, cfg: dict, action: dict, notes: list) -> dict:
+        out: dict[str, Any] = {"state_machine_arn": cfg.pop("StateMachineArn", PLACEHOLDER)}
+        if cfg.get("ExecutionNamePrefix"):
+            out["execution_name_prefix"] = cfg.pop("ExecutionNamePrefix")
+        cfg.pop("ExecutionNamePrefix", None)
+        input_type = cfg.pop("InputType", "Literal")
+        value = cfg.pop("Input", None)
+        if input_type == "FilePath" and value:
+            artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
+            out["input"] = value
+            notes.append(
+                f"input: copy {value} from artifact '{artifact}' next to this spec (the path is relative to the "
+                "spec's directory)"
+            )
+        elif value:
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+                notes.append(f"Input is not JSON and was left out (the execution gets {{}}): {value!r}")
+            if isinstance(parsed, (dict, list)):
+                out["input"] = parsed
+            elif parsed is not None:
+                notes.append(f"Input {value!r} is not a JSON object or array, which input takes; it was left out")
+        if action.get("output_artifacts"):
+            notes.append(
+                "the execution's output is not written to an output artifact: its top-level keys are the "
+                "action's output variables (#{Namespace.Key})"
+            )
+        return out
+
+    def elasticbeanstalk(self, cfg: dict, action: dict, notes: list) -> dict:
+        # CodePipeline deploys the input artifact, whose S3 key changes every run; a spec names the bundle.
+        artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
+        out = {
+            "application_name": cfg.pop("ApplicationName", PLACEHOLDER),
+            "environment_name": cfg.pop("EnvironmentName", PLACEHOLDER),
+            "source": f"s3://{self.bucket or PLACEHOLDER}/{PLACEHOLDER}/{artifact}.zip",
+        }
+        notes.append(
+            f"CodePipeline deployed artifact '{artifact}': set source to the s3://bucket/key where your build "
+            "uploads that bundle (its key is a placeholder)"
+        )
         return out
 
     def image(self, artifact: str | None, notes: list) -> str:
