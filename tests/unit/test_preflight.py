@@ -213,3 +213,24 @@ def test_every_action_type_that_calls_aws_declares_its_checks_and_permissions():
             assert action_type.resources and action_type.permissions, action_type.name
     kinds = {check.kind for check in plan(load_spec(EXAMPLE))}
     assert kinds <= set(CHECKERS)
+
+
+def test_plan_of_step_functions_and_elastic_beanstalk():
+    checks = plan(load_spec(Path(__file__).parent / "fixtures" / "specs" / "beanstalk-and-stepfunctions.yaml"))
+    assert [(c.action, c.kind, c.name, c.details, c.region) for c in checks[1:]] == [
+        (
+            "Beanstalk",
+            "elasticbeanstalk_environment",
+            "webapp-eb",
+            {"environment": "webapp-eb-production"},
+            "us-east-1",
+        ),
+        ("Beanstalk", "s3_bucket", "release-artifacts", {}, "us-east-1"),
+        (
+            "Smoke",
+            "stepfunctions_state_machine",
+            "arn:aws:states:us-east-1:123456789012:stateMachine:release-smoke-tests",
+            {},
+            "us-east-1",
+        ),
+    ]

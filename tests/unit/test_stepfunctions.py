@@ -19,7 +19,7 @@ from release_orchestrator.pipeline.files import SpecFileError
 from release_orchestrator.pipeline.loader import parse_spec_text
 from release_orchestrator.triggers import poller as poller_module
 from release_orchestrator.triggers.stepfunctions import STOP_ERROR, StepFunctionsExecutionTrigger
-from tests.unit.fakes import FakeStateStore, FakeTaskInstance, task_context
+from tests.unit.fakes import FakeStateStore, FakeTaskInstance
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -39,20 +39,6 @@ def machine():
         definition=json.dumps(DEFINITION),
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/states",
     )["stateMachineArn"]
-
-
-class FakeTI(FakeTaskInstance):
-    task_id = "Test.Smoke"
-
-
-@pytest.fixture
-def store():
-    return FakeStateStore()
-
-
-@pytest.fixture
-def context(store):
-    return task_context(FakeTI(), store)
 
 
 def operator(machine, **kwargs):
@@ -221,7 +207,7 @@ def test_trigger_fails_the_task_with_error_and_cause(machine, context, task_xcom
 
 def test_trigger_on_kill_stops_when_marked_failed():
     trigger = StepFunctionsExecutionTrigger(execution_arn="arn:x")
-    trigger._task_instance = FakeTI()
+    trigger._task_instance = FakeTaskInstance()
     with (
         mock.patch.object(StepFunctionsExecutionTrigger, "_task_state", return_value="failed"),
         mock.patch.object(StepFunctionsHook, "stop") as stop,
