@@ -159,6 +159,18 @@ def test_a_retry_that_lost_its_record_reuses_the_version_and_waits_for_its_updat
     assert len(eb.named("CreateApplicationVersion")) == len(eb.named("UpdateEnvironment")) == 1
 
 
+def test_a_new_try_after_the_update_ended_deploys_anew(eb, context, store):
+    op = operator()
+    deferred_on(op, context)
+    eb.environment.update(Status="Ready", Health="Green")  # the trigger reported it; the task is cleared
+    deferred_on(operator(), context)
+    assert [c["VersionLabel"] for c in eb.named("UpdateEnvironment")] == [
+        op.version_label(context, 0),
+        op.version_label(context, 1),
+    ]
+    assert store.data["elasticbeanstalk_update"]["generation"] == 1
+
+
 def test_bad_source_or_missing_environment_creates_nothing(eb, context):
     with pytest.raises(ValueError, match="source must be an S3 object as s3://bucket/key, not 'webapp.zip'"):
         operator(source="webapp.zip").execute(context)

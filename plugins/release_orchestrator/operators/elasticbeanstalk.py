@@ -164,8 +164,9 @@ class ElasticBeanstalkOperator(StopsItsWork, AwsBaseOperator[ElasticBeanstalkHoo
         if environment is None:
             return None
         label = record.entry.get("label")
-        if environment["Status"] in ENVIRONMENT_SETTLED_STATES and environment.get("VersionLabel") != label:
-            self.log.info("Environment %s is no longer on its way to version %s: deploying anew", self._where, label)
+        if environment["Status"] in ENVIRONMENT_SETTLED_STATES:
+            # Reported by the trigger that ended the earlier try, or abandoned (aborted): a new try deploys anew.
+            self.log.info("The update of %s to version %s has ended: deploying anew", self._where, label)
             return None
         self.log.info("Reattaching to the update of %s to version %s, made by an earlier try", self._where, label)
         return environment
