@@ -152,6 +152,18 @@ def test_step_functions_and_elastic_beanstalk():
     assert not any("has no equivalent" in n for n in result.notes)  # every CodePipeline key was mapped
 
 
+@pytest.mark.parametrize("literal", ["not json", "42", '"text"', 7])
+def test_step_functions_input_that_is_not_a_json_object_or_array_is_left_out_with_a_note(literal):
+    definition = json.loads((FIXTURES / "stepfunctions-beanstalk.json").read_text())
+    smoke = definition["pipeline"]["stages"][2]["actions"][0]
+    smoke["configuration"]["Input"] = literal
+    result = import_codepipeline(definition, source="inline.json")
+    assert result.errors == []
+    smoke = result.spec["pipeline"]["stages"][2]["actions"][0]
+    assert "input" not in smoke["configuration"]
+    assert any("Input is not a JSON object or array" in n for n in result.notes)
+
+
 def test_unsupported_providers_are_listed_and_kept_as_comments():
     result, p = imported("unsupported.json")
     assert not result.complete and result.errors == []

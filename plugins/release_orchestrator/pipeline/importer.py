@@ -630,14 +630,16 @@ class _Importer:
             )
         elif value:
             try:
-                parsed = json.loads(value)
-            except ValueError:
+                parsed = json.loads(value) if isinstance(value, str) else None
+            except (ValueError, RecursionError):  # not JSON, or nested beyond the decoder's limit
                 parsed = None
-                notes.append(f"Input is not JSON and was left out (the execution gets {{}}): {value!r}")
-            if isinstance(parsed, (dict, list)):
+            if isinstance(parsed, (dict, list)) and not _depth_problem(parsed):
                 out["input"] = parsed
-            elif parsed is not None:
-                notes.append(f"Input {value!r} is not a JSON object or array, which input takes; it was left out")
+            else:
+                notes.append(
+                    f"Input is not a JSON object or array, which input takes, and was left out (the execution "
+                    f"gets {{}}): {value!r}"
+                )
         if action.get("output_artifacts"):
             notes.append(
                 "the execution's output is not written to an output artifact: its top-level keys are the "
