@@ -160,9 +160,6 @@ class ElasticBeanstalkEmulator:
             out["VersionLabel"] = environment.version_label
         return out
 
-    def environments(self) -> int:
-        return sum(1 for region in eb_backends[ACCOUNT_ID] for _ in self._environments(region))
-
     # ---- API -----------------------------------------------------------------------------------------
 
     def handle(self, operation: str, params: dict, region: str, at: float) -> bytes:
