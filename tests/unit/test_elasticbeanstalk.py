@@ -182,6 +182,19 @@ def test_bad_source_or_missing_environment_creates_nothing(eb, context):
     assert eb.named("UpdateEnvironment") == []
 
 
+def test_without_deferring_it_waits_in_the_worker_and_returns_the_outputs(eb, context):
+    op = operator(deferrable=False)
+
+    def waited(EnvironmentIds, WaiterConfig):  # noqa: N803 - the waiter's own argument names
+        eb.environment.update(Status="Ready", Health="Green")
+
+    with mock.patch.object(ElasticBeanstalkHook, "get_waiter") as get_waiter:
+        get_waiter.return_value.wait.side_effect = waited
+        outputs = op.execute(context)
+    get_waiter.assert_called_once_with("environment_settled")
+    assert outputs["VersionLabel"] == op.version_label(context, 0)
+
+
 def test_on_kill_aborts_the_update(eb, context):
     op = operator()
     deferred_on(op, context)

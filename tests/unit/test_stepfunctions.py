@@ -160,6 +160,19 @@ def test_a_lost_record_of_an_execution_that_finished_reports_it(machine, context
         operator(machine, input={"a": 2}).execute({**context, "task_state_store": FakeStateStore()})
 
 
+def test_without_deferring_it_waits_in_the_worker_and_returns_the_outputs(machine, context):
+    op = operator(machine, deferrable=False)
+
+    def waited(executionArn, WaiterConfig):  # noqa: N803 - the waiter's own argument names
+        finish(executionArn, "SUCCEEDED", output='{"ok": true}')
+
+    with mock.patch.object(StepFunctionsHook, "get_waiter") as get_waiter:
+        get_waiter.return_value.wait.side_effect = waited
+        outputs = op.execute(context)
+    get_waiter.assert_called_once_with("execution_finished")
+    assert (outputs["Status"], outputs["ok"]) == ("SUCCEEDED", "true")
+
+
 def test_on_kill_stops_the_execution(machine, context):
     op = operator(machine)
     trigger = deferred_on(op, context)
