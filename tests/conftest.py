@@ -28,3 +28,15 @@ def pytest_xdist_make_scheduler(config, log):
             return suite if suite in ("integration", "sandbox") else nodeid
 
     return SuiteScheduling(config, log)
+
+
+@pytest.fixture
+def task_xcoms(monkeypatch):
+    """What triggers write as XCom of their task instance (through the Task SDK in the triggerer):
+    {(item id, key): value}."""
+    written: dict = {}
+    monkeypatch.setattr(
+        "release_orchestrator.triggers.base.BatchPolledTrigger.write_xcom",
+        lambda self, key, value: written.__setitem__((self.item_id, key), value),
+    )
+    return written

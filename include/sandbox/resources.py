@@ -39,6 +39,20 @@ LAMBDA_ALIAS = "live"
 # with version 1 and alias `live` (LAMBDA_ALIAS) -> 1.
 RELEASE_CHECK_FUNCTION = "release-check"
 
+# Step Functions: a machine that succeeds (Pass states adding a result to the input) and one that fails
+SMOKE_STATE_MACHINE = "release-smoke-tests"
+SMOKE_STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{SMOKE_STATE_MACHINE}"
+FAILING_STATE_MACHINE = "release-failing-check"
+FAILING_STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{FAILING_STATE_MACHINE}"
+FAILING_STATE_MACHINE_ERROR = "SmokeTestFailed"
+FAILING_STATE_MACHINE_CAUSE = "2 of 3 smoke checks failed"
+
+# Elastic Beanstalk: an application with one environment running its first version
+EB_APPLICATION = "webapp-eb"
+EB_ENVIRONMENT = "webapp-eb-production"
+EB_INITIAL_VERSION = "initial"
+EB_BUNDLE_KEY = "webapp-eb/initial.zip"  # in ARTIFACT_BUCKET
+
 # Notifications: the topic the pipeline publishes to, and a queue subscribed to it so
 # the demo and the tests can read back what was published.
 SNS_TOPIC = "release-notifications"

@@ -29,7 +29,7 @@ LOAD_BALANCER = "webapp-alb"
 LAUNCH_TEMPLATE = "webapp-lt"
 PROD_LISTENER_PORT = 80
 TEST_LISTENER_PORT = 8443
-TRUSTED_SERVICES = ["codebuild", "codedeploy", "lambda", "ecs-tasks", "ec2"]
+TRUSTED_SERVICES = ["codebuild", "codedeploy", "lambda", "ecs-tasks", "ec2", "states"]
 
 
 def _exists(call, missing: tuple[str, ...]) -> bool:
@@ -58,6 +58,8 @@ def seed(endpoint_url: str) -> dict:
         _lambda(endpoint_url, region)
     _release_check(endpoint_url)
     _codedeploy(endpoint_url, network)
+    _stepfunctions(endpoint_url)
+    _elasticbeanstalk(endpoint_url)
     out["source_events_queue_url"] = seed_events(endpoint_url)
     # Last on purpose: the sandbox's health reports "seeded" once this subscription exists.
     out["inbox_queue_url"] = _notifications(endpoint_url)
@@ -378,6 +380,70 @@ def _codedeploy(url: str, network: dict) -> None:
             cd.create_deployment_group(
                 applicationName=application, deploymentGroupName=group, serviceRoleArn=r.SERVICE_ROLE_ARN, **settings
             )
+
+
+SMOKE_DEFINITION = {
+    "Comment": "Adds the smoke tests' report to the input",
+    "StartAt": "RunSmokeTests",
+    "States": {
+        "RunSmokeTests": {
+            "Type": "Pass",
+            "Result": {"passed": 3, "failed": 0},
+            "ResultPath": "$.report",
+            "Next": "Done",
+        },
+        "Done": {"Type": "Succeed"},
+    },
+}
+FAILING_DEFINITION = {
+    "StartAt": "RunSmokeTests",
+    "States": {
+        "RunSmokeTests": {"Type": "Pass", "Next": "Fail"},
+        "Fail": {"Type": "Fail", "Error": r.FAILING_STATE_MACHINE_ERROR, "Cause": r.FAILING_STATE_MACHINE_CAUSE},
+    },
+}
+
+
+def _stepfunctions(url: str) -> None:
+    sfn = client("stepfunctions", url)
+    existing = {m["name"] for m in sfn.list_state_machines()["stateMachines"]}
+    for name, definition in (
+        (r.SMOKE_STATE_MACHINE, SMOKE_DEFINITION),
+        (r.FAILING_STATE_MACHINE, FAILING_DEFINITION),
+    ):
+        if name not in existing:
+            sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=r.SERVICE_ROLE_ARN)
+
+
+def _elasticbeanstalk(url: str) -> None:
+    eb = client("elasticbeanstalk", url)
+    if not eb.describe_applications(ApplicationNames=[r.EB_APPLICATION])["Applications"]:
+        eb.create_application(ApplicationName=r.EB_APPLICATION)
+    if not eb.describe_application_versions(ApplicationName=r.EB_APPLICATION, VersionLabels=[r.EB_INITIAL_VERSION])[
+        "ApplicationVersions"
+    ]:
+        client("s3", url).put_object(Bucket=r.ARTIFACT_BUCKET, Key=r.EB_BUNDLE_KEY, Body=_eb_bundle())
+        eb.create_application_version(
+            ApplicationName=r.EB_APPLICATION,
+            VersionLabel=r.EB_INITIAL_VERSION,
+            SourceBundle={"S3Bucket": r.ARTIFACT_BUCKET, "S3Key": r.EB_BUNDLE_KEY},
+        )
+    if not eb.describe_environments(ApplicationName=r.EB_APPLICATION, EnvironmentNames=[r.EB_ENVIRONMENT])[
+        "Environments"
+    ]:
+        eb.create_environment(
+            ApplicationName=r.EB_APPLICATION,
+            EnvironmentName=r.EB_ENVIRONMENT,
+            VersionLabel=r.EB_INITIAL_VERSION,
+            SolutionStackName="64bit Amazon Linux 2023 v4.3.0 running Python 3.11",
+        )
+
+
+def _eb_bundle() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("application.py", "def application(environ, start_response):\n    return [b'ok']\n")
+    return buffer.getvalue()
 
 
 def _notifications(url: str) -> str:

@@ -1,11 +1,13 @@
-"""The local sandbox: moto on loopback, plus CodeBuild and CodeDeploy lifecycles that take time.
+"""The local sandbox: moto on loopback, plus CodeBuild, CodeDeploy, Step Functions and Elastic Beanstalk
+lifecycles that take time.
 
     python -m include.sandbox.server --port 5055 [--build-seconds 6] [--deploy-seconds 8] [--seed]
 
 A WSGI middleware sits in front of moto's app. Calls whose X-Amz-Target is a
-build or deployment lifecycle operation are answered by include.sandbox.codebuild
-and include.sandbox.codedeploy, Lambda Invoke of python functions by
-include.sandbox.lambda_invoke; everything else reaches moto unchanged. Control
+build or deployment lifecycle operation are answered by include.sandbox.codebuild,
+include.sandbox.codedeploy and include.sandbox.stepfunctions, Elastic Beanstalk's
+query-protocol calls by include.sandbox.elasticbeanstalk, Lambda Invoke of python
+functions by include.sandbox.lambda_invoke; everything else reaches moto unchanged. Control
 endpoints live under /_sandbox/ (health, faults, reset).
 """
 
@@ -26,7 +28,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from moto.server import DomainDispatcherApplication
 from werkzeug.serving import make_server
 
-from include.sandbox import codebuild, codedeploy, lambda_invoke
+from include.sandbox import codebuild, codedeploy, elasticbeanstalk, lambda_invoke, stepfunctions
 from include.sandbox import events as sandbox_events
 from include.sandbox.common import ApiError, backend, now, region_of
 from include.sandbox.faults import FaultError, Faults
@@ -34,10 +36,19 @@ from include.sandbox.resources import INBOX_QUEUE, REGION, SANDBOX_PORT, SNS_TOP
 
 LOOPBACK = ("127.0.0.1", "localhost")
 ALL_INTERFACES = "0.0.0.0"  # only for a container whose port is published; never on a shared host
-TARGET_PREFIXES = {"CodeBuild_20161006": "codebuild", "CodeDeploy_20141006": "codedeploy"}
+TARGET_PREFIXES = {
+    "CodeBuild_20161006": "codebuild",
+    "CodeDeploy_20141006": "codedeploy",
+    "AWSStepFunctions": "stepfunctions",
+}
+EMULATED = {
+    "codebuild": codebuild.OPERATIONS,
+    "codedeploy": codedeploy.OPERATIONS,
+    "stepfunctions": stepfunctions.OPERATIONS,
+}
 # moto services our ticker writes to; their requests wait for the ticker. Others
 # (SQS long polls especially) must not block the lifecycles.
-SHARED_SERVICES = {"codebuild", "codedeploy", "logs", "s3", "lambda", "ecs"}
+SHARED_SERVICES = {"codebuild", "codedeploy", "logs", "s3", "lambda", "ecs", "states", "elasticbeanstalk"}
 TICK_SECONDS = 0.2
 
 
@@ -55,6 +66,9 @@ class SandboxApp:
         self.faults = Faults()
         self.codebuild = codebuild.CodeBuildEmulator(self.faults, build_seconds)
         self.codedeploy = codedeploy.CodeDeployEmulator(self.faults, deploy_seconds)
+        # Executions and environment updates take as long as a deployment.
+        self.stepfunctions = stepfunctions.StepFunctionsEmulator(deploy_seconds)
+        self.elasticbeanstalk = elasticbeanstalk.ElasticBeanstalkEmulator(self.faults, deploy_seconds)
         self.moto = DomainDispatcherApplication(create_backend_app)
 
     def tick(self) -> None:
@@ -62,6 +76,8 @@ class SandboxApp:
             at = now()
             self.codebuild.tick(at)
             self.codedeploy.tick(at)
+            self.stepfunctions.tick(at)
+            self.elasticbeanstalk.tick(at)
 
     def __call__(self, environ, start_response):
         if (handled := sandbox_events.intercept(self, environ, start_response)) is not None:
@@ -70,6 +86,8 @@ class SandboxApp:
             return handled  # moto would run the function in Docker
         if environ.get("PATH_INFO", "").startswith("/_sandbox/"):
             return self._control(environ, start_response)
+        if _signed_service(environ) == "elasticbeanstalk":
+            return self._elasticbeanstalk(environ, start_response)
         prefix, _, operation = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")
         service = TARGET_PREFIXES.get(prefix)
         if service is None:
@@ -84,10 +102,10 @@ class SandboxApp:
             params = json.loads(body or b"{}")
         except ValueError:
             return _reply(start_response, 400, {"__type": "SerializationException", "message": "Invalid JSON"})
-        emulator = self.codebuild if service == "codebuild" else self.codedeploy
+        emulator = getattr(self, service)
         try:
             with self.lock:
-                if operation in (codebuild.OPERATIONS if service == "codebuild" else codedeploy.OPERATIONS):
+                if operation in EMULATED[service]:
                     return _reply(start_response, 200, emulator.handle(operation, params, region, _caller(environ)))
                 emulator.throttle_check(operation, params)
                 if service == "codedeploy" and operation == "GetDeploymentGroup":
@@ -95,6 +113,21 @@ class SandboxApp:
                 return self._moto(environ, start_response)
         except ApiError as error:
             return _reply(start_response, error.status, {"__type": error.code, "message": error.message})
+
+    def _elasticbeanstalk(self, environ, start_response):
+        """Elastic Beanstalk speaks the query protocol: the operation is the form's Action."""
+        params = elasticbeanstalk.parse_form(_read_body(environ))
+        operation = params.get("Action", "")
+        with self.lock:
+            if operation not in elasticbeanstalk.OPERATIONS:
+                return self._moto(environ, start_response)
+            try:
+                status, body = 200, self.elasticbeanstalk.handle(operation, params, region_of(environ), now())
+            except ApiError as error:
+                status, body = error.status, elasticbeanstalk.error_xml(error)
+        reason = "OK" if status == 200 else "Bad Request"
+        start_response(f"{status} {reason}", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+        return [body]
 
     def _moto(self, environ, start_response):
         # Drain moto's answer while the caller still holds the lock.
@@ -135,6 +168,7 @@ class SandboxApp:
                         "deploySeconds": self.codedeploy.deploy_seconds,
                         "builds": len(self.codebuild.builds),
                         "deployments": len(self.codedeploy.deployments),
+                        "runningExecutions": self.stepfunctions.running(),
                         "seeded": _seeded(),
                     },
                 )

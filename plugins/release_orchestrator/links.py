@@ -1,4 +1,7 @@
-"""Console links shown on the AWS actions' tasks (the provider's BaseAwsLink pattern)."""
+"""Console links shown on the AWS actions' tasks (the provider's BaseAwsLink pattern).
+
+Step Functions tasks use the provider's own StateMachineExecutionsDetailsLink.
+"""
 
 from __future__ import annotations
 
@@ -77,3 +80,19 @@ class LambdaFunctionLink(BaseAwsLink):
         # A name, name:qualifier, account:function:name[:qualifier] or an ARN: the page is the function's.
         name = function_name.split(":function:")[-1].split(":")[0]
         return super().format_link(function_name=quote(name, safe=""), **kwargs)
+
+
+class ElasticBeanstalkEnvironmentLink(BaseAwsLink):
+    """The environment's page in the Elastic Beanstalk console."""
+
+    name = "Elastic Beanstalk environment"
+    key = "_elasticbeanstalk_environment"
+    format_str = (
+        BASE_AWS_CONSOLE_LINK
+        + "/elasticbeanstalk/home?region={region_name}#/environment/dashboard?environmentId={environment_id}"
+    )
+
+    def format_link(self, *, environment_id: str | None = None, **kwargs) -> str:
+        if not environment_id:
+            return ""
+        return super().format_link(environment_id=quote(environment_id, safe=""), **kwargs)

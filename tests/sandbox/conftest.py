@@ -7,10 +7,12 @@ test ran between two sandbox tests.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +112,22 @@ def wait_until():
             time.sleep(interval)
 
     return wait
+
+
+@pytest.fixture
+def sandbox_conn(sandbox, monkeypatch) -> str:
+    """An Airflow AWS connection on the sandbox, for operators and triggers run in the test process."""
+    extra = {"endpoint_url": sandbox.url, "region_name": r.REGION}
+    value = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra})
+    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_AWS", value)
+    return "sandbox_aws"
+
+
+@pytest.fixture
+def task_context():
+    """A fresh task instance context (its own run id, so names derived from it are new) with a state store."""
+    from tests.unit.fakes import FakeStateStore, FakeTaskInstance, task_context
+
+    ti = FakeTaskInstance()
+    ti.run_id = f"manual__{uuid.uuid4().hex[:12]}"
+    return task_context(ti, FakeStateStore())

@@ -261,3 +261,30 @@ def test_preflight_task_fails_the_run_with_the_table(sandbox, tmp_path, connecti
         )
     )
     assert passing.get_task("Preflight.Check").execute(context={}) == {"Passed": 2, "Failed": 0, "Skipped": 0}
+
+
+# The seeded application, environment and state machine.
+BEANSTALK_AND_STEPFUNCTIONS = ROOT / "tests" / "unit" / "fixtures" / "specs" / "beanstalk-and-stepfunctions.yaml"
+
+
+def test_check_finds_state_machines_and_beanstalk_environments(sandbox, tmp_path, monkeypatch):
+    rows = by_resource(check_rows(sandbox, BEANSTALK_AND_STEPFUNCTIONS, monkeypatch))
+    environment = rows[f"elastic beanstalk environment {r.EB_APPLICATION}/{r.EB_ENVIRONMENT} ({r.REGION})"]
+    assert environment.result == PASS and environment.reason.startswith("Ready, health ")
+    machine = rows[f"state machine {r.SMOKE_STATE_MACHINE_ARN}"]
+    assert (machine.result, machine.reason) == (PASS, "STANDARD, ACTIVE")
+
+    wrong = BEANSTALK_AND_STEPFUNCTIONS.read_text().replace(
+        f"environment_name: {r.EB_ENVIRONMENT}", "environment_name: webapp-eb-prodution"
+    )
+    wrong = wrong.replace(r.SMOKE_STATE_MACHINE, "release-missing")
+    rows = by_resource(check_rows(sandbox, spec(tmp_path, wrong), monkeypatch))
+    environment = rows[f"elastic beanstalk environment {r.EB_APPLICATION}/webapp-eb-prodution ({r.REGION})"]
+    assert environment.result == FAIL
+    assert environment.reason == (
+        f"DescribeEnvironments: application '{r.EB_APPLICATION}' has no environment 'webapp-eb-prodution' "
+        f"(did you mean '{r.EB_ENVIRONMENT}'?)"
+    )
+    machine = rows[f"state machine {r.SMOKE_STATE_MACHINE_ARN.replace(r.SMOKE_STATE_MACHINE, 'release-missing')}"]
+    assert machine.result == FAIL and machine.reason.startswith("DescribeStateMachine on state machine ")
+    assert "StateMachineDoesNotExist" in machine.reason

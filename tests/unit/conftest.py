@@ -4,6 +4,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.unit.fakes import FakeStateStore, FakeTaskInstance, task_context
+
 REGION = "us-east-1"
 
 
@@ -36,12 +38,12 @@ def topic_and_queue(moto_aws):
 
 
 @pytest.fixture
-def task_xcoms(monkeypatch):
-    """What triggers write as XCom of their task instance (through the Task SDK in the triggerer):
-    {(item id, key): value}."""
-    written: dict = {}
-    monkeypatch.setattr(
-        "release_orchestrator.triggers.base.BatchPolledTrigger.write_xcom",
-        lambda self, key, value: written.__setitem__((self.item_id, key), value),
-    )
-    return written
+def store():
+    """The task state store of the operator tests' task instance."""
+    return FakeStateStore()
+
+
+@pytest.fixture
+def context(store):
+    """An operator's context: a task instance and its state store."""
+    return task_context(FakeTaskInstance(), store)

@@ -33,3 +33,8 @@ class FakeTaskInstance:
 
     def xcom_push(self, key, value):
         self.xcom[key] = value
+
+
+def task_context(ti: FakeTaskInstance, store: FakeStateStore) -> dict:
+    """The part of an operator's context the operators read."""
+    return {"ti": ti, "task_instance": ti, "task_state_store": store, "run_id": ti.run_id}

@@ -249,3 +249,36 @@ def test_s3_deploys_and_lambda_invokes_are_scoped_to_what_the_spec_names():
         "Action": ["lambda:InvokeFunction"],
         "Resource": [arn("lambda", "function:site-smoke:live")],
     }
+
+
+BEANSTALK_AND_STEPFUNCTIONS = Path(__file__).parent / "fixtures" / "specs" / "beanstalk-and-stepfunctions.yaml"
+
+
+def test_step_functions_and_elastic_beanstalk_are_scoped_to_the_machine_and_the_environment():
+    statements = {s["Sid"]: s for s in policy(load_spec(BEANSTALK_AND_STEPFUNCTIONS))["Statement"]}
+    assert statements["StatesStartExecutionsOfTheNamedStateMachine"]["Action"] == ["states:StartExecution"]
+    assert statements["StatesStartExecutionsOfTheNamedStateMachine"]["Resource"] == [
+        arn("states", "stateMachine:release-smoke-tests")
+    ]
+    assert statements["StatesWatchAndStopTheMachinesExecutions"]["Action"] == [
+        "states:DescribeExecution",
+        "states:StopExecution",
+    ]
+    assert statements["StatesWatchAndStopTheMachinesExecutions"]["Resource"] == [
+        arn("states", "execution:release-smoke-tests:*")
+    ]
+    assert statements["ElasticBeanstalkUpdateWatchAndAbortTheNamedEnvironment"]["Resource"] == [
+        arn("elasticbeanstalk", "environment/webapp-eb/webapp-eb-production")
+    ]
+    assert (
+        "elasticbeanstalk:UpdateEnvironment"
+        in statements["ElasticBeanstalkUpdateWatchAndAbortTheNamedEnvironment"]["Action"]
+    )
+    assert statements["ElasticBeanstalkMakeTheApplicationVersionToDeploy"]["Resource"] == [
+        arn("elasticbeanstalk", "applicationversion/webapp-eb/*")
+    ]
+    assert statements["S3ReadTheSourceBundle"]["Resource"] == ["arn:aws:s3:::release-artifacts/webapp-eb/initial.zip"]
+    # What the update does with the caller's rights: the environment's CloudFormation stack among others.
+    assert statements["CloudFormationTheEnvironmentsStackUpdatedWithTheCallersRights"]["Resource"] == [
+        arn("cloudformation", "stack/awseb-*")
+    ]

@@ -123,6 +123,47 @@ def test_ecs_blue_green():
     assert any("ContainerPort" in n for n in result.notes)
 
 
+def test_step_functions_and_elastic_beanstalk():
+    result, p = imported("stepfunctions-beanstalk.json")
+    assert result.complete and result.errors == []
+    (beanstalk,) = p.stages[1].actions
+    assert (beanstalk.type, beanstalk.configuration) == (
+        "deploy.elasticbeanstalk",
+        {
+            "application_name": "webapp-eb",
+            "environment_name": "webapp-eb-production",
+            "source": f"s3://webapp-pipeline-artifacts/{PLACEHOLDER}/SourceArtifact.zip",
+        },
+    )
+    smoke, load = p.stages[2].actions
+    assert (smoke.type, smoke.namespace, smoke.configuration) == (
+        "invoke.stepfunctions",
+        "Smoke",
+        {
+            "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:release-smoke-tests",
+            "execution_name_prefix": "webapp",
+            "input": {"commit": "#{SourceVariables.CommitId}", "checks": 3},
+        },
+    )
+    assert load.configuration["input"] == "tests/load-input.json"  # a file next to the spec
+    assert any("set source to the s3://bucket/key" in n for n in result.notes)
+    assert any("copy tests/load-input.json from artifact 'SourceArtifact'" in n for n in result.notes)
+    assert any("output variables" in n for n in result.notes)  # LoadReport is not written
+    assert not any("has no equivalent" in n for n in result.notes)  # every CodePipeline key was mapped
+
+
+@pytest.mark.parametrize("literal", ["not json", "42", '"text"', 7])
+def test_step_functions_input_that_is_not_a_json_object_or_array_is_left_out_with_a_note(literal):
+    definition = json.loads((FIXTURES / "stepfunctions-beanstalk.json").read_text())
+    smoke = definition["pipeline"]["stages"][2]["actions"][0]
+    smoke["configuration"]["Input"] = literal
+    result = import_codepipeline(definition, source="inline.json")
+    assert result.errors == []
+    smoke = result.spec["pipeline"]["stages"][2]["actions"][0]
+    assert "input" not in smoke["configuration"]
+    assert any("Input is not a JSON object or array" in n for n in result.notes)
+
+
 def test_unsupported_providers_are_listed_and_kept_as_comments():
     result, p = imported("unsupported.json")
     assert not result.complete and result.errors == []

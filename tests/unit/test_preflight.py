@@ -228,3 +228,24 @@ def test_s3_deploys_and_lambda_invokes_check_their_buckets_and_function():
         ("Smoke", "lambda_function", "site-smoke:live"),
     ]
     assert all(c.region == "us-east-1" for c in checks if c.stage == "Deploy")
+
+
+def test_plan_of_step_functions_and_elastic_beanstalk():
+    checks = plan(load_spec(Path(__file__).parent / "fixtures" / "specs" / "beanstalk-and-stepfunctions.yaml"))
+    assert [(c.action, c.kind, c.name, c.details, c.region) for c in checks[1:]] == [
+        (
+            "Beanstalk",
+            "elasticbeanstalk_environment",
+            "webapp-eb",
+            {"environment": "webapp-eb-production"},
+            "us-east-1",
+        ),
+        ("Beanstalk", "s3_bucket", "release-artifacts", {}, "us-east-1"),
+        (
+            "Smoke",
+            "stepfunctions_state_machine",
+            "arn:aws:states:us-east-1:123456789012:stateMachine:release-smoke-tests",
+            {},
+            "us-east-1",
+        ),
+    ]

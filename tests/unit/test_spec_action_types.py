@@ -26,6 +26,8 @@ def test_types_and_required_keys():
         "deploy.codedeploy": ["application_name", "deployment_group_name"],
         "deploy.s3": ["bucket_name", "source"],
         "invoke.lambda": ["function_name"],
+        "invoke.stepfunctions": ["state_machine_arn"],
+        "deploy.elasticbeanstalk": ["application_name", "environment_name", "source"],
     }
     assert {name: t.required_keys for name, t in ACTION_TYPES.items()} == required
 
@@ -35,7 +37,9 @@ def test_entries_are_consistent():
         assert t.name == name and t.category in CATEGORIES and name.split(".")[0] == t.category.lower()
         assert len(set(t.allowed_keys)) == len(t.keys)
         assert all(k.kind in KINDS and k.description for k in t.keys)
-        assert t.outputs and t.open_outputs == (t.category in ("Build", "Test") or name == "invoke.lambda")
+        # Builds export variables; a function's outputVariables and a state machine's output object give some too.
+        open_types = ("invoke.lambda", "invoke.stepfunctions")
+        assert t.outputs and t.open_outputs == (t.category in ("Build", "Test") or name in open_types)
 
 
 def test_defaults():

@@ -205,6 +205,20 @@ ACTIONS = [
     ),
     # A function name cannot hold Jinja at all: the validator refuses any character Lambda does not allow.
     ("invoke.lambda", {"function_name": "f:live", "user_parameters": {"k": f"v{JINJA}", "n": [f"x{JINJA}"]}}),
+    # A state machine ARN and an execution name prefix cannot hold Jinja either (the validator's patterns).
+    (
+        "invoke.stepfunctions",
+        {"state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:m", "input": {"k": f"v{JINJA}"}},
+    ),
+    (
+        "deploy.elasticbeanstalk",
+        {
+            "application_name": f"a{JINJA}",
+            "environment_name": f"e{JINJA}",
+            "source": f"s3://b/k{JINJA}.zip",
+            "description": f"d{JINJA}",
+        },
+    ),
 ]
 
 

@@ -40,6 +40,22 @@ def defer_timeout(operator: AwsBaseOperator, context: Context) -> timedelta | No
     return max(left, timedelta(seconds=1))
 
 
+def trigger_kwargs(operator: AwsBaseOperator, context: Context, result: Any) -> dict[str, Any]:
+    """What every action's BatchPolledTrigger takes from its operator besides the id: the connection, the
+    poll interval, the result that ends the task and the failure notices."""
+    from release_orchestrator.notifications.notifier import failure_notices
+
+    return {
+        "aws_conn_id": operator.aws_conn_id,
+        "region_name": operator.region_name,
+        "poll_interval": operator.poll_interval,
+        "verify": operator.verify,
+        "botocore_config": operator.botocore_config,
+        "result": result.to_dict(),
+        "failure_notices": failure_notices(operator, context),
+    }
+
+
 def is_timeout_resume(next_method: str, next_kwargs: dict[str, Any] | None) -> bool:
     """Whether the task is resumed only to fail because its deferred wait timed out."""
     from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason

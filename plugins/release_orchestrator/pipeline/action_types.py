@@ -13,6 +13,7 @@ entry here and writing its operator.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ class Resource:
     """An AWS resource an action names, which `check` (pipeline/preflight.py) looks up in the account.
 
     `kind` is one of preflight.CHECKERS (codebuild_project, codedeploy_group, ecr_repository, s3_bucket,
-    codecommit_repository, sns_topic, lambda_function); `details` what else is checked (a group's platform).
+    codecommit_repository, sns_topic, lambda_function, stepfunctions_state_machine,
+    elasticbeanstalk_environment); `details` what else is checked (a group's platform, an environment).
     """
 
     kind: str
@@ -100,9 +102,9 @@ class ActionType:
     keys: tuple[ConfigKey, ...]
     outputs: tuple[str, ...]
     # True when the action can export variables beyond `outputs` (CodeBuild's exported-variables), so a
-    # reference to any other name is allowed; `open_outputs_from` says where they come from (for the docs).
+    # reference to any other name is allowed; `open_outputs_text` says which those are (for the docs).
     open_outputs: bool = False
-    open_outputs_from: str = "the build exports"
+    open_outputs_text: str = "any variable the build exports"
     check: Check | None = None
     # How it runs. `operator` is "module:Class"; `operator_by` picks another one by a configuration value,
     # (key, {value: "module:Class"}), e.g. approval.manual's `mode: form`.
@@ -150,7 +152,7 @@ class ActionType:
     def outputs_text(self) -> str:
         """The outputs as the docs and the schema list them."""
         outputs = ", ".join(f"`{o}`" for o in self.outputs)
-        return outputs + (f", and any variable {self.open_outputs_from}" if self.open_outputs else "")
+        return outputs + (f", and {self.open_outputs_text}" if self.open_outputs else "")
 
     def with_defaults(self, configuration: dict[str, Any]) -> dict[str, Any]:
         """The configuration with each missing optional key set to its documented default (if it has one)."""
@@ -379,6 +381,40 @@ def _check_s3_deploy(config: dict) -> list[tuple[str, str]]:
     return problems
 
 
+_STATE_MACHINE_ARN_RE = re.compile(r"^arn:aws[\w-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$")
+EXECUTION_NAME_PREFIX_MAX = 47  # execution names hold 80 characters; the task's own part takes 33
+
+
+def _check_stepfunctions(config: dict) -> list[tuple[str, str]]:
+    problems = []
+    arn = config.get("state_machine_arn")
+    if isinstance(arn, str) and not has_reference(arn) and not _STATE_MACHINE_ARN_RE.match(arn):
+        problems.append(
+            ("state_machine_arn", f"expected arn:aws:states:<region>:<account>:stateMachine:<name>, got {arn!r}")
+        )
+    prefix = config.get("execution_name_prefix")
+    if isinstance(prefix, str) and not has_reference(prefix):
+        if not re.fullmatch(r"[A-Za-z0-9_-]*", prefix) or len(prefix) > EXECUTION_NAME_PREFIX_MAX:
+            problems.append(
+                (
+                    "execution_name_prefix",
+                    f"{prefix!r}: use at most {EXECUTION_NAME_PREFIX_MAX} letters, digits, '-' or '_'",
+                )
+            )
+    value = config.get("input")
+    if isinstance(value, str) and value.strip()[:1] in ("{", "[") and not has_reference(value):
+        try:
+            json.loads(value)
+        except ValueError as e:
+            problems.append(("input", f"inline JSON that does not parse: {e}"))
+    return problems
+
+
+def _check_elasticbeanstalk(config: dict) -> list[tuple[str, str]]:
+    problem = s3_uri_problem(config.get("source"))
+    return [("source", problem)] if problem else []
+
+
 # --- resources and permissions (preflight and IAM) ----------------------------------------------------------
 
 _REGIONAL = "arn:aws:{service}:{{region}}:{{account}}:"
@@ -605,6 +641,105 @@ def _approval_resources(config: dict) -> list[Resource]:
 
 def _approval_permissions(config: dict) -> list[Permission]:
     return [topic_permission(config["sns_topic_arn"])] if config.get("sns_topic_arn") else []
+
+
+def _stepfunctions_permissions(config: dict) -> list[Permission]:
+    machine = str(config.get("state_machine_arn"))
+    # arn:...:stateMachine:<name> -> its executions arn:...:execution:<name>:*
+    executions = machine.replace(":stateMachine:", ":execution:", 1) + ":*"
+    return [
+        Permission(
+            "states",
+            ("states:StartExecution",),
+            machine,
+            "StatesStartExecutionsOfTheNamedStateMachine",
+        ),
+        Permission(
+            "states",
+            ("states:DescribeExecution", "states:StopExecution"),
+            executions,
+            "StatesWatchAndStopTheMachinesExecutions",
+        ),
+    ]
+
+
+def _bundle(config: dict) -> tuple[str, str]:
+    """(bucket, key) of the source bundle's s3://bucket/key."""
+    bucket, _, key = str(config.get("source")).removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _elasticbeanstalk_resources(config: dict) -> list[Resource]:
+    out = [
+        Resource(
+            "elasticbeanstalk_environment",
+            config.get("application_name"),
+            {"environment": config.get("environment_name")},
+        )
+    ]
+    bucket = _bundle(config)[0]
+    if bucket and not has_reference(bucket):
+        out.append(Resource("s3_bucket", bucket))
+    return out
+
+
+def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
+    application, environment = config.get("application_name"), config.get("environment_name")
+    bucket, key = _bundle(config)
+    return [
+        Permission(
+            "elasticbeanstalk",
+            ("elasticbeanstalk:CreateApplicationVersion", "elasticbeanstalk:DescribeApplicationVersions"),
+            _arn("elasticbeanstalk", f"applicationversion/{application}/*"),
+            "ElasticBeanstalkMakeTheApplicationVersionToDeploy",
+        ),
+        Permission(
+            "elasticbeanstalk",
+            (
+                "elasticbeanstalk:AbortEnvironmentUpdate",
+                "elasticbeanstalk:DescribeEnvironments",
+                "elasticbeanstalk:DescribeEvents",
+                "elasticbeanstalk:UpdateEnvironment",
+            ),
+            _arn("elasticbeanstalk", f"environment/{application}/{environment}"),
+            "ElasticBeanstalkUpdateWatchAndAbortTheNamedEnvironment",
+        ),
+        Permission("s3", ("s3:GetObject",), f"arn:aws:s3:::{bucket}/{key}", "S3ReadTheSourceBundle"),
+        # UpdateEnvironment acts on the environment's resources with the caller's rights (docs/real-aws.md).
+        Permission(
+            "s3",
+            ("s3:GetObject", "s3:ListBucket", "s3:PutObject"),
+            "arn:aws:s3:::elasticbeanstalk-*",
+            "S3ElasticBeanstalkStorageBucketUsedByTheUpdate",
+        ),
+        Permission(
+            "cloudformation",
+            (
+                "cloudformation:DescribeStackEvents",
+                "cloudformation:DescribeStackResource",
+                "cloudformation:DescribeStackResources",
+                "cloudformation:DescribeStacks",
+                "cloudformation:GetTemplate",
+                "cloudformation:UpdateStack",
+            ),
+            _arn("cloudformation", "stack/awseb-*"),
+            "CloudFormationTheEnvironmentsStackUpdatedWithTheCallersRights",
+        ),
+        Permission(
+            "autoscaling",
+            (
+                "autoscaling:DescribeAutoScalingGroups",
+                "autoscaling:DescribeScalingActivities",
+                "autoscaling:ResumeProcesses",
+                "autoscaling:SuspendProcesses",
+                "ec2:DescribeInstances",
+                "elasticloadbalancing:DescribeInstanceHealth",
+                "elasticloadbalancing:DescribeTargetHealth",
+            ),
+            "*",
+            "UpdateEnvironmentReadsAndPausesTheEnvironmentsInstancesNoResourceScope",
+        ),
+    ]
 
 
 # --- the table ---------------------------------------------------------------------------------------------
@@ -907,12 +1042,71 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("FunctionName", "ExecutedVersion", "StatusCode"),
             open_outputs=True,
-            open_outputs_from="the function returns in outputVariables",
+            open_outputs_text="any variable the function returns in outputVariables",
             check=_check_lambda_invoke,
             operator=f"{_OPERATORS}.lambda_invoke:LambdaInvokeOperator",
             imported_from={"Invoke/AWS/Lambda": "lambda_invoke"},
             resources=lambda config: [Resource("lambda_function", config.get("function_name"))],
             permissions=_lambda_invoke_permissions,
+        ),
+        ActionType(
+            "invoke.stepfunctions",
+            "Invoke",
+            "Runs a Step Functions state machine (a standard workflow) and waits for its execution.",
+            keys=(
+                ConfigKey(
+                    "state_machine_arn",
+                    "ARN of the state machine to run",
+                    required=True,
+                ),
+                ConfigKey(
+                    "execution_name_prefix",
+                    "put before the execution's name (at most 47 letters, digits, '-' or '_'); the rest is "
+                    "derived from the task, so a retry finds the execution it started",
+                ),
+                ConfigKey(
+                    "input",
+                    "the execution's input: a mapping (`#{...}` references allowed), inline JSON, or a JSON file "
+                    "in the spec's folder (a path relative to it); `{}` when not given",
+                    kind="str|mapping",
+                    file=True,
+                ),
+            ),
+            outputs=("ExecutionArn", "StateMachineArn", "Status"),
+            open_outputs=True,
+            open_outputs_text="each top-level key of the execution's output when it is a JSON object "
+            "(strings as they are, other values as JSON text)",
+            check=_check_stepfunctions,
+            operator=f"{_OPERATORS}.stepfunctions:StepFunctionsOperator",
+            imported_from={"Invoke/AWS/StepFunctions": "stepfunctions"},
+            polls=True,
+            resources=lambda config: [Resource("stepfunctions_state_machine", config.get("state_machine_arn"))],
+            permissions=_stepfunctions_permissions,
+        ),
+        ActionType(
+            "deploy.elasticbeanstalk",
+            "Deploy",
+            "Deploys a source bundle in S3 to an Elastic Beanstalk environment (a new application version).",
+            keys=(
+                ConfigKey("application_name", "Elastic Beanstalk application", required=True),
+                ConfigKey("environment_name", "environment to update", required=True),
+                ConfigKey("source", "the source bundle (zip or war) as s3://bucket/key", required=True),
+                ConfigKey("description", "the application version's description (default: the DAG, run and task)"),
+            ),
+            outputs=(
+                "ApplicationName",
+                "EnvironmentName",
+                "EnvironmentId",
+                "VersionLabel",
+                "EnvironmentUrl",
+                "ConsoleUrl",
+            ),
+            check=_check_elasticbeanstalk,
+            operator=f"{_OPERATORS}.elasticbeanstalk:ElasticBeanstalkOperator",
+            imported_from={"Deploy/AWS/ElasticBeanstalk": "elasticbeanstalk"},
+            polls=True,
+            resources=_elasticbeanstalk_resources,
+            permissions=_elasticbeanstalk_permissions,
         ),
     )
 }

@@ -336,8 +336,6 @@ _UNSUPPORTED = {
     "project, or add an action type)",
     "CloudFormation": "there is no CloudFormation action type yet",
     "CloudFormationStackSet": "there is no CloudFormation action type yet",
-    "ElasticBeanstalk": "there is no Elastic Beanstalk action type",
-    "StepFunctions": "there is no Step Functions action type",
     "ECS": "standard ECS deployments are not supported; only CodeDeploy blue/green (CodeDeployToECS) is",
     "ServiceCatalog": "there is no Service Catalog action type",
     "AppConfig": "there is no AppConfig action type",
@@ -721,6 +719,53 @@ class _Importer:
         notes.append(
             "the function must return its result instead of calling PutJobSuccessResult / PutJobFailureResult "
             '(return {"status": "failed", "message": ...} or raise to fail), see docs/operators.md'
+        )
+        return out
+
+    def stepfunctions(self, cfg: dict, action: dict, notes: list) -> dict:
+        out: dict[str, Any] = {"state_machine_arn": cfg.pop("StateMachineArn", PLACEHOLDER)}
+        if cfg.get("ExecutionNamePrefix"):
+            out["execution_name_prefix"] = cfg.pop("ExecutionNamePrefix")
+        cfg.pop("ExecutionNamePrefix", None)
+        input_type = cfg.pop("InputType", "Literal")
+        value = cfg.pop("Input", None)
+        if input_type == "FilePath" and value:
+            artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
+            out["input"] = value
+            notes.append(
+                f"input: copy {value} from artifact '{artifact}' next to this spec (the path is relative to the "
+                "spec's directory)"
+            )
+        elif value:
+            try:
+                parsed = json.loads(value) if isinstance(value, str) else None
+            except (ValueError, RecursionError):  # not JSON, or nested beyond the decoder's limit
+                parsed = None
+            if isinstance(parsed, (dict, list)) and not _depth_problem(parsed):
+                out["input"] = parsed
+            else:
+                notes.append(
+                    f"Input is not a JSON object or array, which input takes, and was left out (the execution "
+                    f"gets {{}}): {value!r}"
+                )
+        if action.get("output_artifacts"):
+            notes.append(
+                "the execution's output is not written to an output artifact: its top-level keys are the "
+                "action's output variables (#{Namespace.Key})"
+            )
+        return out
+
+    def elasticbeanstalk(self, cfg: dict, action: dict, notes: list) -> dict:
+        # CodePipeline deploys the input artifact, whose S3 key changes every run; a spec names the bundle.
+        artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
+        out = {
+            "application_name": cfg.pop("ApplicationName", PLACEHOLDER),
+            "environment_name": cfg.pop("EnvironmentName", PLACEHOLDER),
+            "source": f"s3://{self.bucket or PLACEHOLDER}/{PLACEHOLDER}/{artifact}.zip",
+        }
+        notes.append(
+            f"CodePipeline deployed artifact '{artifact}': set source to the s3://bucket/key where your build "
+            "uploads that bundle (its key is a placeholder)"
         )
         return out
 

@@ -285,6 +285,56 @@ def _lambda_function(access: Access, check: PlannedCheck) -> tuple[str, str]:
     return PASS, ""
 
 
+def _stepfunctions_state_machine(access: Access, check: PlannedCheck) -> tuple[str, str]:
+    parts = str(check.name).split(":")
+    region = parts[3] if len(parts) > 5 and parts[3] else check.region  # a machine lives in its ARN's region
+    states = access.client("stepfunctions", region, check.aws_conn_id)
+    machine = _call(
+        "DescribeStateMachine",
+        f"state machine '{check.name}'",
+        lambda: states.describe_state_machine(stateMachineArn=check.name),
+    )
+    kind = machine.get("type", "STANDARD")
+    if kind != "STANDARD":
+        return FAIL, (
+            f"DescribeStateMachine: state machine '{check.name}' is {kind}; its executions cannot be described, "
+            "so the action needs a STANDARD one"
+        )
+    return PASS, f"{kind}, {machine.get('status', 'ACTIVE')}"
+
+
+def _elasticbeanstalk_environment(access: Access, check: PlannedCheck) -> tuple[str, str]:
+    eb = access.client("elasticbeanstalk", check.region, check.aws_conn_id)
+    application, environment = check.name, check.details.get("environment")
+    found = _call(
+        "DescribeApplications",
+        f"application '{application}'",
+        lambda: eb.describe_applications(ApplicationNames=[application])["Applications"],
+    )
+    if not found:
+        names = _call(
+            "DescribeApplications",
+            "applications",
+            lambda: [a["ApplicationName"] for a in eb.describe_applications()["Applications"]],
+        )
+        return FAIL, f"DescribeApplications: no application '{application}'{did_you_mean(application, names)}"
+    if has_reference(environment):
+        return SKIPPED_REFERENCE, f"application found; environment {environment} is known only at run time"
+    environments = _call(
+        "DescribeEnvironments",
+        f"application '{application}'",
+        lambda: eb.describe_environments(ApplicationName=application, IncludeDeleted=False)["Environments"],
+    )
+    match = next((e for e in environments if e.get("EnvironmentName") == environment), None)
+    if match is None:
+        names = [e.get("EnvironmentName") for e in environments]
+        return FAIL, (
+            f"DescribeEnvironments: application '{application}' has no environment '{environment}'"
+            f"{did_you_mean(environment, names)}"
+        )
+    return PASS, f"{match.get('Status')}, health {match.get('Health')}, version {match.get('VersionLabel')}"
+
+
 CHECKERS: dict[str, tuple[str, Checker]] = {
     # kind -> (what the table calls it, how to check it)
     "credentials": ("credentials", _credentials),
@@ -295,6 +345,8 @@ CHECKERS: dict[str, tuple[str, Checker]] = {
     "codecommit_repository": ("codecommit repository", _codecommit_repository),
     "sns_topic": ("sns topic", _sns_topic),
     "lambda_function": ("lambda function", _lambda_function),
+    "stepfunctions_state_machine": ("state machine", _stepfunctions_state_machine),
+    "elasticbeanstalk_environment": ("elastic beanstalk environment", _elasticbeanstalk_environment),
 }
 
 
@@ -303,9 +355,15 @@ def resource_label(check: PlannedCheck) -> str:
     if check.kind == "credentials":
         return f"{what} of {check.aws_conn_id}"
     name = f"{check.name}/{check.details['group']}" if check.kind == "codedeploy_group" else check.name
+    if check.kind == "elasticbeanstalk_environment":
+        name = f"{check.name}/{check.details['environment']}"
     if check.kind == "lambda_function" and check.details.get("alias"):
         name = f"{check.name}:{check.details['alias']}"
-    where = f" ({check.region})" if check.region and check.kind not in ("s3_bucket", "sns_topic") else ""
+    where = (
+        f" ({check.region})"
+        if check.region and check.kind not in ("s3_bucket", "sns_topic", "stepfunctions_state_machine")
+        else ""
+    )
     return f"{what} {name}{where}"
 
 
