@@ -1,4 +1,4 @@
-"""Console links shown on CodeBuild and CodeDeploy tasks (the provider's BaseAwsLink pattern)."""
+"""Console links shown on CodeBuild, CodeDeploy and CloudFormation tasks (the provider's BaseAwsLink pattern)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,18 @@ class CodeDeployDeploymentLink(BaseAwsLink):
         if not deployment_id:
             return ""
         return super().format_link(deployment_id=quote(deployment_id, safe=""), **kwargs)
+
+
+class CloudFormationStackLink(BaseAwsLink):
+    """The stack's page in the CloudFormation console."""
+
+    name = "CloudFormation stack"
+    key = "_cloudformation_stack"
+    format_str = (
+        BASE_AWS_CONSOLE_LINK + "/cloudformation/home?region={region_name}#/stacks/stackinfo?stackId={stack_id}"
+    )
+
+    def format_link(self, *, stack_id: str | None = None, **kwargs) -> str:
+        if not stack_id:
+            return ""
+        return super().format_link(stack_id=quote(stack_id, safe=""), **kwargs)

@@ -39,6 +39,11 @@ def get_provider_info() -> dict:
                 "external-doc-url": "https://aws.amazon.com/codedeploy/",
                 "tags": ["aws"],
             },
+            {
+                "integration-name": "AWS CloudFormation",
+                "external-doc-url": "https://aws.amazon.com/cloudformation/",
+                "tags": ["aws"],
+            },
         ],
         "operators": [
             {
@@ -53,6 +58,10 @@ def get_provider_info() -> dict:
                 "integration-name": "AWS CodeDeploy",
                 "python-modules": [f"{_PACKAGE}.operators.codedeploy"],
             },
+            {
+                "integration-name": "AWS CloudFormation",
+                "python-modules": [f"{_PACKAGE}.operators.cloudformation"],
+            },
         ],
         "hooks": [
             {
@@ -62,6 +71,10 @@ def get_provider_info() -> dict:
             {
                 "integration-name": "AWS CodeDeploy",
                 "python-modules": [f"{_PACKAGE}.hooks.codedeploy"],
+            },
+            {
+                "integration-name": "AWS CloudFormation",
+                "python-modules": [f"{_PACKAGE}.hooks.cloudformation"],
             },
         ],
         "triggers": [
@@ -77,11 +90,16 @@ def get_provider_info() -> dict:
                 "integration-name": "AWS CodeDeploy",
                 "python-modules": [f"{_PACKAGE}.triggers.codedeploy"],
             },
+            {
+                "integration-name": "AWS CloudFormation",
+                "python-modules": [f"{_PACKAGE}.triggers.cloudformation"],
+            },
         ],
         "notifications": [f"{_PACKAGE}.notifications.notifier.PipelineEventNotifier"],
         "extra-links": [
             f"{_PACKAGE}.links.CodeBuildBuildLink",
             f"{_PACKAGE}.links.CodeBuildLogsLink",
             f"{_PACKAGE}.links.CodeDeployDeploymentLink",
+            f"{_PACKAGE}.links.CloudFormationStackLink",
         ],
     }

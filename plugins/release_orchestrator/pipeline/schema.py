@@ -377,7 +377,7 @@ def _platform_rules(action_type: ActionType) -> list[dict]:
 def configuration_schema(action_type: ActionType) -> dict:
     """The `configuration` mapping of one action type."""
     outputs = ", ".join(action_type.outputs) + (
-        ", and any variable the build exports" if action_type.open_outputs else ""
+        f", and {action_type.open_outputs_description}" if action_type.open_outputs else ""
     )
     required = action_type.required_keys
     out: dict[str, Any] = {
