@@ -1,10 +1,11 @@
 """The local sandbox: moto on loopback, plus CodeBuild and CodeDeploy lifecycles that take time.
 
-    python -m include.sandbox.server --port 5055 [--build-seconds 6] [--deploy-seconds 8] [--seed]
+    python -m include.sandbox.server --port 5055 [--build-seconds 6] [--deploy-seconds 8] [--stack-seconds 4] [--seed]
 
 A WSGI middleware sits in front of moto's app. Calls whose X-Amz-Target is a
 build or deployment lifecycle operation are answered by include.sandbox.codebuild
-and include.sandbox.codedeploy; everything else reaches moto unchanged. Control
+and include.sandbox.codedeploy; CloudFormation calls reach moto through include.sandbox.cloudformation,
+which holds stack operations in progress; everything else reaches moto unchanged. Control
 endpoints live under /_sandbox/ (health, faults, reset).
 """
 
@@ -25,7 +26,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from moto.server import DomainDispatcherApplication
 from werkzeug.serving import make_server
 
-from include.sandbox import codebuild, codedeploy
+from include.sandbox import cloudformation, codebuild, codedeploy
 from include.sandbox import events as sandbox_events
 from include.sandbox.common import ApiError, backend, now, region_of
 from include.sandbox.faults import FaultError, Faults
@@ -49,11 +50,12 @@ class PortInUseError(RuntimeError):
 class SandboxApp:
     """WSGI app: our emulation for lifecycle calls, moto for the rest."""
 
-    def __init__(self, build_seconds: float, deploy_seconds: float):
+    def __init__(self, build_seconds: float, deploy_seconds: float, stack_seconds: float = 4.0):
         self.lock = threading.RLock()
         self.faults = Faults()
         self.codebuild = codebuild.CodeBuildEmulator(self.faults, build_seconds)
         self.codedeploy = codedeploy.CodeDeployEmulator(self.faults, deploy_seconds)
+        self.cloudformation = cloudformation.CloudFormationEmulator(self.faults, stack_seconds)
         self.moto = DomainDispatcherApplication(create_backend_app)
 
     def tick(self) -> None:
@@ -61,12 +63,15 @@ class SandboxApp:
             at = now()
             self.codebuild.tick(at)
             self.codedeploy.tick(at)
+            self.cloudformation.tick(at)
 
     def __call__(self, environ, start_response):
         if (handled := sandbox_events.intercept(self, environ, start_response)) is not None:
             return handled  # ECR PutImage and the CodeCommit push endpoint emit source change events
         if environ.get("PATH_INFO", "").startswith("/_sandbox/"):
             return self._control(environ, start_response)
+        if _signed_service(environ) == "cloudformation":
+            return self.cloudformation.serve(_read_body(environ), environ, start_response, self._moto, self.lock)
         prefix, _, operation = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")
         service = TARGET_PREFIXES.get(prefix)
         if service is None:
@@ -130,6 +135,7 @@ class SandboxApp:
                         "status": "ok",
                         "buildSeconds": self.codebuild.build_seconds,
                         "deploySeconds": self.codedeploy.deploy_seconds,
+                        "stackSeconds": self.cloudformation.stack_seconds,
                         "builds": len(self.codebuild.builds),
                         "deployments": len(self.codedeploy.deployments),
                         "seeded": _seeded(),
@@ -151,6 +157,7 @@ class SandboxApp:
             with self.lock:
                 self.codebuild.reset()
                 self.codedeploy.reset()
+                self.cloudformation.reset()
                 self.faults.clear()
             return _reply(start_response, 200, {"status": "reset"})
         return _reply(start_response, 404, {"error": f"no sandbox endpoint {method} {path}"})
@@ -205,6 +212,7 @@ def start_sandbox(
     build_seconds: float = 6.0,
     deploy_seconds: float = 8.0,
     quiet: bool = True,
+    stack_seconds: float = 4.0,
 ) -> Sandbox:
     """Serve the sandbox in background threads of this process; port 0 picks a free port.
 
@@ -229,7 +237,7 @@ def start_sandbox(
             raise PortInUseError(host, port) from error
         raise
     bound_port = listener.getsockname()[1]
-    app = SandboxApp(build_seconds, deploy_seconds)
+    app = SandboxApp(build_seconds, deploy_seconds, stack_seconds)
     try:
         server = make_server(
             host, bound_port, app, threaded=True, request_handler=MotoRequestHandler, fd=listener.fileno()
@@ -291,13 +299,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=SANDBOX_PORT)
     parser.add_argument("--build-seconds", type=float, default=6.0, help="wall-clock length of a build")
     parser.add_argument("--deploy-seconds", type=float, default=8.0, help="wall-clock length of a deployment")
+    parser.add_argument(
+        "--stack-seconds", type=float, default=4.0, help="wall-clock length of a CloudFormation stack operation"
+    )
     parser.add_argument("--seed", action="store_true", help="create the example's resources once started")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     try:
-        sandbox = start_sandbox(args.host, args.port, args.build_seconds, args.deploy_seconds, quiet=not args.verbose)
+        sandbox = start_sandbox(
+            args.host,
+            args.port,
+            args.build_seconds,
+            args.deploy_seconds,
+            quiet=not args.verbose,
+            stack_seconds=args.stack_seconds,
+        )
     except (PortInUseError, ValueError) as error:
         print(f"sandbox: {error}", file=sys.stderr)
         return 2
