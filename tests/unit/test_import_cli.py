@@ -41,7 +41,7 @@ def test_partial_import_exits_3_and_lists_what_was_not_imported(tmp_path):
     result = run("import-codepipeline", FIXTURES / "codepipeline" / "unsupported.json", "-o", out)
     assert result.returncode == 3
     assert "Not imported:\n  stage 'Build', action 'JenkinsBuild' (Build/Custom/Jenkins v1):" in result.stderr
-    assert "stage 'Infrastructure', action 'CreateChangeSet' (Deploy/AWS/CloudFormation v1)" in result.stderr
+    assert "stage 'Infrastructure', action 'DeployStackSet' (Deploy/AWS/CloudFormationStackSet v1)" in result.stderr
     assert run("validate", out).returncode == 0
 
 

@@ -128,13 +128,13 @@ def test_unsupported_providers_are_listed_and_kept_as_comments():
     assert not result.complete and result.errors == []
     assert [(u.stage, u.action, u.provider) for u in result.unmapped] == [
         ("Build", "JenkinsBuild", "Build/Custom/Jenkins v1"),
-        ("Infrastructure", "CreateChangeSet", "Deploy/AWS/CloudFormation v1"),
-        ("Infrastructure", "ExecuteChangeSet", "Deploy/AWS/CloudFormation v1"),
+        ("Infrastructure", "DeployStackSet", "Deploy/AWS/CloudFormationStackSet v1"),
+        ("Infrastructure", "DeployInstances", "Deploy/AWS/CloudFormationStackInstances v1"),
     ]
     assert all(u.reason for u in result.unmapped)
     assert [s.name for s in p.stages] == ["Source", "Build"]  # a stage with nothing left is left out
     assert [a.name for a in p.stages[1].actions] == ["Lint"]
-    assert "#     StackName: infra" in result.yaml and "# NOT IMPORTED: stage 'Infrastructure'" in result.yaml
+    assert "#     StackSetName: infra" in result.yaml and "# NOT IMPORTED: stage 'Infrastructure'" in result.yaml
     (source,) = p.stages[0].actions
     assert source.configuration == {"repository": "acme/infra", "branch": "main"}
     # PollForSourceChanges (GitHub version 1's default: true) became a push trigger on the branch.

@@ -59,7 +59,8 @@ class Resource:
     """An AWS resource an action names, which `check` (pipeline/preflight.py) looks up in the account.
 
     `kind` is one of preflight.CHECKERS (codebuild_project, codedeploy_group, ecr_repository, s3_bucket,
-    codecommit_repository, sns_topic, lambda_function); `details` what else is checked (a group's platform).
+    codecommit_repository, sns_topic, lambda_function, iam_role, cloudformation_stack); `details` what else is
+    checked (a group's platform, the service a role must trust).
     """
 
     kind: str
@@ -551,9 +552,7 @@ def _cloudformation_resources(config: dict) -> list[Resource]:
     if config.get("role_arn"):
         out.append(Resource("iam_role", config["role_arn"], {"service": "cloudformation.amazonaws.com"}))
     if config.get("action_mode") == "CHANGE_SET_EXECUTE":
-        out.append(
-            Resource("cloudformation_stack", config.get("stack_name"), {"change_set": config.get("change_set_name")})
-        )
+        out.append(Resource("cloudformation_stack", config.get("stack_name")))
     return out
 
 
@@ -928,7 +927,9 @@ def reference_markdown() -> str:
             value = " \\| ".join(f"`{c}`" for c in k.choices) if k.choices else KIND_NAMES[k.kind]
             if k.range:
                 value += f" ({k.range[0]}-{k.range[1]})"
-            default = "" if k.default is None else f"`{str(k.default).lower() if k.default is True else k.default}`"
+            default = (
+                "" if k.default is None else f"`{str(k.default).lower() if isinstance(k.default, bool) else k.default}`"
+            )
             out.append(f"| `{k.name}` | {'yes' if k.required else ''} | {value} | {default} | {k.description} |")
         outputs = ", ".join(f"`{o}`" for o in t.outputs)
         if t.open_outputs:
