@@ -120,10 +120,18 @@ class StackHook(CloudFormationHook):
     def describe_change_sets(self, change_set_ids: list[str]) -> list[dict[str, Any]]:
         return [change_set for arn in change_set_ids if (change_set := self.describe_change_set(arn))]
 
-    def create_change_set_with(self, params: dict[str, Any]) -> tuple[str, str]:
-        """(change set id, stack id)."""
-        what = f"change set '{params['ChangeSetName']}' of stack '{params['StackName']}'"
-        answer = self._call("CreateChangeSet", what, lambda: self.conn.create_change_set(**params))
+    def create_change_set_with(self, params: dict[str, Any]) -> tuple[str, str] | None:
+        """(change set id, stack id); None when the answer is that nothing would change (CloudFormation
+        itself makes a FAILED change set saying so; some implementations refuse the call instead)."""
+        try:
+            answer = self.conn.create_change_set(**params)
+        except ClientError as err:
+            if no_changes(err.response.get("Error", {}).get("Message")):
+                return None
+            with aws_call(
+                "CreateChangeSet", f"change set '{params['ChangeSetName']}' of stack '{params['StackName']}'"
+            ):
+                raise
         return answer["Id"], answer["StackId"]
 
     def delete_change_set(self, change_set: str, stack: str) -> None:

@@ -294,7 +294,15 @@ class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
             "ClientToken": token,
         }
         self.log.info("Creating change set %s (%s) of stack %s", self.change_set_name, kind, self.stack_name)
-        change_set_id, _ = self.hook.create_change_set_with(params)
+        created = self.hook.create_change_set_with(params)
+        if created is None:
+            self.log.info(
+                "Change set %s of stack %s would contain no changes: there is nothing to execute",
+                self.change_set_name,
+                self.stack_name,
+            )
+            return self.finish(context, stack, since)
+        change_set_id, _ = created
         record.started(change_set_id, generation, since=since, change_set_id=change_set_id)
         change_set = self.hook.describe_change_set(change_set_id) or {"ChangeSetId": change_set_id}
         return self._wait(context, change_set, since, change_set_id)
