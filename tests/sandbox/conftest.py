@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 BUILD_SECONDS = 2.0
 DEPLOY_SECONDS = 2.0
-STACK_SECONDS = 1.0
+STACK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)

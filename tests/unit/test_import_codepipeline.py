@@ -123,6 +123,39 @@ def test_ecs_blue_green():
     assert any("ContainerPort" in n for n in result.notes)
 
 
+def test_cloudformation_actions_import_with_every_key_mapped_or_noted():
+    result, p = imported("cloudformation.json")
+    assert result.complete and result.unmapped == [] and result.errors == []
+    staging = p.stages[1].actions[0]
+    assert (staging.type, staging.namespace) == ("deploy.cloudformation", "StagingStack")
+    assert staging.configuration == {
+        "action_mode": "CREATE_UPDATE",
+        "stack_name": "webapp-staging",
+        "role_arn": "arn:aws:iam::123456789012:role/cfn-deploy",
+        "template": "infra/webapp.yaml",
+        "template_configuration": "infra/staging.json",
+        "parameter_overrides": {"ImageTag": "#{variables.image_tag}", "BucketName": PLACEHOLDER},
+        "capabilities": ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    }
+    create, execute, delete = p.stages[2].actions
+    assert (create.configuration["action_mode"], create.configuration["change_set_name"]) == (
+        "CHANGE_SET_REPLACE",
+        "webapp-changes",
+    )
+    assert execute.configuration == {
+        "action_mode": "CHANGE_SET_EXECUTE",
+        "stack_name": "webapp-production",
+        "change_set_name": "webapp-changes",
+    }
+    assert delete.configuration["action_mode"] == "DELETE_ONLY"
+    notes = "\n".join(result.notes) + result.yaml
+    assert "put that file next to this spec" in notes and "artifact 'SourceArtifact'" in notes
+    assert "OutputFileName outputs.json left out" in notes
+    assert "TemplatePath left out: not used by ActionMode CHANGE_SET_EXECUTE" in notes
+    assert "parameter_overrides.BucketName is a placeholder" in notes
+    assert "has no equivalent" not in notes  # every CodePipeline key was mapped or named
+
+
 def test_unsupported_providers_are_listed_and_kept_as_comments():
     result, p = imported("unsupported.json")
     assert not result.complete and result.errors == []
