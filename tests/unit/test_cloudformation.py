@@ -501,6 +501,17 @@ role_arn: arn:aws:iam::123456789012:role/cfn-deploy
             "configuration.template",
             "outside the spec's folder",
         ),
+        (
+            "action_mode: CREATE_UPDATE\nstack_name: webapp\ntemplate: http://example.com/t.yaml",
+            "configuration.template",
+            "a URL here starts with s3:// or https://",
+        ),
+        (
+            "action_mode: CREATE_UPDATE\nstack_name: webapp\ntemplate: t.yaml\n"
+            "template_configuration: https://example.com/c.json",
+            "configuration.template_configuration",
+            "a URL here starts with s3://",
+        ),
     ],
 )
 def test_bad_configurations_name_the_field(configuration, field, message):

@@ -533,6 +533,10 @@ def _check_cloudformation(config: dict) -> list[tuple[str, str]]:
     for i, capability in enumerate(capabilities if isinstance(capabilities, list) else []):
         if capability not in CLOUDFORMATION_CAPABILITIES:
             problems.append((f"capabilities[{i}]", f"must be one of {', '.join(CLOUDFORMATION_CAPABILITIES)}"))
+    for key, schemes in (("template", ("s3://", "https://")), ("template_configuration", ("s3://",))):
+        value = config.get(key)
+        if isinstance(value, str) and "://" in value and not value.startswith(schemes):
+            problems.append((key, f"a URL here starts with {' or '.join(schemes)}"))
     overrides = config.get("parameter_overrides")
     for name, value in overrides.items() if isinstance(overrides, dict) else []:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
