@@ -181,19 +181,19 @@ class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
         entry = StartRecord(context, self.record_key, self.log).entry
         return self.finish(context, self._describe(item_id), entry.get("since"), entry.get("change_set_id"))
 
+    def _lookup(self, item_id: str) -> dict[str, Any] | None:
+        """The stack or change set ``item_id`` names, None when it is gone."""
+        return self.hook.describe_change_set(item_id) if is_change_set(item_id) else self.hook.describe_stack(item_id)
+
     def _describe(self, item_id: str) -> dict[str, Any]:
-        item = self.hook.describe_change_set(item_id) if is_change_set(item_id) else self.hook.describe_stack(item_id)
-        if item is None:
+        if (item := self._lookup(item_id)) is None:
             raise AirflowException(f"{item_id} no longer exists")
         return item
 
     def _reattach(self, record: StartRecord, generation: int, token: str) -> dict[str, Any] | None:
         """What an earlier try of this task started and is still running, if any."""
         if item_id := record.pending_id:
-            found = (
-                self.hook.describe_change_set(item_id) if is_change_set(item_id) else self.hook.describe_stack(item_id)
-            )
-            item = found or {}
+            item = self._lookup(item_id) or {}
             status = item.get("StackStatus") or item.get("Status")
             if in_progress(status) or status == "CREATE_PENDING":
                 self.log.info("Reattaching to %s (%s), started by an earlier try of this task", item_id, status)
@@ -207,8 +207,9 @@ class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
                 self.log.info(
                     "Reattaching to stack %s (%s), started by this task", self.stack_name, stack["StackStatus"]
                 )
-                since = latest["Timestamp"] - CLOCK_MARGIN
-                record.started(stack["StackId"], generation, since=since.isoformat())
+                # The operation started when the stack was last created, updated or deleted.
+                started = max(stack[k] for k in ("CreationTime", "LastUpdatedTime", "DeletionTime") if k in stack)
+                record.started(stack["StackId"], generation, since=(started - CLOCK_MARGIN).isoformat())
                 return stack
         return None
 
@@ -340,7 +341,7 @@ class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
         change_set = "StackStatus" not in item and "ChangeSetId" in item
         item_id = item["ChangeSetId"] if change_set else item["StackId"]
         self._work_id = item_id
-        self._persist_link(context, item["StackId"])
+        self._persist_link(context, item.get("StackId"))
         status = item.get("Status") if change_set else item.get("StackStatus")
         if status in (CHANGE_SET_TERMINAL_STATES if change_set else STACK_TERMINAL_STATES):
             return self.finish(context, item, since, change_set_id)
