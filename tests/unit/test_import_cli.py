@@ -31,6 +31,15 @@ def test_full_import_exits_0_and_writes_a_spec_that_validates(tmp_path):
     assert check.returncode == 0 and "ok:" in check.stdout
 
 
+def test_cloudformation_import_exits_0_and_the_spec_validates_beside_its_template_files(tmp_path):
+    out = tmp_path / "infra.yaml"
+    result = run("import-codepipeline", FIXTURES / "codepipeline" / "cloudformation.json", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "template: CodePipeline read infra/webapp.yaml from artifact 'SourceArtifact'" in result.stderr
+    check = run("validate", out)
+    assert check.returncode == 0 and "ok:" in check.stdout, check.stdout + check.stderr
+
+
 def test_import_to_stdout():
     result = run("import-codepipeline", FIXTURES / "codepipeline" / "v2-variables-triggers.json")
     assert result.returncode == 0 and "\npipeline:\n  name: webapp-v2\n" in result.stdout
