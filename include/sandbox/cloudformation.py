@@ -159,9 +159,13 @@ class CloudFormationEmulator:
         cf = backend("cloudformation", region)
         token = params.get("ClientRequestToken")
         if action == "CreateChangeSet":
-            change_set = next(
-                (c for c in cf.change_sets.values() if c.change_set_name == params.get("ChangeSetName")), None
-            )
+            made = [  # the newest change set of that name on that stack
+                c
+                for c in cf.change_sets.values()
+                if c.change_set_name == params.get("ChangeSetName")
+                and getattr(self._find(c.stack_id, region), "name", None) == params.get("StackName")
+            ]
+            change_set = made[-1] if made else None
             if change_set is not None and self.stack_seconds > 0:
                 self.operations[change_set.change_set_id] = Operation(
                     region, change_set.stack_id, change_set.status, at + self.stack_seconds
