@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import dataclass
 from unittest import mock
 
 import pytest
@@ -15,6 +16,7 @@ from airflow.triggers.base import TaskFailedEvent, TaskSuccessEvent
 from include.sandbox import resources as r
 from release_orchestrator.hooks.cloudformation import StackHook
 from release_orchestrator.operators.cloudformation import CloudFormationOperator
+from release_orchestrator.results import ActionFailed
 from release_orchestrator.triggers import poller as poller_module
 from release_orchestrator.triggers.base import BatchPolledTrigger
 from release_orchestrator.triggers.cloudformation import CloudFormationStackTrigger
@@ -80,82 +82,97 @@ def operator(connection, stack, **kwargs):
     )
 
 
-def run(op, context):
-    """Run the operator; when it defers, run its trigger to the end as the triggerer would.
-    (outputs or None, the trigger or None, the trigger's event or None)."""
+@dataclass
+class Outcome:
+    """How an action ended: its outputs or why it failed, and whether it waited on a trigger to get there."""
+
+    outputs: dict | None
+    reason: str | None
+    trigger: CloudFormationStackTrigger | None
+
+
+def run(op, context, xcoms, release=None) -> Outcome:
+    """Run the operator; when it defers, run its trigger to the end as the triggerer would. `release` is
+    called once the poller has seen the operation in progress (to clear a fault holding it there)."""
     try:
-        return op.execute(context), None, None
+        return Outcome(op.execute(context), None, None)
+    except ActionFailed as failure:  # finished before the operator looked: nothing to wait for
+        return Outcome(None, str(failure), None)
     except TaskDeferred as deferred:
         trigger = deferred.trigger
-    event = asyncio.run(asyncio.wait_for(anext(trigger.run()), timeout=20))
-    return None, trigger, event
+
+    async def wait():
+        waiting = asyncio.ensure_future(anext(trigger.run()))
+        if release is not None:
+            poller = trigger.poller()
+            while poller.api_calls < 1:
+                assert not waiting.done()
+                await asyncio.sleep(0.05)
+            release()
+        return await asyncio.wait_for(waiting, timeout=20)
+
+    event = asyncio.run(wait())
+    assert isinstance(event, (TaskSuccessEvent, TaskFailedEvent))
+    if isinstance(event, TaskSuccessEvent):
+        return Outcome(xcoms[(trigger.item_id, "return_value")], None, trigger)
+    return Outcome(None, xcoms[(trigger.item_id, "failure_reason")], trigger)
 
 
 def test_create_waits_for_the_stack_and_its_outputs_become_variables_then_update_and_no_updates(
-    connection, stack, context, xcoms, aws
+    connection, stack, context, xcoms, aws, control
 ):
-    _, trigger, event = run(operator(connection, stack), context)
-    assert isinstance(trigger, CloudFormationStackTrigger)  # the sandbox holds the create in progress: a real wait
-    assert isinstance(event, TaskSuccessEvent)
-    outputs = xcoms[(trigger.item_id, "return_value")]
+    control.set_fault("cloudformation", stack, "hang")  # held in progress until the trigger waits
+    created = run(operator(connection, stack), context, xcoms, lambda: control.clear_fault("cloudformation", stack))
+    assert isinstance(created.trigger, CloudFormationStackTrigger)  # a real wait, over HTTP
+    outputs = created.outputs
     assert (outputs["StackStatus"], outputs["SettingName"]) == ("CREATE_COMPLETE", f"/{stack}/setting")
     assert outputs["TopicArn"] == f"arn:aws:sns:{r.REGION}:{r.ACCOUNT_ID}:{stack}-events"
+    assert outputs["StackId"] == created.trigger.item_id
 
-    _, trigger, event = run(operator(connection, stack, parameter_overrides={"Value": "two"}), context)
-    assert isinstance(event, TaskSuccessEvent)
-    assert xcoms[(trigger.item_id, "return_value")]["StackStatus"] == "UPDATE_COMPLETE"
+    updated = run(operator(connection, stack, parameter_overrides={"Value": "two"}), context, xcoms)
+    assert updated.outputs["StackStatus"] == "UPDATE_COMPLETE"
     assert aws("ssm").get_parameter(Name=f"/{stack}/setting")["Parameter"]["Value"] == "two"
 
-    outputs, trigger, _ = run(operator(connection, stack, parameter_overrides={"Value": "two"}), context)
-    assert trigger is None and outputs["StackStatus"] == "UPDATE_COMPLETE"  # no updates: nothing to wait for
+    unchanged = run(operator(connection, stack, parameter_overrides={"Value": "two"}), context, xcoms)
+    assert unchanged.trigger is None and unchanged.outputs["StackStatus"] == "UPDATE_COMPLETE"  # no updates
 
 
 def test_a_failing_create_names_the_resource_then_only_replace_on_failure_recovers(
     connection, stack, context, xcoms, control
 ):
     control.set_fault("cloudformation", stack, "fail")
-    _, trigger, event = run(operator(connection, stack), context)
-    assert isinstance(event, TaskFailedEvent)
-    reason = xcoms[(trigger.item_id, "failure_reason")]
-    assert reason.startswith(f"Stack {stack} is ROLLBACK_COMPLETE (CREATE_UPDATE); first failure: Setting ")
-    assert "CREATE_FAILED: Resource handler returned message" in reason
+    failed = run(operator(connection, stack), context, xcoms)
+    assert failed.reason.startswith(f"Stack {stack} is ROLLBACK_COMPLETE (CREATE_UPDATE); first failure: Setting ")
+    assert "CREATE_FAILED: Resource handler returned message" in failed.reason
 
     control.clear_fault("cloudformation", stack)
     with pytest.raises(AirflowException, match="ROLLBACK_COMPLETE and cannot be updated"):
         operator(connection, stack).execute(context)
-    _, replaced, event = run(operator(connection, stack, action_mode="REPLACE_ON_FAILURE"), context)
-    assert isinstance(event, TaskSuccessEvent) and replaced.item_id != trigger.item_id
-    assert xcoms[(replaced.item_id, "return_value")]["StackStatus"] == "CREATE_COMPLETE"
+    replaced = run(operator(connection, stack, action_mode="REPLACE_ON_FAILURE"), context, xcoms)
+    assert replaced.outputs["StackStatus"] == "CREATE_COMPLETE"
+    assert replaced.outputs["SettingName"] == f"/{stack}/setting"
 
 
 def test_delete_waits_until_the_stack_is_gone_and_a_missing_stack_is_fine(connection, stack, context, xcoms):
-    run(operator(connection, stack), context)
-    _, trigger, event = run(operator(connection, stack, action_mode="DELETE_ONLY"), context)
-    assert isinstance(event, TaskSuccessEvent)
-    assert xcoms[(trigger.item_id, "return_value")]["StackStatus"] == "DELETE_COMPLETE"
-    outputs, trigger, _ = run(operator(connection, stack, action_mode="DELETE_ONLY"), context)
-    assert trigger is None and outputs["StackStatus"] == ""
+    stack_id = run(operator(connection, stack), context, xcoms).outputs["StackId"]
+    deleted = run(operator(connection, stack, action_mode="DELETE_ONLY"), context, xcoms)
+    assert (deleted.outputs["StackStatus"], deleted.outputs["StackId"]) == ("DELETE_COMPLETE", stack_id)
+    again = run(operator(connection, stack, action_mode="DELETE_ONLY"), context, xcoms)
+    assert again.trigger is None and again.outputs["StackStatus"] == ""
 
 
 def test_change_set_created_then_executed(connection, stack, context, xcoms, aws):
-    _, trigger, event = run(
-        operator(connection, stack, action_mode="CHANGE_SET_REPLACE", change_set_name="go"), context
-    )
-    assert isinstance(event, TaskSuccessEvent)
-    change_set_id = xcoms[(trigger.item_id, "return_value")]["ChangeSetId"]
-    assert trigger.item_id == change_set_id
+    created = run(operator(connection, stack, action_mode="CHANGE_SET_REPLACE", change_set_name="go"), context, xcoms)
+    change_set_id = created.outputs["ChangeSetId"]
+    assert ":changeSet/go/" in change_set_id
     assert aws("cloudformation").describe_change_set(ChangeSetName=change_set_id)["Status"] == "CREATE_COMPLETE"
 
-    _, trigger, event = run(
-        operator(connection, stack, action_mode="CHANGE_SET_EXECUTE", change_set_name="go"), context
-    )
-    assert isinstance(event, TaskSuccessEvent)
-    outputs = xcoms[(trigger.item_id, "return_value")]
-    assert (outputs["StackStatus"], outputs["ChangeSetId"]) == ("CREATE_COMPLETE", change_set_id)
+    executed = run(operator(connection, stack, action_mode="CHANGE_SET_EXECUTE", change_set_name="go"), context, xcoms)
+    assert (executed.outputs["StackStatus"], executed.outputs["ChangeSetId"]) == ("CREATE_COMPLETE", change_set_id)
 
 
 def test_marking_the_task_failed_cancels_the_update(connection, stack, context, xcoms, control, aws, wait_until):
-    run(operator(connection, stack), context)
+    run(operator(connection, stack), context, xcoms)
     control.set_fault("cloudformation", stack, "hang")
     with pytest.raises(TaskDeferred) as deferred:
         operator(connection, stack, parameter_overrides={"Value": "two"}).execute(context)
@@ -179,3 +196,23 @@ def test_marking_the_task_failed_cancels_the_update(connection, stack, context, 
     assert isinstance(event, TaskFailedEvent)
     assert status() == "UPDATE_ROLLBACK_COMPLETE"
     assert xcoms[(trigger.item_id, "failure_reason")].startswith(f"Stack {stack} is UPDATE_ROLLBACK_COMPLETE")
+
+
+def test_the_sandbox_refuses_what_cloudformation_refuses(stack, aws, control, wait_until):
+    from botocore.exceptions import ClientError
+
+    cloudformation = aws("cloudformation")
+    body = json.dumps(template(stack))
+    parameters = [{"ParameterKey": "Value", "ParameterValue": "one"}]
+    control.set_fault("cloudformation", stack, "hang")  # in progress for as long as the test needs
+    cloudformation.create_stack(StackName=stack, TemplateBody=body, Parameters=parameters)
+    status = lambda: cloudformation.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]  # noqa: E731
+    assert status() == "CREATE_IN_PROGRESS"
+    with pytest.raises(ClientError, match="is in CREATE_IN_PROGRESS state and can not be updated"):
+        cloudformation.update_stack(StackName=stack, TemplateBody=body, Parameters=parameters)
+    with pytest.raises(ClientError, match="CancelUpdateStack cannot be called from current stack status"):
+        cloudformation.cancel_update_stack(StackName=stack)
+    control.clear_fault("cloudformation", stack)
+    wait_until(status, lambda s: s == "CREATE_COMPLETE", timeout=10)
+    with pytest.raises(ClientError, match="No updates are to be performed"):
+        cloudformation.update_stack(StackName=stack, TemplateBody=body, Parameters=parameters)
