@@ -1,10 +1,11 @@
-"""Fault injection: which CodeBuild projects, CodeDeploy groups and Elastic Beanstalk environments misbehave.
+"""Fault injection: which CodeBuild projects, CodeDeploy groups, Elastic Beanstalk environments and stacks misbehave.
 
 Document shape (GET/PUT /_sandbox/faults):
     {"codebuild":  {"<project>": {"mode": "fail" | "hang" | "throttle" | "fail-tests" | "slow",
                                   "rate": 0.5, "seconds": 60}},
      "codedeploy": {"<application>/<group>" or "<application>": {"mode": ..., "event": "AfterInstall"}},
-     "elasticbeanstalk": {"<application>/<environment>" or "<application>": {"mode": "fail" | "rollback" | "hang"}}}
+     "elasticbeanstalk": {"<application>/<environment>" or "<application>": {"mode": "fail" | "rollback" | "hang"}},
+     "cloudformation": {"<stack name>": {"mode": "fail" | "hang"}}}
 A PUT merges into what is set; `"mode": null` (or "none") removes one entry.
 """
 
@@ -18,6 +19,7 @@ MODES = {
     "codebuild": {"fail", "hang", "throttle", "fail-tests", "slow"},
     "codedeploy": {"fail", "hang", "throttle"},
     "elasticbeanstalk": {"fail", "rollback", "hang"},
+    "cloudformation": {"fail", "hang"},
 }
 
 
@@ -76,6 +78,10 @@ class Faults:
         with self._lock:
             entries = self._faults["elasticbeanstalk"]
             return entries.get(f"{application}/{environment}") or entries.get(application)
+
+    def for_stack(self, stack_name: str) -> dict | None:
+        with self._lock:
+            return self._faults["cloudformation"].get(stack_name)
 
     def should_throttle(self, service: str, targets: list[str]) -> bool:
         """Count one API call against each throttled target; True when it must be refused.

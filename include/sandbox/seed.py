@@ -29,7 +29,7 @@ LOAD_BALANCER = "webapp-alb"
 LAUNCH_TEMPLATE = "webapp-lt"
 PROD_LISTENER_PORT = 80
 TEST_LISTENER_PORT = 8443
-TRUSTED_SERVICES = ["codebuild", "codedeploy", "lambda", "ecs-tasks", "ec2", "states"]
+TRUSTED_SERVICES = ["codebuild", "codedeploy", "lambda", "ecs-tasks", "ec2", "states", "cloudformation"]
 
 
 def _exists(call, missing: tuple[str, ...]) -> bool:

@@ -1,13 +1,15 @@
 """The local sandbox: moto on loopback, plus CodeBuild, CodeDeploy, Step Functions and Elastic Beanstalk
 lifecycles that take time.
 
-    python -m include.sandbox.server --port 5055 [--build-seconds 6] [--deploy-seconds 8] [--seed]
+    python -m include.sandbox.server --port 5055 [--build-seconds 6] [--deploy-seconds 8] [--stack-seconds 4] [--seed]
 
 A WSGI middleware sits in front of moto's app. Calls whose X-Amz-Target is a
 build or deployment lifecycle operation are answered by include.sandbox.codebuild,
 include.sandbox.codedeploy and include.sandbox.stepfunctions, Elastic Beanstalk's
 query-protocol calls by include.sandbox.elasticbeanstalk, Lambda Invoke of python
-functions by include.sandbox.lambda_invoke; everything else reaches moto unchanged. Control
+functions by include.sandbox.lambda_invoke; CloudFormation calls reach moto through
+include.sandbox.cloudformation, which holds stack operations in progress; everything
+else reaches moto unchanged. Control
 endpoints live under /_sandbox/ (health, faults, reset).
 """
 
@@ -28,7 +30,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from moto.server import DomainDispatcherApplication
 from werkzeug.serving import make_server
 
-from include.sandbox import codebuild, codedeploy, elasticbeanstalk, lambda_invoke, stepfunctions
+from include.sandbox import cloudformation, codebuild, codedeploy, elasticbeanstalk, lambda_invoke, stepfunctions
 from include.sandbox import events as sandbox_events
 from include.sandbox.common import ApiError, backend, now, region_of
 from include.sandbox.faults import FaultError, Faults
@@ -61,7 +63,7 @@ class PortInUseError(RuntimeError):
 class SandboxApp:
     """WSGI app: our emulation for lifecycle calls, moto for the rest."""
 
-    def __init__(self, build_seconds: float, deploy_seconds: float):
+    def __init__(self, build_seconds: float, deploy_seconds: float, stack_seconds: float = 4.0):
         self.lock = threading.RLock()
         self.faults = Faults()
         self.codebuild = codebuild.CodeBuildEmulator(self.faults, build_seconds)
@@ -69,6 +71,7 @@ class SandboxApp:
         # Executions and environment updates take as long as a deployment.
         self.stepfunctions = stepfunctions.StepFunctionsEmulator(deploy_seconds)
         self.elasticbeanstalk = elasticbeanstalk.ElasticBeanstalkEmulator(self.faults, deploy_seconds)
+        self.cloudformation = cloudformation.CloudFormationEmulator(self.faults, stack_seconds)
         self.moto = DomainDispatcherApplication(create_backend_app)
 
     def tick(self) -> None:
@@ -78,6 +81,7 @@ class SandboxApp:
             self.codedeploy.tick(at)
             self.stepfunctions.tick(at)
             self.elasticbeanstalk.tick(at)
+            self.cloudformation.tick(at)
 
     def __call__(self, environ, start_response):
         if (handled := sandbox_events.intercept(self, environ, start_response)) is not None:
@@ -88,6 +92,8 @@ class SandboxApp:
             return self._control(environ, start_response)
         if _signed_service(environ) == "elasticbeanstalk":
             return self._elasticbeanstalk(environ, start_response)
+        if _signed_service(environ) == "cloudformation":
+            return self.cloudformation.serve(_read_body(environ), environ, start_response, self._moto, self.lock)
         prefix, _, operation = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")
         service = TARGET_PREFIXES.get(prefix)
         if service is None:
@@ -166,6 +172,7 @@ class SandboxApp:
                         "status": "ok",
                         "buildSeconds": self.codebuild.build_seconds,
                         "deploySeconds": self.codedeploy.deploy_seconds,
+                        "stackSeconds": self.cloudformation.stack_seconds,
                         "builds": len(self.codebuild.builds),
                         "deployments": len(self.codedeploy.deployments),
                         "runningExecutions": self.stepfunctions.running(),
@@ -188,6 +195,7 @@ class SandboxApp:
             with self.lock:
                 self.codebuild.reset()
                 self.codedeploy.reset()
+                self.cloudformation.reset()
                 self.faults.clear()
             return _reply(start_response, 200, {"status": "reset"})
         return _reply(start_response, 404, {"error": f"no sandbox endpoint {method} {path}"})
@@ -242,6 +250,7 @@ def start_sandbox(
     build_seconds: float = 6.0,
     deploy_seconds: float = 8.0,
     quiet: bool = True,
+    stack_seconds: float = 4.0,
 ) -> Sandbox:
     """Serve the sandbox in background threads of this process; port 0 picks a free port.
 
@@ -266,7 +275,7 @@ def start_sandbox(
             raise PortInUseError(host, port) from error
         raise
     bound_port = listener.getsockname()[1]
-    app = SandboxApp(build_seconds, deploy_seconds)
+    app = SandboxApp(build_seconds, deploy_seconds, stack_seconds)
     try:
         server = make_server(
             host, bound_port, app, threaded=True, request_handler=MotoRequestHandler, fd=listener.fileno()
@@ -328,13 +337,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=SANDBOX_PORT)
     parser.add_argument("--build-seconds", type=float, default=6.0, help="wall-clock length of a build")
     parser.add_argument("--deploy-seconds", type=float, default=8.0, help="wall-clock length of a deployment")
+    parser.add_argument(
+        "--stack-seconds", type=float, default=4.0, help="wall-clock length of a CloudFormation stack operation"
+    )
     parser.add_argument("--seed", action="store_true", help="create the example's resources once started")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     try:
-        sandbox = start_sandbox(args.host, args.port, args.build_seconds, args.deploy_seconds, quiet=not args.verbose)
+        sandbox = start_sandbox(
+            args.host,
+            args.port,
+            args.build_seconds,
+            args.deploy_seconds,
+            quiet=not args.verbose,
+            stack_seconds=args.stack_seconds,
+        )
     except (PortInUseError, ValueError) as error:
         print(f"sandbox: {error}", file=sys.stderr)
         return 2

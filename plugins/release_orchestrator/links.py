@@ -96,3 +96,18 @@ class ElasticBeanstalkEnvironmentLink(BaseAwsLink):
         if not environment_id:
             return ""
         return super().format_link(environment_id=quote(environment_id, safe=""), **kwargs)
+
+
+class CloudFormationStackLink(BaseAwsLink):
+    """The stack's page in the CloudFormation console."""
+
+    name = "CloudFormation stack"
+    key = "_cloudformation_stack"
+    format_str = (
+        BASE_AWS_CONSOLE_LINK + "/cloudformation/home?region={region_name}#/stacks/stackinfo?stackId={stack_id}"
+    )
+
+    def format_link(self, *, stack_id: str | None = None, **kwargs) -> str:
+        if not stack_id:
+            return ""
+        return super().format_link(stack_id=quote(stack_id, safe=""), **kwargs)

@@ -49,6 +49,11 @@ def get_provider_info() -> dict:
                 "external-doc-url": "https://aws.amazon.com/s3/",
                 "tags": ["aws"],
             },
+            {
+                "integration-name": "AWS CloudFormation",
+                "external-doc-url": "https://aws.amazon.com/cloudformation/",
+                "tags": ["aws"],
+            },
         ],
         "operators": [
             {
@@ -71,6 +76,10 @@ def get_provider_info() -> dict:
                 "integration-name": "Amazon S3",
                 "python-modules": [f"{_PACKAGE}.operators.s3_deploy"],
             },
+            {
+                "integration-name": "AWS CloudFormation",
+                "python-modules": [f"{_PACKAGE}.operators.cloudformation"],
+            },
         ],
         "hooks": [
             {
@@ -80,6 +89,10 @@ def get_provider_info() -> dict:
             {
                 "integration-name": "AWS CodeDeploy",
                 "python-modules": [f"{_PACKAGE}.hooks.codedeploy"],
+            },
+            {
+                "integration-name": "AWS CloudFormation",
+                "python-modules": [f"{_PACKAGE}.hooks.cloudformation"],
             },
         ],
         "triggers": [
@@ -95,6 +108,10 @@ def get_provider_info() -> dict:
                 "integration-name": "AWS CodeDeploy",
                 "python-modules": [f"{_PACKAGE}.triggers.codedeploy"],
             },
+            {
+                "integration-name": "AWS CloudFormation",
+                "python-modules": [f"{_PACKAGE}.triggers.cloudformation"],
+            },
         ],
         "notifications": [f"{_PACKAGE}.notifications.notifier.PipelineEventNotifier"],
         "extra-links": [
@@ -103,5 +120,6 @@ def get_provider_info() -> dict:
             f"{_PACKAGE}.links.CodeDeployDeploymentLink",
             f"{_PACKAGE}.links.LambdaFunctionLink",
             f"{_PACKAGE}.links.S3DeployLink",
+            f"{_PACKAGE}.links.CloudFormationStackLink",
         ],
     }

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 BUILD_SECONDS = 2.0
 DEPLOY_SECONDS = 2.0
+STACK_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def sandbox(tmp_path_factory):
     port, log = free_port(), tmp_path_factory.mktemp("sandbox") / "sandbox.log"
     command = [sys.executable, "-m", "include.sandbox.server", "--port", str(port), "--seed"]
     command += ["--build-seconds", str(BUILD_SECONDS), "--deploy-seconds", str(DEPLOY_SECONDS)]
+    command += ["--stack-seconds", str(STACK_SECONDS)]
     environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'plugins'}{os.pathsep}{ROOT}"}
     with log.open("wb") as output:  # a file, not a pipe nobody drains
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)

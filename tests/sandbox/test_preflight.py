@@ -288,3 +288,52 @@ def test_check_finds_state_machines_and_beanstalk_environments(sandbox, tmp_path
     machine = rows[f"state machine {r.SMOKE_STATE_MACHINE_ARN.replace(r.SMOKE_STATE_MACHINE, 'release-missing')}"]
     assert machine.result == FAIL and machine.reason.startswith("DescribeStateMachine on state machine ")
     assert "StateMachineDoesNotExist" in machine.reason
+
+
+STACKS = """
+pipeline:
+  name: stacks
+  stages:
+    - name: Infra
+      actions:
+        - name: Trusted
+          type: deploy.cloudformation
+          configuration:
+            action_mode: DELETE_ONLY
+            stack_name: {stack}
+            role_arn: {trusted}
+        - name: Untrusted
+          type: deploy.cloudformation
+          configuration:
+            action_mode: DELETE_ONLY
+            stack_name: {stack}
+            role_arn: {untrusted}
+        - name: Apply
+          type: deploy.cloudformation
+          configuration: {{action_mode: CHANGE_SET_EXECUTE, stack_name: {stack}, change_set_name: release}}
+        - name: ApplyMissing
+          type: deploy.cloudformation
+          configuration: {{action_mode: CHANGE_SET_EXECUTE, stack_name: {stack}-missing, change_set_name: release}}
+"""
+
+
+def test_cloudformation_role_must_trust_cloudformation_and_the_stack_must_exist(sandbox, aws, tmp_path, monkeypatch):
+    stack = f"preflight-{os.getpid()}"
+    aws("cloudformation").create_stack(StackName=stack, TemplateBody=json.dumps({"Resources": {}}))
+    trust = {
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "codebuild.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]
+    }
+    untrusted = aws("iam").create_role(RoleName=f"build-only-{os.getpid()}", AssumeRolePolicyDocument=json.dumps(trust))
+    text = STACKS.format(stack=stack, trusted=r.SERVICE_ROLE_ARN, untrusted=untrusted["Role"]["Arn"])
+    rows = by_resource(check_rows(sandbox, spec(tmp_path, text), monkeypatch))
+    assert rows[f"iam role {r.SERVICE_ROLE_ARN}"].result == PASS
+    refused = rows[f"iam role {untrusted['Role']['Arn']}"]
+    assert refused.result == FAIL
+    assert refused.reason.startswith(
+        f"GetRole: role 'build-only-{os.getpid()}' does not trust cloudformation.amazonaws.com"
+    )
+    assert rows[f"cloudformation stack {stack} ({r.REGION})"].result == PASS
+    missing = rows[f"cloudformation stack {stack}-missing ({r.REGION})"]
+    assert missing.result == FAIL and missing.reason.startswith(f"DescribeStacks on stack '{stack}-missing' failed")

@@ -282,3 +282,33 @@ def test_step_functions_and_elastic_beanstalk_are_scoped_to_the_machine_and_the_
     assert statements["CloudFormationTheEnvironmentsStackUpdatedWithTheCallersRights"]["Resource"] == [
         arn("cloudformation", "stack/awseb-*")
     ]
+
+
+STACK = """
+pipeline:
+  name: stacks
+  region: eu-central-1
+  stages:
+    - name: Infra
+      actions:
+        - name: Stack
+          type: deploy.cloudformation
+          configuration:
+            action_mode: CREATE_UPDATE
+            stack_name: webapp
+            template: s3://templates/webapp.yaml
+            role_arn: arn:aws:iam::444455556666:role/cfn-deploy
+"""
+
+
+def test_cloudformation_is_scoped_to_the_stack_and_passes_only_its_role():
+    statements = {s["Sid"]: s for s in policy(load_spec_text(STACK), account_id="444455556666")["Statement"]}
+    stack = statements["CloudFormationDeployTheNamedStacksAndTheirChangeSets"]
+    assert stack["Resource"] == ["arn:aws:cloudformation:eu-central-1:444455556666:stack/webapp/*"]
+    assert {"cloudformation:CreateStack", "cloudformation:CancelUpdateStack", "cloudformation:ExecuteChangeSet"} <= set(
+        stack["Action"]
+    )
+    passing = statements["IamPassTheStacksServiceRoleToCloudFormation"]
+    assert (passing["Action"], passing["Resource"]) == (["iam:PassRole"], ["arn:aws:iam::444455556666:role/cfn-deploy"])
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
+    assert statements["S3ReadTheTemplateAndItsConfiguration"]["Resource"] == ["arn:aws:s3:::templates/webapp.yaml"]

@@ -40,6 +40,15 @@ def test_step_functions_and_elastic_beanstalk_import_exits_0_and_validates(tmp_p
     assert check.returncode == 0 and "ok:" in check.stdout, check.stdout + check.stderr
 
 
+def test_cloudformation_import_exits_0_and_the_spec_validates_beside_its_template_files(tmp_path):
+    out = tmp_path / "infra.yaml"
+    result = run("import-codepipeline", FIXTURES / "codepipeline" / "cloudformation.json", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "template: CodePipeline read infra/webapp.yaml from artifact 'SourceArtifact'" in result.stderr
+    check = run("validate", out)
+    assert check.returncode == 0 and "ok:" in check.stdout, check.stdout + check.stderr
+
+
 def test_import_to_stdout():
     result = run("import-codepipeline", FIXTURES / "codepipeline" / "v2-variables-triggers.json")
     assert result.returncode == 0 and "\npipeline:\n  name: webapp-v2\n" in result.stdout
@@ -50,7 +59,7 @@ def test_partial_import_exits_3_and_lists_what_was_not_imported(tmp_path):
     result = run("import-codepipeline", FIXTURES / "codepipeline" / "unsupported.json", "-o", out)
     assert result.returncode == 3
     assert "Not imported:\n  stage 'Build', action 'JenkinsBuild' (Build/Custom/Jenkins v1):" in result.stderr
-    assert "stage 'Infrastructure', action 'CreateChangeSet' (Deploy/AWS/CloudFormation v1)" in result.stderr
+    assert "stage 'Infrastructure', action 'DeployStackSet' (Deploy/AWS/CloudFormationStackSet v1)" in result.stderr
     assert run("validate", out).returncode == 0
 
 

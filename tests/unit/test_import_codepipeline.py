@@ -164,18 +164,51 @@ def test_step_functions_input_that_is_not_a_json_object_or_array_is_left_out_wit
     assert any("Input is not a JSON object or array" in n for n in result.notes)
 
 
+def test_cloudformation_actions_import_with_every_key_mapped_or_noted():
+    result, p = imported("cloudformation.json")
+    assert result.complete and result.unmapped == [] and result.errors == []
+    staging = p.stages[1].actions[0]
+    assert (staging.type, staging.namespace) == ("deploy.cloudformation", "StagingStack")
+    assert staging.configuration == {
+        "action_mode": "CREATE_UPDATE",
+        "stack_name": "webapp-staging",
+        "role_arn": "arn:aws:iam::123456789012:role/cfn-deploy",
+        "template": "infra/webapp.yaml",
+        "template_configuration": "infra/staging.json",
+        "parameter_overrides": {"ImageTag": "#{variables.image_tag}", "BucketName": PLACEHOLDER},
+        "capabilities": ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    }
+    create, execute, delete = p.stages[2].actions
+    assert (create.configuration["action_mode"], create.configuration["change_set_name"]) == (
+        "CHANGE_SET_REPLACE",
+        "webapp-changes",
+    )
+    assert execute.configuration == {
+        "action_mode": "CHANGE_SET_EXECUTE",
+        "stack_name": "webapp-production",
+        "change_set_name": "webapp-changes",
+    }
+    assert delete.configuration["action_mode"] == "DELETE_ONLY"
+    notes = "\n".join(result.notes) + result.yaml
+    assert "put that file next to this spec" in notes and "artifact 'SourceArtifact'" in notes
+    assert "OutputFileName outputs.json left out" in notes
+    assert "TemplatePath left out: not used by ActionMode CHANGE_SET_EXECUTE" in notes
+    assert "parameter_overrides.BucketName is a placeholder" in notes
+    assert "has no equivalent" not in notes  # every CodePipeline key was mapped or named
+
+
 def test_unsupported_providers_are_listed_and_kept_as_comments():
     result, p = imported("unsupported.json")
     assert not result.complete and result.errors == []
     assert [(u.stage, u.action, u.provider) for u in result.unmapped] == [
         ("Build", "JenkinsBuild", "Build/Custom/Jenkins v1"),
-        ("Infrastructure", "CreateChangeSet", "Deploy/AWS/CloudFormation v1"),
-        ("Infrastructure", "ExecuteChangeSet", "Deploy/AWS/CloudFormation v1"),
+        ("Infrastructure", "DeployStackSet", "Deploy/AWS/CloudFormationStackSet v1"),
+        ("Infrastructure", "DeployInstances", "Deploy/AWS/CloudFormationStackInstances v1"),
     ]
     assert all(u.reason for u in result.unmapped)
     assert [s.name for s in p.stages] == ["Source", "Build"]  # a stage with nothing left is left out
     assert [a.name for a in p.stages[1].actions] == ["Lint"]
-    assert "#     StackName: infra" in result.yaml and "# NOT IMPORTED: stage 'Infrastructure'" in result.yaml
+    assert "#     StackSetName: infra" in result.yaml and "# NOT IMPORTED: stage 'Infrastructure'" in result.yaml
     (source,) = p.stages[0].actions
     assert source.configuration == {"repository": "acme/infra", "branch": "main"}
     # PollForSourceChanges (GitHub version 1's default: true) became a push trigger on the branch.

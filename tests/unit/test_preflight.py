@@ -249,3 +249,39 @@ def test_plan_of_step_functions_and_elastic_beanstalk():
             "us-east-1",
         ),
     ]
+
+
+STACKS = """
+pipeline:
+  name: stacks
+  region: us-east-1
+  stages:
+    - name: Infra
+      actions:
+        - name: Plan
+          type: deploy.cloudformation
+          configuration:
+            action_mode: CHANGE_SET_REPLACE
+            stack_name: webapp
+            change_set_name: release
+            template: s3://templates/webapp.yaml
+            role_arn: arn:aws:iam::123456789012:role/cfn-deploy
+        - name: Apply
+          type: deploy.cloudformation
+          run_order: 2
+          configuration: {action_mode: CHANGE_SET_EXECUTE, stack_name: webapp, change_set_name: release}
+"""
+
+
+def test_cloudformation_checks_the_stacks_role_and_the_stack_a_change_set_executes_on():
+    checks = [(c.stage, c.action, c.kind, c.name, c.details) for c in plan(load_spec_text(STACKS))]
+    assert checks[1:] == [
+        (
+            "Infra",
+            "Plan",
+            "iam_role",
+            "arn:aws:iam::123456789012:role/cfn-deploy",
+            {"service": "cloudformation.amazonaws.com"},
+        ),
+        ("Infra", "Apply", "cloudformation_stack", "webapp", {}),
+    ]

@@ -210,6 +210,16 @@ ACTIONS = [
         "invoke.stepfunctions",
         {"state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:m", "input": {"k": f"v{JINJA}"}},
     ),
+    # Stack names and role ARNs follow AWS's patterns, which leave no room for Jinja.
+    (
+        "deploy.cloudformation",
+        {
+            "action_mode": "CREATE_UPDATE",
+            "stack_name": "webapp",
+            "template": f"s3://b/t{JINJA}.yaml",
+            "parameter_overrides": {"P": f"v{JINJA}"},
+        },
+    ),
     (
         "deploy.elasticbeanstalk",
         {

@@ -162,9 +162,9 @@ def _console_link(ti: Any) -> str | None:
     """The failed action's AWS console link, from the extra-link data it stored when it started."""
     if ti is None or not hasattr(ti, "xcom_pull"):
         return None
-    from release_orchestrator.links import CodeBuildBuildLink, CodeDeployDeploymentLink
+    from release_orchestrator.links import CloudFormationStackLink, CodeBuildBuildLink, CodeDeployDeploymentLink
 
-    for link in (CodeBuildBuildLink, CodeDeployDeploymentLink):
+    for link in (CodeBuildBuildLink, CodeDeployDeploymentLink, CloudFormationStackLink):
         try:
             value = ti.xcom_pull(task_ids=ti.task_id, key=link.key)
         except Exception:  # noqa: BLE001 - links only enrich the message

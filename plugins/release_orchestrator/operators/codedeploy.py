@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.ecs import EcsHook
@@ -28,7 +27,7 @@ from release_orchestrator.hooks.codedeploy import (
 from release_orchestrator.links import CodeDeployDeploymentLink
 from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, defer_timeout, stable_token
-from release_orchestrator.pipeline.files import SpecFileError, file_in_folder, is_file_path
+from release_orchestrator.pipeline.files import is_file_path, read_spec_file
 from release_orchestrator.results.codedeploy import DeploymentResult, continue_if_ready
 from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
 
@@ -441,14 +440,7 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
         if not template:
             raise ValueError("An ecs deployment needs task_definition_template")
         if is_file_path(template):
-            path = Path(template)
-            if self.spec_folder is not None:
-                # Checked again right before reading: a link may have changed since the DAG was parsed.
-                try:
-                    path = file_in_folder(template, self.spec_folder)
-                except SpecFileError as err:
-                    raise SpecFileError(f"task_definition_template: {err}") from None
-            template = json.loads(path.read_text())
+            template = json.loads(read_spec_file(template, self.spec_folder, "task_definition_template"))
         template = as_json(template)
         template = dict(template.get("taskDefinition", template))
         for field in TASK_DEFINITION_READ_ONLY:

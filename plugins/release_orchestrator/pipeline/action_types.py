@@ -61,7 +61,8 @@ class Resource:
 
     `kind` is one of preflight.CHECKERS (codebuild_project, codedeploy_group, ecr_repository, s3_bucket,
     codecommit_repository, sns_topic, lambda_function, stepfunctions_state_machine,
-    elasticbeanstalk_environment); `details` what else is checked (a group's platform, an environment).
+    elasticbeanstalk_environment, iam_role, cloudformation_stack); `details` what else is checked (a group's
+    platform, an environment, the service a role must trust).
     """
 
     kind: str
@@ -742,6 +743,120 @@ def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
     ]
 
 
+# CloudFormation (deploy.cloudformation): CodePipeline's action modes and what each needs.
+CLOUDFORMATION_ACTION_MODES = (
+    "CREATE_UPDATE",
+    "DELETE_ONLY",
+    "REPLACE_ON_FAILURE",
+    "CHANGE_SET_REPLACE",
+    "CHANGE_SET_EXECUTE",
+)
+CLOUDFORMATION_CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND")
+_STACK_NAME_RE = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")  # CloudFormation's pattern for stack names
+_CHANGE_SET_NAME_RE = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
+_ROLE_ARN_RE = re.compile(r"^arn:aws[-a-z]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_TEMPLATE_MODES = ("CREATE_UPDATE", "REPLACE_ON_FAILURE", "CHANGE_SET_REPLACE")
+# Keys that describe the stack's content, which deleting a stack or executing a change set does not use.
+_STACK_CONTENT_KEYS = ("template", "template_configuration", "parameter_overrides", "capabilities")
+
+
+def _check_cloudformation(config: dict) -> list[tuple[str, str]]:
+    mode = config.get("action_mode")
+    problems = []
+
+    def named(key: str, pattern: re.Pattern, what: str) -> None:
+        value = config.get(key)
+        if isinstance(value, str) and not has_reference(value) and not pattern.match(value):
+            problems.append(
+                (key, f"{value!r} is not a valid {what}: a letter, then letters, digits and '-' (128 at most)")
+            )
+
+    named("stack_name", _STACK_NAME_RE, "stack name")
+    named("change_set_name", _CHANGE_SET_NAME_RE, "change set name")
+    if mode in CLOUDFORMATION_ACTION_MODES:
+        if mode.startswith("CHANGE_SET") and "change_set_name" not in config:
+            problems.append(("change_set_name", f"missing required key for action_mode {mode}"))
+        if mode in _TEMPLATE_MODES and "template" not in config:
+            problems.append(("template", f"missing required key for action_mode {mode}"))
+        if mode not in _TEMPLATE_MODES:
+            problems += [(k, f"not used by action_mode {mode}") for k in _STACK_CONTENT_KEYS if k in config]
+        if not mode.startswith("CHANGE_SET") and "change_set_name" in config:
+            problems.append(("change_set_name", f"only used by the change set modes, not {mode}"))
+    capabilities = config.get("capabilities")
+    for i, capability in enumerate(capabilities if isinstance(capabilities, list) else []):
+        if capability not in CLOUDFORMATION_CAPABILITIES:
+            problems.append((f"capabilities[{i}]", f"must be one of {', '.join(CLOUDFORMATION_CAPABILITIES)}"))
+    for key, schemes in (("template", ("s3://", "https://")), ("template_configuration", ("s3://",))):
+        value = config.get(key)
+        if isinstance(value, str) and "://" in value and not value.startswith(schemes):
+            problems.append((key, f"a URL here starts with {' or '.join(schemes)}"))
+    overrides = config.get("parameter_overrides")
+    for name, value in overrides.items() if isinstance(overrides, dict) else []:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            problems.append((f"parameter_overrides.{name}", "expected a string (parameter values are strings)"))
+    role = config.get("role_arn")
+    if isinstance(role, str) and not has_reference(role) and not _ROLE_ARN_RE.match(role):
+        problems.append(("role_arn", f"{role!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"))
+    return problems
+
+
+def _stack_arn(config: dict) -> str:
+    return _arn("cloudformation", f"stack/{config.get('stack_name')}/*")
+
+
+def _cloudformation_resources(config: dict) -> list[Resource]:
+    out = []
+    if config.get("role_arn"):
+        out.append(Resource("iam_role", config["role_arn"], {"service": "cloudformation.amazonaws.com"}))
+    if config.get("action_mode") == "CHANGE_SET_EXECUTE":
+        out.append(Resource("cloudformation_stack", config.get("stack_name")))
+    return out
+
+
+def _cloudformation_permissions(config: dict) -> list[Permission]:
+    out = [
+        Permission(
+            "cloudformation",
+            (
+                "cloudformation:CancelUpdateStack",
+                "cloudformation:CreateChangeSet",
+                "cloudformation:CreateStack",
+                "cloudformation:DeleteChangeSet",
+                "cloudformation:DeleteStack",
+                "cloudformation:DescribeChangeSet",
+                "cloudformation:DescribeStackEvents",
+                "cloudformation:DescribeStacks",
+                "cloudformation:ExecuteChangeSet",
+                "cloudformation:UpdateStack",
+            ),
+            _stack_arn(config),
+            "CloudFormationDeployTheNamedStacksAndTheirChangeSets",
+        )
+    ]
+    if config.get("role_arn"):
+        out.append(
+            Permission(
+                "iam",
+                ("iam:PassRole",),
+                config["role_arn"],
+                "IamPassTheStacksServiceRoleToCloudFormation",
+                {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
+            )
+        )
+    for key in ("template", "template_configuration"):
+        value = config.get(key)
+        if isinstance(value, str) and value.startswith("s3://"):
+            out.append(
+                Permission(
+                    "s3",
+                    ("s3:GetObject",),
+                    "arn:aws:s3:::" + value[len("s3://") :],
+                    "S3ReadTheTemplateAndItsConfiguration",
+                )
+            )
+    return out
+
+
 # --- the table ---------------------------------------------------------------------------------------------
 
 # Keys a spec may not use, with why and what to write instead: CodePipeline's options that mean nothing here.
@@ -1108,6 +1223,54 @@ ACTION_TYPES: dict[str, ActionType] = {
             resources=_elasticbeanstalk_resources,
             permissions=_elasticbeanstalk_permissions,
         ),
+        ActionType(
+            "deploy.cloudformation",
+            "Deploy",
+            "Creates, updates or deletes a CloudFormation stack, or creates and executes a change set of it "
+            "(CodePipeline's CloudFormation action modes).",
+            keys=(
+                ConfigKey(
+                    "action_mode",
+                    "what to do with the stack",
+                    required=True,
+                    choices=CLOUDFORMATION_ACTION_MODES,
+                ),
+                ConfigKey("stack_name", "the stack", required=True),
+                ConfigKey("change_set_name", "the change set (CHANGE_SET_REPLACE, CHANGE_SET_EXECUTE)"),
+                ConfigKey(
+                    "template",
+                    "the template: a YAML or JSON file in the spec's folder (a path relative to it), an s3:// or "
+                    "https:// URL of one, or a mapping (CREATE_UPDATE, REPLACE_ON_FAILURE, CHANGE_SET_REPLACE)",
+                    kind="str|mapping",
+                    file=True,
+                ),
+                ConfigKey(
+                    "template_configuration",
+                    "CodePipeline's template configuration (Parameters, Tags, StackPolicy): a JSON file in the "
+                    "spec's folder, an s3:// URL, or a mapping",
+                    kind="str|mapping",
+                    file=True,
+                ),
+                ConfigKey(
+                    "parameter_overrides",
+                    "template parameter -> value (strings; #{...} allowed), winning over the template configuration's",
+                    kind="mapping",
+                ),
+                ConfigKey(
+                    "capabilities", "CAPABILITY_IAM, CAPABILITY_NAMED_IAM, CAPABILITY_AUTO_EXPAND", kind="list[str]"
+                ),
+                ConfigKey("role_arn", "IAM role CloudFormation acts as on the stack (its service role)"),
+            ),
+            outputs=("StackName", "StackId", "StackStatus", "ChangeSetId", "ConsoleUrl"),
+            open_outputs=True,
+            open_outputs_text="each of the stack's outputs, by its OutputKey",
+            check=_check_cloudformation,
+            operator=f"{_OPERATORS}.cloudformation:CloudFormationOperator",
+            imported_from={"Deploy/AWS/CloudFormation": "cloudformation"},
+            polls=True,
+            resources=_cloudformation_resources,
+            permissions=_cloudformation_permissions,
+        ),
     )
 }
 
@@ -1132,7 +1295,9 @@ def reference_markdown() -> str:
             value = " \\| ".join(f"`{c}`" for c in k.choices) if k.choices else KIND_NAMES[k.kind]
             if k.range:
                 value += f" ({k.range[0]}-{k.range[1]})"
-            default = "" if k.default is None else f"`{str(k.default).lower() if k.default is True else k.default}`"
+            default = (
+                "" if k.default is None else f"`{str(k.default).lower() if isinstance(k.default, bool) else k.default}`"
+            )
             out.append(f"| `{k.name}` | {'yes' if k.required else ''} | {value} | {default} | {k.description} |")
         out += ["", f"Outputs: {t.outputs_text}.", ""]
     return "\n".join(out)

@@ -10,6 +10,7 @@ change between the DAG's parse and the task's run.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .syntax import has_reference
@@ -19,9 +20,24 @@ class SpecFileError(ValueError):
     pass
 
 
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def is_file_path(value: object) -> bool:
-    """Whether a value of a file key names a file (a string that is not inline JSON)."""
-    return isinstance(value, str) and value.strip()[:1] not in ("{", "[")
+    """Whether a value of a file key names a file (a string that is neither inline JSON nor a URL such as
+    s3://bucket/key)."""
+    return isinstance(value, str) and value.strip()[:1] not in ("{", "[") and not _URL_RE.match(value.strip())
+
+
+def read_spec_file(path: str, folder: str | os.PathLike | None, key: str) -> str:
+    """The text of the file a worker reads for `key`: checked again right before reading, since a link may
+    have changed since the DAG was parsed. No folder (an operator in a DAG file) reads any path."""
+    if folder is None:
+        return Path(path).read_text()
+    try:
+        return file_in_folder(path, folder).read_text()
+    except SpecFileError as err:
+        raise SpecFileError(f"{key}: {err}") from None
 
 
 def file_in_folder(path: str | os.PathLike, folder: str | os.PathLike) -> Path:

@@ -334,8 +334,8 @@ _STAGE_RULES = {
 _UNSUPPORTED = {
     "Jenkins": "Jenkins jobs are custom actions; there is no Jenkins action type (run the job from a CodeBuild "
     "project, or add an action type)",
-    "CloudFormation": "there is no CloudFormation action type yet",
-    "CloudFormationStackSet": "there is no CloudFormation action type yet",
+    "CloudFormationStackSet": "there is no StackSet action type (deploy.cloudformation deploys one stack)",
+    "CloudFormationStackInstances": "there is no StackSet action type (deploy.cloudformation deploys one stack)",
     "ECS": "standard ECS deployments are not supported; only CodeDeploy blue/green (CodeDeployToECS) is",
     "ServiceCatalog": "there is no Service Catalog action type",
     "AppConfig": "there is no AppConfig action type",
@@ -767,6 +767,63 @@ class _Importer:
             f"CodePipeline deployed artifact '{artifact}': set source to the s3://bucket/key where your build "
             "uploads that bundle (its key is a placeholder)"
         )
+        return out
+
+    def cloudformation(self, cfg: dict, action: dict, notes: list) -> dict:
+        mode = cfg.pop("ActionMode", PLACEHOLDER)
+        out: dict[str, Any] = {"action_mode": mode, "stack_name": cfg.pop("StackName", PLACEHOLDER)}
+        if mode in ("CHANGE_SET_REPLACE", "CHANGE_SET_EXECUTE"):
+            out["change_set_name"] = cfg.pop("ChangeSetName", PLACEHOLDER)
+        if "RoleArn" in cfg:
+            out["role_arn"] = cfg.pop("RoleArn")
+        if "OutputFileName" in cfg:
+            notes.append(
+                f"OutputFileName {cfg.pop('OutputFileName')} left out: the stack's outputs are this action's "
+                "output variables (#{Namespace.OutputKey}) instead of a file in an output artifact"
+            )
+        content = ("TemplatePath", "TemplateConfiguration", "ParameterOverrides", "Capabilities")
+        if mode not in ("CREATE_UPDATE", "REPLACE_ON_FAILURE", "CHANGE_SET_REPLACE"):
+            left = [key for key in content if key in cfg]
+            for key in left:
+                cfg.pop(key)
+            if left:
+                notes.append(f"{', '.join(left)} left out: not used by ActionMode {mode}")
+            return out
+        for cp_key, key in (("TemplatePath", "template"), ("TemplateConfiguration", "template_configuration")):
+            if cp_key not in cfg:
+                continue
+            artifact, _, path = str(cfg.pop(cp_key)).rpartition("::")
+            out[key] = path or PLACEHOLDER
+            notes.append(
+                f"{key}: CodePipeline read {path} from artifact '{artifact or '?'}'; put that file next to this "
+                "spec (the path is relative to the spec's directory), or set an s3:// URL of it"
+            )
+        if "template" not in out:
+            out["template"] = PLACEHOLDER
+        if "ParameterOverrides" in cfg:
+            out["parameter_overrides"] = self.parameter_overrides(cfg.pop("ParameterOverrides"), notes)
+        if "Capabilities" in cfg:
+            out["capabilities"] = [c.strip() for c in str(cfg.pop("Capabilities")).split(",") if c.strip()]
+        return out
+
+    def parameter_overrides(self, raw: Any, notes: list) -> dict[str, str]:
+        """ParameterOverrides (JSON text); Fn::GetParam / Fn::GetArtifactAtt read artifacts, which are not carried."""
+        try:
+            overrides = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(overrides, dict):
+                raise ValueError("expected a JSON object")
+        except (ValueError, RecursionError) as e:
+            notes.append(f"ParameterOverrides could not be read ({e}) and were left out: {raw!r}")
+            return {}
+        out = {}
+        for name, value in overrides.items():
+            if isinstance(value, (dict, list)):
+                notes.append(
+                    f"parameter_overrides.{name} is a placeholder: CodePipeline computed it from an artifact "
+                    f"({json.dumps(value)}); use a #{{...}} reference or a value"
+                )
+                value = PLACEHOLDER
+            out[str(name)] = str(value)
         return out
 
     def image(self, artifact: str | None, notes: list) -> str:

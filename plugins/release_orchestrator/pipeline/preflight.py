@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from .action_types import ACTION_TYPES, PLATFORM_NAMES
 from .model import Pipeline
@@ -335,6 +336,38 @@ def _elasticbeanstalk_environment(access: Access, check: PlannedCheck) -> tuple[
     return PASS, f"{match.get('Status')}, health {match.get('Health')}, version {match.get('VersionLabel')}"
 
 
+def _iam_role(access: Access, check: PlannedCheck) -> tuple[str, str]:
+    """The role exists and trusts the service it is passed to (details["service"])."""
+    iam = access.client("iam", check.region, check.aws_conn_id)
+    name = str(check.name).rsplit("/", 1)[-1]
+    role = _call("GetRole", f"role '{check.name}'", lambda: iam.get_role(RoleName=name)["Role"])
+    service = check.details.get("service")
+    trust = role.get("AssumeRolePolicyDocument") or {}
+    if isinstance(trust, str):
+        trust = json.loads(unquote(trust))
+    principals = []
+    for statement in trust.get("Statement", []):
+        if statement.get("Effect") == "Allow":
+            found = (statement.get("Principal") or {}).get("Service", [])
+            principals += [found] if isinstance(found, str) else list(found)
+    if service and service not in principals:
+        return (
+            FAIL,
+            f"GetRole: role '{name}' does not trust {service} (its trust policy allows {principals or 'no service'})",
+        )
+    return PASS, f"trusts {service}" if service else ""
+
+
+def _cloudformation_stack(access: Access, check: PlannedCheck) -> tuple[str, str]:
+    cloudformation = access.client("cloudformation", check.region, check.aws_conn_id)
+    stack = _call(
+        "DescribeStacks",
+        f"stack '{check.name}'",
+        lambda: cloudformation.describe_stacks(StackName=check.name)["Stacks"][0],
+    )
+    return PASS, stack["StackStatus"]
+
+
 CHECKERS: dict[str, tuple[str, Checker]] = {
     # kind -> (what the table calls it, how to check it)
     "credentials": ("credentials", _credentials),
@@ -347,6 +380,8 @@ CHECKERS: dict[str, tuple[str, Checker]] = {
     "lambda_function": ("lambda function", _lambda_function),
     "stepfunctions_state_machine": ("state machine", _stepfunctions_state_machine),
     "elasticbeanstalk_environment": ("elastic beanstalk environment", _elasticbeanstalk_environment),
+    "iam_role": ("iam role", _iam_role),
+    "cloudformation_stack": ("cloudformation stack", _cloudformation_stack),
 }
 
 
@@ -359,11 +394,8 @@ def resource_label(check: PlannedCheck) -> str:
         name = f"{check.name}/{check.details['environment']}"
     if check.kind == "lambda_function" and check.details.get("alias"):
         name = f"{check.name}:{check.details['alias']}"
-    where = (
-        f" ({check.region})"
-        if check.region and check.kind not in ("s3_bucket", "sns_topic", "stepfunctions_state_machine")
-        else ""
-    )
+    regionless = ("s3_bucket", "sns_topic", "stepfunctions_state_machine", "iam_role")
+    where = f" ({check.region})" if check.region and check.kind not in regionless else ""
     return f"{what} {name}{where}"
 
 
