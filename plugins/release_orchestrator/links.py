@@ -1,4 +1,4 @@
-"""Console links shown on CodeBuild and CodeDeploy tasks (the provider's BaseAwsLink pattern)."""
+"""Console links shown on CodeBuild, CodeDeploy and ECS tasks (the provider's BaseAwsLink pattern)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,21 @@ class CodeDeployDeploymentLink(BaseAwsLink):
         if not deployment_id:
             return ""
         return super().format_link(deployment_id=quote(deployment_id, safe=""), **kwargs)
+
+
+class EcsServiceDeploymentsLink(BaseAwsLink):
+    """The service's deployments in the ECS console."""
+
+    name = "ECS service deployments"
+    key = "_ecs_service_deployments"
+    format_str = (
+        BASE_AWS_CONSOLE_LINK
+        + "/ecs/v2/clusters/{cluster_name}/services/{service_name}/deployments?region={region_name}"
+    )
+
+    def format_link(self, *, cluster_name: str | None = None, service_name: str | None = None, **kwargs) -> str:
+        if not cluster_name or not service_name:
+            return ""
+        return super().format_link(
+            cluster_name=quote(cluster_name, safe=""), service_name=quote(service_name, safe=""), **kwargs
+        )

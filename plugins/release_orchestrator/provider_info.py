@@ -39,6 +39,11 @@ def get_provider_info() -> dict:
                 "external-doc-url": "https://aws.amazon.com/codedeploy/",
                 "tags": ["aws"],
             },
+            {
+                "integration-name": "Amazon ECS",
+                "external-doc-url": "https://aws.amazon.com/ecs/",
+                "tags": ["aws"],
+            },
         ],
         "operators": [
             {
@@ -47,11 +52,15 @@ def get_provider_info() -> dict:
             },
             {
                 "integration-name": "AWS CodeBuild",
-                "python-modules": [f"{_PACKAGE}.operators.codebuild"],
+                "python-modules": [f"{_PACKAGE}.operators.codebuild", f"{_PACKAGE}.operators.commands"],
             },
             {
                 "integration-name": "AWS CodeDeploy",
                 "python-modules": [f"{_PACKAGE}.operators.codedeploy"],
+            },
+            {
+                "integration-name": "Amazon ECS",
+                "python-modules": [f"{_PACKAGE}.operators.ecs"],
             },
         ],
         "hooks": [
@@ -62,6 +71,10 @@ def get_provider_info() -> dict:
             {
                 "integration-name": "AWS CodeDeploy",
                 "python-modules": [f"{_PACKAGE}.hooks.codedeploy"],
+            },
+            {
+                "integration-name": "Amazon ECS",
+                "python-modules": [f"{_PACKAGE}.hooks.ecs"],
             },
         ],
         "triggers": [
@@ -77,11 +90,16 @@ def get_provider_info() -> dict:
                 "integration-name": "AWS CodeDeploy",
                 "python-modules": [f"{_PACKAGE}.triggers.codedeploy"],
             },
+            {
+                "integration-name": "Amazon ECS",
+                "python-modules": [f"{_PACKAGE}.triggers.ecs"],
+            },
         ],
         "notifications": [f"{_PACKAGE}.notifications.notifier.PipelineEventNotifier"],
         "extra-links": [
             f"{_PACKAGE}.links.CodeBuildBuildLink",
             f"{_PACKAGE}.links.CodeBuildLogsLink",
             f"{_PACKAGE}.links.CodeDeployDeploymentLink",
+            f"{_PACKAGE}.links.EcsServiceDeploymentsLink",
         ],
     }

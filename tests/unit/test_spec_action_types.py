@@ -24,6 +24,8 @@ def test_types_and_required_keys():
         "test.codebuild": ["project_name"],
         "approval.manual": [],
         "deploy.codedeploy": ["application_name", "deployment_group_name"],
+        "deploy.ecs": ["cluster_name", "service_name", "image_definitions"],
+        "compute.commands": ["commands"],
     }
     assert {name: t.required_keys for name, t in ACTION_TYPES.items()} == required
 
@@ -33,7 +35,7 @@ def test_entries_are_consistent():
         assert t.name == name and t.category in CATEGORIES and name.split(".")[0] == t.category.lower()
         assert len(set(t.allowed_keys)) == len(t.keys)
         assert all(k.kind in KINDS and k.description for k in t.keys)
-        assert t.outputs and t.open_outputs == (t.category in ("Build", "Test"))
+        assert t.outputs and t.open_outputs == (t.category in ("Build", "Test", "Compute"))
 
 
 def test_defaults():

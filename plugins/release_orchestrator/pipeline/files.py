@@ -9,8 +9,10 @@ change between the DAG's parse and the task's run.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from .syntax import has_reference
 
@@ -71,3 +73,19 @@ def file_problems(keys: list[str], configuration: dict, source_file: str | None)
             except SpecFileError as err:
                 problems.append((key, str(err)))
     return problems
+
+
+def read_json_file(path: str, folder: str | None, key: str) -> Any:
+    """What a worker reads from the JSON file a file key names; `folder` is the spec's (None: any path, for
+    an operator in a DAG file). Checked right before reading: a link may have changed since the DAG was
+    parsed. Errors name the key."""
+    resolved = Path(path)
+    if folder is not None:
+        try:
+            resolved = file_in_folder(path, folder)
+        except SpecFileError as err:
+            raise SpecFileError(f"{key}: {err}") from None
+    try:
+        return json.loads(resolved.read_text())
+    except (OSError, ValueError) as err:
+        raise SpecFileError(f"{key}: cannot read {path} as JSON: {err}") from None
