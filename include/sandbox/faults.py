@@ -1,9 +1,10 @@
-"""Fault injection: which CodeBuild projects and CodeDeploy groups misbehave, and how.
+"""Fault injection: which CodeBuild projects, CodeDeploy groups and ECS services misbehave, and how.
 
 Document shape (GET/PUT /_sandbox/faults):
     {"codebuild":  {"<project>": {"mode": "fail" | "hang" | "throttle" | "fail-tests" | "slow",
                                   "rate": 0.5, "seconds": 60}},
-     "codedeploy": {"<application>/<group>" or "<application>": {"mode": ..., "event": "AfterInstall"}}}
+     "codedeploy": {"<application>/<group>" or "<application>": {"mode": ..., "event": "AfterInstall"}},
+     "ecs":        {"<cluster>/<service>" or "<cluster>": {"mode": "fail" | "hang"}}}
 A PUT merges into what is set; `"mode": null` (or "none") removes one entry.
 """
 
@@ -16,6 +17,7 @@ from collections import Counter
 MODES = {
     "codebuild": {"fail", "hang", "throttle", "fail-tests", "slow"},
     "codedeploy": {"fail", "hang", "throttle"},
+    "ecs": {"fail", "hang"},
 }
 
 
@@ -26,7 +28,7 @@ class FaultError(ValueError):
 class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._faults: dict[str, dict[str, dict]] = {"codebuild": {}, "codedeploy": {}}
+        self._faults: dict[str, dict[str, dict]] = {service: {} for service in MODES}
         self._calls: Counter = Counter()
 
     def snapshot(self) -> dict:
@@ -40,7 +42,7 @@ class Faults:
         changes = []
         for service, entries in doc.items():
             if service not in MODES:
-                raise FaultError(f"unknown service {service!r}; use codebuild or codedeploy")
+                raise FaultError(f"unknown service {service!r}; use {', '.join(MODES)}")
             if not isinstance(entries, dict):
                 raise FaultError(f"{service}: expected an object of targets")
             for target, spec in entries.items():
@@ -56,7 +58,7 @@ class Faults:
 
     def clear(self) -> None:
         with self._lock:
-            self._faults = {"codebuild": {}, "codedeploy": {}}
+            self._faults = {service: {} for service in MODES}
             self._calls.clear()
 
     def for_project(self, project: str) -> dict | None:
@@ -68,6 +70,12 @@ class Faults:
         with self._lock:
             entries = self._faults["codedeploy"]
             return entries.get(f"{application}/{group}") or entries.get(application)
+
+    def for_ecs_service(self, cluster: str, service: str) -> dict | None:
+        # The service-specific entry wins over a cluster-wide one.
+        with self._lock:
+            entries = self._faults["ecs"]
+            return entries.get(f"{cluster}/{service}") or entries.get(cluster)
 
     def should_throttle(self, service: str, targets: list[str]) -> bool:
         """Count one API call against each throttled target; True when it must be refused.
