@@ -7,6 +7,7 @@ test ran between two sandbox tests.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,3 +111,26 @@ def wait_until():
             time.sleep(interval)
 
     return wait
+
+
+@pytest.fixture
+def airflow_aws(sandbox, monkeypatch):
+    """The id of an Airflow AWS connection on the sandbox (as an AIRFLOW_CONN_ variable), for operators and triggers."""
+    extra = {"endpoint_url": sandbox.url, "region_name": r.REGION}
+    value = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra})
+    monkeypatch.setenv("AIRFLOW_CONN_SANDBOX_AWS", value)
+    return "sandbox_aws"
+
+
+@pytest.fixture
+def task_xcoms(monkeypatch):
+    """What triggers write as XCom of their task instance: {(item id, key): value}; a fresh poller registry."""
+    from release_orchestrator.triggers import poller
+
+    poller.reset_pollers()
+    written: dict = {}
+    monkeypatch.setattr(
+        "release_orchestrator.triggers.base.BatchPolledTrigger.write_xcom",
+        lambda self, key, value: written.__setitem__((self.item_id, key), value),
+    )
+    return written

@@ -33,3 +33,9 @@ class FakeTaskInstance:
 
     def xcom_push(self, key, value):
         self.xcom[key] = value
+
+
+def task_context(ti: FakeTaskInstance | None = None, store: FakeStateStore | None = None) -> dict:
+    """The context entries the operators read."""
+    ti = ti or FakeTaskInstance()
+    return {"ti": ti, "task_instance": ti, "task_state_store": store or FakeStateStore(), "run_id": ti.run_id}

@@ -196,3 +196,23 @@ def test_no_account_anywhere_is_an_error(capsys, tmp_path):
     path.write_text(spec)
     assert main(["iam-policy", str(path)]) == 2
     assert "give --account-id" in capsys.readouterr().err
+
+
+def test_ecs_deploy_and_commands_permissions():
+    from tests.unit.test_preflight import ECS_AND_COMMANDS
+
+    statements = {s["Sid"]: s for s in policy(load_spec_text(ECS_AND_COMMANDS), account_id="123456789012")["Statement"]}
+    service = statements["EcsReadAndUpdateTheDeployedService"]
+    assert service["Action"] == ["ecs:DescribeServices", "ecs:UpdateService"]
+    assert service["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:service/webapp/webapp-worker"]
+    assert statements["EcsTaskDefinitionCallsHaveNoResourceLevelPermissions"]["Action"] == [
+        "ecs:DescribeTaskDefinition",
+        "ecs:RegisterTaskDefinition",
+    ]
+    pass_role = statements["IamPassTheTaskDefinitionsRolesToEcs"]
+    assert pass_role["Resource"] == ["arn:aws:iam::123456789012:role/*"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    # compute.commands needs what build.codebuild needs, on its project.
+    assert statements["CodeBuildStartWatchAndStopBuildsOfTheNamedProjects"]["Resource"] == [
+        "arn:aws:codebuild:us-east-1:123456789012:project/release-commands"
+    ]

@@ -213,3 +213,33 @@ def test_every_action_type_that_calls_aws_declares_its_checks_and_permissions():
             assert action_type.resources and action_type.permissions, action_type.name
     kinds = {check.kind for check in plan(load_spec(EXAMPLE))}
     assert kinds <= set(CHECKERS)
+
+
+ECS_AND_COMMANDS = """
+pipeline:
+  name: worker
+  region: us-east-1
+  stages:
+    - name: Release
+      actions:
+        - name: Migrate
+          type: compute.commands
+          configuration: {project_name: release-commands, commands: [./migrate]}
+        - name: Worker
+          type: deploy.ecs
+          run_order: 2
+          configuration:
+            cluster_name: webapp
+            service_name: webapp-worker
+            image_definitions: [{name: worker, imageUri: "webapp:v2"}]
+"""
+
+
+def test_ecs_service_and_commands_project_are_planned():
+    checks = [(c.action, c.kind, c.name, c.details) for c in plan(load_spec_text(ECS_AND_COMMANDS))]
+    assert checks[1:] == [
+        ("Migrate", "codebuild_project", "release-commands", {}),
+        ("Worker", "ecs_service", "webapp-worker", {"cluster": "webapp"}),
+    ]
+    rows = [Row("Release", "Worker", "ecs service webapp/webapp-worker (us-east-1)", PASS)]
+    assert "ecs service webapp/webapp-worker (us-east-1)" in table(rows)
