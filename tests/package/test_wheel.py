@@ -277,11 +277,16 @@ def test_provider_info_names_our_hooks_and_triggers(airflow_outputs):
     hooks = {module for entry in info["hooks"] for module in entry["python-modules"]}
     triggers = {module for entry in info["triggers"] for module in entry["python-modules"]}
     operators = {module for entry in info["operators"] for module in entry["python-modules"]}
-    assert hooks == {"release_orchestrator.hooks.codebuild", "release_orchestrator.hooks.codedeploy"}
+    assert hooks == {
+        "release_orchestrator.hooks.codebuild",
+        "release_orchestrator.hooks.codedeploy",
+        "release_orchestrator.hooks.ecs",
+    }
     assert triggers == {
         "release_orchestrator.triggers.approval",
         "release_orchestrator.triggers.codebuild",
         "release_orchestrator.triggers.codedeploy",
+        "release_orchestrator.triggers.ecs",
         "release_orchestrator.events.trigger",
     }
     assert {"release_orchestrator.operators.codebuild", "release_orchestrator.operators.codedeploy"} <= operators

@@ -103,3 +103,18 @@ def test_spec_rules_name_the_stage_action_and_field():
     assert "multi-line" in errors[("Run", "Cmd", "configuration.commands[0]")]
     assert "not an environment variable name" in errors[("Run", "Cmd", "configuration.output_variables[0]")]
     assert spec_errors({"commands": ["echo hi"], "project_name": "p"}) == {}
+
+
+def test_both_new_types_compile_into_a_dag():
+    from release_orchestrator.operators.ecs import EcsDeployOperator
+    from release_orchestrator.pipeline.compiler import build_dag
+    from release_orchestrator.pipeline.loader import load_spec_text
+    from tests.unit.test_preflight import ECS_AND_COMMANDS
+
+    dag = build_dag(load_spec_text(ECS_AND_COMMANDS))
+    commands, deploy = dag.get_task("Release.Migrate"), dag.get_task("Release.Worker")
+    assert isinstance(commands, CommandsOperator) and commands.commands == ["./migrate"]
+    assert commands.project_name == "release-commands" and commands.region_name == "us-east-1"
+    assert isinstance(deploy, EcsDeployOperator) and deploy.deployment_timeout == 60
+    assert deploy.image_definitions == [{"name": "worker", "imageUri": "webapp:v2"}]
+    assert commands.downstream_task_ids == {"Release.Worker"}
