@@ -85,7 +85,7 @@ def test_circuit_breaker_failure_fails_the_action_with_the_reason(ecs, control, 
     reason = task_xcoms[(trigger.item_id, "failure_reason")]
     assert f"of service {r.ECS_ROLLING_SERVICE} in cluster {r.ECS_CLUSTER} FAILED" in reason
     assert "ECS deployment circuit breaker: tasks failed to start." in reason
-    assert "the deployment circuit breaker rolls the service back (ECS's own rollback): now deployment" in reason
+    assert "the deployment circuit breaker rolls the service back to its last completed deployment" in reason
     assert f"(task definition {before})" in reason
     assert steady(ecs, wait_until)["taskDefinition"] == before  # ECS rolled it back
 

@@ -347,3 +347,28 @@ def test_spec_rules_name_the_stage_action_and_field():
         "image_definitions": [{"name": "w", "imageUri": "i:#{codepipeline.PipelineExecutionId}"}],
     }
     assert spec_errors(ok) == {}
+
+
+def test_failure_says_whether_the_circuit_breaker_rolls_back():
+    from release_orchestrator.results.ecs import EcsDeploymentResult
+
+    result = EcsDeploymentResult(cluster_name=CLUSTER, service_name=SERVICE)
+    failed = {
+        "id": "ecs-svc/1",
+        "rolloutState": "FAILED",
+        "rolloutStateReason": "tasks failed to start.",
+        "failedTasks": 2,
+    }
+    item = {
+        "rolloutState": "FAILED",
+        "deployment": failed,
+        "primary": {"id": "ecs-svc/2", "taskDefinition": "td:1"},
+        "service": {"deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": True, "rollback": True}}},
+    }
+    assert result.failure_message(item, "ecs-svc/1") == (
+        f"Deployment ecs-svc/1 of service {SERVICE} in cluster {CLUSTER} FAILED; tasks failed to start.; "
+        "2 tasks failed; the deployment circuit breaker rolls the service back to its last completed deployment "
+        "(ECS's own): now deployment ecs-svc/2 (task definition td:1)"
+    )
+    item["primary"] = failed  # the rollback has not started yet
+    assert result.failure_message(item, "ecs-svc/1").endswith("to its last completed deployment (ECS's own)")

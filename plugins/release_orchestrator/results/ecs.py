@@ -78,7 +78,10 @@ class EcsDeploymentResult(AwsResult):
             parts.append(f"{deployment['failedTasks']} tasks failed")
         breaker = (item.get("service", {}).get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
         if breaker.get("rollback"):
-            parts.append(f"the deployment circuit breaker rolls the service back (ECS's own rollback): now {now_on}")
+            note = "the deployment circuit breaker rolls the service back to its last completed deployment (ECS's own)"
+            if primary.get("id") not in (None, deployment_id):
+                note += f": now {now_on}"
+            parts.append(note)
         else:
             parts.append("no rollback (the service's circuit breaker does not roll back)")
         return "; ".join(parts)
