@@ -201,12 +201,6 @@ class EcsRolloutEmulator:
     def _fail(self, rollout: Rollout, deployment: dict, at: float) -> None:
         deployment.update(failedTasks=deployment["desiredCount"], pendingCount=0, updatedAt=ts(at))
         breaker = rollout.configuration.get("deploymentCircuitBreaker") or {}
-        self._event(
-            rollout,
-            at,
-            f"(service {rollout.name}) (deployment {deployment['id']}) tasks failed to start: "
-            f"CannotPullContainerError: pull image manifest has been retried 5 time(s)",
-        )
         if not breaker.get("enable"):
             return  # ECS keeps launching tasks: IN_PROGRESS until someone changes the service
         deployment.update(rolloutState="FAILED", rolloutStateReason=CIRCUIT_BREAKER_REASON)
@@ -216,12 +210,9 @@ class EcsRolloutEmulator:
             f"(service {rollout.name}) (deployment {deployment['id']}) deployment failed: tasks failed to start.",
         )
         if breaker.get("rollback") and rollout.last_completed:
-            rollback = self._start(rollout, rollout.last_completed, at)
+            self._start(rollout, rollout.last_completed, at)
             self._event(
-                rollout,
-                at,
-                f"(service {rollout.name}) rolling back to deployment {rollback['id']} "
-                f"(task definition {rollout.last_completed}).",
+                rollout, at, f"(service {rollout.name}) rolling back to task definition {rollout.last_completed}."
             )
 
     def _event(self, rollout: Rollout, at: float, message: str) -> None:
