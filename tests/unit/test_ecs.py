@@ -202,6 +202,14 @@ def test_retry_reattaches_to_the_deployment_in_progress(service, context, store)
     assert len(revisions()) == 2  # no second revision, no second UpdateService
 
 
+def test_a_revision_registered_by_a_try_that_crashed_before_update_service_is_deployed(service, context, store):
+    registered = register()  # webapp-worker:2, as the crashed try registered it
+    store.set("ecs_deployment", {"id": "", "generation": 0, "reported": False, "taskDefinition": registered})
+    trigger = deferred_on(operator(), context)
+    assert len(revisions()) == 2 and moto_service().task_definition == registered
+    assert trigger.item_id.endswith(moto_service().deployments[0]["id"])
+
+
 def test_a_finished_deployment_is_not_reattached(service, context):
     first = deferred_on(operator(), context)
     set_rollout("COMPLETED")

@@ -111,6 +111,7 @@ class EcsDeployOperator(StopsItsWork, AwsBaseOperator[EcsDeployHook]):
         self.poll_interval = poll_interval
         self._item_id: str | None = None
         self._previous: str | None = None
+        self._unused_revision: str | None = None  # registered by an earlier try that crashed before UpdateService
 
     @property
     def _service(self) -> str:
@@ -187,6 +188,8 @@ class EcsDeployOperator(StopsItsWork, AwsBaseOperator[EcsDeployHook]):
             item_id = self._find_deployment(entry["taskDefinition"])
             if item_id:
                 record.started(item_id, entry["generation"], **_extra(entry))
+            else:  # it crashed before UpdateService: deploy the revision it registered
+                self._unused_revision = entry["taskDefinition"]
         if not item_id:
             return None
         try:
@@ -225,10 +228,14 @@ class EcsDeployOperator(StopsItsWork, AwsBaseOperator[EcsDeployHook]):
                 f"deployment controller is ECS (rolling updates):{hint or ' not this one'}"
             )
         previous = self._previous = service["taskDefinition"]
-        task_definition = with_images(self.hook.describe_task_definition(previous), images)
         generation = record.next_generation
-        new_arn = self.hook.register_task_definition(task_definition)
-        self.log.info("Registered task definition %s (from %s) with images %s", new_arn, previous, images)
+        if self._unused_revision and self._unused_revision != previous:
+            new_arn = self._unused_revision
+            self.log.info("Deploying task definition %s, registered by an earlier try of this task", new_arn)
+        else:
+            task_definition = with_images(self.hook.describe_task_definition(previous), images)
+            new_arn = self.hook.register_task_definition(task_definition)
+            self.log.info("Registered task definition %s (from %s) with images %s", new_arn, previous, images)
         minutes = int(self.deployment_timeout or DEFAULT_DEPLOYMENT_TIMEOUT_MINUTES)
         extra = {"taskDefinition": new_arn, "previous": previous, "deadline": time.time() + minutes * 60}
         # Recorded before UpdateService: a try that crashes right after it finds the deployment by this revision.
