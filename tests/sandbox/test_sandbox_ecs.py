@@ -87,11 +87,12 @@ def test_circuit_breaker_failure_fails_the_action_with_the_reason(ecs, control, 
     assert "ECS deployment circuit breaker: tasks failed to start." in reason
     assert "the deployment circuit breaker rolls the service back to its last completed deployment" in reason
     assert f"(task definition {before})" in reason
-    assert steady(ecs, wait_until)["taskDefinition"] == before  # ECS rolled it back
+    rollback = service(ecs)["deployments"][0]  # ECS rolls it back
+    assert (rollback["status"], rollback["taskDefinition"]) == ("PRIMARY", before)
 
 
-def test_stop_rolls_the_service_back(ecs, control, airflow_aws, task_xcoms, wait_until):
-    before = steady(ecs, wait_until)["taskDefinition"]
+def test_stop_rolls_the_service_back(ecs, control, airflow_aws, task_xcoms):
+    before = service(ecs)["taskDefinition"]
     control.set_fault("ecs", SERVICE, "hang")
     trigger = start(airflow_aws, "stuck")
     trigger._task_instance = FakeTaskInstance()
@@ -108,5 +109,5 @@ def test_stop_rolls_the_service_back(ecs, control, airflow_aws, task_xcoms, wait
         waiting.cancel()
 
     asyncio.run(wait_then_mark_failed())
-    assert service(ecs)["taskDefinition"] == before  # UpdateService back to what it ran before
-    assert steady(ecs, wait_until)["deployments"][0]["taskDefinition"] == before
+    rollback = service(ecs)["deployments"][0]  # UpdateService back to what it ran before
+    assert (rollback["status"], rollback["taskDefinition"]) == ("PRIMARY", before)

@@ -36,7 +36,7 @@ class FakeTI(FakeTaskInstance):
     task_id = "Deploy.Worker"
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def aws(moto_aws, monkeypatch):
     """moto, with an UpdateService that starts a deployment; a fresh poller registry."""
     poller_module.reset_pollers()
@@ -72,7 +72,7 @@ def register(family="webapp-worker", containers=("worker", "sidecar")):
 
 
 @pytest.fixture
-def service():
+def service(aws):
     """An ECS-controlled service on webapp-worker:1; returns that task definition's ARN."""
     ecs = boto3.client("ecs", region_name=REGION)
     ecs.create_cluster(clusterName=CLUSTER)
@@ -155,7 +155,7 @@ def test_unknown_container_is_an_error_naming_it_and_the_task_definition(service
         operator(image_definitions=[{"name": "worker"}]).execute(context)
 
 
-def test_code_deploy_controlled_service_points_to_deploy_codedeploy(context):
+def test_code_deploy_controlled_service_points_to_deploy_codedeploy(aws, context):
     ecs = boto3.client("ecs", region_name=REGION)
     ecs.create_cluster(clusterName=CLUSTER)
     arn = register()
@@ -172,7 +172,7 @@ def test_code_deploy_controlled_service_points_to_deploy_codedeploy(context):
         operator().execute(context)
 
 
-def test_missing_service_names_the_call_and_the_service(context):
+def test_missing_service_names_the_call_and_the_service(aws, context):
     boto3.client("ecs", region_name=REGION).create_cluster(clusterName=CLUSTER)
     with pytest.raises(
         LookupError, match=f"DescribeServices on service '{SERVICE}' in cluster '{CLUSTER}' failed: MISSING"
@@ -217,17 +217,10 @@ def test_a_finished_deployment_is_not_reattached(service, context):
     assert second.item_id != first.item_id and len(revisions()) == 3
 
 
-def test_on_kill_rolls_the_service_back(service, context):
-    op = operator()
-    deferred_on(op, context)
-    op.on_kill()
-    assert moto_service().task_definition == service
-
-
 # --- hook and trigger -------------------------------------------------------------------------
 
 
-def test_deployments_are_read_ten_services_of_one_cluster_per_call(monkeypatch):
+def test_deployments_are_read_ten_services_of_one_cluster_per_call(aws, monkeypatch):
     ecs = boto3.client("ecs", region_name=REGION)
     arn = register()
     items = []
@@ -297,11 +290,17 @@ def test_trigger_past_the_deployment_timeout_rolls_back_and_fails(service, conte
     assert moto_service().task_definition == service
 
 
-def test_trigger_on_kill_rolls_back_when_marked_failed(service, context):
-    trigger = deferred_on(operator(), context)
+def test_a_kill_or_mark_failed_rolls_the_service_back(service, context):
+    op = operator()
+    trigger = deferred_on(op, context)
     trigger._task_instance = FakeTI()
     with mock.patch.object(EcsDeploymentTrigger, "_task_state", return_value="failed"):
-        asyncio.run(trigger.on_kill())
+        asyncio.run(trigger.on_kill())  # marked failed while deferred: in the triggerer
+    assert moto_service().task_definition == service
+    # A new try deploys anew: its deployment, replaced by the rollback, is not reattached to ...
+    again = deferred_on(op, context)
+    assert again.item_id != trigger.item_id and len(revisions()) == 3
+    op.on_kill()  # ... and this one is killed in the worker
     assert moto_service().task_definition == service
 
 
@@ -316,7 +315,7 @@ def test_a_replaced_deployment_fails_naming_the_one_now_running(service, context
     trigger = deferred_on(operator(), context)
     moto_service().deployments[0]["id"] = "ecs-svc/someone-else"
     run_trigger(trigger)
-    assert "no longer among the service's deployments" in task_xcoms[(trigger.item_id, "failure_reason")]
+    assert "was replaced before it finished" in task_xcoms[(trigger.item_id, "failure_reason")]
     assert "ecs-svc/someone-else" in task_xcoms[(trigger.item_id, "failure_reason")]
 
 

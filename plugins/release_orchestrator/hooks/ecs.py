@@ -14,7 +14,8 @@ from release_orchestrator.hooks.base import aws_call
 ROLLOUT_COMPLETED = "COMPLETED"
 ROLLOUT_FAILED = "FAILED"
 ROLLOUT_IN_PROGRESS = "IN_PROGRESS"
-# Not an ECS state: the deployment is no longer among the service's deployments (another one replaced it).
+# Not an ECS state: another deployment replaced this one before it finished (it is no longer the service's
+# PRIMARY deployment, or no longer listed at all).
 ROLLOUT_REPLACED = "REPLACED"
 ROLLOUT_TERMINAL_STATES = frozenset({ROLLOUT_COMPLETED, ROLLOUT_FAILED, ROLLOUT_REPLACED})
 
@@ -80,8 +81,8 @@ class EcsDeployHook(EcsHook):
 
     def deployments(self, item_ids: list[str]) -> list[dict[str, Any]]:
         """The deployments of ``item_ids`` (see deployment_item_id), with DescribeServices calls of up to 10
-        services per cluster. Each item: ``id``, ``rolloutState`` (REPLACED when the service no longer lists
-        the deployment), ``deployment`` and ``service`` (without its deployments). A service ECS does not
+        services per cluster. Each item: ``id``, ``rolloutState`` (REPLACED when another deployment replaced
+        it unfinished), ``deployment`` and ``service`` (without its deployments). A service ECS does not
         know gives no item."""
         by_cluster: dict[str, set[str]] = defaultdict(set)
         for item_id in item_ids:
@@ -105,6 +106,8 @@ class EcsDeployHook(EcsHook):
             deployments = service.get("deployments") or []
             deployment = next((d for d in deployments if d.get("id") == deployment_id), None)
             state = deployment.get("rolloutState") if deployment else ROLLOUT_REPLACED
+            if state == ROLLOUT_IN_PROGRESS and deployment.get("status") != "PRIMARY":
+                state = ROLLOUT_REPLACED  # ECS drains it: it will never complete
             items.append(
                 {
                     "id": item_id,

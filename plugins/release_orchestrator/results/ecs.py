@@ -67,8 +67,8 @@ class EcsDeploymentResult(AwsResult):
         now_on = f"deployment {primary.get('id')} (task definition {primary.get('taskDefinition')})"
         if state == ROLLOUT_REPLACED:
             return (
-                f"Deployment {deployment_id} of {self.service} is no longer among the service's deployments: "
-                f"another deployment replaced it; the service is on {now_on}"
+                f"Deployment {deployment_id} of {self.service} was replaced before it finished (the service "
+                f"was updated meanwhile); the service is on {now_on}"
             )
         deployment = item.get("deployment") or {}
         parts = [f"Deployment {deployment_id} of {self.service} {state}"]
