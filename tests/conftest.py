@@ -33,7 +33,10 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture
 def task_xcoms(monkeypatch):
     """What triggers write as XCom of their task instance (through the Task SDK in the triggerer):
-    {(item id, key): value}."""
+    {(item id, key): value}. A fresh poller registry, so no poller of an earlier test is reused."""
+    from release_orchestrator.triggers import poller
+
+    poller.reset_pollers()
     written: dict = {}
     monkeypatch.setattr(
         "release_orchestrator.triggers.base.BatchPolledTrigger.write_xcom",

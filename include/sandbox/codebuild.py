@@ -89,6 +89,7 @@ class Build:
         self.phase_index = 0
         self.phase_started = doc["startTime"]
         self.failed_command = failing_command(spec, self.mode)
+        self.exit_status = 1
         self.failed = False
         self.done = False
 
@@ -406,7 +407,7 @@ class CodeBuildEmulator:
         if ok:
             self._close_phase(build, at, "SUCCEEDED")
         else:
-            message = f"Error while executing command: {build.failed_command}. Reason: exit status 1"
+            message = f"Error while executing command: {build.failed_command}. Reason: exit status {build.exit_status}"
             self._close_phase(build, at, "FAILED", "COMMAND_EXECUTION_ERROR", message)
             build.failed = True
         if phase == "FINALIZING":
@@ -452,13 +453,16 @@ class CodeBuildEmulator:
         lines = [f"[Container] {log_clock(build.phase_started)} Entering phase {phase}"]
         for command in commands or ([build.failed_command] if fails else []):
             lines.append(f"[Container] {clock} Running command {command}")
-            if fails and command == build.failed_command:
-                lines += failure_output(build)
+            injected = fails and command == build.failed_command
+            status = 1 if injected else exit_status(command)
+            if status:
+                build.failed_command, build.exit_status = command, status
+                lines += failure_output(build) if injected else []
                 lines += [
-                    f"[Container] {clock} Command did not exit successfully {command} exit status 1",
+                    f"[Container] {clock} Command did not exit successfully {command} exit status {status}",
                     f"[Container] {clock} Phase complete: {phase} State: FAILED",
                     f"[Container] {clock} Phase context status code: COMMAND_EXECUTION_ERROR Message: "
-                    f"Error while executing command: {command}. Reason: exit status 1",
+                    f"Error while executing command: {command}. Reason: exit status {status}",
                 ]
                 self._log(build, at, lines)
                 return False
@@ -576,6 +580,17 @@ def expand(text: str, env: dict) -> str:
         return result
 
     return VARIABLE.sub(value, text)
+
+
+def exit_status(command: str) -> int:
+    """The exit status of a command line: `exit N` and `false` (alone or in a && chain) fail, all else succeeds."""
+    for part in command.split("&&"):
+        part = part.strip()
+        if part == "false":
+            return 1
+        if match := re.fullmatch(r"exit\s+(\d+)", part):
+            return int(match.group(1)) % 256
+    return 0
 
 
 def run_command(command: str, env: dict) -> list[str]:

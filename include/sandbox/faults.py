@@ -1,9 +1,11 @@
-"""Fault injection: which CodeBuild projects, CodeDeploy groups, Elastic Beanstalk environments and stacks misbehave.
+"""Fault injection: which CodeBuild projects, CodeDeploy groups, ECS services, Elastic Beanstalk environments and
+stacks misbehave, and how.
 
 Document shape (GET/PUT /_sandbox/faults):
     {"codebuild":  {"<project>": {"mode": "fail" | "hang" | "throttle" | "fail-tests" | "slow",
                                   "rate": 0.5, "seconds": 60}},
      "codedeploy": {"<application>/<group>" or "<application>": {"mode": ..., "event": "AfterInstall"}},
+     "ecs":        {"<cluster>/<service>" or "<cluster>": {"mode": "fail" | "hang"}},
      "elasticbeanstalk": {"<application>/<environment>" or "<application>": {"mode": "fail" | "rollback" | "hang"}},
      "cloudformation": {"<stack name>": {"mode": "fail" | "hang"}}}
 A PUT merges into what is set; `"mode": null` (or "none") removes one entry.
@@ -18,6 +20,7 @@ from collections import Counter
 MODES = {
     "codebuild": {"fail", "hang", "throttle", "fail-tests", "slow"},
     "codedeploy": {"fail", "hang", "throttle"},
+    "ecs": {"fail", "hang"},
     "elasticbeanstalk": {"fail", "rollback", "hang"},
     "cloudformation": {"fail", "hang"},
 }
@@ -82,6 +85,12 @@ class Faults:
     def for_stack(self, stack_name: str) -> dict | None:
         with self._lock:
             return self._faults["cloudformation"].get(stack_name)
+
+    def for_ecs_service(self, cluster: str, service: str) -> dict | None:
+        # The service-specific entry wins over a cluster-wide one.
+        with self._lock:
+            entries = self._faults["ecs"]
+            return entries.get(f"{cluster}/{service}") or entries.get(cluster)
 
     def should_throttle(self, service: str, targets: list[str]) -> bool:
         """Count one API call against each throttled target; True when it must be refused.

@@ -13,6 +13,7 @@ SERVICE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/release-service-role"
 # CodeBuild
 BUILD_PROJECT = "webapp-build"
 TEST_PROJECT = "webapp-integration-tests"
+COMMANDS_PROJECT = "release-commands"  # no source: where compute.commands actions run
 
 # CodeDeploy: application -> deployment groups
 EC2_APPLICATION = "webapp-ec2"
@@ -31,6 +32,10 @@ ECS_TASK_FAMILY = "webapp-web"
 ECS_CONTAINER = "web"
 ECS_CONTAINER_PORT = 8080
 ECR_REPOSITORY = "webapp"
+# A service with the ECS deployment controller (rolling updates, deploy.ecs), circuit breaker with rollback on.
+ECS_ROLLING_SERVICE = "webapp-worker"
+ECS_ROLLING_TASK_FAMILY = "webapp-worker"
+ECS_ROLLING_CONTAINER = "worker"
 
 # Lambda
 LAMBDA_FUNCTION = "webapp-api"

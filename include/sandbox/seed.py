@@ -54,6 +54,7 @@ def seed(endpoint_url: str) -> dict:
     out.update(network)
     _autoscaling(endpoint_url, network)
     out["ecs_task_definition"] = _ecs(endpoint_url, network)
+    out["ecs_rolling_task_definition"] = _ecs_rolling(endpoint_url, network)
     for region in (r.REGION, r.SECOND_REGION):
         _lambda(endpoint_url, region)
     _release_check(endpoint_url)
@@ -122,6 +123,21 @@ def _codebuild(url: str) -> None:
         r.BUILD_PROJECT: ("buildspec.yml", {"name": "app.zip", "packaging": "ZIP"}),
         r.TEST_PROJECT: ("buildspec-integration.yml", {"name": "test-output", "packaging": "NONE"}),
     }
+    if r.COMMANDS_PROJECT not in {p["name"] for p in cb.batch_get_projects(names=[r.COMMANDS_PROJECT])["projects"]}:
+        # No source and no artifacts: each compute.commands action brings its commands as a buildspec override.
+        cb.create_project(
+            name=r.COMMANDS_PROJECT,
+            # moto asks even a NO_SOURCE project for a location; AWS does not need one.
+            source={
+                "type": "NO_SOURCE",
+                "location": "none",
+                "buildspec": "version: 0.2\nphases:\n  build:\n    commands:\n      - 'true'\n",
+            },
+            artifacts={"type": "NO_ARTIFACTS"},
+            environment={k: v for k, v in environment.items() if k != "privilegedMode"},
+            serviceRole=r.SERVICE_ROLE_ARN,
+            timeoutInMinutes=30,
+        )
     for name, (buildspec, artifact) in projects.items():
         if name in existing:
             continue
@@ -225,6 +241,16 @@ def _autoscaling(url: str, network: dict) -> None:
         )
 
 
+def _awsvpc(network: dict) -> dict:
+    return {
+        "awsvpcConfiguration": {
+            "subnets": network["subnet_ids"][:2],
+            "securityGroups": [network["security_group_id"]],
+            "assignPublicIp": "DISABLED",
+        }
+    }
+
+
 def _ecs(url: str, network: dict) -> str:
     ecs = client("ecs", url)
     ecs.create_cluster(clusterName=r.ECS_CLUSTER)  # idempotent in ECS
@@ -253,13 +279,39 @@ def _ecs(url: str, network: dict) -> str:
                     "containerPort": r.ECS_CONTAINER_PORT,
                 }
             ],
-            networkConfiguration={
-                "awsvpcConfiguration": {
-                    "subnets": network["subnet_ids"][:2],
-                    "securityGroups": [network["security_group_id"]],
-                    "assignPublicIp": "DISABLED",
-                }
+            networkConfiguration=_awsvpc(network),
+        )
+    return task_definition
+
+
+def _ecs_rolling(url: str, network: dict) -> str:
+    """The rolling-update service (deployment controller ECS) deploy.ecs deploys to."""
+    ecs = client("ecs", url)
+    definitions = ecs.list_task_definitions(familyPrefix=r.ECS_ROLLING_TASK_FAMILY, sort="DESC")["taskDefinitionArns"]
+    if definitions:
+        task_definition = definitions[0]
+    else:
+        template = json.loads((SAMPLE_APP / "taskdef.json").read_text())
+        template["family"] = r.ECS_ROLLING_TASK_FAMILY
+        [container] = template["containerDefinitions"]
+        container.update(name=r.ECS_ROLLING_CONTAINER, command=["python", "-m", "webapp.worker"], portMappings=[])
+        container["image"] = f"{r.ACCOUNT_ID}.dkr.ecr.{r.REGION}.amazonaws.com/{r.ECR_REPOSITORY}:initial"
+        task_definition = ecs.register_task_definition(**template)["taskDefinition"]["taskDefinitionArn"]
+    services = ecs.describe_services(cluster=r.ECS_CLUSTER, services=[r.ECS_ROLLING_SERVICE])["services"]
+    if not [s for s in services if s["status"] == "ACTIVE"]:
+        ecs.create_service(
+            cluster=r.ECS_CLUSTER,
+            serviceName=r.ECS_ROLLING_SERVICE,
+            taskDefinition=task_definition,
+            desiredCount=2,
+            launchType="FARGATE",
+            deploymentController={"type": "ECS"},
+            deploymentConfiguration={
+                "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+                "maximumPercent": 200,
+                "minimumHealthyPercent": 100,
             },
+            networkConfiguration=_awsvpc(network),
         )
     return task_definition
 

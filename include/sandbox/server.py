@@ -1,5 +1,5 @@
-"""The local sandbox: moto on loopback, plus CodeBuild, CodeDeploy, Step Functions and Elastic Beanstalk
-lifecycles that take time.
+"""The local sandbox: moto on loopback, plus CodeBuild, CodeDeploy, ECS, Step Functions, Elastic Beanstalk and
+CloudFormation lifecycles that take time.
 
     python -m include.sandbox.server --port 5055 [--build-seconds 6] [--deploy-seconds 8] [--stack-seconds 4] [--seed]
 
@@ -7,7 +7,8 @@ A WSGI middleware sits in front of moto's app. Calls whose X-Amz-Target is a
 build or deployment lifecycle operation are answered by include.sandbox.codebuild,
 include.sandbox.codedeploy and include.sandbox.stepfunctions, Elastic Beanstalk's
 query-protocol calls by include.sandbox.elasticbeanstalk, Lambda Invoke of python
-functions by include.sandbox.lambda_invoke; CloudFormation calls reach moto through
+functions by include.sandbox.lambda_invoke; ECS services' deployments in moto's answers
+come from include.sandbox.ecs_rollout; CloudFormation calls reach moto through
 include.sandbox.cloudformation, which holds stack operations in progress; everything
 else reaches moto unchanged. Control
 endpoints live under /_sandbox/ (health, faults, reset).
@@ -30,7 +31,15 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from moto.server import DomainDispatcherApplication
 from werkzeug.serving import make_server
 
-from include.sandbox import cloudformation, codebuild, codedeploy, elasticbeanstalk, lambda_invoke, stepfunctions
+from include.sandbox import (
+    cloudformation,
+    codebuild,
+    codedeploy,
+    ecs_rollout,
+    elasticbeanstalk,
+    lambda_invoke,
+    stepfunctions,
+)
 from include.sandbox import events as sandbox_events
 from include.sandbox.common import ApiError, backend, now, region_of
 from include.sandbox.faults import FaultError, Faults
@@ -72,6 +81,7 @@ class SandboxApp:
         self.stepfunctions = stepfunctions.StepFunctionsEmulator(deploy_seconds)
         self.elasticbeanstalk = elasticbeanstalk.ElasticBeanstalkEmulator(self.faults, deploy_seconds)
         self.cloudformation = cloudformation.CloudFormationEmulator(self.faults, stack_seconds)
+        self.ecs = ecs_rollout.EcsRolloutEmulator(self.faults, deploy_seconds)
         self.moto = DomainDispatcherApplication(create_backend_app)
 
     def tick(self) -> None:
@@ -82,6 +92,7 @@ class SandboxApp:
             self.stepfunctions.tick(at)
             self.elasticbeanstalk.tick(at)
             self.cloudformation.tick(at)
+            self.ecs.tick(at)
 
     def __call__(self, environ, start_response):
         if (handled := sandbox_events.intercept(self, environ, start_response)) is not None:
@@ -95,6 +106,8 @@ class SandboxApp:
         if _signed_service(environ) == "cloudformation":
             return self.cloudformation.serve(_read_body(environ), environ, start_response, self._moto, self.lock)
         prefix, _, operation = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")
+        if prefix == ecs_rollout.TARGET_PREFIX and operation in ecs_rollout.OPERATIONS:
+            return self._ecs(environ, start_response, operation)
         service = TARGET_PREFIXES.get(prefix)
         if service is None:
             if _signed_service(environ) in SHARED_SERVICES:
@@ -144,7 +157,27 @@ class SandboxApp:
             if hasattr(result, "close"):
                 result.close()
 
+    def _ecs(self, environ, start_response, operation: str):
+        """moto answers; ECS-controlled services' deployments in the answer are the rollout emulator's."""
+        region = region_of(environ)
+        try:
+            params = json.loads(_read_body(environ) or b"{}")
+        except ValueError:
+            return _reply(start_response, 400, {"__type": "SerializationException", "message": "Invalid JSON"})
+        try:
+            with self.lock:
+                self.ecs.before(operation, params, region)
+                return self._moto_then(
+                    environ, start_response, lambda body: self.ecs.after(operation, params, region, body)
+                )
+        except ApiError as error:
+            return _reply(start_response, error.status, {"__type": error.code, "message": error.message})
+
     def _decorated_group(self, environ, start_response, region: str):
+        return self._moto_then(environ, start_response, lambda body: self.codedeploy.decorate_group(body, region))
+
+    def _moto_then(self, environ, start_response, change):
+        """moto's answer, its JSON body passed through `change` when it succeeded."""
         captured = {}
 
         def capture(status, headers, exc_info=None):
@@ -154,7 +187,7 @@ class SandboxApp:
         data = self._moto(environ, capture)[0]
         status, headers = captured["status"], captured["headers"]
         if status.startswith("200"):
-            data = json.dumps(self.codedeploy.decorate_group(json.loads(data), region)).encode()
+            data = json.dumps(change(json.loads(data))).encode()
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
             headers.append(("Content-Length", str(len(data))))
         start_response(status, headers)
@@ -196,6 +229,7 @@ class SandboxApp:
                 self.codebuild.reset()
                 self.codedeploy.reset()
                 self.cloudformation.reset()
+                self.ecs.reset()
                 self.faults.clear()
             return _reply(start_response, 200, {"status": "reset"})
         return _reply(start_response, 404, {"error": f"no sandbox endpoint {method} {path}"})

@@ -111,3 +111,21 @@ class CloudFormationStackLink(BaseAwsLink):
         if not stack_id:
             return ""
         return super().format_link(stack_id=quote(stack_id, safe=""), **kwargs)
+
+
+class EcsServiceDeploymentsLink(BaseAwsLink):
+    """The service's deployments in the ECS console."""
+
+    name = "ECS service deployments"
+    key = "_ecs_service_deployments"
+    format_str = (
+        BASE_AWS_CONSOLE_LINK
+        + "/ecs/v2/clusters/{cluster_name}/services/{service_name}/deployments?region={region_name}"
+    )
+
+    def format_link(self, *, cluster_name: str | None = None, service_name: str | None = None, **kwargs) -> str:
+        if not cluster_name or not service_name:
+            return ""
+        return super().format_link(
+            cluster_name=quote(cluster_name, safe=""), service_name=quote(service_name, safe=""), **kwargs
+        )

@@ -54,6 +54,21 @@ def get_provider_info() -> dict:
                 "external-doc-url": "https://aws.amazon.com/cloudformation/",
                 "tags": ["aws"],
             },
+            {
+                "integration-name": "Amazon ECS",
+                "external-doc-url": "https://aws.amazon.com/ecs/",
+                "tags": ["aws"],
+            },
+            {
+                "integration-name": "AWS Step Functions",
+                "external-doc-url": "https://aws.amazon.com/step-functions/",
+                "tags": ["aws"],
+            },
+            {
+                "integration-name": "AWS Elastic Beanstalk",
+                "external-doc-url": "https://aws.amazon.com/elasticbeanstalk/",
+                "tags": ["aws"],
+            },
         ],
         "operators": [
             {
@@ -62,7 +77,7 @@ def get_provider_info() -> dict:
             },
             {
                 "integration-name": "AWS CodeBuild",
-                "python-modules": [f"{_PACKAGE}.operators.codebuild"],
+                "python-modules": [f"{_PACKAGE}.operators.codebuild", f"{_PACKAGE}.operators.commands"],
             },
             {
                 "integration-name": "AWS CodeDeploy",
@@ -80,6 +95,18 @@ def get_provider_info() -> dict:
                 "integration-name": "AWS CloudFormation",
                 "python-modules": [f"{_PACKAGE}.operators.cloudformation"],
             },
+            {
+                "integration-name": "Amazon ECS",
+                "python-modules": [f"{_PACKAGE}.operators.ecs"],
+            },
+            {
+                "integration-name": "AWS Step Functions",
+                "python-modules": [f"{_PACKAGE}.operators.stepfunctions"],
+            },
+            {
+                "integration-name": "AWS Elastic Beanstalk",
+                "python-modules": [f"{_PACKAGE}.operators.elasticbeanstalk"],
+            },
         ],
         "hooks": [
             {
@@ -93,6 +120,18 @@ def get_provider_info() -> dict:
             {
                 "integration-name": "AWS CloudFormation",
                 "python-modules": [f"{_PACKAGE}.hooks.cloudformation"],
+            },
+            {
+                "integration-name": "Amazon ECS",
+                "python-modules": [f"{_PACKAGE}.hooks.ecs"],
+            },
+            {
+                "integration-name": "AWS Step Functions",
+                "python-modules": [f"{_PACKAGE}.hooks.stepfunctions"],
+            },
+            {
+                "integration-name": "AWS Elastic Beanstalk",
+                "python-modules": [f"{_PACKAGE}.hooks.elasticbeanstalk"],
             },
         ],
         "triggers": [
@@ -112,6 +151,18 @@ def get_provider_info() -> dict:
                 "integration-name": "AWS CloudFormation",
                 "python-modules": [f"{_PACKAGE}.triggers.cloudformation"],
             },
+            {
+                "integration-name": "Amazon ECS",
+                "python-modules": [f"{_PACKAGE}.triggers.ecs"],
+            },
+            {
+                "integration-name": "AWS Step Functions",
+                "python-modules": [f"{_PACKAGE}.triggers.stepfunctions"],
+            },
+            {
+                "integration-name": "AWS Elastic Beanstalk",
+                "python-modules": [f"{_PACKAGE}.triggers.elasticbeanstalk"],
+            },
         ],
         "notifications": [f"{_PACKAGE}.notifications.notifier.PipelineEventNotifier"],
         "extra-links": [
@@ -121,5 +172,7 @@ def get_provider_info() -> dict:
             f"{_PACKAGE}.links.LambdaFunctionLink",
             f"{_PACKAGE}.links.S3DeployLink",
             f"{_PACKAGE}.links.CloudFormationStackLink",
+            f"{_PACKAGE}.links.EcsServiceDeploymentsLink",
+            f"{_PACKAGE}.links.ElasticBeanstalkEnvironmentLink",
         ],
     }

@@ -34,6 +34,18 @@ DIST_NAME = "release-orchestrator"
 PROVIDER_ENTRY_POINT = "release_orchestrator.provider_info:get_provider_info"
 PLUGIN_ENTRY_POINT = "release_orchestrator.plugin:ReleaseOrchestratorPlugin"
 WEBHOOKS_URL_PREFIX = "/release-webhooks"
+CONSOLE_URL_PREFIX = "/releases"
+
+
+def modules_of(package: str, but: tuple[str, ...] = ()) -> set[str]:
+    """The modules of release_orchestrator.<package> in the source tree, except `but`."""
+    return {
+        f"release_orchestrator.{package}.{path.stem}"
+        for path in (PACKAGE_DIR / package).glob("*.py")
+        if path.stem != "__init__" and path.stem not in but
+    }
+
+
 COMMAND_TIMEOUT = 180
 
 # Run by the fresh environment's interpreter; prints one JSON object.
@@ -277,13 +289,9 @@ def test_provider_info_names_our_hooks_and_triggers(airflow_outputs):
     hooks = {module for entry in info["hooks"] for module in entry["python-modules"]}
     triggers = {module for entry in info["triggers"] for module in entry["python-modules"]}
     operators = {module for entry in info["operators"] for module in entry["python-modules"]}
-    assert hooks == {"release_orchestrator.hooks.codebuild", "release_orchestrator.hooks.codedeploy"}
-    assert triggers == {
-        "release_orchestrator.triggers.approval",
-        "release_orchestrator.triggers.codebuild",
-        "release_orchestrator.triggers.codedeploy",
-        "release_orchestrator.events.trigger",
-    }
+    # Every hook and trigger module of the package (the shared bases aside) is declared.
+    assert hooks == modules_of("hooks", but=("base",))
+    assert triggers == modules_of("triggers", but=("base", "poller")) | {"release_orchestrator.events.trigger"}
     assert {"release_orchestrator.operators.codebuild", "release_orchestrator.operators.codedeploy"} <= operators
     integrations = {entry["integration-name"] for entry in info["integrations"]}
     for key in ("hooks", "triggers", "operators"):
@@ -295,7 +303,8 @@ def test_airflow_loads_the_webhook_plugin_from_the_entry_point(airflow_outputs):
     assert "release_orchestrator" in plugins, sorted(plugins)
     plugin = plugins["release_orchestrator"]
     assert f"{DIST_NAME}==0.1.0" in plugin["source"] and "airflow.plugins" in plugin["source"], plugin["source"]
-    assert [app["url_prefix"] for app in plugin["fastapi_apps"]] == [WEBHOOKS_URL_PREFIX]
+    assert [app["url_prefix"] for app in plugin["fastapi_apps"]] == [WEBHOOKS_URL_PREFIX, CONSOLE_URL_PREFIX]
+    assert [view["href"] for view in plugin["external_views"]] == [f"{CONSOLE_URL_PREFIX}/"]
 
 
 def test_everything_imports_from_the_installed_copy(airflow_outputs, fresh_venv):
@@ -316,7 +325,7 @@ def test_everything_imports_from_the_installed_copy(airflow_outputs, fresh_venv)
     } <= set(probe["extra_links"])
     # The waiter definitions the hooks load were installed with the package.
     assert Path(probe["waiters_dir"]).resolve().is_relative_to(venv)
-    assert probe["waiters"] == ["codebuild.json", "codedeploy.json"]
+    assert probe["waiters"] == sorted(path.name for path in (PACKAGE_DIR / "waiters").glob("*.json"))
 
 
 def test_airflow_reported_no_problem_with_the_package(airflow_outputs):

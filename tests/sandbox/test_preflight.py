@@ -337,3 +337,38 @@ def test_cloudformation_role_must_trust_cloudformation_and_the_stack_must_exist(
     assert rows[f"cloudformation stack {stack} ({r.REGION})"].result == PASS
     missing = rows[f"cloudformation stack {stack}-missing ({r.REGION})"]
     assert missing.result == FAIL and missing.reason.startswith(f"DescribeStacks on stack '{stack}-missing' failed")
+
+
+ECS_SERVICES = """
+pipeline:
+  name: preflight-ecs
+  stages:
+    - name: Deploy
+      actions:
+        - name: Worker
+          type: deploy.ecs
+          configuration: {cluster_name: webapp, service_name: webapp-worker, image_definitions: [{name: worker, imageUri: x}]}
+        - name: Web
+          type: deploy.ecs
+          configuration: {cluster_name: webapp, service_name: webapp-web, image_definitions: [{name: web, imageUri: x}]}
+        - name: Typo
+          type: deploy.ecs
+          configuration: {cluster_name: webapp, service_name: webapp-wroker, image_definitions: [{name: w, imageUri: x}]}
+        - name: Commands
+          type: compute.commands
+          configuration: {project_name: release-commands, commands: ["true"]}
+"""
+
+
+def test_ecs_services_must_be_active_and_ecs_controlled(sandbox, tmp_path, monkeypatch):
+    rows = {row.action: row for row in check_rows(sandbox, spec(tmp_path, ECS_SERVICES), monkeypatch)}
+    worker = rows["Worker"]
+    assert (worker.resource, worker.result) == (f"ecs service webapp/webapp-worker ({r.REGION})", PASS)
+    assert "deployment controller ECS" in worker.reason
+    assert rows["Web"].result == FAIL
+    assert "CODE_DEPLOY" in rows["Web"].reason and "use deploy.codedeploy with platform ecs" in rows["Web"].reason
+    assert (rows["Typo"].result, rows["Typo"].reason) == (
+        FAIL,
+        "DescribeServices: no ACTIVE service 'webapp-wroker' in cluster 'webapp'",
+    )
+    assert rows["Commands"].result == PASS

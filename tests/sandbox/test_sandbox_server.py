@@ -31,7 +31,13 @@ def test_health_and_fault_document(control):
     assert document["codebuild"][r.BUILD_PROJECT] == {"mode": "fail"}
     assert document["codedeploy"][f"{r.ECS_APPLICATION}/{r.ECS_GROUP}"] == {"mode": "throttle", "rate": 0.5}
     assert control.clear_fault("codebuild", r.BUILD_PROJECT)["codebuild"] == {}
-    assert control.clear_faults() == {"codebuild": {}, "codedeploy": {}, "elasticbeanstalk": {}, "cloudformation": {}}
+    assert control.clear_faults() == {
+        "codebuild": {},
+        "codedeploy": {},
+        "elasticbeanstalk": {},
+        "cloudformation": {},
+        "ecs": {},
+    }
     with pytest.raises(SandboxError, match="mode must be one of"):
         control.set_fault("codedeploy", r.ECS_APPLICATION, "fail-tests")
     with pytest.raises(SandboxError, match="mode must be one of"):
@@ -108,5 +114,11 @@ def test_reset_forgets_builds_and_faults(aws):
         assert client.health()["builds"] == 1
         client.reset()
         assert client.health()["builds"] == 0
-        assert client.faults() == {"codebuild": {}, "codedeploy": {}, "elasticbeanstalk": {}, "cloudformation": {}}
+        assert client.faults() == {
+            "codebuild": {},
+            "codedeploy": {},
+            "elasticbeanstalk": {},
+            "cloudformation": {},
+            "ecs": {},
+        }
         assert codebuild.batch_get_builds(ids=[build_id])["buildsNotFound"] == [build_id]

@@ -21,6 +21,19 @@ def moto_aws(monkeypatch):
 
 
 @pytest.fixture
+def codebuild_project(moto_aws):
+    """A CodeBuild project in moto (webapp-build, sources and artifacts in S3); returns its name."""
+    boto3.client("codebuild", region_name=REGION).create_project(
+        name="webapp-build",
+        source={"type": "S3", "location": "release-artifacts/source.zip"},
+        artifacts={"type": "S3", "location": "release-artifacts"},
+        environment={"type": "LINUX_CONTAINER", "image": "img", "computeType": "BUILD_GENERAL1_SMALL"},
+        serviceRole="arn:aws:iam::123456789012:role/release-service-role",
+    )
+    return "webapp-build"
+
+
+@pytest.fixture
 def topic_and_queue(moto_aws):
     """An SNS topic with an SQS queue subscribed; returns the topic ARN and a reader of what arrived."""
     sns = boto3.client("sns", region_name=REGION)

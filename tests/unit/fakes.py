@@ -35,6 +35,7 @@ class FakeTaskInstance:
         self.xcom[key] = value
 
 
-def task_context(ti: FakeTaskInstance, store: FakeStateStore) -> dict:
-    """The part of an operator's context the operators read."""
-    return {"ti": ti, "task_instance": ti, "task_state_store": store, "run_id": ti.run_id}
+def task_context(ti: FakeTaskInstance | None = None, store: FakeStateStore | None = None) -> dict:
+    """The context entries the operators read."""
+    ti = ti or FakeTaskInstance()
+    return {"ti": ti, "task_instance": ti, "task_state_store": store or FakeStateStore(), "run_id": ti.run_id}

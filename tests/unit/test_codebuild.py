@@ -40,15 +40,8 @@ def aws(moto_aws):
 
 
 @pytest.fixture
-def project():
-    boto3.client("codebuild", region_name=REGION).create_project(
-        name=PROJECT,
-        source={"type": "S3", "location": f"{ARTIFACT_BUCKET}/source.zip"},
-        artifacts={"type": "S3", "location": ARTIFACT_BUCKET},
-        environment={"type": "LINUX_CONTAINER", "image": "img", "computeType": "BUILD_GENERAL1_SMALL"},
-        serviceRole="arn:aws:iam::123456789012:role/release-service-role",
-    )
-    return PROJECT
+def project(codebuild_project):
+    return codebuild_project
 
 
 FakeTI = FakeTaskInstance

@@ -312,3 +312,23 @@ def test_cloudformation_is_scoped_to_the_stack_and_passes_only_its_role():
     assert (passing["Action"], passing["Resource"]) == (["iam:PassRole"], ["arn:aws:iam::444455556666:role/cfn-deploy"])
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
     assert statements["S3ReadTheTemplateAndItsConfiguration"]["Resource"] == ["arn:aws:s3:::templates/webapp.yaml"]
+
+
+def test_ecs_deploy_and_commands_permissions():
+    from tests.unit.test_preflight import ECS_AND_COMMANDS
+
+    statements = {s["Sid"]: s for s in policy(load_spec_text(ECS_AND_COMMANDS), account_id="123456789012")["Statement"]}
+    service = statements["EcsReadAndUpdateTheDeployedService"]
+    assert service["Action"] == ["ecs:DescribeServices", "ecs:UpdateService"]
+    assert service["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:service/webapp/webapp-worker"]
+    assert statements["EcsTaskDefinitionCallsHaveNoResourceLevelPermissions"]["Action"] == [
+        "ecs:DescribeTaskDefinition",
+        "ecs:RegisterTaskDefinition",
+    ]
+    pass_role = statements["IamPassTheTaskDefinitionsRolesToEcs"]
+    assert pass_role["Resource"] == ["arn:aws:iam::123456789012:role/*"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    # compute.commands needs what build.codebuild needs, on its project.
+    assert statements["CodeBuildStartWatchAndStopBuildsOfTheNamedProjects"]["Resource"] == [
+        "arn:aws:codebuild:us-east-1:123456789012:project/release-commands"
+    ]

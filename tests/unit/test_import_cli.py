@@ -49,6 +49,15 @@ def test_cloudformation_import_exits_0_and_the_spec_validates_beside_its_templat
     assert check.returncode == 0 and "ok:" in check.stdout, check.stdout + check.stderr
 
 
+def test_ecs_and_commands_import_exits_0_and_validates(tmp_path):
+    out = tmp_path / "worker.yaml"
+    result = run("import-codepipeline", FIXTURES / "codepipeline" / "ecs-rolling-commands.json", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "type: deploy.ecs" in out.read_text() and "type: compute.commands" in out.read_text()
+    check = run("validate", out)
+    assert check.returncode == 0 and "ok:" in check.stdout, check.stdout + check.stderr
+
+
 def test_import_to_stdout():
     result = run("import-codepipeline", FIXTURES / "codepipeline" / "v2-variables-triggers.json")
     assert result.returncode == 0 and "\npipeline:\n  name: webapp-v2\n" in result.stdout

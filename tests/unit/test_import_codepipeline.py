@@ -197,6 +197,33 @@ def test_cloudformation_actions_import_with_every_key_mapped_or_noted():
     assert "has no equivalent" not in notes  # every CodePipeline key was mapped or named
 
 
+def test_ecs_rolling_and_commands():
+    result, p = imported("ecs-rolling-commands.json")
+    assert result.complete and result.errors == []
+    (commands,) = p.stages[1].actions
+    assert commands.type == "compute.commands" and commands.namespace == "Migrate"
+    assert commands.configuration == {
+        "commands": ["./manage.py migrate", "export SCHEMA_VERSION=42"],
+        "output_variables": ["SCHEMA_VERSION"],
+        "project_name": PLACEHOLDER,
+        "environment_variables": {"STAGE": "prod"},
+    }
+    assert any("project_name is a placeholder" in n for n in result.notes)
+    assert any("ComputeType='BUILD_GENERAL1_MEDIUM' was left out" in n for n in result.notes)
+    worker, scheduler = p.stages[2].actions
+    # From an ECR source: its image, in CodePipeline's imagedefinitions.json shape; the container is to be named.
+    assert worker.type == "deploy.ecs" and p.stages[0].actions[0].namespace == "Image"
+    assert worker.configuration == {
+        "cluster_name": "webapp",
+        "service_name": "webapp-worker",
+        "image_definitions": [{"name": PLACEHOLDER, "imageUri": "#{Image.ImageURI}"}],
+        "deployment_timeout": 30,
+    }
+    # From another action's artifact: the file CodePipeline read, to be put next to the spec.
+    assert scheduler.configuration["image_definitions"] == "scheduler.json"
+    assert any("CodePipeline read scheduler.json from artifact 'Definitions'" in n for n in result.notes)
+
+
 def test_unsupported_providers_are_listed_and_kept_as_comments():
     result, p = imported("unsupported.json")
     assert not result.complete and result.errors == []

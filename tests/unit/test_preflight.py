@@ -285,3 +285,33 @@ def test_cloudformation_checks_the_stacks_role_and_the_stack_a_change_set_execut
         ),
         ("Infra", "Apply", "cloudformation_stack", "webapp", {}),
     ]
+
+
+ECS_AND_COMMANDS = """
+pipeline:
+  name: worker
+  region: us-east-1
+  stages:
+    - name: Release
+      actions:
+        - name: Migrate
+          type: compute.commands
+          configuration: {project_name: release-commands, commands: [./migrate]}
+        - name: Worker
+          type: deploy.ecs
+          run_order: 2
+          configuration:
+            cluster_name: webapp
+            service_name: webapp-worker
+            image_definitions: [{name: worker, imageUri: "webapp:v2"}]
+"""
+
+
+def test_ecs_service_and_commands_project_are_planned():
+    checks = [(c.action, c.kind, c.name, c.details) for c in plan(load_spec_text(ECS_AND_COMMANDS))]
+    assert checks[1:] == [
+        ("Migrate", "codebuild_project", "release-commands", {}),
+        ("Worker", "ecs_service", "webapp-worker", {"cluster": "webapp"}),
+    ]
+    rows = [Row("Release", "Worker", "ecs service webapp/webapp-worker (us-east-1)", PASS)]
+    assert "ecs service webapp/webapp-worker (us-east-1)" in table(rows)

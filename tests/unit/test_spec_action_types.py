@@ -29,6 +29,8 @@ def test_types_and_required_keys():
         "invoke.stepfunctions": ["state_machine_arn"],
         "deploy.elasticbeanstalk": ["application_name", "environment_name", "source"],
         "deploy.cloudformation": ["action_mode", "stack_name"],
+        "deploy.ecs": ["cluster_name", "service_name", "image_definitions"],
+        "compute.commands": ["commands"],
     }
     assert {name: t.required_keys for name, t in ACTION_TYPES.items()} == required
 
@@ -38,10 +40,10 @@ def test_entries_are_consistent():
         assert t.name == name and t.category in CATEGORIES and name.split(".")[0] == t.category.lower()
         assert len(set(t.allowed_keys)) == len(t.keys)
         assert all(k.kind in KINDS and k.description for k in t.keys)
-        # Builds export variables; a function's outputVariables, a state machine's output object and a stack's
-        # outputs give some too.
+        # Builds and commands export variables; a function's outputVariables, a state machine's output object and
+        # a stack's outputs give some too.
         open_types = ("invoke.lambda", "invoke.stepfunctions", "deploy.cloudformation")
-        assert t.outputs and t.open_outputs == (t.category in ("Build", "Test") or name in open_types)
+        assert t.outputs and t.open_outputs == (t.category in ("Build", "Test", "Compute") or name in open_types)
 
 
 def test_defaults():

@@ -210,6 +210,19 @@ ACTIONS = [
         "invoke.stepfunctions",
         {"state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:m", "input": {"k": f"v{JINJA}"}},
     ),
+    (
+        "deploy.ecs",
+        {
+            "cluster_name": f"c{JINJA}",
+            "service_name": f"s{JINJA}",
+            "image_definitions": [{"name": f"web{JINJA}", "imageUri": f"i{JINJA}"}],
+        },
+    ),
+    # Output variable names are environment variable names, which leave no room for Jinja.
+    (
+        "compute.commands",
+        {"project_name": f"p{JINJA}", "commands": [f"echo {JINJA}"], "output_variables": ["OUT"]},
+    ),
     # Stack names and role ARNs follow AWS's patterns, which leave no room for Jinja.
     (
         "deploy.cloudformation",

@@ -24,10 +24,11 @@ from release_orchestrator.hooks.codedeploy import (
     DEPLOYMENT_TERMINAL_STATES,
     CodeDeployHook,
 )
+from release_orchestrator.hooks.ecs import TASK_DEFINITION_READ_ONLY
 from release_orchestrator.links import CodeDeployDeploymentLink
 from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, defer_timeout, stable_token
-from release_orchestrator.pipeline.files import is_file_path, read_spec_file
+from release_orchestrator.pipeline.files import is_file_path, read_json_file
 from release_orchestrator.results.codedeploy import DeploymentResult, continue_if_ready
 from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
 
@@ -37,18 +38,6 @@ if TYPE_CHECKING:
 PLATFORMS = ("server", "ecs", "lambda")
 ON_READY = ("continue", "wait")
 SYNC_WAIT_MAX_ATTEMPTS = 1_000_000
-
-# Fields of describe_task_definition's answer that register_task_definition does not take.
-TASK_DEFINITION_READ_ONLY = (
-    "taskDefinitionArn",
-    "revision",
-    "status",
-    "requiresAttributes",
-    "compatibilities",
-    "registeredAt",
-    "registeredBy",
-    "deregisteredAt",
-)
 
 BUNDLE_TYPES = {
     ".zip": "zip",
@@ -440,7 +429,7 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
         if not template:
             raise ValueError("An ecs deployment needs task_definition_template")
         if is_file_path(template):
-            template = json.loads(read_spec_file(template, self.spec_folder, "task_definition_template"))
+            template = read_json_file(template, self.spec_folder, "task_definition_template")
         template = as_json(template)
         template = dict(template.get("taskDefinition", template))
         for field in TASK_DEFINITION_READ_ONLY:

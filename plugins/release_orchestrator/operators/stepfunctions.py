@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
@@ -31,7 +30,7 @@ from release_orchestrator.operators.reattach import (
     stable_token,
     trigger_kwargs,
 )
-from release_orchestrator.pipeline.files import SpecFileError, file_in_folder, is_file_path
+from release_orchestrator.pipeline.files import is_file_path, read_spec_file
 from release_orchestrator.results.stepfunctions import ExecutionResult
 from release_orchestrator.triggers.stepfunctions import STOP_CAUSE, STOP_ERROR, StepFunctionsExecutionTrigger
 
@@ -53,14 +52,7 @@ def execution_input(value: Any, spec_folder: str | None) -> str:
         return json.dumps(value)
     what = "input"
     if is_file_path(value):
-        path = Path(value)
-        if spec_folder is not None:
-            # Checked again right before reading: a link may have changed since the DAG was parsed.
-            try:
-                path = file_in_folder(value, spec_folder)
-            except SpecFileError as err:
-                raise SpecFileError(f"input: {err}") from None
-        value, what = path.read_text(encoding="utf-8"), f"input file {value}"
+        value, what = read_spec_file(value, spec_folder, "input"), f"input file {value}"
     try:
         json.loads(value)
     except ValueError as err:

@@ -37,6 +37,7 @@ KIND_NAMES = {
     "mapping": "a mapping",
     "str|int": "a string or an integer",
     "str|mapping": "a string or a mapping",
+    "str|list": "a string or a list",
     "list|mapping": "a list or a mapping",
 }
 KINDS = tuple(KIND_NAMES)
@@ -61,8 +62,8 @@ class Resource:
 
     `kind` is one of preflight.CHECKERS (codebuild_project, codedeploy_group, ecr_repository, s3_bucket,
     codecommit_repository, sns_topic, lambda_function, stepfunctions_state_machine,
-    elasticbeanstalk_environment, iam_role, cloudformation_stack); `details` what else is checked (a group's
-    platform, an environment, the service a role must trust).
+    elasticbeanstalk_environment, iam_role, cloudformation_stack, ecs_service); `details` what else is checked (a
+    group's platform, an environment, the service a role must trust, a service's cluster).
     """
 
     kind: str
@@ -416,6 +417,62 @@ def _check_elasticbeanstalk(config: dict) -> list[tuple[str, str]]:
     return [("source", problem)] if problem else []
 
 
+def _check_ecs(config: dict) -> list[tuple[str, str]]:
+    definitions = config.get("image_definitions")
+    if not isinstance(definitions, list):
+        return []  # a file in the spec's folder (checked by the file rules), or of a wrong kind (reported)
+    if not definitions:
+        return [("image_definitions", "names no container; give at least one {name, imageUri}")]
+    problems, seen = [], set()
+    for i, item in enumerate(definitions):
+        where = f"image_definitions[{i}]"
+        if not isinstance(item, dict):
+            problems.append((where, "expected a mapping with name and imageUri"))
+            continue
+        for key in item:
+            if key not in ("name", "imageUri"):
+                problems.append((f"{where}.{key}", "unknown key; allowed keys: name, imageUri"))
+        for key in ("name", "imageUri"):
+            if not isinstance(item.get(key), str) or not item[key].strip():
+                problems.append((f"{where}.{key}", "missing required key" if key not in item else "expected a string"))
+        name = item.get("name")
+        if isinstance(name, str) and not has_reference(name):
+            if name in seen:
+                problems.append((f"{where}.name", f"container {name!r} is named twice"))
+            seen.add(name)
+    return problems
+
+
+def _check_commands(config: dict) -> list[tuple[str, str]]:
+    problems = []
+    if "project_name" not in config:
+        problems.append(
+            (
+                "project_name",
+                "missing required key: the commands run in a CodeBuild project; a project with no source "
+                "(source type NO_SOURCE) and any image works, see docs/operators.md (compute.commands)",
+            )
+        )
+    commands = config.get("commands")
+    if isinstance(commands, list):
+        if not commands:
+            problems.append(("commands", "names no command"))
+        elif len(commands) > COMMANDS_MAX:
+            problems.append(("commands", f"{len(commands)} commands; CodePipeline allows at most {COMMANDS_MAX}"))
+        for i, command in enumerate(commands):
+            if isinstance(command, str) and "\n" in command.strip():
+                problems.append((f"commands[{i}]", "one command per item: multi-line commands are not supported"))
+    names = config.get("output_variables")
+    for i, name in enumerate(names if isinstance(names, list) else []):
+        if isinstance(name, str) and not _ENV_NAME_RE.match(name):
+            problems.append((f"output_variables[{i}]", f"{name!r} is not an environment variable name"))
+    return problems
+
+
+COMMANDS_MAX = 50  # CodePipeline's limit for a Commands action
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 # --- resources and permissions (preflight and IAM) ----------------------------------------------------------
 
 _REGIONAL = "arn:aws:{service}:{{region}}:{{account}}:"
@@ -739,6 +796,36 @@ def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
             ),
             "*",
             "UpdateEnvironmentReadsAndPausesTheEnvironmentsInstancesNoResourceScope",
+        ),
+    ]
+
+
+def _ecs_resources(config: dict) -> list[Resource]:
+    return [Resource("ecs_service", config.get("service_name"), {"cluster": config.get("cluster_name")})]
+
+
+def _ecs_permissions(config: dict) -> list[Permission]:
+    cluster, service = config.get("cluster_name"), config.get("service_name")
+    return [
+        Permission(
+            "ecs",
+            ("ecs:DescribeServices", "ecs:UpdateService"),
+            _arn("ecs", f"service/{cluster}/{service}"),
+            "EcsReadAndUpdateTheDeployedService",
+        ),
+        Permission(
+            "ecs",
+            ("ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"),
+            "*",
+            "EcsTaskDefinitionCallsHaveNoResourceLevelPermissions",
+        ),
+        Permission(
+            "iam",
+            ("iam:PassRole",),
+            # The roles are those of the service's current task definition, known only at run time.
+            "arn:aws:iam::{account}:role/*",
+            "IamPassTheTaskDefinitionsRolesToEcs",
+            {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
         ),
     ]
 
@@ -1270,6 +1357,62 @@ ACTION_TYPES: dict[str, ActionType] = {
             polls=True,
             resources=_cloudformation_resources,
             permissions=_cloudformation_permissions,
+        ),
+        ActionType(
+            "deploy.ecs",
+            "Deploy",
+            "A rolling deployment of an ECS service (deployment controller ECS): new images in a new revision of "
+            "the service's task definition.",
+            keys=(
+                ConfigKey("cluster_name", "ECS cluster of the service", required=True),
+                ConfigKey("service_name", "ECS service to deploy (deployment controller ECS)", required=True),
+                ConfigKey(
+                    "image_definitions",
+                    "images to deploy: a list of {name, imageUri} (name: a container of the task definition), "
+                    "or an imagedefinitions.json file in the spec's folder (a path relative to it)",
+                    required=True,
+                    kind="str|list",
+                    file=True,
+                ),
+                ConfigKey(
+                    "deployment_timeout",
+                    "minutes the deployment may take before the action fails (and rolls the service back)",
+                    kind="int",
+                    default=60,
+                    range=(1, 60),
+                ),
+            ),
+            outputs=("ClusterName", "ServiceName", "TaskDefinitionArn", "DeploymentId", "ConsoleUrl"),
+            check=_check_ecs,
+            operator=f"{_OPERATORS}.ecs:EcsDeployOperator",
+            imported_from={"Deploy/AWS/ECS": "ecs"},
+            polls=True,
+            resources=_ecs_resources,
+            permissions=_ecs_permissions,
+        ),
+        ActionType(
+            "compute.commands",
+            "Compute",
+            "Shell commands run in a CodeBuild project, exporting the environment variables named in output_variables.",
+            keys=(
+                ConfigKey(
+                    "commands", "shell commands, run in order; one command per item", required=True, kind="list[str]"
+                ),
+                ConfigKey(
+                    "output_variables", "environment variables to export as the action's outputs", kind="list[str]"
+                ),
+                ConfigKey("project_name", "CodeBuild project the commands run in (one with no source works)"),
+                # As build.codebuild's: the same overrides of the same StartBuild.
+                *(k for k in _CODEBUILD_KEYS if k.name in ("environment_variables", "build_timeout_minutes")),
+            ),
+            outputs=_CODEBUILD_OUTPUTS,
+            open_outputs=True,
+            check=lambda config: _check_commands(config) + _check_codebuild(config),
+            operator=f"{_OPERATORS}.commands:CommandsOperator",
+            imported_from={"Compute/AWS/Commands": "commands"},
+            polls=True,
+            resources=_codebuild_resources,
+            permissions=_codebuild_permissions,
         ),
     )
 }

@@ -9,9 +9,11 @@ change between the DAG's parse and the task's run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from .syntax import has_reference
 
@@ -87,3 +89,13 @@ def file_problems(keys: list[str], configuration: dict, source_file: str | None)
             except SpecFileError as err:
                 problems.append((key, str(err)))
     return problems
+
+
+def read_json_file(path: str, folder: str | None, key: str) -> Any:
+    """What a worker reads from the JSON file a file key names (see read_spec_file). Errors name the key."""
+    try:
+        return json.loads(read_spec_file(path, folder, key))
+    except SpecFileError:
+        raise
+    except (OSError, ValueError) as err:
+        raise SpecFileError(f"{key}: cannot read {path} as JSON: {err}") from None

@@ -228,12 +228,19 @@ _DEFINITION_SCHEMA = {
                                 },
                                 "runOrder": {"type": "integer"},
                                 "timeoutInMinutes": {"type": "integer"},
-                                "commands": {"type": "array", "items": _STRING},
-                                "outputVariables": {"type": "array", "items": _STRING},
                                 "namespace": _STRING,
                                 "region": _STRING,
                                 "roleArn": _STRING,
                                 "inputArtifacts": _NAMED_LIST,
+                                "commands": {"type": "array", "items": _STRING},
+                                "outputVariables": {"type": "array", "items": _STRING},
+                                "environmentVariables": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {"name": _STRING, "value": _STRING, "type": _STRING},
+                                    },
+                                },
                                 "outputArtifacts": _NAMED_LIST,
                                 "configuration": {
                                     "type": "object",
@@ -315,8 +322,6 @@ _ACTION_FIELDS = frozenset(
         "outputArtifacts",
         "configuration",
         "timeoutInMinutes",
-        "commands",
-        "outputVariables",
     }
 )
 
@@ -336,11 +341,18 @@ _UNSUPPORTED = {
     "project, or add an action type)",
     "CloudFormationStackSet": "there is no StackSet action type (deploy.cloudformation deploys one stack)",
     "CloudFormationStackInstances": "there is no StackSet action type (deploy.cloudformation deploys one stack)",
-    "ECS": "standard ECS deployments are not supported; only CodeDeploy blue/green (CodeDeployToECS) is",
     "ServiceCatalog": "there is no Service Catalog action type",
     "AppConfig": "there is no AppConfig action type",
     "DeviceFarm": "there is no Device Farm action type",
     "CodeStarSourceConnection": "only Source actions use connections",
+}
+
+
+# Fields of a CodePipeline action declaration that the mappers read as configuration keys.
+_ACTION_LEVEL_KEYS = {
+    "commands": "Commands",
+    "outputVariables": "OutputVariables",
+    "environmentVariables": "EnvironmentVariables",
 }
 
 
@@ -522,11 +534,11 @@ class _Importer:
         if cp.get("timeoutInMinutes") is not None:
             action["timeout_minutes"] = cp["timeoutInMinutes"]
         cfg = dict(cp.get("configuration") or {})
-        # The Commands action keeps its commands and output variables beside its configuration, not in it.
-        for cp_key, cfg_key in (("commands", "Commands"), ("outputVariables", "OutputVariables")):
-            if cp.get(cp_key) is not None:
-                cfg[cfg_key] = cp[cp_key]
-        for key in sorted(set(cp) - _ACTION_FIELDS):
+        # Compute actions (Commands) carry these beside their configuration: mapped with it.
+        for cp_key, key in _ACTION_LEVEL_KEYS.items():
+            if cp_key in cp:
+                cfg.setdefault(key, cp[cp_key])
+        for key in sorted(set(cp) - _ACTION_FIELDS - set(_ACTION_LEVEL_KEYS)):
             notes.append(f"CodePipeline action field {key}={cp[key]!r} has no equivalent and was left out")
         action["configuration"] = mapper(cfg, action, notes)
         for key in cfg:  # whatever the mapper did not consume
@@ -593,32 +605,88 @@ class _Importer:
 
     def codebuild(self, cfg: dict, action: dict, notes: list) -> dict:
         out: dict[str, Any] = {"project_name": cfg.pop("ProjectName", PLACEHOLDER)}
-        if "EnvironmentVariables" in cfg:
-            raw = cfg.pop("EnvironmentVariables")
-            try:
-                env = json.loads(raw) if isinstance(raw, str) else raw
-                if not isinstance(env, list) or not all(isinstance(e, dict) and "name" in e for e in env):
-                    raise ValueError("expected a list of {name, value, type}")
-                if problem := _depth_problem(env):
-                    raise ValueError(problem)
-            except RecursionError:  # the decoder stops at the interpreter's recursion limit, cleanly
-                notes.append(f"EnvironmentVariables nested deeper than {MAX_DEPTH} levels were left out")
-            except ValueError as e:
-                notes.append(f"EnvironmentVariables could not be read ({e}) and were left out: {raw!r}")
-            else:
-                if all(e.get("type", "PLAINTEXT") == "PLAINTEXT" for e in env):
-                    out["environment_variables"] = {e["name"]: e.get("value", "") for e in env}
-                else:
-                    out["environment_variables"] = [
-                        {"name": e["name"], "value": e.get("value", ""), "type": e.get("type", "PLAINTEXT")}
-                        for e in env
-                    ]
+        self.environment_variables(cfg, out, notes)
         if "PrimarySource" in cfg:
             out["primary_source"] = cfg.pop("PrimarySource")
         if _bool(cfg.get("BatchEnabled")) is False:
             cfg.pop("BatchEnabled")
         if _bool(cfg.get("CombineArtifacts")) is False:
             cfg.pop("CombineArtifacts")
+        return out
+
+    def environment_variables(self, cfg: dict, out: dict, notes: list) -> None:
+        """CodeBuild's EnvironmentVariables (a JSON string or a list of {name, value, type}) into `out`."""
+        if "EnvironmentVariables" not in cfg:
+            return
+        raw = cfg.pop("EnvironmentVariables")
+        try:
+            env = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(env, list) or not all(isinstance(e, dict) and "name" in e for e in env):
+                raise ValueError("expected a list of {name, value, type}")
+            if problem := _depth_problem(env):
+                raise ValueError(problem)
+        except RecursionError:  # the decoder stops at the interpreter's recursion limit, cleanly
+            notes.append(f"EnvironmentVariables nested deeper than {MAX_DEPTH} levels were left out")
+        except ValueError as e:
+            notes.append(f"EnvironmentVariables could not be read ({e}) and were left out: {raw!r}")
+        else:
+            if all(e.get("type", "PLAINTEXT") == "PLAINTEXT" for e in env):
+                out["environment_variables"] = {e["name"]: e.get("value", "") for e in env}
+            else:
+                out["environment_variables"] = [
+                    {"name": e["name"], "value": e.get("value", ""), "type": e.get("type", "PLAINTEXT")} for e in env
+                ]
+
+    def commands(self, cfg: dict, action: dict, notes: list) -> dict:
+        out: dict[str, Any] = {"commands": _string_list(cfg.pop("Commands", None), "Commands", notes)}
+        if not out["commands"]:
+            out["commands"] = [f"echo {PLACEHOLDER}"]
+            notes.append("the action had no commands: commands is a placeholder")
+        variables = _string_list(cfg.pop("OutputVariables", None), "OutputVariables", notes)
+        if variables:
+            out["output_variables"] = variables
+        out["project_name"] = PLACEHOLDER
+        notes.append(
+            "project_name is a placeholder: CodePipeline ran the commands in CodeBuild compute it manages; name "
+            "a CodeBuild project to run them in (one with no source works, see docs/operators.md, compute.commands)"
+        )
+        self.environment_variables(cfg, out, notes)
+        for key in sorted(cfg):  # compute settings: the project's environment decides them here
+            notes.append(f"{key}={cfg.pop(key)!r} was left out: set it on the CodeBuild project's environment")
+        artifacts = action.get("input_artifacts") or []
+        if artifacts:
+            notes.append(
+                f"input artifacts ({', '.join(artifacts)}) are not put into the build: it starts from the "
+                "project's own source, if it has one"
+            )
+        return out
+
+    def ecs(self, cfg: dict, action: dict, notes: list) -> dict:
+        out: dict[str, Any] = {
+            "cluster_name": cfg.pop("ClusterName", PLACEHOLDER),
+            "service_name": cfg.pop("ServiceName", PLACEHOLDER),
+        }
+        file_name = cfg.pop("FileName", "imagedefinitions.json")
+        artifact = (action.get("input_artifacts") or ["?"])[0]
+        if self.producers.get(artifact, (None, None))[0] == "ECR":
+            out["image_definitions"] = [{"name": PLACEHOLDER, "imageUri": self.image(artifact, notes)}]
+            notes.append(
+                "image_definitions: the container name is a placeholder: name the container of the service's "
+                "task definition that runs this image"
+            )
+        else:
+            out["image_definitions"] = file_name
+            notes.append(
+                f"image_definitions: CodePipeline read {file_name} from artifact '{artifact}'; put that file next "
+                "to this spec, or write the list inline ([{name, imageUri}], values may be #{...} references, "
+                "e.g. a build's exported image URI)"
+            )
+        if "DeploymentTimeout" in cfg:
+            raw = cfg.pop("DeploymentTimeout")
+            try:
+                out["deployment_timeout"] = int(raw)
+            except (TypeError, ValueError):
+                notes.append(f"DeploymentTimeout={raw!r} is not a number of minutes and was left out")
         return out
 
     def manual(self, cfg: dict, action: dict, notes: list) -> dict:
@@ -837,6 +905,21 @@ class _Importer:
             return f"#{{{source['namespace']}.ImageURI}}"
         notes.append(f"image is a placeholder: CodePipeline took it from artifact '{artifact}' (imageDetail.json)")
         return f"{PLACEHOLDER}: image URI"
+
+
+def _string_list(value: Any, key: str, notes: list) -> list[str]:
+    """A list of strings given as a list, a JSON list or one string (CodePipeline writes configuration as strings)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip().startswith("[") else [value]
+        except ValueError:
+            value = [value]
+    if not isinstance(value, list):
+        notes.append(f"{key}={value!r} is not a list and was left out")
+        return []
+    return [str(item) for item in value]
 
 
 def _trigger_filter(f: dict) -> dict:

@@ -368,6 +368,31 @@ def _cloudformation_stack(access: Access, check: PlannedCheck) -> tuple[str, str
     return PASS, stack["StackStatus"]
 
 
+def _ecs_service(access: Access, check: PlannedCheck) -> tuple[str, str]:
+    cluster = check.details.get("cluster")
+    if has_reference(cluster):
+        return SKIPPED_REFERENCE, f"cluster {cluster} is known only at run time"
+    ecs = access.client("ecs", check.region, check.aws_conn_id)
+    clusters = _call("DescribeClusters", f"cluster '{cluster}'", lambda: ecs.describe_clusters(clusters=[cluster]))
+    found = [c for c in clusters.get("clusters", []) if c.get("status") == "ACTIVE"]
+    if not found:
+        return FAIL, f"DescribeClusters: no ACTIVE cluster '{cluster}'"
+    resource = f"service '{check.name}' in cluster '{cluster}'"
+    answer = _call("DescribeServices", resource, lambda: ecs.describe_services(cluster=cluster, services=[check.name]))
+    services = [s for s in answer.get("services", []) if s.get("status") == "ACTIVE"]
+    if not services:
+        return FAIL, f"DescribeServices: no ACTIVE service '{check.name}' in cluster '{cluster}'"
+    controller = (services[0].get("deploymentController") or {}).get("type", "ECS")
+    if controller == "CODE_DEPLOY":
+        return FAIL, (
+            f"DescribeServices: {resource} is deployed by CodeDeploy (deployment controller CODE_DEPLOY): "
+            "use deploy.codedeploy with platform ecs"
+        )
+    if controller != "ECS":
+        return FAIL, f"DescribeServices: {resource} has deployment controller {controller}; deploy.ecs needs ECS"
+    return PASS, f"ACTIVE, deployment controller ECS, task definition {services[0].get('taskDefinition')}"
+
+
 CHECKERS: dict[str, tuple[str, Checker]] = {
     # kind -> (what the table calls it, how to check it)
     "credentials": ("credentials", _credentials),
@@ -382,6 +407,7 @@ CHECKERS: dict[str, tuple[str, Checker]] = {
     "elasticbeanstalk_environment": ("elastic beanstalk environment", _elasticbeanstalk_environment),
     "iam_role": ("iam role", _iam_role),
     "cloudformation_stack": ("cloudformation stack", _cloudformation_stack),
+    "ecs_service": ("ecs service", _ecs_service),
 }
 
 
@@ -392,6 +418,8 @@ def resource_label(check: PlannedCheck) -> str:
     name = f"{check.name}/{check.details['group']}" if check.kind == "codedeploy_group" else check.name
     if check.kind == "elasticbeanstalk_environment":
         name = f"{check.name}/{check.details['environment']}"
+    if check.kind == "ecs_service":
+        name = f"{check.details.get('cluster')}/{check.name}"
     if check.kind == "lambda_function" and check.details.get("alias"):
         name = f"{check.name}:{check.details['alias']}"
     regionless = ("s3_bucket", "sns_topic", "stepfunctions_state_machine", "iam_role")

@@ -275,6 +275,7 @@ KIND_SCHEMAS: dict[str, dict] = {
     "str|int": {"type": ["string", "integer"]},
     "str|mapping": {"type": ["string", "object"]},
     "list|mapping": {"type": ["array", "object"]},
+    "str|list": {"type": ["string", "array"]},
 }
 
 _ENVIRONMENT_VARIABLES = {

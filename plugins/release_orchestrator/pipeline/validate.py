@@ -52,6 +52,7 @@ _KIND_CHECKS = {
     "str|int": lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
     "str|mapping": lambda v: isinstance(v, (str, dict)),
     "list|mapping": lambda v: isinstance(v, (list, dict)),
+    "str|list": lambda v: isinstance(v, (str, list)),
 }
 
 
