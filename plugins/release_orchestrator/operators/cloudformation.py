@@ -31,7 +31,13 @@ from release_orchestrator.hooks.cloudformation import (
 from release_orchestrator.links import CloudFormationStackLink
 from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.codedeploy import as_json
-from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, defer_timeout, stable_token
+from release_orchestrator.operators.reattach import (
+    StartRecord,
+    StopsItsWork,
+    connection_kwargs,
+    defer_timeout,
+    stable_token,
+)
 from release_orchestrator.pipeline.action_types import (
     CLOUDFORMATION_ACTION_MODES as ACTION_MODES,
 )
@@ -147,10 +153,7 @@ class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
             action_mode=self._mode,
             since=since,
             change_set_id=change_set_id,
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
+            **connection_kwargs(self),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.reattach import (
     StartRecord,
     StopsItsWork,
+    connection_kwargs,
     defer_timeout,
     looks_secret,
     stable_token,
@@ -195,10 +196,7 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
         """How a finished build becomes this action's outputs or failure (also run by the trigger)."""
         return BuildResult(
             project_name=self.project_name,
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
+            **connection_kwargs(self),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

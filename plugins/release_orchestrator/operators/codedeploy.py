@@ -27,7 +27,13 @@ from release_orchestrator.hooks.codedeploy import (
 from release_orchestrator.hooks.ecs import TASK_DEFINITION_READ_ONLY
 from release_orchestrator.links import CodeDeployDeploymentLink
 from release_orchestrator.notifications.notifier import failure_notices
-from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, defer_timeout, stable_token
+from release_orchestrator.operators.reattach import (
+    StartRecord,
+    StopsItsWork,
+    connection_kwargs,
+    defer_timeout,
+    stable_token,
+)
 from release_orchestrator.pipeline.files import is_file_path, read_json_file
 from release_orchestrator.results.codedeploy import DeploymentResult, continue_if_ready
 from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
@@ -254,10 +260,7 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
             application_name=self.application_name,
             deployment_group_name=self.deployment_group_name,
             platform=self._platform,
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
+            **connection_kwargs(self),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from release_orchestrator.hooks.ecs import (
 from release_orchestrator.links import EcsServiceDeploymentsLink
 from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.codedeploy import as_json
-from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, defer_timeout
+from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, connection_kwargs, defer_timeout
 from release_orchestrator.pipeline.files import is_file_path, read_json_file
 from release_orchestrator.results.ecs import EcsDeploymentResult
 from release_orchestrator.triggers.ecs import EcsDeploymentTrigger
@@ -129,10 +129,7 @@ class EcsDeployOperator(StopsItsWork, AwsBaseOperator[EcsDeployHook]):
             cluster_name=self.cluster_name,
             service_name=self.service_name,
             previous_task_definition=self._previous,
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
+            **connection_kwargs(self),
         )
 
     # --- execution ---

@@ -24,6 +24,7 @@ from release_orchestrator.links import ElasticBeanstalkEnvironmentLink
 from release_orchestrator.operators.reattach import (
     StartRecord,
     StopsItsWork,
+    connection_kwargs,
     defer_timeout,
     stable_token,
     trigger_kwargs,
@@ -103,10 +104,7 @@ class ElasticBeanstalkOperator(StopsItsWork, AwsBaseOperator[ElasticBeanstalkHoo
             environment_name=self.environment_name,
             version_label=version_label,
             since=since,
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
+            **connection_kwargs(self),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

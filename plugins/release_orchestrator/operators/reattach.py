@@ -46,13 +46,20 @@ def trigger_kwargs(operator: AwsBaseOperator, context: Context, result: Any) -> 
     from release_orchestrator.notifications.notifier import failure_notices
 
     return {
-        "aws_conn_id": operator.aws_conn_id,
-        "region_name": operator.region_name,
+        **connection_kwargs(operator),
         "poll_interval": operator.poll_interval,
-        "verify": operator.verify,
-        "botocore_config": operator.botocore_config,
         "result": result.to_dict(),
         "failure_notices": failure_notices(operator, context),
+    }
+
+
+def connection_kwargs(operator: AwsBaseOperator) -> dict[str, Any]:
+    """The operator's AWS connection settings, as the result objects and triggers of every action take them."""
+    return {
+        "aws_conn_id": operator.aws_conn_id,
+        "region_name": operator.region_name,
+        "verify": operator.verify,
+        "botocore_config": operator.botocore_config,
     }
 
 

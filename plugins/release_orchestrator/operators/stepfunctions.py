@@ -26,6 +26,7 @@ from release_orchestrator.hooks.stepfunctions import (
 from release_orchestrator.operators.reattach import (
     StartRecord,
     StopsItsWork,
+    connection_kwargs,
     defer_timeout,
     stable_token,
     trigger_kwargs,
@@ -104,10 +105,7 @@ class StepFunctionsOperator(StopsItsWork, AwsBaseOperator[StepFunctionsHook]):
         """How a finished execution becomes this action's outputs or failure (also run by the trigger)."""
         return ExecutionResult(
             state_machine_arn=self.state_machine_arn,
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            botocore_config=self.botocore_config,
+            **connection_kwargs(self),
         )
 
     def execution_name(self, context: Context, generation: int) -> str:
