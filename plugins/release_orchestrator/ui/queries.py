@@ -8,6 +8,7 @@ weight (Airflow weighs a task by everything downstream of it, so earlier stages 
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -395,11 +396,14 @@ def dora_keys(runs: list[Finished], days: int, since: datetime) -> dict[str, Any
     deployments = [r for r in runs if r.succeeded]
     failures = [r for r in runs if r.deploy_failed and not r.succeeded]
     lead = [(r.ended - r.committed).total_seconds() for r in deployments if r.committed]
+    ends: dict[str, list[datetime]] = defaultdict(list)  # each pipeline's successful ends, in order
+    for r in sorted(deployments, key=lambda r: r.ended):
+        ends[r.pipeline].append(r.ended)
     restore = []
     for failure in failures:
-        later = [r.ended for r in deployments if r.pipeline == failure.pipeline and r.ended > failure.ended]
-        if later:
-            restore.append((min(later) - failure.ended).total_seconds())
+        later = ends[failure.pipeline]
+        if (i := bisect.bisect_right(later, failure.ended)) < len(later):
+            restore.append((later[i] - failure.ended).total_seconds())
     attempts = len(deployments) + len(failures)
     daily: dict[str, int] = defaultdict(int)
     for r in deployments:
@@ -419,32 +423,35 @@ def dora_keys(runs: list[Finished], days: int, since: datetime) -> dict[str, Any
 def dora(session: Session, dag_ids: list[str], *, days: int, now: datetime) -> dict[str, Any]:
     """DORA's four keys per pipeline and over all of them, for the `days` before `now`."""
     since = now - timedelta(days=days)
+    failed_in_a_deploy = (
+        select(TaskInstance.run_id)
+        .where(
+            TaskInstance.dag_id == DagRun.dag_id,
+            TaskInstance.run_id == DagRun.run_id,
+            TaskInstance.operator.in_(DEPLOY_OPERATORS),
+            TaskInstance.state == "failed",
+        )
+        .exists()
+    )
     rows = session.execute(
-        select(DagRun.dag_id, DagRun.run_id, DagRun.state, DagRun.end_date, DagRun.conf)
+        select(
+            DagRun.dag_id,
+            DagRun.state,
+            DagRun.end_date,
+            # Only the commit time of the conf, read by the database, not every run's whole conf.
+            DagRun.conf["source"]["author_date"].as_string().label("committed"),
+            and_(DagRun.state == "failed", failed_in_a_deploy).label("deploy_failed"),
+        )
         .where(DagRun.dag_id.in_(dag_ids), DagRun.end_date > since, DagRun.end_date <= now)
         .where(DagRun.state.in_(("success", "failed")))
     ).all()
-    failed = [(row.dag_id, row.run_id) for row in rows if row.state == "failed"]
-    deploy_failed = set()
-    if failed:
-        deploy_failed = set(
-            session.execute(
-                select(TaskInstance.dag_id, TaskInstance.run_id)
-                .where(
-                    tuple_(TaskInstance.dag_id, TaskInstance.run_id).in_(failed),
-                    TaskInstance.operator.in_(DEPLOY_OPERATORS),
-                    TaskInstance.state == "failed",
-                )
-                .distinct()
-            ).all()
-        )
     runs = [
         Finished(
             pipeline=row.dag_id,
             succeeded=row.state == "success",
             ended=row.end_date,
-            committed=_parse_time(_source(row.conf).get("author_date")),
-            deploy_failed=(row.dag_id, row.run_id) in deploy_failed,
+            committed=_parse_time(row.committed),
+            deploy_failed=bool(row.deploy_failed),
         )
         for row in rows
     ]
