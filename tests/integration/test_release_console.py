@@ -33,10 +33,13 @@ class Session:
         return self.http.get(path, params=params)
 
 
-def start_waiting_run(api, reviewer_api, label: str) -> str:
-    """An ap-gate run started by qa-lead (an approver, so not of this run) waiting at its approval."""
+def start_waiting_run(api, reviewer_api, label: str, **source) -> str:
+    """An ap-gate run started by qa-lead (an approver, so not of this run) waiting at its approval;
+    `source` adds to the revision its conf gives."""
     api.wait_for_dag(GATE, timeout=240)
-    run_id = reviewer_api.trigger(GATE, conf=push(label))["dag_run_id"]
+    conf = push(label)
+    conf["source"].update(source)
+    run_id = reviewer_api.trigger(GATE, conf=conf)["dag_run_id"]
     wait_for_task_state(api, GATE, run_id, APPROVAL, {"deferred"}, timeout=240)
     return run_id
 

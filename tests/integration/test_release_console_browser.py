@@ -65,7 +65,8 @@ def screenshot(page, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def waiting_run(api, reviewer_api) -> str:
-    return start_waiting_run(api, reviewer_api, "browser")
+    # A pusher chooses the commit URL a webhook carries: this one must not become a link.
+    return start_waiting_run(api, reviewer_api, "browser", commit_url="javascript:alert(document.domain)")
 
 
 def test_sign_in_find_releases_in_airflows_navigation_and_see_a_run_stage_by_stage(browser, airflow_env, waiting_run):
@@ -80,6 +81,8 @@ def test_sign_in_find_releases_in_airflows_navigation_and_see_a_run_stage_by_sta
         "Release",
     ]
     assert "test browser" in run.locator("[data-revision]").inner_text()
+    assert run.locator("[data-revision] a").count() == 0  # the javascript: commit URL is shown as text only
+    assert page.locator('a[href^="javascript:" i]').count() == 0
     screenshot(page, "pipelines")
 
     # The page follows the colour mode Airflow's UI keeps in localStorage.
