@@ -89,8 +89,12 @@ def test_pipelines_show_the_latest_run_stage_by_stage_with_its_revision(airflow_
 
 def test_run_history_pages_and_filters(airflow_env, waiting_run):
     console = Session(airflow_env, "developer")
-    first = console.get(f"/releases/api/pipelines/{GATE}/runs", limit=1).json()
-    assert first["total"] >= 1 and len(first["runs"]) == 1 and first["runs"][0]["run_id"] == waiting_run
+    every = console.get(f"/releases/api/pipelines/{GATE}/runs", limit=100).json()
+    ids = [r["run_id"] for r in every["runs"]]
+    assert waiting_run in ids and every["total"] == len(ids)
+    assert [r["run_after"] for r in every["runs"]] == sorted((r["run_after"] for r in every["runs"]), reverse=True)
+    pages = [console.get(f"/releases/api/pipelines/{GATE}/runs", limit=1, offset=i).json() for i in range(len(ids))]
+    assert [page["runs"][0]["run_id"] for page in pages] == ids  # a page at a time, newest first
     running = console.get(f"/releases/api/pipelines/{GATE}/runs", state="running").json()
     assert waiting_run in [r["run_id"] for r in running["runs"]]
     webhook_only = console.get(f"/releases/api/pipelines/{GATE}/runs", started_by="webhook").json()
@@ -99,9 +103,10 @@ def test_run_history_pages_and_filters(airflow_env, waiting_run):
     assert console.get(f"/releases/api/pipelines/{GATE}/runs", limit=1000).status_code == 422
 
 
-def test_approvals_inbox_shows_what_is_approved_and_only_approvers_may_decide(
-    airflow_env, api, reviewer_api, waiting_run
-):
+def test_approvals_inbox_shows_what_is_approved_and_only_approvers_may_decide(airflow_env, api, reviewer_api):
+    # A run of its own: the other tests read `waiting_run` while it waits, in whatever order they run.
+    waiting_run = start_waiting_run(api, reviewer_api, "console")
+
     def pending(user: str) -> dict:
         data = Session(airflow_env, user).get("/releases/api/approvals").json()
         return next(a for a in data["approvals"] if a["run"]["run_id"] == waiting_run and a["task_id"] == APPROVAL)
