@@ -29,7 +29,6 @@ from release_orchestrator.hooks.cloudformation import (
     no_changes,
 )
 from release_orchestrator.links import CloudFormationStackLink
-from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.codedeploy import as_json
 from release_orchestrator.operators.reattach import (
     StartRecord,
@@ -37,6 +36,7 @@ from release_orchestrator.operators.reattach import (
     connection_kwargs,
     defer_timeout,
     stable_token,
+    trigger_kwargs,
 )
 from release_orchestrator.pipeline.action_types import (
     CLOUDFORMATION_ACTION_MODES as ACTION_MODES,
@@ -351,18 +351,9 @@ class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
         if not self.deferrable:
             return self._wait_here(context, item_id, since, change_set_id)
         trigger_class = CloudFormationChangeSetTrigger if change_set else CloudFormationStackTrigger
-        trigger_kwargs = {"change_set_id" if change_set else "stack_id": item_id}
+        waits_on = {"change_set_id" if change_set else "stack_id": item_id}
         self.defer(
-            trigger=trigger_class(
-                **trigger_kwargs,
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                poll_interval=self.poll_interval,
-                verify=self.verify,
-                botocore_config=self.botocore_config,
-                result=self.result(since, change_set_id).to_dict(),
-                failure_notices=failure_notices(self, context),
-            ),
+            trigger=trigger_class(**waits_on, **trigger_kwargs(self, context, self.result(since, change_set_id))),
             method_name="execute_complete",
             timeout=defer_timeout(self, context),
         )

@@ -21,7 +21,6 @@ from release_orchestrator.hooks.codebuild import (
     CodeBuildHook,
 )
 from release_orchestrator.links import CodeBuildBuildLink, CodeBuildLogsLink
-from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.reattach import (
     StartRecord,
     StopsItsWork,
@@ -29,6 +28,7 @@ from release_orchestrator.operators.reattach import (
     defer_timeout,
     looks_secret,
     stable_token,
+    trigger_kwargs,
 )
 from release_orchestrator.pipeline.action_types import secret_word
 from release_orchestrator.results.codebuild import BuildResult, TestReport, failed_phase, parse_junit
@@ -210,16 +210,7 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
         if self.deferrable:
             # The trigger ends the task itself (outputs or failure): it never resumes here.
             self.defer(
-                trigger=CodeBuildBuildTrigger(
-                    build_id=build["id"],
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    poll_interval=self.poll_interval,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
-                    result=self.result().to_dict(),
-                    failure_notices=failure_notices(self, context),
-                ),
+                trigger=CodeBuildBuildTrigger(build_id=build["id"], **trigger_kwargs(self, context, self.result())),
                 method_name="execute_complete",
                 timeout=defer_timeout(self, context),
             )

@@ -26,13 +26,13 @@ from release_orchestrator.hooks.codedeploy import (
 )
 from release_orchestrator.hooks.ecs import TASK_DEFINITION_READ_ONLY
 from release_orchestrator.links import CodeDeployDeploymentLink
-from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.reattach import (
     StartRecord,
     StopsItsWork,
     connection_kwargs,
     defer_timeout,
     stable_token,
+    trigger_kwargs,
 )
 from release_orchestrator.pipeline.files import is_file_path, read_json_file
 from release_orchestrator.results.codedeploy import DeploymentResult, continue_if_ready
@@ -299,14 +299,8 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
             self.defer(
                 trigger=CodeDeployDeploymentTrigger(
                     deployment_id=deployment_id,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    poll_interval=self.poll_interval,
                     continue_at_ready=continue_at_ready,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
-                    result=self.result().to_dict(),
-                    failure_notices=failure_notices(self, context),
+                    **trigger_kwargs(self, context, self.result()),
                 ),
                 method_name="execute_complete",
                 timeout=defer_timeout(self, context),

@@ -23,9 +23,14 @@ from release_orchestrator.hooks.ecs import (
     deployment_item_id,
 )
 from release_orchestrator.links import EcsServiceDeploymentsLink
-from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.operators.codedeploy import as_json
-from release_orchestrator.operators.reattach import StartRecord, StopsItsWork, connection_kwargs, defer_timeout
+from release_orchestrator.operators.reattach import (
+    StartRecord,
+    StopsItsWork,
+    connection_kwargs,
+    defer_timeout,
+    trigger_kwargs,
+)
 from release_orchestrator.pipeline.files import is_file_path, read_json_file
 from release_orchestrator.results.ecs import EcsDeploymentResult
 from release_orchestrator.triggers.ecs import EcsDeploymentTrigger
@@ -145,14 +150,8 @@ class EcsDeployOperator(StopsItsWork, AwsBaseOperator[EcsDeployHook]):
         self.defer(
             trigger=EcsDeploymentTrigger(
                 deployment=item["id"],
-                aws_conn_id=self.aws_conn_id,
-                region_name=self.region_name,
-                poll_interval=self.poll_interval,
                 deadline=record.entry.get("deadline"),
-                verify=self.verify,
-                botocore_config=self.botocore_config,
-                result=self.result().to_dict(),
-                failure_notices=failure_notices(self, context),
+                **trigger_kwargs(self, context, self.result()),
             ),
             method_name="execute_complete",
             timeout=defer_timeout(self, context),
