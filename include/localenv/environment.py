@@ -9,12 +9,15 @@ Celery worker as a fifth process (the integration tests use that shape).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +52,47 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+# Ports handed out by free_port stay reserved (a held lock file) until this process exits, so parallel
+# test workers and benchmarks never pick the same one.
+_PORT_LOCKS: list = []
+_PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "release-orchestrator-ports"
+_PORTS_FLOOR = 15000
+
+
+def _ephemeral_port_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nobody listens on, taken from below the kernel's ephemeral range.
+
+    A port the kernel picks for `bind(0)` is an ephemeral one: between handing it out and the server
+    binding it, any outgoing connection (to PostgreSQL, Redis, the sandbox) may be given the same
+    number, and the server then fails with "address already in use". Ports below the ephemeral range
+    are never handed to outgoing connections.
+    """
+    ceiling = _ephemeral_port_floor()
+    if ceiling - _PORTS_FLOOR < 1000:  # an unusual kernel setting: fall back to the kernel's choice
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    _PORT_LOCK_DIR.mkdir(exist_ok=True)
+    for _ in range(200):
+        port = random.randrange(_PORTS_FLOOR, ceiling)
+        lock = open(_PORT_LOCK_DIR / f"{port}.lock", "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        if port_is_free(port):
+            _PORT_LOCKS.append(lock)
+            return port
+        lock.close()
+    raise LocalEnvironmentError(f"no free loopback port found between {_PORTS_FLOOR} and {ceiling}")
 
 
 @dataclass
