@@ -4,7 +4,8 @@ Used by `make demo`, `make up` and the integration tests (one environment per te
 By default Airflow runs in its embedded shape: SQLite metadata DB under a project-local AIRFLOW_HOME,
 LocalExecutor, and api-server, scheduler, dag-processor and triggerer as separate processes. Given a
 PostgreSQL database and a Redis broker it runs in the production shape instead: CeleryExecutor with a
-Celery worker as a fifth process (the integration tests use that shape).
+Celery worker and the webhook run starter (WEBHOOK_STARTER=separate, as docker-compose.yaml) as further
+processes (the integration tests use that shape).
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ class LocalEnvironment:
                     # run each other's tasks.
                     "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.celery_queue,
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "16",
+                    "RELEASE_ORCHESTRATOR_WEBHOOK_STARTER": "separate",
                 }
             )
         env.update(self.extra_env)
@@ -209,8 +211,10 @@ class LocalEnvironment:
 
     @property
     def airflow_processes(self) -> dict[str, list[str]]:
-        processes = dict(AIRFLOW_PROCESSES)
+        """Each process's command after `python -m`."""
+        processes = {name: ["airflow", *args] for name, args in AIRFLOW_PROCESSES.items()}
         processes["api-server"] = [
+            "airflow",
             "api-server",
             "--host",
             "127.0.0.1",
@@ -228,6 +232,7 @@ class LocalEnvironment:
                     else (f"celery-worker-{n}", f"{self.celery_queue}-{n}")
                 )
                 processes[name] = [
+                    "airflow",
                     "celery",
                     "worker",
                     "--queues",
@@ -238,6 +243,8 @@ class LocalEnvironment:
                     "--without-gossip",
                     "--without-mingle",
                 ]
+            # As docker-compose.yaml: the runs of webhook deliveries are created by a process of their own.
+            processes["webhook-starter"] = ["release_orchestrator.webhooks.starter", "--poll-seconds", "0.2"]
         return processes
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -278,7 +285,7 @@ class LocalEnvironment:
         processes = self.airflow_processes
         self._say(f"starting Airflow (api-server on {self.airflow_url}, {', '.join(list(processes)[1:])})")
         for name, args in processes.items():
-            self._spawn(name, [sys.executable, "-m", "airflow", *args], env=self.airflow_env())
+            self._spawn(name, [sys.executable, "-m", *args], env=self.airflow_env())
         self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=180)
 
     def stop(self) -> None:
@@ -355,7 +362,7 @@ class LocalEnvironment:
         proc = self._procs[name]
         if proc.poll() is None:
             raise LocalEnvironmentError(f"the {name} process (pid {proc.pid}) is still running: kill it first")
-        self._spawn(name, [sys.executable, "-m", "airflow", *self.airflow_processes[name]], env=self.airflow_env())
+        self._spawn(name, [sys.executable, "-m", *self.airflow_processes[name]], env=self.airflow_env())
         if name == "api-server":
             self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=timeout)
 

@@ -137,6 +137,35 @@ WEBHOOK_MAX_BODY_BYTES = Setting(
     "is refused with 413, by its Content-Length before reading, else as soon as the bytes read pass it",
 )
 
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(parse.__doc__)
+        return raw
+
+    parse.__doc__ = "one of " + ", ".join(choices)
+    return parse
+
+
+WEBHOOK_STARTER = Setting(
+    "WEBHOOK_STARTER",
+    "api-server",
+    _choice("api-server", "separate"),
+    "where the runs of accepted webhook deliveries are created: `api-server`, a thread in each api-server "
+    "process; `separate`, the api-server only records deliveries and `python -m "
+    "release_orchestrator.webhooks.starter` creates the runs (the production setting: run creation does not "
+    "slow the answers down)",
+)
+WEBHOOK_SECRET_CACHE_SECONDS = Setting(
+    "WEBHOOK_SECRET_CACHE_SECONDS",
+    10.0,
+    _number(float, 0, "a number of seconds"),
+    "seconds the webhook receiver reuses a secret it looked up (0: look up on every delivery); a delivery the "
+    "reused secrets refuse is checked again with fresh lookups, so a secret just set works at once, and a "
+    "replaced one stops working within this time",
+)
+
 SETTINGS = (
     PIPELINES_DIR,
     POLL_INTERVAL,
@@ -148,6 +177,8 @@ SETTINGS = (
     APPROVAL_TIMEOUT_MIN_SECONDS,
     WEBHOOK_RETENTION_DAYS,
     WEBHOOK_MAX_BODY_BYTES,
+    WEBHOOK_SECRET_CACHE_SECONDS,
+    WEBHOOK_STARTER,
 )
 
 

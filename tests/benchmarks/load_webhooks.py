@@ -93,13 +93,20 @@ def spec_yaml(name: str, trigger: dict) -> str:
 
 
 def start_environment(
-    home: Path, specs: Path, extra_specs: list[str], log_level: str, database_url: str | None = None, workers: int = 1
+    home: Path,
+    specs: Path,
+    extra_specs: list[str],
+    log_level: str,
+    database_url: str | None = None,
+    workers: int = 1,
+    starter: str = "separate",
 ):
     from include.localenv.environment import LocalEnvironment, free_port
     from release_orchestrator.webhooks.signatures import secret_variable
 
     class ApiOnly(LocalEnvironment):
-        """The api-server and the dag-processor only: no sandbox, scheduler or triggerer."""
+        """The api-server, the dag-processor and (WEBHOOK_STARTER=separate) the webhook starter, at nice 10 as
+        the production setting in docker-compose.yaml; no sandbox, scheduler or triggerer."""
 
         def start(self) -> None:
             self.check_ports()
@@ -126,6 +133,12 @@ def start_environment(
                 env=self.airflow_env(),
             )
             self._spawn("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"], env=self.airflow_env())
+            if starter == "separate":
+                self._spawn(
+                    "webhook-starter",
+                    [sys.executable, "-m", "release_orchestrator.webhooks.starter", "--nice", "10"],
+                    env=self.airflow_env(),
+                )
             self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=180)
 
     for name, trigger in SPECS.items():
@@ -140,6 +153,7 @@ def start_environment(
             f"AIRFLOW_VAR_{secret_variable(REPOSITORY).upper()}": SECRET,
             "AIRFLOW__LOGGING__LOGGING_LEVEL": log_level,
             "AIRFLOW__API__WORKERS": str(workers),
+            "RELEASE_ORCHESTRATOR_WEBHOOK_STARTER": starter,
         },
     )
     env.start()
@@ -179,9 +193,12 @@ def push_body(commit: str) -> bytes:
 async def load(
     url: str, secret: str, rate: float, duration: float, max_in_flight: int, timeout: float, make_body=push_body
 ) -> list[dict]:
+    """Send the deliveries open-loop; aiohttp, since httpx's client used a whole core at 200 req/s and became
+    the bottleneck it was meant to measure."""
+    import aiohttp
+
     total = min(int(rate * duration), MAX_REQUESTS)
     results: list[dict] = []
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     # Prepared up front, so signing and encoding do not slow the arrivals down.
     prepared = []
     for _ in range(total):
@@ -190,7 +207,8 @@ async def load(
             (str(uuid.uuid4()), body, "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest())
         )
     gate = asyncio.Semaphore(max_in_flight)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+    connector = aiohttp.TCPConnector(limit=max_in_flight, limit_per_host=max_in_flight)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as client:
         start = time.perf_counter() + 0.5
         epoch_at_start = time.time() + (start - time.perf_counter())
 
@@ -205,9 +223,9 @@ async def load(
                     "arrival_epoch": epoch_at_start + i / rate,
                 }
                 try:
-                    response = await client.post(
+                    async with client.post(
                         url,
-                        content=body,
+                        data=body,
                         headers={
                             "Content-Type": "application/json",
                             "X-GitHub-Event": "push",
@@ -215,11 +233,12 @@ async def load(
                             "X-Hub-Signature-256": signature,
                             "User-Agent": "GitHub-Hookshot/bench",
                         },
-                    )
-                    record.update(status=response.status_code, done=time.perf_counter())
-                    if response.status_code == 200:
-                        record["started"] = sorted(s["dag_id"] for s in response.json().get("started", []))
-                except httpx.HTTPError as err:
+                    ) as response:
+                        content = await response.read()
+                        record.update(status=response.status, done=time.perf_counter())
+                        if response.status == 200:
+                            record["started"] = sorted(s["dag_id"] for s in json.loads(content).get("started", []))
+                except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                     record.update(status=type(err).__name__, done=time.perf_counter())
                 results.append(record)
 
@@ -372,6 +391,32 @@ def report(
     return summary
 
 
+def git_commit() -> str:
+    """The commit measured, with "+changes" when the work tree differs from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def verdict(summary: dict) -> str:
+    """Whether the offered rate was sustained: a rate not achieved is never reported as one."""
+    offered, achieved = summary["offered"]["rate_per_s"], summary["achieved_rate_per_s"]
+    problems = []
+    if achieved < 0.995 * offered:
+        problems.append(f"achieved {achieved} of {offered} req/s offered")
+    if summary["ok_rate_per_s"] < achieved:
+        problems.append(f"not every response was 200: {summary['statuses']}")
+    if summary.get("load_generator_cores_busy", 0) > 0.8:
+        problems.append("the load generator was near a full core: it may be what limited the rate")
+    if not summary["exactly_one_run_per_matching_pipeline"]:
+        problems.append("not every delivery started exactly one run of each matching pipeline")
+    return "sustained" if not problems else "NOT sustained: " + "; ".join(problems)
+
+
 def main(argv: list[str] | None = None) -> int:
     global REPOSITORY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -413,6 +458,13 @@ def main(argv: list[str] | None = None) -> int:
         f"dropped afterwards; default {DEFAULT_POSTGRES}) instead of SQLite",
     )
     parser.add_argument("--workers", type=int, default=1, help="the own api-server's worker processes (default 1)")
+    parser.add_argument(
+        "--starter",
+        choices=("separate", "api-server"),
+        default="separate",
+        help="where the own environment creates the runs (the WEBHOOK_STARTER setting): a starter process of "
+        "its own at nice 10, as docker-compose.yaml does (default), or a thread in the api-server",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the own environment's home in place")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
     args = parser.parse_args(argv)
@@ -443,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.log_level,
                 database_url,
                 args.workers,
+                args.starter,
             )
             base, secret, user, password = env.airflow_url, SECRET, "admin", env.users["admin"]
             matching, not_matching = MATCHING, NOT_MATCHING
@@ -454,29 +507,36 @@ def main(argv: list[str] | None = None) -> int:
         url = f"{base}/release-webhooks/github"
         for _ in range(args.warmup):  # first requests load modules, specs, DAGs
             asyncio.run(load(url, secret, rate=1000, duration=0.001, max_in_flight=1, timeout=args.timeout))
-        server = env._procs["api-server"].pid if env is not None else None
-        cpu_before, wall_before, load_before = (
-            (group_cpu_seconds(server) if server else 0.0),
-            time.time(),
-            os.getloadavg()[0],
-        )
+        # The own environment's processes whose CPU is reported (each runs in a process group of its own).
+        measured = {name: p.pid for name, p in (env._procs if env else {}).items() if name != "dag-processor"}
+        cpu_before = {name: group_cpu_seconds(pid) for name, pid in measured.items()}
+        load_before, client_cpu_before = os.getloadavg()[0], time.process_time()
         results = asyncio.run(load(url, secret, args.rate, args.duration, args.max_in_flight, args.timeout))
+        load_wall = max(r["done"] for r in results) - min(r["sent"] for r in results)
+        client_cores = (time.process_time() - client_cpu_before) / load_wall
+        cpu_answering = {name: group_cpu_seconds(pid) - cpu_before[name] for name, pid in measured.items()}
         runs = wait_for_runs(base, user, password, results, matching, not_matching, args.drain_timeout)
         # Until every run exists: the CPU of answering and of creating the runs.
-        cpu_used, wall = (group_cpu_seconds(server) if server else 0.0) - cpu_before, time.time() - wall_before
+        cpu_total = {name: group_cpu_seconds(pid) - cpu_before[name] for name, pid in measured.items()}
         summary = report(results, runs, args.rate, args.duration, matching, not_matching)
-        summary["cores"] = os.cpu_count()
+        summary = {"commit": git_commit(), "cores": os.cpu_count(), **summary}
+        summary["load_generator_cores_busy"] = round(client_cores, 2)
         if env is not None:
             summary["environment"] = {
                 "metadata_db": "postgresql" if database_url else "sqlite",
                 "api_server_workers": args.workers,
+                "webhook_starter": args.starter,
             }
         summary["load_average_1m_before_after"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
-        if server:
-            summary["api_server_cpu"] = {
-                "cores_busy": round(cpu_used / wall, 2),
-                "ms_per_delivery": round(cpu_used * 1000 / max(1, len(results)), 1),
+        # Cores busy while the load ran, and CPU per delivery from its start until every run existed.
+        summary["cpu"] = {
+            name: {
+                "cores_busy_during_load": round(cpu_answering[name] / load_wall, 2),
+                "ms_per_delivery": round(cpu_total[name] * 1000 / max(1, len(results)), 1),
             }
+            for name in measured
+        }
+        summary["verdict"] = verdict(summary)
         if args.json:
             print(json.dumps(summary))
         else:

@@ -173,6 +173,7 @@ def test_expected_services_exist(services):
         "airflow-cli",
         "flower",
         "sandbox",
+        "airflow-webhook-starter",
     }
     assert expected <= set(services)
     assert services["postgres"]["image"].split(":")[0] == "postgres"
@@ -187,6 +188,12 @@ def test_airflow_commands(services):
     assert services["airflow-worker"]["command"] == "celery worker"
     assert services["airflow-triggerer"]["command"] == "triggerer"
     assert services["flower"]["command"] == "celery flower"
+    # Webhook runs are created by a starter of their own, not in the api-server (WEBHOOK_STARTER).
+    starter = services["airflow-webhook-starter"]["command"].split()
+    assert starter[:3] == ["python", "-m", "release_orchestrator.webhooks.starter"]
+    heartbeat = starter[starter.index("--heartbeat-file") + 1]
+    assert heartbeat in healthcheck_command(services["airflow-webhook-starter"])
+    assert env_of(services["airflow-apiserver"])["RELEASE_ORCHESTRATOR_WEBHOOK_STARTER"] == "separate"
     init_script = " ".join(services["airflow-init"]["command"])
     assert "airflow db migrate" in init_script
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -654,3 +657,104 @@ def test_the_body_limit_is_a_setting(receiver, monkeypatch):
     assert response.json()["error"] == "body of 109 bytes is over the limit of 50 bytes"
     monkeypatch.setenv("RELEASE_ORCHESTRATOR_WEBHOOK_MAX_BODY_BYTES", "lots")
     assert client.post("/github", content=body).json() == {"error": "the webhook receiver is misconfigured"}
+
+
+def test_secrets_are_reused_for_their_cache_time_and_a_new_one_works_at_once(airflow, store):
+    pipelines = [spec("main-release", {"repository": "acme/webapp", "push": {"branches": {"includes": ["main"]}}})]
+    secrets, lookups, clock = {"acme/webapp": "first"}, [], [0.0]
+
+    def own_secret(repository):
+        lookups.append(repository)
+        return secrets.get(repository)
+
+    receiver = Receiver(own_secret=own_secret, airflow=airflow, load_pipelines=lambda: pipelines, store=store)
+    receiver.secrets.ttl, receiver.secrets.clock = (lambda: 10.0), (lambda: clock[0])
+    client = draining_client(receiver)
+    payload = github_push_payload("acme/webapp", "main", SHA, ["a.py"])
+    assert github(client, payload, delivery="d-1", secret="first").status_code == 200
+    looked_up = len(lookups)
+    assert github(client, payload | {"after": "b" * 40}, delivery="d-2", secret="first").status_code == 200
+    assert len(lookups) == looked_up  # reused: no secrets-backend call for the second delivery
+
+    # Replaced: the new secret works on the very next delivery (a refusal is checked again afresh) ...
+    secrets["acme/webapp"] = "second"
+    assert github(client, payload | {"after": "c" * 40}, delivery="d-3", secret="second").status_code == 200
+    # ... and the old one, cached again by that fresh look-up, is refused at once as well.
+    assert github(client, payload | {"after": "d" * 40}, delivery="d-4", secret="first").status_code == 401
+
+    # A secret removed from the backend is still reused until the cache time ends, then refused.
+    del secrets["acme/webapp"]
+    assert github(client, payload | {"after": "e" * 40}, delivery="d-5", secret="second").status_code == 200
+    clock[0] = 10.5
+    assert github(client, payload | {"after": "f" * 40}, delivery="d-6", secret="second").status_code == 401
+
+
+def test_an_unusable_secret_cache_setting_answers_500_and_starts_nothing(receiver, airflow, monkeypatch, caplog):
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_WEBHOOK_SECRET_CACHE_SECONDS", "forever")
+    client = draining_client(receiver)
+    response = github(client, github_push_payload("acme/webapp", "main", SHA, ["a.py"]))
+    assert response.status_code == 500
+    assert response.json() == {"error": "the webhook receiver is misconfigured"}
+    assert airflow.runs == {}
+    assert "RELEASE_ORCHESTRATOR_WEBHOOK_SECRET_CACHE_SECONDS='forever'" in caplog.text
+
+
+@pytest.mark.parametrize("setting, thread", [("api-server", True), ("separate", False), ("elsewhere", True)])
+def test_the_starter_runs_in_the_api_server_unless_the_setting_says_separate(receiver, monkeypatch, setting, thread):
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_WEBHOOK_STARTER", setting)
+    with TestClient(create_app(receiver)) as client:
+        response = github(client, github_push_payload("acme/webapp", "main", SHA, ["a.py"]))
+        assert response.status_code == 200
+        alive = receiver.starter._thread is not None and receiver.starter._thread.is_alive()
+    assert alive is thread  # an unusable value keeps runs being created here
+
+
+def test_deliveries_arriving_together_are_recorded_in_one_batch_as_if_one_after_another(airflow, store):
+    receiver = Receiver(own_secret={"acme/webapp": SECRET}.get, airflow=airflow, load_pipelines=lambda: PIPELINES)
+    receiver.store, receiver.starter.autostart = store, False
+    batches, release = [], threading.Event()
+    record_batch = receiver.record_batch
+
+    def slow_first_batch(items):
+        batches.append([item[1] for item in items])
+        if len(batches) == 1:
+            release.wait(10)  # the others queue up meanwhile
+        return record_batch(items)
+
+    receiver.batches.run_batch = slow_first_batch
+    payload = github_push_payload("acme/webapp", "main", SHA, ["a.py"])
+    body = json.dumps(payload).encode()
+
+    def deliver(delivery):
+        headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery, "X-Hub-Signature-256": sign(body, SECRET)}
+        return receiver.handle("github", headers, body)
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(deliver, "d-first")
+        while not batches:
+            time.sleep(0.01)
+        later = [pool.submit(deliver, f"d-{n}") for n in range(3)]
+        while len(receiver.batches._queue) < 3:
+            time.sleep(0.01)
+        release.set()
+        answers = [first.result(10)] + [f.result(10) for f in later]
+    assert batches[0] == ["d-first"] and sorted(batches[1]) == ["d-0", "d-1", "d-2"]
+    # One body under four delivery ids: the first started the runs, the rest are replays of it, in one batch too.
+    assert [status for status, _ in answers] == [200] * 4
+    assert answers[0][1]["duplicate"] is False and [a[1]["duplicate"] for a in answers[1:]] == [True] * 3
+    assert all(
+        a[1]["runs"] == [{"dag_id": e["dag_id"], "run_id": e["run_id"]} for e in answers[0][1]["started"]]
+        for a in answers[1:]
+    )
+
+
+def test_a_failing_batch_answers_500_to_every_delivery_in_it_and_records_none(receiver, airflow, store):
+    def broken_record_many(items, attempt=1):
+        raise RuntimeError("connection reset")
+
+    store.record_many = broken_record_many
+    client = draining_client(receiver)
+    response = github(client, github_push_payload("acme/webapp", "main", SHA, ["a.py"]))
+    assert response.status_code == 500
+    assert response.json() == {"error": "the delivery could not be recorded: connection reset"}
+    assert airflow.runs == {}

@@ -54,6 +54,10 @@ class Reject(Exception):
         self.status, self.body = status, {"error": message, **extra}
 
 
+class SecretMismatch(Reject):
+    """No secret that may sign this delivery did (401); worth asking the secrets backends afresh once."""
+
+
 async def read_body(request: Request, limit: int) -> bytearray:
     """The raw body, refusing (413) anything over `limit` without reading more than that."""
     length = request.headers.get("content-length")
@@ -79,23 +83,29 @@ class Receiver:
         airflow: Any = None,
         load_pipelines: Callable[[], list] = runs.load_pipelines,
         store: deliveries.DeliveryStore | None = None,
+        secret_ttl: Callable[[], float] | None = None,
     ):
-        self.own_secret = own_secret  # a repository's own secret; for None, the global one
+        # A repository's own secret (for None, the global one), reused for WEBHOOK_SECRET_CACHE_SECONDS.
+        self.secrets = signatures.SecretCache(own_secret, ttl=secret_ttl)
         self.airflow = airflow or runs.AirflowRuns()
         self.load_pipelines = load_pipelines
         self.store = store or deliveries.DeliveryStore()
         self.starter = deliveries.Starter(self.store, self.airflow)
+        self.batches = deliveries.GroupCommit(self.record_batch)
 
     def handle(self, provider_name: str, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
         provider = PROVIDERS[provider_name]
         headers = {k.lower(): v for k, v in headers.items()}
         try:
-            return self._handle(provider, headers, body)
+            try:
+                return self._handle(provider, headers, body, fresh=False)
+            except SecretMismatch:  # maybe a secret set or replaced since it was looked up: never refuse on reuse
+                return self._handle(provider, headers, body, fresh=True)
         except Reject as reject:
             log.info("%s webhook refused (%s): %s", provider.name, reject.status, logtext(reject.body["error"], 1000))
             return reject.status, reject.body
 
-    def _handle(self, provider: Provider, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
+    def _handle(self, provider: Provider, headers: dict[str, str], body: bytes, fresh: bool) -> tuple[int, dict]:
         try:
             given = signatures.parse_signature(
                 headers.get(provider.signature_header.lower()), provider.signature_header
@@ -108,7 +118,7 @@ class Receiver:
         def own_secret(repository: str | None) -> str | None:  # each name looked up once per delivery
             key = repository.lower() if repository else None
             if key not in looked_up:
-                looked_up[key] = self.own_secret(repository)
+                looked_up[key] = self.secrets.get(repository, fresh=fresh)
             return looked_up[key]
 
         # The repository is in the body, which is not read before it is authenticated: so the raw bytes are
@@ -116,9 +126,10 @@ class Receiver:
         watched = sorted({t.repository.lower() for _, ts in pipelines for t in ts if t.provider == provider.name})
         secret = signatures.matching_secret(body, given, signatures.candidate_secrets(own_secret, watched))
         if secret is None:
-            names = [signatures.GLOBAL_SECRET_VARIABLE] + [n for r in watched for n in signatures.secret_names(r)]
-            log.info("%s webhook: no secret of %s signed the delivery", provider.name, ", ".join(names))
-            raise Reject(401, f"{provider.signature_header} does not match")
+            if fresh:  # logged once: a refusal with reused secrets is always checked again afresh
+                names = [signatures.GLOBAL_SECRET_VARIABLE] + [n for r in watched for n in signatures.secret_names(r)]
+                log.info("%s webhook: no secret of %s signed the delivery", provider.name, ", ".join(names))
+            raise SecretMismatch(401, f"{provider.signature_header} does not match")
 
         data = self.parse_json(body)
         try:
@@ -129,13 +140,14 @@ class Receiver:
         # global one where the repository has its own, signs nothing for it.
         expected = own_secret(repository) or own_secret(None)
         if expected is None or not hmac.compare_digest(expected.encode(), secret.encode()):
-            log.info(
-                "%s webhook: signed, but not with the secret of %s (%s)",
-                provider.name,
-                logtext(repository),
-                ", ".join([*signatures.secret_names(repository), signatures.GLOBAL_SECRET_VARIABLE]),
-            )
-            raise Reject(401, f"{provider.signature_header} does not match")
+            if fresh:
+                log.info(
+                    "%s webhook: signed, but not with the secret of %s (%s)",
+                    provider.name,
+                    logtext(repository),
+                    ", ".join([*signatures.secret_names(repository), signatures.GLOBAL_SECRET_VARIABLE]),
+                )
+            raise SecretMismatch(401, f"{provider.signature_header} does not match")
 
         event_name = headers.get(provider.event_header.lower()) if provider.event_header else None
         try:
@@ -163,6 +175,29 @@ class Receiver:
         except payloads.PayloadError as err:
             raise Reject(400, str(err), field=err.field) from None
         return self.dispatch(provider, delivery_id, runs.body_digest(body), events, pipelines)
+
+    def record_batch(self, items: list[tuple[str, str, str, list]]) -> list:
+        """For each (provider, delivery id, digest, outcomes): (blockers, Recorded), or the Reject to answer with.
+
+        Whether the pipelines can start is read once for the batch, and the deliveries are recorded in one
+        transaction: a few round trips to the metadata DB for many deliveries instead of several for each."""
+        names = logtext(", ".join(f"{provider} {delivery_id}" for provider, delivery_id, _, _ in items), 2000)
+        matched = sorted({start["dag_id"] for *_, outcomes in items for _, start, _ in outcomes if start})
+        try:
+            blockers = self.airflow.blockers(matched) if matched else {}
+        except Exception as err:  # noqa: BLE001 - the metadata DB is away: the sender delivers again later
+            log.exception("deliveries %s: could not read the pipelines' DAGs", names)
+            return [Reject(500, f"could not check the pipelines' DAGs: {err}") for _ in items]
+        records = [
+            (delivery_id, digest, provider, [s for _, s, _ in outcomes if s and s["dag_id"] not in blockers])
+            for provider, delivery_id, digest, outcomes in items
+        ]
+        try:
+            recorded = self.store.record_many(records)
+        except Exception as err:  # noqa: BLE001 - nothing recorded, nothing started: a redelivery is safe
+            log.exception("deliveries %s could not be recorded", names)
+            return [Reject(500, f"the delivery could not be recorded: {err}") for _ in items]
+        return [(blockers, one) for one in recorded]
 
     @staticmethod
     def parse_json(body: bytes) -> dict:
@@ -219,12 +254,9 @@ class Receiver:
                 }
                 outcomes.append(({**entry, "run_id": run_id, "matched_by": result.by}, start, None))
 
-        matched = sorted({start["dag_id"] for _, start, _ in outcomes if start})
-        try:
-            blockers = self.airflow.blockers(matched) if matched else {}
-        except Exception as err:  # noqa: BLE001 - the metadata DB is away: the sender delivers again later
-            log.exception("%s delivery %s: could not read the pipelines' DAGs", provider.name, logtext(delivery_id))
-            raise Reject(500, f"could not check the pipelines' DAGs: {err}") from None
+        # Recorded before the answer, so an accepted delivery is never lost; the runs are created right after it.
+        # Deliveries arriving together are checked and recorded together (record_batch).
+        blockers, recorded = self.batches.submit((provider.name, delivery_id, digest, outcomes))
         starts = []
         for entry, start, reason in outcomes:
             if start and start["dag_id"] not in blockers:
@@ -233,13 +265,6 @@ class Receiver:
                 continue
             entry = {key: value for key, value in entry.items() if key not in ("run_id", "matched_by")}
             response["not_started"].append({**entry, "reason": reason or blockers[start["dag_id"]]})
-
-        # Recorded before the answer, so an accepted delivery is never lost; the runs are created right after it.
-        try:
-            recorded = self.store.record(delivery_id, digest, provider.name, starts)
-        except Exception as err:  # noqa: BLE001 - nothing recorded, nothing started: a redelivery is safe
-            log.exception("%s delivery %s could not be recorded", provider.name, logtext(delivery_id))
-            raise Reject(500, f"the delivery could not be recorded: {err}") from None
         if recorded.outcome == "duplicate":
             log.info(
                 "%s delivery %s is a replay of runs %s", provider.name, logtext(delivery_id), logtext(recorded.runs)
@@ -277,9 +302,18 @@ def create_app(receiver: Receiver | None = None, max_body_bytes: int | None = No
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         # The api-server enters its plugin apps' lifespans: the starter runs as long as the server does, and
-        # its first round creates the runs of deliveries recorded before a restart.
-        receiver.starter.start()
-        receiver.starter.wake()
+        # its first round creates the runs of deliveries recorded before a restart. Unless it runs apart.
+        try:
+            separate = settings.WEBHOOK_STARTER.get() == "separate"
+        except settings.SettingError:  # the runs are still created, here; the log says why
+            log.exception("webhook receiver: WEBHOOK_STARTER cannot be used; runs are created in this process")
+            separate = False
+        if not separate:
+            receiver.starter.start()
+            receiver.starter.wake()
+        else:  # a starter process of its own creates the runs (webhooks/starter.py)
+            receiver.starter.autostart = False
+            log.info("webhook receiver: runs are created by a separate starter process (WEBHOOK_STARTER)")
         try:
             yield
         finally:
@@ -299,7 +333,11 @@ def create_app(receiver: Receiver | None = None, max_body_bytes: int | None = No
             body = await read_body(request, limit)
         except Reject as reject:
             return JSONResponse(reject.body, status_code=reject.status)
-        status, content = await run_in_threadpool(receiver.handle, provider, dict(request.headers), body)
+        try:
+            status, content = await run_in_threadpool(receiver.handle, provider, dict(request.headers), body)
+        except settings.SettingError:  # e.g. WEBHOOK_SECRET_CACHE_SECONDS: the sender delivers again later
+            log.exception("webhook receiver: a setting cannot be used")
+            return JSONResponse({"error": "the webhook receiver is misconfigured"}, status_code=500)
         return JSONResponse(content, status_code=status)
 
     @app.get("/health")

@@ -116,43 +116,64 @@ class DeliveryStore:
 
     def record(self, delivery_id: str, digest: str, provider: str, starts: list[dict[str, Any]]) -> Recorded:
         """Record a delivery and the runs it starts, unless this delivery (or its body) was recorded before."""
+        return self.record_many([(delivery_id, digest, provider, starts)])[0]
+
+    def record_many(self, items: list[tuple[str, str, str, list[dict[str, Any]]]], attempt: int = 1) -> list[Recorded]:
+        """record() for several deliveries (delivery id, body digest, provider, starts) in one transaction, each
+        judged as if recorded one after the other in this order (the second of two equal ones is a duplicate)."""
         try:
             with self.session_scope() as session:
                 self.ensure_table(session)
-                rows = session.execute(
-                    select(deliveries.c.delivery_id, deliveries.c.starts, deliveries.c.state)
-                    .where(or_(deliveries.c.delivery_id == delivery_id, deliveries.c.body_digest == digest))
-                    .order_by(deliveries.c.received_at)
-                ).all()
-                mine = [row for row in rows if row.delivery_id == delivery_id]
-                if mine and mine[0].state == FAILED and len(rows) == 1:
-                    # Sent again after its runs could not be created: try again from the start.
-                    session.execute(
-                        update(deliveries)
-                        .where(deliveries.c.delivery_id == delivery_id)
-                        .values(state=PENDING, attempts=0, next_attempt_at=time.time(), error=None)
+                ids, digests = {item[0] for item in items}, {item[1] for item in items}
+                known = [
+                    dict(row._mapping)
+                    for row in session.execute(
+                        select(
+                            deliveries.c.delivery_id, deliveries.c.body_digest, deliveries.c.starts, deliveries.c.state
+                        )
+                        .where(or_(deliveries.c.delivery_id.in_(ids), deliveries.c.body_digest.in_(digests)))
+                        .order_by(deliveries.c.received_at)
                     )
-                    return Recorded("requeued")
-                if rows:  # the same delivery again, or its body under another delivery id: a replay
-                    return Recorded("duplicate", [run for row in rows for run in _runs(row.starts)])
-                # Recorded even when it starts nothing: replayed after the pipeline is unpaused or its filter
-                # changed, it must not start what it did not start when it came.
-                now = time.time()
-                session.execute(
-                    deliveries.insert().values(
-                        delivery_id=delivery_id,
-                        body_digest=digest,
-                        provider=provider,
-                        received_at=now,
-                        starts=json.dumps(starts),
-                        state=PENDING if starts else DONE,
-                        attempts=0,
-                        next_attempt_at=now,
-                    )
-                )
-                return Recorded("new")
-        except IntegrityError:  # the same delivery arrived twice at once and the other one got there first
-            return self.record(delivery_id, digest, provider, starts)
+                ]
+                recorded, new_rows = [], []
+                for delivery_id, digest, provider, starts in items:
+                    rows = [row for row in known if row["delivery_id"] == delivery_id or row["body_digest"] == digest]
+                    mine = [row for row in rows if row["delivery_id"] == delivery_id]
+                    if mine and mine[0]["state"] == FAILED and len(rows) == 1:
+                        # Sent again after its runs could not be created: try again from the start.
+                        session.execute(
+                            update(deliveries)
+                            .where(deliveries.c.delivery_id == delivery_id)
+                            .values(state=PENDING, attempts=0, next_attempt_at=time.time(), error=None)
+                        )
+                        mine[0]["state"] = PENDING
+                        recorded.append(Recorded("requeued"))
+                    elif rows:  # the same delivery again, or its body under another delivery id: a replay
+                        recorded.append(Recorded("duplicate", [run for row in rows for run in _runs(row["starts"])]))
+                    else:
+                        # Recorded even when it starts nothing: replayed after the pipeline is unpaused or its
+                        # filter changed, it must not start what it did not start when it came.
+                        now = time.time()
+                        row = {
+                            "delivery_id": delivery_id,
+                            "body_digest": digest,
+                            "provider": provider,
+                            "received_at": now,
+                            "starts": json.dumps(starts),
+                            "state": PENDING if starts else DONE,
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                        }
+                        new_rows.append(row)
+                        known.append(row)
+                        recorded.append(Recorded("new"))
+                if new_rows:
+                    session.execute(deliveries.insert(), new_rows)
+                return recorded
+        except IntegrityError:  # a delivery arrived twice at once and another process got there first
+            if attempt >= MAX_ATTEMPTS:
+                raise
+            return self.record_many(items, attempt + 1)
 
     def claim(self, limit: int = 20) -> list[Claimed]:
         """Take up to `limit` due deliveries for this starter (leased, so a dead starter's rows come back)."""
@@ -227,6 +248,57 @@ class DeliveryStore:
             return dict(row) if row else None
 
 
+class GroupCommit:
+    """Callers hand in one item each and wait for its result; a caller that finds no batch running takes
+    everything queued (up to `max_batch`) and runs it as one batch for all of them.
+
+    So while one batch is in the database, the deliveries arriving meanwhile queue up and go in together: at
+    hundreds of deliveries a second the metadata DB sees a few transactions instead of hundreds, and one thread
+    at a time does the database work instead of dozens contending for the interpreter. A lone delivery is a
+    batch of one, handled at once. `run_batch` returns one result per item; an exception among them is raised
+    to that item's caller, and one raised by `run_batch` to every caller of the batch.
+    """
+
+    def __init__(self, run_batch: Callable[[list], list], max_batch: int = 100):
+        self.run_batch, self.max_batch = run_batch, max_batch
+        self._changed = threading.Condition()
+        self._queue: list[list] = []  # [item, result, done]
+        self._running = False
+
+    def submit(self, item: Any) -> Any:
+        entry = [item, None, False]
+        with self._changed:
+            self._queue.append(entry)
+            while not entry[2]:
+                if self._running:
+                    self._changed.wait()
+                    continue
+                self._running = True
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                self._changed.release()
+                results = None
+                try:
+                    results = self._run([queued[0] for queued in batch])
+                finally:  # even when interrupted, no caller of the batch is left waiting
+                    self._changed.acquire()
+                    self._running = False
+                    for queued, result in zip(batch, results or [RuntimeError("batch interrupted")] * len(batch)):
+                        queued[1], queued[2] = result, True
+                    self._changed.notify_all()
+        if isinstance(entry[1], BaseException):
+            raise entry[1]
+        return entry[1]
+
+    def _run(self, items: list) -> list:
+        try:
+            results = self.run_batch(items)
+        except Exception as err:  # noqa: BLE001 - each caller gets it
+            return [err] * len(items)
+        if len(results) != len(items):
+            return [RuntimeError(f"a batch of {len(items)} gave {len(results)} results")] * len(items)
+        return results
+
+
 def _runs(starts_json: str) -> list[dict[str, str]]:
     return [{"dag_id": s["dag_id"], "run_id": s["run_id"]} for s in json.loads(starts_json)]
 
@@ -244,6 +316,7 @@ class Starter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_cleanup = 0.0
+        self.heartbeat: Callable[[], None] = lambda: None  # called every round and batch (a liveness check's)
 
     def wake(self) -> None:
         if self.autostart and (self._thread is None or not self._thread.is_alive()) and not self._stop.is_set():
@@ -263,8 +336,14 @@ class Starter:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def run(self) -> None:
+        """The starter's loop in the calling thread, until stop() (webhooks/starter.py runs it so)."""
+        self._stop.clear()
+        self._loop()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self.heartbeat()
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
             try:
@@ -281,6 +360,7 @@ class Starter:
         """Create the runs of every due delivery; returns how many deliveries were handled."""
         handled = 0
         while not self._stop.is_set():
+            self.heartbeat()
             claimed = self.store.claim(self.batch)
             if not claimed:
                 return handled

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 GLOBAL_SECRET_VARIABLE = "release_webhook_secret"
@@ -136,3 +138,39 @@ def candidate_secrets(own: Callable[[str | None], str | None], repositories: Ite
     yield own(None)
     for repository in repositories:
         yield own(repository)
+
+
+class SecretCache:
+    """Secrets looked up at most once per `ttl()` seconds per repository (None: the global secret).
+
+    Each lookup is a secrets-backend call, a metadata DB query for a Variable, and a delivery needs two or
+    more: at hundreds of deliveries a second they were most of the receiver's database work. The receiver asks
+    again with `fresh=True` before it refuses a delivery, so only the answer "signed" is ever served from here.
+    """
+
+    def __init__(
+        self,
+        lookup: Callable[[str | None], str | None] = own_secret,
+        ttl: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if ttl is None:
+            from release_orchestrator import settings
+
+            ttl = settings.WEBHOOK_SECRET_CACHE_SECONDS.get
+        self.lookup, self.ttl, self.clock = lookup, ttl, clock
+        self._lock = threading.Lock()
+        self._entries: dict[str | None, tuple[float, str | None]] = {}
+
+    def get(self, repository: str | None, fresh: bool = False) -> str | None:
+        key = repository.lower() if repository else None
+        now, ttl = self.clock(), self.ttl()  # read on every call: an unusable setting fails every delivery alike
+        if not fresh:
+            with self._lock:
+                entry = self._entries.get(key)
+            if entry is not None and now - entry[0] < ttl:
+                return entry[1]
+        secret = self.lookup(repository)
+        with self._lock:
+            self._entries[key] = (now, secret)
+        return secret
