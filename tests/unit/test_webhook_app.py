@@ -758,3 +758,34 @@ def test_a_failing_batch_answers_500_to_every_delivery_in_it_and_records_none(re
     assert response.status_code == 500
     assert response.json() == {"error": "the delivery could not be recorded: connection reset"}
     assert airflow.runs == {}
+
+
+def test_a_starter_of_its_own_polls_creates_the_runs_and_beats_until_stopped(airflow, store, tmp_path):
+    start = {"dag_id": "main-release", "run_id": "webhook__d-1__x", "conf": {}, "note": "n", "user": "github-webhook"}
+    starter = deliveries.Starter(store, airflow, poll_seconds=0.05, autostart=False)
+    beats = []
+    starter.heartbeat = lambda: beats.append(time.monotonic())
+    loop = threading.Thread(target=starter.run)
+    loop.start()
+    try:
+        store.record("d-1", "x", "github", [start])  # nothing wakes it: it finds the delivery by polling
+        deadline = time.monotonic() + 10
+        while ("main-release", "webhook__d-1__x") not in airflow.runs and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ("main-release", "webhook__d-1__x") in airflow.runs
+        assert store.get("d-1")["state"] == deliveries.DONE
+        assert len(beats) >= 2
+    finally:
+        starter.stop(timeout=0)
+        loop.join(5)
+    assert not loop.is_alive()
+
+
+@pytest.mark.parametrize("args", [["--poll-seconds", "0"], ["--nice", "20"]])
+def test_the_starter_command_refuses_bad_arguments(args, capsys):
+    from release_orchestrator.webhooks import starter
+
+    with pytest.raises(SystemExit) as exit_:
+        starter.main(args)
+    assert exit_.value.code == 2
+    assert args[0] in capsys.readouterr().err
