@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
+from release_orchestrator.notifications.approvals import RESULT_EVENTS
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
 from tests.integration import helpers
 from tests.integration.helpers import TEST_PIPELINES, task_log, wait_for, wait_for_run, wait_for_task_state
@@ -83,6 +84,11 @@ class Mailbox(helpers.Mailbox):
             interval=0.5,
             what=f"the recorded announcement of {pipeline} run {run_id}'s decision",
         )
+        # A decision made by marking is announced by the approval's trigger when Airflow cancels it, or else
+        # by the run's end callback up to 20 s after the run ended: wait for it, not only for its record.
+        outcome = api.xcom(pipeline, run_id, APPROVAL, key=DECISION_XCOM_KEY).get("Outcome")
+        if RESULT_EVENTS.get(outcome) in subscribed_events(pipeline):
+            self.wait(pipeline, run_id, outcome.upper())
         if self.of(pipeline, run_id, "SUPERSEDED"):
             last = "SUPERSEDED"
         else:
