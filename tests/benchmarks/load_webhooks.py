@@ -100,6 +100,7 @@ def start_environment(
     database_url: str | None = None,
     workers: int = 1,
     starter: str = "separate",
+    starters: int = 1,
 ):
     from include.localenv.environment import LocalEnvironment, free_port
     from release_orchestrator.webhooks.signatures import secret_variable
@@ -133,9 +134,9 @@ def start_environment(
                 env=self.airflow_env(),
             )
             self._spawn("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"], env=self.airflow_env())
-            if starter == "separate":
+            for n in range(1, starters + 1) if starter == "separate" else ():
                 self._spawn(
-                    "webhook-starter",
+                    "webhook-starter" + (f"-{n}" if n > 1 else ""),
                     [sys.executable, "-m", "release_orchestrator.webhooks.starter", "--nice", "10"],
                     env=self.airflow_env(),
                 )
@@ -465,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where the own environment creates the runs (the WEBHOOK_STARTER setting): a starter process of "
         "its own at nice 10, as docker-compose.yaml does (default), or a thread in the api-server",
     )
+    parser.add_argument(
+        "--starters",
+        type=int,
+        default=1,
+        help="how many separate starter processes (default 1; as `--scale airflow-webhook-starter=N`)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the own environment's home in place")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
     args = parser.parse_args(argv)
@@ -496,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                 database_url,
                 args.workers,
                 args.starter,
+                args.starters,
             )
             base, secret, user, password = env.airflow_url, SECRET, "admin", env.users["admin"]
             matching, not_matching = MATCHING, NOT_MATCHING
@@ -525,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["environment"] = {
                 "metadata_db": "postgresql" if database_url else "sqlite",
                 "api_server_workers": args.workers,
-                "webhook_starter": args.starter,
+                "webhook_starter": args.starter + (f" x{args.starters}" if args.starter == "separate" else ""),
             }
         summary["load_average_1m_before_after"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
         # Cores busy while the load ran, and CPU per delivery from its start until every run existed.
