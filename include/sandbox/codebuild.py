@@ -84,6 +84,10 @@ class Build:
         self.env = env
         self.mode = fault["mode"] if fault else None
         self.seconds = fault["seconds"] if self.mode == "slow" else None  # else the emulator's build_seconds
+        # A hung build times out after its project's timeoutInMinutes, or sooner where the fault says so.
+        self.timeout_seconds = (fault.get("timeout_seconds") if self.mode == "hang" else None) or (
+            doc["timeoutInMinutes"] * 60
+        )
         self.uuid = doc["id"].split(":", 1)[1]
         self.started = doc["startTime"]
         self.phase_index = 0
@@ -384,7 +388,7 @@ class CodeBuildEmulator:
         while not build.done:
             phase, share = PHASES[build.phase_index]
             if phase == "BUILD" and build.mode == "hang":
-                deadline = build.started + build.doc["timeoutInMinutes"] * 60
+                deadline = build.started + build.timeout_seconds
                 if at >= deadline:
                     self._close_phase(build, deadline, "TIMED_OUT", "BUILD_TIMED_OUT", "Build has timed out. ")
                     self._complete(build, deadline, "TIMED_OUT")

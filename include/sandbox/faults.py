@@ -132,6 +132,12 @@ def _validated(service: str, target: str, spec) -> dict | None:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
             raise FaultError(f"{service}/{target}: seconds must be a number in (0, 3600]")
         result["seconds"] = float(seconds)
+    if mode == "hang" and service == "codebuild" and "timeout_seconds" in spec:
+        # Tests: the hung build times out after this many seconds instead of its timeoutInMinutes.
+        seconds = spec["timeout_seconds"]
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+            raise FaultError(f"{service}/{target}: timeout_seconds must be a number in (0, 3600]")
+        result["timeout_seconds"] = float(seconds)
     if service == "codedeploy" and spec.get("event"):
         result["event"] = str(spec["event"])
     return result

@@ -75,8 +75,8 @@ PROJECTS = {
     "cb-build-ok": (BUILD_SPEC, 30, None),
     "cb-build-fail": (BUILD_SPEC, 30, {"mode": "fail"}),
     "cb-build-stop": (BUILD_SPEC, 30, {"mode": "hang"}),
-    # AWS's minimum is 5 minutes; the sandbox takes 1, so a hanging build times out within the module.
-    "cb-build-timeout": (BUILD_SPEC, 1, {"mode": "hang"}),
+    # The hang fault's timeout_seconds times the build out in seconds rather than its project's minutes.
+    "cb-build-timeout": (BUILD_SPEC, 5, {"mode": "hang", "timeout_seconds": 8}),
     "cb-build-throttle": (BUILD_SPEC, 30, {"mode": "throttle", "rate": 0.5}),
     # Slow enough to be still running when the triggerer is killed.
     "cb-build-kill": (BUILD_SPEC, 30, {"mode": "slow", "seconds": 25}),
@@ -110,7 +110,7 @@ def push(label: str) -> tuple[dict, str]:
     }, commit
 
 
-def codebuild_client(env, config: Config):
+def codebuild_client(env, config: Config | None = None):
     """A CodeBuild client on the sandbox with its own botocore config."""
     return boto3.client(
         "codebuild",
@@ -176,8 +176,7 @@ def codebuild(airflow_env):
 @pytest.fixture(scope="module")
 def projects(airflow_env):
     """This module's CodeBuild projects, with their faults set; the faults are cleared at the end."""
-    # Without client-side validation: the timeout project's 1 minute is below AWS's minimum of 5.
-    creator = codebuild_client(airflow_env, Config(parameter_validation=False))
+    creator = codebuild_client(airflow_env)
     existing = {p["name"] for p in creator.batch_get_projects(names=list(PROJECTS))["projects"]}
     for name, (buildspec, timeout, _) in PROJECTS.items():
         if name in existing:

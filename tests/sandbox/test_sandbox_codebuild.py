@@ -160,6 +160,19 @@ def test_hanging_build_stays_in_progress_until_stopped(aws, control, wait_until,
     assert codebuild.stop_build(id=build_id)["build"]["buildStatus"] == "STOPPED"
 
 
+def test_hanging_build_times_out_after_the_faults_timeout_seconds(aws, control, wait_until):
+    control.set_fault("codebuild", r.BUILD_PROJECT, "hang", timeout_seconds=2)
+    codebuild = aws("codebuild")
+    build_id = codebuild.start_build(projectName=r.BUILD_PROJECT)["build"]["id"]
+    build = finished(codebuild, wait_until, build_id)
+    assert build["buildStatus"] == "TIMED_OUT"
+    assert (build["endTime"] - build["startTime"]).total_seconds() == pytest.approx(2, abs=0.5)
+    [phase] = [p for p in build["phases"] if p["phaseType"] == "BUILD"]
+    assert phase["phaseStatus"] == "TIMED_OUT"
+    with pytest.raises(Exception, match="timeout_seconds must be a number"):
+        control.set_fault("codebuild", r.BUILD_PROJECT, "hang", timeout_seconds=0)
+
+
 def test_slow_build_takes_its_own_time(aws, control, wait_until, build_seconds):
     control.set_fault("codebuild", r.BUILD_PROJECT, "slow", seconds=build_seconds * 3)
     codebuild = aws("codebuild")
