@@ -286,7 +286,13 @@ class LocalEnvironment:
         self._say(f"starting Airflow (api-server on {self.airflow_url}, {', '.join(list(processes)[1:])})")
         for name, args in processes.items():
             self._spawn(name, [sys.executable, "-m", *args], env=self.airflow_env())
-        self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=180)
+        self._wait_for_api_server(timeout=180)
+
+    def _wait_for_api_server(self, timeout: float) -> None:
+        self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=timeout)
+        # The api-server builds its Execution API on the first request to it (about 4 s here): make that
+        # request now, so the first task of the first run does not wait for it.
+        self._wait_http(f"{self.airflow_url}/execution/health", "api-server", timeout=timeout, request_timeout=30)
 
     def stop(self) -> None:
         """Stop every process this environment started (and their children), politely first."""
@@ -364,7 +370,7 @@ class LocalEnvironment:
             raise LocalEnvironmentError(f"the {name} process (pid {proc.pid}) is still running: kill it first")
         self._spawn(name, [sys.executable, "-m", *self.airflow_processes[name]], env=self.airflow_env())
         if name == "api-server":
-            self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout=timeout)
+            self._wait_for_api_server(timeout=timeout)
 
     def check_alive(self) -> None:
         for name, proc in self._procs.items():
@@ -413,12 +419,12 @@ class LocalEnvironment:
             )
         return result.stdout
 
-    def _wait_http(self, url: str, what: str, timeout: float, seeded: bool = False) -> None:
+    def _wait_http(self, url: str, what: str, timeout: float, seeded: bool = False, request_timeout: float = 2) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                response = httpx.get(url, timeout=2)
+                response = httpx.get(url, timeout=request_timeout)
                 if response.status_code == 200 and (not seeded or response.json().get("seeded", True)):
                     return
             except (httpx.HTTPError, ValueError):
