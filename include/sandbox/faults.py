@@ -128,16 +128,16 @@ def _validated(service: str, target: str, spec) -> dict | None:
             raise FaultError(f"{service}/{target}: rate must be a number in (0, 1]")
         result["rate"] = float(rate)
     if mode == "slow":
-        seconds = spec.get("seconds", 60)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
-            raise FaultError(f"{service}/{target}: seconds must be a number in (0, 3600]")
-        result["seconds"] = float(seconds)
+        result["seconds"] = _seconds(service, target, "seconds", spec.get("seconds", 60))
     if mode == "hang" and service == "codebuild" and "timeout_seconds" in spec:
         # Tests: the hung build times out after this many seconds instead of its timeoutInMinutes.
-        seconds = spec["timeout_seconds"]
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
-            raise FaultError(f"{service}/{target}: timeout_seconds must be a number in (0, 3600]")
-        result["timeout_seconds"] = float(seconds)
+        result["timeout_seconds"] = _seconds(service, target, "timeout_seconds", spec["timeout_seconds"])
     if service == "codedeploy" and spec.get("event"):
         result["event"] = str(spec["event"])
     return result
+
+
+def _seconds(service: str, target: str, key: str, seconds) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 3600:
+        raise FaultError(f"{service}/{target}: {key} must be a number in (0, 3600]")
+    return float(seconds)
