@@ -73,7 +73,11 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "Release Orchestrator",
-                "python-modules": [f"{_PACKAGE}.operators.source", f"{_PACKAGE}.operators.approval"],
+                "python-modules": [
+                    f"{_PACKAGE}.operators.source",
+                    f"{_PACKAGE}.operators.approval",
+                    f"{_PACKAGE}.operators.stage_entry",
+                ],
             },
             {
                 "integration-name": "AWS CodeBuild",
@@ -137,7 +141,11 @@ def get_provider_info() -> dict:
         "triggers": [
             {
                 "integration-name": "Release Orchestrator",
-                "python-modules": [f"{_PACKAGE}.triggers.approval", f"{_PACKAGE}.events.trigger"],
+                "python-modules": [
+                    f"{_PACKAGE}.triggers.approval",
+                    f"{_PACKAGE}.triggers.stage_entry",
+                    f"{_PACKAGE}.events.trigger",
+                ],
             },
             {
                 "integration-name": "AWS CodeBuild",

@@ -198,7 +198,7 @@ def write_hand_written(path: Path, specs: Path) -> None:
                     tasks = []
                     for action in (a for a in ordered if a.run_order == run_order):
                         rec = compiler._build_task(
-                            pipeline, action, namespaces, notifiers, failure_callbacks, started=first
+                            pipeline, stage, action, namespaces, notifiers, failure_callbacks, started=first
                         )
                         first = False
                         imports.add((rec.cls.__module__, rec.cls.__name__))

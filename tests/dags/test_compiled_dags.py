@@ -25,8 +25,14 @@ def example_dag():
 def test_one_task_group_per_stage_in_order(example_dag):
     groups = list(example_dag.task_group.children)
     assert groups == ["Source", "Build", "Test", "Approval", "Deploy"]
-    assert example_dag.task_dict["Build.Compile"].upstream_task_ids == {"Source.Checkout"}
-    assert example_dag.task_dict["Approval.QALeadSignOff"].upstream_task_ids == {"Test.IntegrationTests"}
+    # QUEUED: each stage's actions also wait for the stage's door (stages/entry.py), and doors are chained.
+    assert example_dag.task_dict["Build.Compile"].upstream_task_ids == {"Source.Checkout", "Build.Enter"}
+    assert example_dag.task_dict["Approval.QALeadSignOff"].upstream_task_ids == {
+        "Test.IntegrationTests",
+        "Approval.Enter",
+    }
+    assert [task.task_id for task in example_dag.roots] == ["Source.Enter"]
+    assert example_dag.task_dict["Deploy.Enter"].upstream_task_ids == {"Approval.Enter"}
 
 
 def test_run_order_sequences_and_equal_run_order_is_parallel(example_dag):
@@ -34,7 +40,7 @@ def test_run_order_sequences_and_equal_run_order_is_parallel(example_dag):
     assert example_dag.task_dict["Test.IntegrationTests"].upstream_task_ids == {"Test.DeployStaging"}
     # Deploy stage: three actions with equal run_order, all after the approval, none after another
     for task_id in ("Deploy.EC2", "Deploy.ECS", "Deploy.Lambda"):
-        assert example_dag.task_dict[task_id].upstream_task_ids == {"Approval.QALeadSignOff"}
+        assert example_dag.task_dict[task_id].upstream_task_ids == {"Approval.QALeadSignOff", "Deploy.Enter"}
         assert example_dag.task_dict[task_id].downstream_task_ids == set()
 
 
@@ -42,7 +48,8 @@ def test_variables_become_params_and_mode_limits_runs(example_dag):
     params = example_dag.params
     assert params["environment_url"] == "https://staging.webapp.example.com"
     assert params["source_revision"] is None
-    assert example_dag.max_active_runs == 1  # QUEUED
+    # QUEUED: runs overlap, one run per stage at a time (the stages' Enter tasks)
+    assert example_dag.max_active_runs == settings.PARALLEL_RUNS.default
     assert "release-pipeline" in example_dag.tags
     assert "| Deploy | 1 | Lambda | `deploy.codedeploy` | DeployLambda |" in example_dag.doc_md
 

@@ -83,6 +83,22 @@ class Inbox:
         return messages + self.read_published()
 
 
+def create_build_project(codebuild, name: str, repository: str, buildspec: str) -> None:
+    """A CodeBuild project on the sandbox building `repository` (owner/name on GitHub), without artifacts."""
+    codebuild.create_project(
+        name=name,
+        source={"type": "GITHUB", "location": f"https://github.com/{repository}.git", "buildspec": buildspec},
+        artifacts={"type": "NO_ARTIFACTS"},
+        environment={
+            "type": "LINUX_CONTAINER",
+            "image": "aws/codebuild/standard:7.0",
+            "computeType": "BUILD_GENERAL1_SMALL",
+        },
+        serviceRole=resources.SERVICE_ROLE_ARN,
+        timeoutInMinutes=30,
+    )
+
+
 def task_log(
     api: AirflowAPI, dag_id: str, run_id: str, task_id: str, try_number: int = 1, containing: tuple[str, ...] = ()
 ) -> str:
@@ -139,6 +155,21 @@ class Mailbox:
 
     def collect(self) -> None:
         self.messages += self.inbox.read_published()
+
+    def of(self, pipeline: str, run_id: str, prefix: str = "") -> list[dict]:
+        """The messages about one run so far whose subject starts with `prefix`."""
+        self.collect()
+        return [
+            m for m in self.messages if self.where(m) == (pipeline, run_id) and m.get("Subject", "").startswith(prefix)
+        ]
+
+    def wait(self, pipeline: str, run_id: str, prefix: str, timeout: float = 120) -> list[dict]:
+        return wait_for(
+            lambda: self.of(pipeline, run_id, prefix),
+            timeout,
+            interval=1,
+            what=f"a '{prefix}' message of {pipeline} run {run_id}",
+        )
 
     @staticmethod
     def where(message: dict) -> tuple[str | None, str | None]:

@@ -52,20 +52,6 @@ def push(label: str) -> dict:
 class Mailbox(helpers.Mailbox):
     """Everything that arrived on the shared inbox since the module started, by pipeline and run."""
 
-    def of(self, pipeline: str, run_id: str, prefix: str = "") -> list[dict]:
-        self.collect()
-        return [
-            m for m in self.messages if self.where(m) == (pipeline, run_id) and m.get("Subject", "").startswith(prefix)
-        ]
-
-    def wait(self, pipeline: str, run_id: str, prefix: str, timeout: float = 120) -> list[dict]:
-        return wait_for(
-            lambda: self.of(pipeline, run_id, prefix),
-            timeout,
-            interval=1,
-            what=f"a '{prefix}' message of {pipeline} run {run_id}",
-        )
-
     def settled(self, api: AirflowAPI, pipeline: str, run_id: str) -> dict[str, int]:
         """Subjects (without the run-specific tail) and how often each arrived, once everything that announces
         something has done so: the run has ended and its last message arrived, every action has its final
@@ -304,8 +290,9 @@ def test_a_newer_run_at_the_approval_supersedes_the_waiting_one(api, reviewer_ap
     assert approval_ti(api, pipeline, old_run)["state"] == "failed"
     expected = f"superseded by run {new_run}"
     assert expected in task_log(api, pipeline, old_run, APPROVAL, containing=(expected,))
-    # The newer run keeps waiting for its reviewer.
-    assert approval_ti(api, pipeline, new_run)["state"] in WAITING
+    # The newer run waited to enter the approval's stage (a SUPERSEDED stage holds one run at a time),
+    # enters now that the older run has left it, and waits for its reviewer.
+    wait_for_task_state(api, pipeline, new_run, APPROVAL, WAITING, timeout=120)
 
     [superseded] = mailbox.wait(pipeline, old_run, "SUPERSEDED")
     # SNS subjects stop at 100 characters; the message has the full run ids.

@@ -223,18 +223,7 @@ def fault_resources(airflow_env, api, aws):
     existing = {p["name"] for p in codebuild.batch_get_projects(names=list(PROJECTS))["projects"]}
     for name in PROJECTS:
         if name not in existing:
-            codebuild.create_project(
-                name=name,
-                source={"type": "GITHUB", "location": "https://github.com/acme/faults.git", "buildspec": BUILDSPEC},
-                artifacts={"type": "NO_ARTIFACTS"},
-                environment={
-                    "type": "LINUX_CONTAINER",
-                    "image": "aws/codebuild/standard:7.0",
-                    "computeType": "BUILD_GENERAL1_SMALL",
-                },
-                serviceRole=resources.SERVICE_ROLE_ARN,
-                timeoutInMinutes=30,
-            )
+            helpers.create_build_project(codebuild, name, "acme/faults", BUILDSPEC)
     applications = codedeploy.list_applications()["applications"]
     if APP not in applications:
         codedeploy.create_application(applicationName=APP, computePlatform="Server")

@@ -27,7 +27,9 @@ def approval_pipeline(**fields):
 @pytest.mark.parametrize(
     "mode, supersede_approvals, runs, supersedes",
     [
-        ("QUEUED", None, 1, False),
+        ("QUEUED", None, settings.PARALLEL_RUNS.default, False),
+        # A newer run waiting to enter the approval's stage supersedes the one waiting for approval.
+        ("QUEUED", True, settings.PARALLEL_RUNS.default, True),
         ("PARALLEL", None, settings.PARALLEL_RUNS.default, False),
         ("PARALLEL", True, settings.PARALLEL_RUNS.default, True),
         ("SUPERSEDED", None, settings.PARALLEL_RUNS.default, True),
@@ -38,11 +40,6 @@ def test_execution_modes(mode, supersede_approvals, runs, supersedes):
     dag = compiler.build_dag(approval_pipeline(execution_mode=mode, supersede_approvals=supersede_approvals))
     assert dag.max_active_runs == runs
     assert dag.task_dict["Approval.SignOff"].supersede is supersedes
-
-
-def test_superseding_needs_overlapping_runs():
-    with pytest.raises(SpecError, match="supersede_approvals needs runs that overlap"):
-        approval_pipeline(execution_mode="QUEUED", supersede_approvals=True)
 
 
 def test_the_yaml_field_is_read_and_type_checked():
@@ -76,7 +73,7 @@ def test_approvals_get_the_pipelines_notifications_and_the_run_end_catches_up_on
     assert approval.sns_topic_arn == TOPIC
     assert approval.notifications["events"] == ["pipeline-superseded", "approval-approved"]
     failed, catch_up = dag.on_failure_callback
-    assert failed.event == "pipeline-failed" and failed.approval_task_ids == ["Approval.SignOff"]
+    assert failed.event == "pipeline-failed" and failed.superseding_task_ids[:1] == ["Approval.SignOff"]
     assert catch_up.approval_task_ids == ["Approval.SignOff"]
     assert dag.on_success_callback == [catch_up]
 

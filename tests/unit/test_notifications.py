@@ -176,7 +176,7 @@ def test_a_superseded_run_is_not_reported_as_a_failed_pipeline(topic_and_queue):
         xcom_pull=lambda task_ids, key: decisions.get(task_ids) if key == "approval_decision" else None,
     )
     notifier = PipelineEventNotifier(
-        event="pipeline-failed", pipeline="webapp-release", target_arn=topic, approval_task_ids=["Approval.SignOff"]
+        event="pipeline-failed", pipeline="webapp-release", target_arn=topic, superseding_task_ids=["Approval.SignOff"]
     )
     notifier.notify({"run_id": "manual__1", "ti": ti, "reason": "task_failure"})
     assert received() == []

@@ -201,7 +201,7 @@ def test_a_dag_with_preflight_serializes_as_the_scheduler_stores_it():
     text = EXAMPLE.read_text().replace("  execution_mode: QUEUED\n", "  execution_mode: QUEUED\n  preflight: true\n")
     serialized = json.dumps(DagSerialization.to_dict(build_dag(load_spec_text(text, source=str(EXAMPLE)))))
     restored = DagSerialization.from_dict(json.loads(serialized))
-    assert restored.get_task("Preflight.Check").downstream_task_ids == {"Source.Checkout"}
+    assert restored.get_task("Preflight.Check").downstream_task_ids == {"Source.Checkout", "Source.Enter"}
 
 
 def test_every_action_type_that_calls_aws_declares_its_checks_and_permissions():

@@ -605,7 +605,7 @@ CASES = [
         lambda d: later(d, name="Approve", type="approval.manual", configuration={"timeout": "4m"}),
         "validator",
     ),
-    ("supersede while queued", lambda d: p(d).update(supersede_approvals=True), "validator"),
+    ("supersede while queued", lambda d: p(d).update(supersede_approvals=True), "valid"),
     (
         "server both revisions",
         lambda d: deploy(

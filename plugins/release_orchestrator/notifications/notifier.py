@@ -47,7 +47,7 @@ class PipelineEventNotifier(SnsNotifier):
         target_arn: str,
         region_name: str | None = None,
         aws_conn_id: str | None = "aws_default",
-        approval_task_ids: list[str] | None = None,
+        superseding_task_ids: list[str] | None = None,
         **kwargs: Any,
     ):
         if event not in messages.EVENTS:
@@ -55,8 +55,9 @@ class PipelineEventNotifier(SnsNotifier):
         super().__init__(aws_conn_id=aws_conn_id, target_arn=target_arn, message="", region_name=region_name, **kwargs)
         self.event = event
         self.pipeline = pipeline
-        # pipeline-failed: approvals whose superseding ends the run (then it is not reported as failed).
-        self.approval_task_ids = list(approval_task_ids or [])
+        # pipeline-failed: approvals and stage doors (Enter) at which a newer run may supersede this one,
+        # which ends it failed in Airflow (then it is not reported as failed).
+        self.superseding_task_ids = list(superseding_task_ids or [])
 
     def build(self, context: Any) -> tuple[str, dict[str, Any]]:
         """Subject and message for this event, from the callback context."""
@@ -109,7 +110,7 @@ class PipelineEventNotifier(SnsNotifier):
             "target_arn": self.target_arn,
             "region_name": self.region_name,
             "aws_conn_id": self.aws_conn_id,
-            "approval_task_ids": self.approval_task_ids,
+            "superseding_task_ids": self.superseding_task_ids,
         }
 
     def notify(self, context: Any) -> None:
@@ -143,15 +144,15 @@ class PipelineEventNotifier(SnsNotifier):
         return isinstance(decision, dict) and decision.get("Outcome") == "Superseded"
 
     def _superseded_by(self, context: Any) -> str | None:
-        """The newer run that superseded this one at an approval, if that is how it ended."""
+        """The newer run that superseded this one at an approval or a stage's door, if that is how it ended."""
         ti = context.get("ti") or context.get("task_instance")
         if ti is None or not hasattr(ti, "xcom_pull"):
             return None
-        for task_id in self.approval_task_ids:
+        for task_id in self.superseding_task_ids:
             try:
                 decision = ti.xcom_pull(task_ids=task_id, key=DECISION_XCOM_KEY)
             except Exception:  # noqa: BLE001 - at worst the run is reported as failed
-                log.warning("Could not read the decision of approval %s", task_id, exc_info=True)
+                log.warning("Could not read how %s ended", task_id, exc_info=True)
                 continue
             if isinstance(decision, dict) and decision.get("Outcome") == "Superseded":
                 return decision.get("SupersededBy") or "?"

@@ -156,6 +156,7 @@ class ApprovalWaitMixin:
         supersede: bool,
         check_interval: float | None,
         notifications: dict[str, Any] | None,
+        stage_door: dict[str, str] | None = None,
     ) -> None:
         self.sns_topic_arn = sns_topic_arn
         self.custom_data = custom_data
@@ -170,6 +171,9 @@ class ApprovalWaitMixin:
         self.supersede = bool(supersede)
         self.check_interval = float(check_interval or DEFAULT_CHECK_INTERVAL)
         self.notifications = notifications
+        # In a QUEUED or SUPERSEDED pipeline: the Enter tasks (its stage's, the pipeline's first) at which
+        # a newer run waits while this run holds the stage (operators/stage_entry.py).
+        self.stage_door = dict(stage_door) if stage_door else None
 
     @property
     def notification_config(self) -> ApprovalNotifications | None:
@@ -270,6 +274,7 @@ class ApprovalWaitMixin:
                 supersede=self.supersede,
                 check_interval=self.check_interval,
                 notifications=self.notifications,
+                stage_door=self.stage_door,
                 mode=self.approval_mode,
                 ends_task=True,
                 timeout=str(approval_timeout(self.approval_timeout)),
@@ -342,6 +347,7 @@ class ManualApprovalOperator(ApprovalWaitMixin, BaseOperator):
         supersede: bool = False,
         check_interval: float | None = None,
         notifications: dict[str, Any] | None = None,
+        stage_door: dict[str, str] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -357,6 +363,7 @@ class ManualApprovalOperator(ApprovalWaitMixin, BaseOperator):
             supersede=supersede,
             check_interval=check_interval,
             notifications=notifications,
+            stage_door=stage_door,
         )
 
     def how_to_decide(self) -> str:
@@ -400,6 +407,7 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
         supersede: bool = False,
         check_interval: float | None = None,
         notifications: dict[str, Any] | None = None,
+        stage_door: dict[str, str] | None = None,
         **kwargs: Any,
     ):
         # The form shows the task's own params: only the comment, not the pipeline variables the
@@ -436,6 +444,7 @@ class FormApprovalOperator(ApprovalWaitMixin, ApprovalOperator):
             supersede=supersede,
             check_interval=check_interval,
             notifications=notifications,
+            stage_door=stage_door,
         )
 
     def how_to_decide(self) -> str:

@@ -8,9 +8,12 @@
 - `#{Namespace.Var}` references become Jinja expressions resolved at run time from the producing
   action's outputs (its XCom return value), `#{variables.NAME}` from params and
   `#{codepipeline.PipelineExecutionId}` from the run id;
-- execution modes: QUEUED runs one at a time (max_active_runs=1); PARALLEL and SUPERSEDED let runs
-  overlap; approvals of a pipeline with superseding on (SUPERSEDED by default, `supersede_approvals`)
-  end an older run's wait when a newer run reaches them (see docs/approvals.md).
+- execution modes: runs overlap in every mode (up to RELEASE_ORCHESTRATOR_PARALLEL_RUNS); in QUEUED and
+  SUPERSEDED each stage starts with an `Enter` task that lets one run into the stage at a time
+  (stages/entry.py: first in, first out, or the newest waiting run superseding older ones); PARALLEL
+  runs stay independent. Approvals of a pipeline with superseding on (SUPERSEDED by default,
+  `supersede_approvals`) end an older run's wait when a newer run reaches them or waits to enter
+  their stage (see docs/approvals.md).
 """
 
 from __future__ import annotations
@@ -27,14 +30,14 @@ from release_orchestrator.gate.policy import ApprovalsRequired
 from release_orchestrator.notifications.messages import APPROVAL_EVENTS
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
-from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline
+from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline, Stage
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
+from release_orchestrator.stages.entry import ENTER_TASK
 
 log = logging.getLogger(__name__)
 SOURCE_REVISION_PARAM = "source_revision"
-# Execution modes whose runs may overlap; SUPERSEDED must, or a newer run could never reach an
-# approval while an older one waits there.
-OVERLAPPING_MODES = ("PARALLEL", "SUPERSEDED")
+# Execution modes in which a stage holds one run at a time (an Enter task at each stage's door).
+ONE_RUN_PER_STAGE_MODES = ("QUEUED", "SUPERSEDED")
 # Events an approval action publishes itself (the others are DAG or task callbacks).
 TAG = "release-pipeline"
 
@@ -232,8 +235,11 @@ def build_dag(pipeline: Pipeline):
     )
     notifiers = _notifiers(pipeline)
     if "pipeline-failed" in notifiers:
-        # A run superseded at an approval ends failed in Airflow, but is reported as superseded.
-        notifiers["pipeline-failed"].approval_task_ids = _approval_task_ids(pipeline)
+        # A run superseded at an approval or a stage's door ends failed in Airflow, but is reported as superseded.
+        doors = [task_id_of(stage.name, ENTER_TASK) for stage in pipeline.stages]
+        notifiers["pipeline-failed"].superseding_task_ids = _approval_task_ids(pipeline) + (
+            doors if pipeline.execution_mode in ONE_RUN_PER_STAGE_MODES else []
+        )
     on_success, on_failure = _dag_callbacks(pipeline, notifiers)
     namespaces = {
         action.namespace: task_id_of(stage.name, action.name)
@@ -241,7 +247,6 @@ def build_dag(pipeline: Pipeline):
         for action in stage.actions
         if action.namespace
     }
-    mode = pipeline.execution_mode
     dag = DAG(
         dag_id=airflow_key(pipeline.name),
         description=(pipeline.description or "")[:200] or None,
@@ -249,7 +254,7 @@ def build_dag(pipeline: Pipeline):
         catchup=False,
         params=params,
         tags=[TAG, *pipeline.tags],
-        max_active_runs=settings.PARALLEL_RUNS.get() if mode in OVERLAPPING_MODES else 1,
+        max_active_runs=settings.PARALLEL_RUNS.get(),
         doc_md=doc_md(pipeline),
         user_defined_macros={"release_output": release_output},
         on_success_callback=on_success or None,
@@ -261,15 +266,24 @@ def build_dag(pipeline: Pipeline):
     )
     task_failure_callbacks = [notifiers[e] for e in ("action-failed", "stage-failed") if e in notifiers]
     first_task = True
-    previous_group = None
+    previous_tasks: list[Any] = []  # what the next stage's first actions wait for
+    previous_enter = None
+    doors = pipeline.execution_mode in ONE_RUN_PER_STAGE_MODES
     approvals_before: list[str] = []  # every action after an approval runs only if it was approved
     with dag:
         if pipeline.preflight:  # the first task of every run; the first stage waits for it
-            previous_group = _preflight_group(pipeline, notifiers, task_failure_callbacks)
+            previous_tasks = [_preflight_group(pipeline, notifiers, task_failure_callbacks)]
             first_task = False
         for stage in pipeline.stages:
-            with TaskGroup(group_id=airflow_key(stage.name), tooltip=f"stage {stage.name}") as group:
-                previous_tasks: list[Any] = []
+            with TaskGroup(group_id=airflow_key(stage.name), tooltip=f"stage {stage.name}"):
+                if doors:
+                    # The next stage's Enter waits for this one only: the run reserves it while still
+                    # here (stages/entry.py), so its actions start as soon as this stage ends.
+                    enter = _enter_task(pipeline, stage)
+                    for upstream in [previous_enter] if previous_enter is not None else previous_tasks:
+                        upstream >> enter  # the first door after Preflight.Check: nothing runs before it
+                    previous_enter = enter
+                    previous_tasks = [*previous_tasks, enter]
                 ordered = sorted(stage.actions, key=lambda a: a.run_order)
                 for _, same_order in groupby(ordered, key=lambda a: a.run_order):
                     tasks = []
@@ -277,6 +291,7 @@ def build_dag(pipeline: Pipeline):
                     for action in same_order:
                         task = _build_task(
                             pipeline,
+                            stage,
                             action,
                             namespaces,
                             notifiers,
@@ -292,10 +307,31 @@ def build_dag(pipeline: Pipeline):
                     for upstream in previous_tasks:
                         upstream >> tasks
                     previous_tasks = tasks
-            if previous_group is not None:
-                previous_group >> group
-            previous_group = group
     return dag
+
+
+def _first_enter_task_id(pipeline: Pipeline) -> str:
+    return task_id_of(pipeline.stages[0].name, ENTER_TASK)
+
+
+def _enter_task(pipeline: Pipeline, stage: Stage):
+    """The stage's Enter task (operators/stage_entry.py): one run in the stage at a time."""
+    from release_orchestrator.operators.stage_entry import StageEntryOperator
+
+    kwargs: dict[str, Any] = {}
+    if poll_interval := settings.POLL_INTERVAL.get():
+        kwargs["check_interval"] = poll_interval
+    return StageEntryOperator(
+        task_id=ENTER_TASK,
+        stage=stage.name,
+        action_task_ids=[task_id_of(stage.name, action.name) for action in stage.actions],
+        first_enter_task_id=_first_enter_task_id(pipeline),
+        mode=pipeline.execution_mode,
+        notifications=_approval_notifications(pipeline),
+        doc_md=f"The door of stage **{stage.name}**: one run in the stage at a time "
+        f"({pipeline.execution_mode}); a run waits here, without a worker slot, while another holds it.",
+        **kwargs,
+    )
 
 
 def _preflight_group(pipeline: Pipeline, notifiers: dict[str, Any], failure_callbacks: list[Any]):
@@ -317,6 +353,7 @@ def _preflight_group(pipeline: Pipeline, notifiers: dict[str, Any], failure_call
 
 def _build_task(
     pipeline: Pipeline,
+    stage: Stage,
     action: Action,
     namespaces: dict[str, str],
     notifiers: dict[str, Any],
@@ -340,6 +377,11 @@ def _build_task(
             kwargs.setdefault("sns_topic_arn", _literal(pipeline.notifications.topic_arn))
         kwargs["supersede"] = supersedes_approvals(pipeline)
         kwargs["notifications"] = _approval_notifications(pipeline)
+        if pipeline.execution_mode in ONE_RUN_PER_STAGE_MODES:
+            kwargs["stage_door"] = {
+                "enter_task_id": task_id_of(stage.name, ENTER_TASK),
+                "first_enter_task_id": _first_enter_task_id(pipeline),
+            }
         if poll_interval:
             kwargs["check_interval"] = poll_interval
     if poll_interval and action_type.polls:

@@ -27,8 +27,7 @@ cannot express stay the validator's alone:
 - values the schema only shapes: cron expressions beyond their 5 fields, the approval timeout's 5 minutes to 60
   days (the schema checks the duration syntax), a `deploy.codedeploy` server revision given both from S3 and
   GitHub, a lambda deployment's "exactly one of target_version or publish_version: true";
-- `supersede_approvals: true` with `execution_mode: QUEUED`; a trigger's `source_action` naming a source action
-  of the right type; `file_paths` on webhooks that list no changed files (GitHub pull requests, Bitbucket);
+- a trigger's `source_action` naming a source action of the right type; `file_paths` on webhooks that list no changed files (GitHub pull requests, Bitbucket);
 - JSON has one number type, so `run_order: 2.0` passes the schema while the loader wants an integer.
 """
 
@@ -107,10 +106,11 @@ FIELD_DOCS = {
     "pipeline": {
         "name": "Pipeline (and DAG) name: 1-100 characters of letters, digits and . @ _ -; unique across all specs.",
         "description": "What the pipeline is for.",
-        "execution_mode": "How runs relate to each other: QUEUED (one at a time), PARALLEL (runs overlap) or "
-        "SUPERSEDED (runs overlap and a newer run supersedes an older one at approvals).",
-        "supersede_approvals": "A newer run reaching an approval ends an older run waiting there. Default: on in "
-        "SUPERSEDED mode, off otherwise; true needs PARALLEL or SUPERSEDED.",
+        "execution_mode": "How runs relate to each other: QUEUED (one run per stage at a time, first in, first "
+        "out), SUPERSEDED (one run per stage at a time; a newer run waiting to enter a stage supersedes an older one "
+        "waiting there, and at approvals) or PARALLEL (runs independent of each other).",
+        "supersede_approvals": "A newer run reaching an approval, or waiting to enter its stage, ends an older run "
+        "waiting there for a decision. Default: on in SUPERSEDED mode, off otherwise.",
         "schedule": "Cron expression with 5 fields (minute hour day-of-month month day-of-week), e.g. '0 6 * * 1-5', "
         "or @hourly, @daily, @weekly, @monthly, @yearly.",
         "variables": "Pipeline variables, used in configuration values as #{variables.NAME}.",

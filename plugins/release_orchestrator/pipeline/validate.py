@@ -9,6 +9,7 @@ import reprlib
 from typing import Any
 
 from release_orchestrator.notifications.messages import EVENTS
+from release_orchestrator.stages.entry import ENTER_TASK
 
 from .action_types import ACTION_TYPES, KIND_NAMES, RETIRED_KEYS, ActionType
 from .errors import SpecError
@@ -117,12 +118,6 @@ class _Validator:
         if p.supersede_approvals is not None and not isinstance(p.supersede_approvals, bool):
             self.error(
                 f"supersede_approvals must be true or false, got {p.supersede_approvals!r}", field="supersede_approvals"
-            )
-        elif p.supersede_approvals and p.execution_mode == "QUEUED":
-            self.error(
-                "supersede_approvals needs runs that overlap, and QUEUED runs one at a time; use "
-                "execution_mode SUPERSEDED (where it is on by default) or PARALLEL",
-                field="supersede_approvals",
             )
         if p.preflight is not True and p.preflight is not False:
             self.error(f"preflight must be true or false, got {p.preflight!r}", field="preflight")
@@ -239,6 +234,14 @@ class _Validator:
                     )
                 if isinstance(action.name, str):
                     seen_actions.setdefault(airflow_key(action.name), action.name)
+                    if airflow_key(action.name) == ENTER_TASK and self.p.execution_mode in ("QUEUED", "SUPERSEDED"):
+                        self.error(
+                            f"in a {self.p.execution_mode} pipeline each stage starts with the task "
+                            f"{ENTER_TASK}, which lets one run into the stage at a time; rename this action",
+                            stage=stage,
+                            action=action,
+                            field="name",
+                        )
                 self.check_action(stage, action)
 
     def check_action(self, stage: Stage, action: Action) -> None:

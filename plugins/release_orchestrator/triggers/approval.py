@@ -84,6 +84,7 @@ class ApprovalWaitTrigger(BaseTrigger):
         ends_task: bool = False,
         timeout: str | None = None,
         failure_notices: list[dict[str, Any]] | None = None,
+        stage_door: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.dag_id = dag_id
@@ -99,6 +100,10 @@ class ApprovalWaitTrigger(BaseTrigger):
         self.ends_task = bool(ends_task)
         self.timeout = timeout  # the approval's timeout as the operator shows it, for messages
         self.failure_notices = failure_notices  # the task's action/stage-failed notifiers, published here
+        # {"enter_task_id", "first_enter_task_id"} in a QUEUED/SUPERSEDED pipeline: a newer run waiting to
+        # enter this approval's stage cannot reach the approval while this run holds the stage, so it
+        # supersedes this run from there.
+        self.stage_door = stage_door
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -117,6 +122,7 @@ class ApprovalWaitTrigger(BaseTrigger):
                 "ends_task": self.ends_task,
                 "timeout": self.timeout,
                 "failure_notices": self.failure_notices,
+                "stage_door": self.stage_door,
             },
         )
 
@@ -213,7 +219,27 @@ class ApprovalWaitTrigger(BaseTrigger):
             order = (run_after, run_id)
             if order > mine and (newest is None or order > newest):
                 newest = order
+        if newest is None and self.stage_door:
+            return self.newer_run_at_door(mine)
         return newest[1] if newest else None
+
+    def newer_run_at_door(self, mine: tuple[datetime, str]) -> str | None:
+        """A newer run waiting to enter this approval's stage (see stages/entry.py), if any."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        from release_orchestrator.stages.entry import WAITING_STATES, state_value
+        from release_orchestrator.stages.snapshot import RunOrder
+
+        enter = self.stage_door["enter_task_id"]
+        states = RuntimeTaskInstance.get_task_states(dag_id=self.dag_id, task_ids=[enter])
+        order = RunOrder(self.dag_id, self.stage_door["first_enter_task_id"], ask_runs=False)
+        for run_id, tasks in sorted(states.items()):
+            if run_id == self.run_id or state_value(tasks.get(enter)) not in WAITING_STATES:
+                continue
+            theirs = order(run_id)
+            if theirs is None or theirs > mine:  # not placed in line yet: it came after this run
+                return run_id
+        return None
 
     def approval_states(self) -> dict[str, str | None]:
         """run id -> state of this approval task, for every run of the DAG."""

@@ -1,0 +1,124 @@
+"""Execution modes through real Airflow processes: one run per stage at a time (stages/entry.py).
+
+Pipelines: tests/integration/pipelines/em-*.yaml, building CodeBuild projects of their own on the sandbox,
+whose build history (start and end of every build) shows which runs were in a stage when.
+
+- em-queued (QUEUED): three runs started at once go through Build (short builds) and Test (long builds)
+  one at a time, first in, first out; the second run builds while the first one tests.
+- em-superseded (SUPERSEDED): a run waiting to enter Build, held by a slow build, is superseded by a newer
+  run that comes to wait there too; it ends reported as superseded, not failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from include.localenv.airflow_api import AirflowAPI
+from include.sandbox.client import SandboxClient
+from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
+from tests.integration import helpers
+from tests.integration.helpers import aws_client, task_log, wait_for_run, wait_for_task_state
+
+pytestmark = pytest.mark.integration
+
+QUEUED, SUPERSEDED = "em-queued", "em-superseded"
+BUILD_SPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n"
+# project -> seconds each build takes (the sandbox's slow fault)
+PROJECTS = {"em-queued-build": 1, "em-queued-test": 10, "em-superseded-build": 25}
+
+
+def push(label: str) -> dict:
+    commit = hashlib.sha1(f"{label}-{time.time()}".encode()).hexdigest()
+    return {"source": {"provider": "github", "repository": "acme/modes", "branch": "main", "commit_id": commit}}
+
+
+@pytest.fixture(scope="module")
+def codebuild(airflow_env):
+    return aws_client(airflow_env, "codebuild")
+
+
+@pytest.fixture(scope="module")
+def sandbox(airflow_env):
+    return SandboxClient(airflow_env.sandbox_url)
+
+
+@pytest.fixture(scope="module")
+def projects(codebuild, sandbox):
+    for name in PROJECTS:
+        helpers.create_build_project(codebuild, name, "acme/modes", BUILD_SPEC)
+    faults = {name: {"mode": "slow", "seconds": seconds} for name, seconds in PROJECTS.items()}
+    sandbox.set_faults({"codebuild": faults})
+    yield
+    sandbox.set_faults({"codebuild": {name: None for name in PROJECTS}})
+
+
+@pytest.fixture(scope="module")
+def queued_runs(api: AirflowAPI, projects) -> list[str]:
+    """Three em-queued runs started one right after the other (oldest first)."""
+    api.wait_for_dag(QUEUED, timeout=240)
+    return [api.trigger(QUEUED, conf=push(f"queued-{i}"))["dag_run_id"] for i in range(3)]
+
+
+def build_times(codebuild, api: AirflowAPI, dag_id: str, task_id: str, run_ids: list[str]) -> list[tuple]:
+    """(start, end) of the build each run's `task_id` ran, from the sandbox's build history, in run order."""
+    ids = [api.xcom(dag_id, run_id, task_id)["BuildId"] for run_id in run_ids]
+    builds = {b["id"]: b for b in codebuild.batch_get_builds(ids=ids)["builds"]}
+    return [(builds[i]["startTime"], builds[i]["endTime"]) for i in ids]
+
+
+def assert_one_at_a_time_in_order(times: list[tuple], what: str) -> None:
+    for (_, earlier_end), (later_start, _) in zip(times, times[1:]):
+        assert earlier_end <= later_start, f"{what}: builds of two runs overlap: {times}"
+
+
+def test_queued_runs_go_through_each_stage_one_at_a_time_first_in_first_out(api, codebuild, queued_runs):
+    for run_id in queued_runs:
+        assert wait_for_run(api, QUEUED, run_id, timeout=240)["state"] == "success"
+    builds = build_times(codebuild, api, QUEUED, "Build.Compile", queued_runs)
+    tests = build_times(codebuild, api, QUEUED, "Test.Suite", queued_runs)
+    # Never two runs in a stage, and in the order the runs were started.
+    assert_one_at_a_time_in_order(builds, "Build")
+    assert_one_at_a_time_in_order(tests, "Test")
+    # Not one run at a time through the whole pipeline: the second run built while the first one tested.
+    assert builds[1][1] < tests[0][1], (builds, tests)
+    # The later runs waited at Test's door, without a worker, for the run ahead of them.
+    waited = [api.xcom(QUEUED, run_id, "Test.Enter")["WaitedSeconds"] for run_id in queued_runs[1:]]
+    assert all(seconds > 0 for seconds in waited), waited
+    assert "holds stage Test: waiting for it to leave" in task_log(
+        api, QUEUED, queued_runs[2], "Test.Enter", containing=("holds stage Test",)
+    )
+
+
+def test_a_newer_run_waiting_to_enter_a_stage_supersedes_the_one_waiting_there(
+    api, codebuild, sandbox, inbox, queued_runs
+):
+    mailbox = helpers.Mailbox(inbox)
+    mailbox.collect()
+    api.wait_for_dag(SUPERSEDED, timeout=240)
+    first = api.trigger(SUPERSEDED, conf=push("superseded-1"))["dag_run_id"]
+    wait_for_task_state(api, SUPERSEDED, first, "Build.Compile", {"deferred"}, timeout=240)
+    # The first run's build holds Build for its 25 s; later builds take the sandbox's usual time.
+    sandbox.set_faults({"codebuild": {"em-superseded-build": None}})
+    second = api.trigger(SUPERSEDED, conf=push("superseded-2"))["dag_run_id"]
+    wait_for_task_state(api, SUPERSEDED, second, "Build.Enter", {"deferred"}, timeout=120)
+    third = api.trigger(SUPERSEDED, conf=push("superseded-3"))["dag_run_id"]
+
+    assert wait_for_run(api, SUPERSEDED, second, timeout=120)["state"] == "failed"
+    record = api.xcom(SUPERSEDED, second, "Build.Enter", key=DECISION_XCOM_KEY)
+    assert (record["Outcome"], record["SupersededBy"]) == ("Superseded", third)
+    # The older run still finishes, then the newest enters.
+    for run_id in (first, third):
+        assert wait_for_run(api, SUPERSEDED, run_id, timeout=240)["state"] == "success"
+    states = helpers.ti_states(api, SUPERSEDED, second)
+    assert states["Build.Compile"] == "upstream_failed", states
+    assert_one_at_a_time_in_order(build_times(codebuild, api, SUPERSEDED, "Build.Compile", [first, third]), "Build")
+
+    # Reported as superseded, never as failed.
+    [superseded] = mailbox.wait(SUPERSEDED, second, "SUPERSEDED")
+    assert superseded["parsed"]["detail"]["superseded-by"] == third
+    mailbox.wait(SUPERSEDED, third, "SUCCEEDED")
+    subjects = [m["Subject"] for m in mailbox.of(SUPERSEDED, second)]
+    assert not [s for s in subjects if s.startswith("FAILED")], subjects

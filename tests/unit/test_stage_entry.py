@@ -1,0 +1,158 @@
+"""Who enters a stage (stages/entry.py) and how the compiler puts a door in front of each stage."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from release_orchestrator.pipeline import compiler
+from release_orchestrator.pipeline.errors import SpecError
+from release_orchestrator.pipeline.loader import load_spec_text
+from release_orchestrator.stages.entry import Door, decide, holds
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+DOOR = Door("Deploy", "Deploy.Enter", ("Deploy.EC2", "Deploy.ECS"), "QUEUED")
+
+
+def order_of(*run_ids):
+    """Runs created in the order given; any other run is not placed in line yet."""
+    places = {run_id: (T0 + timedelta(minutes=i), run_id) for i, run_id in enumerate(run_ids)}
+    return places.get
+
+
+def states(enter=None, ec2=None, ecs=None):
+    return {"Deploy.Enter": enter, "Deploy.EC2": ec2, "Deploy.ECS": ecs}
+
+
+@pytest.mark.parametrize(
+    ("enter", "ec2", "ecs", "holding"),
+    [
+        ("success", None, None, True),  # reserved: let in, its actions not started yet
+        ("success", "running", "success", True),
+        ("success", "deferred", None, True),
+        ("success", "success", "success", False),  # left the stage
+        ("success", "failed", "upstream_failed", False),  # failed there
+        ("success", "skipped", "skipped", False),  # run marked failed: unstarted tasks are skipped
+        ("scheduled", None, None, False),  # waiting at the door
+        ("deferred", None, None, False),  # at the door, waiting for the stage
+        (None, "running", None, True),  # an action cleared and run by hand: it is in the stage all the same
+        ("success", "up_for_retry", "success", True),
+    ],
+)
+def test_what_holds_a_stage(enter, ec2, ecs, holding):
+    assert holds(DOOR, states(enter, ec2, ecs)) is holding
+
+
+def test_a_free_stage_lets_the_run_in():
+    runs = {"r1": states("success", "success", "success"), "r2": states("running")}
+    assert decide(DOOR, "r2", runs, order_of("r1", "r2"), may_yield=True).kind == "enter"
+
+
+def test_a_run_waits_while_another_holds_the_stage():
+    runs = {"r1": states("success", "running", None), "r2": states("running")}
+    decision = decide(DOOR, "r2", runs, order_of("r1", "r2"), may_yield=True)
+    assert (decision.kind, decision.other) == ("wait", "r1")
+
+
+def test_queued_an_older_run_waiting_at_the_door_goes_first():
+    runs = {"r1": states("success", "running"), "r2": states("scheduled"), "r3": states("running")}
+    decision = decide(DOOR, "r3", runs, order_of("r1", "r2", "r3"), may_yield=True)
+    assert (decision.kind, decision.other) == ("yield", "r2")
+    # The trigger already holds the door and cannot step back: it waits for the stage.
+    assert decide(DOOR, "r3", runs, order_of("r1", "r2", "r3"), may_yield=False).kind == "wait"
+
+
+def test_queued_newer_runs_at_the_door_do_not_hold_an_older_one_back():
+    runs = {"r1": states("running"), "r2": states("scheduled"), "r3": states("scheduled")}
+    assert decide(DOOR, "r1", runs, order_of("r1", "r2", "r3"), may_yield=True).kind == "enter"
+
+
+def test_a_run_not_placed_in_line_yet_counts_as_newer():
+    runs = {"r1": states("running"), "r9": states("scheduled")}
+    assert decide(DOOR, "r1", runs, order_of("r1"), may_yield=True).kind == "enter"
+
+
+def test_superseded_by_a_newer_run_waiting_at_the_door():
+    door = Door("Deploy", "Deploy.Enter", ("Deploy.EC2",), "SUPERSEDED")
+    runs = {"r1": states("success", "running"), "r2": states("deferred"), "r3": states("scheduled")}
+    decision = decide(door, "r2", runs, order_of("r1", "r2", "r3"), may_yield=False)
+    assert (decision.kind, decision.other) == ("superseded", "r3")
+
+
+def test_superseded_when_a_newer_run_has_passed_the_door():
+    door = Door("Deploy", "Deploy.Enter", ("Deploy.EC2",), "SUPERSEDED")
+    runs = {"r1": states("running"), "r2": states("success", "success")}
+    decision = decide(door, "r1", runs, order_of("r1", "r2"), may_yield=True)
+    assert (decision.kind, decision.other) == ("superseded", "r2")
+
+
+def test_superseded_mode_an_older_waiting_run_does_not_hold_a_newer_one_back():
+    door = Door("Deploy", "Deploy.Enter", ("Deploy.EC2",), "SUPERSEDED")
+    runs = {"r1": states("scheduled"), "r2": states("running")}
+    assert decide(door, "r2", runs, order_of("r1", "r2"), may_yield=True).kind == "enter"
+
+
+SPEC = """
+pipeline:
+  name: doors
+  execution_mode: {mode}
+  notifications:
+    topic_arn: arn:aws:sns:us-east-1:123456789012:releases
+    events: [pipeline-failed, pipeline-superseded]
+  stages:
+    - name: Source
+      actions:
+        - name: Checkout
+          type: source.github
+          configuration: {{repository: acme/app, branch: main}}
+    - name: Approval
+      actions:
+        - name: {approval}
+          type: approval.manual
+    - name: Deploy
+      actions:
+        - name: Web
+          type: deploy.codedeploy
+          configuration: {{application_name: app, deployment_group_name: web, revision_s3_bucket: b, revision_s3_key: k}}
+        - name: Smoke
+          type: build.codebuild
+          run_order: 2
+          configuration: {{project_name: smoke}}
+"""
+
+
+def build(mode, approval="SignOff"):
+    return compiler.build_dag(load_spec_text(SPEC.format(mode=mode, approval=approval), "doors.yaml"))
+
+
+@pytest.mark.parametrize("mode", ["QUEUED", "SUPERSEDED"])
+def test_each_stage_starts_with_a_door_and_doors_are_chained(mode):
+    dag = build(mode)
+    assert dag.max_active_runs > 1  # runs overlap; the doors keep them apart stage by stage
+    enter = dag.task_dict["Deploy.Enter"]
+    assert enter.max_active_tis_per_dag == 1
+    assert (enter.mode, enter.stage, enter.action_task_ids) == (mode, "Deploy", ["Deploy.Web", "Deploy.Smoke"])
+    assert enter.first_enter_task_id == "Source.Enter"
+    # The next door waits for this door only, so a run reserves the next stage while still in this one.
+    assert enter.upstream_task_ids == {"Approval.Enter"}
+    assert dag.task_dict["Deploy.Web"].upstream_task_ids == {"Deploy.Enter", "Approval.SignOff"}
+    assert dag.task_dict["Deploy.Smoke"].upstream_task_ids == {"Deploy.Web"}
+    assert dag.task_dict["Approval.SignOff"].stage_door == {
+        "enter_task_id": "Approval.Enter",
+        "first_enter_task_id": "Source.Enter",
+    }
+    failed = dag.on_failure_callback[0]
+    assert {"Source.Enter", "Approval.Enter", "Deploy.Enter"} <= set(failed.superseding_task_ids)
+
+
+def test_parallel_runs_have_no_doors():
+    dag = build("PARALLEL")
+    assert not [task_id for task_id in dag.task_dict if task_id.endswith(".Enter")]
+    assert dag.task_dict["Deploy.Web"].upstream_task_ids == {"Approval.SignOff"}
+    assert dag.task_dict["Approval.SignOff"].stage_door is None
+
+
+def test_an_action_named_enter_is_refused_where_stages_have_doors():
+    with pytest.raises(SpecError, match="each stage starts with the task Enter") as caught:
+        build("QUEUED", approval="Enter")
+    assert "doors.yaml" in str(caught.value) and "Approval" in str(caught.value)
+    assert build("PARALLEL", approval="Enter").task_dict["Approval.Enter"].task_type == "ManualApprovalOperator"
