@@ -478,7 +478,8 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGIONAL = "arn:aws:{service}:{{region}}:{{account}}:"
 
 
-def _arn(service: str, rest: str) -> str:
+def regional_arn(service: str, rest: str) -> str:
+    """An ARN in the action's region and account, which pipeline/iam.py fills in."""
     return _REGIONAL.format(service=service) + rest
 
 
@@ -492,20 +493,20 @@ def _codebuild_permissions(config: dict) -> list[Permission]:
         Permission(
             "codebuild",
             ("codebuild:BatchGetBuilds", "codebuild:StartBuild", "codebuild:StopBuild"),
-            _arn("codebuild", f"project/{project}"),
+            regional_arn("codebuild", f"project/{project}"),
             "CodeBuildStartWatchAndStopBuildsOfTheNamedProjects",
         ),
         Permission(
             "logs",
             ("logs:GetLogEvents",),
-            _arn("logs", f"log-group:/aws/codebuild/{project}:*"),
+            regional_arn("logs", f"log-group:/aws/codebuild/{project}:*"),
             "LogsTailOfTheBuildLogInTheProjectsDefaultLogGroup",
         ),
     ]
 
 
 def _test_codebuild_permissions(config: dict) -> list[Permission]:
-    group = config.get("report_group_arn") or _arn("codebuild", f"report-group/{config.get('project_name')}-*")
+    group = config.get("report_group_arn") or regional_arn("codebuild", f"report-group/{config.get('project_name')}-*")
     return _codebuild_permissions(config) + [
         Permission(
             "codebuild",
@@ -552,19 +553,19 @@ def _codedeploy_permissions(config: dict) -> list[Permission]:
                 "codedeploy:ListDeployments",
                 "codedeploy:StopDeployment",
             ),
-            _arn("codedeploy", f"deploymentgroup:{application}/{group}"),
+            regional_arn("codedeploy", f"deploymentgroup:{application}/{group}"),
             "CodeDeployDeployToTheNamedGroupsAndStop",
         ),
         Permission(
             "codedeploy",
             ("codedeploy:GetApplicationRevision", "codedeploy:RegisterApplicationRevision"),
-            _arn("codedeploy", f"application:{application}"),
+            regional_arn("codedeploy", f"application:{application}"),
             "CodeDeployCreateDeploymentRegistersTheRevision",
         ),
         Permission(
             "codedeploy",
             ("codedeploy:GetDeploymentConfig",),
-            _arn("codedeploy", f"deploymentconfig:{config_name or '*'}"),
+            regional_arn("codedeploy", f"deploymentconfig:{config_name or '*'}"),
             "CodeDeployCreateDeploymentReadsItsConfig"
             if config_name
             else "CodeDeployCreateDeploymentReadsTheGroupsConfigWhichTheSpecDoesNotName",
@@ -606,7 +607,7 @@ def _codedeploy_permissions(config: dict) -> list[Permission]:
                 )
     elif platform == "lambda":
         function = config.get("function_name")
-        arn = function if str(function).startswith("arn:") else _arn("lambda", f"function:{function}")
+        arn = function if str(function).startswith("arn:") else regional_arn("lambda", f"function:{function}")
         publish = config.get("publish_version") is True
         out.append(
             Permission(
@@ -626,7 +627,7 @@ def function_arn(function: object) -> str:
         return function
     if ":function:" in function:  # account:function:name
         return "arn:aws:lambda:{region}:" + function
-    return _arn("lambda", f"function:{function}")
+    return regional_arn("lambda", f"function:{function}")
 
 
 def _lambda_invoke_permissions(config: dict) -> list[Permission]:
@@ -748,7 +749,7 @@ def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
         Permission(
             "elasticbeanstalk",
             ("elasticbeanstalk:CreateApplicationVersion", "elasticbeanstalk:DescribeApplicationVersions"),
-            _arn("elasticbeanstalk", f"applicationversion/{application}/*"),
+            regional_arn("elasticbeanstalk", f"applicationversion/{application}/*"),
             "ElasticBeanstalkMakeTheApplicationVersionToDeploy",
         ),
         Permission(
@@ -759,7 +760,7 @@ def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
                 "elasticbeanstalk:DescribeEvents",
                 "elasticbeanstalk:UpdateEnvironment",
             ),
-            _arn("elasticbeanstalk", f"environment/{application}/{environment}"),
+            regional_arn("elasticbeanstalk", f"environment/{application}/{environment}"),
             "ElasticBeanstalkUpdateWatchAndAbortTheNamedEnvironment",
         ),
         Permission("s3", ("s3:GetObject",), f"arn:aws:s3:::{bucket}/{key}", "S3ReadTheSourceBundle"),
@@ -780,7 +781,7 @@ def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
                 "cloudformation:GetTemplate",
                 "cloudformation:UpdateStack",
             ),
-            _arn("cloudformation", "stack/awseb-*"),
+            regional_arn("cloudformation", "stack/awseb-*"),
             "CloudFormationTheEnvironmentsStackUpdatedWithTheCallersRights",
         ),
         Permission(
@@ -810,7 +811,7 @@ def _ecs_permissions(config: dict) -> list[Permission]:
         Permission(
             "ecs",
             ("ecs:DescribeServices", "ecs:UpdateService"),
-            _arn("ecs", f"service/{cluster}/{service}"),
+            regional_arn("ecs", f"service/{cluster}/{service}"),
             "EcsReadAndUpdateTheDeployedService",
         ),
         Permission(
@@ -888,7 +889,7 @@ def _check_cloudformation(config: dict) -> list[tuple[str, str]]:
 
 
 def _stack_arn(config: dict) -> str:
-    return _arn("cloudformation", f"stack/{config.get('stack_name')}/*")
+    return regional_arn("cloudformation", f"stack/{config.get('stack_name')}/*")
 
 
 def _cloudformation_resources(config: dict) -> list[Resource]:
@@ -1055,7 +1056,7 @@ ACTION_TYPES: dict[str, ActionType] = {
                 Permission(
                     "ecr",
                     ("ecr:DescribeImages", "ecr:DescribeRepositories"),
-                    _arn("ecr", f"repository/{config.get('repository')}"),
+                    regional_arn("ecr", f"repository/{config.get('repository')}"),
                     "EcrSourceReadsTheWatchedImage",
                 )
             ],
