@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 import yaml
@@ -53,6 +54,17 @@ def test_the_build_runs_the_commands_in_order_and_exports_the_output_variables(p
     }
     assert started["environmentVariablesOverride"] == [{"name": "STAGE", "value": "prod", "type": "PLAINTEXT"}]
     assert "idempotencyToken" in started
+
+
+def test_on_kill_stops_the_build_of_the_commands(project, context):
+    op = CommandsOperator(task_id="migrate", project_name=project, commands=["./manage.py migrate"])
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    # moto reports its builds finished at once, so the call is what can be checked here; the sandbox test
+    # (tests/sandbox/test_sandbox_commands.py) sees the build stopped.
+    with mock.patch.object(op.hook.conn, "stop_build", wraps=op.hook.conn.stop_build) as stop:
+        op.on_kill()  # the task was killed while its worker ran it
+    stop.assert_called_once_with(id=deferred.value.trigger.build_id)
 
 
 def test_without_output_variables_nothing_is_exported():
