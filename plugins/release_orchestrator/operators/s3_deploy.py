@@ -2,7 +2,8 @@
 
 Synchronous: the copy happens in the worker. The archive is spooled to a temporary file (zip needs to seek)
 and each file is streamed from it into its object, so a large artifact is never held in memory. A retry
-puts the same objects again. See docs/operators.md.
+puts the same objects again. A kill (on_kill) lets the object being put finish and puts no further one.
+See docs/operators.md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ ZIP_CONTENT_TYPE = "application/zip"
 
 class ArtifactError(AirflowException):
     """The artifact cannot be deployed: not an S3 URI, or not a readable zip."""
+
+
+class DeployStopped(AirflowException):
+    """The task was killed between two objects: the rest were not put."""
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -97,6 +102,8 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
         self.kms_encryption_key_arn = kms_encryption_key_arn
         self.canned_acl = canned_acl
         self.cache_control = cache_control
+        # Set by on_kill (from the SIGTERM handler, while execute runs): put no further object.
+        self._killed = False
 
     def object_args(self) -> dict[str, str]:
         """What every object put here carries besides its content type."""
@@ -146,6 +153,10 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
             ),
         }
 
+    def on_kill(self) -> None:
+        """Put no further object; the one being put finishes, so no object is left half written."""
+        self._killed = True
+
     def _copy(self, source_bucket: str, source_key: str, key: str) -> None:
         extra = {"ContentType": ZIP_CONTENT_TYPE, "MetadataDirective": "REPLACE", **self.object_args()}
         # The managed copy copies server-side, in parts for large objects.
@@ -167,7 +178,12 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
             with archive:
                 members = [m for m in archive.infolist() if not m.is_dir()]
                 keys = [member_key(prefix, m.filename) for m in members]  # refuse a bad name before putting any
-                for member, key in zip(members, keys):
+                for written, (member, key) in enumerate(zip(members, keys)):
+                    if self._killed:
+                        raise DeployStopped(
+                            f"Task killed after putting {written} of {len(members)} object(s) from {where} under "
+                            f"s3://{self.bucket_name}/{prefix}: the rest were not put (a new try puts them all)"
+                        )
                     extra = {"ContentType": content_type(member.filename), **self.object_args()}
                     try:
                         with archive.open(member) as body, aws_call("PutObject", f"s3://{self.bucket_name}/{key}"):
