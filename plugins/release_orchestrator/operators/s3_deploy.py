@@ -123,6 +123,15 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
         prefix = str(self.object_key or "").strip("/") if extract else str(self.object_key or "")
         if not extract and not prefix:
             raise ArtifactError("object_key is required when extract is false: it is the key the zip is put at")
+        folder = prefix if extract else posixpath.dirname(prefix)
+        link = {
+            "region_name": self.hook.conn_region_name,
+            "aws_partition": self.hook.conn_partition,
+            "bucket": str(self.bucket_name),
+            "prefix": f"{folder.strip('/')}/" if folder.strip("/") else "",
+        }
+        # Before the objects are put: a failure notice links the folder too.
+        S3DeployLink.persist(context=context, operator=self, **link)
         if extract:
             count = self._extract(source_bucket, source_key, prefix)
         else:
@@ -136,14 +145,6 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
             self.bucket_name,
             prefix,
         )
-        folder = prefix if extract else posixpath.dirname(prefix)
-        link = {
-            "region_name": self.hook.conn_region_name,
-            "aws_partition": self.hook.conn_partition,
-            "bucket": str(self.bucket_name),
-            "prefix": f"{folder.strip('/')}/" if folder.strip("/") else "",
-        }
-        S3DeployLink.persist(context=context, operator=self, **link)
         return {
             "BucketName": self.bucket_name,
             "ObjectKey": prefix,
