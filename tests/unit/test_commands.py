@@ -117,6 +117,51 @@ def test_spec_rules_name_the_stage_action_and_field():
     assert spec_errors({"commands": ["echo hi"], "project_name": "p"}) == {}
 
 
+COMMANDS_THEN_DEPLOY = """
+pipeline:
+  name: p
+  stages:
+    - name: Run
+      actions:
+        - name: Migrate
+          type: compute.commands
+          namespace: Migrate
+          configuration:
+            project_name: release-commands
+            commands: [export SCHEMA_VERSION=7]
+            output_variables: [SCHEMA_VERSION]
+    - name: Deploy
+      actions:
+        - name: Build
+          type: build.codebuild
+          configuration:
+            project_name: webapp-build
+            environment_variables: {SCHEMA: "#{Migrate.SCHEMA_VERISON}", BUILD: "#{Migrate.BuildId}"}
+"""
+
+
+def test_a_reference_to_a_variable_the_commands_do_not_export_is_an_error():
+    _, errors = parse_spec_text(COMMANDS_THEN_DEPLOY, "release.yaml")
+    [error] = errors
+    assert (error.file, error.stage, error.action, error.field) == (
+        "release.yaml",
+        "Deploy",
+        "Build",
+        "configuration.environment_variables.SCHEMA",
+    )
+    assert error.message == (
+        "#{Migrate.SCHEMA_VERISON}: compute.commands action 'Migrate' has no output 'SCHEMA_VERISON' "
+        "(did you mean 'SCHEMA_VERSION'?); its outputs: BuildId, BuildNumber, BuildStatus, "
+        "ResolvedSourceVersion, LogsUrl, SCHEMA_VERSION (output_variables names the variables it exports)"
+    )
+    # The exported variable and CodeBuild's outputs are fine; so is any name when the list is a reference.
+    assert parse_spec_text(COMMANDS_THEN_DEPLOY.replace("VERISON", "VERSION"))[1] == []
+    by_reference = COMMANDS_THEN_DEPLOY.replace("[SCHEMA_VERSION]", '"#{variables.names}"').replace(
+        "  stages:", "  variables: [{name: names, default: '[]'}]\n  stages:"
+    )
+    assert parse_spec_text(by_reference)[1] == []
+
+
 def test_both_new_types_compile_into_a_dag():
     from release_orchestrator.operators.ecs import EcsDeployOperator
     from release_orchestrator.pipeline.compiler import build_dag

@@ -107,6 +107,9 @@ class ActionType:
     # reference to any other name is allowed; `open_outputs_text` says which those are (for the docs).
     open_outputs: bool = False
     open_outputs_text: str = "any variable the build exports"
+    # A configuration key whose list of names are outputs too (compute.commands' output_variables): a
+    # reference to any other name is an error.
+    outputs_key: str | None = None
     check: Check | None = None
     # How it runs. `operator` is "module:Class"; `operator_by` picks another one by a configuration value,
     # (key, {value: "module:Class"}), e.g. approval.manual's `mode: form`.
@@ -154,7 +157,20 @@ class ActionType:
     def outputs_text(self) -> str:
         """The outputs as the docs and the schema list them."""
         outputs = ", ".join(f"`{o}`" for o in self.outputs)
+        if self.outputs_key:
+            outputs += f", and each variable named in `{self.outputs_key}`"
         return outputs + (f", and {self.open_outputs_text}" if self.open_outputs else "")
+
+    def outputs_of(self, configuration: Any) -> tuple[str, ...] | None:
+        """The outputs of an action of this type with `configuration`; None when any name may be one."""
+        if self.open_outputs:
+            return None
+        named = configuration.get(self.outputs_key) if self.outputs_key and isinstance(configuration, dict) else None
+        if named is None:
+            return self.outputs
+        if not isinstance(named, list) or not all(isinstance(n, str) and not has_reference(n) for n in named):
+            return None  # known only at run time, or ill-typed (reported on its own)
+        return (*self.outputs, *named)
 
     def with_defaults(self, configuration: dict[str, Any]) -> dict[str, Any]:
         """The configuration with each missing optional key set to its documented default (if it has one)."""
@@ -1406,8 +1422,9 @@ ACTION_TYPES: dict[str, ActionType] = {
                 # As build.codebuild's: the same overrides of the same StartBuild.
                 *(k for k in _CODEBUILD_KEYS if k.name in ("environment_variables", "build_timeout_minutes")),
             ),
+            # CodePipeline's Commands action outputs exactly its OutputVariables (here next to CodeBuild's).
             outputs=_CODEBUILD_OUTPUTS,
-            open_outputs=True,
+            outputs_key="output_variables",
             check=lambda config: _check_commands(config) + _check_codebuild(config),
             operator=f"{_OPERATORS}.commands:CommandsOperator",
             imported_from={"Compute/AWS/Commands": "commands"},
