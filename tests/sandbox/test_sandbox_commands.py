@@ -1,5 +1,6 @@
 """compute.commands against the sandbox over HTTP: the operator starts the build of its commands and defers, its
-trigger (run here with asyncio) ends the task: an exported variable becomes an output, a failing command fails it."""
+trigger (run here with asyncio) ends the task: an exported variable becomes an output, a failing command fails it,
+and killing the task or marking it failed stops the build."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from release_orchestrator.operators.commands import CommandsOperator
 from tests.unit.fakes import FakeTaskInstance, task_context
 
 
-def run(sandbox_conn, commands, output_variables=None):
+def start(sandbox_conn, commands, output_variables=None):
+    """Run the operator up to its deferral: the operator and the trigger it hands over."""
     ti = FakeTaskInstance()
     ti.run_id = f"manual__{uuid.uuid4()}"  # a run of its own: the build's idempotency token differs
     context = task_context(ti)
@@ -29,7 +31,11 @@ def run(sandbox_conn, commands, output_variables=None):
     )
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
-    trigger = deferred.value.trigger
+    return op, deferred.value.trigger
+
+
+def run(sandbox_conn, commands, output_variables=None):
+    _, trigger = start(sandbox_conn, commands, output_variables)
     return trigger, asyncio.run(anext(trigger.run()))
 
 
@@ -46,3 +52,26 @@ def test_a_failing_command_fails_the_action(sandbox_conn, task_xcoms):
     assert isinstance(event, TaskFailedEvent)
     reason = task_xcoms[(trigger.build_id, "failure_reason")]
     assert "BUILD" in reason and "Error while executing command: exit 2. Reason: exit status 2" in reason
+
+
+def test_killing_the_task_stops_the_build_of_its_commands(sandbox_conn, control, aws, task_xcoms):
+    control.set_fault("codebuild", r.COMMANDS_PROJECT, "hang")  # the build runs until something stops it
+    op, trigger = start(sandbox_conn, ["./migrate"])
+    op.on_kill()  # the task was killed while its worker ran it
+    build = aws("codebuild").batch_get_builds(ids=[trigger.build_id])["builds"][0]
+    assert (build["buildStatus"], build["currentPhase"]) == ("STOPPED", "COMPLETED")
+    event = asyncio.run(anext(trigger.run()))
+    assert isinstance(event, TaskFailedEvent)
+    assert "STOPPED" in task_xcoms[(trigger.build_id, "failure_reason")]
+
+
+def test_marking_the_deferred_task_failed_stops_the_build(sandbox_conn, control, aws, monkeypatch):
+    control.set_fault("codebuild", r.COMMANDS_PROJECT, "hang")
+    _, trigger = start(sandbox_conn, ["./migrate"])
+    codebuild = aws("codebuild")
+    assert codebuild.batch_get_builds(ids=[trigger.build_id])["builds"][0]["buildStatus"] == "IN_PROGRESS"
+    trigger.task_instance = FakeTaskInstance()
+    # Airflow cancels the trigger of a task marked failed; the task's state says it was abandoned.
+    monkeypatch.setattr(type(trigger), "_task_state", staticmethod(lambda ti: "failed"))
+    asyncio.run(trigger.on_kill())
+    assert codebuild.batch_get_builds(ids=[trigger.build_id])["builds"][0]["buildStatus"] == "STOPPED"

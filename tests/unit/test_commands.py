@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 import yaml
@@ -55,6 +56,17 @@ def test_the_build_runs_the_commands_in_order_and_exports_the_output_variables(p
     assert "idempotencyToken" in started
 
 
+def test_on_kill_stops_the_build_of_the_commands(project, context):
+    op = CommandsOperator(task_id="migrate", project_name=project, commands=["./manage.py migrate"])
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    # moto reports its builds finished at once, so the call is what can be checked here; the sandbox test
+    # (tests/sandbox/test_sandbox_commands.py) sees the build stopped.
+    with mock.patch.object(op.hook.conn, "stop_build", wraps=op.hook.conn.stop_build) as stop:
+        op.on_kill()  # the task was killed while its worker ran it
+    stop.assert_called_once_with(id=deferred.value.trigger.build_id)
+
+
 def test_without_output_variables_nothing_is_exported():
     assert yaml.safe_load(commands_buildspec(["make test"])) == {
         "version": 0.2,
@@ -103,6 +115,51 @@ def test_spec_rules_name_the_stage_action_and_field():
     assert "multi-line" in errors[("Run", "Cmd", "configuration.commands[0]")]
     assert "not an environment variable name" in errors[("Run", "Cmd", "configuration.output_variables[0]")]
     assert spec_errors({"commands": ["echo hi"], "project_name": "p"}) == {}
+
+
+COMMANDS_THEN_DEPLOY = """
+pipeline:
+  name: p
+  stages:
+    - name: Run
+      actions:
+        - name: Migrate
+          type: compute.commands
+          namespace: Migrate
+          configuration:
+            project_name: release-commands
+            commands: [export SCHEMA_VERSION=7]
+            output_variables: [SCHEMA_VERSION]
+    - name: Deploy
+      actions:
+        - name: Build
+          type: build.codebuild
+          configuration:
+            project_name: webapp-build
+            environment_variables: {SCHEMA: "#{Migrate.SCHEMA_VERISON}", BUILD: "#{Migrate.BuildId}"}
+"""
+
+
+def test_a_reference_to_a_variable_the_commands_do_not_export_is_an_error():
+    _, errors = parse_spec_text(COMMANDS_THEN_DEPLOY, "release.yaml")
+    [error] = errors
+    assert (error.file, error.stage, error.action, error.field) == (
+        "release.yaml",
+        "Deploy",
+        "Build",
+        "configuration.environment_variables.SCHEMA",
+    )
+    assert error.message == (
+        "#{Migrate.SCHEMA_VERISON}: compute.commands action 'Migrate' has no output 'SCHEMA_VERISON' "
+        "(did you mean 'SCHEMA_VERSION'?); its outputs: BuildId, BuildNumber, BuildStatus, "
+        "ResolvedSourceVersion, LogsUrl, SCHEMA_VERSION (output_variables names the variables it exports)"
+    )
+    # The exported variable and CodeBuild's outputs are fine; so is any name when the list is a reference.
+    assert parse_spec_text(COMMANDS_THEN_DEPLOY.replace("VERISON", "VERSION"))[1] == []
+    by_reference = COMMANDS_THEN_DEPLOY.replace("[SCHEMA_VERSION]", '"#{variables.names}"').replace(
+        "  stages:", "  variables: [{name: names, default: '[]'}]\n  stages:"
+    )
+    assert parse_spec_text(by_reference)[1] == []
 
 
 def test_both_new_types_compile_into_a_dag():

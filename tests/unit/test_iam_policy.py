@@ -332,3 +332,189 @@ def test_ecs_deploy_and_commands_permissions():
     assert statements["CodeBuildStartWatchAndStopBuildsOfTheNamedProjects"]["Resource"] == [
         "arn:aws:codebuild:us-east-1:123456789012:project/release-commands"
     ]
+
+
+def preflight_statements(document: dict) -> list[dict]:
+    return [s for s in document["Statement"] if s["Sid"].startswith("Preflight")]
+
+
+def test_preflight_true_grants_the_check_tasks_read_calls_on_what_it_looks_up():
+    text = EXAMPLE.read_text().replace("  execution_mode: QUEUED\n", "  execution_mode: QUEUED\n  preflight: true\n")
+    document = policy(load_spec_text(text, source=str(EXAMPLE)), region="us-east-1")
+    assert preflight_statements(document) == [
+        {
+            # Only when a project is missing, to suggest the nearest name.
+            "Sid": "PreflightListsCodeBuildProjectsToSuggestANameNoResourceScope",
+            "Effect": "Allow",
+            "Action": ["codebuild:ListProjects"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "PreflightReadsTheCodeBuildProjects",
+            "Effect": "Allow",
+            "Action": ["codebuild:BatchGetProjects"],
+            "Resource": [
+                arn("codebuild", "project/webapp-build"),
+                arn("codebuild", "project/webapp-integration-tests"),
+            ],
+        },
+        {
+            "Sid": "PreflightReadsTheCodeDeployApplications",
+            "Effect": "Allow",
+            "Action": ["codedeploy:GetApplication"],
+            "Resource": [
+                arn("codedeploy", "application:webapp-lambda", "eu-west-1"),
+                arn("codedeploy", "application:webapp-ec2"),
+                arn("codedeploy", "application:webapp-ecs"),
+            ],
+        },
+        {
+            # The Lambda deployment's config is a reference: the check skips it, so nothing is granted for it.
+            "Sid": "PreflightReadsTheCodeDeployConfigs",
+            "Effect": "Allow",
+            "Action": ["codedeploy:GetDeploymentConfig"],
+            "Resource": [
+                arn("codedeploy", "deploymentconfig:CodeDeployDefault.AllAtOnce"),
+                arn("codedeploy", "deploymentconfig:CodeDeployDefault.ECSAllAtOnce"),
+            ],
+        },
+        {
+            "Sid": "PreflightReadsTheCodeDeployGroups",
+            "Effect": "Allow",
+            "Action": ["codedeploy:GetDeploymentGroup"],
+            "Resource": [
+                arn("codedeploy", "deploymentgroup:webapp-lambda/production", "eu-west-1"),
+                arn("codedeploy", "deploymentgroup:webapp-ec2/production"),
+                arn("codedeploy", "deploymentgroup:webapp-ec2/staging"),
+                arn("codedeploy", "deploymentgroup:webapp-ecs/production"),
+            ],
+        },
+        {
+            "Sid": "PreflightReadsTheLambdaFunctions",
+            "Effect": "Allow",
+            "Action": ["lambda:GetAlias", "lambda:GetFunction"],
+            "Resource": [arn("lambda", "function:webapp-api", "eu-west-1")],
+        },
+        {
+            "Sid": "PreflightHeadsTheBuckets",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::release-artifacts"],
+        },
+        {
+            "Sid": "PreflightReadsTheSnsTopics",
+            "Effect": "Allow",
+            "Action": ["sns:GetTopicAttributes"],
+            "Resource": [arn("sns", "release-notifications")],
+        },
+    ]
+    # The actions' own statements are unchanged; without `preflight: true` there are no others.
+    assert [s for s in document["Statement"] if not s["Sid"].startswith("Preflight")] == [
+        {**s, "Effect": "Allow"} for s in EXPECTED
+    ]
+    assert preflight_statements(policy(load_spec(EXAMPLE), region="us-east-1")) == []
+
+
+def test_preflight_of_stacks_roles_ecs_services_and_the_artifact_store():
+    from tests.unit.test_preflight import ECS_AND_COMMANDS, STACKS
+
+    stacks = STACKS.replace("  region: us-east-1\n", "  region: us-east-1\n  preflight: true\n")
+    statements = {s["Sid"]: s for s in preflight_statements(policy(load_spec_text(stacks)))}
+    assert statements["PreflightReadsTheRolesAndTheirTrustPolicies"]["Resource"] == [
+        "arn:aws:iam::123456789012:role/cfn-deploy"
+    ]
+    assert statements["PreflightReadsTheStacks"]["Action"] == ["cloudformation:DescribeStacks"]
+    assert statements["PreflightReadsTheStacks"]["Resource"] == [arn("cloudformation", "stack/webapp/*")]
+
+    worker = ECS_AND_COMMANDS.replace(
+        "  region: us-east-1\n", "  region: us-east-1\n  preflight: true\n  artifact_store: s3://worker-runs/x\n"
+    )
+    statements = {s["Sid"]: s for s in preflight_statements(policy(load_spec_text(worker), account_id=ACCOUNT))}
+    assert statements["PreflightReadsTheEcsClusters"]["Resource"] == [arn("ecs", "cluster/webapp")]
+    assert statements["PreflightReadsTheEcsServices"]["Resource"] == [arn("ecs", "service/webapp/webapp-worker")]
+    assert statements["PreflightReadsTheCodeBuildProjects"]["Resource"] == [
+        arn("codebuild", "project/release-commands")
+    ]
+    assert statements["PreflightHeadsTheBuckets"]["Resource"] == ["arn:aws:s3:::worker-runs"]
+
+
+# One check of each kind, with every detail its checker reads, so it makes all of its calls.
+SAMPLE_CHECKS = {
+    "credentials": ("conn", {}),
+    "codebuild_project": ("webapp-build", {}),
+    "codedeploy_group": ("webapp-ec2", {"group": "staging", "platform": "server", "config": "OneAtATime"}),
+    "ecr_repository": ("webapp", {}),
+    "s3_bucket": ("artifacts", {"versioned": True}),
+    "codecommit_repository": ("webapp", {}),
+    "sns_topic": (arn("sns", "topic"), {}),
+    "lambda_function": ("webapp-api", {"alias": "live"}),
+    "stepfunctions_state_machine": (arn("states", "stateMachine:smoke"), {}),
+    "elasticbeanstalk_environment": ("webapp-eb", {"environment": "production"}),
+    "iam_role": (f"arn:aws:iam::{ACCOUNT}:role/cfn-deploy", {"service": "cloudformation.amazonaws.com"}),
+    "cloudformation_stack": ("webapp", {}),
+    "ecs_service": ("worker", {"cluster": "webapp"}),
+}
+
+# What a client answers when the resource is there, and (for calls whose answer says so) when it is not.
+FOUND = {
+    "get_caller_identity": {"Account": ACCOUNT, "Arn": "arn"},
+    "batch_get_projects": {"projects": [{"name": "webapp-build"}]},
+    "list_projects": {"projects": []},
+    "get_application": {"application": {"computePlatform": "Server"}},
+    "get_deployment_group": {"deploymentGroupInfo": {"computePlatform": "Server"}},
+    "get_deployment_config": {"deploymentConfigInfo": {"computePlatform": "Server"}},
+    "get_bucket_versioning": {"Status": "Enabled"},
+    "describe_state_machine": {"type": "STANDARD"},
+    "describe_applications": {"Applications": [{"ApplicationName": "webapp-eb"}]},
+    "describe_environments": {"Environments": [{"EnvironmentName": "production"}]},
+    "get_role": {"Role": {"AssumeRolePolicyDocument": {}}},
+    "describe_stacks": {"Stacks": [{"StackStatus": "CREATE_COMPLETE"}]},
+    "describe_clusters": {"clusters": [{"status": "ACTIVE"}]},
+    "describe_services": {"services": [{"status": "ACTIVE"}]},
+}
+MISSING = {**FOUND, "batch_get_projects": {"projects": []}, "describe_applications": {"Applications": []}}
+# IAM actions whose names are not the API call's, and calls IAM never denies.
+IAM_ACTION = {"s3:HeadBucket": "s3:ListBucket"}
+NEEDS_NO_PERMISSION = {"sts:GetCallerIdentity"}
+
+
+class RecordingAccess:
+    """Clients that record each call the checkers make and answer from `answers`."""
+
+    def __init__(self, answers: dict) -> None:
+        self.answers, self.calls = answers, set()
+
+    def connection(self, aws_conn_id):
+        return f"connection {aws_conn_id}", None
+
+    def client(self, service, region, aws_conn_id):
+        access, prefix = self, {"stepfunctions": "states"}.get(service, service)
+
+        class Client:
+            def __getattr__(self, operation):
+                def call(**kwargs):
+                    action = f"{prefix}:" + "".join(part.capitalize() for part in operation.split("_"))
+                    access.calls.add(IAM_ACTION.get(action, action))
+                    return access.answers.get(operation, {})
+
+                return call
+
+        return Client()
+
+
+def test_every_checker_kind_declares_exactly_the_permissions_of_the_calls_it_makes():
+    from release_orchestrator.pipeline.preflight import CHECKERS, PlannedCheck
+
+    assert set(SAMPLE_CHECKS) == set(CHECKERS), "give each checker kind a sample check"
+    for kind, (name, details) in SAMPLE_CHECKS.items():
+        check = PlannedCheck("Stage", "Action", kind, name, details, "us-east-1", "conn")
+        made = set()
+        for answers in (FOUND, MISSING):  # a missing resource makes calls a found one does not (suggestions)
+            access = RecordingAccess(answers)
+            CHECKERS[kind].check(access, check)
+            made |= access.calls - NEEDS_NO_PERMISSION
+        declared = CHECKERS[kind].permissions(check)
+        assert {action for p in declared for action in p.actions} == made, kind
+        for permission in declared:
+            assert permission.sid.startswith("Preflight") and permission.sid.isalnum(), permission.sid
+            assert permission.resource != "*" or permission.sid.endswith("NoResourceScope"), permission.sid

@@ -11,20 +11,29 @@ import pytest
 from release_orchestrator.notifications import messages
 from release_orchestrator.notifications.notifier import PipelineEventNotifier
 from release_orchestrator.notifications.publishing import publish
+from release_orchestrator.operators.codebuild import CodeBuildOperator
+from release_orchestrator.operators.ecs import EcsDeployOperator
+from release_orchestrator.operators.elasticbeanstalk import ElasticBeanstalkOperator
+from release_orchestrator.operators.lambda_invoke import LambdaInvokeOperator
+from release_orchestrator.operators.s3_deploy import S3DeployOperator
+from release_orchestrator.operators.stepfunctions import StepFunctionsOperator
 from tests.unit.fakes import FakeStateStore
 
+WHERE = {"region_name": "us-east-1", "aws_domain": "aws.amazon.com"}  # what every link's persist stores
 
-def failure_context(task_id="Build.Compile", exception="build FAILED in phase BUILD"):
-    stored = {
-        "_codebuild_build": {
-            "region_name": "us-east-1",
-            "aws_domain": "aws.amazon.com",
-            "build_id": "webapp-build:1234",
-            "project_name": "webapp-build",
+
+def failure_context(
+    task_id="Build.Compile", exception="build FAILED in phase BUILD", operator=CodeBuildOperator, stored=None
+):
+    """A failure callback's context: the task (its declared links) and the XCom its links stored."""
+    if stored is None:
+        stored = {
+            "_codebuild_build": {**WHERE, "build_id": "webapp-build:1234", "project_name": "webapp-build"},
+            "_codebuild_logs": {**WHERE, "log_group": "/aws/codebuild/webapp-build", "log_stream": "1234"},
         }
-    }
     ti = SimpleNamespace(task_id=task_id, xcom_pull=lambda task_ids, key: stored.get(key))
-    return {"run_id": "manual__1", "ti": ti, "exception": RuntimeError(exception)}
+    task = SimpleNamespace(operator_extra_links=operator.operator_extra_links)
+    return {"run_id": "manual__1", "ti": ti, "task": task, "exception": RuntimeError(exception)}
 
 
 def test_action_failure_message_names_everything(topic_and_queue):
@@ -49,6 +58,57 @@ def test_action_failure_message_names_everything(topic_and_queue):
         "?region=us-east-1"
     )
     assert detail["airflow-log-link"].endswith("/dags/webapp-release/runs/manual__1/tasks/Build.Compile")
+
+
+CONSOLE = "https://console.aws.amazon.com"
+
+
+@pytest.mark.parametrize(
+    ("operator", "stored", "url"),
+    [
+        (
+            EcsDeployOperator,
+            {"cluster_name": "webapp", "service_name": "webapp-worker"},
+            f"{CONSOLE}/ecs/v2/clusters/webapp/services/webapp-worker/deployments?region=us-east-1",
+        ),
+        (
+            LambdaInvokeOperator,
+            {"function_name": "site-smoke:live"},
+            f"{CONSOLE}/lambda/home?region=us-east-1#/functions/site-smoke",
+        ),
+        (
+            StepFunctionsOperator,
+            {"execution_arn": "arn:aws:states:us-east-1:123456789012:execution:smoke:run-1"},
+            f"{CONSOLE}/states/home?region=us-east-1#/v2/executions/details/"
+            "arn%3Aaws%3Astates%3Aus-east-1%3A123456789012%3Aexecution%3Asmoke%3Arun-1",
+        ),
+        (
+            ElasticBeanstalkOperator,
+            {"environment_id": "e-abc123"},
+            f"{CONSOLE}/elasticbeanstalk/home?region=us-east-1#/environment/dashboard?environmentId=e-abc123",
+        ),
+        (
+            S3DeployOperator,
+            {"bucket": "webapp-site", "prefix": "site/"},
+            f"{CONSOLE}/s3/buckets/webapp-site?region=us-east-1&prefix=site%2F",
+        ),
+    ],
+)
+def test_a_failure_links_the_console_page_its_operator_declares(topic_and_queue, operator, stored, url):
+    topic, received = topic_and_queue
+    [link] = operator.operator_extra_links
+    context = failure_context("Deploy.Site", operator=operator, stored={link.key: {**WHERE, **stored}})
+    PipelineEventNotifier(event="action-failed", pipeline="webapp-release", target_arn=topic).notify(context)
+    [envelope] = received()
+    assert json.loads(envelope["Message"])["detail"]["aws-console-link"] == url
+
+
+def test_a_failure_before_the_link_was_stored_has_no_console_link(topic_and_queue):
+    topic, received = topic_and_queue
+    context = failure_context("Deploy.Worker", operator=EcsDeployOperator, stored={})
+    PipelineEventNotifier(event="action-failed", pipeline="webapp-release", target_arn=topic).notify(context)
+    [envelope] = received()
+    assert "aws-console-link" not in json.loads(envelope["Message"])["detail"]
 
 
 def test_pipeline_failed_names_the_failed_stage(topic_and_queue):
@@ -328,6 +388,29 @@ def test_only_the_last_try_hands_its_failure_events_to_the_trigger(topic_and_que
     notifier = PipelineEventNotifier(event="action-failed", pipeline="webapp-release", target_arn=topic)
     operator = SimpleNamespace(on_failure_callback=[notifier], retries=2)
     assert failure_notices(operator, {"ti": SimpleNamespace(try_number=1, max_tries=2)}) is None
-    assert failure_notices(operator, {"ti": SimpleNamespace(try_number=3, max_tries=2)}) == [notifier.to_dict()]
+    notice = {**notifier.to_dict(), "console_links": []}  # this operator declares no console link
+    assert failure_notices(operator, {"ti": SimpleNamespace(try_number=3, max_tries=2)}) == [notice]
     no_retries = SimpleNamespace(on_failure_callback=[notifier], retries=0)
-    assert failure_notices(no_retries, {"ti": SimpleNamespace(try_number=1, max_tries=0)}) == [notifier.to_dict()]
+    assert failure_notices(no_retries, {"ti": SimpleNamespace(try_number=1, max_tries=0)}) == [notice]
+
+
+def test_the_trigger_links_the_console_page_the_operator_declared_when_it_deferred(topic_and_queue, sdk_xcoms):
+    from release_orchestrator.notifications.notifier import announce_failure, failure_notices
+
+    topic, received = topic_and_queue
+    notifier = PipelineEventNotifier(event="action-failed", pipeline="webapp-release", target_arn=topic)
+    operator = SimpleNamespace(
+        on_failure_callback=[notifier], retries=0, operator_extra_links=EcsDeployOperator.operator_extra_links
+    )
+    # Worked out in the worker as the task defers; the trigger has no operator, only these notices.
+    notices = failure_notices(operator, {"ti": SimpleNamespace(try_number=1, max_tries=0)})
+    sdk_xcoms[("Build.Compile", "_ecs_service_deployments")] = {
+        **WHERE,
+        "cluster_name": "webapp",
+        "service_name": "webapp-worker",
+    }
+    announce_failure(json.loads(json.dumps(notices)), TriggerTI(), "deployment failed")  # as trigger kwargs
+    [envelope] = received()
+    assert json.loads(envelope["Message"])["detail"]["aws-console-link"] == (
+        f"{CONSOLE}/ecs/v2/clusters/webapp/services/webapp-worker/deployments?region=us-east-1"
+    )

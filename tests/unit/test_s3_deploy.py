@@ -1,10 +1,12 @@
-"""deploy.s3 against moto: extracted and copied artifacts, object settings, retries, bad input, validation."""
+"""deploy.s3 against moto: extracted and copied artifacts, object settings, retries, a kill, bad input,
+validation."""
 
 from __future__ import annotations
 
 import io
 import json
 import zipfile
+from unittest import mock
 
 import boto3
 import pytest
@@ -12,7 +14,7 @@ import yaml
 from moto import mock_aws
 
 from release_orchestrator.hooks.base import AwsCallError
-from release_orchestrator.operators.s3_deploy import ArtifactError, S3DeployOperator
+from release_orchestrator.operators.s3_deploy import ArtifactError, DeployStopped, S3DeployOperator
 from release_orchestrator.pipeline.loader import parse_spec_text
 from tests.unit.fakes import FakeTaskInstance
 
@@ -128,6 +130,27 @@ def test_a_retry_puts_the_same_objects_again(s3):
     first = operator(source=source, object_key="site").execute(context())
     second = operator(source=source, object_key="site").execute(context())
     assert first == second and objects(s3) == {f"site/{name}": text for name, text in SITE.items()}
+
+
+def test_a_kill_lets_the_object_being_put_finish_and_puts_no_further_one(s3):
+    source = put_artifact(s3, zipped(SITE))
+    op = operator(source=source, object_key="site")
+    upload = op.hook.conn.upload_fileobj
+
+    def killed_while_putting(*args, **kwargs):
+        op.on_kill()  # as the SIGTERM handler calls it, while the first object is being put
+        return upload(*args, **kwargs)
+
+    with (
+        mock.patch.object(op.hook.conn, "upload_fileobj", side_effect=killed_while_putting),
+        pytest.raises(DeployStopped) as failure,
+    ):
+        op.execute(context())
+    assert str(failure.value) == (
+        f"Task killed after putting 1 of 3 object(s) from {source} under s3://webapp-site/site: "
+        "the rest were not put (a new try puts them all)"
+    )
+    assert objects(s3) == {"site/index.html": SITE["index.html"]}
 
 
 def test_a_missing_artifact_fails_naming_it(s3):

@@ -40,10 +40,11 @@ def test_entries_are_consistent():
         assert t.name == name and t.category in CATEGORIES and name.split(".")[0] == t.category.lower()
         assert len(set(t.allowed_keys)) == len(t.keys)
         assert all(k.kind in KINDS and k.description for k in t.keys)
-        # Builds and commands export variables; a function's outputVariables, a state machine's output object and
-        # a stack's outputs give some too.
+        # Builds export variables; a function's outputVariables, a state machine's output object and a stack's
+        # outputs give some too. Commands export only what their output_variables name.
         open_types = ("invoke.lambda", "invoke.stepfunctions", "deploy.cloudformation")
-        assert t.outputs and t.open_outputs == (t.category in ("Build", "Test", "Compute") or name in open_types)
+        assert t.outputs and t.open_outputs == (t.category in ("Build", "Test") or name in open_types)
+        assert (t.outputs_key is not None) == (name == "compute.commands") and not (t.open_outputs and t.outputs_key)
 
 
 def test_defaults():

@@ -8,10 +8,12 @@ pipeline's own outcome; published at most once per task instance where it runs i
 
 from __future__ import annotations
 
+import importlib
 import logging
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow.providers.amazon.aws.links.base_aws import BaseAwsLink
 from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 
 from release_orchestrator.notifications import messages
@@ -48,6 +50,7 @@ class PipelineEventNotifier(SnsNotifier):
         region_name: str | None = None,
         aws_conn_id: str | None = "aws_default",
         superseding_task_ids: list[str] | None = None,
+        console_links: list[str] | None = None,
         **kwargs: Any,
     ):
         if event not in messages.EVENTS:
@@ -58,6 +61,9 @@ class PipelineEventNotifier(SnsNotifier):
         # pipeline-failed: approvals and stage doors (Enter) at which a newer run may supersede this one,
         # which ends it failed in Airflow (then it is not reported as failed).
         self.superseding_task_ids = list(superseding_task_ids or [])
+        # The failed task's console links (see console_links), for a trigger, which has no operator to
+        # read them from; None: read them from the callback context's task.
+        self.console_links = console_links
 
     def build(self, context: Any) -> tuple[str, dict[str, Any]]:
         """Subject and message for this event, from the callback context."""
@@ -87,7 +93,10 @@ class PipelineEventNotifier(SnsNotifier):
         extra.update({"airflow-log-link": links.get("task", links["run"])})
         if error:
             extra["error-summary"] = str(error)[:2000]
-        if console := _console_link(ti):
+        links = self.console_links
+        if links is None:
+            links = console_links(context.get("task") or getattr(ti, "task", None))
+        if console := _console_link(ti, links):
             extra["aws-console-link"] = console
         event = messages.state_change_event(
             level=level,
@@ -111,6 +120,7 @@ class PipelineEventNotifier(SnsNotifier):
             "region_name": self.region_name,
             "aws_conn_id": self.aws_conn_id,
             "superseding_task_ids": self.superseding_task_ids,
+            "console_links": self.console_links,
         }
 
     def notify(self, context: Any) -> None:
@@ -159,18 +169,25 @@ class PipelineEventNotifier(SnsNotifier):
         return None
 
 
-def _console_link(ti: Any) -> str | None:
-    """The failed action's AWS console link, from the extra-link data it stored when it started."""
+def console_links(task: Any) -> list[str]:
+    """The AWS console links an operator declares (its `operator_extra_links`), in its order, as
+    "module:Class" paths a trigger's notice can carry."""
+    links = getattr(task, "operator_extra_links", None) or ()
+    return [f"{type(link).__module__}:{type(link).__qualname__}" for link in links if isinstance(link, BaseAwsLink)]
+
+
+def _console_link(ti: Any, links: list[str]) -> str | None:
+    """The failed action's AWS console link: the first of `links` whose data the task stored when it started."""
     if ti is None or not hasattr(ti, "xcom_pull"):
         return None
-    from release_orchestrator.links import CloudFormationStackLink, CodeBuildBuildLink, CodeDeployDeploymentLink
-
-    for link in (CodeBuildBuildLink, CodeDeployDeploymentLink, CloudFormationStackLink):
+    for path in links:
         try:
+            module, _, name = path.partition(":")
+            link = getattr(importlib.import_module(module), name)()
             value = ti.xcom_pull(task_ids=ti.task_id, key=link.key)
         except Exception:  # noqa: BLE001 - links only enrich the message
             continue
-        if isinstance(value, dict) and (url := link().format_link(**value)):
+        if isinstance(value, dict) and (url := link.format_link(**value)):
             return url
     return None
 
@@ -180,7 +197,12 @@ def failure_notices(operator: Any, context: Any) -> list[dict[str, Any]] | None:
     should it fail the task (only when this try is the last: a retry is no failure to announce)."""
     callbacks = getattr(operator, "on_failure_callback", None) or []
     callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
-    notices = [c.to_dict() for c in callbacks if isinstance(c, PipelineEventNotifier) and c.event in FAILURE_EVENTS]
+    links = console_links(operator)
+    notices = [
+        {**c.to_dict(), "console_links": links}
+        for c in callbacks
+        if isinstance(c, PipelineEventNotifier) and c.event in FAILURE_EVENTS
+    ]
     ti = context.get("ti")
     if not notices or ti is None:
         return None

@@ -94,7 +94,8 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
     )
     template_fields_renderers = {"environment_variables": "json", "buildspec": "yaml"}
     ui_color = "#e7f0d5"
-    operator_extra_links = (CodeBuildLogsLink(), CodeBuildBuildLink())
+    # The build's page first: a failure notice links the first link with data.
+    operator_extra_links = (CodeBuildBuildLink(), CodeBuildLogsLink())
 
     # Key of this action's StartRecord in the task state store.
     record_key = "codebuild_build"

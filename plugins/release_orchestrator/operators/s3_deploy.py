@@ -2,7 +2,8 @@
 
 Synchronous: the copy happens in the worker. The archive is spooled to a temporary file (zip needs to seek)
 and each file is streamed from it into its object, so a large artifact is never held in memory. A retry
-puts the same objects again. See docs/operators.md.
+puts the same objects again. A kill (on_kill) lets the object being put finish and puts no further one.
+See docs/operators.md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ ZIP_CONTENT_TYPE = "application/zip"
 
 class ArtifactError(AirflowException):
     """The artifact cannot be deployed: not an S3 URI, or not a readable zip."""
+
+
+class DeployStopped(AirflowException):
+    """The task was killed between two objects: the rest were not put."""
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -97,6 +102,8 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
         self.kms_encryption_key_arn = kms_encryption_key_arn
         self.canned_acl = canned_acl
         self.cache_control = cache_control
+        # Set by on_kill (from the SIGTERM handler, while execute runs): put no further object.
+        self._killed = False
 
     def object_args(self) -> dict[str, str]:
         """What every object put here carries besides its content type."""
@@ -116,6 +123,15 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
         prefix = str(self.object_key or "").strip("/") if extract else str(self.object_key or "")
         if not extract and not prefix:
             raise ArtifactError("object_key is required when extract is false: it is the key the zip is put at")
+        folder = prefix if extract else posixpath.dirname(prefix)
+        link = {
+            "region_name": self.hook.conn_region_name,
+            "aws_partition": self.hook.conn_partition,
+            "bucket": str(self.bucket_name),
+            "prefix": f"{folder.strip('/')}/" if folder.strip("/") else "",
+        }
+        # Before the objects are put: a failure notice links the folder too.
+        S3DeployLink.persist(context=context, operator=self, **link)
         if extract:
             count = self._extract(source_bucket, source_key, prefix)
         else:
@@ -129,14 +145,6 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
             self.bucket_name,
             prefix,
         )
-        folder = prefix if extract else posixpath.dirname(prefix)
-        link = {
-            "region_name": self.hook.conn_region_name,
-            "aws_partition": self.hook.conn_partition,
-            "bucket": str(self.bucket_name),
-            "prefix": f"{folder.strip('/')}/" if folder.strip("/") else "",
-        }
-        S3DeployLink.persist(context=context, operator=self, **link)
         return {
             "BucketName": self.bucket_name,
             "ObjectKey": prefix,
@@ -145,6 +153,10 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
                 aws_domain=S3DeployLink.get_aws_domain(link.pop("aws_partition")), **link
             ),
         }
+
+    def on_kill(self) -> None:
+        """Put no further object; the one being put finishes, so no object is left half written."""
+        self._killed = True
 
     def _copy(self, source_bucket: str, source_key: str, key: str) -> None:
         extra = {"ContentType": ZIP_CONTENT_TYPE, "MetadataDirective": "REPLACE", **self.object_args()}
@@ -167,7 +179,12 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
             with archive:
                 members = [m for m in archive.infolist() if not m.is_dir()]
                 keys = [member_key(prefix, m.filename) for m in members]  # refuse a bad name before putting any
-                for member, key in zip(members, keys):
+                for written, (member, key) in enumerate(zip(members, keys)):
+                    if self._killed:
+                        raise DeployStopped(
+                            f"Task killed after putting {written} of {len(members)} object(s) from {where} under "
+                            f"s3://{self.bucket_name}/{prefix}: the rest were not put (a new try puts them all)"
+                        )
                     extra = {"ContentType": content_type(member.filename), **self.object_args()}
                     try:
                         with archive.open(member) as body, aws_call("PutObject", f"s3://{self.bucket_name}/{key}"):

@@ -107,6 +107,9 @@ class ActionType:
     # reference to any other name is allowed; `open_outputs_text` says which those are (for the docs).
     open_outputs: bool = False
     open_outputs_text: str = "any variable the build exports"
+    # A configuration key whose list of names are outputs too (compute.commands' output_variables): a
+    # reference to any other name is an error.
+    outputs_key: str | None = None
     check: Check | None = None
     # How it runs. `operator` is "module:Class"; `operator_by` picks another one by a configuration value,
     # (key, {value: "module:Class"}), e.g. approval.manual's `mode: form`.
@@ -154,7 +157,20 @@ class ActionType:
     def outputs_text(self) -> str:
         """The outputs as the docs and the schema list them."""
         outputs = ", ".join(f"`{o}`" for o in self.outputs)
+        if self.outputs_key:
+            outputs += f", and each variable named in `{self.outputs_key}`"
         return outputs + (f", and {self.open_outputs_text}" if self.open_outputs else "")
+
+    def outputs_of(self, configuration: Any) -> tuple[str, ...] | None:
+        """The outputs of an action of this type with `configuration`; None when any name may be one."""
+        if self.open_outputs:
+            return None
+        named = configuration.get(self.outputs_key) if self.outputs_key and isinstance(configuration, dict) else None
+        if named is None:
+            return self.outputs
+        if not isinstance(named, list) or not all(isinstance(n, str) and not has_reference(n) for n in named):
+            return None  # known only at run time, or ill-typed (reported on its own)
+        return (*self.outputs, *named)
 
     def with_defaults(self, configuration: dict[str, Any]) -> dict[str, Any]:
         """The configuration with each missing optional key set to its documented default (if it has one)."""
@@ -478,7 +494,8 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGIONAL = "arn:aws:{service}:{{region}}:{{account}}:"
 
 
-def _arn(service: str, rest: str) -> str:
+def regional_arn(service: str, rest: str) -> str:
+    """An ARN in the action's region and account, which pipeline/iam.py fills in."""
     return _REGIONAL.format(service=service) + rest
 
 
@@ -492,20 +509,20 @@ def _codebuild_permissions(config: dict) -> list[Permission]:
         Permission(
             "codebuild",
             ("codebuild:BatchGetBuilds", "codebuild:StartBuild", "codebuild:StopBuild"),
-            _arn("codebuild", f"project/{project}"),
+            regional_arn("codebuild", f"project/{project}"),
             "CodeBuildStartWatchAndStopBuildsOfTheNamedProjects",
         ),
         Permission(
             "logs",
             ("logs:GetLogEvents",),
-            _arn("logs", f"log-group:/aws/codebuild/{project}:*"),
+            regional_arn("logs", f"log-group:/aws/codebuild/{project}:*"),
             "LogsTailOfTheBuildLogInTheProjectsDefaultLogGroup",
         ),
     ]
 
 
 def _test_codebuild_permissions(config: dict) -> list[Permission]:
-    group = config.get("report_group_arn") or _arn("codebuild", f"report-group/{config.get('project_name')}-*")
+    group = config.get("report_group_arn") or regional_arn("codebuild", f"report-group/{config.get('project_name')}-*")
     return _codebuild_permissions(config) + [
         Permission(
             "codebuild",
@@ -552,19 +569,19 @@ def _codedeploy_permissions(config: dict) -> list[Permission]:
                 "codedeploy:ListDeployments",
                 "codedeploy:StopDeployment",
             ),
-            _arn("codedeploy", f"deploymentgroup:{application}/{group}"),
+            regional_arn("codedeploy", f"deploymentgroup:{application}/{group}"),
             "CodeDeployDeployToTheNamedGroupsAndStop",
         ),
         Permission(
             "codedeploy",
             ("codedeploy:GetApplicationRevision", "codedeploy:RegisterApplicationRevision"),
-            _arn("codedeploy", f"application:{application}"),
+            regional_arn("codedeploy", f"application:{application}"),
             "CodeDeployCreateDeploymentRegistersTheRevision",
         ),
         Permission(
             "codedeploy",
             ("codedeploy:GetDeploymentConfig",),
-            _arn("codedeploy", f"deploymentconfig:{config_name or '*'}"),
+            regional_arn("codedeploy", f"deploymentconfig:{config_name or '*'}"),
             "CodeDeployCreateDeploymentReadsItsConfig"
             if config_name
             else "CodeDeployCreateDeploymentReadsTheGroupsConfigWhichTheSpecDoesNotName",
@@ -606,7 +623,7 @@ def _codedeploy_permissions(config: dict) -> list[Permission]:
                 )
     elif platform == "lambda":
         function = config.get("function_name")
-        arn = function if str(function).startswith("arn:") else _arn("lambda", f"function:{function}")
+        arn = function if str(function).startswith("arn:") else regional_arn("lambda", f"function:{function}")
         publish = config.get("publish_version") is True
         out.append(
             Permission(
@@ -626,7 +643,7 @@ def function_arn(function: object) -> str:
         return function
     if ":function:" in function:  # account:function:name
         return "arn:aws:lambda:{region}:" + function
-    return _arn("lambda", f"function:{function}")
+    return regional_arn("lambda", f"function:{function}")
 
 
 def _lambda_invoke_permissions(config: dict) -> list[Permission]:
@@ -748,7 +765,7 @@ def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
         Permission(
             "elasticbeanstalk",
             ("elasticbeanstalk:CreateApplicationVersion", "elasticbeanstalk:DescribeApplicationVersions"),
-            _arn("elasticbeanstalk", f"applicationversion/{application}/*"),
+            regional_arn("elasticbeanstalk", f"applicationversion/{application}/*"),
             "ElasticBeanstalkMakeTheApplicationVersionToDeploy",
         ),
         Permission(
@@ -759,7 +776,7 @@ def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
                 "elasticbeanstalk:DescribeEvents",
                 "elasticbeanstalk:UpdateEnvironment",
             ),
-            _arn("elasticbeanstalk", f"environment/{application}/{environment}"),
+            regional_arn("elasticbeanstalk", f"environment/{application}/{environment}"),
             "ElasticBeanstalkUpdateWatchAndAbortTheNamedEnvironment",
         ),
         Permission("s3", ("s3:GetObject",), f"arn:aws:s3:::{bucket}/{key}", "S3ReadTheSourceBundle"),
@@ -780,7 +797,7 @@ def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
                 "cloudformation:GetTemplate",
                 "cloudformation:UpdateStack",
             ),
-            _arn("cloudformation", "stack/awseb-*"),
+            regional_arn("cloudformation", "stack/awseb-*"),
             "CloudFormationTheEnvironmentsStackUpdatedWithTheCallersRights",
         ),
         Permission(
@@ -810,7 +827,7 @@ def _ecs_permissions(config: dict) -> list[Permission]:
         Permission(
             "ecs",
             ("ecs:DescribeServices", "ecs:UpdateService"),
-            _arn("ecs", f"service/{cluster}/{service}"),
+            regional_arn("ecs", f"service/{cluster}/{service}"),
             "EcsReadAndUpdateTheDeployedService",
         ),
         Permission(
@@ -888,7 +905,7 @@ def _check_cloudformation(config: dict) -> list[tuple[str, str]]:
 
 
 def _stack_arn(config: dict) -> str:
-    return _arn("cloudformation", f"stack/{config.get('stack_name')}/*")
+    return regional_arn("cloudformation", f"stack/{config.get('stack_name')}/*")
 
 
 def _cloudformation_resources(config: dict) -> list[Resource]:
@@ -1055,7 +1072,7 @@ ACTION_TYPES: dict[str, ActionType] = {
                 Permission(
                     "ecr",
                     ("ecr:DescribeImages", "ecr:DescribeRepositories"),
-                    _arn("ecr", f"repository/{config.get('repository')}"),
+                    regional_arn("ecr", f"repository/{config.get('repository')}"),
                     "EcrSourceReadsTheWatchedImage",
                 )
             ],
@@ -1405,8 +1422,9 @@ ACTION_TYPES: dict[str, ActionType] = {
                 # As build.codebuild's: the same overrides of the same StartBuild.
                 *(k for k in _CODEBUILD_KEYS if k.name in ("environment_variables", "build_timeout_minutes")),
             ),
+            # CodePipeline's Commands action outputs exactly its OutputVariables (here next to CodeBuild's).
             outputs=_CODEBUILD_OUTPUTS,
-            open_outputs=True,
+            outputs_key="output_variables",
             check=lambda config: _check_commands(config) + _check_codebuild(config),
             operator=f"{_OPERATORS}.commands:CommandsOperator",
             imported_from={"Compute/AWS/Commands": "commands"},

@@ -4,9 +4,10 @@ Each action type declares its permissions in the registry (`ActionType.permissio
 ARN with `{region}` and `{account}`, and a statement id saying why). This module fills in the region (the
 action's, else the pipeline's, else `--region`) and the account (`--account-id`, else the one account the
 spec's ARNs name), writes `*` for the parts of a name given as a `#{...}` reference, adds sns:Publish on the
-notifications topic and reading the queue of event-driven triggers, and merges permissions with the same
-statement id into one statement, statements of a service together. `*` as a whole resource appears only
-where a call cannot be scoped to a resource the spec names; the statement id says why.
+notifications topic, reading the queue of event-driven triggers and, for a spec with `preflight: true`, the
+read calls of its Preflight.Check task (declared next to each checker in pipeline/preflight.py), and merges
+permissions with the same statement id into one statement, statements of a service together. `*` as a whole
+resource appears only where a call cannot be scoped to a resource the spec names; the statement id says why.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from release_orchestrator.events.spec import watched_sources
 from .action_types import ACTION_TYPES, Permission, topic_permission
 from .files import is_file_path, spec_file
 from .model import Pipeline
+from .preflight import check_permissions, plan
 from .syntax import REFERENCE_RE
 
 POLICY_VERSION = "2012-10-17"
@@ -91,6 +93,10 @@ def permissions(pipeline: Pipeline, account_id: str | None = None, region: str |
                 add(permission, action.region or pipeline.region or region)
     if pipeline.notifications and pipeline.notifications.topic_arn:
         add(topic_permission(pipeline.notifications.topic_arn), pipeline.region or region)
+    if pipeline.preflight:  # the Preflight.Check task looks up what the actions name, in their regions
+        for check in plan(pipeline, region=region):
+            for permission in check_permissions(check):
+                add(permission, check.region)
     for source in watched_sources(pipeline):  # event-driven triggers: the triggerer reads their queue
         queue = source.queue.rstrip("/").rsplit("/", 1)[-1]  # a name or a queue URL
         add(

@@ -8,8 +8,9 @@ and the artifact store's bucket.
 (operators/preflight.py), so both check the same things.
 
 How each kind of resource is looked up is in CHECKERS below: an action type names resources by kind, and a
-kind is checked the same way whichever type names it. A name holding a `#{...}` reference is known only
-when the run gets there: its row says "skipped (reference)".
+kind is checked the same way whichever type names it. Next to each checker are the IAM permissions its calls
+need, which `iam-policy` grants for a spec with `preflight: true` (`check_permissions`). A name holding a
+`#{...}` reference is known only when the run gets there: its row says "skipped (reference)".
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from .action_types import ACTION_TYPES, PLATFORM_NAMES
+from .action_types import ACTION_TYPES, PLATFORM_NAMES, Permission, function_arn, regional_arn
 from .model import Pipeline
 from .syntax import did_you_mean, has_reference
 
@@ -144,6 +145,8 @@ def plan(pipeline: Pipeline, aws_conn_id: str | None = None, region: str | None 
 # --- how to check each kind ---------------------------------------------------------------------------------
 
 Checker = Callable[[Any, PlannedCheck], tuple[str, str]]  # (access, check) -> (result, reason)
+# The permissions a checker's calls need for one check; each returns only those of the calls it makes.
+CheckPermissions = Callable[[PlannedCheck], list[Permission]]
 
 
 def _error_code(err: Exception) -> str | None:
@@ -167,6 +170,12 @@ def _credentials(access: Access, check: PlannedCheck) -> tuple[str, str]:
     return PASS, f"account {identity.get('Account')} as {identity.get('Arn')}{assumed}"
 
 
+def _credentials_permissions(check: PlannedCheck) -> list[Permission]:
+    # GetCallerIdentity needs no permission (AWS answers it even when a policy denies it); assuming the
+    # connection's role is sts:AssumeRole on a role no spec names, granted with the connection (docs/real-aws.md).
+    return []
+
+
 def _codebuild_project(access: Access, check: PlannedCheck) -> tuple[str, str]:
     codebuild = access.client("codebuild", check.region, check.aws_conn_id)
     found = _call(
@@ -176,6 +185,23 @@ def _codebuild_project(access: Access, check: PlannedCheck) -> tuple[str, str]:
         return PASS, ""
     names = _call("ListProjects", "projects", lambda: codebuild.list_projects().get("projects", []))
     return FAIL, f"BatchGetProjects: no project '{check.name}'{did_you_mean(check.name, names)}"
+
+
+def _codebuild_project_permissions(check: PlannedCheck) -> list[Permission]:
+    return [
+        Permission(
+            "codebuild",
+            ("codebuild:BatchGetProjects",),
+            regional_arn("codebuild", f"project/{check.name}"),
+            "PreflightReadsTheCodeBuildProjects",
+        ),
+        Permission(
+            "codebuild",
+            ("codebuild:ListProjects",),
+            "*",
+            "PreflightListsCodeBuildProjectsToSuggestANameNoResourceScope",
+        ),
+    ]
 
 
 def _codedeploy_group(access: Access, check: PlannedCheck) -> tuple[str, str]:
@@ -229,6 +255,38 @@ def _codedeploy_group(access: Access, check: PlannedCheck) -> tuple[str, str]:
     return (FAIL, wrong) if wrong else (PASS, f"{found}, {config}")
 
 
+def _codedeploy_group_permissions(check: PlannedCheck) -> list[Permission]:
+    application, group, config = check.name, check.details.get("group"), check.details.get("config")
+    out = [
+        Permission(
+            "codedeploy",
+            ("codedeploy:GetApplication",),
+            regional_arn("codedeploy", f"application:{application}"),
+            "PreflightReadsTheCodeDeployApplications",
+        )
+    ]
+    if has_reference(group):
+        return out
+    out.append(
+        Permission(
+            "codedeploy",
+            ("codedeploy:GetDeploymentGroup",),
+            regional_arn("codedeploy", f"deploymentgroup:{application}/{group}"),
+            "PreflightReadsTheCodeDeployGroups",
+        )
+    )
+    if config and not has_reference(config):
+        out.append(
+            Permission(
+                "codedeploy",
+                ("codedeploy:GetDeploymentConfig",),
+                regional_arn("codedeploy", f"deploymentconfig:{config}"),
+                "PreflightReadsTheCodeDeployConfigs",
+            )
+        )
+    return out
+
+
 def _ecr_repository(access: Access, check: PlannedCheck) -> tuple[str, str]:
     ecr = access.client("ecr", check.region, check.aws_conn_id)
     _call(
@@ -237,6 +295,17 @@ def _ecr_repository(access: Access, check: PlannedCheck) -> tuple[str, str]:
         lambda: ecr.describe_repositories(repositoryNames=[check.name]),
     )
     return PASS, ""
+
+
+def _ecr_repository_permissions(check: PlannedCheck) -> list[Permission]:
+    return [
+        Permission(
+            "ecr",
+            ("ecr:DescribeRepositories",),
+            regional_arn("ecr", f"repository/{check.name}"),
+            "PreflightReadsTheEcrRepositories",
+        )
+    ]
 
 
 def _s3_bucket(access: Access, check: PlannedCheck) -> tuple[str, str]:
@@ -255,6 +324,15 @@ def _s3_bucket(access: Access, check: PlannedCheck) -> tuple[str, str]:
     return PASS, ""
 
 
+def _s3_bucket_permissions(check: PlannedCheck) -> list[Permission]:
+    bucket = f"arn:aws:s3:::{check.name}"
+    # HeadBucket is authorised as s3:ListBucket.
+    out = [Permission("s3", ("s3:ListBucket",), bucket, "PreflightHeadsTheBuckets")]
+    if check.details.get("versioned"):
+        out.append(Permission("s3", ("s3:GetBucketVersioning",), bucket, "PreflightReadsTheSourceBucketsVersioning"))
+    return out
+
+
 def _codecommit_repository(access: Access, check: PlannedCheck) -> tuple[str, str]:
     codecommit = access.client("codecommit", check.region, check.aws_conn_id)
     _call(
@@ -265,12 +343,27 @@ def _codecommit_repository(access: Access, check: PlannedCheck) -> tuple[str, st
     return PASS, ""
 
 
+def _codecommit_repository_permissions(check: PlannedCheck) -> list[Permission]:
+    return [
+        Permission(
+            "codecommit",
+            ("codecommit:GetRepository",),
+            regional_arn("codecommit", str(check.name)),
+            "PreflightReadsTheCodeCommitRepositories",
+        )
+    ]
+
+
 def _sns_topic(access: Access, check: PlannedCheck) -> tuple[str, str]:
     parts = str(check.name).split(":")
     region = parts[3] if len(parts) > 5 and parts[3] else check.region  # a topic lives in its ARN's region
     sns = access.client("sns", region, check.aws_conn_id)
     _call("GetTopicAttributes", f"topic '{check.name}'", lambda: sns.get_topic_attributes(TopicArn=check.name))
     return PASS, ""
+
+
+def _sns_topic_permissions(check: PlannedCheck) -> list[Permission]:
+    return [Permission("sns", ("sns:GetTopicAttributes",), str(check.name), "PreflightReadsTheSnsTopics")]
 
 
 def _lambda_function(access: Access, check: PlannedCheck) -> tuple[str, str]:
@@ -284,6 +377,13 @@ def _lambda_function(access: Access, check: PlannedCheck) -> tuple[str, str]:
             lambda: lambda_.get_alias(FunctionName=check.name, Name=alias),
         )
     return PASS, ""
+
+
+def _lambda_function_permissions(check: PlannedCheck) -> list[Permission]:
+    alias = check.details.get("alias")
+    # GetAlias is authorised on the function, as the CodeDeploy action's alias read is (action_types.py).
+    calls = ("lambda:GetAlias", "lambda:GetFunction") if alias and not has_reference(alias) else ("lambda:GetFunction",)
+    return [Permission("lambda", calls, function_arn(check.name), "PreflightReadsTheLambdaFunctions")]
 
 
 def _stepfunctions_state_machine(access: Access, check: PlannedCheck) -> tuple[str, str]:
@@ -302,6 +402,10 @@ def _stepfunctions_state_machine(access: Access, check: PlannedCheck) -> tuple[s
             "so the action needs a STANDARD one"
         )
     return PASS, f"{kind}, {machine.get('status', 'ACTIVE')}"
+
+
+def _stepfunctions_state_machine_permissions(check: PlannedCheck) -> list[Permission]:
+    return [Permission("states", ("states:DescribeStateMachine",), str(check.name), "PreflightReadsTheStateMachines")]
 
 
 def _elasticbeanstalk_environment(access: Access, check: PlannedCheck) -> tuple[str, str]:
@@ -336,6 +440,30 @@ def _elasticbeanstalk_environment(access: Access, check: PlannedCheck) -> tuple[
     return PASS, f"{match.get('Status')}, health {match.get('Health')}, version {match.get('VersionLabel')}"
 
 
+def _elasticbeanstalk_environment_permissions(check: PlannedCheck) -> list[Permission]:
+    application, environment = check.name, check.details.get("environment")
+    # Both answer only with what the caller may read: listing applications to suggest a name then lists
+    # just the named one, and listing the application's environments just the named environment.
+    out = [
+        Permission(
+            "elasticbeanstalk",
+            ("elasticbeanstalk:DescribeApplications",),
+            regional_arn("elasticbeanstalk", f"application/{application}"),
+            "PreflightReadsTheElasticBeanstalkApplications",
+        )
+    ]
+    if not has_reference(environment):
+        out.append(
+            Permission(
+                "elasticbeanstalk",
+                ("elasticbeanstalk:DescribeEnvironments",),
+                regional_arn("elasticbeanstalk", f"environment/{application}/{environment}"),
+                "PreflightReadsTheElasticBeanstalkEnvironments",
+            )
+        )
+    return out
+
+
 def _iam_role(access: Access, check: PlannedCheck) -> tuple[str, str]:
     """The role exists and trusts the service it is passed to (details["service"])."""
     iam = access.client("iam", check.region, check.aws_conn_id)
@@ -358,6 +486,12 @@ def _iam_role(access: Access, check: PlannedCheck) -> tuple[str, str]:
     return PASS, f"trusts {service}" if service else ""
 
 
+def _iam_role_permissions(check: PlannedCheck) -> list[Permission]:
+    name = str(check.name)
+    role = name if name.startswith("arn:") else f"arn:aws:iam::{{account}}:role/{name}"
+    return [Permission("iam", ("iam:GetRole",), role, "PreflightReadsTheRolesAndTheirTrustPolicies")]
+
+
 def _cloudformation_stack(access: Access, check: PlannedCheck) -> tuple[str, str]:
     cloudformation = access.client("cloudformation", check.region, check.aws_conn_id)
     stack = _call(
@@ -366,6 +500,17 @@ def _cloudformation_stack(access: Access, check: PlannedCheck) -> tuple[str, str
         lambda: cloudformation.describe_stacks(StackName=check.name)["Stacks"][0],
     )
     return PASS, stack["StackStatus"]
+
+
+def _cloudformation_stack_permissions(check: PlannedCheck) -> list[Permission]:
+    return [
+        Permission(
+            "cloudformation",
+            ("cloudformation:DescribeStacks",),
+            regional_arn("cloudformation", f"stack/{check.name}/*"),
+            "PreflightReadsTheStacks",
+        )
+    ]
 
 
 def _ecs_service(access: Access, check: PlannedCheck) -> tuple[str, str]:
@@ -393,26 +538,60 @@ def _ecs_service(access: Access, check: PlannedCheck) -> tuple[str, str]:
     return PASS, f"ACTIVE, deployment controller ECS, task definition {services[0].get('taskDefinition')}"
 
 
-CHECKERS: dict[str, tuple[str, Checker]] = {
-    # kind -> (what the table calls it, how to check it)
-    "credentials": ("credentials", _credentials),
-    "codebuild_project": ("codebuild project", _codebuild_project),
-    "codedeploy_group": ("codedeploy group", _codedeploy_group),
-    "ecr_repository": ("ecr repository", _ecr_repository),
-    "s3_bucket": ("s3 bucket", _s3_bucket),
-    "codecommit_repository": ("codecommit repository", _codecommit_repository),
-    "sns_topic": ("sns topic", _sns_topic),
-    "lambda_function": ("lambda function", _lambda_function),
-    "stepfunctions_state_machine": ("state machine", _stepfunctions_state_machine),
-    "elasticbeanstalk_environment": ("elastic beanstalk environment", _elasticbeanstalk_environment),
-    "iam_role": ("iam role", _iam_role),
-    "cloudformation_stack": ("cloudformation stack", _cloudformation_stack),
-    "ecs_service": ("ecs service", _ecs_service),
+def _ecs_service_permissions(check: PlannedCheck) -> list[Permission]:
+    cluster = check.details.get("cluster")
+    if has_reference(cluster):
+        return []
+    return [
+        Permission(
+            "ecs", ("ecs:DescribeClusters",), regional_arn("ecs", f"cluster/{cluster}"), "PreflightReadsTheEcsClusters"
+        ),
+        Permission(
+            "ecs",
+            ("ecs:DescribeServices",),
+            regional_arn("ecs", f"service/{cluster}/{check.name}"),
+            "PreflightReadsTheEcsServices",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Kind:
+    label: str  # what the table calls it
+    check: Checker
+    permissions: CheckPermissions  # what its calls need, for `iam-policy`
+
+
+CHECKERS: dict[str, Kind] = {
+    "credentials": Kind("credentials", _credentials, _credentials_permissions),
+    "codebuild_project": Kind("codebuild project", _codebuild_project, _codebuild_project_permissions),
+    "codedeploy_group": Kind("codedeploy group", _codedeploy_group, _codedeploy_group_permissions),
+    "ecr_repository": Kind("ecr repository", _ecr_repository, _ecr_repository_permissions),
+    "s3_bucket": Kind("s3 bucket", _s3_bucket, _s3_bucket_permissions),
+    "codecommit_repository": Kind("codecommit repository", _codecommit_repository, _codecommit_repository_permissions),
+    "sns_topic": Kind("sns topic", _sns_topic, _sns_topic_permissions),
+    "lambda_function": Kind("lambda function", _lambda_function, _lambda_function_permissions),
+    "stepfunctions_state_machine": Kind(
+        "state machine", _stepfunctions_state_machine, _stepfunctions_state_machine_permissions
+    ),
+    "elasticbeanstalk_environment": Kind(
+        "elastic beanstalk environment", _elasticbeanstalk_environment, _elasticbeanstalk_environment_permissions
+    ),
+    "iam_role": Kind("iam role", _iam_role, _iam_role_permissions),
+    "cloudformation_stack": Kind("cloudformation stack", _cloudformation_stack, _cloudformation_stack_permissions),
+    "ecs_service": Kind("ecs service", _ecs_service, _ecs_service_permissions),
 }
 
 
+def check_permissions(check: PlannedCheck) -> list[Permission]:
+    """What `run_checks` needs for `check`: nothing for a check it skips (a name given by reference)."""
+    if check.kind != "credentials" and has_reference(check.name):
+        return []
+    return CHECKERS[check.kind].permissions(check)
+
+
 def resource_label(check: PlannedCheck) -> str:
-    what = CHECKERS[check.kind][0]
+    what = CHECKERS[check.kind].label
     if check.kind == "credentials":
         return f"{what} of {check.aws_conn_id}"
     name = f"{check.name}/{check.details['group']}" if check.kind == "codedeploy_group" else check.name
@@ -445,7 +624,7 @@ def run_checks(checks: list[PlannedCheck], access: Access) -> list[Row]:
             rows.append(Row(check.stage, check.action, resource, SKIPPED_REFERENCE, "known only at run time"))
             continue
         try:
-            result, reason = CHECKERS[check.kind][1](access, check)
+            result, reason = CHECKERS[check.kind].check(access, check)
         except Exception as err:  # noqa: BLE001 - an AWS error, a missing connection or credentials: a failed row
             result, reason = FAIL, _reason(err)
         if check.kind == "credentials":

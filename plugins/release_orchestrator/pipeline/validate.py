@@ -343,10 +343,12 @@ class _Validator:
                 "not finish before this action (it must be in an earlier stage, or in this stage with a lower "
                 "run_order)"
             )
-        if p_type is not None and not p_type.open_outputs and var not in p_type.outputs:
+        outputs = p_type.outputs_of(p_action.configuration) if p_type is not None else None
+        if outputs is not None and var not in outputs:
+            exported = f" ({p_type.outputs_key} names the variables it exports)" if p_type.outputs_key else ""
             return (
                 f"{p_type.name} action '{p_action.name}' has no output '{var}'"
-                f"{did_you_mean(var, p_type.outputs)}; its outputs: {', '.join(p_type.outputs)}"
+                f"{did_you_mean(var, outputs)}; its outputs: {', '.join(outputs)}{exported}"
             )
         return None
 
