@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from include.sandbox import resources as r
 from release_orchestrator.hooks.base import AwsCallError
-from release_orchestrator.operators.s3_deploy import S3DeployOperator
+from release_orchestrator.operators.s3_deploy import DeployStopped, S3DeployOperator
 from tests.unit.fakes import FakeTaskInstance
 
 CONNECTION = "sandbox_s3"
@@ -86,3 +86,19 @@ def test_a_missing_artifact_fails_naming_it(s3):
         deploy(source=missing, object_key="site/never").execute(context())
     assert str(failure.value).startswith(f"GetObject on {missing} failed: NoSuchKey")
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="site/never")
+
+
+def test_a_kill_puts_no_further_object(s3, artifact):
+    source, _, prefix = artifact
+    op = deploy(source=source, object_key=prefix)
+    upload = op.hook.conn.upload_fileobj
+
+    def killed_while_putting(*args, **kwargs):
+        op.on_kill()  # as the SIGTERM handler calls it while the first object travels to the sandbox
+        return upload(*args, **kwargs)
+
+    op.hook.conn.upload_fileobj = killed_while_putting
+    with pytest.raises(DeployStopped, match=r"Task killed after putting 1 of 3 object\(s\)"):
+        op.execute(context())
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]
+    assert [o["Key"] for o in listed] == [f"{prefix}/index.html"]
