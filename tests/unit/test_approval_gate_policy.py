@@ -105,6 +105,7 @@ def test_the_compiler_puts_the_check_on_every_action_after_an_approval():
                 [action("SignOff", "approval.manual"), action("Security", "approval.manual", run_order=2)],
             ),
             stage("Deploy", [action("Confirm", "approval.manual")]),
+            execution_mode="PARALLEL",  # no stage doors, whose check would come with it (test_stage_entry.py)
         )
     )
     hooks = {task_id: task._pre_execute_hook for task_id, task in dag.task_dict.items()}

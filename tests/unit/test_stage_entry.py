@@ -156,3 +156,64 @@ def test_an_action_named_enter_is_refused_where_stages_have_doors():
         build("QUEUED", approval="Enter")
     assert "doors.yaml" in str(caught.value) and "Approval" in str(caught.value)
     assert build("PARALLEL", approval="Enter").task_dict["Approval.Enter"].task_type == "ManualApprovalOperator"
+
+
+# ---- the check each action makes (stages/guard.py) ----------------------------------------------
+class GuardTI:
+    dag_id, task_id = "doors", "Deploy.EC2"
+
+    def __init__(self, run_id):
+        self.run_id = run_id
+
+
+def guard_with(monkeypatch, states_by_run, entered_at):
+    from release_orchestrator.stages import guard
+
+    monkeypatch.setattr(guard, "door_states", lambda dag_id, door: states_by_run)
+    monkeypatch.setattr(guard.StageHeld, "entered_at", lambda self, ti, run_id: entered_at.get(run_id))
+    return guard.StageHeld(DOOR)
+
+
+def test_an_action_runs_while_its_run_holds_the_stage(monkeypatch):
+    check = guard_with(
+        monkeypatch,
+        {"r1": states("success", "running"), "r2": states("deferred"), "r0": states("success", "success", "success")},
+        {"r1": "2026-12-01T12:00:05.000001+00:00", "r0": "2026-12-01T12:00:00.000001+00:00"},
+    )
+    check({"ti": GuardTI("r1")})
+
+
+def test_an_action_of_a_run_that_did_not_enter_its_stage_does_not_run(monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    check = guard_with(monkeypatch, {"r1": states("upstream_failed", "running")}, {})
+    with pytest.raises(AirflowFailException, match="has not entered stage Deploy .Deploy.Enter is upstream_failed"):
+        check({"ti": GuardTI("r1")})
+
+
+def test_an_action_cleared_by_hand_does_not_run_beside_the_run_that_entered_after_its_own(monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # r1 failed in Deploy, r2 entered Deploy after it; then someone cleared r1's failed action only.
+    runs = {"r1": states("success", "queued", "upstream_failed"), "r2": states("success", "running", None)}
+    entered = {"r1": "2026-12-01T12:00:00.000001+00:00", "r2": "2026-12-01T12:05:00.000001+00:00"}
+    check = guard_with(monkeypatch, runs, entered)
+    with pytest.raises(AirflowFailException, match="run r2 entered stage Deploy after this run and holds it"):
+        check({"ti": GuardTI("r1")})
+    check({"ti": GuardTI("r2")})  # the run that holds the stage goes on
+
+
+def test_every_action_of_a_pipeline_with_doors_checks_its_stage_and_its_approvals():
+    from release_orchestrator.gate.policy import ApprovalsRequired
+    from release_orchestrator.pipeline.compiler import AllChecks
+    from release_orchestrator.stages.guard import StageHeld
+
+    dag = build("QUEUED")
+    checkout = dag.task_dict["Source.Checkout"]._pre_execute_hook
+    assert isinstance(checkout, StageHeld) and checkout.door.enter_task_id == "Source.Enter"
+    smoke = dag.task_dict["Deploy.Smoke"]._pre_execute_hook
+    assert isinstance(smoke, AllChecks)
+    approvals, stage_check = smoke.checks
+    assert isinstance(approvals, ApprovalsRequired) and approvals.approval_task_ids == ["Approval.SignOff"]
+    assert stage_check.door == Door("Deploy", "Deploy.Enter", ("Deploy.Web", "Deploy.Smoke"), "QUEUED")
+    assert build("PARALLEL").task_dict["Source.Checkout"]._pre_execute_hook is None

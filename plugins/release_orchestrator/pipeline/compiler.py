@@ -32,7 +32,8 @@ from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
 from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline, Stage
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
-from release_orchestrator.stages.entry import ENTER_TASK
+from release_orchestrator.stages.entry import ENTER_TASK, Door
+from release_orchestrator.stages.guard import StageHeld
 
 log = logging.getLogger(__name__)
 SOURCE_REVISION_PARAM = "source_revision"
@@ -314,6 +315,26 @@ def _first_enter_task_id(pipeline: Pipeline) -> str:
     return task_id_of(pipeline.stages[0].name, ENTER_TASK)
 
 
+class AllChecks:
+    """`pre_execute` running several checks in order (each raises to stop the task)."""
+
+    def __init__(self, checks: list[Any]):
+        self.checks = list(checks)
+
+    def __call__(self, context: Any) -> None:
+        for check in self.checks:
+            check(context)
+
+
+def _door(pipeline: Pipeline, stage: Stage) -> Door:
+    return Door(
+        stage.name,
+        task_id_of(stage.name, ENTER_TASK),
+        tuple(task_id_of(stage.name, action.name) for action in stage.actions),
+        pipeline.execution_mode,
+    )
+
+
 def _enter_task(pipeline: Pipeline, stage: Stage):
     """The stage's Enter task (operators/stage_entry.py): one run in the stage at a time."""
     from release_orchestrator.operators.stage_entry import StageEntryOperator
@@ -324,7 +345,7 @@ def _enter_task(pipeline: Pipeline, stage: Stage):
     return StageEntryOperator(
         task_id=ENTER_TASK,
         stage=stage.name,
-        action_task_ids=[task_id_of(stage.name, action.name) for action in stage.actions],
+        action_task_ids=list(_door(pipeline, stage).action_task_ids),
         first_enter_task_id=_first_enter_task_id(pipeline),
         mode=pipeline.execution_mode,
         notifications=_approval_notifications(pipeline),
@@ -390,9 +411,15 @@ def _build_task(
         kwargs["execution_timeout"] = timedelta(minutes=action.timeout_minutes)
     if failure_callbacks:
         kwargs["on_failure_callback"] = list(failure_callbacks)
+    checks: list[Any] = []
     if approvals_before:
         # Defence in depth behind the api-server's gate (gate/): a decision it did not record stops here.
-        kwargs["pre_execute"] = ApprovalsRequired(list(approvals_before))
+        checks.append(ApprovalsRequired(list(approvals_before)))
+    if pipeline.execution_mode in ONE_RUN_PER_STAGE_MODES:
+        # A task cleared by hand cannot take the stage from the run that holds it (stages/guard.py).
+        checks.append(StageHeld(_door(pipeline, stage)))
+    if checks:
+        kwargs["pre_execute"] = checks[0] if len(checks) == 1 else AllChecks(checks)
     if started and "pipeline-started" in notifiers:
         kwargs["on_execute_callback"] = [notifiers["pipeline-started"]]
     kwargs["doc_md"] = f"Action **{action.name}** (`{action.type}`), run order {action.run_order}" + (

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from release_orchestrator.notifications.messages import now_iso
@@ -130,8 +130,9 @@ def decide(
 
 
 def entered(stage: str, waited_seconds: float) -> dict[str, Any]:
-    """The Enter task's outputs."""
-    return {"Stage": stage, "WaitedSeconds": round(waited_seconds, 3), "EnteredAt": now_iso()}
+    """The Enter task's outputs. EnteredAt to the microsecond: stages/guard.py orders entries by it."""
+    at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return {"Stage": stage, "WaitedSeconds": round(waited_seconds, 3), "EnteredAt": at}
 
 
 def superseded_record(newer: str, announced: bool) -> dict[str, Any]:
