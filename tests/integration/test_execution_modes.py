@@ -75,20 +75,38 @@ def assert_one_at_a_time_in_order(times: list[tuple], what: str) -> None:
 
 
 def test_queued_runs_go_through_each_stage_one_at_a_time_first_in_first_out(api, codebuild, queued_runs):
-    for run_id in queued_runs:
+    first, second, third = queued_runs
+    for run_id in (first, second):
         assert wait_for_run(api, QUEUED, run_id, timeout=240)["state"] == "success"
+    # While the third run holds Test, someone clears the first run's Test action by hand (not its door):
+    # the action refuses to run beside the run that entered the stage after its own.
+    wait_for_task_state(api, QUEUED, third, "Test.Suite", {"deferred"}, timeout=120)
     builds = build_times(codebuild, api, QUEUED, "Build.Compile", queued_runs)
-    tests = build_times(codebuild, api, QUEUED, "Test.Suite", queued_runs)
+    tests = build_times(codebuild, api, QUEUED, "Test.Suite", [first, second])
+    api.request(
+        "POST",
+        f"/dags/{QUEUED}/clearTaskInstances",
+        json={"dry_run": False, "only_failed": False, "task_ids": ["Test.Suite"], "dag_run_id": first},
+    )
+    assert wait_for_run(api, QUEUED, first, timeout=120)["state"] == "failed"
+    refusal = f"run {third} entered stage Test after this run and holds it"
+    assert refusal in task_log(api, QUEUED, first, "Test.Suite", try_number=2, containing=(refusal,))
+    assert wait_for_run(api, QUEUED, third, timeout=240)["state"] == "success"
+    tests += build_times(codebuild, api, QUEUED, "Test.Suite", [third])
+    assert (
+        len(codebuild.list_builds_for_project(projectName="em-queued-test")["ids"]) == 3
+    )  # no build for the refused try
+
     # Never two runs in a stage, and in the order the runs were started.
     assert_one_at_a_time_in_order(builds, "Build")
     assert_one_at_a_time_in_order(tests, "Test")
     # Not one run at a time through the whole pipeline: the second run built while the first one tested.
     assert builds[1][1] < tests[0][1], (builds, tests)
     # The later runs waited at Test's door, without a worker, for the run ahead of them.
-    waited = [api.xcom(QUEUED, run_id, "Test.Enter")["WaitedSeconds"] for run_id in queued_runs[1:]]
+    waited = [api.xcom(QUEUED, run_id, "Test.Enter")["WaitedSeconds"] for run_id in (second, third)]
     assert all(seconds > 0 for seconds in waited), waited
     assert "holds stage Test: waiting for it to leave" in task_log(
-        api, QUEUED, queued_runs[2], "Test.Enter", containing=("holds stage Test",)
+        api, QUEUED, third, "Test.Enter", containing=("holds stage Test",)
     )
 
 
