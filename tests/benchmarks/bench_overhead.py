@@ -8,8 +8,8 @@ A benchmark script, not a test (pytest does not collect it). For each shape (emb
 LocalExecutor; production: a scratch PostgreSQL database and the CeleryExecutor on Redis) it starts ONE
 local environment (include/localenv/environment.py) whose sandbox builds and deploys take 1 s, and runs in it,
 one after the other and alternating, N runs of the example pipeline `webapp-release` and N runs of a bare DAG
-of the same shape: the same stages as TaskGroups, the same task ids, run orders and dependencies, each task a
-PythonOperator that does nothing. The bare DAG is generated from the spec into a temporary folder, which the
+of the same shape: the compiled pipeline's TaskGroups, task ids and dependencies (its stages' `Enter` doors
+included), each task a PythonOperator that does nothing. The bare DAG is generated from the spec into a temporary folder, which the
 dag-processor reads as a second DAG bundle next to `dags/`; both DAGs' dependencies are compared through the
 REST API before anything runs.
 
@@ -69,13 +69,14 @@ LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 
 def bare_dag_source(spec: Path, dag_id: str) -> str:
-    """A DAG file with the spec's stages as TaskGroups and its actions as PythonOperators that do nothing."""
+    """A DAG file with the compiled pipeline's task groups, task ids and dependencies (stage doors included),
+    each task a PythonOperator that does nothing."""
+    from release_orchestrator.pipeline.compiler import build_dag
     from release_orchestrator.pipeline.loader import load_spec
-    from release_orchestrator.pipeline.syntax import airflow_key
 
-    pipeline = load_spec(spec)
+    compiled = build_dag(load_spec(spec))
     lines = [
-        f'"""Bare twin of {pipeline.name} for tests/benchmarks/bench_overhead.py (generated)."""',
+        f'"""Bare twin of {compiled.dag_id} for tests/benchmarks/bench_overhead.py (generated)."""',
         "from airflow.providers.standard.operators.python import PythonOperator",
         "from airflow.sdk import DAG, TaskGroup",
         "",
@@ -86,22 +87,16 @@ def bare_dag_source(spec: Path, dag_id: str) -> str:
         "",
         f"with DAG({dag_id!r}, schedule=None, catchup=False, max_active_runs=1, default_args={{'retries': 0}},",
         "         tags=['benchmark']) as dag:",
-        "    previous_group = None",
+        "    tasks = {}",
     ]
-    for stage in pipeline.stages:
-        lines.append(f"    with TaskGroup(group_id={airflow_key(stage.name)!r}) as group:")
-        orders = sorted({action.run_order for action in stage.actions})
-        for i, order in enumerate(orders):
-            names = [airflow_key(a.name) for a in stage.actions if a.run_order == order]
-            tasks = ", ".join(f"PythonOperator(task_id={name!r}, python_callable=nothing)" for name in names)
-            lines.append(f"        order_{i} = [{tasks}]")
-            if i:
-                lines.append(f"        for upstream in order_{i - 1}:")
-                lines.append(f"            upstream >> order_{i}")
-        # Stages chained as the compiler chains them: group >> group.
-        lines.append("    if previous_group is not None:")
-        lines.append("        previous_group >> group")
-        lines.append("    previous_group = group")
+    for group_id, group in compiled.task_group.children.items():
+        lines.append(f"    with TaskGroup(group_id={group_id!r}):")
+        for task in group.children.values():
+            lines.append(
+                f"        tasks[{task.task_id!r}] = PythonOperator(task_id={task.label!r}, python_callable=nothing)"
+            )
+    for task in compiled.tasks:
+        lines += [f"    tasks[{task.task_id!r}] >> tasks[{down!r}]" for down in sorted(task.downstream_task_ids)]
     return "\n".join(lines) + "\n"
 
 
