@@ -9,6 +9,11 @@ events-setup [--dry-run] [dir ...]               route S3/ECR/CodeCommit change 
 check SPEC... [--aws-conn-id ID | --endpoint-url URL] [--region R] [--json]
                                                  look up every resource the specs' actions name; exit 1 on a failure
 iam-policy SPEC [--account-id ID] [--region R]   print the least-privilege IAM policy of a pipeline's actions
+transition show PIPELINE                         each stage's transition: enabled, or who disabled it and why
+transition disable PIPELINE STAGE --reason TEXT  hold runs at the stage's door until it is enabled again
+transition enable PIPELINE STAGE                 let runs into the stage again
+    (through the release console's API: --airflow-url, --user/--password or --token, or AIRFLOW_URL,
+     AIRFLOW_USER/AIRFLOW_PASSWORD, AIRFLOW_TOKEN)
 """
 
 from __future__ import annotations
@@ -217,11 +222,55 @@ def main(argv: list[str] | None = None) -> int:
     iam.add_argument("--region", help="region of actions for which the spec names none (default: '*')")
     iam.set_defaults(run=cmd_iam_policy)
 
+    transition = commands.add_parser(
+        "transition",
+        help="show, disable or enable the transition into a stage (QUEUED and SUPERSEDED pipelines)",
+        description="A disabled transition holds every run at the stage's door (no worker slot) until it is "
+        "enabled again; who disabled it, when and why are recorded (docs/operations.md). Exit 1: the API refused "
+        "or could not be reached.",
+    )
+    transition.add_argument("action", choices=("show", "disable", "enable"))
+    transition.add_argument("pipeline", metavar="PIPELINE")
+    transition.add_argument("stage", metavar="STAGE", nargs="?", help="the stage (not for show)")
+    transition.add_argument("--reason", help="why (required to disable; shown to everyone)")
+    transition.add_argument(
+        "--airflow-url", help="the Airflow api-server (default: AIRFLOW_URL, else http://localhost:8080)"
+    )
+    transition.add_argument("--user", help="Airflow user name (default: AIRFLOW_USER)")
+    transition.add_argument("--password", help="its password (default: AIRFLOW_PASSWORD)")
+    transition.add_argument(
+        "--token", help="an Airflow API token instead of a user and password (default: AIRFLOW_TOKEN)"
+    )
+    transition.set_defaults(run=cmd_transition)
+
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["events-setup"]:  # its own parser reads the rest, --help included
         return events_setup(argv[1:])
     args = parser.parse_args(argv)
     return args.run(args)
+
+
+def cmd_transition(args: argparse.Namespace) -> int:
+    from release_orchestrator.console_client import ConsoleClient, ConsoleError, transitions_table
+
+    if args.action != "show" and not args.stage:
+        print(f"transition {args.action}: name the STAGE", file=sys.stderr)
+        return 2
+    if args.action == "disable" and not (args.reason or "").strip():
+        print("transition disable: give --reason (everyone waiting sees it)", file=sys.stderr)
+        return 2
+    try:
+        client = ConsoleClient.from_args(args)
+        if args.action == "show":
+            listed = client.transitions(args.pipeline)
+        else:
+            enabled = args.action == "enable"
+            listed = client.set_transition(args.pipeline, args.stage, enabled=enabled, reason=args.reason)
+    except ConsoleError as error:
+        print(f"transition {args.action}: {error}", file=sys.stderr)
+        return 1
+    print(transitions_table(listed))
+    return 0
 
 
 def events_setup(arguments: list[str]) -> int:

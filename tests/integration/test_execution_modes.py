@@ -7,16 +7,22 @@ whose build history (start and end of every build) shows which runs were in a st
   one at a time, first in, first out; the second run builds while the first one tests.
 - em-superseded (SUPERSEDED): a run waiting to enter Build, held by a slow build, is superseded by a newer
   run that comes to wait there too; it ends reported as superseded, not failed.
+- em-transition (QUEUED): the transition into Build, disabled with the command line, holds a run at Build's
+  door until it is enabled again; nobody changes it through Airflow's Variables API, nor without permission.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from include.localenv.airflow_api import AirflowAPI
+from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from include.sandbox.client import SandboxClient
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
 from tests.integration import helpers
@@ -24,10 +30,12 @@ from tests.integration.helpers import aws_client, task_log, wait_for_run, wait_f
 
 pytestmark = pytest.mark.integration
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 QUEUED, SUPERSEDED = "em-queued", "em-superseded"
 BUILD_SPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n"
 # project -> seconds each build takes (the sandbox's slow fault)
-PROJECTS = {"em-queued-build": 1, "em-queued-test": 10, "em-superseded-build": 25}
+PROJECTS = {"em-queued-build": 1, "em-queued-test": 10, "em-superseded-build": 25, "em-transition-build": 1}
+TRANSITION = "em-transition"
 
 
 def push(label: str) -> dict:
@@ -140,3 +148,54 @@ def test_a_newer_run_waiting_to_enter_a_stage_supersedes_the_one_waiting_there(
     mailbox.wait(SUPERSEDED, third, "SUCCEEDED")
     subjects = [m["Subject"] for m in mailbox.of(SUPERSEDED, second)]
     assert not [s for s in subjects if s.startswith("FAILED")], subjects
+
+
+def transition_command(env, user: str, *arguments: str) -> subprocess.CompletedProcess:
+    """`python -m release_orchestrator transition ...` against the environment's api-server, as `user`."""
+    return subprocess.run(
+        [sys.executable, "-m", "release_orchestrator", "transition", *arguments, "--airflow-url", env.airflow_url],
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{REPO_ROOT / 'plugins'}{os.pathsep}{REPO_ROOT}",
+            "AIRFLOW_USER": user,
+            "AIRFLOW_PASSWORD": env.users[user],
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_disabled_transition_holds_runs_at_the_door_until_it_is_enabled(api, airflow_env, projects):
+    api.wait_for_dag(TRANSITION, timeout=240)
+    disabled = transition_command(
+        airflow_env, "release-manager", "disable", TRANSITION, "Build", "--reason", "code freeze"
+    )
+    assert disabled.returncode == 0, disabled.stderr
+    assert "Build   DISABLED  release-manager" in disabled.stdout
+
+    run_id = api.trigger(TRANSITION, conf=push("transition"))["dag_run_id"]
+    wait_for_task_state(api, TRANSITION, run_id, "Build.Enter", {"deferred"}, timeout=120)
+    said = "The transition into stage Build is disabled by release-manager"
+    log = task_log(api, TRANSITION, run_id, "Build.Enter", containing=(said,))
+    assert said in log and "code freeze" in log
+
+    # Nobody opens it around the record: not through Airflow's Variables API, not without edit permission.
+    key = f"release_orchestrator.transition.{TRANSITION}.Build"
+    for method, path, body in (
+        ("DELETE", f"/variables/{key}", None),
+        ("PATCH", f"/variables/{key}", {"key": key, "value": "{}"}),
+        ("POST", "/variables", {"key": f"release_orchestrator.transition.{TRANSITION}.Source", "value": "{}"}),
+    ):
+        with pytest.raises(AirflowAPIError, match="HTTP 403"):
+            api.request(method, path, json=body)
+    refused = transition_command(airflow_env, "developer", "enable", TRANSITION, "Build")
+    assert refused.returncode == 1 and "HTTP 403" in refused.stderr, refused
+    shown = transition_command(airflow_env, "developer", "show", TRANSITION)
+    assert shown.returncode == 0 and "code freeze" in shown.stdout, shown
+    assert helpers.ti_states(api, TRANSITION, run_id)["Build.Enter"] == "deferred"
+
+    enabled = transition_command(airflow_env, "release-manager", "enable", TRANSITION, "Build")
+    assert enabled.returncode == 0, enabled.stderr
+    assert wait_for_run(api, TRANSITION, run_id, timeout=120)["state"] == "success"
+    assert api.xcom(TRANSITION, run_id, "Build.Enter")["WaitedSeconds"] > 0

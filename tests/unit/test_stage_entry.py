@@ -217,3 +217,85 @@ def test_every_action_of_a_pipeline_with_doors_checks_its_stage_and_its_approval
     assert isinstance(approvals, ApprovalsRequired) and approvals.approval_task_ids == ["Approval.SignOff"]
     assert stage_check.door == Door("Deploy", "Deploy.Enter", ("Deploy.Web", "Deploy.Smoke"), "QUEUED")
     assert build("PARALLEL").task_dict["Source.Checkout"]._pre_execute_hook is None
+
+
+# ---- transitions (stages/transitions.py) --------------------------------------------------------
+def test_a_disabled_transition_lets_nobody_in_but_superseding_and_turns_go_on():
+    runs = {"r1": states("success", "success", "success"), "r2": states("running")}
+    assert decide(DOOR, "r2", runs, order_of("r1", "r2"), may_yield=True, closed=True).kind == "closed"
+    door = Door("Deploy", "Deploy.Enter", ("Deploy.EC2",), "SUPERSEDED")
+    runs = {"r1": states("deferred"), "r2": states("scheduled")}
+    decision = decide(door, "r1", runs, order_of("r1", "r2"), may_yield=False, closed=True)
+    assert (decision.kind, decision.other) == ("superseded", "r2")
+
+
+@pytest.mark.parametrize(
+    ("stored", "disabled_by"),
+    [
+        (None, None),
+        ('{"disabled_by": "ana", "reason": "freeze", "disabled_at": "2026-12-01T12:00:00+00:00"}', "ana"),
+        ("not json", None),  # still closed: someone meant it to be
+        ("[1, 2]", None),
+    ],
+)
+def test_a_stored_transition_record_is_read_as_closed_unless_there_is_none(stored, disabled_by):
+    from release_orchestrator.stages.transitions import describe, parse
+
+    record = parse(stored)
+    if stored is None:
+        assert record is None
+        return
+    assert record["disabled_by"] == disabled_by
+    assert describe(record).startswith(f"disabled by {disabled_by or 'someone'}")
+
+
+def test_the_transition_variable_key_names_the_pipeline_and_the_stage_group():
+    from release_orchestrator.stages.transitions import is_transition_key, variable_key
+
+    assert variable_key("webapp-release", "Deploy.Prod") == "release_orchestrator.transition.webapp-release.Deploy_Prod"
+    assert is_transition_key(variable_key("p", "s")) and not is_transition_key("release_orchestrator.other")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["transition", "enable", "webapp-release"], "name the STAGE"),
+        (["transition", "disable", "webapp-release", "Deploy"], "give --reason"),
+        (["transition", "disable", "webapp-release", "Deploy", "--reason", "  "], "give --reason"),
+    ],
+)
+def test_the_transition_command_refuses_incomplete_requests_before_calling_anything(arguments, message, capsys):
+    from release_orchestrator.__main__ import main
+
+    assert main(arguments) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_transition_command_says_how_to_sign_in(capsys, monkeypatch):
+    from release_orchestrator.__main__ import main
+
+    for name in ("AIRFLOW_TOKEN", "AIRFLOW_USER", "AIRFLOW_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["transition", "show", "webapp-release", "--airflow-url", "http://127.0.0.1:9"]) == 1
+    assert "give --token (or AIRFLOW_TOKEN), or --user and --password" in capsys.readouterr().err
+
+
+def test_the_transition_table_shows_who_disabled_what_and_why():
+    from release_orchestrator.console_client import transitions_table
+
+    table = transitions_table(
+        [
+            {"stage": "Build", "enabled": True},
+            {
+                "stage": "Deploy",
+                "enabled": False,
+                "disabled_by": "ana",
+                "disabled_at": "2026-12-01T12:00:00+00:00",
+                "reason": "change freeze",
+            },
+        ]
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == ["stage", "transition", "disabled", "by", "since", "reason"]
+    assert lines[1].split() == ["Build", "enabled"]
+    assert lines[2].split()[:3] == ["Deploy", "DISABLED", "ana"] and lines[2].endswith("change freeze")

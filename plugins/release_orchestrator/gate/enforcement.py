@@ -7,7 +7,9 @@ each changing request to Airflow's REST API (`/api/v2`) and UI (`/ui`), who make
 - an approval task instance moving to success or failed (marking it, in bulk, as part of a task
   group, as "downstream" of an earlier task): a decision;
 - its form (HITL detail) being answered: a decision;
-- its `approval_wait` / `approval_decision` / outputs XComs being written by a user: refused always.
+- its `approval_wait` / `approval_decision` / outputs XComs being written by a user: refused always;
+- a transition's Variable (stages/transitions.py) being created, changed or deleted: refused always
+  (only the release console's API, outside `/api/v2` and `/ui`, writes them, recording who).
 
 A decision by someone who may not decide (gate/policy.py) raises HTTP 403: the transaction rolls
 back, so the approval keeps waiting; the refusal goes to Airflow's audit log (event
@@ -116,12 +118,46 @@ class ApprovalGateMiddleware:
 
 # ---- the database side -------------------------------------------------------------------------
 def install() -> None:
-    """Hook the flush of every ORM session in this process (idempotent)."""
+    """Hook the flush and the ORM statements of every session in this process (idempotent)."""
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
     if not event.contains(Session, "before_flush", _before_flush):
         event.listen(Session, "before_flush", _before_flush)
+    if not event.contains(Session, "do_orm_execute", _before_statement):
+        event.listen(Session, "do_orm_execute", _before_statement)
+
+
+def _before_statement(state: Any) -> None:
+    """INSERT / UPDATE / DELETE statements on Variables (Airflow's Variables API writes some that way,
+    not through the flush): refused when they touch a transition's Variable."""
+    request = _current.get()
+    if request is None or not (state.is_insert or state.is_update or state.is_delete):
+        return
+    from airflow.models.variable import Variable
+    from sqlalchemy import select
+
+    if state.bind_mapper is None or state.bind_mapper.class_ is not Variable:
+        return
+    statement = state.statement
+    if state.is_insert:
+        keys = [statement.compile(dialect=state.session.get_bind().dialect).params.get("key")]
+    else:
+        where = statement.whereclause
+        query = select(Variable.key) if where is None else select(Variable.key).where(where)
+        keys = list(state.session.execute(query).scalars())
+    _refuse_transition_keys(request, keys)
+
+
+def _refuse_transition_keys(request: UserRequest, keys: list[Any]) -> None:
+    from release_orchestrator.stages.transitions import is_transition_key
+
+    if touched := [key for key in keys if is_transition_key(key)]:
+        why = (
+            f"Variable {touched[0]!r} is a transition's record: enable or disable the transition through "
+            "PUT /releases/api/pipelines/{dag_id}/transitions/{stage}, which records who did it"
+        )
+        _refuse(request, None, None, None, why, event="transition.refused")
 
 
 def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
@@ -130,8 +166,11 @@ def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
         return
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
+    from airflow.models.variable import Variable
     from airflow.models.xcom import XComModel
 
+    variables = [obj for obj in [*session.new, *session.dirty, *session.deleted] if isinstance(obj, Variable)]
+    _refuse_transition_keys(request, [obj.key for obj in variables])
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, TaskInstance):
             new_state = _changed_to(obj, "state")
@@ -231,10 +270,16 @@ def _who(request: UserRequest) -> str | None:
 
 
 def _refuse(
-    request: UserRequest, dag_id: str, run_id: str, task_id: str, why: str, wait: dict[str, Any] | None = None
+    request: UserRequest,
+    dag_id: str | None,
+    run_id: str | None,
+    task_id: str | None,
+    why: str,
+    wait: dict[str, Any] | None = None,
+    event: str = "approval.refused",
 ) -> None:
     log.warning("Refused %s by %s: %s", request.where, _who(request) or "an unidentified user", why)
-    _audit_apart(dag_id, run_id, task_id, request, why)
+    _audit_apart(dag_id, run_id, task_id, request, why, event)
     if wait and wait.get("notifications"):
         _announce_refusal(wait["notifications"], run_id, task_id, request, why)
     from fastapi import HTTPException
@@ -325,12 +370,14 @@ def _announce_refusal(notifications: dict[str, Any], run_id: str, task_id: str, 
         log.exception("Could not announce the refusal of %s", request.where)
 
 
-def _audit_apart(dag_id: str, run_id: str, task_id: str, request: UserRequest, why: str) -> None:
+def _audit_apart(
+    dag_id: str | None, run_id: str | None, task_id: str | None, request: UserRequest, why: str, event: str
+) -> None:
     """A refusal outlives the refused transaction: it is written in a session of its own."""
     from airflow.utils.session import create_session
 
     try:
         with create_session(scoped=False) as session:
-            session.add(_log_entry("approval.refused", dag_id, run_id, task_id, request, why))
+            session.add(_log_entry(event, dag_id, run_id, task_id, request, why))
     except Exception:  # noqa: BLE001 - the refusal stands even if its record cannot be written
         log.exception("Could not record the refusal of %s in the audit log", request.where)

@@ -4,8 +4,9 @@ The compiler gives it ``max_active_tis_per_dag=1``, so the scheduler lets one ru
 of a stage; the others wait in ``scheduled`` without a worker slot. At the door:
 
 - the stage is free: the task succeeds at once and the stage's actions start;
-- another run holds it: the task defers; its trigger (triggers/stage_entry.py) looks again every
-  ``check_interval`` seconds and ends the task itself when the stage is free (no worker at all);
+- another run holds it, or the transition into it is disabled (stages/transitions.py): the task defers;
+  its trigger (triggers/stage_entry.py) looks again every ``check_interval`` seconds and ends the task
+  itself when the stage is free and the transition enabled (no worker at all);
 - QUEUED, an older run waits at the same door: the task steps back for ``YIELD_SECONDS``
   (up_for_reschedule, which frees the door) so the older one goes first;
 - SUPERSEDED, a newer run waits at the door or has passed it: the run ends here, superseded.
@@ -22,7 +23,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 from release_orchestrator.notifications.approvals import ApprovalNotifications, publish_superseded
 from release_orchestrator.notifications.messages import now_iso
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
-from release_orchestrator.stages import snapshot
+from release_orchestrator.stages import snapshot, transitions
 from release_orchestrator.stages.entry import RUN_AFTER_XCOM_KEY, Door, entered, superseded_record
 from release_orchestrator.triggers.stage_entry import StageEntryTrigger
 
@@ -84,7 +85,9 @@ class StageEntryOperator(BaseOperator):
         run_after = context["dag_run"].run_after
         ti.xcom_push(RUN_AFTER_XCOM_KEY, run_after.isoformat())
         snapshot.remember(ti.dag_id, ti.run_id, run_after)
-        decision = snapshot.decide_now(ti.dag_id, ti.run_id, self.door, self.first_enter_task_id, on_worker=True)
+        decision, closed = snapshot.decide_now(
+            ti.dag_id, ti.run_id, self.door, self.first_enter_task_id, on_worker=True
+        )
         self.log.info("Stage %s: %s", self.stage, decision)
         if decision.kind == "enter":
             return entered(self.stage, waited_seconds=0.0)
@@ -93,9 +96,16 @@ class StageEntryOperator(BaseOperator):
             raise AirflowRescheduleException(datetime.now(timezone.utc) + timedelta(seconds=YIELD_SECONDS))
         if decision.kind == "superseded":
             self.end_superseded(context, decision.other)
-        self.log.info(
-            "Run %s holds stage %s: waiting for it to leave (no worker slot is used)", decision.other, self.stage
-        )
+        if closed is not None:
+            self.log.info(
+                "The transition into stage %s is %s: waiting until it is enabled (no worker slot is used)",
+                self.stage,
+                transitions.describe(closed),
+            )
+        else:
+            self.log.info(
+                "Run %s holds stage %s: waiting for it to leave (no worker slot is used)", decision.other, self.stage
+            )
         self.defer(
             trigger=StageEntryTrigger(
                 dag_id=ti.dag_id,

@@ -19,6 +19,7 @@ Task SDK, which workers and the triggerer both offer):
   (``yield``) and tries again a little later, so the older one gets the door.
 - SUPERSEDED: a newer run that waits at the same door, or has already passed it, supersedes this
   run, which ends there (reported as superseded, not failed).
+- A disabled transition into the stage (stages/transitions.py) lets nobody in until it is enabled.
 
 "Older" is the order in which runs were created (``run_after``, then run id).
 """
@@ -58,8 +59,8 @@ class Door:
 class Decision:
     """What the run at the door does: enter, wait for `other`, yield to `other`, or end superseded by `other`."""
 
-    kind: str  # "enter" | "wait" | "yield" | "superseded"
-    other: str | None = None
+    kind: str  # "enter" | "wait" | "closed" | "yield" | "superseded"
+    other: str | None = None  # the run waited for, yielded to or superseded by
 
     def __str__(self) -> str:
         return self.kind if self.other is None else f"{self.kind} ({self.other})"
@@ -98,6 +99,7 @@ def decide(
     order: Callable[[str], OrderKey | None],
     *,
     may_yield: bool,
+    closed: bool = False,
 ) -> Decision:
     """What run `run_id`, at the door, does.
 
@@ -105,6 +107,7 @@ def decide(
     `order(run_id)`: the run's place in line, (run_after, run_id), or None when not known yet (a run
     that has not reached its first Enter): such a run came after every run that has.
     `may_yield`: the caller can step back from the door (a worker can; a waiting trigger keeps it).
+    `closed`: the transition into the stage is disabled (stages/transitions.py): nobody enters.
     """
     mine = order(run_id)
 
@@ -123,6 +126,8 @@ def decide(
         )
         if older_waiting:
             return Decision("yield", older_waiting[0][1])
+    if closed:
+        return Decision("closed")
     for other, states in sorted(others.items()):
         if holds(door, states):
             return Decision("wait", other)

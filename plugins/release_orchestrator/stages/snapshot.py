@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from release_orchestrator.stages.entry import RUN_AFTER_XCOM_KEY, Door, OrderKey, decide
+from release_orchestrator.stages import transitions
+from release_orchestrator.stages.entry import RUN_AFTER_XCOM_KEY, Decision, Door, OrderKey, decide
 
 # (dag_id, run_id) -> place in line. A run's run_after never changes, so a found value is kept for
 # the life of the process.
@@ -65,7 +66,12 @@ def remember(dag_id: str, run_id: str, run_after: str | datetime) -> None:
     _ORDER_CACHE[(dag_id, run_id)] = (parse_time(run_after), run_id)
 
 
-def decide_now(dag_id: str, run_id: str, door: Door, first_enter_task_id: str, *, on_worker: bool):
-    """Read the door's states and decide (entry.decide) for `run_id`."""
+def decide_now(
+    dag_id: str, run_id: str, door: Door, first_enter_task_id: str, *, on_worker: bool
+) -> tuple[Decision, dict[str, Any] | None]:
+    """Read the door's states and its transition, and decide (entry.decide) for `run_id`; with the
+    transition's record when it is disabled."""
     order = RunOrder(dag_id, first_enter_task_id, ask_runs=on_worker)
-    return decide(door, run_id, door_states(dag_id, door), order, may_yield=on_worker)
+    closed = transitions.read(dag_id, door.stage)
+    decision = decide(door, run_id, door_states(dag_id, door), order, may_yield=on_worker, closed=closed is not None)
+    return decision, closed

@@ -74,7 +74,7 @@ class StageEntryTrigger(BaseTrigger):
         snapshot.remember(self.dag_id, self.run_id, self.run_after)
         while True:
             try:
-                decision = await asyncio.to_thread(
+                decision, _ = await asyncio.to_thread(
                     snapshot.decide_now, self.dag_id, self.run_id, self._door, self.first_enter_task_id, on_worker=False
                 )
             except Exception:  # noqa: BLE001 - a failed look is retried at the next check; the door stays held

@@ -5,6 +5,11 @@
     GET /releases/api/pipelines/{dag_id}/runs   one pipeline's run history (offset, limit, state, started_by)
     GET /releases/api/approvals                 approvals waiting for a decision, with what they release
     GET /releases/api/metrics?days=30           DORA metrics per pipeline and overall
+    GET /releases/api/pipelines/{dag_id}/transitions           each stage's transition: enabled, or who
+                                                               disabled it, when and why
+    PUT /releases/api/pipelines/{dag_id}/transitions/{stage}   {"enabled": false, "reason": "..."} or
+                                                               {"enabled": true}: needs permission to edit the
+                                                               pipeline (stages/transitions.py)
 
 Plugin apps are anonymous unless they ask: every route here depends on Airflow's own `get_user` (the
 session cookie the UI sets, or a bearer token) and shows only the pipelines the auth manager lets the
@@ -24,8 +29,10 @@ from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, get_user
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
 
 from release_orchestrator.gate.policy import Reviewer, refusal
+from release_orchestrator.stages import transitions
 from release_orchestrator.ui import queries
 
 UI_URL_PREFIX = "/releases"
@@ -40,6 +47,21 @@ def readable_pipelines(user: GetUserDep, session: SessionDep) -> list[str]:
 
 
 Pipelines = Annotated[list[str], Depends(readable_pipelines)]
+
+
+def readable(dag_id: str, pipelines: list[str]) -> str:
+    if dag_id not in pipelines:  # unknown and unreadable look the same: nothing to learn by probing
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pipeline {dag_id!r} you may read")
+    return dag_id
+
+
+def may_edit(user: Any, dag_id: str) -> bool:
+    return get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=dag_id), user=user)
+
+
+class TransitionChange(BaseModel):
+    enabled: bool
+    reason: str | None = Field(None, max_length=transitions.MAX_REASON)
 
 
 def may_change_task_instances(user: Any, dag_id: str) -> bool:
@@ -75,8 +97,7 @@ def create_app() -> FastAPI:
         state: str | None = Query(None, pattern="^(queued|running|success|failed)$"),
         started_by: str | None = Query(None, pattern="^(webhook|event|schedule|manual|backfill)$"),
     ) -> dict[str, Any]:
-        if dag_id not in pipelines:  # unknown and unreadable look the same: nothing to learn by probing
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no pipeline {dag_id!r} you may read")
+        readable(dag_id, pipelines)
         return queries.history(session, dag_id, offset=offset, limit=limit, state=state, how=started_by)
 
     @app.get("/api/approvals")
@@ -95,6 +116,29 @@ def create_app() -> FastAPI:
                 why_not = f"{reviewer.name} may not change task instances of {approval['pipeline']}"
             approval["may_decide"], approval["refusal"] = why_not is None, why_not
         return {"user": reviewer.name, "approvals": waiting}
+
+    @app.get("/api/pipelines/{dag_id}/transitions")
+    def get_transitions(dag_id: str, session: SessionDep, pipelines: Pipelines) -> dict[str, Any]:
+        return {"pipeline": dag_id, "transitions": queries.transitions(session, readable(dag_id, pipelines))}
+
+    @app.put("/api/pipelines/{dag_id}/transitions/{stage}")
+    def set_transition(
+        dag_id: str, stage: str, change: TransitionChange, user: GetUserDep, session: SessionDep, pipelines: Pipelines
+    ) -> dict[str, Any]:
+        doors = {t["stage"]: t for t in queries.transitions(session, readable(dag_id, pipelines))}
+        if stage not in doors:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                f"pipeline {dag_id!r} has no stage {stage!r} with a door; its stages with doors: "
+                f"{', '.join(doors) or 'none (PARALLEL pipelines have no stage doors)'}",
+            )
+        if not may_edit(user, dag_id):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{Reviewer.of(user).name} may not edit pipeline {dag_id}")
+        reason = (change.reason or "").strip()
+        if not change.enabled and not reason:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "disabling a transition needs a reason")
+        queries.set_transition(session, dag_id, stage, enabled=change.enabled, by=Reviewer.of(user).name, reason=reason)
+        return {"pipeline": dag_id, "transitions": queries.transitions(session, dag_id)}
 
     @app.get("/api/metrics")
     def metrics(

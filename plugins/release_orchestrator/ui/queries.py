@@ -13,7 +13,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.models.dag import DagModel, DagTag
@@ -465,3 +465,45 @@ def dora(session: Session, dag_ids: list[str], *, days: int, now: datetime) -> d
         "overall": dora_keys(runs, days, since),
         "pipelines": {dag_id: dora_keys(per_pipeline[dag_id], days, since) for dag_id in dag_ids},
     }
+
+
+# ---- transitions (stages/transitions.py) --------------------------------------------------------
+def transitions(session: Session, dag_id: str) -> list[dict[str, Any]]:
+    """Each stage with a door (its `<Stage>.Enter` task in the pipeline's latest DAG), in order, with its
+    transition: enabled, or who disabled it, when and why."""
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.variable import Variable
+
+    from release_orchestrator.stages.entry import ENTER_TASK
+    from release_orchestrator.stages.transitions import parse, variable_key
+
+    dag = SerializedDagModel.get_dag(dag_id, session=session)
+    if dag is None:
+        return []
+    doors = [task for task in dag.tasks if task.task_id.endswith(f".{ENTER_TASK}")]
+    doors.sort(key=lambda task: -(task.priority_weight_total or 0))  # chained: the first door weighs most
+    out = []
+    for task in doors:
+        stage = getattr(task, "stage", None) or task.task_id.rpartition(".")[0]
+        record = parse(session.scalar(select(Variable.val).where(Variable.key == variable_key(dag_id, stage))))
+        out.append({"stage": stage, "enabled": record is None, **(record or {})})
+    return out
+
+
+def set_transition(session: Session, dag_id: str, stage: str, *, enabled: bool, by: str, reason: str) -> None:
+    """Enable or disable the transition into `stage`, with an entry in Airflow's audit log."""
+    from airflow.models.log import Log
+    from airflow.models.variable import Variable
+
+    from release_orchestrator.stages.transitions import disabled_record, variable_key
+
+    key = variable_key(dag_id, stage)
+    if enabled:
+        Variable.delete(key, session=session)
+        event, extra = "transition.enabled", f"transition into {stage} enabled by {by}"
+    else:
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        Variable.set(key, disabled_record(by=by, reason=reason, at=at), session=session)
+        event, extra = "transition.disabled", f"transition into {stage} disabled by {by}: {reason}"
+    session.add(Log(event=event, dag_id=dag_id, owner=by, extra=extra))
+    session.commit()
