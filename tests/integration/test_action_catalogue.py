@@ -203,17 +203,23 @@ def test_marking_waiting_deployments_failed_rolls_ecs_back_and_aborts_beanstalk(
         api.set_task_state(STOPPED, run_id, task_id, "failed", note="abandoned by the test")
 
     # The stop updated the service back to its previous task definition, a deployment that completes.
-    service = wait_for(
-        lambda: only_deployment_completed(s := ecs_service(ecs)) and s,
-        30,
-        0.5,
-        what=f"{STOP_SERVICE} to be rolled back",
-    )
+    try:
+        service = wait_for(
+            lambda: only_deployment_completed(s := ecs_service(ecs)) and s,
+            60,
+            0.5,
+            what=f"{STOP_SERVICE} to be rolled back",
+        )
+    except AssertionError as timeout:  # what the trigger did, for whoever reads the failure
+        log = task_log(api, STOPPED, run_id, "Deploy.Worker")
+        raise AssertionError(
+            f"{timeout}; service now: {ecs_service(ecs)['deployments']}; log:\n{log[-3000:]}"
+        ) from None
     assert service["taskDefinition"] == service["deployments"][0]["taskDefinition"] == stop_resources["task_definition"]
     # AbortEnvironmentUpdate: the environment is back on the version it ran.
     environment = wait_for(
         lambda: (e := eb_environment(eb))["Status"] == "Ready" and e,
-        30,
+        60,
         0.5,
         what=f"{STOP_ENVIRONMENT}'s update to be aborted",
     )

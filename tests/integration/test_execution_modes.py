@@ -172,7 +172,9 @@ def test_a_disabled_transition_holds_runs_at_the_door_until_it_is_enabled(api, a
         airflow_env, "release-manager", "disable", TRANSITION, "Build", "--reason", "code freeze"
     )
     assert disabled.returncode == 0, disabled.stderr
-    assert "Build   DISABLED  release-manager" in disabled.stdout
+    rows = [line.split() for line in disabled.stdout.splitlines()[1:]]
+    assert rows[0] == ["Source", "enabled"] and rows[1][:3] == ["Build", "DISABLED", "release-manager"], rows
+    assert disabled.stdout.rstrip().endswith("code freeze")
 
     run_id = api.trigger(TRANSITION, conf=push("transition"))["dag_run_id"]
     wait_for_task_state(api, TRANSITION, run_id, "Build.Enter", {"deferred"}, timeout=120)

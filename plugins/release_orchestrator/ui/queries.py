@@ -480,12 +480,18 @@ def transitions(session: Session, dag_id: str) -> list[dict[str, Any]]:
     dag = SerializedDagModel.get_dag(dag_id, session=session)
     if dag is None:
         return []
-    doors = [task for task in dag.tasks if task.task_id.endswith(f".{ENTER_TASK}")]
-    doors.sort(key=lambda task: -(task.priority_weight_total or 0))  # chained: the first door weighs most
+    # The doors are chained in stage order: a door's place is how many doors come before it.
+    doors = {task.task_id: task for task in dag.tasks if task.task_id.endswith(f".{ENTER_TASK}")}
+
+    def place(task_id: str) -> int:
+        before = [upstream for upstream in doors[task_id].upstream_task_ids if upstream in doors]
+        return 1 + place(before[0]) if before else 0
+
     out = []
-    for task in doors:
-        stage = getattr(task, "stage", None) or task.task_id.rpartition(".")[0]
-        record = parse(session.scalar(select(Variable.val).where(Variable.key == variable_key(dag_id, stage))))
+    for task_id in sorted(doors, key=place):
+        stage = task_id.rpartition(".")[0]
+        variable = session.scalar(select(Variable).where(Variable.key == variable_key(dag_id, stage)))
+        record = parse(variable.val if variable is not None else None)  # .val decrypts
         out.append({"stage": stage, "enabled": record is None, **(record or {})})
     return out
 
