@@ -83,7 +83,8 @@ class StageEntryOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         ti = context["ti"]
         run_after = context["dag_run"].run_after
-        ti.xcom_push(RUN_AFTER_XCOM_KEY, run_after.isoformat())
+        if self.task_id == self.first_enter_task_id:  # the run's place in line, for triggers to read
+            ti.xcom_push(RUN_AFTER_XCOM_KEY, run_after.isoformat())
         snapshot.remember(ti.dag_id, ti.run_id, run_after)
         decision, closed = snapshot.decide_now(
             ti.dag_id, ti.run_id, self.door, self.first_enter_task_id, on_worker=True

@@ -25,8 +25,6 @@ from release_orchestrator.stages import snapshot
 from release_orchestrator.stages.entry import Door, entered, superseded_record
 from release_orchestrator.triggers import base as trigger_base
 
-XCOM_RETURN_KEY = "return_value"
-
 
 class StageEntryTrigger(BaseTrigger):
     def __init__(
@@ -91,7 +89,9 @@ class StageEntryTrigger(BaseTrigger):
     def enter(self) -> TriggerEvent:
         waited = (datetime.now(timezone.utc) - snapshot.parse_time(self.since)).total_seconds()
         self.log.info("Stage %s is free: run %s enters after %.1f s", self.door["stage"], self.run_id, waited)
-        trigger_base.write_task_xcom(self.task_instance, XCOM_RETURN_KEY, entered(self.door["stage"], waited))
+        trigger_base.write_task_xcom(
+            self.task_instance, trigger_base.XCOM_RETURN_KEY, entered(self.door["stage"], waited)
+        )
         return TaskSuccessEvent()
 
     def end_superseded(self, newer: str) -> TriggerEvent:
