@@ -12,8 +12,10 @@ iam-policy SPEC [--account-id ID] [--region R]   print the least-privilege IAM p
 transition show PIPELINE                         each stage's transition: enabled, or who disabled it and why
 transition disable PIPELINE STAGE --reason TEXT  hold runs at the stage's door until it is enabled again
 transition enable PIPELINE STAGE                 let runs into the stage again
-    (through the release console's API: --airflow-url, --user/--password or --token, or AIRFLOW_URL,
-     AIRFLOW_USER/AIRFLOW_PASSWORD, AIRFLOW_TOKEN)
+retry PIPELINE RUN_ID STAGE [--all-actions]      run a failed stage again (its failed actions, or all)
+stop PIPELINE RUN_ID --reason TEXT               abandon a run: stop its builds and deployments now
+    (the last four through the release console's API: --airflow-url, --user/--password or --token, or
+     AIRFLOW_URL, AIRFLOW_USER/AIRFLOW_PASSWORD, AIRFLOW_TOKEN)
 """
 
 from __future__ import annotations
@@ -233,15 +235,34 @@ def main(argv: list[str] | None = None) -> int:
     transition.add_argument("pipeline", metavar="PIPELINE")
     transition.add_argument("stage", metavar="STAGE", nargs="?", help="the stage (not for show)")
     transition.add_argument("--reason", help="why (required to disable; shown to everyone)")
-    transition.add_argument(
-        "--airflow-url", help="the Airflow api-server (default: AIRFLOW_URL, else http://localhost:8080)"
-    )
-    transition.add_argument("--user", help="Airflow user name (default: AIRFLOW_USER)")
-    transition.add_argument("--password", help="its password (default: AIRFLOW_PASSWORD)")
-    transition.add_argument(
-        "--token", help="an Airflow API token instead of a user and password (default: AIRFLOW_TOKEN)"
-    )
+    console_options(transition)
     transition.set_defaults(run=cmd_transition)
+
+    retry = commands.add_parser(
+        "retry",
+        help="run a failed stage of a run again",
+        description="Clear the stage's failed actions (or all of them with --all-actions), its door and every "
+        "later task, so the run goes on from that stage (docs/operations.md). Exit 1: refused or unreachable.",
+    )
+    retry.add_argument("pipeline", metavar="PIPELINE")
+    retry.add_argument("run_id", metavar="RUN_ID")
+    retry.add_argument("stage", metavar="STAGE")
+    retry.add_argument("--all-actions", action="store_true", help="run every action of the stage again")
+    console_options(retry)
+    retry.set_defaults(run=cmd_retry)
+
+    stop = commands.add_parser(
+        "stop",
+        help="abandon a run: stop its builds and deployments now",
+        description="Stop a run: running and waiting actions stop their AWS work (deployments roll back where "
+        "configured), nothing else starts, the run ends failed with the reason as its note. Exit 1: refused or "
+        "unreachable.",
+    )
+    stop.add_argument("pipeline", metavar="PIPELINE")
+    stop.add_argument("run_id", metavar="RUN_ID")
+    stop.add_argument("--reason", help="why (required; kept as the run's note)")
+    console_options(stop)
+    stop.set_defaults(run=cmd_stop)
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["events-setup"]:  # its own parser reads the rest, --help included
@@ -250,8 +271,30 @@ def main(argv: list[str] | None = None) -> int:
     return args.run(args)
 
 
+def console_options(parser: argparse.ArgumentParser) -> None:
+    """Where the release console's API is and who signs in (console_client.py)."""
+    parser.add_argument(
+        "--airflow-url", help="the Airflow api-server (default: AIRFLOW_URL, else http://localhost:8080)"
+    )
+    parser.add_argument("--user", help="Airflow user name (default: AIRFLOW_USER)")
+    parser.add_argument("--password", help="its password (default: AIRFLOW_PASSWORD)")
+    parser.add_argument("--token", help="an Airflow API token instead of a user and password (default: AIRFLOW_TOKEN)")
+
+
+def through_console(args: argparse.Namespace, call) -> int:
+    """Print `call(client)` made against the console's API; a refusal is the command's error (exit 1)."""
+    from release_orchestrator.console_client import ConsoleClient, ConsoleError
+
+    try:
+        print(call(ConsoleClient.from_args(args)))
+    except ConsoleError as error:
+        print(f"{args.command}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_transition(args: argparse.Namespace) -> int:
-    from release_orchestrator.console_client import ConsoleClient, ConsoleError, transitions_table
+    from release_orchestrator.console_client import transitions_table
 
     if args.action != "show" and not args.stage:
         print(f"transition {args.action}: name the STAGE", file=sys.stderr)
@@ -259,18 +302,36 @@ def cmd_transition(args: argparse.Namespace) -> int:
     if args.action == "disable" and not (args.reason or "").strip():
         print("transition disable: give --reason (everyone waiting sees it)", file=sys.stderr)
         return 2
-    try:
-        client = ConsoleClient.from_args(args)
+
+    def call(client) -> str:
         if args.action == "show":
-            listed = client.transitions(args.pipeline)
-        else:
-            enabled = args.action == "enable"
-            listed = client.set_transition(args.pipeline, args.stage, enabled=enabled, reason=args.reason)
-    except ConsoleError as error:
-        print(f"transition {args.action}: {error}", file=sys.stderr)
-        return 1
-    print(transitions_table(listed))
-    return 0
+            return transitions_table(client.transitions(args.pipeline))
+        enabled = args.action == "enable"
+        return transitions_table(client.set_transition(args.pipeline, args.stage, enabled=enabled, reason=args.reason))
+
+    return through_console(args, call)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    mode = "ALL_ACTIONS" if args.all_actions else "FAILED_ACTIONS"
+
+    def call(client) -> str:
+        cleared = client.retry_stage(args.pipeline, args.run_id, args.stage, mode)
+        return f"{args.stage} of run {args.run_id} runs again ({mode}); cleared: {', '.join(cleared)}"
+
+    return through_console(args, call)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    if not (args.reason or "").strip():
+        print("stop: give --reason (it is kept as the run's note)", file=sys.stderr)
+        return 2
+
+    def call(client) -> str:
+        stopped = client.stop_run(args.pipeline, args.run_id, args.reason)
+        return f"run {args.run_id} stopped; tasks ended: {', '.join(stopped) or 'none'}"
+
+    return through_console(args, call)
 
 
 def events_setup(arguments: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""A client of the release console's API (ui/app.py) for the command line: `transition` today.
+"""A client of the release console's API (ui/app.py) for the command line: `transition`, `retry`, `stop`.
 
 It signs in as Airflow's own clients do (`POST /auth/token` with a user name and password, under the
 simple auth manager and FAB alike) or uses a token given to it, so the API applies the same
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -66,6 +67,14 @@ class ConsoleClient:
     def set_transition(self, pipeline: str, stage: str, *, enabled: bool, reason: str | None = None) -> list[dict]:
         body = {"enabled": enabled, "reason": reason}
         return self.request("PUT", f"/pipelines/{pipeline}/transitions/{stage}", json=body)["transitions"]
+
+    def retry_stage(self, pipeline: str, run_id: str, stage: str, mode: str) -> list[str]:
+        path = f"/pipelines/{pipeline}/runs/{quote(run_id, safe='')}/stages/{quote(stage, safe='')}/retry"
+        return self.request("POST", path, json={"mode": mode})["cleared"]
+
+    def stop_run(self, pipeline: str, run_id: str, reason: str) -> list[str]:
+        path = f"/pipelines/{pipeline}/runs/{quote(run_id, safe='')}/stop"
+        return self.request("POST", path, json={"reason": reason})["stopped"]
 
 
 def transitions_table(transitions: list[dict[str, Any]]) -> str:

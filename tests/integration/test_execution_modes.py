@@ -9,6 +9,8 @@ whose build history (start and end of every build) shows which runs were in a st
   run that comes to wait there too; it ends reported as superseded, not failed.
 - em-transition (QUEUED): the transition into Build, disabled with the command line, holds a run at Build's
   door until it is enabled again; nobody changes it through Airflow's Variables API, nor without permission.
+- em-retry (QUEUED): a failed stage is retried with the command line (only its failed action builds again),
+  and a run whose build hangs is stopped (the build is stopped in the sandbox).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from include.sandbox.client import SandboxClient
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
 from tests.integration import helpers
-from tests.integration.helpers import aws_client, task_log, wait_for_run, wait_for_task_state
+from tests.integration.helpers import aws_client, task_log, wait_for, wait_for_run, wait_for_task_state
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +36,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 QUEUED, SUPERSEDED = "em-queued", "em-superseded"
 BUILD_SPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n"
 # project -> seconds each build takes (the sandbox's slow fault)
-PROJECTS = {"em-queued-build": 1, "em-queued-test": 10, "em-superseded-build": 25, "em-transition-build": 1}
-TRANSITION = "em-transition"
+PROJECTS = {
+    "em-queued-build": 1,
+    "em-queued-test": 10,
+    "em-superseded-build": 25,
+    "em-transition-build": 1,
+    "em-retry-steady": 1,
+    "em-retry-flaky": 1,
+}
+TRANSITION, RETRY = "em-transition", "em-retry"
 
 
 def push(label: str) -> dict:
@@ -150,10 +159,10 @@ def test_a_newer_run_waiting_to_enter_a_stage_supersedes_the_one_waiting_there(
     assert not [s for s in subjects if s.startswith("FAILED")], subjects
 
 
-def transition_command(env, user: str, *arguments: str) -> subprocess.CompletedProcess:
-    """`python -m release_orchestrator transition ...` against the environment's api-server, as `user`."""
+def console_command(env, user: str, *arguments: str) -> subprocess.CompletedProcess:
+    """`python -m release_orchestrator <arguments>` against the environment's api-server, as `user`."""
     return subprocess.run(
-        [sys.executable, "-m", "release_orchestrator", "transition", *arguments, "--airflow-url", env.airflow_url],
+        [sys.executable, "-m", "release_orchestrator", *arguments, "--airflow-url", env.airflow_url],
         env={
             **os.environ,
             "PYTHONPATH": f"{REPO_ROOT / 'plugins'}{os.pathsep}{REPO_ROOT}",
@@ -168,8 +177,8 @@ def transition_command(env, user: str, *arguments: str) -> subprocess.CompletedP
 
 def test_a_disabled_transition_holds_runs_at_the_door_until_it_is_enabled(api, airflow_env, projects):
     api.wait_for_dag(TRANSITION, timeout=240)
-    disabled = transition_command(
-        airflow_env, "release-manager", "disable", TRANSITION, "Build", "--reason", "code freeze"
+    disabled = console_command(
+        airflow_env, "release-manager", "transition", "disable", TRANSITION, "Build", "--reason", "code freeze"
     )
     assert disabled.returncode == 0, disabled.stderr
     rows = [line.split() for line in disabled.stdout.splitlines()[1:]]
@@ -191,13 +200,53 @@ def test_a_disabled_transition_holds_runs_at_the_door_until_it_is_enabled(api, a
     ):
         with pytest.raises(AirflowAPIError, match="HTTP 403"):
             api.request(method, path, json=body)
-    refused = transition_command(airflow_env, "developer", "enable", TRANSITION, "Build")
+    refused = console_command(airflow_env, "developer", "transition", "enable", TRANSITION, "Build")
     assert refused.returncode == 1 and "HTTP 403" in refused.stderr, refused
-    shown = transition_command(airflow_env, "developer", "show", TRANSITION)
+    shown = console_command(airflow_env, "developer", "transition", "show", TRANSITION)
     assert shown.returncode == 0 and "code freeze" in shown.stdout, shown
     assert helpers.ti_states(api, TRANSITION, run_id)["Build.Enter"] == "deferred"
 
-    enabled = transition_command(airflow_env, "release-manager", "enable", TRANSITION, "Build")
+    enabled = console_command(airflow_env, "release-manager", "transition", "enable", TRANSITION, "Build")
     assert enabled.returncode == 0, enabled.stderr
     assert wait_for_run(api, TRANSITION, run_id, timeout=120)["state"] == "success"
     assert api.xcom(TRANSITION, run_id, "Build.Enter")["WaitedSeconds"] > 0
+
+
+def test_a_failed_stage_is_retried_and_a_hanging_run_is_stopped(api, airflow_env, codebuild, sandbox, projects):
+    api.wait_for_dag(RETRY, timeout=240)
+    sandbox.set_faults({"codebuild": {"em-retry-flaky": {"mode": "fail"}}})
+    run_id = api.trigger(RETRY, conf=push("retry"))["dag_run_id"]
+    assert wait_for_run(api, RETRY, run_id, timeout=120)["state"] == "failed"
+    steady_build = api.xcom(RETRY, run_id, "Build.Steady")["BuildId"]
+
+    refused = console_command(airflow_env, "developer", "retry", RETRY, run_id, "Build")
+    assert refused.returncode == 1 and "HTTP 403" in refused.stderr, refused
+    nothing = console_command(airflow_env, "release-manager", "retry", RETRY, run_id, "Source")
+    assert nothing.returncode == 1 and "stage Source has no failed action in this run" in nothing.stderr, nothing
+
+    sandbox.set_faults({"codebuild": {"em-retry-flaky": {"mode": "slow", "seconds": 1}}})  # the flake is gone
+    retried = console_command(airflow_env, "release-manager", "retry", RETRY, run_id, "Build")
+    assert retried.returncode == 0, retried.stderr
+    assert "cleared: Build.Enter, Build.Flaky" in retried.stdout
+    assert wait_for_run(api, RETRY, run_id, timeout=120)["state"] == "success"
+    # Only the failed action built again; the steady one kept its build and outputs.
+    assert api.xcom(RETRY, run_id, "Build.Steady")["BuildId"] == steady_build
+    assert codebuild.list_builds_for_project(projectName="em-retry-steady")["ids"] == [steady_build]
+    assert len(codebuild.list_builds_for_project(projectName="em-retry-flaky")["ids"]) == 2
+
+    sandbox.set_faults({"codebuild": {"em-retry-flaky": {"mode": "hang"}}})
+    hanging = api.trigger(RETRY, conf=push("stop"))["dag_run_id"]
+    wait_for_task_state(api, RETRY, hanging, "Build.Flaky", {"deferred"}, timeout=120)
+    ids = codebuild.list_builds_for_project(projectName="em-retry-flaky")["ids"]
+    [build_id] = [b["id"] for b in codebuild.batch_get_builds(ids=ids)["builds"] if b["buildStatus"] == "IN_PROGRESS"]
+    stopped = console_command(airflow_env, "release-manager", "stop", RETRY, hanging, "--reason", "wrong branch")
+    assert stopped.returncode == 0, stopped.stderr
+    run = wait_for_run(api, RETRY, hanging, timeout=60)
+    assert run["state"] == "failed" and run["note"] == "Stopped by release-manager: wrong branch"
+    wait_for(
+        lambda: codebuild.batch_get_builds(ids=[build_id])["builds"][0]["buildStatus"] == "STOPPED",
+        60,
+        what=f"build {build_id} to be stopped",
+    )
+    again = console_command(airflow_env, "release-manager", "stop", RETRY, hanging, "--reason", "twice")
+    assert again.returncode == 1 and "has ended (failed): nothing to stop" in again.stderr, again

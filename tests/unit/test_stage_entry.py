@@ -299,3 +299,60 @@ def test_the_transition_table_shows_who_disabled_what_and_why():
     assert lines[0].split() == ["stage", "transition", "disabled", "by", "since", "reason"]
     assert lines[1].split() == ["Build", "enabled"]
     assert lines[2].split()[:3] == ["Deploy", "DISABLED", "ana"] and lines[2].endswith("change freeze")
+
+
+# ---- retrying a failed stage (stages/retry.py, ui/operations.py) ------------------------------------
+STAGES = [
+    ("Source", ["Source.Enter", "Source.Checkout"]),
+    ("Build", ["Build.Enter", "Build.Steady", "Build.Flaky"]),
+    ("Deploy", ["Deploy.Enter", "Deploy.Web"]),
+]
+FAILED_BUILD = {
+    "Source.Enter": "success",
+    "Source.Checkout": "success",
+    "Build.Enter": "success",
+    "Build.Steady": "success",
+    "Build.Flaky": "failed",
+    "Deploy.Enter": "success",  # reserved while the run was in Build
+    "Deploy.Web": "upstream_failed",
+}
+
+
+def test_retrying_failed_actions_clears_them_the_door_and_everything_after():
+    from release_orchestrator.stages.retry import tasks_to_retry
+
+    cleared = tasks_to_retry(STAGES, FAILED_BUILD, "Build", "FAILED_ACTIONS")
+    assert cleared == ["Build.Enter", "Build.Flaky", "Deploy.Enter", "Deploy.Web"]
+    everything = tasks_to_retry(STAGES, FAILED_BUILD, "Build", "ALL_ACTIONS")
+    assert everything == ["Build.Enter", "Build.Steady", "Build.Flaky", "Deploy.Enter", "Deploy.Web"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "mode", "message"),
+    [
+        ("Source", "FAILED_ACTIONS", "stage Source has no failed action in this run"),
+        ("Deploy", "FAILED_ACTIONS", "stage Deploy has no failed action"),  # upstream failed: not its own failure
+        ("Test", "FAILED_ACTIONS", "no stage 'Test'; the stages are Source, Build, Deploy"),
+        ("Build", "SOME", "retry mode must be one of FAILED_ACTIONS, ALL_ACTIONS"),
+    ],
+)
+def test_a_retry_that_does_not_apply_says_why(stage, mode, message):
+    from release_orchestrator.stages.retry import RetryRefused, tasks_to_retry
+
+    states = {**FAILED_BUILD, "Deploy.Web": "upstream_failed"}
+    if stage == "Deploy":
+        states["Build.Flaky"] = "success"
+    with pytest.raises(RetryRefused, match=message.replace("(", r"\(")):
+        tasks_to_retry(STAGES, states, stage, mode)
+
+
+def test_the_stages_of_a_compiled_pipeline_come_in_order_without_preflight():
+    from release_orchestrator.ui.operations import stages_in_order
+
+    text = SPEC.format(mode="QUEUED", approval="SignOff").replace(
+        "  execution_mode: QUEUED\n", "  execution_mode: QUEUED\n  preflight: true\n"
+    )
+    dag = compiler.build_dag(load_spec_text(text, "doors.yaml"))
+    stages = stages_in_order(dag)
+    assert [name for name, _ in stages] == ["Source", "Approval", "Deploy"]
+    assert stages[2][1] == ["Deploy.Enter", "Deploy.Smoke", "Deploy.Web"]

@@ -9,7 +9,9 @@ each changing request to Airflow's REST API (`/api/v2`) and UI (`/ui`), who make
 - its form (HITL detail) being answered: a decision;
 - its `approval_wait` / `approval_decision` / outputs XComs being written by a user: refused always;
 - a transition's Variable (stages/transitions.py) being created, changed or deleted: refused always
-  (only the release console's API, outside `/api/v2` and `/ui`, writes them, recording who).
+  (only the release console's API, outside `/api/v2` and `/ui`, writes them, recording who);
+- a deferred task instance moving to failed or skipped: its trigger's work (a build, a deployment...) is
+  stopped once the transaction commits (triggers/abandon.py), also when the triggerer never started it.
 
 A decision by someone who may not decide (gate/policy.py) raises HTTP 403: the transaction rolls
 back, so the approval keeps waiting; the refusal goes to Airflow's audit log (event
@@ -31,6 +33,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -39,6 +43,7 @@ from typing import Any
 from release_orchestrator.gate.policy import APPROVAL_OPERATORS, Reviewer, refusal, run_authors
 from release_orchestrator.notifications.messages import now_iso
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY, WAIT_XCOM_KEY
+from release_orchestrator.triggers import abandon
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +121,17 @@ class ApprovalGateMiddleware:
             _current.reset(token)
 
 
+@contextmanager
+def marking_whole_run(dag_id: str, run_id: str, reviewer: Reviewer) -> Iterator[None]:
+    """Within this block, the database writes are `reviewer` marking the whole run (the console's stop,
+    ui/operations.py): a waiting approval is recorded as `Stopped`, exactly as for PATCH .../dagRuns/{run_id}."""
+    token = _current.set(UserRequest("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", reviewer))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
 # ---- the database side -------------------------------------------------------------------------
 def install() -> None:
     """Hook the flush and the ORM statements of every session in this process (idempotent)."""
@@ -126,6 +142,7 @@ def install() -> None:
         event.listen(Session, "before_flush", _before_flush)
     if not event.contains(Session, "do_orm_execute", _before_statement):
         event.listen(Session, "do_orm_execute", _before_statement)
+    abandon.install()
 
 
 def _before_statement(state: Any) -> None:
@@ -174,6 +191,8 @@ def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, TaskInstance):
             new_state = _changed_to(obj, "state")
+            if new_state is not None:  # a waiting action abandoned: its work is stopped after the commit
+                abandon.note_if_abandoned(session, obj, _committed_state(obj), getattr(new_state, "value", new_state))
             if obj.operator in APPROVAL_OPERATORS and new_state is not None:
                 _state_change(session, request, obj, getattr(new_state, "value", new_state))
         elif isinstance(obj, HITLDetail):

@@ -10,6 +10,11 @@
     PUT /releases/api/pipelines/{dag_id}/transitions/{stage}   {"enabled": false, "reason": "..."} or
                                                                {"enabled": true}: needs permission to edit the
                                                                pipeline (stages/transitions.py)
+    POST /releases/api/pipelines/{dag_id}/runs/{run_id}/stages/{stage}/retry
+                                                 {"mode": "FAILED_ACTIONS" | "ALL_ACTIONS"}: run a failed stage
+                                                 again (needs permission to change task instances)
+    POST /releases/api/pipelines/{dag_id}/runs/{run_id}/stop   {"reason": "..."}: abandon a run (needs
+                                                 permission to change runs)
 
 Plugin apps are anonymous unless they ask: every route here depends on Airflow's own `get_user` (the
 session cookie the UI sets, or a bearer token) and shows only the pipelines the auth manager lets the
@@ -19,9 +24,11 @@ the approval gate (gate/enforcement.py) applies its rules to every path alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
@@ -33,7 +40,7 @@ from pydantic import BaseModel, Field
 
 from release_orchestrator.gate.policy import Reviewer, refusal
 from release_orchestrator.stages import transitions
-from release_orchestrator.ui import queries
+from release_orchestrator.ui import operations, queries
 
 UI_URL_PREFIX = "/releases"
 MAX_RUNS_PER_PIPELINE = 10
@@ -62,6 +69,23 @@ def may_edit(user: Any, dag_id: str) -> bool:
 class TransitionChange(BaseModel):
     enabled: bool
     reason: str | None = Field(None, max_length=transitions.MAX_REASON)
+
+
+class RetryRequest(BaseModel):
+    mode: Literal["FAILED_ACTIONS", "ALL_ACTIONS"] = "FAILED_ACTIONS"
+
+
+class StopRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=transitions.MAX_REASON, pattern=r"\S")
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """An operation that does not apply answers its status (404, 409) and why."""
+    try:
+        yield
+    except operations.OperationRefused as refused:
+        raise HTTPException(refused.status, str(refused)) from None
 
 
 def may_change_task_instances(user: Any, dag_id: str) -> bool:
@@ -137,8 +161,41 @@ def create_app() -> FastAPI:
         reason = (change.reason or "").strip()
         if not change.enabled and not reason:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "disabling a transition needs a reason")
-        queries.set_transition(session, dag_id, stage, enabled=change.enabled, by=Reviewer.of(user).name, reason=reason)
+        operations.set_transition(
+            session, dag_id, stage, enabled=change.enabled, by=Reviewer.of(user).name, reason=reason
+        )
         return {"pipeline": dag_id, "transitions": queries.transitions(session, dag_id)}
+
+    @app.post("/api/pipelines/{dag_id}/runs/{run_id}/stages/{stage}/retry")
+    def retry(
+        dag_id: str,
+        run_id: str,
+        stage: str,
+        body: RetryRequest,
+        user: GetUserDep,
+        session: SessionDep,
+        pipelines: Pipelines,
+    ) -> dict[str, Any]:
+        readable(dag_id, pipelines)
+        if not may_change_task_instances(user, dag_id):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{Reviewer.of(user).name} may not retry stages of {dag_id}")
+        with refusals():
+            cleared = operations.retry_stage(session, dag_id, run_id, stage, body.mode, Reviewer.of(user).name)
+        return {"pipeline": dag_id, "run_id": run_id, "stage": stage, "mode": body.mode, "cleared": cleared}
+
+    @app.post("/api/pipelines/{dag_id}/runs/{run_id}/stop")
+    def stop(
+        dag_id: str, run_id: str, body: StopRequest, user: GetUserDep, session: SessionDep, pipelines: Pipelines
+    ) -> dict[str, Any]:
+        readable(dag_id, pipelines)
+        allowed = get_auth_manager().is_authorized_dag(
+            method="PUT", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
+        )
+        if not allowed:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{Reviewer.of(user).name} may not stop runs of {dag_id}")
+        with refusals():
+            stopped = operations.stop_run(session, dag_id, run_id, Reviewer.of(user), body.reason.strip())
+        return {"pipeline": dag_id, "run_id": run_id, "stopped": stopped}
 
     @app.get("/api/metrics")
     def metrics(

@@ -13,7 +13,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.models.dag import DagModel, DagTag
@@ -494,22 +494,3 @@ def transitions(session: Session, dag_id: str) -> list[dict[str, Any]]:
         record = parse(variable.val if variable is not None else None)  # .val decrypts
         out.append({"stage": stage, "enabled": record is None, **(record or {})})
     return out
-
-
-def set_transition(session: Session, dag_id: str, stage: str, *, enabled: bool, by: str, reason: str) -> None:
-    """Enable or disable the transition into `stage`, with an entry in Airflow's audit log."""
-    from airflow.models.log import Log
-    from airflow.models.variable import Variable
-
-    from release_orchestrator.stages.transitions import disabled_record, variable_key
-
-    key = variable_key(dag_id, stage)
-    if enabled:
-        Variable.delete(key, session=session)
-        event, extra = "transition.enabled", f"transition into {stage} enabled by {by}"
-    else:
-        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        Variable.set(key, disabled_record(by=by, reason=reason, at=at), session=session)
-        event, extra = "transition.disabled", f"transition into {stage} disabled by {by}: {reason}"
-    session.add(Log(event=event, dag_id=dag_id, owner=by, extra=extra))
-    session.commit()

@@ -1,0 +1,126 @@
+"""What the release console's API changes (ui/app.py): transitions, retrying a failed stage, stopping a run.
+
+Each runs in the api-server with the request's database session, after the route checked the user's
+permission, and leaves an entry in Airflow's audit log naming the user.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.models.dagrun import DagRun
+from airflow.models.log import Log
+from airflow.models.taskinstance import TaskInstance
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from release_orchestrator.gate.policy import Reviewer
+from release_orchestrator.pipeline.model import PREFLIGHT_GROUP
+from release_orchestrator.stages.retry import tasks_to_retry
+
+
+class OperationRefused(ValueError):
+    """The operation does not apply (HTTP 404 or 409, with the message)."""
+
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(message)
+        self.status = status
+
+
+def _audit(session: Session, event: str, dag_id: str, run_id: str | None, by: str, text: str) -> None:
+    session.add(Log(event=event, dag_id=dag_id, run_id=run_id, owner=by, owner_display_name=by, extra=text))
+
+
+# ---- transitions (stages/transitions.py) ----------------------------------------------------------
+def set_transition(session: Session, dag_id: str, stage: str, *, enabled: bool, by: str, reason: str) -> None:
+    """Enable or disable the transition into `stage`."""
+    from airflow.models.variable import Variable
+
+    from release_orchestrator.stages.transitions import disabled_record, variable_key
+
+    key = variable_key(dag_id, stage)
+    if enabled:
+        Variable.delete(key, session=session)
+        _audit(session, "transition.enabled", dag_id, None, by, f"transition into {stage} enabled by {by}")
+    else:
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        Variable.set(key, disabled_record(by=by, reason=reason, at=at), session=session)
+        _audit(session, "transition.disabled", dag_id, None, by, f"transition into {stage} disabled by {by}: {reason}")
+    session.commit()
+
+
+# ---- runs -------------------------------------------------------------------------------------------
+def _dag_and_run(session: Session, dag_id: str, run_id: str) -> tuple[Any, DagRun]:
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+    dag = SerializedDagModel.get_dag(dag_id, session=session)
+    if run is None or dag is None:
+        raise OperationRefused(f"pipeline {dag_id!r} has no run {run_id!r}", status=404)
+    return dag, run
+
+
+def stages_in_order(dag: Any) -> list[tuple[str, list[str]]]:
+    """The pipeline's stages (its task groups but Preflight) in order, each with its task ids."""
+    groups: dict[str, list[str]] = {}
+    for task in dag.tasks:
+        groups.setdefault(task.task_id.partition(".")[0], []).append(task.task_id)
+    before: dict[str, set[str]] = {group: set() for group in groups}  # group -> the groups it waits for
+    for task in dag.tasks:
+        group = task.task_id.partition(".")[0]
+        before[group] |= {up.partition(".")[0] for up in task.upstream_task_ids} - {group}
+    depth: dict[str, int] = {}
+
+    def place(group: str) -> int:
+        if group not in depth:
+            depth[group] = 1 + max((place(up) for up in before[group]), default=-1)
+        return depth[group]
+
+    ordered = sorted(groups, key=lambda group: (place(group), group))
+    return [(group, sorted(groups[group])) for group in ordered if group != PREFLIGHT_GROUP]
+
+
+def retry_stage(session: Session, dag_id: str, run_id: str, stage: str, mode: str, by: str) -> list[str]:
+    """Clear the stage's failed (or all) actions, its door and everything after it (stages/retry.py)."""
+    from airflow.models.taskinstance import clear_task_instances
+    from airflow.utils.state import DagRunState
+
+    from release_orchestrator.stages.retry import RetryRefused
+
+    dag, run = _dag_and_run(session, dag_id, run_id)
+    tis = list(
+        session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id))
+    )
+    states = {ti.task_id: ti.state for ti in tis if ti.map_index < 0}
+    try:
+        task_ids = set(tasks_to_retry(stages_in_order(dag), states, stage, mode))
+    except RetryRefused as refused:
+        raise OperationRefused(str(refused)) from None
+    cleared = [ti for ti in tis if ti.task_id in task_ids and ti.state is not None]
+    clear_task_instances(cleared, session, dag_run_state=DagRunState.QUEUED)
+    names = sorted(ti.task_id for ti in cleared)
+    _audit(session, "stage.retried", dag_id, run_id, by, f"{mode} retry of stage {stage} by {by}: {', '.join(names)}")
+    session.commit()
+    return names
+
+
+def stop_run(session: Session, dag_id: str, run_id: str, reviewer: Reviewer, reason: str) -> list[str]:
+    """Abandon a run: its running and waiting actions stop their AWS work now (on_kill: builds stopped,
+    deployments stopped and rolled back where configured), nothing else starts, the run ends failed."""
+    from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
+    from airflow.utils.state import DagRunState
+
+    from release_orchestrator.gate.enforcement import marking_whole_run
+
+    dag, run = _dag_and_run(session, dag_id, run_id)
+    if run.state not in (DagRunState.QUEUED, DagRunState.RUNNING):
+        raise OperationRefused(f"run {run_id} of {dag_id} has ended ({run.state}): nothing to stop")
+    # As marking the run failed in Airflow's UI does, the gate recording a waiting approval as Stopped.
+    with marking_whole_run(dag_id, run_id, reviewer):
+        stopped = set_dag_run_state_to_failed(dag=dag, run_id=run_id, commit=True, session=session)
+        run.note = f"Stopped by {reviewer.name}: {reason}"
+        _audit(session, "run.stopped", dag_id, run_id, reviewer.name, f"stopped by {reviewer.name}: {reason}")
+        session.flush()
+    session.commit()
+    return sorted({ti.task_id for tis in stopped for ti in tis})
