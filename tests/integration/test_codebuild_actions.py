@@ -81,7 +81,7 @@ PROJECTS = {
     # Slow enough to be still running when the triggerer is killed.
     "cb-build-kill": (BUILD_SPEC, 30, {"mode": "slow", "seconds": 25}),
     # Slow enough to be still running when its cleared task starts again (a finished build is not reattached).
-    "cb-build-clear": (BUILD_SPEC, 30, {"mode": "slow", "seconds": 40}),
+    "cb-build-clear": (BUILD_SPEC, 30, {"mode": "slow", "seconds": 30}),
     "cb-build-markfailed": (BUILD_SPEC, 30, {"mode": "hang"}),
     "cb-test-fail": (TEST_SPEC, 30, {"mode": "fail-tests"}),
 }
@@ -230,7 +230,7 @@ def background(api, inbox, projects) -> dict[str, tuple[str, str]]:
 
 def test_task_cleared_while_deferred_reattaches_to_its_build(api, codebuild, background):
     dag_id = "cb-build-clear"
-    # Started here, not with the background runs: its 40-s build must still run when this test clears the
+    # Started here, not with the background runs: its 30-s build must still run when this test clears the
     # task, whenever the shuffled order gets to it.
     run_id = api.trigger(dag_id, conf=push(dag_id)[0])["dag_run_id"]
     wait_for_task_state(api, dag_id, run_id, BUILD_TASK, {"deferred"}, timeout=RUN_TIMEOUT)

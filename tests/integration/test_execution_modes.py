@@ -19,6 +19,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,13 +39,14 @@ BUILD_SPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n"
 # project -> seconds each build takes (the sandbox's slow fault)
 PROJECTS = {
     "em-queued-build": 1,
-    "em-queued-test": 10,
+    "em-queued-test": 8,
     "em-superseded-build": 25,
     "em-transition-build": 1,
     "em-retry-steady": 1,
     "em-retry-flaky": 1,
 }
 TRANSITION, RETRY = "em-transition", "em-retry"
+THIRD_TEST_SECONDS = 25
 
 
 def push(label: str) -> dict:
@@ -91,13 +93,20 @@ def assert_one_at_a_time_in_order(times: list[tuple], what: str) -> None:
         assert earlier_end <= later_start, f"{what}: builds of two runs overlap: {times}"
 
 
-def test_queued_runs_go_through_each_stage_one_at_a_time_first_in_first_out(api, codebuild, queued_runs):
+def test_queued_runs_go_through_each_stage_one_at_a_time_first_in_first_out(
+    api, codebuild, sandbox, queued_runs, superseded_runs
+):
     first, second, third = queued_runs
+    # The third run's test build takes long enough for what is done while it holds Test (below).
+    ti = wait_for_task_state(api, QUEUED, second, "Test.Suite", {"deferred", "success", "failed"}, timeout=240)
+    assert ti["state"] == "deferred", helpers.ti_states(api, QUEUED, second)
+    sandbox.set_faults({"codebuild": {"em-queued-test": {"mode": "slow", "seconds": THIRD_TEST_SECONDS}}})
     for run_id in (first, second):
         assert wait_for_run(api, QUEUED, run_id, timeout=240)["state"] == "success"
     # While the third run holds Test, someone clears the first run's Test action by hand (not its door):
     # the action refuses to run beside the run that entered the stage after its own.
-    wait_for_task_state(api, QUEUED, third, "Test.Suite", {"deferred"}, timeout=120)
+    ti = wait_for_task_state(api, QUEUED, third, "Test.Suite", {"deferred", "success", "failed"}, timeout=120)
+    assert ti["state"] == "deferred", helpers.ti_states(api, QUEUED, third)
     builds = build_times(codebuild, api, QUEUED, "Build.Compile", queued_runs)
     tests = build_times(codebuild, api, QUEUED, "Test.Suite", [first, second])
     api.request(
@@ -127,19 +136,40 @@ def test_queued_runs_go_through_each_stage_one_at_a_time_first_in_first_out(api,
     )
 
 
-def test_a_newer_run_waiting_to_enter_a_stage_supersedes_the_one_waiting_there(
-    api, codebuild, sandbox, inbox, queued_runs
-):
+@pytest.fixture(scope="module")
+def superseded_runs(api: AirflowAPI, sandbox, inbox, projects) -> dict:
+    """em-superseded's three runs, started in the background (while em-queued's runs go on): the first
+    holds Build with its slow build, the second waits at Build's door, then the third comes."""
     mailbox = helpers.Mailbox(inbox)
     mailbox.collect()
-    api.wait_for_dag(SUPERSEDED, timeout=240)
-    first = api.trigger(SUPERSEDED, conf=push("superseded-1"))["dag_run_id"]
-    wait_for_task_state(api, SUPERSEDED, first, "Build.Compile", {"deferred"}, timeout=240)
-    # The first run's build holds Build for its 25 s; later builds take the sandbox's usual time.
-    sandbox.set_faults({"codebuild": {"em-superseded-build": None}})
-    second = api.trigger(SUPERSEDED, conf=push("superseded-2"))["dag_run_id"]
-    wait_for_task_state(api, SUPERSEDED, second, "Build.Enter", {"deferred"}, timeout=120)
-    third = api.trigger(SUPERSEDED, conf=push("superseded-3"))["dag_run_id"]
+    started: dict = {"mailbox": mailbox}
+
+    def start() -> None:
+        try:
+            api.wait_for_dag(SUPERSEDED, timeout=240)
+            first = started["first"] = api.trigger(SUPERSEDED, conf=push("superseded-1"))["dag_run_id"]
+            wait_for_task_state(api, SUPERSEDED, first, "Build.Compile", {"deferred"}, timeout=240)
+            # The first run's build holds Build for its 25 s; later builds take the sandbox's usual time.
+            sandbox.set_faults({"codebuild": {"em-superseded-build": None}})
+            second = started["second"] = api.trigger(SUPERSEDED, conf=push("superseded-2"))["dag_run_id"]
+            wait_for_task_state(api, SUPERSEDED, second, "Build.Enter", {"deferred"}, timeout=120)
+            started["third"] = api.trigger(SUPERSEDED, conf=push("superseded-3"))["dag_run_id"]
+        except BaseException as error:  # noqa: BLE001 - the test reports it
+            started["error"] = error
+
+    started["thread"] = threading.Thread(target=start, name="em-superseded runs", daemon=True)
+    started["thread"].start()
+    return started
+
+
+def test_a_newer_run_waiting_to_enter_a_stage_supersedes_the_one_waiting_there(
+    api, codebuild, superseded_runs, queued_runs
+):
+    superseded_runs["thread"].join(timeout=400)
+    if "error" in superseded_runs:
+        raise superseded_runs["error"]
+    first, second, third = (superseded_runs[key] for key in ("first", "second", "third"))
+    mailbox = superseded_runs["mailbox"]
 
     assert wait_for_run(api, SUPERSEDED, second, timeout=120)["state"] == "failed"
     record = api.xcom(SUPERSEDED, second, "Build.Enter", key=DECISION_XCOM_KEY)

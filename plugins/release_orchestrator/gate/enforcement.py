@@ -11,7 +11,7 @@ each changing request to Airflow's REST API (`/api/v2`) and UI (`/ui`), who make
 - a transition's Variable (stages/transitions.py) being created, changed or deleted: refused always
   (only the release console's API, outside `/api/v2` and `/ui`, writes them, recording who);
 - a deferred task instance moving to failed or skipped: its trigger's work (a build, a deployment...) is
-  stopped once the transaction commits (triggers/abandon.py), also when the triggerer never started it.
+  stopped once the transaction commits (gate/abandon.py), also when the triggerer never started it.
 
 A decision by someone who may not decide (gate/policy.py) raises HTTP 403: the transaction rolls
 back, so the approval keeps waiting; the refusal goes to Airflow's audit log (event
@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from release_orchestrator.gate import abandon
 from release_orchestrator.gate.policy import APPROVAL_OPERATORS, Reviewer, refusal, run_authors
 from release_orchestrator.notifications.messages import now_iso
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY, WAIT_XCOM_KEY
-from release_orchestrator.triggers import abandon
 
 log = logging.getLogger(__name__)
 

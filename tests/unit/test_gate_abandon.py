@@ -1,10 +1,10 @@
-"""The api-server stops the work of a waiting action a user abandons (triggers/abandon.py)."""
+"""The api-server stops the work of a waiting action a user abandons (gate/abandon.py)."""
 
 from types import SimpleNamespace
 
 import pytest
 
-from release_orchestrator.triggers import abandon
+from release_orchestrator.gate import abandon
 from release_orchestrator.triggers.codebuild import CodeBuildBuildTrigger
 
 CODEBUILD = f"{CodeBuildBuildTrigger.__module__}.{CodeBuildBuildTrigger.__qualname__}"
