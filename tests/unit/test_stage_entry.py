@@ -347,7 +347,7 @@ def test_a_retry_that_does_not_apply_says_why(stage, mode, message):
 
 
 def test_the_stages_of_a_compiled_pipeline_come_in_order_without_preflight():
-    from release_orchestrator.ui.operations import stages_in_order
+    from release_orchestrator.ui.queries import stages_in_order
 
     text = SPEC.format(mode="QUEUED", approval="SignOff").replace(
         "  execution_mode: QUEUED\n", "  execution_mode: QUEUED\n  preflight: true\n"

@@ -21,15 +21,19 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-ABANDONED_STATES = frozenset({"failed", "upstream_failed", "skipped", "removed"})
 _PENDING = "release_orchestrator_abandoned_waits"  # key in session.info: trigger id -> (classpath, kwargs, what)
 
 
 def note_if_abandoned(session: Any, ti: Any, before: str | None, after: str | None) -> None:
     """In a flush: remember the trigger of a deferred task instance the request abandons."""
-    if before != "deferred" or after not in ABANDONED_STATES or ti.trigger_id is None:
+    if before != "deferred" or ti.trigger_id is None:
         return
     from airflow.models.trigger import Trigger
+
+    from release_orchestrator.triggers.base import ABANDONED_STATES  # what the trigger's on_kill stops for
+
+    if after not in ABANDONED_STATES:
+        return
 
     trigger = session.get(Trigger, ti.trigger_id)
     if trigger is None:

@@ -35,10 +35,11 @@ class StageHeld:
                 f"{ti.task_id} does not run: this run has not entered stage {door.stage} ({door.enter_task_id} is "
                 f"{enter_state or 'not run'}); clear {door.enter_task_id} with it so the run waits for its turn"
             )
-        mine = self.entered_at(ti, ti.run_id)
+        mine: str | None = None  # when this run entered: read only if another run holds the stage too
         for other, their_states in sorted(states.items()):
             if other == ti.run_id or not holds(door, their_states):
                 continue
+            mine = mine or self.entered_at(ti, ti.run_id)
             theirs = self.entered_at(ti, other)
             if mine is None or theirs is None or theirs > mine:
                 raise AirflowFailException(

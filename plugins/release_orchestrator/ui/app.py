@@ -62,10 +62,6 @@ def readable(dag_id: str, pipelines: list[str]) -> str:
     return dag_id
 
 
-def may_edit(user: Any, dag_id: str) -> bool:
-    return get_auth_manager().is_authorized_dag(method="PUT", details=DagDetails(id=dag_id), user=user)
-
-
 class TransitionChange(BaseModel):
     enabled: bool
     reason: str | None = Field(None, max_length=transitions.MAX_REASON)
@@ -88,10 +84,18 @@ def refusals() -> Iterator[None]:
         raise HTTPException(refused.status, str(refused)) from None
 
 
-def may_change_task_instances(user: Any, dag_id: str) -> bool:
+def may_change(user: Any, dag_id: str, entity: DagAccessEntity | None = None) -> bool:
+    """Whether the auth manager lets `user` change the pipeline itself (no `entity`), or its runs or task
+    instances."""
     return get_auth_manager().is_authorized_dag(
-        method="PUT", access_entity=DagAccessEntity.TASK_INSTANCE, details=DagDetails(id=dag_id), user=user
+        method="PUT", access_entity=entity, details=DagDetails(id=dag_id), user=user
     )
+
+
+def require_change(user: Any, dag_id: str, entity: DagAccessEntity | None, doing: str) -> None:
+    """403 unless `user` may change what `doing` changes (see may_change)."""
+    if not may_change(user, dag_id, entity):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{Reviewer.of(user).name} may not {doing} {dag_id}")
 
 
 def create_app() -> FastAPI:
@@ -136,7 +140,7 @@ def create_app() -> FastAPI:
                 authors=approval["authors"],
                 allow_self_approval=approval["allow_self_approval"],
             )
-            if why_not is None and not may_change_task_instances(user, approval["pipeline"]):
+            if why_not is None and not may_change(user, approval["pipeline"], DagAccessEntity.TASK_INSTANCE):
                 why_not = f"{reviewer.name} may not change task instances of {approval['pipeline']}"
             approval["may_decide"], approval["refusal"] = why_not is None, why_not
         return {"user": reviewer.name, "approvals": waiting}
@@ -156,8 +160,7 @@ def create_app() -> FastAPI:
                 f"pipeline {dag_id!r} has no stage {stage!r} with a door; its stages with doors: "
                 f"{', '.join(doors) or 'none (PARALLEL pipelines have no stage doors)'}",
             )
-        if not may_edit(user, dag_id):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{Reviewer.of(user).name} may not edit pipeline {dag_id}")
+        require_change(user, dag_id, None, "edit pipeline")
         reason = (change.reason or "").strip()
         if not change.enabled and not reason:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "disabling a transition needs a reason")
@@ -177,8 +180,7 @@ def create_app() -> FastAPI:
         pipelines: Pipelines,
     ) -> dict[str, Any]:
         readable(dag_id, pipelines)
-        if not may_change_task_instances(user, dag_id):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{Reviewer.of(user).name} may not retry stages of {dag_id}")
+        require_change(user, dag_id, DagAccessEntity.TASK_INSTANCE, "retry stages of")
         with refusals():
             cleared = operations.retry_stage(session, dag_id, run_id, stage, body.mode, Reviewer.of(user).name)
         return {"pipeline": dag_id, "run_id": run_id, "stage": stage, "mode": body.mode, "cleared": cleared}
@@ -188,11 +190,7 @@ def create_app() -> FastAPI:
         dag_id: str, run_id: str, body: StopRequest, user: GetUserDep, session: SessionDep, pipelines: Pipelines
     ) -> dict[str, Any]:
         readable(dag_id, pipelines)
-        allowed = get_auth_manager().is_authorized_dag(
-            method="PUT", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
-        )
-        if not allowed:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{Reviewer.of(user).name} may not stop runs of {dag_id}")
+        require_change(user, dag_id, DagAccessEntity.RUN, "stop runs of")
         with refusals():
             stopped = operations.stop_run(session, dag_id, run_id, Reviewer.of(user), body.reason.strip())
         return {"pipeline": dag_id, "run_id": run_id, "stopped": stopped}

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from release_orchestrator.gate.policy import Reviewer
-from release_orchestrator.pipeline.model import PREFLIGHT_GROUP
 from release_orchestrator.stages.retry import tasks_to_retry
+from release_orchestrator.ui.queries import stages_in_order
 
 
 class OperationRefused(ValueError):
@@ -59,26 +59,6 @@ def _dag_and_run(session: Session, dag_id: str, run_id: str) -> tuple[Any, DagRu
     if run is None or dag is None:
         raise OperationRefused(f"pipeline {dag_id!r} has no run {run_id!r}", status=404)
     return dag, run
-
-
-def stages_in_order(dag: Any) -> list[tuple[str, list[str]]]:
-    """The pipeline's stages (its task groups but Preflight) in order, each with its task ids."""
-    groups: dict[str, list[str]] = {}
-    for task in dag.tasks:
-        groups.setdefault(task.task_id.partition(".")[0], []).append(task.task_id)
-    before: dict[str, set[str]] = {group: set() for group in groups}  # group -> the groups it waits for
-    for task in dag.tasks:
-        group = task.task_id.partition(".")[0]
-        before[group] |= {up.partition(".")[0] for up in task.upstream_task_ids} - {group}
-    depth: dict[str, int] = {}
-
-    def place(group: str) -> int:
-        if group not in depth:
-            depth[group] = 1 + max((place(up) for up in before[group]), default=-1)
-        return depth[group]
-
-    ordered = sorted(groups, key=lambda group: (place(group), group))
-    return [(group, sorted(groups[group])) for group in ordered if group != PREFLIGHT_GROUP]
 
 
 def retry_stage(session: Session, dag_id: str, run_id: str, stage: str, mode: str, by: str) -> list[str]:

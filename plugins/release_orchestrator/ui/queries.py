@@ -468,6 +468,28 @@ def dora(session: Session, dag_ids: list[str], *, days: int, now: datetime) -> d
 
 
 # ---- transitions (stages/transitions.py) --------------------------------------------------------
+def stages_in_order(dag: Any) -> list[tuple[str, list[str]]]:
+    """A compiled pipeline's stages (its task groups but Preflight) in order, each with its task ids."""
+    from release_orchestrator.pipeline.model import PREFLIGHT_GROUP
+
+    groups: dict[str, list[str]] = {}
+    for task in dag.tasks:
+        groups.setdefault(task.task_id.partition(".")[0], []).append(task.task_id)
+    before: dict[str, set[str]] = {group: set() for group in groups}  # group -> the groups it waits for
+    for task in dag.tasks:
+        group = task.task_id.partition(".")[0]
+        before[group] |= {up.partition(".")[0] for up in task.upstream_task_ids} - {group}
+    depth: dict[str, int] = {}
+
+    def place(group: str) -> int:
+        if group not in depth:
+            depth[group] = 1 + max((place(up) for up in before[group]), default=-1)
+        return depth[group]
+
+    ordered = sorted(groups, key=lambda group: (place(group), group))
+    return [(group, sorted(groups[group])) for group in ordered if group != PREFLIGHT_GROUP]
+
+
 def transitions(session: Session, dag_id: str) -> list[dict[str, Any]]:
     """Each stage with a door (its `<Stage>.Enter` task in the pipeline's latest DAG), in order, with its
     transition: enabled, or who disabled it, when and why."""
@@ -480,17 +502,11 @@ def transitions(session: Session, dag_id: str) -> list[dict[str, Any]]:
     dag = SerializedDagModel.get_dag(dag_id, session=session)
     if dag is None:
         return []
-    # The doors are chained in stage order: a door's place is how many doors come before it.
-    doors = {task.task_id: task for task in dag.tasks if task.task_id.endswith(f".{ENTER_TASK}")}
-
-    def place(task_id: str) -> int:
-        before = [upstream for upstream in doors[task_id].upstream_task_ids if upstream in doors]
-        return 1 + place(before[0]) if before else 0
-
+    stages = [stage for stage, tasks in stages_in_order(dag) if f"{stage}.{ENTER_TASK}" in tasks]
+    keys = {variable_key(dag_id, stage): stage for stage in stages}
+    stored = {v.key: v.val for v in session.scalars(select(Variable).where(Variable.key.in_(keys)))}  # .val decrypts
     out = []
-    for task_id in sorted(doors, key=place):
-        stage = task_id.rpartition(".")[0]
-        variable = session.scalar(select(Variable).where(Variable.key == variable_key(dag_id, stage)))
-        record = parse(variable.val if variable is not None else None)  # .val decrypts
+    for key, stage in keys.items():
+        record = parse(stored.get(key))
         out.append({"stage": stage, "enabled": record is None, **(record or {})})
     return out
