@@ -8,7 +8,6 @@ published (read back from the SQS queue subscribed to the topic). Exit code 0 on
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -19,7 +18,7 @@ import boto3
 
 from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from include.localenv.environment import LocalEnvironment
-from include.localenv.webhook_client import send_github_push
+from include.localenv.webhook_client import push_commit, send_github_push
 from include.sandbox import resources
 from release_orchestrator.settings import pipelines_dirs
 
@@ -42,14 +41,25 @@ def push_to_main(env: LocalEnvironment, api: AirflowAPI) -> str:
         api.request("POST", "/variables", json={"key": name, "value": WEBHOOK_SECRET})
     except AirflowAPIError:
         api.request("PATCH", f"/variables/{name}", json={"key": name, "value": WEBHOOK_SECRET})
-    commit = hashlib.sha1(datetime.now(timezone.utc).isoformat().encode()).hexdigest()
+    # A developer's push: the commit lands on the sandbox's GitHub (the source action fetches its files
+    # from there), then GitHub's webhook tells the receiver.
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    pushed = push_commit(
+        env.sandbox_url,
+        REPOSITORY,
+        "main",
+        {"web/orders.py": f"# orders page, {stamp}\n", "web/templates/orders.html": "<h1>Orders</h1>\n"},
+        "Add the orders page",
+    )
+    commit = pushed["sha"]
     response = send_github_push(
         f"{env.airflow_url}/release-webhooks/github",
         WEBHOOK_SECRET,
         REPOSITORY,
         "main",
         commit,
-        ["web/orders.py", "web/templates/orders.html"],
+        pushed["files"],
+        message=pushed["message"],
     )
     body = response.json()
     started = [s for s in body.get("started", []) if s["dag_id"] == PIPELINE]
@@ -131,6 +141,24 @@ def print_table(tis: list[dict]) -> None:
     print()
 
 
+def print_artifacts(api: AirflowAPI, run_id: str, tis: list[dict]) -> None:
+    """Which artifact each action wrote and read (its XCom `artifacts`): the release's path from the commit
+    to every deployment."""
+    print("Artifacts (s3 objects in the artifact store):")
+    for ti in sorted(tis, key=lambda t: t.get("start_date") or "~"):
+        try:
+            used = api.xcom(PIPELINE, run_id, ti["task_id"], key="artifacts")
+        except AirflowAPIError:
+            continue  # this action passes no artifacts
+        if isinstance(used, str):
+            used = json.loads(used)
+        for name, uri in (used.get("outputs") or {}).items():
+            print(f"  {ti['task_id']:<24} wrote {name:<12} {uri}")
+        for name, uri in (used.get("inputs") or {}).items():
+            print(f"  {ti['task_id']:<24} read  {name:<12} {uri}")
+    print()
+
+
 def read_notifications(env: LocalEnvironment, until_subject: tuple[str, ...] = (), timeout: float = 45) -> list[dict]:
     """Messages on the inbox queue; with until_subject, keep reading until one such subject arrives.
 
@@ -187,6 +215,7 @@ def main() -> int:
         run_id = push_to_main(env, api)
         state, tis = follow_run(env, api, reviewer, run_id)
         print_table(tis)
+        print_artifacts(api, run_id, tis)
         log("collecting the SNS messages the pipeline published")
         print_notifications(read_notifications(env, until_subject=("SUCCEEDED: pipeline", "FAILED: pipeline")))
         run = api.get_run(PIPELINE, run_id)

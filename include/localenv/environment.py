@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from include.sandbox import github as sandbox_github
 from include.sandbox import resources
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -179,6 +180,10 @@ class LocalEnvironment:
                 # with a heartbeat every 2 s, 10 s is still five missed beats.
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
                 "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws_conn),
+                # GitHub sources fetch commits and archives from the sandbox's GitHub API.
+                "AIRFLOW_CONN_GITHUB_DEFAULT": json.dumps(
+                    {"conn_type": "http", "host": f"{self.sandbox_url}/_github", "password": sandbox_github.TOKEN}
+                ),
                 "AWS_DEFAULT_REGION": resources.REGION,
                 "RELEASE_ORCHESTRATOR_PIPELINES_DIR": str(self.pipelines_dir),
                 "RELEASE_ORCHESTRATOR_POLL_INTERVAL": "1",

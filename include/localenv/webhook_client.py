@@ -72,7 +72,29 @@ def send_github(
 
 
 def send_github_push(
-    url: str, secret: str, repository: str, branch: str, commit: str, files: list[str], delivery_id: str | None = None
+    url: str,
+    secret: str,
+    repository: str,
+    branch: str,
+    commit: str,
+    files: list[str],
+    delivery_id: str | None = None,
+    message: str = "",
 ) -> httpx.Response:
     """Push `commit` to `branch` of `repository`, changing `files`, as a GitHub webhook would tell it."""
-    return send_github(url, secret, "push", github_push_payload(repository, branch, commit, files), delivery_id)
+    payload = github_push_payload(repository, branch, commit, files, message=message)
+    return send_github(url, secret, "push", payload, delivery_id)
+
+
+def push_commit(
+    sandbox_url: str, repository: str, branch: str, files: dict[str, str], message: str, author: str = "Demo Author"
+) -> dict:
+    """Commit `files` to `branch` of `repository` on the sandbox's GitHub (include/sandbox/github.py), as a
+    developer's `git push` does; returns {"sha", "before", "files", ...} for the matching webhook."""
+    response = httpx.post(
+        f"{sandbox_url}/_sandbox/github/push",
+        json={"repository": repository, "branch": branch, "files": files, "message": message, "author": author},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()

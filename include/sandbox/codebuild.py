@@ -96,6 +96,8 @@ class Build:
         self.exit_status = 1
         self.failed = False
         self.done = False
+        self.source_files: dict[str, bytes] | None = None  # a zip source's files (S3 sources)
+        self.packaging = "NONE"  # of the output artifact
 
     @property
     def name(self) -> str:
@@ -167,11 +169,21 @@ class CodeBuildEmulator:
         arn = f"arn:aws:codebuild:{region}:{ACCOUNT_ID}:build/{build_id}"
 
         source = copy.deepcopy(project.get("source") or {})
+        if params.get("sourceTypeOverride"):
+            source["type"] = params["sourceTypeOverride"]
+        if params.get("sourceLocationOverride"):
+            source["location"] = params["sourceLocationOverride"]
         if params.get("buildspecOverride"):
             source["buildspec"] = params["buildspecOverride"]
-        spec = parse_buildspec(source.get("buildspec"))
         source_version = params.get("sourceVersion") or project.get("sourceVersion")
-        resolved = resolve_source_version(source_version)
+        files, s3_version = None, None
+        if source.get("type") == "S3":
+            files, s3_version = read_s3_source(source.get("location", ""))
+        # An inline buildspec, else the named file (buildspec.yml) in a zip source, as CodeBuild reads it.
+        spec = parse_buildspec(source.get("buildspec")) or parse_buildspec(
+            (files or {}).get(source.get("buildspec") or "buildspec.yml", b"").decode(errors="replace")
+        )
+        resolved = s3_version or resolve_source_version(source_version)
 
         environment = copy.deepcopy(project.get("environment") or {})
         for key, field in (
@@ -271,6 +283,8 @@ class CodeBuildEmulator:
         if doc["serviceRole"] is None:
             doc.pop("serviceRole")
         build = Build(doc, region, project, spec, env, self.faults.for_project(name))
+        build.source_files = files
+        build.packaging = artifacts.get("packaging") or "NONE"
         self.builds[build_id] = build
         if token:
             self.tokens[(region, name, token)] = (build_id, at)
@@ -510,13 +524,16 @@ class CodeBuildEmulator:
             },
             indent=2,
         ).encode()
-        if (build.project.get("artifacts") or {}).get("packaging") == "ZIP":
+        outputs = {**artifact_files(build), "build-info.json": manifest}
+        if build.packaging == "ZIP":
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w") as archive:
-                archive.writestr("build-info.json", manifest)
+                for path, content in sorted(outputs.items()):
+                    archive.writestr(path, content)
             self._put_object(build, at, bucket, key, buffer.getvalue())
         else:
-            self._put_object(build, at, bucket, f"{key}/build-info.json", manifest)
+            for path, content in outputs.items():
+                self._put_object(build, at, bucket, f"{key}/{path}", content)
 
     def _upload_reports(self, build: Build, at: float) -> None:
         reports = build.spec.get("reports") or {}
@@ -540,6 +557,49 @@ class CodeBuildEmulator:
             backend_s3.put_object(bucket, key, body)
         except Exception as error:
             self._log(build, at, [f"[Container] {log_clock(at)} Failed to upload s3://{bucket}/{key}: {error}"])
+
+
+# ---- sources and artifacts ---------------------------------------------------
+
+
+def read_s3_source(location: str) -> tuple[dict[str, bytes], str | None]:
+    """The files of a zip source at bucket/key in moto's S3, and the object's version id.
+
+    A missing object fails StartBuild as CodeBuild fails the build's DOWNLOAD_SOURCE phase."""
+    bucket, _, key = location.partition("/")
+    try:
+        obj = backend("s3", "aws").get_object(bucket, key)
+    except Exception as error:
+        raise ApiError(400, "InvalidInputException", f"source s3://{bucket}/{key} cannot be read: {error}") from None
+    if obj is None:
+        raise ApiError(400, "InvalidInputException", f"source s3://{bucket}/{key} does not exist")
+    try:
+        with zipfile.ZipFile(io.BytesIO(obj.value)) as archive:
+            files = {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
+    except zipfile.BadZipFile:
+        files = {key.rsplit("/", 1)[-1]: obj.value}
+    version = obj.version_id if obj.version_id not in (None, "null") else None
+    return files, version or hashlib.sha1(obj.value).hexdigest()
+
+
+def artifact_files(build: Build) -> dict[str, bytes]:
+    """What the buildspec's artifacts.files select from the source, plus the files its commands would write
+    that the emulation knows (imageDetail.json from IMAGE_URI)."""
+    patterns = ((build.spec.get("artifacts") or {}).get("files")) or ["**/*"]
+    files = {
+        path: content
+        for path, content in (build.source_files or {}).items()
+        if any(_glob_match(path, pattern) for pattern in patterns)
+    }
+    if "imageDetail.json" in patterns and build.env.get("IMAGE_URI"):
+        files["imageDetail.json"] = json.dumps({"ImageURI": build.env["IMAGE_URI"]}).encode()
+    return files
+
+
+def _glob_match(path: str, pattern: str) -> bool:
+    """CodeBuild's artifact globs: '**/*' any depth, '*' one level."""
+    regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+    return re.fullmatch(regex, path) is not None
 
 
 # ---- buildspec emulation ---------------------------------------------------

@@ -37,6 +37,7 @@ from include.sandbox import (
     codedeploy,
     ecs_rollout,
     elasticbeanstalk,
+    github,
     lambda_invoke,
     stepfunctions,
 )
@@ -83,6 +84,7 @@ class SandboxApp:
         self.cloudformation = cloudformation.CloudFormationEmulator(self.faults, stack_seconds)
         self.ecs = ecs_rollout.EcsRolloutEmulator(self.faults, deploy_seconds)
         self.moto = DomainDispatcherApplication(create_backend_app)
+        self.github = github.GitHubEmulator()
 
     def tick(self) -> None:
         with self.lock:
@@ -99,6 +101,8 @@ class SandboxApp:
             return handled  # ECR PutImage and the CodeCommit push endpoint emit source change events
         if (handled := lambda_invoke.intercept(self, environ, start_response)) is not None:
             return handled  # moto would run the function in Docker
+        if environ.get("PATH_INFO", "").startswith(github.PREFIX + "/"):
+            return self.github.serve(environ, start_response)
         if environ.get("PATH_INFO", "").startswith("/_sandbox/"):
             return self._control(environ, start_response)
         if _signed_service(environ) == "elasticbeanstalk":
@@ -224,6 +228,20 @@ class SandboxApp:
                 self.faults.clear()
                 return _reply(start_response, 200, self.faults.snapshot())
             return _reply(start_response, 405, {"error": "use GET, PUT or DELETE"})
+        if path == "/_sandbox/github/push" and method == "POST":
+            try:
+                request = json.loads(_read_body(environ) or b"{}")
+                pushed = self.github.push(
+                    request["repository"],
+                    request.get("branch", "main"),
+                    request.get("files") or {},
+                    request.get("message") or "Change",
+                    request.get("author") or "Demo Author",
+                    request.get("delete"),
+                )
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                return _reply(start_response, 400, {"error": f"expected repository, branch, files, message: {error}"})
+            return _reply(start_response, 200, pushed)
         if path == "/_sandbox/reset" and method == "POST":
             with self.lock:
                 self.codebuild.reset()

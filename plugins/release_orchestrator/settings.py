@@ -78,6 +78,14 @@ PIPELINES_DIR = Setting(
     "the `plugins/` folder the package is loaded from, else `$AIRFLOW_HOME/include/pipelines` "
     "(the layout of Astro projects and of the official image)",
 )
+ARTIFACT_STORE = Setting(
+    "ARTIFACT_STORE",
+    None,
+    _text,
+    "`s3://bucket/prefix` where runs keep the artifacts their actions pass, for pipelines whose spec sets "
+    "no `artifact_store` (docs/pipeline-spec.md, Artifacts); default: none, such a pipeline may pass no "
+    "artifacts",
+)
 POLL_INTERVAL = Setting(
     "POLL_INTERVAL",
     None,
@@ -168,6 +176,7 @@ WEBHOOK_SECRET_CACHE_SECONDS = Setting(
 
 SETTINGS = (
     PIPELINES_DIR,
+    ARTIFACT_STORE,
     POLL_INTERVAL,
     PARALLEL_RUNS,
     EVENTS_QUEUE,

@@ -80,13 +80,11 @@ pipeline:
           configuration:
             repository: acme/webapp
             branch: main
-          output_artifacts: [SourceCode]
     - name: Build
       actions:
         - name: Compile
           type: build.codebuild
           namespace: Build
-          input_artifacts: [SourceCode]
           configuration:
             project_name: webapp-build
             source_version: "#{Source.CommitId}"

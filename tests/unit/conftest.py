@@ -1,4 +1,5 @@
 import json
+import threading
 
 import boto3
 import pytest
@@ -60,3 +61,26 @@ def store():
 def context(store):
     """An operator's context: a task instance and its state store."""
     return task_context(FakeTaskInstance(), store)
+
+
+@pytest.fixture
+def github_api(monkeypatch):
+    """The sandbox's GitHub REST API (include/sandbox/github.py) over real HTTP on a free loopback port, and
+    an Airflow connection (github_default) that points at it; returns the emulator (to push commits)."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from include.sandbox.github import PREFIX, TOKEN, GitHubEmulator
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    emulator = GitHubEmulator()
+    server = make_server("127.0.0.1", 0, emulator.serve, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}{PREFIX}"
+    monkeypatch.setenv("AIRFLOW_CONN_GITHUB_DEFAULT", json.dumps({"conn_type": "http", "host": url, "password": TOKEN}))
+    yield emulator
+    server.shutdown()
+    server.server_close()

@@ -201,7 +201,7 @@ def test_ecr_source_releases_the_pushed_digest(aws):
     assert out["ImageURI"].endswith(f"/webapp@{digest}")
 
 
-def test_codecommit_source_releases_the_pushed_commit_and_branch():
+def test_codecommit_source_releases_the_pushed_commit_and_branch(github_api):
     event = {
         "source": "aws.codecommit",
         "detail-type": "CodeCommit Repository State Change",
@@ -219,7 +219,7 @@ def test_codecommit_source_releases_the_pushed_commit_and_branch():
     # A webhook's or manual run's conf["source"] comes before events.
     manual = op.execute(context(asset_events(event), conf={"source": {"commit_id": "b" * 40}}))
     assert manual["CommitId"] == "b" * 40
-    # A GitHub source never takes a CodeCommit event.
-    github = GitSourceOperator(task_id="Checkout", repository="webapp", branch="main", provider="github")
-    with pytest.raises(ValueError, match="no source revision"):
-        github.execute(context(asset_events(event)))
+    # A GitHub source never takes a CodeCommit event: naming no revision, the run releases its branch's head.
+    github = GitSourceOperator(task_id="Checkout", repository="acme/webapp", branch="main", provider="github")
+    head = github_api.repositories["acme/webapp"].branches["main"]
+    assert github.execute(context(asset_events(event)))["CommitId"] == head

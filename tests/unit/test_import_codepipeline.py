@@ -51,13 +51,14 @@ def test_v1_with_outer_wrapper():
     )
     (deploy,) = p.stages[3].actions
     assert deploy.configuration["platform"] == "server"
-    assert deploy.configuration["revision_s3_key"] == f"{PLACEHOLDER}/BuildArtifact.zip"
+    # The deployment takes its revision from the build's artifact, as in CodePipeline: no placeholder.
+    assert deploy.input_artifacts == ["BuildArtifact"] and "revision_s3_key" not in deploy.configuration
     # roles become Airflow connections named after them
     assert deploy.aws_conn_id == "aws_productiondeployrole"
     assert result.connections["aws_productiondeployrole"] == "arn:aws:iam::222222222222:role/ProductionDeployRole"
     assert p.aws_conn_id in result.connections
     assert "airflow connections add aws_productiondeployrole --conn-type aws" in result.yaml
-    assert any("revision_s3_key is a placeholder" in n for n in result.notes)
+    assert not any("placeholder" in n and "revision" in n for n in result.notes)
 
 
 def test_v2_variables_triggers_and_parallel_mode():
@@ -100,7 +101,9 @@ def test_v2_variables_triggers_and_parallel_mode():
         "object_key": "config.zip",
     }
     compile_, tests = p.stages[1].actions
-    assert compile_.input_artifacts == ["SourceArtifact", "ConfigArtifact"]
+    # The primary input is the build's source; a secondary one is left out, saying so.
+    assert compile_.input_artifacts == ["SourceArtifact"]
+    assert any("ConfigArtifact left out: build.codebuild passes at most 1 input artifact" in n for n in result.notes)
     assert compile_.configuration["primary_source"] == "SourceArtifact"
     assert compile_.configuration["environment_variables"] == {
         "COMMIT": "#{SourceVariables.CommitId}",

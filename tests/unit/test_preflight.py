@@ -31,7 +31,6 @@ def test_plan_of_the_example_names_every_resource_with_its_region_and_connection
             "us-east-1",
             "aws_default",
         ),
-        ("Test", "DeployStaging", "s3_bucket", "release-artifacts", {}, "us-east-1", "aws_default"),
         ("Test", "IntegrationTests", "codebuild_project", "webapp-integration-tests", {}, "us-east-1", "aws_default"),
         (
             "Deploy",
@@ -42,7 +41,6 @@ def test_plan_of_the_example_names_every_resource_with_its_region_and_connection
             "us-east-1",
             "aws_default",
         ),
-        ("Deploy", "EC2", "s3_bucket", "release-artifacts", {}, "us-east-1", "aws_default"),
         (
             "Deploy",
             "ECS",
@@ -71,6 +69,7 @@ def test_plan_of_the_example_names_every_resource_with_its_region_and_connection
             None,
             "aws_default",
         ),
+        ("-", "artifact_store", "s3_bucket", "release-artifacts", {}, "us-east-1", "aws_default"),
     ]
 
 
@@ -86,12 +85,16 @@ def test_an_actions_own_connection_gets_its_own_credentials_check_and_the_option
     assert {c.aws_conn_id for c in checks if c.action == "Lambda"} == {"prod"}
 
 
-def test_the_artifact_stores_bucket_is_checked():
+def test_the_artifact_stores_bucket_is_checked_in_each_region():
+    [store] = [c for c in plan(load_spec(EXAMPLE), region="us-east-1") if c.action == "artifact_store"]
+    assert (store.stage, store.kind, store.name, store.region) == ("-", "s3_bucket", "release-artifacts", "us-east-1")
     text = EXAMPLE.read_text().replace(
-        "  execution_mode: QUEUED\n", "  execution_mode: QUEUED\n  artifact_store: s3://release-artifacts/runs\n"
+        "  artifact_store: s3://release-artifacts/runs\n",
+        "  region: us-east-1\n  artifact_store:\n    us-east-1: s3://release-artifacts/runs\n"
+        "    eu-west-1: s3://release-artifacts-eu/runs\n",
     )
-    [store] = [c for c in plan(load_spec_text(text)) if c.action == "artifact_store"]
-    assert (store.stage, store.kind, store.name) == ("-", "s3_bucket", "release-artifacts")
+    stores = [(c.name, c.region) for c in plan(load_spec_text(text)) if c.action == "artifact_store"]
+    assert stores == [("release-artifacts", "us-east-1"), ("release-artifacts-eu", "eu-west-1")]
 
 
 def test_table_has_one_row_per_check_and_counts_each_result():

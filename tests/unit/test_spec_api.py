@@ -51,7 +51,6 @@ def webapp():
                         input_artifacts=["SourceArtifact"],
                         output_artifacts=["BuildArtifact"],
                         project_name="webapp-build",
-                        source_version="#{Source.CommitId}",
                         environment_variables={
                             "ENV": "#{variables.DeployEnv}",
                             "CONFIG_VERSION": "#{Config.VersionId}",

@@ -86,7 +86,10 @@ pipeline:
     assert found[(7, "run_order")] == "expected an integer, got a string"
     assert found[(8, "input_artifacts[1]")] == "expected a string, got a list"
     assert found[(6, "type")].startswith("missing required field")
-    assert len(errors) == 4  # the validator does not repeat what the loader said
+    # The validator judges what the loader kept ('a'), and does not repeat what the loader said.
+    assert found[(8, "input_artifacts[0]")].startswith("no action writes artifact 'a'")
+    assert "no artifact store" in found[(8, "input_artifacts")]
+    assert len(errors) == 6
 
 
 def test_several_errors_are_all_reported_one_per_line():

@@ -16,6 +16,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, mask_secret
 
+from release_orchestrator.artifacts import PassesArtifacts
 from release_orchestrator.hooks.codebuild import (
     BUILD_TERMINAL_STATES,
     CodeBuildHook,
@@ -64,7 +65,7 @@ def normalize_environment_variables(value: Any) -> list[dict[str, str]]:
     return result
 
 
-class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
+class CodeBuildOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeBuildHook]):
     """Run a CodeBuild build (action type ``build.codebuild``).
 
     Starts the build and waits for it deferred; succeeds only when the build SUCCEEDED.
@@ -163,7 +164,25 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
             overrides["buildspecOverride"] = self.buildspec
         if self.build_timeout_minutes not in (None, ""):
             overrides["timeoutInMinutesOverride"] = int(self.build_timeout_minutes)
-        overrides.update(self._source_override())
+        if self.input_names:
+            # The input artifact is the build's source (CodePipeline's override of the project's source).
+            primary = self.primary_source if self.primary_source in self.input_names else None
+            source = self.input_artifact(context, primary)
+            overrides["sourceTypeOverride"] = "S3"
+            overrides["sourceLocationOverride"] = source.bucket_and_key
+        else:
+            overrides.update(self._source_override())
+        if self.output_names:
+            target = self.output_artifact(context)
+            folder, _, name = target.key.rpartition("/")
+            overrides["artifactsOverride"] = {
+                "type": "S3",
+                "location": target.bucket,
+                "path": folder,
+                "name": name,
+                "namespaceType": "NONE",
+                "packaging": "ZIP",
+            }
         return overrides
 
     def _source_override(self) -> dict[str, str]:
@@ -205,6 +224,7 @@ class CodeBuildOperator(StopsItsWork, AwsBaseOperator[CodeBuildHook]):
         record = StartRecord(context, self.record_key, self.log)
         build = self._reattach(record) or self._start(context, record)
         self._build_id = build["id"]
+        self.record_locations(context)
         self._persist_links(context, build)
         if build["buildStatus"] in BUILD_TERMINAL_STATES:
             return self.finish(context, build)

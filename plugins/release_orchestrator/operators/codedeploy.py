@@ -18,6 +18,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
+from release_orchestrator.artifacts import PassesArtifacts
 from release_orchestrator.hooks.base import aws_call
 from release_orchestrator.hooks.codedeploy import (
     DEPLOYMENT_READY,
@@ -98,7 +99,7 @@ def appspec_revision(appspec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
+class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDeployHook]):
     """Deploy with CodeDeploy (action type ``deploy.codedeploy``).
 
     :param application_name: the CodeDeploy application.
@@ -271,6 +272,7 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
         deployment = self._reattach(record, marker) or self._create(context, record, marker)
         self._deployment_id = deployment["deploymentId"]
         self._persist_link(context, deployment["deploymentId"])
+        self.record_locations(context)
         if deployment["status"] == DEPLOYMENT_READY and continue_at_ready:
             deployment = self._continue(deployment)
             continue_at_ready = False  # continued here: the trigger only waits for the end
@@ -362,7 +364,7 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
 
     def _create(self, context: Context, record: StartRecord, marker: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
-            "revision": self.revision(),
+            "revision": self.revision(context),
             "description": " ".join(filter(None, (self.description, marker))),
         }
         if self.deployment_config_name:
@@ -391,14 +393,20 @@ class CodeDeployOperator(StopsItsWork, AwsBaseOperator[CodeDeployHook]):
 
     # --- revisions ---
 
-    def revision(self) -> dict[str, Any]:
+    def revision(self, context: Context | None = None) -> dict[str, Any]:
         if self._platform == "ecs":
             return appspec_revision(self.ecs_appspec(self.register_task_definition()))
         if self._platform == "lambda":
             return appspec_revision(self.lambda_appspec())
-        return self.server_revision()
+        return self.server_revision(context)
 
-    def server_revision(self) -> dict[str, Any]:
+    def server_revision(self, context: Context | None = None) -> dict[str, Any]:
+        if self.input_names and context is not None:  # the bundle is the input artifact (a zip)
+            bundle = self.input_artifact(context)
+            location = {"bucket": bundle.bucket, "key": bundle.key, "bundleType": "zip"}
+            if bundle.version_id:
+                location["version"] = bundle.version_id
+            return {"revisionType": "S3", "s3Location": location}
         bucket, key = self.revision_s3_bucket, self.revision_s3_key
         if key and str(key).startswith("s3://") and not bucket:
             bucket, _, key = key[len("s3://") :].partition("/")

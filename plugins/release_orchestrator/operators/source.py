@@ -7,13 +7,16 @@ A run learns its revision, first found wins, from
    push, S3 upload through EventBridge and SQS) has no conf; each event's extra carries the AWS event,
    and the source action takes the latest one about its own source (several events can fold into one
    run when they arrive before the scheduler creates it).
-Git sources need one of those: there is no git host to ask from here. S3 and ECR sources resolve the
-latest object version / image digest from AWS when the run names none, as CodePipeline does.
+When a run names none, a GitHub source releases the branch's head, S3 and ECR sources the latest object
+version / image digest, as CodePipeline does; a CodeCommit source needs one. With an output artifact, the
+source stores what it releases in the artifact store (release_orchestrator/artifacts.py).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.ecr import EcrHook
@@ -22,8 +25,10 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import BaseOperator
 
+from release_orchestrator.artifacts import PassesArtifacts, without_top_folder, zip_files
 from release_orchestrator.events.sources import changes_in_asset_events, describe_change, describe_changes
 from release_orchestrator.hooks.base import aws_call
+from release_orchestrator.hooks.github import GitHubHook
 
 SOURCE_REVISION_PARAM = "source_revision"
 
@@ -65,8 +70,15 @@ def event_source(context: Any, accepts: Callable[[dict[str, Any]], bool]) -> dic
     return mine[-1]
 
 
-class GitSourceOperator(BaseOperator):
-    """source.github and source.codecommit: the commit this run releases."""
+class GitSourceOperator(PassesArtifacts, BaseOperator):
+    """source.github and source.codecommit: the commit this run releases, and for GitHub its files as the
+    output artifact.
+
+    A GitHub source asks GitHub (connection ``github_conn_id``) for the branch's head when the run names
+    no revision (a manual or scheduled run), and for the commit's message and author when the run did not
+    bring them; with an output artifact it stores the commit's files (GitHub's zipball, unpacked to the
+    root as CodePipeline's CODE_ZIP) in the artifact store.
+    """
 
     template_fields = ("repository", "branch")
     ui_color = "#e8f1fb"
@@ -77,12 +89,14 @@ class GitSourceOperator(BaseOperator):
         repository: str,
         branch: str,
         provider: str = "github",
+        github_conn_id: str = GitHubHook.default_conn_name,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.repository = repository
         self.branch = branch
         self.provider = provider
+        self.github_conn_id = github_conn_id
 
     def accepts(self, change: dict[str, Any]) -> bool:
         """A CodeCommit push event about this action's repository (the trigger chose the branches)."""
@@ -95,15 +109,23 @@ class GitSourceOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         source = run_source(context, self.accepts)
         commit_id = source.get("revision") or source.get("commit_id")
-        if not commit_id:
-            started_by = "a CodeCommit push event" if self.provider == "codecommit" else "a push webhook"
-            raise SourceRevisionMissing(
-                f"source action {self.task_id}: this run has no source revision for {self.repository}@{self.branch}. "
-                f'Start it from {started_by}, or trigger it with conf {{"source": {{"commit_id": "<sha>"}}}} '
-                f"or the '{SOURCE_REVISION_PARAM}' param."
-            )
         repository = source.get("repository") or self.repository
         branch = source.get("branch") or self.branch
+        github = GitHubHook(self.github_conn_id) if self.provider == "github" else None
+        if github is not None and (not commit_id or self.output_names):
+            if repository != self.repository:
+                raise SourceRevisionMissing(
+                    f"source action {self.task_id}: the run names repository {repository!r}, and this action "
+                    f"releases {self.repository!r}; a run cannot fetch another repository's files"
+                )
+            source = {**source, **self._from_github(github, commit_id, branch, source)}
+            commit_id = source["commit_id"]
+        if not commit_id:
+            raise SourceRevisionMissing(
+                f"source action {self.task_id}: this run has no source revision for {self.repository}@{self.branch}. "
+                f"Start it from a CodeCommit push event, or trigger it with conf "
+                f'{{"source": {{"commit_id": "<sha>"}}}} or the \'{SOURCE_REVISION_PARAM}\' param.'
+            )
         outputs = {
             "CommitId": commit_id,
             "BranchName": branch,
@@ -117,10 +139,35 @@ class GitSourceOperator(BaseOperator):
             "ChangedFiles": list(source.get("changed_files") or []),
         }
         self.log.info("Releasing %s@%s commit %s: %s", repository, branch, commit_id, outputs["CommitMessage"])
+        if github is not None and self.output_names:
+            files = without_top_folder(github.zipball(self.repository, commit_id))
+            self.log.info("Fetched %d files of %s at %s", len(files), self.repository, commit_id)
+            self.put_output(context, zip_files(files))
         return outputs
 
+    def _from_github(
+        self, github: GitHubHook, commit_id: str | None, branch: str, source: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The commit (the branch's head when the run names none) and what the run did not bring about it."""
+        if commit_id:
+            commit = github.commit(self.repository, commit_id)
+        else:
+            commit = github.branch_head(self.repository, branch)
+            self.log.info("The run names no revision: releasing the head of %s, %s", branch, commit["sha"])
+        detail = commit.get("commit") or {}
+        author = detail.get("author") or {}
+        found = {
+            "commit_id": commit["sha"],
+            "commit_message": detail.get("message", ""),
+            "author": author.get("name", ""),
+            "author_date": author.get("date", ""),
+            "commit_url": commit.get("html_url", ""),
+        }
+        # What the webhook brought wins (it is what the pusher saw); GitHub fills in the rest.
+        return {key: source.get(key) or value for key, value in found.items()}
 
-class S3SourceOperator(AwsBaseOperator[S3Hook]):
+
+class S3SourceOperator(PassesArtifacts, AwsBaseOperator[S3Hook]):
     """source.s3: an object version in a versioned bucket.
 
     The connection arguments are the amazon provider's (``aws_conn_id``, ``region_name``, ``verify``,
@@ -152,6 +199,16 @@ class S3SourceOperator(AwsBaseOperator[S3Hook]):
         version_named = f" version '{version}'" if version else ""
         with aws_call("HeadObject", f"s3://{self.bucket}/{self.object_key}{version_named}"):
             head = client.head_object(**request)
+        if self.output_names:  # the object version itself is the artifact, as CodePipeline copies it
+            target = self.output_artifact(context)
+            copied = {"Bucket": self.bucket, "Key": self.object_key}
+            if head.get("VersionId"):
+                copied["VersionId"] = head["VersionId"]
+            with aws_call("CopyObject", f"s3://{self.bucket}/{self.object_key} to artifact {target.uri}"):
+                put = self._s3(self.artifacts.get("region")).copy_object(
+                    Bucket=target.bucket, Key=target.key, CopySource=copied
+                )
+            self.record_output(context, replace(target, version_id=put.get("VersionId")))
         return {
             "VersionId": head.get("VersionId") or version or "",
             "ETag": head.get("ETag", "").strip('"'),
@@ -160,7 +217,7 @@ class S3SourceOperator(AwsBaseOperator[S3Hook]):
         }
 
 
-class EcrSourceOperator(AwsBaseOperator[EcrHook]):
+class EcrSourceOperator(PassesArtifacts, AwsBaseOperator[EcrHook]):
     """source.ecr: an image, by digest when the run names one, else the tag's current digest.
 
     The connection arguments are the amazon provider's (``aws_conn_id``, ``region_name``, ``verify``,
@@ -195,13 +252,30 @@ class EcrSourceOperator(AwsBaseOperator[EcrHook]):
             detail = client.describe_images(repositoryName=self.repository, imageIds=[image_id])["imageDetails"][0]
         with aws_call("DescribeRepositories", f"ecr repository '{self.repository}'"):
             uri = client.describe_repositories(repositoryNames=[self.repository])["repositories"][0]["repositoryUri"]
-        return {
+        outputs = {
             "ImageDigest": detail["imageDigest"],
             "ImageTag": _image_tag(detail.get("imageTags") or [], source.get("image_tag") or self.image_tag),
             "ImageURI": f"{uri}@{detail['imageDigest']}",
             "RegistryId": detail["registryId"],
             "RepositoryName": self.repository,
         }
+        if self.output_names:  # CodePipeline's ECR source artifact: imageDetail.json
+            self.put_output(context, zip_files({"imageDetail.json": json.dumps(_image_detail(detail, uri)).encode()}))
+        return outputs
+
+
+def _image_detail(detail: dict[str, Any], uri: str) -> dict[str, Any]:
+    pushed = detail.get("imagePushedAt")
+    return {
+        "ImageSizeInBytes": str(detail.get("imageSizeInBytes", "")),
+        "ImageDigest": detail["imageDigest"],
+        "Version": "1.0",
+        "ImagePushedAt": pushed.isoformat() if hasattr(pushed, "isoformat") else str(pushed or ""),
+        "RegistryId": detail["registryId"],
+        "RepositoryName": detail.get("repositoryName", ""),
+        "ImageURI": f"{uri}@{detail['imageDigest']}",
+        "ImageTags": detail.get("imageTags") or [],
+    }
 
 
 def _image_tag(tags: list[str], wanted: str) -> str:

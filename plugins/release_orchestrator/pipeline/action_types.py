@@ -91,6 +91,21 @@ Resources = Callable[[dict[str, Any]], list[Resource]]
 Permissions = Callable[[dict[str, Any]], list[Permission]]
 
 
+@dataclass(frozen=True)
+class ArtifactSlots:
+    """How many input and output artifacts an action of a type takes, (fewest, most) each, and a check of
+    the rules between its artifacts and its configuration: check(configuration, inputs, outputs) returns
+    (key path, message) pairs as a configuration check does. What an action does with them is its
+    operator's (release_orchestrator/artifacts.py)."""
+
+    inputs: tuple[int, int] = (0, 0)
+    outputs: tuple[int, int] = (0, 0)
+    check: Callable[[dict[str, Any], list[str], list[str]], list[tuple[str, str]]] | None = None
+
+
+NO_ARTIFACTS = ArtifactSlots()
+
+
 # A check gets the configuration (its known keys only; values may still be of the wrong kind, which the
 # validator reports on its own) and returns (key path inside the configuration, message) pairs.
 Check = Callable[[dict[str, Any]], list[tuple[str, str]]]
@@ -118,6 +133,7 @@ class ActionType:
     fixed_kwargs: dict[str, Any] = field(default_factory=dict)
     uses_aws: bool = True  # gets aws_conn_id and region_name
     polls: bool = False  # waits on the shared batched poller: gets poll_interval
+    artifacts: ArtifactSlots = NO_ARTIFACTS
     # What `check` looks up before a run, and the IAM permissions `iam-policy` grants (see Resource, Permission).
     resources: Resources | None = None
     permissions: Permissions | None = None
@@ -330,14 +346,7 @@ def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
             require("revision_s3_bucket", "revision_s3_key")
         elif github:
             require("revision_github_repository", "revision_github_commit")
-        else:
-            problems.append(
-                (
-                    "revision_s3_bucket",
-                    "platform server needs a revision: revision_s3_bucket and "
-                    "revision_s3_key, or revision_github_repository and revision_github_commit",
-                )
-            )
+        # With neither, the revision is the input artifact (_codedeploy_artifacts says when one is missing).
     elif platform == "ecs":
         require("task_definition_template", "container_name", "container_port", "image")
     else:
@@ -359,6 +368,43 @@ def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
             elif not isinstance(function, str):
                 problems.append((f"hooks.{event}", "expected a Lambda function name"))
     return problems
+
+
+def _codedeploy_artifacts(config: dict, inputs: list[str], outputs: list[str]) -> list[tuple[str, str]]:
+    platform = config.get("platform", "server")
+    if not isinstance(platform, str) or platform not in _PLATFORM_KEYS:
+        return []  # the configuration check already reported it
+    named = [k for k in _SERVER_KEYS if k in config and k != "revision_bundle_type"]
+    if inputs and platform != "server":
+        return [("input_artifacts", f"platform {platform} takes no input artifact; only platform server does")]
+    if platform == "server" and inputs and named:
+        return [(named[0], f"the revision is the input artifact '{inputs[0]}': remove {', '.join(named)}")]
+    if platform == "server" and not inputs and not named:
+        return [
+            (
+                "revision_s3_bucket",
+                "platform server needs a revision: an input artifact (input_artifacts: [BuildOutput]), "
+                "revision_s3_bucket and revision_s3_key, or revision_github_repository and revision_github_commit",
+            )
+        ]
+    return []
+
+
+def _codebuild_artifacts(config: dict, inputs: list[str], outputs: list[str]) -> list[tuple[str, str]]:
+    if not inputs:
+        return []
+    if "source_version" in config:
+        return [
+            (
+                "source_version",
+                f"the build's source is the input artifact '{inputs[0]}': remove source_version "
+                "(it picks a revision of the project's own source)",
+            )
+        ]
+    primary = config.get("primary_source")
+    if isinstance(primary, str) and not has_reference(primary) and primary not in inputs:
+        return [("primary_source", f"{primary!r} is not one of the input artifacts: {', '.join(inputs)}")]
+    return []
 
 
 # A function name, a partial ARN (account:function:name) or a full ARN, each with an optional :alias or :version.
@@ -1001,6 +1047,13 @@ ACTION_TYPES: dict[str, ActionType] = {
             keys=(
                 ConfigKey("repository", "repository as 'owner/name'", required=True),
                 ConfigKey("branch", "branch to follow", required=True),
+                ConfigKey(
+                    "github_conn_id",
+                    "Airflow connection holding a GitHub token (password) and, for GitHub Enterprise, the API's "
+                    "URL (host); used to fetch the output artifact and the branch's head for runs that name no "
+                    "revision",
+                    default="github_default",
+                ),
             ),
             outputs=(
                 "CommitId",
@@ -1016,6 +1069,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             check=_check_github,
             operator=f"{_OPERATORS}.source:GitSourceOperator",
             fixed_kwargs={"provider": "github"},
+            artifacts=ArtifactSlots(outputs=(0, 1)),
             imported_from={"Source/AWS/CodeStarSourceConnection": "github", "Source/ThirdParty/GitHub": "github_v1"},
             uses_aws=False,  # the revision comes with the run (webhook, event or trigger form)
         ),
@@ -1045,6 +1099,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("VersionId", "ETag", "ObjectKey", "BucketName"),
             operator=f"{_OPERATORS}.source:S3SourceOperator",
+            artifacts=ArtifactSlots(outputs=(0, 1)),
             imported_from={"Source/AWS/S3": "s3"},
             resources=lambda config: [Resource("s3_bucket", config.get("bucket"), {"versioned": True})],
             permissions=lambda config: [
@@ -1066,6 +1121,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("ImageDigest", "ImageTag", "ImageURI", "RegistryId", "RepositoryName"),
             operator=f"{_OPERATORS}.source:EcrSourceOperator",
+            artifacts=ArtifactSlots(outputs=(0, 1)),
             imported_from={"Source/AWS/ECR": "ecr"},
             resources=lambda config: [Resource("ecr_repository", config.get("repository"))],
             permissions=lambda config: [
@@ -1086,6 +1142,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             open_outputs=True,
             check=_check_codebuild,
             operator=f"{_OPERATORS}.codebuild:CodeBuildOperator",
+            artifacts=ArtifactSlots(inputs=(0, 1), outputs=(0, 1), check=_codebuild_artifacts),
             imported_from={"Build/AWS/CodeBuild": "codebuild"},
             polls=True,
             resources=_codebuild_resources,
@@ -1105,6 +1162,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             open_outputs=True,
             check=_check_codebuild,
             operator=f"{_OPERATORS}.codebuild:TestCodeBuildOperator",
+            artifacts=ArtifactSlots(inputs=(0, 1), outputs=(0, 1), check=_codebuild_artifacts),
             imported_from={"Test/AWS/CodeBuild": "codebuild"},
             polls=True,
             resources=_codebuild_resources,
@@ -1210,6 +1268,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("DeploymentId", "DeploymentStatus", "TaskDefinitionArn", "LambdaVersion", "ConsoleUrl"),
             check=_check_codedeploy,
+            artifacts=ArtifactSlots(inputs=(0, 1), check=_codedeploy_artifacts),
             operator=f"{_OPERATORS}.codedeploy:CodeDeployOperator",
             imported_from={"Deploy/AWS/CodeDeploy": "codedeploy", "Deploy/AWS/CodeDeployToECS": "codedeploy_ecs"},
             polls=True,
@@ -1440,6 +1499,16 @@ def get_action_type(name: str) -> ActionType | None:
     return ACTION_TYPES.get(name)
 
 
+def _artifacts_text(slots: ArtifactSlots) -> str:
+    def count(span: tuple[int, int], what: str) -> str:
+        fewest, most = span
+        if most == 0:
+            return f"no {what}"
+        return f"{'' if fewest == most else f'{fewest} to '}{most} {what}"
+
+    return f"{count(slots.inputs, 'input')}, {count(slots.outputs, 'output')}"
+
+
 def reference_markdown() -> str:
     """The action-type section of docs/pipeline-spec.md, generated from the table."""
     out = []
@@ -1460,5 +1529,5 @@ def reference_markdown() -> str:
                 "" if k.default is None else f"`{str(k.default).lower() if isinstance(k.default, bool) else k.default}`"
             )
             out.append(f"| `{k.name}` | {'yes' if k.required else ''} | {value} | {default} | {k.description} |")
-        out += ["", f"Outputs: {t.outputs_text}.", ""]
+        out += ["", f"Outputs: {t.outputs_text}.", "", f"Artifacts: {_artifacts_text(t.artifacts)}.", ""]
     return "\n".join(out)

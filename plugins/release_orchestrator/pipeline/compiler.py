@@ -29,6 +29,7 @@ from release_orchestrator import settings
 from release_orchestrator.gate.policy import ApprovalsRequired
 from release_orchestrator.notifications.messages import APPROVAL_EVENTS
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
+from release_orchestrator.pipeline.artifacts import artifact_kwargs
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
 from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline, Stage
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
@@ -393,6 +394,8 @@ def _build_task(
     if action_type.uses_aws:
         kwargs["aws_conn_id"] = _literal(action.aws_conn_id or pipeline.aws_conn_id)
         kwargs["region_name"] = _literal(action.region or pipeline.region)
+    if (artifacts := artifact_kwargs(pipeline, action)) is not None:
+        kwargs["artifacts"] = artifacts
     if action.type == "approval.manual":
         if "approval-needed" in (pipeline.notifications.events if pipeline.notifications else []):
             kwargs.setdefault("sns_topic_arn", _literal(pipeline.notifications.topic_arn))

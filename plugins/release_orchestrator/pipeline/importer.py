@@ -383,15 +383,13 @@ class _Importer:
         region = arn.split(":")[3] if arn.count(":") >= 5 else None
         mode = d.get("executionMode") or "SUPERSEDED"  # CodePipeline's default
         spec["execution_mode"] = mode
-        if mode == "SUPERSEDED":
-            self.notes.append("execution mode SUPERSEDED currently runs like QUEUED (see docs/pipeline-spec.md)")
         if d.get("roleArn"):
             spec["aws_conn_id"] = self.connection(d["roleArn"])
         if region:
             spec["region"] = region
-        self.bucket = self.artifact_bucket(region)
-        if self.bucket:
-            spec["artifact_store"] = f"s3://{self.bucket}"
+        store = self.artifact_store(region)
+        if store:
+            spec["artifact_store"] = store
         variables = [
             {"name": v.get("name"), "default": v.get("defaultValue"), "description": v.get("description")}
             for v in d.get("variables", [])
@@ -399,6 +397,7 @@ class _Importer:
         if variables:
             spec["variables"] = [{k: v for k, v in var.items() if v is not None} for var in variables]
         stages = [self.stage(s) for s in d["stages"]]
+        self.drop_unwritten_inputs(stages)
         self.stage_comments = {s["name"]: self.stage_rules(s) for s in d["stages"]}
         triggers = [self.trigger(t) for t in d.get("triggers") or []]
         # CodePipeline starts a run on a source change when the action detects changes and no trigger of
@@ -435,17 +434,50 @@ class _Importer:
             errors=errors,
         )
 
-    def artifact_bucket(self, region: str | None) -> str | None:
+    def artifact_store(self, region: str | None) -> str | dict[str, str] | None:
+        """artifactStore becomes one store; artifactStores (a pipeline acting in several regions) a mapping."""
+        self.bucket = None
         if self.d.get("artifactStore"):
-            return self.d["artifactStore"].get("location")
-        stores = self.d.get("artifactStores") or {}
+            self.bucket = self.d["artifactStore"].get("location")
+            return f"s3://{self.bucket}" if self.bucket else None
+        stores = {name: f"s3://{store.get('location')}" for name, store in (self.d.get("artifactStores") or {}).items()}
         if stores:
-            chosen = stores.get(region) or next(iter(stores.values()))
-            self.notes.append(
-                f"the pipeline had artifact stores in {', '.join(stores)}; artifact_store uses {chosen.get('location')}"
-            )
-            return chosen.get("location")
+            self.bucket = (stores.get(region) or next(iter(stores.values()))).removeprefix("s3://")
+            return stores
         return None
+
+    def drop_unwritten_inputs(self, stages: list) -> None:
+        """An input artifact whose writer was not carried (an unmapped action, or a type that writes no
+        artifacts here) is left out of its readers, saying so: the spec would not validate with it."""
+        actions = [action for _, items in stages for kind, action, _ in items if kind == "action"]
+        written = {name for action in actions for name in action.get("output_artifacts") or [] if isinstance(name, str)}
+        for _, items in stages:
+            for kind, action, notes in items:
+                inputs = (action.get("input_artifacts") or []) if kind == "action" else []
+                missing = [n for n in inputs if isinstance(n, str) and n not in written]
+                if missing:
+                    action["input_artifacts"] = [n for n in inputs if n not in missing]
+                    if not action["input_artifacts"]:
+                        del action["input_artifacts"]
+                    notes.append(f"input artifact(s) {', '.join(missing)} left out: no carried action writes them")
+
+    def fit_artifacts(self, action: dict, type_name: str, notes: list) -> None:
+        """Leave out the artifacts an action type does not pass (yet), saying so."""
+        slots = ACTION_TYPES[type_name].artifacts
+        for key, most, what in (
+            ("input_artifacts", slots.inputs[1], "input"),
+            ("output_artifacts", slots.outputs[1], "output"),
+        ):
+            names = action.get(key) or []
+            if len(names) > most:
+                action[key] = names[:most]
+                if not action[key]:
+                    del action[key]
+                dropped = names[most:]
+                notes.append(
+                    f"{what} artifact(s) {', '.join(map(str, dropped))} left out: {type_name} "
+                    + (f"passes at most {most} {what} artifact" if most else f"passes no {what} artifacts")
+                )
 
     def connection(self, role_arn: str) -> str:
         """The Airflow connection to create for a role CodePipeline assumed (named after the role)."""
@@ -541,6 +573,7 @@ class _Importer:
         for key in sorted(set(cp) - _ACTION_FIELDS - set(_ACTION_LEVEL_KEYS)):
             notes.append(f"CodePipeline action field {key}={cp[key]!r} has no equivalent and was left out")
         action["configuration"] = mapper(cfg, action, notes)
+        self.fit_artifacts(action, type_name, notes)
         for key in cfg:  # whatever the mapper did not consume
             notes.append(f"CodePipeline configuration {key}={cfg[key]!r} has no equivalent and was left out")
         return action, notes
@@ -653,12 +686,6 @@ class _Importer:
         self.environment_variables(cfg, out, notes)
         for key in sorted(cfg):  # compute settings: the project's environment decides them here
             notes.append(f"{key}={cfg.pop(key)!r} was left out: set it on the CodeBuild project's environment")
-        artifacts = action.get("input_artifacts") or []
-        if artifacts:
-            notes.append(
-                f"input artifacts ({', '.join(artifacts)}) are not put into the build: it starts from the "
-                "project's own source, if it has one"
-            )
         return out
 
     def ecs(self, cfg: dict, action: dict, notes: list) -> dict:
@@ -701,20 +728,14 @@ class _Importer:
         return out
 
     def codedeploy(self, cfg: dict, action: dict, notes: list) -> dict:
-        # CodePipeline deploys the input artifact, whose S3 key changes every run; a spec names its revision.
-        artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
         out = {
             "application_name": cfg.pop("ApplicationName", PLACEHOLDER),
             "deployment_group_name": cfg.pop("DeploymentGroupName", PLACEHOLDER),
             "platform": "server",
-            "revision_s3_bucket": self.bucket or PLACEHOLDER,
-            "revision_s3_key": f"{PLACEHOLDER}/{artifact}.zip",
-            "revision_bundle_type": "zip",
         }
-        notes.append(
-            f"CodePipeline deployed artifact '{artifact}': set revision_s3_bucket/revision_s3_key to "
-            "where your build uploads that bundle (revision_s3_key is a placeholder)"
-        )
+        if not action.get("input_artifacts"):  # the revision is the input artifact; without one, name it
+            out.update({"revision_s3_bucket": self.bucket or PLACEHOLDER, "revision_s3_key": f"{PLACEHOLDER}.zip"})
+            notes.append("the action had no input artifact: revision_s3_key is a placeholder, name the bundle")
         return out
 
     def codedeploy_ecs(self, cfg: dict, action: dict, notes: list) -> dict:
@@ -751,6 +772,8 @@ class _Importer:
             notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")
             for k in extra:
                 cfg.pop(k)
+        if action.pop("input_artifacts", None):  # the files above come from this spec's folder instead
+            notes.append("input artifacts left out: platform ecs reads its files from the spec's folder")
         return out
 
     def s3_deploy(self, cfg: dict, action: dict, notes: list) -> dict:

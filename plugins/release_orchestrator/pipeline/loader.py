@@ -221,7 +221,7 @@ _PIPELINE_FIELDS = {
     "variables": list,
     "triggers": list,
     "notifications": dict,
-    "artifact_store": str,
+    "artifact_store": (str, dict),
     "aws_conn_id": str,
     "region": str,
     "tags": list,
@@ -360,6 +360,8 @@ class _Parser:
         ):
             if key in f:
                 setattr(p, key, f[key])
+        if isinstance(f.get("artifact_store"), dict):
+            p.artifact_store = _plain(f["artifact_store"], "artifact_store", p.lines)
         if "tags" in f:
             p.tags = self.strings(f["tags"], "tags")
         if "triggers" in f:

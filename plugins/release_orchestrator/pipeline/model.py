@@ -63,7 +63,9 @@ class Pipeline:
     variables: list[Variable] = field(default_factory=list)
     triggers: list[dict[str, Any]] = field(default_factory=list)
     notifications: Notifications | None = None
-    artifact_store: str | None = None  # s3://bucket/prefix for per-run artifacts
+    # Where runs keep their artifacts: s3://bucket/prefix, or {region: s3://bucket/prefix} for actions in
+    # several regions; None: the ARTIFACT_STORE setting (pipeline/artifacts.py).
+    artifact_store: str | dict[str, str] | None = None
     aws_conn_id: str = "aws_default"
     region: str | None = None
     tags: list[str] = field(default_factory=list)

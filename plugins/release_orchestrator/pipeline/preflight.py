@@ -132,9 +132,11 @@ def plan(pipeline: Pipeline, aws_conn_id: str | None = None, region: str | None 
             PlannedCheck(NOWHERE, "notifications", "sns_topic", pipeline.notifications.topic_arn, {}, None, conn)
         )
     store = pipeline.artifact_store
-    if isinstance(store, str) and store.startswith("s3://"):
-        bucket = store[len("s3://") :].split("/", 1)[0]
-        checks.append(PlannedCheck(NOWHERE, "artifact_store", "s3_bucket", bucket, {}, default_region, default_conn))
+    stores = store if isinstance(store, dict) else {default_region: store}  # region -> s3://bucket/prefix
+    for region, uri in stores.items():
+        if isinstance(uri, str) and uri.startswith("s3://"):
+            bucket = uri[len("s3://") :].split("/", 1)[0]
+            checks.append(PlannedCheck(NOWHERE, "artifact_store", "s3_bucket", bucket, {}, region, default_conn))
     connections = dict.fromkeys(c.aws_conn_id for c in checks)  # in order of first use
     credentials = [
         PlannedCheck(NOWHERE, NOWHERE, "credentials", conn, {}, default_region, conn) for conn in connections

@@ -52,6 +52,7 @@ from .action_types import (
     ActionType,
     ConfigKey,
 )
+from .artifacts import ARTIFACT_NAME_RE
 from .model import EXECUTION_MODES
 from .syntax import NAME_RE, NAMESPACE_RE, REFERENCE_RE, VARIABLE_NAME_RE
 from .validate import (
@@ -117,7 +118,9 @@ FIELD_DOCS = {
         "triggers": "What starts the pipeline: git webhooks (provider github, bitbucket or generic) or AWS source "
         "events (provider s3, ecr or codecommit).",
         "notifications": "SNS notifications of pipeline events.",
-        "artifact_store": "s3://bucket/prefix where each run keeps its artifacts.",
+        "artifact_store": "Where each run keeps the artifacts its actions pass: s3://bucket/prefix, or a mapping of "
+        "region to s3://bucket/prefix when actions that pass artifacts work in several regions (default: the "
+        "ARTIFACT_STORE setting).",
         "aws_conn_id": "Airflow connection used by actions that do not set their own (default aws_default).",
         "region": "AWS region of the pipeline's actions (default: the connection's).",
         "tags": "Labels for the pipeline (its DAG's tags).",
@@ -148,8 +151,10 @@ FIELD_DOCS = {
         "1-100 characters of letters, digits and @ _ -, unique in the pipeline; 'variables' and "
         "'codepipeline' are reserved.",
         "configuration": "The action type's configuration keys.",
-        "input_artifacts": "Artifacts the action reads.",
-        "output_artifacts": "Artifacts the action produces.",
+        "input_artifacts": "Artifacts the action reads, each written by an action that finishes before it "
+        "(an earlier stage, or a lower run_order).",
+        "output_artifacts": "Artifacts the action writes to the artifact store (names unique in the pipeline: "
+        "1-100 letters, digits, _ or -).",
         "region": "Cross-region actions: the region the action works in (default: the pipeline's).",
         "aws_conn_id": "Cross-account actions: an Airflow connection, typically one that assumes a role in the other "
         "account (default: the pipeline's).",
@@ -176,6 +181,8 @@ LOADER_FIELDS = {
 
 # What the validator (or the loader's list handling) adds to a field's type.
 _STRINGS = {"items": {"type": "string"}}
+_ARTIFACT_NAMES = {"items": {"type": "string", "pattern": _js(ARTIFACT_NAME_RE)}}
+_STORE_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 FIELD_RULES: dict[str, dict[str, dict]] = {
     "pipeline": {
         "name": {"pattern": _js(NAME_RE), "patternErrorMessage": NAME_MESSAGE},
@@ -189,6 +196,10 @@ FIELD_RULES: dict[str, dict[str, dict]] = {
         "variables": {"items": {"$ref": "#/definitions/variable"}},
         "triggers": {"items": {"$ref": "#/definitions/trigger"}},
         "notifications": {"mapping": "notifications"},
+        "artifact_store": {
+            "pattern": _STORE_PATTERN,
+            "additionalProperties": {"type": "string", "pattern": _STORE_PATTERN},
+        },
         "aws_conn_id": {"default": "aws_default"},
         "tags": _STRINGS,
         "preflight": {"default": False},
@@ -220,8 +231,8 @@ FIELD_RULES: dict[str, dict[str, dict]] = {
             "not": {"enum": [PIPELINE_VARIABLES_NAMESPACE, CODEPIPELINE_NAMESPACE]},
             "patternErrorMessage": "1-100 characters of letters, digits and @ _ -",
         },
-        "input_artifacts": _STRINGS,
-        "output_artifacts": _STRINGS,
+        "input_artifacts": _ARTIFACT_NAMES,
+        "output_artifacts": _ARTIFACT_NAMES,
         "timeout_minutes": {"minimum": 1},
     },
 }
@@ -312,12 +323,9 @@ KEY_RULES: dict[tuple[str, str], dict] = {
 # deploy.codedeploy per platform (action_types._check_codedeploy): which keys each platform requires. Keys that
 # belong to other platforms only (action_types._PLATFORM_KEYS) are refused; hooks take the platform's events.
 PLATFORM_REQUIRED: dict[str, dict] = {
-    "server": {
-        "anyOf": [
-            {"required": ["revision_s3_bucket", "revision_s3_key"]},
-            {"required": ["revision_github_repository", "revision_github_commit"]},
-        ]
-    },
+    # server: the revision is the input artifact, or these keys (the validator knows which: the schema of a
+    # configuration does not see the action's input_artifacts).
+    "server": {"dependencies": {"revision_s3_bucket": ["revision_s3_key"], "revision_s3_key": ["revision_s3_bucket"]}},
     "ecs": {"required": ["task_definition_template", "container_name", "container_port", "image"]},
     "lambda": {"required": ["function_name", "alias"]},
 }

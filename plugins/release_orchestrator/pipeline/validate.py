@@ -12,6 +12,7 @@ from release_orchestrator.notifications.messages import EVENTS
 from release_orchestrator.stages.entry import ENTER_TASK
 
 from .action_types import ACTION_TYPES, KIND_NAMES, RETIRED_KEYS, ActionType
+from .artifacts import artifact_problems
 from .errors import SpecError
 from .files import file_problems
 from .model import EXECUTION_MODES, PREFLIGHT_GROUP, Action, Pipeline, Stage
@@ -136,6 +137,8 @@ class _Validator:
         self.check_triggers()
         self.check_stages()
         self.check_references()
+        for stage, action, field, message in artifact_problems(self.p):
+            self.error(message, stage=stage, action=action, field=field)
         return self.errors
 
     def check_tags(self) -> None:

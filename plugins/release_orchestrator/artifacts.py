@@ -1,0 +1,146 @@
+"""Reading and writing a run's artifacts in the artifact store (the layout is pipeline/artifacts.py's).
+
+An operator whose action passes artifacts mixes in `PassesArtifacts`; the compiler hands it `artifacts`
+(pipeline/artifacts.py's artifact_kwargs). Keys are fixed by the pipeline, the run and the artifact's name,
+so a retried action overwrites its own output and a consumer finds it without asking anyone. What an
+action read and wrote is in its XCom ``artifacts`` ({"inputs": {name: s3 URI}, "outputs": {...}}).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from release_orchestrator.hooks.base import aws_call
+
+ARTIFACTS_XCOM_KEY = "artifacts"
+
+
+@dataclass(frozen=True)
+class ArtifactLocation:
+    name: str
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def bucket_and_key(self) -> str:
+        """CodeBuild's S3 source location form: bucket/key."""
+        return f"{self.bucket}/{self.key}"
+
+
+def run_folder(run_id: str) -> str:
+    """A run's folder name: its id in S3-safe characters, plus a short hash so two ids never share one."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")[:80]
+    return f"{safe}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
+
+
+def location(store: str, dag_id: str, run_id: str, name: str) -> ArtifactLocation:
+    bucket, _, prefix = store.removeprefix("s3://").rstrip("/").partition("/")
+    key = "/".join(part for part in (prefix, dag_id, run_folder(run_id), f"{name}.zip") if part)
+    return ArtifactLocation(name, bucket, key)
+
+
+def zip_files(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, content in sorted(files.items()):
+            archive.writestr(path, content)
+    return buffer.getvalue()
+
+
+def without_top_folder(archive: bytes) -> dict[str, bytes]:
+    """The files of a GitHub zipball (everything under one `owner-repo-sha/` folder), at the root."""
+    files: dict[str, bytes] = {}
+    with zipfile.ZipFile(io.BytesIO(archive)) as source:
+        for info in source.infolist():
+            if info.is_dir():
+                continue
+            _, _, path = info.filename.partition("/")
+            if path:
+                files[path] = source.read(info)
+    return files
+
+
+class PassesArtifacts:
+    """For operators: the run's input artifacts (in this action's region) and where its outputs go."""
+
+    def __init__(self, *, artifacts: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.artifacts = artifacts or {}
+        self._artifacts_used: dict[str, dict[str, str]] = {"inputs": {}, "outputs": {}}
+
+    @property
+    def input_names(self) -> list[str]:
+        return [item["name"] for item in self.artifacts.get("inputs") or []]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [item["name"] for item in self.artifacts.get("outputs") or []]
+
+    def _s3(self, region: str | None) -> Any:
+        return S3Hook(aws_conn_id=self.artifacts.get("aws_conn_id"), region_name=region).conn
+
+    def input_artifact(self, context: Any, name: str | None = None) -> ArtifactLocation:
+        """Where input artifact `name` (default: the first) is in this action's store; an artifact its
+        producer wrote to another region's store is copied here first (once: a retry finds the copy)."""
+        item = next(i for i in self.artifacts["inputs"] if name in (None, i["name"]))
+        dag_id, run_id = context["dag_run"].dag_id, context["dag_run"].run_id
+        here = location(self.artifacts["store"], dag_id, run_id, item["name"])
+        there = location(item["store"], dag_id, run_id, item["name"])
+        client = self._s3(self.artifacts.get("region"))
+        if here != there:
+            with aws_call("CopyObject", f"artifact '{item['name']}' from {there.uri} to {here.uri}"):
+                client.copy_object(
+                    Bucket=here.bucket, Key=here.key, CopySource={"Bucket": there.bucket, "Key": there.key}
+                )
+            self.log.info("Copied input artifact %s from %s to this region's store: %s", here.name, there.uri, here.uri)
+        with aws_call("HeadObject", f"input artifact '{item['name']}' at {here.uri}"):
+            head = client.head_object(Bucket=here.bucket, Key=here.key)
+        found = ArtifactLocation(here.name, here.bucket, here.key, head.get("VersionId"))
+        self._record(context, "inputs", found)
+        return found
+
+    def output_artifact(self, context: Any, name: str | None = None) -> ArtifactLocation:
+        """Where output artifact `name` (default: the first) goes, for a service that writes it itself."""
+        item = next(i for i in self.artifacts["outputs"] if name in (None, i["name"]))
+        dag_id, run_id = context["dag_run"].dag_id, context["dag_run"].run_id
+        return location(self.artifacts["store"], dag_id, run_id, item["name"])
+
+    def put_output(self, context: Any, body: bytes, name: str | None = None) -> ArtifactLocation:
+        target = self.output_artifact(context, name)
+        with aws_call("PutObject", f"output artifact '{target.name}' at {target.uri}"):
+            put = self._s3(self.artifacts.get("region")).put_object(Bucket=target.bucket, Key=target.key, Body=body)
+        written = ArtifactLocation(target.name, target.bucket, target.key, put.get("VersionId"))
+        self.log.info("Wrote output artifact %s: %s (%d bytes)", written.name, written.uri, len(body))
+        self.record_output(context, written)
+        return written
+
+    def record_locations(self, context: Any) -> None:
+        """Record where this action's artifacts are, for those not recorded yet (a try that reattached to
+        the work of an earlier one did not read or write them itself)."""
+        if not self.artifacts:
+            return
+        dag_id, run_id = context["dag_run"].dag_id, context["dag_run"].run_id
+        for direction in ("inputs", "outputs"):
+            for item in self.artifacts.get(direction) or []:
+                if item["name"] not in self._artifacts_used[direction]:
+                    self._record(context, direction, location(self.artifacts["store"], dag_id, run_id, item["name"]))
+
+    def record_output(self, context: Any, written: ArtifactLocation) -> None:
+        self._record(context, "outputs", written)
+
+    def _record(self, context: Any, direction: str, where: ArtifactLocation) -> None:
+        described = where.uri + (f"?versionId={where.version_id}" if where.version_id else "")
+        self._artifacts_used[direction][where.name] = described
+        context["ti"].xcom_push(key=ARTIFACTS_XCOM_KEY, value=self._artifacts_used)

@@ -1,0 +1,396 @@
+"""Artifacts: the spec's rules (pipeline/artifacts.py), the store's layout, and the actions that write and read
+them against moto's S3 and the sandbox's GitHub API over HTTP (release_orchestrator/artifacts.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from types import SimpleNamespace
+
+import boto3
+import pytest
+
+from release_orchestrator.artifacts import location, run_folder
+from release_orchestrator.hooks.github import GitHubCallError
+from release_orchestrator.operators.codebuild import CodeBuildOperator
+from release_orchestrator.operators.codedeploy import CodeDeployOperator
+from release_orchestrator.operators.source import EcrSourceOperator, GitSourceOperator, S3SourceOperator
+from release_orchestrator.pipeline.artifacts import artifact_kwargs
+from release_orchestrator.pipeline.loader import load_spec_text, parse_spec_text
+from tests.unit.fakes import FakeTaskInstance, task_context
+
+REGION = "us-east-1"
+STORE = "s3://release-artifacts/runs"
+
+SPEC = """\
+pipeline:
+  name: art
+  region: us-east-1
+  artifact_store: {store}
+  stages:
+    - name: Source
+      actions:
+        - name: Checkout
+          type: source.github
+          configuration: {{repository: acme/webapp, branch: main}}
+          output_artifacts: [SourceCode]
+    - name: Build
+      actions:
+        - name: Compile
+          type: build.codebuild
+          input_artifacts: [SourceCode]
+          output_artifacts: [BuildOutput]
+          configuration: {{project_name: webapp-build}}
+    - name: Deploy
+      actions:
+        - name: EC2
+          type: deploy.codedeploy
+{deploy_extra}{deploy_inputs}          configuration:
+            application_name: webapp-ec2
+            deployment_group_name: production
+{deploy_config}"""
+
+
+def spec(store=STORE, deploy_input="BuildOutput", deploy_config="", deploy_region=None) -> str:
+    return SPEC.format(
+        store=store,
+        deploy_inputs=f"          input_artifacts: [{deploy_input}]\n" if deploy_input else "",
+        deploy_config=deploy_config,
+        deploy_extra=f"          region: {deploy_region}\n" if deploy_region else "",
+    )
+
+
+TWO_STORES = "{us-east-1: 's3://release-artifacts/runs', eu-west-1: 's3://release-artifacts-eu/runs'}"
+
+
+def errors_of(text: str) -> dict[str, str]:
+    _, errors = parse_spec_text(text, "x.yaml")
+    return {f"{e.stage}/{e.action}/{e.field}": e.message for e in errors}
+
+
+# --- the spec's rules --------------------------------------------------------------------------------------------
+
+
+def test_a_pipeline_passing_its_artifacts_in_order_is_valid():
+    assert errors_of(spec()) == {}
+
+
+def test_an_input_nobody_writes_names_the_artifacts_that_exist():
+    found = errors_of(spec(deploy_input="BuildOutptu"))
+    assert found == {
+        "Deploy/EC2/input_artifacts[0]": "no action writes artifact 'BuildOutptu'; artifacts written in this "
+        "pipeline: SourceCode, BuildOutput"
+    }
+
+
+def test_an_input_written_later_or_alongside_is_refused():
+    later = spec().replace(
+        "          input_artifacts: [SourceCode]\n          output_artifacts: [BuildOutput]",
+        "          input_artifacts: [Report]\n          output_artifacts: [BuildOutput]",
+    ) + (
+        "        - name: Report\n          type: test.codebuild\n          output_artifacts: [Report]\n"
+        "          configuration: {project_name: tests}\n"
+    )
+    assert errors_of(later)["Build/Compile/input_artifacts[0]"] == (
+        "artifact 'Report' is written by action 'Report' in stage 'Deploy', which does not finish before this "
+        "action (it must be in an earlier stage, or in this stage with a lower run_order)"
+    )
+    # Same stage, same run_order: the two run at once, so neither may read the other's artifact.
+    alongside = spec().replace("    - name: Deploy\n      actions:\n", "")
+    assert "does not finish before this action" in errors_of(alongside)["Build/EC2/input_artifacts[0]"]
+    # A lower run_order in the same stage finishes first.
+    ordered = alongside.replace("        - name: EC2\n", "        - name: EC2\n          run_order: 2\n")
+    assert errors_of(ordered) == {}
+
+
+def test_artifact_names_are_unique_and_of_codepipelines_characters():
+    text = spec().replace("output_artifacts: [BuildOutput]", "output_artifacts: [SourceCode]")
+    found = errors_of(text)
+    assert found["Build/Compile/output_artifacts[0]"] == (
+        "artifact 'SourceCode' is already written by action 'Checkout' in stage 'Source'; artifact names are "
+        "unique in a pipeline"
+    )
+    found = errors_of(spec().replace("[SourceCode]", "[Source.Code]"))
+    assert "must be 1-100 letters, digits, _ or -" in found["Source/Checkout/output_artifacts[0]"]
+
+
+def test_counts_follow_each_action_type():
+    text = spec().replace("output_artifacts: [SourceCode]", "output_artifacts: [SourceCode, Extra]")
+    assert errors_of(text)["Source/Checkout/output_artifacts"] == (
+        "source.github takes at most 1 output artifact(s), this action names 2"
+    )
+    approval = spec().replace(
+        "    - name: Deploy\n",
+        "    - name: Approve\n      actions:\n        - name: QA\n          type: approval.manual\n"
+        "          input_artifacts: [BuildOutput]\n    - name: Deploy\n",
+    )
+    assert errors_of(approval)["Approve/QA/input_artifacts"] == (
+        "approval.manual takes no input artifacts, this action names 1"
+    )
+
+
+def test_a_pipeline_passing_artifacts_needs_a_store_and_one_per_region(monkeypatch):
+    monkeypatch.delenv("RELEASE_ORCHESTRATOR_ARTIFACT_STORE", raising=False)
+    no_store = spec().replace("  artifact_store: s3://release-artifacts/runs\n", "")
+    assert (
+        "the pipeline has no artifact store: set artifact_store"
+        in errors_of(no_store)["Source/Checkout/output_artifacts"]
+    )
+    # The setting serves specs that name no store.
+    monkeypatch.setenv("RELEASE_ORCHESTRATOR_ARTIFACT_STORE", "s3://shared-artifacts")
+    assert errors_of(no_store) == {}
+    assert (
+        "expected s3://bucket or s3://bucket/prefix"
+        in errors_of(spec(store="release-artifacts"))["None/None/artifact_store"]
+    )
+    # An action in another region needs that region's store.
+    elsewhere = spec(deploy_region="eu-west-1")
+    assert errors_of(elsewhere)["Deploy/EC2/input_artifacts"] == (
+        "no artifact store in eu-west-1: make artifact_store a mapping with an s3:// store for eu-west-1"
+    )
+    assert errors_of(spec(store=TWO_STORES, deploy_region="eu-west-1")) == {}
+
+
+def test_an_input_artifact_replaces_the_keys_that_name_the_same_thing():
+    with_key = spec(deploy_config="            revision_s3_bucket: b\n            revision_s3_key: k.zip\n")
+    assert errors_of(with_key)["Deploy/EC2/configuration.revision_s3_bucket"] == (
+        "the revision is the input artifact 'BuildOutput': remove revision_s3_bucket, revision_s3_key"
+    )
+    neither = spec(deploy_input=None)
+    assert (
+        "platform server needs a revision: an input artifact"
+        in errors_of(neither)["Deploy/EC2/configuration.revision_s3_bucket"]
+    )
+    ecs = spec(
+        deploy_config="            platform: ecs\n            task_definition_template: {family: x}\n"
+        "            container_name: web\n            container_port: 80\n            image: i\n"
+    )
+    assert errors_of(ecs)["Deploy/EC2/input_artifacts"] == (
+        "platform ecs takes no input artifact; only platform server does"
+    )
+    build = spec().replace(
+        "configuration: {project_name: webapp-build}",
+        "configuration: {project_name: webapp-build, source_version: main}",
+    )
+    assert (
+        "the build's source is the input artifact 'SourceCode': remove source_version"
+        in errors_of(build)["Build/Compile/configuration.source_version"]
+    )
+
+
+def test_the_store_layout_keeps_each_run_in_its_own_folder():
+    here = location("s3://release-artifacts/runs/", "art", "manual__2026-12-04T10:00:00+00:00", "BuildOutput")
+    assert here.bucket == "release-artifacts"
+    assert here.key == f"runs/art/{run_folder('manual__2026-12-04T10:00:00+00:00')}/BuildOutput.zip"
+    assert run_folder("manual__2026-12-04T10:00:00+00:00").startswith("manual__2026-12-04T10_00_00_00_00-")
+    # Two run ids that read alike in S3's characters still get folders of their own.
+    assert run_folder("a:b") != run_folder("a+b")
+    assert location("s3://bucket", "p", "r", "X").key == f"p/{run_folder('r')}/X.zip"
+
+
+def test_the_compiler_tells_a_reader_where_its_writer_put_the_artifact():
+    pipeline = load_spec_text(spec(store=TWO_STORES, deploy_region="eu-west-1"))
+    deploy = pipeline.stages[2].actions[0]
+    assert artifact_kwargs(pipeline, deploy) == {
+        "store": "s3://release-artifacts-eu/runs",
+        "region": "eu-west-1",
+        "aws_conn_id": "aws_default",
+        "inputs": [{"name": "BuildOutput", "store": "s3://release-artifacts/runs", "region": "us-east-1"}],
+        "outputs": [],
+    }
+    assert artifact_kwargs(pipeline, pipeline.stages[0].actions[0])["outputs"] == [{"name": "SourceCode"}]
+
+
+# --- actions writing and reading artifacts --------------------------------------------------------------------------
+
+
+def run_context(run_id="manual__2026-12-04", **extra) -> dict:
+    ti = FakeTaskInstance()
+    ti.run_id = run_id
+    return {
+        **task_context(ti),
+        "dag_run": SimpleNamespace(dag_id="art", run_id=run_id, conf=extra.pop("conf", {})),
+        "params": {},
+        "task": None,
+        **extra,
+    }
+
+
+ARTIFACTS = {"store": STORE, "region": REGION, "aws_conn_id": "aws_default", "inputs": [], "outputs": []}
+
+
+@pytest.fixture
+def bucket(moto_aws):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="release-artifacts")
+    s3.put_bucket_versioning(Bucket="release-artifacts", VersioningConfiguration={"Status": "Enabled"})
+    return s3
+
+
+def unzip(body: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_a_github_source_stores_the_commits_files_and_releases_the_branch_head_when_the_run_names_none(
+    github_api, bucket
+):
+    pushed = github_api.push("acme/webapp", "main", {"web/orders.py": "print('orders')\n"}, "Add the orders page")
+    op = GitSourceOperator(
+        task_id="Checkout",
+        repository="acme/webapp",
+        branch="main",
+        artifacts={**ARTIFACTS, "outputs": [{"name": "SourceCode"}]},
+    )
+    context = run_context()
+    outputs = op.execute(context)
+    assert outputs["CommitId"] == pushed["sha"]
+    assert (outputs["CommitMessage"], outputs["AuthorDisplayName"]) == ("Add the orders page", "Demo Author")
+    where = location(STORE, "art", context["dag_run"].run_id, "SourceCode")
+    files = unzip(bucket.get_object(Bucket=where.bucket, Key=where.key)["Body"].read())
+    # The files at the root (GitHub's top folder dropped), the sample app and the pushed change.
+    assert files["web/orders.py"] == b"print('orders')\n" and "appspec.yml" in files
+    assert context["ti"].xcom["artifacts"]["outputs"]["SourceCode"].startswith(where.uri + "?versionId=")
+
+
+def test_a_github_source_fetches_the_commit_a_webhook_named_and_keeps_what_the_webhook_said(github_api, bucket):
+    first = github_api.push("acme/webapp", "main", {"a.txt": "1"}, "first")
+    github_api.push("acme/webapp", "main", {"a.txt": "2"}, "second")
+    op = GitSourceOperator(
+        task_id="Checkout",
+        repository="acme/webapp",
+        branch="main",
+        artifacts={**ARTIFACTS, "outputs": [{"name": "SourceCode"}]},
+    )
+    conf = {"source": {"commit_id": first["sha"], "commit_message": "as pushed", "author": "octo"}}
+    context = run_context(conf=conf)
+    outputs = op.execute(context)
+    assert (outputs["CommitId"], outputs["CommitMessage"], outputs["AuthorDisplayName"]) == (
+        first["sha"],
+        "as pushed",
+        "octo",
+    )
+    where = location(STORE, "art", context["dag_run"].run_id, "SourceCode")
+    assert unzip(bucket.get_object(Bucket=where.bucket, Key=where.key)["Body"].read())["a.txt"] == b"1"
+
+
+def test_a_github_source_refuses_another_repository_and_names_githubs_answer(github_api, bucket, monkeypatch):
+    op = GitSourceOperator(
+        task_id="Checkout",
+        repository="acme/webapp",
+        branch="main",
+        artifacts={**ARTIFACTS, "outputs": [{"name": "SourceCode"}]},
+    )
+    with pytest.raises(ValueError, match="a run cannot fetch another repository's files"):
+        op.execute(run_context(conf={"source": {"commit_id": "a" * 40, "repository": "evil/fork"}}))
+    with pytest.raises(GitHubCallError, match=r"GET /repos/acme/webapp/commits/a{40} failed: 404 No commit found"):
+        op.execute(run_context(conf={"source": {"commit_id": "a" * 40}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GITHUB_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": json.loads(__import__("os").environ["AIRFLOW_CONN_GITHUB_DEFAULT"])["host"],
+                "password": "wrong",
+            }
+        ),
+    )
+    with pytest.raises(
+        GitHubCallError,
+        match="401 Bad credentials; check the token in the password of Airflow connection 'github_default'",
+    ):
+        op.execute(run_context())
+
+
+def test_an_s3_source_copies_the_object_version_and_an_ecr_source_writes_image_detail(bucket):
+    version = bucket.put_object(Bucket="release-artifacts", Key="app.zip", Body=b"v1")["VersionId"]
+    bucket.put_object(Bucket="release-artifacts", Key="app.zip", Body=b"v2")
+    op = S3SourceOperator(
+        task_id="Bundle",
+        bucket="release-artifacts",
+        object_key="app.zip",
+        artifacts={**ARTIFACTS, "outputs": [{"name": "Bundle"}]},
+    )
+    context = run_context(conf={"source": {"version_id": version}})
+    assert op.execute(context)["VersionId"] == version
+    where = location(STORE, "art", context["dag_run"].run_id, "Bundle")
+    assert bucket.get_object(Bucket=where.bucket, Key=where.key)["Body"].read() == b"v1"
+
+    ecr = boto3.client("ecr", region_name=REGION)
+    ecr.create_repository(repositoryName="webapp")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json"})
+    ecr.put_image(repositoryName="webapp", imageManifest=manifest, imageTag="latest")
+    op = EcrSourceOperator(
+        task_id="Image", repository="webapp", artifacts={**ARTIFACTS, "outputs": [{"name": "Image"}]}
+    )
+    context = run_context()
+    outputs = op.execute(context)
+    where = location(STORE, "art", context["dag_run"].run_id, "Image")
+    detail = json.loads(unzip(bucket.get_object(Bucket=where.bucket, Key=where.key)["Body"].read())["imageDetail.json"])
+    assert detail["ImageURI"] == outputs["ImageURI"] and detail["ImageDigest"] == outputs["ImageDigest"]
+
+
+def test_a_build_takes_its_input_as_source_and_writes_its_output_where_readers_look(bucket):
+    context = run_context()
+    source = location(STORE, "art", context["dag_run"].run_id, "SourceCode")
+    bucket.put_object(Bucket=source.bucket, Key=source.key, Body=b"zip")
+    op = CodeBuildOperator(
+        task_id="Compile",
+        project_name="webapp-build",
+        artifacts={
+            **ARTIFACTS,
+            "inputs": [{"name": "SourceCode", "store": STORE, "region": REGION}],
+            "outputs": [{"name": "BuildOutput"}],
+        },
+    )
+    overrides = op.start_overrides(context, 1)
+    assert (overrides["sourceTypeOverride"], overrides["sourceLocationOverride"]) == ("S3", source.bucket_and_key)
+    target = location(STORE, "art", context["dag_run"].run_id, "BuildOutput")
+    assert overrides["artifactsOverride"] == {
+        "type": "S3",
+        "location": "release-artifacts",
+        "path": target.key.rsplit("/", 1)[0],
+        "name": "BuildOutput.zip",
+        "namespaceType": "NONE",
+        "packaging": "ZIP",
+    }
+    # A missing input fails the action before any build starts, naming the artifact and where it looked.
+    lost = run_context(run_id="manual__other")
+    with pytest.raises(
+        Exception, match="HeadObject on input artifact 'SourceCode' at s3://release-artifacts/runs/art/"
+    ):
+        op.start_overrides(lost, 1)
+
+
+def test_a_deployment_in_another_region_copies_the_artifact_to_its_store_and_deploys_that(bucket):
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket="release-artifacts-eu", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    context = run_context()
+    built = location(STORE, "art", context["dag_run"].run_id, "BuildOutput")
+    bucket.put_object(Bucket=built.bucket, Key=built.key, Body=b"bundle")
+    op = CodeDeployOperator(
+        task_id="EC2",
+        application_name="webapp-ec2",
+        deployment_group_name="production",
+        region_name="eu-west-1",
+        artifacts={
+            "store": "s3://release-artifacts-eu/runs",
+            "region": "eu-west-1",
+            "aws_conn_id": "aws_default",
+            "inputs": [{"name": "BuildOutput", "store": STORE, "region": REGION}],
+            "outputs": [],
+        },
+    )
+    revision = op.revision(context)
+    here = location("s3://release-artifacts-eu/runs", "art", context["dag_run"].run_id, "BuildOutput")
+    assert revision["revisionType"] == "S3"
+    assert {k: revision["s3Location"][k] for k in ("bucket", "key", "bundleType")} == {
+        "bucket": "release-artifacts-eu",
+        "key": here.key,
+        "bundleType": "zip",
+    }
+    copied = boto3.client("s3", region_name="eu-west-1").get_object(Bucket=here.bucket, Key=here.key)
+    assert copied["Body"].read() == b"bundle"
+    assert context["ti"].xcom["artifacts"]["inputs"]["BuildOutput"].startswith(here.uri)
