@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
+import io
 import time
+import zipfile
 
+import httpx
 import pytest
 
+from include.localenv.webhook_client import push_commit
+from include.sandbox import github as sandbox_github
 from include.sandbox import resources
 from include.sandbox.client import SandboxClient
 from tests.integration.helpers import (
@@ -25,19 +29,41 @@ DEPLOY_TASKS = {"Deploy.EC2", "Deploy.ECS", "Deploy.Lambda"}
 DOORS = {f"{stage}.Enter" for stage in ("Source", "Build", "Test", "Approval", "Deploy")}
 
 
-def push(label: str) -> dict:
-    commit = hashlib.sha1(f"{label}-{time.time()}".encode()).hexdigest()
+def push(env, label: str) -> dict:
+    """A developer's push: a commit on the sandbox's GitHub (the source action fetches its files from there),
+    and the run conf a push webhook would give."""
+    pushed = push_commit(
+        env.sandbox_url,
+        "acme/webapp",
+        "main",
+        {"web/app.py": f"# {label} at {time.time()}\n"},
+        f"test {label}",
+        "Test Author",
+    )
     return {
         "source": {
             "provider": "github",
             "repository": "acme/webapp",
             "branch": "main",
-            "commit_id": commit,
+            "commit_id": pushed["sha"],
             "commit_message": f"test {label}",
             "author": "Test Author",
-            "changed_files": ["web/app.py"],
+            "changed_files": pushed["files"],
         }
     }
+
+
+def unzip(body: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def s3_object(env, uri: str) -> bytes:
+    """The object an artifact record names (s3://bucket/key?versionId=...)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    key, _, version = key.partition("?versionId=")
+    extra = {"VersionId": version} if version else {}
+    return aws_client(env, "s3").get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +78,7 @@ def subjects(messages: list[dict]) -> list[str]:
 
 
 def test_release_runs_end_to_end_with_approval(airflow_env, api, reviewer_api, inbox, pipeline_ready):
-    conf = push("e2e")
+    conf = push(airflow_env, "e2e")
     commit = conf["source"]["commit_id"]
     lambda_client = aws_client(airflow_env, "lambda", resources.SECOND_REGION)
     alias_before = lambda_client.get_alias(FunctionName=resources.LAMBDA_FUNCTION, Name=resources.LAMBDA_ALIAS)
@@ -80,12 +106,30 @@ def test_release_runs_end_to_end_with_approval(airflow_env, api, reviewer_api, i
     # References resolved at run time: the build got the commit and the run id from #{...}.
     build = api.xcom(PIPELINE, run_id, "Build.Compile")
     assert build["BuildStatus"] == "SUCCEEDED"
-    assert build["ResolvedSourceVersion"] == commit
     codebuild = aws_client(airflow_env, "codebuild")
     detail = codebuild.batch_get_builds(ids=[build["BuildId"]])["builds"][0]
     env = {v["name"]: v["value"] for v in detail["environment"]["environmentVariables"]}
     assert env["COMMIT_ID"] == commit
     assert env["RELEASE_ID"] == run_id
+
+    # The artifacts: the commit's files from GitHub -> the build's source -> its bundle -> each server deployment.
+    source = api.xcom(PIPELINE, run_id, "Source.Checkout", key="artifacts")["outputs"]["SourceCode"]
+    files = unzip(s3_object(airflow_env, source))
+    assert files["web/app.py"].startswith(b"# e2e at") and b"version: 0.2" in files["buildspec.yml"]
+    built = api.xcom(PIPELINE, run_id, "Build.Compile", key="artifacts")
+    assert built["inputs"]["SourceCode"] == source
+    assert detail["source"]["type"] == "S3" and source.startswith(f"s3://{detail['source']['location']}")
+    bundle = unzip(s3_object(airflow_env, built["outputs"]["BuildOutput"]))
+    # What the buildspec's artifacts.files select from the source, and the build's own record.
+    assert {"appspec.yml", "scripts/start_server.sh", "build-info.json"} <= set(bundle)
+    assert "web/app.py" not in bundle
+    codedeploy = aws_client(airflow_env, "codedeploy")
+    for task in ("Test.DeployStaging", "Deploy.EC2"):
+        deployed = api.xcom(PIPELINE, run_id, task, key="artifacts")["inputs"]["BuildOutput"]
+        assert deployed.startswith(built["outputs"]["BuildOutput"] + "?versionId="), (task, deployed)
+        revision = codedeploy.get_deployment(deploymentId=api.xcom(PIPELINE, run_id, task)["DeploymentId"])
+        location = revision["deploymentInfo"]["revision"]["s3Location"]
+        assert f"s3://{location['bucket']}/{location['key']}?versionId={location['version']}" == deployed
 
     # The Lambda deploy went to the second region and moved the alias to the new version.
     deployed = api.xcom(PIPELINE, run_id, "Deploy.Lambda")
@@ -112,12 +156,21 @@ def test_release_runs_end_to_end_with_approval(airflow_env, api, reviewer_api, i
     assert commit in approval_msg["approval"]["customData"]
 
 
-def test_rejected_approval_stops_the_release(api, reviewer_api, inbox, pipeline_ready):
-    run_id = api.trigger(PIPELINE, conf=push("reject"))["dag_run_id"]
+def test_a_run_naming_no_revision_releases_the_branch_head_and_a_rejection_stops_it(
+    airflow_env, api, reviewer_api, inbox, pipeline_ready
+):
+    # The trigger form with no revision: the source asks GitHub for main's head.
+    head = httpx.get(
+        f"{airflow_env.sandbox_url}{sandbox_github.PREFIX}/repos/acme/webapp/branches/main",
+        headers={"Authorization": f"token {sandbox_github.TOKEN}"},
+    ).json()["commit"]
+    run_id = api.trigger(PIPELINE)["dag_run_id"]
     wait_for_task_state(api, PIPELINE, run_id, APPROVAL, {"deferred"}, timeout=300)
     reviewer_api.set_task_state(PIPELINE, run_id, APPROVAL, "failed", note="Rejected by qa-lead: checkout broken")
     run = wait_for_run(api, PIPELINE, run_id, timeout=120)
 
+    released = api.xcom(PIPELINE, run_id, "Source.Checkout")
+    assert (released["CommitId"], released["CommitMessage"]) == (head["sha"], head["commit"]["message"])
     states = ti_states(api, PIPELINE, run_id)
     assert run["state"] == "failed"
     assert states[APPROVAL] == "failed"
@@ -130,7 +183,7 @@ def test_failed_build_stops_the_pipeline_and_notifies(airflow_env, api, inbox, p
     sandbox = SandboxClient(airflow_env.sandbox_url)
     sandbox.set_fault("codebuild", resources.BUILD_PROJECT, mode="fail")
     try:
-        run_id = api.trigger(PIPELINE, conf=push("build-fails"))["dag_run_id"]
+        run_id = api.trigger(PIPELINE, conf=push(airflow_env, "build-fails"))["dag_run_id"]
         run = wait_for_run(api, PIPELINE, run_id, timeout=180)
     finally:
         sandbox.clear_faults()
