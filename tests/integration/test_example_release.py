@@ -6,11 +6,9 @@ import io
 import time
 import zipfile
 
-import httpx
 import pytest
 
 from include.localenv.webhook_client import push_commit
-from include.sandbox import github as sandbox_github
 from include.sandbox import resources
 from include.sandbox.client import SandboxClient
 from tests.integration.helpers import (
@@ -77,7 +75,9 @@ def subjects(messages: list[dict]) -> list[str]:
     return [m.get("Subject", "") for m in messages]
 
 
-def test_release_runs_end_to_end_with_approval(airflow_env, api, reviewer_api, inbox, pipeline_ready):
+def test_a_release_runs_end_to_end_and_the_next_ones_approval_lists_the_commits_since(
+    airflow_env, api, reviewer_api, inbox, pipeline_ready
+):
     conf = push(airflow_env, "e2e")
     commit = conf["source"]["commit_id"]
     lambda_client = aws_client(airflow_env, "lambda", resources.SECOND_REGION)
@@ -155,22 +155,27 @@ def test_release_runs_end_to_end_with_approval(airflow_env, api, reviewer_api, i
     assert approval_msg["approval"]["approvalReviewLink"].endswith("/tasks/" + APPROVAL)
     assert commit in approval_msg["approval"]["customData"]
 
-
-def test_a_run_naming_no_revision_releases_the_branch_head_and_a_rejection_stops_it(
-    airflow_env, api, reviewer_api, inbox, pipeline_ready
-):
-    # The trigger form with no revision: the source asks GitHub for main's head.
-    head = httpx.get(
-        f"{airflow_env.sandbox_url}{sandbox_github.PREFIX}/repos/acme/webapp/branches/main",
-        headers={"Authorization": f"token {sandbox_github.TOKEN}"},
-    ).json()["commit"]
+    # The next run: two more commits, started with no revision (the trigger form). It releases main's head,
+    # and its approval lists the commits since the release above; a rejection stops it before production.
+    second, third = (push(airflow_env, label)["source"]["commit_id"] for label in ("next-1", "next-2"))
     run_id = api.trigger(PIPELINE)["dag_run_id"]
     wait_for_task_state(api, PIPELINE, run_id, APPROVAL, {"deferred"}, timeout=300)
+    released = api.xcom(PIPELINE, run_id, "Source.Checkout")
+    since = [f"{third[:7]} test next-2 (Test Author)", f"{second[:7]} test next-1 (Test Author)"]
+    assert (released["CommitId"], released["CommitMessage"]) == (third, "test next-2")
+    assert (released["LastReleasedCommitId"], released["CommitsSinceLastRelease"]) == (commit, since)
+    messages = inbox.drain(until=("APPROVAL NEEDED",))
+    asked = next(m["parsed"] for m in messages if m["Subject"].startswith("APPROVAL NEEDED"))
+    assert asked["release"]["sources"] == [
+        {
+            "action": "Source.Checkout",
+            "commitId": third,
+            "lastReleasedCommitId": commit,
+            "commitsSinceLastRelease": since,
+        }
+    ]
     reviewer_api.set_task_state(PIPELINE, run_id, APPROVAL, "failed", note="Rejected by qa-lead: checkout broken")
     run = wait_for_run(api, PIPELINE, run_id, timeout=120)
-
-    released = api.xcom(PIPELINE, run_id, "Source.Checkout")
-    assert (released["CommitId"], released["CommitMessage"]) == (head["sha"], head["commit"]["message"])
     states = ti_states(api, PIPELINE, run_id)
     assert run["state"] == "failed"
     assert states[APPROVAL] == "failed"

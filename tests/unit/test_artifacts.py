@@ -394,3 +394,16 @@ def test_a_deployment_in_another_region_copies_the_artifact_to_its_store_and_dep
     copied = boto3.client("s3", region_name="eu-west-1").get_object(Bucket=here.bucket, Key=here.key)
     assert copied["Body"].read() == b"bundle"
     assert context["ti"].xcom["artifacts"]["inputs"]["BuildOutput"].startswith(here.uri)
+
+
+def test_commits_since_the_last_release_read_newest_first_and_a_long_list_is_cut(github_api):
+    from release_orchestrator.hooks.github import GitHubHook
+    from release_orchestrator.releases import RELEASE_NOTES_MAX_COMMITS, describe_commits
+
+    base = github_api.push("acme/webapp", "main", {"a": "0"}, "released")["sha"]
+    shas = [github_api.push("acme/webapp", "main", {"a": str(i)}, f"change {i}\n\nbody")["sha"] for i in range(3)]
+    lines = describe_commits(GitHubHook().compare("acme/webapp", base, shas[-1]))
+    assert lines == [f"{sha[:7]} change {i} (Demo Author)" for i, sha in reversed(list(enumerate(shas)))]
+    many = {"commits": [{"sha": f"{i:040d}", "commit": {"message": f"c{i}"}} for i in range(60)]}
+    cut = describe_commits(many)
+    assert len(cut) == RELEASE_NOTES_MAX_COMMITS + 1 and cut[-1] == "... and 10 more"

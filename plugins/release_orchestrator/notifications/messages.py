@@ -105,9 +105,11 @@ def approval_message(
     review_link: str,
     external_entity_link: str | None,
     custom_data: str | None,
+    release_notes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON CodePipeline sends for a manual approval, with links into Airflow."""
-    return {
+    """The JSON CodePipeline sends for a manual approval, with links into Airflow; `release` (ours) lists
+    what each GitHub source releases: its commit, the last release's and the commits in between."""
+    message = {
         "region": region,
         "consoleLink": console_link,
         "approval": {
@@ -121,6 +123,9 @@ def approval_message(
             "customData": custom_data,
         },
     }
+    if release_notes:
+        message["release"] = {"sources": release_notes}
+    return message
 
 
 APPROVAL_ACTION_TYPE = {"owner": "AWS", "category": "Approval", "provider": "Manual", "version": "1"}

@@ -85,6 +85,7 @@ def publish_approval_needed(
     aws_conn_id: str | None,
     region_name: str | None,
     ident: str = "approval-needed",
+    release_notes: list[dict[str, Any]] | None = None,
 ) -> bool:
     """CodePipeline's approval message, whose review link opens the task in the Airflow UI (once per `ident`)."""
     dag_id, run_id = context["dag"].dag_id, context["run_id"]
@@ -102,6 +103,7 @@ def publish_approval_needed(
         review_link=links["task"],
         external_entity_link=external_entity_link,
         custom_data=custom_data,
+        release_notes=release_notes,
     )
     return publish_once(
         context,
@@ -141,6 +143,27 @@ class ApprovalWaitMixin:
 
     task_id: str
     log: Any
+
+    def __init__(self, *, release_source_task_ids: list[str] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        # GitHub sources before this approval: the message lists the commits they release (releases.py).
+        self.release_source_task_ids = list(release_source_task_ids or [])
+
+    def release_notes(self, context: Any) -> list[dict[str, Any]]:
+        """What this run releases from each GitHub source: its commit, the last release's, the commits between."""
+        notes = []
+        for task_id in self.release_source_task_ids:
+            released = context["ti"].xcom_pull(task_ids=task_id)
+            if isinstance(released, dict) and released.get("CommitId"):
+                notes.append(
+                    {
+                        "action": task_id,
+                        "commitId": released["CommitId"],
+                        "lastReleasedCommitId": released.get("LastReleasedCommitId") or "",
+                        "commitsSinceLastRelease": list(released.get("CommitsSinceLastRelease") or []),
+                    }
+                )
+        return notes
 
     def _init_wait(
         self,
@@ -255,6 +278,7 @@ class ApprovalWaitMixin:
                 self.aws_conn_id,
                 self.region_name,
                 ident=f"approval-needed#{wait.generation}",
+                release_notes=self.release_notes(context),
             )
         self.log.info(
             "Waiting for approval until %s.%s%s%s",

@@ -28,7 +28,8 @@ from airflow.sdk import BaseOperator
 from release_orchestrator.artifacts import PassesArtifacts, without_top_folder, zip_files
 from release_orchestrator.events.sources import changes_in_asset_events, describe_change, describe_changes
 from release_orchestrator.hooks.base import aws_call
-from release_orchestrator.hooks.github import GitHubHook
+from release_orchestrator.hooks.github import GitHubCallError, GitHubHook
+from release_orchestrator.releases import describe_commits, last_release, released_output
 
 SOURCE_REVISION_PARAM = "source_revision"
 
@@ -90,6 +91,7 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
         branch: str,
         provider: str = "github",
         github_conn_id: str = GitHubHook.default_conn_name,
+        release_task_ids: list[str] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -97,6 +99,8 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
         self.branch = branch
         self.provider = provider
         self.github_conn_id = github_conn_id
+        # The actions of the pipeline's last stage: a run where they all succeeded is a release.
+        self.release_task_ids = release_task_ids or []
 
     def accepts(self, change: dict[str, Any]) -> bool:
         """A CodeCommit push event about this action's repository (the trigger chose the branches)."""
@@ -137,13 +141,43 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
             "CommitUrl": source.get("commit_url")
             or (f"https://github.com/{repository}/commit/{commit_id}" if self.provider == "github" else ""),
             "ChangedFiles": list(source.get("changed_files") or []),
+            "LastReleasedCommitId": "",
+            "CommitsSinceLastRelease": [],
         }
         self.log.info("Releasing %s@%s commit %s: %s", repository, branch, commit_id, outputs["CommitMessage"])
         if github is not None and self.output_names:
             files = without_top_folder(github.zipball(self.repository, commit_id))
             self.log.info("Fetched %d files of %s at %s", len(files), self.repository, commit_id)
             self.put_output(context, zip_files(files))
+            outputs.update(self._since_last_release(context, github, commit_id))
         return outputs
+
+    def _since_last_release(self, context: Any, github: GitHubHook, commit_id: str) -> dict[str, Any]:
+        """The last release's commit and the commits after it up to this one (GitHub's compare), for the
+        reviewer; informational, so a failure to find them is logged, not fatal."""
+        found: dict[str, Any] = {"LastReleasedCommitId": "", "CommitsSinceLastRelease": []}
+        if not self.release_task_ids:
+            return found
+        dag_id, run_id = context["dag_run"].dag_id, context["dag_run"].run_id
+        released_run = last_release(dag_id, self.release_task_ids, run_id)
+        released = released_output(dag_id, self.task_id, released_run) if released_run else None
+        base = (released or {}).get("CommitId")
+        if not base:
+            self.log.info("No earlier release of this pipeline: no commits to compare with")
+            return found
+        found["LastReleasedCommitId"] = base
+        try:
+            found["CommitsSinceLastRelease"] = describe_commits(github.compare(self.repository, base, commit_id))
+        except GitHubCallError as error:
+            self.log.warning("Could not list the commits since the last release (%s): %s", base, error)
+            return found
+        self.log.info(
+            "%d commit(s) since the last release %s (run %s)",
+            len(found["CommitsSinceLastRelease"]),
+            base,
+            released_run,
+        )
+        return found
 
     def _from_github(
         self, github: GitHubHook, commit_id: str | None, branch: str, source: dict[str, Any]

@@ -1065,6 +1065,8 @@ ACTION_TYPES: dict[str, ActionType] = {
                 "AuthorDate",
                 "CommitUrl",
                 "ChangedFiles",
+                "LastReleasedCommitId",
+                "CommitsSinceLastRelease",
             ),
             check=_check_github,
             operator=f"{_OPERATORS}.source:GitSourceOperator",

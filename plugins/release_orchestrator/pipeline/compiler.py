@@ -312,6 +312,12 @@ def build_dag(pipeline: Pipeline):
     return dag
 
 
+def _github_sources_before(pipeline: Pipeline, stage: Stage) -> list[str]:
+    """The GitHub sources of the stages before `stage`: an approval lists the commits they release."""
+    earlier = pipeline.stages[: pipeline.stages.index(stage)]
+    return [task_id_of(s.name, a.name) for s in earlier for a in s.actions if a.type == "source.github"]
+
+
 def _first_enter_task_id(pipeline: Pipeline) -> str:
     return task_id_of(pipeline.stages[0].name, ENTER_TASK)
 
@@ -396,11 +402,14 @@ def _build_task(
         kwargs["region_name"] = _literal(action.region or pipeline.region)
     if (artifacts := artifact_kwargs(pipeline, action)) is not None:
         kwargs["artifacts"] = artifacts
+    if action.type == "source.github":
+        kwargs["release_task_ids"] = [task_id_of(pipeline.stages[-1].name, a.name) for a in pipeline.stages[-1].actions]
     if action.type == "approval.manual":
         if "approval-needed" in (pipeline.notifications.events if pipeline.notifications else []):
             kwargs.setdefault("sns_topic_arn", _literal(pipeline.notifications.topic_arn))
         kwargs["supersede"] = supersedes_approvals(pipeline)
         kwargs["notifications"] = _approval_notifications(pipeline)
+        kwargs["release_source_task_ids"] = _github_sources_before(pipeline, stage)
         if pipeline.execution_mode in ONE_RUN_PER_STAGE_MODES:
             kwargs["stage_door"] = {
                 "enter_task_id": task_id_of(stage.name, ENTER_TASK),
