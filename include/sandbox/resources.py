@@ -8,6 +8,8 @@ REGION = "us-east-1"
 SECOND_REGION = "eu-west-1"  # the example's cross-region Lambda deploy
 
 ARTIFACT_BUCKET = "release-artifacts"
+# The artifact store of actions in SECOND_REGION (a pipeline's artifact_store maps each region to one).
+SECOND_ARTIFACT_BUCKET = "release-artifacts-eu-west-1"
 SERVICE_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/release-service-role"
 
 # CodeBuild

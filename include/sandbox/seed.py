@@ -68,10 +68,12 @@ def seed(endpoint_url: str) -> dict:
 
 
 def _bucket(url: str) -> None:
-    s3 = client("s3", url)
-    if not _exists(lambda: s3.head_bucket(Bucket=r.ARTIFACT_BUCKET), ("404", "NoSuchBucket")):
-        s3.create_bucket(Bucket=r.ARTIFACT_BUCKET)
-    s3.put_bucket_versioning(Bucket=r.ARTIFACT_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    for bucket, region in ((r.ARTIFACT_BUCKET, r.REGION), (r.SECOND_ARTIFACT_BUCKET, r.SECOND_REGION)):
+        s3 = client("s3", url, region)
+        if not _exists(lambda s3=s3, bucket=bucket: s3.head_bucket(Bucket=bucket), ("404", "NoSuchBucket")):
+            where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            s3.create_bucket(Bucket=bucket, **where)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
 def _role(url: str) -> None:

@@ -111,6 +111,28 @@ class PassesArtifacts:
         self._record(context, "inputs", found)
         return found
 
+    def read_input_file(self, context: Any, name: str, path: str) -> bytes:
+        """A file inside input artifact `name` (a zip), e.g. the task definition template of an ECS deployment."""
+        if name not in self.input_names:
+            raise ValueError(f"'{name}::{path}' names no input artifact of this action; its inputs: {self.input_names}")
+        cache = self.__dict__.setdefault("_input_zips", {})
+        if name not in cache:
+            where = self.input_artifact(context, name)
+            extra = {"VersionId": where.version_id} if where.version_id else {}
+            with aws_call("GetObject", f"input artifact '{name}' at {where.uri}"):
+                cache[name] = (
+                    self._s3(self.artifacts.get("region"))
+                    .get_object(Bucket=where.bucket, Key=where.key, **extra)["Body"]
+                    .read()
+                )
+        try:
+            with zipfile.ZipFile(io.BytesIO(cache[name])) as archive:
+                return archive.read(path)
+        except KeyError:
+            raise ValueError(f"input artifact '{name}' has no file {path!r}") from None
+        except zipfile.BadZipFile:
+            raise ValueError(f"input artifact '{name}' is not a zip, so it has no file {path!r}") from None
+
     def output_artifact(self, context: Any, name: str | None = None) -> ArtifactLocation:
         """Where output artifact `name` (default: the first) goes, for a service that writes it itself."""
         item = next(i for i in self.artifacts["outputs"] if name in (None, i["name"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 import zipfile
 
@@ -143,6 +144,11 @@ def test_a_release_runs_end_to_end_and_the_next_ones_approval_lists_the_commits_
         cluster=resources.ECS_CLUSTER, services=[resources.ECS_SERVICE]
     )["services"][0]
     assert service["taskDefinition"] == ecs_out["TaskDefinitionArn"]
+    # ... made from the bundle's taskdef.json, its <IMAGE1_NAME> replaced by the bundle's imageDetail.json.
+    registered = aws_client(airflow_env, "ecs").describe_task_definition(taskDefinition=ecs_out["TaskDefinitionArn"])
+    image = json.loads(bundle["imageDetail.json"])["ImageURI"]
+    assert [c["image"] for c in registered["taskDefinition"]["containerDefinitions"]] == [image]
+    assert image.endswith(":" + commit[:7])  # tagged with the commit the pipeline passed the build
 
     messages = inbox.drain(until=("SUCCEEDED: pipeline",))
     titles = subjects(messages)

@@ -167,7 +167,22 @@ def test_an_input_artifact_replaces_the_keys_that_name_the_same_thing():
         "            container_name: web\n            container_port: 80\n            image: i\n"
     )
     assert errors_of(ecs)["Deploy/EC2/input_artifacts"] == (
-        "platform ecs takes no input artifact; only platform server does"
+        "'BuildOutput' is not read: name a file in it as 'BuildOutput::taskdef.json' in task_definition_template "
+        "or 'BuildOutput::imageDetail.json' in image"
+    )
+    from_artifact = spec(
+        deploy_config="            platform: ecs\n            task_definition_template: BuildOutput::taskdef.json\n"
+        "            container_name: web\n            container_port: 80\n            image: Other::imageDetail.json\n"
+    )
+    assert errors_of(from_artifact) == {
+        "Deploy/EC2/configuration.image": "'Other' is not an input artifact of this action: add it to input_artifacts"
+    }
+    code = spec(
+        deploy_config="            platform: lambda\n            function_name: f\n            alias: live\n"
+        "            target_version: '3'\n"
+    )
+    assert errors_of(code)["Deploy/EC2/configuration.publish_version"] == (
+        "set publish_version: true to publish the code of 'BuildOutput'"
     )
     build = spec().replace(
         "configuration: {project_name: webapp-build}",

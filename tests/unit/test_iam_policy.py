@@ -91,10 +91,11 @@ EXPECTED = [
         "Resource": "*",
     },
     {
-        # The role named in webapp-release/taskdef.json, passed to ECS only.
-        "Sid": "IamPassTheTaskDefinitionsRolesToEcs",
+        # The task definition is read from the build's artifact when the run gets there: the roles it names are
+        # not known before, so any role of the account, passed to ECS only.
+        "Sid": "IamPassTheArtifactTaskDefinitionsRolesToEcs",
         "Action": ["iam:PassRole"],
-        "Resource": [f"arn:aws:iam::{ACCOUNT}:role/release-service-role"],
+        "Resource": [f"arn:aws:iam::{ACCOUNT}:role/*"],
         "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
     },
     {
@@ -109,6 +110,17 @@ EXPECTED = [
             arn("logs", "log-group:/aws/codebuild/webapp-build:*"),
             arn("logs", "log-group:/aws/codebuild/webapp-integration-tests:*"),
         ],
+    },
+    {
+        # The artifact store, only under the pipeline's own folder.
+        "Sid": "S3ReadTheRunsInputArtifacts",
+        "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+        "Resource": ["arn:aws:s3:::release-artifacts/runs/webapp-release/*"],
+    },
+    {
+        "Sid": "S3WriteTheRunsArtifacts",
+        "Action": ["s3:PutObject"],
+        "Resource": ["arn:aws:s3:::release-artifacts/runs/webapp-release/*"],
     },
     {
         "Sid": "SnsPublishNotificationsAndApprovalRequests",

@@ -35,7 +35,7 @@ from release_orchestrator.operators.reattach import (
     stable_token,
     trigger_kwargs,
 )
-from release_orchestrator.pipeline.files import is_file_path, read_json_file
+from release_orchestrator.pipeline.files import artifact_file, is_file_path, read_json_file
 from release_orchestrator.results.codedeploy import DeploymentResult, continue_if_ready
 from release_orchestrator.triggers.codedeploy import CodeDeployDeploymentTrigger
 
@@ -55,6 +55,10 @@ BUNDLE_TYPES = {
     ".yml": "YAML",
     ".json": "JSON",
 }
+
+
+# What CodePipeline's ECS blue/green action replaces in a task definition template with the image (Image1).
+IMAGE_PLACEHOLDER = "<IMAGE1_NAME>"
 
 
 def as_bool(value: Any) -> bool | None:
@@ -395,9 +399,9 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
 
     def revision(self, context: Context | None = None) -> dict[str, Any]:
         if self._platform == "ecs":
-            return appspec_revision(self.ecs_appspec(self.register_task_definition()))
+            return appspec_revision(self.ecs_appspec(self.register_task_definition(context)))
         if self._platform == "lambda":
-            return appspec_revision(self.lambda_appspec())
+            return appspec_revision(self.lambda_appspec(context))
         return self.server_revision(context)
 
     def server_revision(self, context: Context | None = None) -> dict[str, Any]:
@@ -428,29 +432,51 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
             "or revision_github_repository and revision_github_commit"
         )
 
-    def task_definition(self) -> dict[str, Any]:
-        """The template as register_task_definition's arguments, with ``image`` put in."""
+    def task_definition(self, context: Context | None = None) -> dict[str, Any]:
+        """The template as register_task_definition's arguments, with ``image`` put in.
+
+        Either may come from an input artifact ('BuildOutput::taskdef.json'; an image as CodePipeline's
+        imageDetail.json, whose ImageURI is taken); the image replaces CodePipeline's <IMAGE1_NAME>
+        placeholder, or else the image of container_name."""
         template = self.task_definition_template
         if not template:
             raise ValueError("An ecs deployment needs task_definition_template")
-        if is_file_path(template):
+        if in_artifact := artifact_file(template):
+            template = self._artifact_json(context, *in_artifact, "task_definition_template")
+        elif is_file_path(template):
             template = read_json_file(template, self.spec_folder, "task_definition_template")
         template = as_json(template)
         template = dict(template.get("taskDefinition", template))
         for field in TASK_DEFINITION_READ_ONLY:
             template.pop(field, None)
-        if self.image:
+        image = self.image
+        if in_artifact := artifact_file(image):
+            image = self._artifact_json(context, *in_artifact, "image").get("ImageURI")
+            if not image:
+                raise ValueError(f"image: {self.image} has no ImageURI")
+        if image:
             containers = template.get("containerDefinitions") or []
-            for container in containers:
-                if container.get("name") == self.container_name or len(containers) == 1 and not self.container_name:
-                    container["image"] = self.image
-                    break
-            else:
+            targets = [c for c in containers if c.get("image") == IMAGE_PLACEHOLDER] or [
+                c
+                for c in containers
+                if c.get("name") == self.container_name or len(containers) == 1 and not self.container_name
+            ][:1]
+            if not targets:
                 raise ValueError(f"Task definition has no container named {self.container_name!r}")
+            for container in targets:
+                container["image"] = image
         return template
 
-    def register_task_definition(self) -> str:
-        task_definition = self.task_definition()
+    def _artifact_json(self, context: Context | None, name: str, path: str, key: str) -> Any:
+        if context is None:
+            raise ValueError(f"{key}: {name}::{path} is read from an input artifact when the action runs")
+        try:
+            return json.loads(self.read_input_file(context, name, path))
+        except ValueError as error:
+            raise ValueError(f"{key}: cannot read {name}::{path} as JSON: {error}") from None
+
+    def register_task_definition(self, context: Context | None = None) -> str:
+        task_definition = self.task_definition(context)
         family = task_definition.get("family")
         ecs = EcsHook(**self._aws_kwargs())
         with aws_call("RegisterTaskDefinition", f"family '{family}'"):
@@ -477,12 +503,21 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
             appspec["Hooks"] = hooks
         return appspec
 
-    def lambda_appspec(self) -> dict[str, Any]:
+    def lambda_appspec(self, context: Context | None = None) -> dict[str, Any]:
         if not self.function_name or not self.alias:
             raise ValueError("A lambda deployment needs function_name and alias")
         lambda_hook = LambdaHook(**self._aws_kwargs())
         function = f"function '{self.function_name}'"
-        if as_bool(self.publish_version):
+        if self.input_names and context is not None and as_bool(self.publish_version):
+            # The input artifact is the function's new code, published as the version to shift to.
+            code = self.input_artifact(context)
+            request = {"FunctionName": self.function_name, "S3Bucket": code.bucket, "S3Key": code.key, "Publish": True}
+            if code.version_id:
+                request["S3ObjectVersion"] = code.version_id
+            with aws_call("UpdateFunctionCode", f"{function} from {code.uri}"):
+                target = lambda_hook.conn.update_function_code(**request)["Version"]
+            self.log.info("Published version %s of %s from %s", target, self.function_name, code.uri)
+        elif as_bool(self.publish_version):
             with aws_call("PublishVersion", function):
                 target = lambda_hook.conn.publish_version(FunctionName=self.function_name)["Version"]
             self.log.info("Published version %s of %s", target, self.function_name)

@@ -22,6 +22,7 @@ from typing import Any
 
 from release_orchestrator import settings
 
+from .files import artifact_file
 from .syntax import has_reference, parse_duration
 
 # CodePipeline's action categories; a type's name starts with its category in lower case.
@@ -371,23 +372,50 @@ def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
 
 
 def _codedeploy_artifacts(config: dict, inputs: list[str], outputs: list[str]) -> list[tuple[str, str]]:
+    """server: the input artifact is the revision; lambda: the function's new code (with publish_version);
+    ecs: files named 'Artifact::path' in task_definition_template and image (CodePipeline's taskdef.json and
+    imageDetail.json)."""
     platform = config.get("platform", "server")
     if not isinstance(platform, str) or platform not in _PLATFORM_KEYS:
         return []  # the configuration check already reported it
-    named = [k for k in _SERVER_KEYS if k in config and k != "revision_bundle_type"]
-    if inputs and platform != "server":
-        return [("input_artifacts", f"platform {platform} takes no input artifact; only platform server does")]
-    if platform == "server" and inputs and named:
-        return [(named[0], f"the revision is the input artifact '{inputs[0]}': remove {', '.join(named)}")]
-    if platform == "server" and not inputs and not named:
-        return [
-            (
-                "revision_s3_bucket",
-                "platform server needs a revision: an input artifact (input_artifacts: [BuildOutput]), "
-                "revision_s3_bucket and revision_s3_key, or revision_github_repository and revision_github_commit",
+    most = {"server": 1, "lambda": 1, "ecs": 2}[platform]
+    if len(inputs) > most:
+        return [("input_artifacts", f"platform {platform} takes at most {most} input artifact(s)")]
+    if platform == "server":
+        named = [k for k in _SERVER_KEYS if k in config and k != "revision_bundle_type"]
+        if inputs and named:
+            return [(named[0], f"the revision is the input artifact '{inputs[0]}': remove {', '.join(named)}")]
+        if not inputs and not named:
+            return [
+                (
+                    "revision_s3_bucket",
+                    "platform server needs a revision: an input artifact (input_artifacts: [BuildOutput]), "
+                    "revision_s3_bucket and revision_s3_key, or revision_github_repository and "
+                    "revision_github_commit",
+                )
+            ]
+        return []
+    if platform == "lambda":
+        if inputs and config.get("publish_version") is not True:
+            return [("publish_version", f"set publish_version: true to publish the code of '{inputs[0]}'")]
+        return []
+    problems, used = [], set()
+    for key in ("task_definition_template", "image"):
+        named = artifact_file(config.get(key))
+        if named and named[0] not in inputs:
+            problems.append((key, f"'{named[0]}' is not an input artifact of this action: add it to input_artifacts"))
+        elif named:
+            used.add(named[0])
+    for name in inputs:
+        if name not in used:
+            problems.append(
+                (
+                    "input_artifacts",
+                    f"'{name}' is not read: name a file in it as '{name}::taskdef.json' in "
+                    f"task_definition_template or '{name}::imageDetail.json' in image",
+                )
             )
-        ]
-    return []
+    return problems
 
 
 def _codebuild_artifacts(config: dict, inputs: list[str], outputs: list[str]) -> list[tuple[str, str]]:
@@ -655,6 +683,16 @@ def _codedeploy_permissions(config: dict) -> list[Permission]:
             )
         )
         template = config.get("task_definition_template")
+        if artifact_file(template):  # known only when the run reads it: the roles any task definition names
+            out.append(
+                Permission(
+                    "iam",
+                    ("iam:PassRole",),
+                    "arn:aws:iam::{account}:role/*",
+                    "IamPassTheArtifactTaskDefinitionsRolesToEcs",
+                    {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                )
+            )
         template = template.get("taskDefinition", template) if isinstance(template, dict) else {}
         for key in ("executionRoleArn", "taskRoleArn"):
             if isinstance(template.get(key), str):
@@ -1245,13 +1283,19 @@ ACTION_TYPES: dict[str, ActionType] = {
                 # ecs
                 ConfigKey(
                     "task_definition_template",
-                    "ecs: task definition, as a mapping or a JSON file in the spec's folder (a path relative to it)",
+                    "ecs: task definition, as a mapping, a JSON file in the spec's folder (a path relative to it), "
+                    "or a file in an input artifact ('BuildOutput::taskdef.json'); an <IMAGE1_NAME> image in it "
+                    "is replaced by `image`",
                     kind="str|mapping",
                     file=True,
                 ),
                 ConfigKey("container_name", "ecs: container that receives traffic"),
                 ConfigKey("container_port", "ecs: its port", kind="int", range=(1, 65535)),
-                ConfigKey("image", "ecs: image URI for that container"),
+                ConfigKey(
+                    "image",
+                    "ecs: image URI for that container, or an imageDetail.json in an input artifact "
+                    "('BuildOutput::imageDetail.json', its ImageURI)",
+                ),
                 ConfigKey("platform_version", "ecs: Fargate platform version"),
                 ConfigKey(
                     "network_configuration", "ecs: awsvpcConfiguration (subnets, security groups)", kind="mapping"
@@ -1261,7 +1305,12 @@ ACTION_TYPES: dict[str, ActionType] = {
                 ConfigKey("function_name", "lambda: function to shift traffic on"),
                 ConfigKey("alias", "lambda: alias that receives traffic"),
                 ConfigKey("target_version", "lambda: version to shift traffic to", kind="str|int"),
-                ConfigKey("publish_version", "lambda: publish a new version and shift traffic to it", kind="bool"),
+                ConfigKey(
+                    "publish_version",
+                    "lambda: publish a new version (of the input artifact's code, when the action has one) and "
+                    "shift traffic to it",
+                    kind="bool",
+                ),
                 ConfigKey(
                     "current_version",
                     "lambda: version the alias points at now (looked up if not given)",
@@ -1270,7 +1319,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("DeploymentId", "DeploymentStatus", "TaskDefinitionArn", "LambdaVersion", "ConsoleUrl"),
             check=_check_codedeploy,
-            artifacts=ArtifactSlots(inputs=(0, 1), check=_codedeploy_artifacts),
+            artifacts=ArtifactSlots(inputs=(0, 2), check=_codedeploy_artifacts),
             operator=f"{_OPERATORS}.codedeploy:CodeDeployOperator",
             imported_from={"Deploy/AWS/CodeDeploy": "codedeploy", "Deploy/AWS/CodeDeployToECS": "codedeploy_ecs"},
             polls=True,

@@ -19,7 +19,7 @@ from typing import Any
 
 from release_orchestrator import settings
 
-from .action_types import ACTION_TYPES
+from .action_types import ACTION_TYPES, Permission, regional_arn
 from .model import Action, Pipeline, Stage
 
 ARTIFACT_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
@@ -212,3 +212,31 @@ def artifact_kwargs(pipeline: Pipeline, action: Action) -> dict[str, Any] | None
         "inputs": inputs,
         "outputs": [{"name": name} for name in action.output_artifacts],
     }
+
+
+def artifact_permissions(pipeline: Pipeline, action: Action) -> list[Permission]:
+    """What an action passing artifacts does in the stores: reads its inputs (copying them from another
+    region's store), writes its outputs; only under the pipeline's folders."""
+    wiring = artifact_kwargs(pipeline, action) if uses_artifacts(action) else None
+    if wiring is None or not wiring["store"]:
+        return []
+
+    def objects(store: str) -> str:
+        bucket, _, prefix = store.removeprefix("s3://").partition("/")
+        return f"arn:aws:s3:::{bucket}/{prefix + '/' if prefix else ''}{pipeline.name}/*"
+
+    out = []
+    if wiring["inputs"]:
+        readable = sorted({objects(wiring["store"])} | {objects(i["store"]) for i in wiring["inputs"] if i["store"]})
+        out += [
+            Permission("s3", ("s3:GetObject", "s3:GetObjectVersion"), arn, "S3ReadTheRunsInputArtifacts")
+            for arn in readable
+        ]
+    if wiring["outputs"] or any(i["store"] != wiring["store"] for i in wiring["inputs"]):
+        out.append(Permission("s3", ("s3:PutObject",), objects(wiring["store"]), "S3WriteTheRunsArtifacts"))
+    config = action.configuration if isinstance(action.configuration, dict) else {}
+    if action.type == "deploy.codedeploy" and config.get("platform") == "lambda" and action.input_artifacts:
+        function = str(config.get("function_name"))
+        arn = function if function.startswith("arn:") else regional_arn("lambda", f"function:{function}")
+        out.append(Permission("lambda", ("lambda:UpdateFunctionCode",), arn, "LambdaUpdateTheCodeFromTheArtifact"))
+    return out

@@ -23,12 +23,25 @@ class SpecFileError(ValueError):
 
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# A file inside one of the action's input artifacts, as CodePipeline names them: "BuildOutput::taskdef.json".
+_ARTIFACT_FILE_RE = re.compile(r"^([A-Za-z0-9_-]{1,100})::(\S.*)$")
+
+
+def artifact_file(value: object) -> tuple[str, str] | None:
+    """(artifact, path in its zip) when a file key's value names a file in an input artifact, else None."""
+    match = _ARTIFACT_FILE_RE.match(value.strip()) if isinstance(value, str) else None
+    return (match.group(1), match.group(2)) if match else None
 
 
 def is_file_path(value: object) -> bool:
     """Whether a value of a file key names a file (a string that is neither inline JSON nor a URL such as
     s3://bucket/key)."""
-    return isinstance(value, str) and value.strip()[:1] not in ("{", "[") and not _URL_RE.match(value.strip())
+    return (
+        isinstance(value, str)
+        and value.strip()[:1] not in ("{", "[")
+        and not _URL_RE.match(value.strip())
+        and artifact_file(value) is None
+    )
 
 
 def read_spec_file(path: str, folder: str | os.PathLike | None, key: str) -> str:

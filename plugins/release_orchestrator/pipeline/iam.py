@@ -19,6 +19,7 @@ from typing import Any
 from release_orchestrator.events.spec import watched_sources
 
 from .action_types import ACTION_TYPES, Permission, topic_permission
+from .artifacts import artifact_permissions
 from .files import is_file_path, spec_file
 from .model import Pipeline
 from .preflight import check_permissions, plan
@@ -90,6 +91,8 @@ def permissions(pipeline: Pipeline, account_id: str | None = None, region: str |
                 continue
             config = _with_files(pipeline, action_type, action_type.with_defaults(action.configuration))
             for permission in action_type.permissions(config):
+                add(permission, action.region or pipeline.region or region)
+            for permission in artifact_permissions(pipeline, action):
                 add(permission, action.region or pipeline.region or region)
     if pipeline.notifications and pipeline.notifications.topic_arn:
         add(topic_permission(pipeline.notifications.topic_arn), pipeline.region or region)
