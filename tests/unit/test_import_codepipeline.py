@@ -329,3 +329,21 @@ def test_s3_deploy_and_lambda_invoke():
     }
     assert any("instead of calling PutJobSuccessResult" in n for n in result.notes)
     assert not any("has no equivalent" in n for n in result.notes)  # every key was mapped
+
+
+def test_a_typical_pipeline_passes_its_artifacts_with_no_placeholder_for_them():
+    """Source (GitHub) -> CodeBuild -> CodeDeploy to EC2 and ECS: the artifacts carry the release."""
+    result, p = imported("github-build-ecs-ec2.json")
+    assert result.errors == [] and p.artifact_store == "s3://codepipeline-us-east-1-123456789012"
+    (source,), (build,), (ec2, ecs) = (stage.actions for stage in p.stages)
+    assert source.output_artifacts == ["SourceArtifact"]
+    assert (build.input_artifacts, build.output_artifacts) == (["SourceArtifact"], ["BuildArtifact"])
+    assert ec2.input_artifacts == ["BuildArtifact"] and not {"revision_s3_bucket", "revision_s3_key"} & set(
+        ec2.configuration
+    )
+    assert ecs.input_artifacts == ["BuildArtifact"]
+    assert ecs.configuration["task_definition_template"] == "BuildArtifact::taskdef.json"
+    assert ecs.configuration["image"] == "BuildArtifact::imageDetail.json"
+    # What is left to fill in is the AppSpec's container and port, never an artifact's place.
+    review = [n for n in result.notes if PLACEHOLDER in n or "placeholder" in n]
+    assert review and all("container_name and container_port" in n for n in review), review

@@ -746,11 +746,16 @@ class _Importer:
         }
         taskdef_artifact = cfg.pop("TaskDefinitionTemplateArtifact", "?")
         taskdef_path = cfg.pop("TaskDefinitionTemplatePath", "taskdef.json")
-        out["task_definition_template"] = taskdef_path
-        notes.append(
-            f"task_definition_template: copy {taskdef_path} from artifact '{taskdef_artifact}' next to "
-            "this spec (the path is relative to the spec's directory)"
-        )
+        read: list[str] = []  # the input artifacts the deployment reads files from
+        if self.carried(taskdef_artifact):
+            out["task_definition_template"] = f"{taskdef_artifact}::{taskdef_path}"
+            read.append(taskdef_artifact)
+        else:
+            out["task_definition_template"] = taskdef_path
+            notes.append(
+                f"task_definition_template: copy {taskdef_path} from artifact '{taskdef_artifact}' next to "
+                "this spec (the path is relative to the spec's directory)"
+            )
         # The container and port that take traffic are in the AppSpec template, which the definition only names.
         appspec = cfg.pop("AppSpecTemplatePath", "appspec.yaml")
         appspec_artifact = cfg.pop("AppSpecTemplateArtifact", "?")
@@ -762,7 +767,12 @@ class _Importer:
         )
         # Image1ContainerName is the placeholder CodePipeline replaced in the task definition, not a container.
         placeholder = cfg.pop("Image1ContainerName", "IMAGE1_NAME")
-        out["image"] = self.image(cfg.pop("Image1ArtifactName", None), notes)
+        image_artifact = cfg.pop("Image1ArtifactName", None)
+        if self.producers.get(image_artifact, (None, None))[0] != "ECR" and self.carried(image_artifact):
+            out["image"] = f"{image_artifact}::imageDetail.json"
+            read.append(image_artifact)
+        else:
+            out["image"] = self.image(image_artifact, notes)
         notes.append(
             f"the task definition's <{placeholder}> was replaced by the image in CodePipeline; here "
             "image is set on container_name instead"
@@ -772,9 +782,19 @@ class _Importer:
             notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")
             for k in extra:
                 cfg.pop(k)
-        if action.pop("input_artifacts", None):  # the files above come from this spec's folder instead
-            notes.append("input artifacts left out: platform ecs reads its files from the spec's folder")
+        unread = [a for a in action.get("input_artifacts") or [] if a not in read]
+        action["input_artifacts"] = [a for a in action.get("input_artifacts") or [] if a in read]
+        if not action["input_artifacts"]:
+            del action["input_artifacts"]
+        if unread:
+            notes.append(
+                f"input artifact(s) {', '.join(map(str, unread))} left out: the deployment reads no file of them"
+            )
         return out
+
+    def carried(self, artifact: Any) -> bool:
+        """Whether an imported action writes `artifact` (its writer was mapped to a type that writes artifacts)."""
+        return isinstance(artifact, str) and self.producers.get(artifact, (None, None))[1] is not None
 
     def s3_deploy(self, cfg: dict, action: dict, notes: list) -> dict:
         # CodePipeline deploys the input artifact, whose S3 key changes every run; a spec names the zip.
