@@ -422,3 +422,44 @@ def test_commits_since_the_last_release_read_newest_first_and_a_long_list_is_cut
     many = {"commits": [{"sha": f"{i:040d}", "commit": {"message": f"c{i}"}} for i in range(60)]}
     cut = describe_commits(many)
     assert len(cut) == RELEASE_NOTES_MAX_COMMITS + 1 and cut[-1] == "... and 10 more"
+
+
+def test_s3_and_beanstalk_deployments_take_their_input_artifact_or_a_source(bucket):
+    site = spec(deploy_config="")
+    site = site.replace("          type: deploy.codedeploy\n", "          type: deploy.s3\n").replace(
+        "            application_name: webapp-ec2\n            deployment_group_name: production\n",
+        "            bucket_name: www\n",
+    )
+    assert errors_of(site) == {}
+    both = site.replace(
+        "            bucket_name: www\n", "            bucket_name: www\n            source: s3://b/k.zip\n"
+    )
+    assert errors_of(both)["Deploy/EC2/configuration.source"] == (
+        "the zip to deploy is the input artifact 'BuildOutput': remove source"
+    )
+    neither = spec(deploy_input=None).replace("          type: deploy.codedeploy\n", "          type: deploy.s3\n")
+    neither = neither.replace(
+        "            application_name: webapp-ec2\n            deployment_group_name: production\n",
+        "            bucket_name: www\n",
+    )
+    assert errors_of(neither)["Deploy/EC2/configuration.source"] == (
+        "missing: name the zip to deploy as s3://bucket/key, or give the action an input artifact"
+    )
+
+    from release_orchestrator.operators.s3_deploy import S3DeployOperator
+
+    bucket.create_bucket(Bucket="site-www")
+    context = run_context()
+    built = location(STORE, "art", context["dag_run"].run_id, "BuildOutput")
+    body = io.BytesIO()
+    with zipfile.ZipFile(body, "w") as archive:
+        archive.writestr("index.html", "<h1>hi</h1>")
+    bucket.put_object(Bucket=built.bucket, Key=built.key, Body=body.getvalue())
+    op = S3DeployOperator(
+        task_id="Site",
+        bucket_name="site-www",
+        object_key="site",
+        artifacts={**ARTIFACTS, "inputs": [{"name": "BuildOutput", "store": STORE, "region": REGION}]},
+    )
+    assert op.execute(context)["ObjectCount"] in (1, "1")
+    assert bucket.get_object(Bucket="site-www", Key="site/index.html")["Body"].read() == b"<h1>hi</h1>"

@@ -15,6 +15,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
+from release_orchestrator.artifacts import PassesArtifacts
 from release_orchestrator.hooks.elasticbeanstalk import (
     ENVIRONMENT_READY,
     ENVIRONMENT_SETTLED_STATES,
@@ -48,12 +49,13 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-class ElasticBeanstalkOperator(StopsItsWork, AwsBaseOperator[ElasticBeanstalkHook]):
+class ElasticBeanstalkOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[ElasticBeanstalkHook]):
     """Deploy a bundle to an Elastic Beanstalk environment (action type ``deploy.elasticbeanstalk``).
 
     :param application_name: the Elastic Beanstalk application.
     :param environment_name: its environment to update.
-    :param source: the source bundle, ``s3://bucket/key`` (a zip, or a war for Java).
+    :param source: the source bundle, ``s3://bucket/key`` (a zip, or a war for Java), when the action has no
+        input artifact.
     :param description: the application version's description.
     :param poll_interval: seconds between two looks at the environment.
     :param deferrable: wait in the triggerer (default) instead of a worker slot.
@@ -73,7 +75,7 @@ class ElasticBeanstalkOperator(StopsItsWork, AwsBaseOperator[ElasticBeanstalkHoo
         *,
         application_name: str,
         environment_name: str,
-        source: str,
+        source: str | None = None,
         description: str | None = None,
         poll_interval: float = 15,
         deferrable: bool = True,
@@ -108,7 +110,11 @@ class ElasticBeanstalkOperator(StopsItsWork, AwsBaseOperator[ElasticBeanstalkHoo
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        bucket, key = parse_s3_uri(self.source)  # before anything is created
+        if self.input_names:  # the input artifact is the bundle
+            bundle = self.input_artifact(context)
+            bucket, key = bundle.bucket, bundle.key
+        else:
+            bucket, key = parse_s3_uri(self.source or "")  # before anything is created
         record = StartRecord(context, self.record_key, self.log)
         environment = self._reattach(record) or self._deploy(context, record, bucket, key)
         self._environment_id = environment["EnvironmentId"]

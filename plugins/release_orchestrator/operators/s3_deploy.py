@@ -22,6 +22,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
+from release_orchestrator.artifacts import PassesArtifacts
 from release_orchestrator.hooks.base import aws_call
 from release_orchestrator.links import S3DeployLink
 from release_orchestrator.pipeline.action_types import s3_uri_problem
@@ -62,11 +63,11 @@ def content_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-class S3DeployOperator(AwsBaseOperator[S3Hook]):
+class S3DeployOperator(PassesArtifacts, AwsBaseOperator[S3Hook]):
     """Put an artifact into a bucket (action type ``deploy.s3``).
 
     :param bucket_name: the target bucket.
-    :param source: the artifact, ``s3://bucket/key.zip``.
+    :param source: the artifact, ``s3://bucket/key.zip``, when the action has no input artifact.
     :param extract: unzip it and put each file under ``object_key`` (a prefix, may be empty); else copy the
         zip to ``object_key``.
     :param object_key: prefix (extract) or key (no extract).
@@ -86,7 +87,7 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
         self,
         *,
         bucket_name: str,
-        source: str,
+        source: str | None = None,
         extract: bool | str = True,
         object_key: str | None = None,
         kms_encryption_key_arn: str | None = None,
@@ -118,7 +119,11 @@ class S3DeployOperator(AwsBaseOperator[S3Hook]):
         return args
 
     def execute(self, context: Context) -> dict[str, Any]:
-        source_bucket, source_key = parse_s3_uri(self.source)
+        if self.input_names:  # the input artifact is what is deployed
+            artifact = self.input_artifact(context)
+            source_bucket, source_key = artifact.bucket, artifact.key
+        else:
+            source_bucket, source_key = parse_s3_uri(self.source or "")
         extract = self.extract if isinstance(self.extract, bool) else str(self.extract).lower() != "false"
         prefix = str(self.object_key or "").strip("/") if extract else str(self.object_key or "")
         if not extract and not prefix:

@@ -418,6 +418,15 @@ def _codedeploy_artifacts(config: dict, inputs: list[str], outputs: list[str]) -
     return problems
 
 
+def _source_or_input(config: dict, inputs: list[str], what: str) -> list[tuple[str, str]]:
+    """deploy.s3 and deploy.elasticbeanstalk: `what` is the input artifact, or `source` names it."""
+    if inputs and "source" in config:
+        return [("source", f"{what} is the input artifact '{inputs[0]}': remove source")]
+    if not inputs and "source" not in config:
+        return [("source", f"missing: name {what} as s3://bucket/key, or give the action an input artifact")]
+    return []
+
+
 def _codebuild_artifacts(config: dict, inputs: list[str], outputs: list[str]) -> list[tuple[str, str]]:
     if not inputs:
         return []
@@ -761,10 +770,9 @@ def _s3_deploy_permissions(config: dict) -> list[Permission]:
     if config.get("extract", True) is not False:  # a prefix: every object under it
         target = f"{target.strip('/')}/*" if target.strip("/") else "*"
     put = ("s3:PutObject", "s3:PutObjectAcl") if config.get("canned_acl") else ("s3:PutObject",)
-    out = [
-        Permission("s3", ("s3:GetObject",), f"arn:aws:s3:::{bucket}/{key}", "S3DeployReadsTheArtifact"),
-        Permission("s3", put, f"arn:aws:s3:::{config.get('bucket_name')}/{target}", "S3DeployPutsTheObjects"),
-    ]
+    out = [Permission("s3", put, f"arn:aws:s3:::{config.get('bucket_name')}/{target}", "S3DeployPutsTheObjects")]
+    if config.get("source"):  # an input artifact is read from the store (pipeline/artifacts.py grants it)
+        out.insert(0, Permission("s3", ("s3:GetObject",), f"arn:aws:s3:::{bucket}/{key}", "S3DeployReadsTheArtifact"))
     if config.get("kms_encryption_key_arn"):
         out.append(
             Permission(
@@ -836,7 +844,7 @@ def _elasticbeanstalk_resources(config: dict) -> list[Resource]:
             {"environment": config.get("environment_name")},
         )
     ]
-    bucket = _bundle(config)[0]
+    bucket = _bundle(config)[0] if config.get("source") else None
     if bucket and not has_reference(bucket):
         out.append(Resource("s3_bucket", bucket))
     return out
@@ -845,7 +853,12 @@ def _elasticbeanstalk_resources(config: dict) -> list[Resource]:
 def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
     application, environment = config.get("application_name"), config.get("environment_name")
     bucket, key = _bundle(config)
-    return [
+    bundle = (
+        [Permission("s3", ("s3:GetObject",), f"arn:aws:s3:::{bucket}/{key}", "S3ReadTheSourceBundle")]
+        if config.get("source")  # an input artifact is read from the store (pipeline/artifacts.py grants it)
+        else []
+    )
+    return bundle + [
         Permission(
             "elasticbeanstalk",
             ("elasticbeanstalk:CreateApplicationVersion", "elasticbeanstalk:DescribeApplicationVersions"),
@@ -863,7 +876,6 @@ def _elasticbeanstalk_permissions(config: dict) -> list[Permission]:
             regional_arn("elasticbeanstalk", f"environment/{application}/{environment}"),
             "ElasticBeanstalkUpdateWatchAndAbortTheNamedEnvironment",
         ),
-        Permission("s3", ("s3:GetObject",), f"arn:aws:s3:::{bucket}/{key}", "S3ReadTheSourceBundle"),
         # UpdateEnvironment acts on the environment's resources with the caller's rights (docs/real-aws.md).
         Permission(
             "s3",
@@ -1334,9 +1346,8 @@ ACTION_TYPES: dict[str, ActionType] = {
                 ConfigKey("bucket_name", "bucket to deploy to", required=True),
                 ConfigKey(
                     "source",
-                    "the artifact to deploy, s3://bucket/key.zip (e.g. a key a build exported: "
-                    "s3://bucket/#{Build.ARTIFACT_KEY})",
-                    required=True,
+                    "the zip to deploy as s3://bucket/key.zip, when the action has no input artifact (which is "
+                    "then deployed)",
                 ),
                 ConfigKey(
                     "extract",
@@ -1351,6 +1362,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("BucketName", "ObjectKey", "ObjectCount", "ConsoleUrl"),
             check=_check_s3_deploy,
+            artifacts=ArtifactSlots(inputs=(0, 1), check=lambda c, i, o: _source_or_input(c, i, "the zip to deploy")),
             operator=f"{_OPERATORS}.s3_deploy:S3DeployOperator",
             imported_from={"Deploy/AWS/S3": "s3_deploy"},
             resources=_s3_deploy_resources,
@@ -1419,7 +1431,11 @@ ACTION_TYPES: dict[str, ActionType] = {
             keys=(
                 ConfigKey("application_name", "Elastic Beanstalk application", required=True),
                 ConfigKey("environment_name", "environment to update", required=True),
-                ConfigKey("source", "the source bundle (zip or war) as s3://bucket/key", required=True),
+                ConfigKey(
+                    "source",
+                    "the source bundle (zip or war) as s3://bucket/key, when the action has no input artifact "
+                    "(which is then the bundle)",
+                ),
                 ConfigKey("description", "the application version's description (default: the DAG, run and task)"),
             ),
             outputs=(
@@ -1431,6 +1447,7 @@ ACTION_TYPES: dict[str, ActionType] = {
                 "ConsoleUrl",
             ),
             check=_check_elasticbeanstalk,
+            artifacts=ArtifactSlots(inputs=(0, 1), check=lambda c, i, o: _source_or_input(c, i, "the source bundle")),
             operator=f"{_OPERATORS}.elasticbeanstalk:ElasticBeanstalkOperator",
             imported_from={"Deploy/AWS/ElasticBeanstalk": "elasticbeanstalk"},
             polls=True,

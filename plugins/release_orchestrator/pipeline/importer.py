@@ -797,13 +797,9 @@ class _Importer:
         return isinstance(artifact, str) and self.producers.get(artifact, (None, None))[1] is not None
 
     def s3_deploy(self, cfg: dict, action: dict, notes: list) -> dict:
-        # CodePipeline deploys the input artifact, whose S3 key changes every run; a spec names the zip.
-        artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
-        out: dict[str, Any] = {
-            "bucket_name": cfg.pop("BucketName", PLACEHOLDER),
-            "source": f"s3://{self.bucket or PLACEHOLDER}/{PLACEHOLDER}/{artifact}.zip",
-            "extract": _bool(cfg.pop("Extract", True)),
-        }
+        out: dict[str, Any] = {"bucket_name": cfg.pop("BucketName", PLACEHOLDER)}
+        out.update(self.bundle_source(action, notes))
+        out["extract"] = _bool(cfg.pop("Extract", True))
         for cp_key, key in (
             ("ObjectKey", "object_key"),
             ("KMSEncryptionKeyARN", "kms_encryption_key_arn"),
@@ -812,11 +808,19 @@ class _Importer:
         ):
             if cp_key in cfg:
                 out[key] = cfg.pop(cp_key)
-        notes.append(
-            f"CodePipeline deployed artifact '{artifact}': set source to the s3:// URI of that zip (e.g. a key "
-            "your build exports, s3://bucket/#{Build.ARTIFACT_KEY}); its key is a placeholder"
-        )
         return out
+
+    def bundle_source(self, action: dict, notes: list) -> dict[str, str]:
+        """deploy.s3 and deploy.elasticbeanstalk deploy their input artifact; one no carried action writes
+        gets a `source` to fill in."""
+        artifact = (action.get("input_artifacts") or [None])[0]
+        if self.carried(artifact):
+            return {}
+        notes.append(
+            f"CodePipeline deployed artifact '{artifact or 'the input artifact'}', which no imported action writes: "
+            "set source to the s3:// URI of that zip (its key is a placeholder)"
+        )
+        return {"source": f"s3://{self.bucket or PLACEHOLDER}/{PLACEHOLDER}/{artifact or 'bundle'}.zip"}
 
     def lambda_invoke(self, cfg: dict, action: dict, notes: list) -> dict:
         out = {"function_name": cfg.pop("FunctionName", PLACEHOLDER)}
@@ -867,18 +871,11 @@ class _Importer:
         return out
 
     def elasticbeanstalk(self, cfg: dict, action: dict, notes: list) -> dict:
-        # CodePipeline deploys the input artifact, whose S3 key changes every run; a spec names the bundle.
-        artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
-        out = {
+        return {
             "application_name": cfg.pop("ApplicationName", PLACEHOLDER),
             "environment_name": cfg.pop("EnvironmentName", PLACEHOLDER),
-            "source": f"s3://{self.bucket or PLACEHOLDER}/{PLACEHOLDER}/{artifact}.zip",
+            **self.bundle_source(action, notes),
         }
-        notes.append(
-            f"CodePipeline deployed artifact '{artifact}': set source to the s3://bucket/key where your build "
-            "uploads that bundle (its key is a placeholder)"
-        )
-        return out
 
     def cloudformation(self, cfg: dict, action: dict, notes: list) -> dict:
         mode = cfg.pop("ActionMode", PLACEHOLDER)
