@@ -6,6 +6,7 @@ action-types                                     print the action-type reference
 schema [-o pipeline-spec.schema.json]            print or write the JSON Schema of specs (editor completion)
 settings                                         print every setting: variable, default, what it sets
 events-setup [--dry-run] [dir ...]               route S3/ECR/CodeCommit change events to the events queue
+artifact-retention SPEC... --days N [--dry-run]  expire the runs' artifacts after N days (S3 lifecycle rules)
 check SPEC... [--aws-conn-id ID | --endpoint-url URL] [--region R] [--json]
                                                  look up every resource the specs' actions name; exit 1 on a failure
 iam-policy SPEC [--account-id ID] [--region R]   print the least-privilege IAM policy of a pipeline's actions
@@ -117,6 +118,38 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failures or invalid else 0
 
 
+def cmd_artifact_retention(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from release_orchestrator.pipeline.artifacts import apply_retention, retention_rule, store_folders
+
+    if args.days < 1:
+        print("--days: at least 1", file=sys.stderr)
+        return 1
+    pipelines, invalid = _load_or_report(args.specs)
+    buckets: dict[tuple[str, str | None], list[dict]] = {}
+    for pipeline in pipelines:
+        for folder in store_folders(pipeline):
+            buckets.setdefault((folder.bucket, folder.region), []).append(retention_rule(folder, args.days))
+    if not buckets:
+        print("no pipeline keeps artifacts: nothing to do")
+    failed = False
+    for (bucket, region), rules in sorted(buckets.items(), key=lambda item: (item[0][0], str(item[0][1]))):
+        prefixes = ", ".join(rule["Filter"]["Prefix"] for rule in rules)
+        if args.dry_run:
+            print(f"s3://{bucket} ({region or 'default region'}): would expire after {args.days} days: {prefixes}")
+            continue
+        try:
+            apply_retention(boto3.client("s3", region_name=region, endpoint_url=args.endpoint_url), bucket, rules)
+        except (BotoCoreError, ClientError) as error:
+            print(f"s3://{bucket}: PutBucketLifecycleConfiguration failed: {error}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"s3://{bucket} ({region or 'default region'}): expire after {args.days} days: {prefixes}")
+    return 1 if failed or invalid else 0
+
+
 def cmd_iam_policy(args: argparse.Namespace) -> int:
     from release_orchestrator.pipeline.iam import PolicyInputError, policy_json
 
@@ -210,6 +243,21 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--region", help="region of actions for which the spec names none")
     check.add_argument("--json", action="store_true", help="print the results as JSON (a list, one per pipeline)")
     check.set_defaults(run=cmd_check)
+
+    retention = commands.add_parser(
+        "artifact-retention",
+        help="expire the runs' artifacts after N days: an S3 lifecycle rule per pipeline folder of each store",
+        description="Put into each artifact store's bucket (one per region) a lifecycle rule per pipeline "
+        "(id 'release-orchestrator:<pipeline>', its folder as the prefix) that expires objects and their old "
+        "versions N days after they were written; the bucket's other rules are kept. Uses boto3's own "
+        "credentials (s3:GetLifecycleConfiguration, s3:PutLifecycleConfiguration). Exit 1: a spec is invalid "
+        "or a call failed.",
+    )
+    retention.add_argument("specs", nargs="+", metavar="SPEC", help="spec files or directories")
+    retention.add_argument("--days", type=int, required=True, help="days an artifact is kept (at least 1)")
+    retention.add_argument("--endpoint-url", help="S3 endpoint, e.g. a local sandbox")
+    retention.add_argument("--dry-run", action="store_true", help="print the rules, change nothing")
+    retention.set_defaults(run=cmd_artifact_retention)
 
     iam = commands.add_parser(
         "iam-policy",

@@ -463,3 +463,25 @@ def test_s3_and_beanstalk_deployments_take_their_input_artifact_or_a_source(buck
     )
     assert op.execute(context)["ObjectCount"] in (1, "1")
     assert bucket.get_object(Bucket="site-www", Key="site/index.html")["Body"].read() == b"<h1>hi</h1>"
+
+
+def test_retention_is_a_lifecycle_rule_per_pipeline_folder_that_keeps_the_buckets_other_rules(
+    bucket, tmp_path, capsys
+):
+    from release_orchestrator.__main__ import main
+
+    (tmp_path / "art.yaml").write_text(spec())
+    other = {"ID": "logs", "Filter": {"Prefix": "logs/"}, "Status": "Enabled", "Expiration": {"Days": 7}}
+    bucket.put_bucket_lifecycle_configuration(Bucket="release-artifacts", LifecycleConfiguration={"Rules": [other]})
+
+    assert main(["artifact-retention", str(tmp_path), "--days", "30", "--dry-run"]) == 0
+    assert "would expire after 30 days: runs/art/" in capsys.readouterr().out
+    assert bucket.get_bucket_lifecycle_configuration(Bucket="release-artifacts")["Rules"] == [other]
+
+    for days in (30, 14):  # again, with another retention: the rule is replaced, not added
+        assert main(["artifact-retention", str(tmp_path), "--days", str(days)]) == 0
+    rules = {r["ID"]: r for r in bucket.get_bucket_lifecycle_configuration(Bucket="release-artifacts")["Rules"]}
+    assert set(rules) == {"logs", "release-orchestrator:art"}
+    ours = rules["release-orchestrator:art"]
+    assert ours["Filter"] == {"Prefix": "runs/art/"} and ours["Expiration"] == {"Days": 14}
+    assert ours["NoncurrentVersionExpiration"] == {"NoncurrentDays": 14}

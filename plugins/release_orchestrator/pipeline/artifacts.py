@@ -240,3 +240,54 @@ def artifact_permissions(pipeline: Pipeline, action: Action) -> list[Permission]
         arn = function if function.startswith("arn:") else regional_arn("lambda", f"function:{function}")
         out.append(Permission("lambda", ("lambda:UpdateFunctionCode",), arn, "LambdaUpdateTheCodeFromTheArtifact"))
     return out
+
+
+# --- retention: an S3 lifecycle rule per pipeline folder ------------------------------------------------------
+
+RETENTION_RULE_PREFIX = "release-orchestrator:"  # the ids of the rules `artifact-retention` owns
+
+
+@dataclass(frozen=True)
+class StoreFolder:
+    bucket: str
+    region: str | None
+    prefix: str  # the pipeline's folder in the bucket, ending in "/"
+    pipeline: str
+
+
+def store_folders(pipeline: Pipeline) -> list[StoreFolder]:
+    """Each store (one per region) of a pipeline, with the pipeline's folder in it."""
+    store = pipeline_store(pipeline)
+    stores = store if isinstance(store, dict) else {pipeline.region: store} if store else {}
+    out = []
+    for region, uri in stores.items():
+        bucket, _, prefix = str(uri).removeprefix("s3://").rstrip("/").partition("/")
+        out.append(StoreFolder(bucket, region, f"{prefix + '/' if prefix else ''}{pipeline.name}/", pipeline.name))
+    return out
+
+
+def retention_rule(folder: StoreFolder, days: int) -> dict[str, Any]:
+    """Objects (and old versions) of the pipeline's runs expire `days` after they were written."""
+    return {
+        "ID": f"{RETENTION_RULE_PREFIX}{folder.pipeline}"[:255],
+        "Filter": {"Prefix": folder.prefix},
+        "Status": "Enabled",
+        "Expiration": {"Days": days},
+        "NoncurrentVersionExpiration": {"NoncurrentDays": days},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+    }
+
+
+def apply_retention(client: Any, bucket: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Put `rules` into the bucket's lifecycle configuration, keeping every rule of its own that is not one of
+    ours for these pipelines (PutBucketLifecycleConfiguration replaces the whole configuration)."""
+    try:
+        existing = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except client.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+            raise
+        existing = []
+    ours = {rule["ID"] for rule in rules}
+    merged = [rule for rule in existing if rule.get("ID") not in ours] + rules
+    client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": merged})
+    return merged
