@@ -7,6 +7,7 @@ import json
 import time
 import zipfile
 
+import httpx
 import pytest
 
 from include.localenv.webhook_client import push_commit
@@ -180,6 +181,15 @@ def test_a_release_runs_end_to_end_and_the_next_ones_approval_lists_the_commits_
             "commitsSinceLastRelease": since,
         }
     ]
+    # The release console's approvals inbox shows the reviewer the same commits.
+    token = httpx.post(
+        f"{airflow_env.airflow_url}/auth/token", json={"username": "qa-lead", "password": airflow_env.users["qa-lead"]}
+    ).json()["access_token"]
+    console = httpx.get(
+        f"{airflow_env.airflow_url}/releases/api/approvals", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ).json()
+    waiting = next(a for a in console["approvals"] if a["run"]["run_id"] == run_id)
+    assert waiting["outputs"]["Source.Checkout"]["CommitsSinceLastRelease"] == since
     reviewer_api.set_task_state(PIPELINE, run_id, APPROVAL, "failed", note="Rejected by qa-lead: checkout broken")
     run = wait_for_run(api, PIPELINE, run_id, timeout=120)
     states = ti_states(api, PIPELINE, run_id)
