@@ -465,9 +465,7 @@ def test_s3_and_beanstalk_deployments_take_their_input_artifact_or_a_source(buck
     assert bucket.get_object(Bucket="site-www", Key="site/index.html")["Body"].read() == b"<h1>hi</h1>"
 
 
-def test_retention_is_a_lifecycle_rule_per_pipeline_folder_that_keeps_the_buckets_other_rules(
-    bucket, tmp_path, capsys
-):
+def test_retention_is_a_lifecycle_rule_per_pipeline_folder_that_keeps_the_buckets_other_rules(bucket, tmp_path, capsys):
     from release_orchestrator.__main__ import main
 
     (tmp_path / "art.yaml").write_text(spec())
