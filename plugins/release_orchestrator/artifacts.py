@@ -18,6 +18,7 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from release_orchestrator.hooks.base import aws_call
+from release_orchestrator.pipeline.files import artifact_file, read_spec_file
 
 ARTIFACTS_XCOM_KEY = "artifacts"
 
@@ -132,6 +133,23 @@ class PassesArtifacts:
             raise ValueError(f"input artifact '{name}' has no file {path!r}") from None
         except zipfile.BadZipFile:
             raise ValueError(f"input artifact '{name}' is not a zip, so it has no file {path!r}") from None
+
+    def load_artifact_files(self, context: Any, keys: tuple[str, ...]) -> None:
+        """Read, once per try, the files that configuration `keys` name in input artifacts ('Artifact::path'),
+        for `file_text` to hand out where the operator reads its files."""
+        texts = self.__dict__.setdefault("_artifact_texts", {})
+        for key in keys:
+            if named := artifact_file(getattr(self, key, None)):
+                texts[key] = self.read_input_file(context, *named).decode()
+
+    def file_text(self, value: str, key: str, spec_folder: str | None) -> str:
+        """The text of the file configuration `key` names: in an input artifact, or in the spec's folder."""
+        if artifact_file(value):
+            texts = self.__dict__.get("_artifact_texts", {})
+            if key not in texts:
+                raise ValueError(f"{key}: {value} is read from an input artifact when the action runs")
+            return texts[key]
+        return read_spec_file(value, spec_folder, key)
 
     def output_artifact(self, context: Any, name: str | None = None) -> ArtifactLocation:
         """Where output artifact `name` (default: the first) goes, for a service that writes it itself."""

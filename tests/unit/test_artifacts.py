@@ -243,6 +243,16 @@ def bucket(moto_aws):
     return s3
 
 
+def build_output(s3, context, files: dict[str, str]) -> None:
+    """The run's BuildOutput artifact in the store: a zip of `files`."""
+    built = location(STORE, "art", context["dag_run"].run_id, "BuildOutput")
+    body = io.BytesIO()
+    with zipfile.ZipFile(body, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    s3.put_object(Bucket=built.bucket, Key=built.key, Body=body.getvalue())
+
+
 def unzip(body: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
@@ -450,11 +460,7 @@ def test_s3_and_beanstalk_deployments_take_their_input_artifact_or_a_source(buck
 
     bucket.create_bucket(Bucket="site-www")
     context = run_context()
-    built = location(STORE, "art", context["dag_run"].run_id, "BuildOutput")
-    body = io.BytesIO()
-    with zipfile.ZipFile(body, "w") as archive:
-        archive.writestr("index.html", "<h1>hi</h1>")
-    bucket.put_object(Bucket=built.bucket, Key=built.key, Body=body.getvalue())
+    build_output(bucket, context, {"index.html": "<h1>hi</h1>"})
     op = S3DeployOperator(
         task_id="Site",
         bucket_name="site-www",
@@ -483,3 +489,40 @@ def test_retention_is_a_lifecycle_rule_per_pipeline_folder_that_keeps_the_bucket
     ours = rules["release-orchestrator:art"]
     assert ours["Filter"] == {"Prefix": "runs/art/"} and ours["Expiration"] == {"Days": 14}
     assert ours["NoncurrentVersionExpiration"] == {"NoncurrentDays": 14}
+
+
+def test_files_that_keys_name_in_an_input_artifact_are_read_from_it(bucket):
+    from release_orchestrator.operators.stepfunctions import StepFunctionsOperator, execution_input
+
+    found = errors_of(
+        spec()
+        .replace(
+            "          type: deploy.codedeploy\n",
+            "          type: invoke.stepfunctions\n",
+        )
+        .replace(
+            "            application_name: webapp-ec2\n            deployment_group_name: production\n",
+            "            state_machine_arn: arn:aws:states:us-east-1:123456789012:stateMachine:smoke\n"
+            "            input: Other::tests/input.json\n",
+        )
+    )
+    assert found == {
+        "Deploy/EC2/configuration.input": "'Other' is not an input artifact of this action: add it to input_artifacts",
+        "Deploy/EC2/input_artifacts": "'BuildOutput' is not read: name a file in it (input: BuildOutput::<file>)",
+    }
+
+    context = run_context()
+    build_output(bucket, context, {"tests/input.json": '{"suite": "smoke"}'})
+    op = StepFunctionsOperator(
+        task_id="Smoke",
+        state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:smoke",
+        input="BuildOutput::tests/input.json",
+        artifacts={**ARTIFACTS, "inputs": [{"name": "BuildOutput", "store": STORE, "region": REGION}]},
+    )
+    with pytest.raises(ValueError, match="read from an input artifact when the action runs"):
+        execution_input(op.input, None)
+    op.load_artifact_files(context, ("input",))
+    assert execution_input(op.input, None, lambda v: op.file_text(v, "input", None)) == '{"suite": "smoke"}'
+    op.input = "BuildOutput::tests/missing.json"
+    with pytest.raises(ValueError, match="input artifact 'BuildOutput' has no file 'tests/missing.json'"):
+        op.load_artifact_files(context, ("input",))

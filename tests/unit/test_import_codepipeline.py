@@ -151,7 +151,7 @@ def test_step_functions_and_elastic_beanstalk():
     assert load.configuration["input"] == "tests/load-input.json"  # a file next to the spec
     # Its artifact comes from a CodeCommit source, which writes none here: the bundle is named by hand.
     assert any("'SourceArtifact', which no imported action writes: set source" in n for n in result.notes)
-    assert any("copy tests/load-input.json from artifact 'SourceArtifact'" in n for n in result.notes)
+    assert any("read tests/load-input.json from artifact 'SourceArtifact', which no imported action" in n for n in result.notes)
     assert any("output variables" in n for n in result.notes)  # LoadReport is not written
     assert not any("has no equivalent" in n for n in result.notes)  # every CodePipeline key was mapped
 

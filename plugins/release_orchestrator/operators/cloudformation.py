@@ -17,6 +17,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
+from release_orchestrator.artifacts import PassesArtifacts
 from release_orchestrator.hooks.base import aws_call
 from release_orchestrator.hooks.cloudformation import (
     CHANGE_SET_FAILED,
@@ -44,7 +45,7 @@ from release_orchestrator.pipeline.action_types import (
 from release_orchestrator.pipeline.action_types import (
     CLOUDFORMATION_CAPABILITIES as CAPABILITIES,
 )
-from release_orchestrator.pipeline.files import is_file_path, read_spec_file
+from release_orchestrator.pipeline.files import artifact_file, is_file_path
 from release_orchestrator.results.cloudformation import StackResult, is_change_set, stop_stack_operation
 from release_orchestrator.triggers.cloudformation import CloudFormationChangeSetTrigger, CloudFormationStackTrigger
 
@@ -66,7 +67,7 @@ def in_progress(status: str | None) -> bool:
     return bool(status) and status.endswith("_IN_PROGRESS") and status != STACK_REVIEW
 
 
-class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
+class CloudFormationOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[StackHook]):
     """Create, update, delete or change a CloudFormation stack (action type ``deploy.cloudformation``).
 
     :param action_mode: CREATE_UPDATE, DELETE_ONLY, REPLACE_ON_FAILURE, CHANGE_SET_REPLACE or CHANGE_SET_EXECUTE.
@@ -165,6 +166,7 @@ class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
             entry = record.entry
             return self._wait(context, item, entry.get("since"), entry.get("change_set_id"))
         since = (datetime.now(timezone.utc) - CLOCK_MARGIN).isoformat()
+        self.load_artifact_files(context, ("template", "template_configuration"))
         start = {
             "CREATE_UPDATE": self._create_or_update,
             "REPLACE_ON_FAILURE": self._create_or_update,
@@ -425,7 +427,7 @@ class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
             return {"TemplateURL": s3_https_url(template, self.hook.conn_region_name)}
         if template.startswith("https://"):
             return {"TemplateURL": template}
-        body = read_spec_file(template, self.spec_folder, "template")
+        body = self.file_text(template, "template", self.spec_folder)
         if len(body.encode()) > TEMPLATE_BODY_MAX:
             raise ValueError(
                 f"template {template} is {len(body.encode())} bytes; CloudFormation takes at most "
@@ -444,8 +446,8 @@ class CloudFormationOperator(StopsItsWork, AwsBaseOperator[StackHook]):
             with aws_call("GetObject", f"template configuration '{value}'"):
                 text = s3.read_key(key, bucket)
             value = self._parse_configuration(text, value)
-        elif is_file_path(value):
-            value = self._parse_configuration(read_spec_file(value, self.spec_folder, "template_configuration"), value)
+        elif is_file_path(value) or artifact_file(value):
+            value = self._parse_configuration(self.file_text(value, "template_configuration", self.spec_folder), value)
         if not isinstance(value, Mapping):
             raise ValueError("template_configuration must hold a JSON object (Parameters, Tags, StackPolicy)")
         unknown = sorted(set(value) - {"Parameters", "Tags", "StackPolicy"})

@@ -8,6 +8,7 @@ rolloutState is COMPLETED or FAILED. See docs/operators.md for the reattach and 
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
+from release_orchestrator.artifacts import PassesArtifacts
 from release_orchestrator.hooks.ecs import (
     ROLLOUT_IN_PROGRESS,
     ROLLOUT_TERMINAL_STATES,
@@ -31,7 +33,7 @@ from release_orchestrator.operators.reattach import (
     defer_timeout,
     trigger_kwargs,
 )
-from release_orchestrator.pipeline.files import is_file_path, read_json_file
+from release_orchestrator.pipeline.files import artifact_file, is_file_path, read_json_file
 from release_orchestrator.results.ecs import EcsDeploymentResult
 from release_orchestrator.triggers.ecs import EcsDeploymentTrigger
 
@@ -72,7 +74,7 @@ def with_images(task_definition: dict[str, Any], images: dict[str, str]) -> dict
     return out
 
 
-class EcsDeployOperator(StopsItsWork, AwsBaseOperator[EcsDeployHook]):
+class EcsDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[EcsDeployHook]):
     """Deploy new images to an ECS service with a rolling deployment (action type ``deploy.ecs``).
 
     :param cluster_name: the service's cluster.
@@ -124,7 +126,12 @@ class EcsDeployOperator(StopsItsWork, AwsBaseOperator[EcsDeployHook]):
 
     def images(self) -> dict[str, str]:
         value = self.image_definitions
-        if is_file_path(value):
+        if artifact_file(value):
+            try:
+                value = json.loads(self.file_text(value, "image_definitions", self.spec_folder))
+            except ValueError as err:
+                raise ValueError(f"image_definitions: cannot read {value} as JSON: {err}") from None
+        elif is_file_path(value):
             value = read_json_file(value, self.spec_folder, "image_definitions")
         return parse_image_definitions(value)
 
@@ -140,6 +147,7 @@ class EcsDeployOperator(StopsItsWork, AwsBaseOperator[EcsDeployHook]):
     # --- execution ---
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.load_artifact_files(context, ("image_definitions",))
         images = self.images()  # a bad value fails here, before anything changes
         record = StartRecord(context, self.record_key, self.log)
         item = self._reattach(record) or self._start(record, images)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
@@ -17,6 +17,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
+from release_orchestrator.artifacts import PassesArtifacts
 from release_orchestrator.hooks.base import AwsCallError
 from release_orchestrator.hooks.stepfunctions import (
     EXECUTION_TERMINAL_STATES,
@@ -31,7 +32,7 @@ from release_orchestrator.operators.reattach import (
     stable_token,
     trigger_kwargs,
 )
-from release_orchestrator.pipeline.files import is_file_path, read_spec_file
+from release_orchestrator.pipeline.files import artifact_file, is_file_path, read_spec_file
 from release_orchestrator.results.stepfunctions import ExecutionResult
 from release_orchestrator.triggers.stepfunctions import STOP_CAUSE, STOP_ERROR, StepFunctionsExecutionTrigger
 
@@ -44,15 +45,20 @@ NAME_TOKEN_LENGTH = 32
 SYNC_WAIT_MAX_ATTEMPTS = 1_000_000
 
 
-def execution_input(value: Any, spec_folder: str | None) -> str:
+def execution_input(value: Any, spec_folder: str | None, read: Callable[[str], str] | None = None) -> str:
     """The execution's input as JSON text: a mapping or list, JSON text, or the content of the JSON file
-    a path names (inside the spec's folder when ``spec_folder`` is given)."""
+    a path names (inside the spec's folder when ``spec_folder`` is given; `read` reads a file in an input
+    artifact, 'Artifact::path')."""
     if value is None or value == "":
         return "{}"
     if isinstance(value, (Mapping, list)):
         return json.dumps(value)
     what = "input"
-    if is_file_path(value):
+    if artifact_file(value):
+        if read is None:
+            raise ValueError(f"input: {value} is read from an input artifact when the action runs")
+        value, what = read(value), f"input file {value}"
+    elif is_file_path(value):
         value, what = read_spec_file(value, spec_folder, "input"), f"input file {value}"
     try:
         json.loads(value)
@@ -61,7 +67,7 @@ def execution_input(value: Any, spec_folder: str | None) -> str:
     return value
 
 
-class StepFunctionsOperator(StopsItsWork, AwsBaseOperator[StepFunctionsHook]):
+class StepFunctionsOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[StepFunctionsHook]):
     """Run a Step Functions state machine (action type ``invoke.stepfunctions``).
 
     :param state_machine_arn: the state machine (a standard workflow: express ones cannot be described).
@@ -173,7 +179,8 @@ class StepFunctionsOperator(StopsItsWork, AwsBaseOperator[StepFunctionsHook]):
     def _start(self, context: Context, record: StartRecord) -> dict[str, Any]:
         generation = record.next_generation
         name = self.execution_name(context, generation)
-        text = execution_input(self.input, self.spec_folder)
+        self.load_artifact_files(context, ("input",))
+        text = execution_input(self.input, self.spec_folder, lambda v: self.file_text(v, "input", self.spec_folder))
         self.log.info("Starting execution %s of %s", name, self.state_machine_arn)
         try:
             arn = self.hook.start_named_execution(self.state_machine_arn, name, text)

@@ -418,6 +418,29 @@ def _codedeploy_artifacts(config: dict, inputs: list[str], outputs: list[str]) -
     return problems
 
 
+def _file_key_artifacts(keys: tuple[str, ...]) -> Callable[[dict, list[str], list[str]], list[tuple[str, str]]]:
+    """For types that read input artifacts only through files their `keys` name ('Artifact::path'): each
+    named artifact is an input of the action, and each input is read."""
+
+    def check(config: dict, inputs: list[str], outputs: list[str]) -> list[tuple[str, str]]:
+        problems, used = [], set()
+        for key in keys:
+            named = artifact_file(config.get(key))
+            if named and named[0] not in inputs:
+                problems.append(
+                    (key, f"'{named[0]}' is not an input artifact of this action: add it to input_artifacts")
+                )
+            elif named:
+                used.add(named[0])
+        for name in inputs:
+            if name not in used:
+                files = " or ".join(f"{key}: {name}::<file>" for key in keys)
+                problems.append(("input_artifacts", f"'{name}' is not read: name a file in it ({files})"))
+        return problems
+
+    return check
+
+
 def _source_or_input(config: dict, inputs: list[str], what: str) -> list[tuple[str, str]]:
     """deploy.s3 and deploy.elasticbeanstalk: `what` is the input artifact, or `source` names it."""
     if inputs and "source" in config:
@@ -1407,8 +1430,9 @@ ACTION_TYPES: dict[str, ActionType] = {
                 ),
                 ConfigKey(
                     "input",
-                    "the execution's input: a mapping (`#{...}` references allowed), inline JSON, or a JSON file "
-                    "in the spec's folder (a path relative to it); `{}` when not given",
+                    "the execution's input: a mapping (`#{...}` references allowed), inline JSON, a JSON file "
+                    "in the spec's folder (a path relative to it) or in an input artifact ('BuildOutput::input.json'); "
+                    "`{}` when not given",
                     kind="str|mapping",
                     file=True,
                 ),
@@ -1418,6 +1442,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             open_outputs_text="each top-level key of the execution's output when it is a JSON object "
             "(strings as they are, other values as JSON text)",
             check=_check_stepfunctions,
+            artifacts=ArtifactSlots(inputs=(0, 1), check=_file_key_artifacts(("input",))),
             operator=f"{_OPERATORS}.stepfunctions:StepFunctionsOperator",
             imported_from={"Invoke/AWS/StepFunctions": "stepfunctions"},
             polls=True,
@@ -1470,15 +1495,16 @@ ACTION_TYPES: dict[str, ActionType] = {
                 ConfigKey("change_set_name", "the change set (CHANGE_SET_REPLACE, CHANGE_SET_EXECUTE)"),
                 ConfigKey(
                     "template",
-                    "the template: a YAML or JSON file in the spec's folder (a path relative to it), an s3:// or "
-                    "https:// URL of one, or a mapping (CREATE_UPDATE, REPLACE_ON_FAILURE, CHANGE_SET_REPLACE)",
+                    "the template: a YAML or JSON file in the spec's folder (a path relative to it) or in an input "
+                    "artifact ('BuildOutput::template.yaml'), an s3:// or https:// URL of one, or a mapping "
+                    "(CREATE_UPDATE, REPLACE_ON_FAILURE, CHANGE_SET_REPLACE)",
                     kind="str|mapping",
                     file=True,
                 ),
                 ConfigKey(
                     "template_configuration",
                     "CodePipeline's template configuration (Parameters, Tags, StackPolicy): a JSON file in the "
-                    "spec's folder, an s3:// URL, or a mapping",
+                    "spec's folder or in an input artifact, an s3:// URL, or a mapping",
                     kind="str|mapping",
                     file=True,
                 ),
@@ -1496,6 +1522,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             open_outputs=True,
             open_outputs_text="each of the stack's outputs, by its OutputKey",
             check=_check_cloudformation,
+            artifacts=ArtifactSlots(inputs=(0, 2), check=_file_key_artifacts(("template", "template_configuration"))),
             operator=f"{_OPERATORS}.cloudformation:CloudFormationOperator",
             imported_from={"Deploy/AWS/CloudFormation": "cloudformation"},
             polls=True,
@@ -1513,7 +1540,8 @@ ACTION_TYPES: dict[str, ActionType] = {
                 ConfigKey(
                     "image_definitions",
                     "images to deploy: a list of {name, imageUri} (name: a container of the task definition), "
-                    "or an imagedefinitions.json file in the spec's folder (a path relative to it)",
+                    "or an imagedefinitions.json file in the spec's folder (a path relative to it) or in an input "
+                    "artifact ('BuildOutput::imagedefinitions.json')",
                     required=True,
                     kind="str|list",
                     file=True,
@@ -1528,6 +1556,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("ClusterName", "ServiceName", "TaskDefinitionArn", "DeploymentId", "ConsoleUrl"),
             check=_check_ecs,
+            artifacts=ArtifactSlots(inputs=(0, 1), check=_file_key_artifacts(("image_definitions",))),
             operator=f"{_OPERATORS}.ecs:EcsDeployOperator",
             imported_from={"Deploy/AWS/ECS": "ecs"},
             polls=True,

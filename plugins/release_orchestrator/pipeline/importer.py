@@ -695,6 +695,7 @@ class _Importer:
         }
         file_name = cfg.pop("FileName", "imagedefinitions.json")
         artifact = (action.get("input_artifacts") or ["?"])[0]
+        read: list[str] = []
         if self.producers.get(artifact, (None, None))[0] == "ECR":
             out["image_definitions"] = [{"name": PLACEHOLDER, "imageUri": self.image(artifact, notes)}]
             notes.append(
@@ -702,12 +703,8 @@ class _Importer:
                 "task definition that runs this image"
             )
         else:
-            out["image_definitions"] = file_name
-            notes.append(
-                f"image_definitions: CodePipeline read {file_name} from artifact '{artifact}'; put that file next "
-                "to this spec, or write the list inline ([{name, imageUri}], values may be #{...} references, "
-                "e.g. a build's exported image URI)"
-            )
+            out["image_definitions"] = self.artifact_file(artifact, file_name, "image_definitions", read, notes)
+        self.keep_read_inputs(action, read, notes)
         if "DeploymentTimeout" in cfg:
             raw = cfg.pop("DeploymentTimeout")
             try:
@@ -747,15 +744,9 @@ class _Importer:
         taskdef_artifact = cfg.pop("TaskDefinitionTemplateArtifact", "?")
         taskdef_path = cfg.pop("TaskDefinitionTemplatePath", "taskdef.json")
         read: list[str] = []  # the input artifacts the deployment reads files from
-        if self.carried(taskdef_artifact):
-            out["task_definition_template"] = f"{taskdef_artifact}::{taskdef_path}"
-            read.append(taskdef_artifact)
-        else:
-            out["task_definition_template"] = taskdef_path
-            notes.append(
-                f"task_definition_template: copy {taskdef_path} from artifact '{taskdef_artifact}' next to "
-                "this spec (the path is relative to the spec's directory)"
-            )
+        out["task_definition_template"] = self.artifact_file(
+            taskdef_artifact, taskdef_path, "task_definition_template", read, notes
+        )
         # The container and port that take traffic are in the AppSpec template, which the definition only names.
         appspec = cfg.pop("AppSpecTemplatePath", "appspec.yaml")
         appspec_artifact = cfg.pop("AppSpecTemplateArtifact", "?")
@@ -782,19 +773,34 @@ class _Importer:
             notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")
             for k in extra:
                 cfg.pop(k)
-        unread = [a for a in action.get("input_artifacts") or [] if a not in read]
-        action["input_artifacts"] = [a for a in action.get("input_artifacts") or [] if a in read]
-        if not action["input_artifacts"]:
-            del action["input_artifacts"]
-        if unread:
-            notes.append(
-                f"input artifact(s) {', '.join(map(str, unread))} left out: the deployment reads no file of them"
-            )
+        self.keep_read_inputs(action, read, notes)
         return out
 
     def carried(self, artifact: Any) -> bool:
         """Whether an imported action writes `artifact` (its writer was mapped to a type that writes artifacts)."""
         return isinstance(artifact, str) and self.producers.get(artifact, (None, None))[1] is not None
+
+    def artifact_file(self, artifact: Any, path: str, key: str, read: list[str], notes: list) -> str:
+        """`key`'s value for the file CodePipeline read from `artifact`: 'Artifact::path' when the artifact is
+        carried (then noted in `read`), else the path of a file to put next to the spec."""
+        if self.carried(artifact):
+            read.append(artifact)
+            return f"{artifact}::{path}"
+        notes.append(
+            f"{key}: CodePipeline read {path} from artifact '{artifact or '?'}', which no imported action writes; "
+            "put that file next to this spec (the path is relative to the spec's directory)"
+        )
+        return path
+
+    def keep_read_inputs(self, action: dict, read: list[str], notes: list) -> None:
+        """Leave out the input artifacts the action reads no file of (its type reads inputs only that way)."""
+        inputs = action.get("input_artifacts") or []
+        unread = [a for a in inputs if a not in read]
+        action["input_artifacts"] = [a for a in inputs if a in read]
+        if not action["input_artifacts"]:
+            del action["input_artifacts"]
+        if unread:
+            notes.append(f"input artifact(s) {', '.join(map(str, unread))} left out: the action reads no file of them")
 
     def s3_deploy(self, cfg: dict, action: dict, notes: list) -> dict:
         out: dict[str, Any] = {"bucket_name": cfg.pop("BucketName", PLACEHOLDER)}
@@ -844,13 +850,10 @@ class _Importer:
         cfg.pop("ExecutionNamePrefix", None)
         input_type = cfg.pop("InputType", "Literal")
         value = cfg.pop("Input", None)
+        read: list[str] = []
         if input_type == "FilePath" and value:
-            artifact = (action.get("input_artifacts") or ["the input artifact"])[0]
-            out["input"] = value
-            notes.append(
-                f"input: copy {value} from artifact '{artifact}' next to this spec (the path is relative to the "
-                "spec's directory)"
-            )
+            artifact = (action.get("input_artifacts") or [None])[0]
+            out["input"] = self.artifact_file(artifact, value, "input", read, notes)
         elif value:
             try:
                 parsed = json.loads(value) if isinstance(value, str) else None
@@ -863,6 +866,7 @@ class _Importer:
                     f"Input is not a JSON object or array, which input takes, and was left out (the execution "
                     f"gets {{}}): {value!r}"
                 )
+        self.keep_read_inputs(action, read, notes)
         if action.get("output_artifacts"):
             notes.append(
                 "the execution's output is not written to an output artifact: its top-level keys are the "
@@ -897,15 +901,13 @@ class _Importer:
             if left:
                 notes.append(f"{', '.join(left)} left out: not used by ActionMode {mode}")
             return out
+        read: list[str] = []
         for cp_key, key in (("TemplatePath", "template"), ("TemplateConfiguration", "template_configuration")):
             if cp_key not in cfg:
                 continue
             artifact, _, path = str(cfg.pop(cp_key)).rpartition("::")
-            out[key] = path or PLACEHOLDER
-            notes.append(
-                f"{key}: CodePipeline read {path} from artifact '{artifact or '?'}'; put that file next to this "
-                "spec (the path is relative to the spec's directory), or set an s3:// URL of it"
-            )
+            out[key] = self.artifact_file(artifact, path, key, read, notes) if path else PLACEHOLDER
+        self.keep_read_inputs(action, read, notes)
         if "template" not in out:
             out["template"] = PLACEHOLDER
         if "ParameterOverrides" in cfg:
