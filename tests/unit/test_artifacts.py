@@ -526,3 +526,22 @@ def test_files_that_keys_name_in_an_input_artifact_are_read_from_it(bucket):
     op.input = "BuildOutput::tests/missing.json"
     with pytest.raises(ValueError, match="input artifact 'BuildOutput' has no file 'tests/missing.json'"):
         op.load_artifact_files(context, ("input",))
+
+
+def test_a_lambda_action_hands_its_function_the_input_artifacts_locations():
+    from release_orchestrator.artifacts import ArtifactLocation
+    from release_orchestrator.operators.lambda_invoke import job_event
+
+    where = ArtifactLocation("BuildOutput", "release-artifacts", "runs/art/r-1/BuildOutput.zip", "v7")
+    data = job_event("job-1", "release-check", None, [where])["CodePipeline.job"]["data"]
+    assert data["inputArtifacts"] == [
+        {
+            "name": "BuildOutput",
+            "revision": "v7",
+            "location": {
+                "type": "S3",
+                "s3Location": {"bucketName": "release-artifacts", "objectKey": "runs/art/r-1/BuildOutput.zip"},
+            },
+        }
+    ]
+    assert data["outputArtifacts"] == []

@@ -17,6 +17,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
 
+from release_orchestrator.artifacts import ArtifactLocation, PassesArtifacts
 from release_orchestrator.hooks.base import aws_call
 from release_orchestrator.links import LambdaFunctionLink
 from release_orchestrator.operators.reattach import stable_token
@@ -34,8 +35,11 @@ class LambdaFunctionFailed(AirflowException):
     """The function raised (FunctionError) or returned a failure."""
 
 
-def job_event(job_id: str, function_name: str, user_parameters: str | None) -> dict[str, Any]:
-    """The event a CodePipeline Lambda action hands its function, without artifacts and credentials."""
+def job_event(
+    job_id: str, function_name: str, user_parameters: str | None, inputs: list[ArtifactLocation] | None = None
+) -> dict[str, Any]:
+    """The event a CodePipeline Lambda action hands its function: its input artifacts' S3 locations (in the
+    function's region), no output artifacts and no credentials (the function reads them with its own role)."""
     configuration = {"FunctionName": function_name}
     if user_parameters is not None:
         configuration["UserParameters"] = user_parameters
@@ -44,7 +48,14 @@ def job_event(job_id: str, function_name: str, user_parameters: str | None) -> d
             "id": job_id,
             "data": {
                 "actionConfiguration": {"configuration": configuration},
-                "inputArtifacts": [],
+                "inputArtifacts": [
+                    {
+                        "name": where.name,
+                        "revision": where.version_id,
+                        "location": {"type": "S3", "s3Location": {"bucketName": where.bucket, "objectKey": where.key}},
+                    }
+                    for where in inputs or []
+                ],
                 "outputArtifacts": [],
             },
         }
@@ -98,7 +109,7 @@ def function_result(function_name: str, response: dict[str, Any], payload: bytes
     return out
 
 
-class LambdaInvokeOperator(AwsBaseOperator[LambdaHook]):
+class LambdaInvokeOperator(PassesArtifacts, AwsBaseOperator[LambdaHook]):
     """Invoke a Lambda function and wait for its answer (action type ``invoke.lambda``).
 
     :param function_name: name, ARN, or ``name:alias`` / ``name:version``.
@@ -140,7 +151,8 @@ class LambdaInvokeOperator(AwsBaseOperator[LambdaHook]):
 
     def execute(self, context: Context) -> dict[str, Any]:
         function = str(self.function_name)
-        event = job_event(self.job_id(context), function, self.user_parameters_text())
+        inputs = [self.input_artifact(context, name) for name in self.input_names]
+        event = job_event(self.job_id(context), function, self.user_parameters_text(), inputs)
         self.log.info("Invoking function %s (job %s)", function, event["CodePipeline.job"]["id"])
         LambdaFunctionLink.persist(
             context=context,

@@ -1408,6 +1408,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             open_outputs=True,
             open_outputs_text="any variable the function returns in outputVariables",
             check=_check_lambda_invoke,
+            artifacts=ArtifactSlots(inputs=(0, 5)),  # their S3 locations go in the job event
             operator=f"{_OPERATORS}.lambda_invoke:LambdaInvokeOperator",
             imported_from={"Invoke/AWS/Lambda": "lambda_invoke"},
             resources=lambda config: [Resource("lambda_function", config.get("function_name"))],
@@ -1582,6 +1583,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             outputs=_CODEBUILD_OUTPUTS,
             outputs_key="output_variables",
             check=lambda config: _check_commands(config) + _check_codebuild(config),
+            artifacts=ArtifactSlots(inputs=(0, 1)),  # the build's source, as CodePipeline's Commands
             operator=f"{_OPERATORS}.commands:CommandsOperator",
             imported_from={"Compute/AWS/Commands": "commands"},
             polls=True,

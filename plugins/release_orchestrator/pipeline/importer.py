@@ -832,10 +832,10 @@ class _Importer:
         out = {"function_name": cfg.pop("FunctionName", PLACEHOLDER)}
         if "UserParameters" in cfg:
             out["user_parameters"] = cfg.pop("UserParameters")
-        if action.get("input_artifacts") or action.get("output_artifacts"):
+        if action.get("output_artifacts"):
             notes.append(
-                "the function gets no input or output artifacts (the job's inputArtifacts and outputArtifacts "
-                "are empty): pass locations in user_parameters, and return results as outputVariables"
+                "the function gets no output artifacts (the job's outputArtifacts is empty): return results as "
+                "outputVariables"
             )
         notes.append(
             "the function must return its result instead of calling PutJobSuccessResult / PutJobFailureResult "
