@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -60,17 +61,19 @@ def zip_files(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def without_top_folder(archive: bytes) -> dict[str, bytes]:
-    """The files of a GitHub zipball (everything under one `owner-repo-sha/` folder), at the root."""
-    files: dict[str, bytes] = {}
-    with zipfile.ZipFile(io.BytesIO(archive)) as source:
+def without_top_folder(archive: str, target: str) -> int:
+    """Rewrite a GitHub zipball (everything under one `owner-repo-sha/` folder) with its files at the root, as
+    CodePipeline's CODE_ZIP, file to file, one member at a time; returns the number of files."""
+    count = 0
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
         for info in source.infolist():
-            if info.is_dir():
-                continue
             _, _, path = info.filename.partition("/")
-            if path:
-                files[path] = source.read(info)
-    return files
+            if info.is_dir() or not path:
+                continue
+            with source.open(info) as member, out.open(zipfile.ZipInfo(path, info.date_time), "w") as copy:
+                shutil.copyfileobj(member, copy, 1024 * 1024)
+            count += 1
+    return count
 
 
 class PassesArtifacts:
@@ -163,6 +166,18 @@ class PassesArtifacts:
             put = self._s3(self.artifacts.get("region")).put_object(Bucket=target.bucket, Key=target.key, Body=body)
         written = ArtifactLocation(target.name, target.bucket, target.key, put.get("VersionId"))
         self.log.info("Wrote output artifact %s: %s (%d bytes)", written.name, written.uri, len(body))
+        self.record_output(context, written)
+        return written
+
+    def put_output_file(self, context: Any, path: str, name: str | None = None) -> ArtifactLocation:
+        """Upload the file at `path` as an output artifact (multipart when large)."""
+        target = self.output_artifact(context, name)
+        client = self._s3(self.artifacts.get("region"))
+        with aws_call("PutObject", f"output artifact '{target.name}' at {target.uri}"):
+            client.upload_file(path, target.bucket, target.key)
+            head = client.head_object(Bucket=target.bucket, Key=target.key)
+        written = ArtifactLocation(target.name, target.bucket, target.key, head.get("VersionId"))
+        self.log.info("Wrote output artifact %s: %s (%d bytes)", written.name, written.uri, head["ContentLength"])
         self.record_output(context, written)
         return written
 

@@ -55,9 +55,32 @@ class GitHubHook(BaseHook):
         """The commits after `base` up to `head` (GitHub lists up to 250, oldest first)."""
         return self._get_json(f"/repos/{repository}/compare/{quote(base, safe='')}...{quote(head, safe='')}")
 
-    def zipball(self, repository: str, ref: str) -> bytes:
-        """The repository's files at `ref` as GitHub's zip archive (one top-level folder)."""
-        return self._get(f"/repos/{repository}/zipball/{quote(ref, safe='')}").content
+    def download_zipball(self, repository: str, ref: str, target: str) -> int:
+        """Write the repository's files at `ref`, GitHub's zip archive (one top-level folder), to the file
+        `target`, streaming (a large repository never sits in memory); returns its size in bytes."""
+        path = f"/repos/{repository}/zipball/{quote(ref, safe='')}"
+        with self._client() as client:
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    with client.stream("GET", path) as response:
+                        if response.status_code >= 400:
+                            response.read()
+                            if response.status_code not in RETRIED_STATUSES or attempt == ATTEMPTS:
+                                raise GitHubCallError(
+                                    f"GET {path}", response.status_code, _explain(response, self.github_conn_id)
+                                )
+                        else:
+                            size = 0
+                            with open(target, "wb") as out:
+                                for chunk in response.iter_bytes():
+                                    out.write(chunk)
+                                    size += len(chunk)
+                            return size
+                except httpx.HTTPError as error:
+                    if attempt == ATTEMPTS:
+                        raise GitHubCallError(f"GET {path}", None, f"{type(error).__name__}: {error}") from error
+                time.sleep(min(2**attempt, 10))
+        raise AssertionError("unreachable")
 
     # ---- plumbing -------------------------------------------------------------------------------
 

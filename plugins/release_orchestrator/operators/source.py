@@ -15,6 +15,8 @@ source stores what it releases in the artifact store (release_orchestrator/artif
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -146,9 +148,12 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
         }
         self.log.info("Releasing %s@%s commit %s: %s", repository, branch, commit_id, outputs["CommitMessage"])
         if github is not None and self.output_names:
-            files = without_top_folder(github.zipball(self.repository, commit_id))
-            self.log.info("Fetched %d files of %s at %s", len(files), self.repository, commit_id)
-            self.put_output(context, zip_files(files))
+            with tempfile.TemporaryDirectory(prefix="release-source-") as work:
+                fetched, artifact = os.path.join(work, "zipball.zip"), os.path.join(work, "artifact.zip")
+                size = github.download_zipball(self.repository, commit_id, fetched)
+                count = without_top_folder(fetched, artifact)
+                self.log.info("Fetched %d files (%d bytes) of %s at %s", count, size, self.repository, commit_id)
+                self.put_output_file(context, artifact)
             outputs.update(self._since_last_release(context, github, commit_id))
         return outputs
 
@@ -197,8 +202,9 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
             "author_date": author.get("date", ""),
             "commit_url": commit.get("html_url", ""),
         }
-        # What the webhook brought wins (it is what the pusher saw); GitHub fills in the rest.
-        return {key: source.get(key) or value for key, value in found.items()}
+        # The commit is GitHub's full sha (a run may name a short one or a branch); for the rest, what the
+        # webhook brought wins (it is what the pusher saw) and GitHub fills in what it did not.
+        return {key: value if key == "commit_id" else source.get(key) or value for key, value in found.items()}
 
 
 class S3SourceOperator(PassesArtifacts, AwsBaseOperator[S3Hook]):
