@@ -97,7 +97,9 @@ class Build:
         self.failed = False
         self.done = False
         self.source_files: dict[str, bytes] | None = None  # a zip source's files (S3 sources)
+        self.secondary_files: dict[str, dict[str, bytes]] = {}  # secondary S3 sources' files, by identifier
         self.packaging = "NONE"  # of the output artifact
+        self.secondary_packaging: dict[str, str] = {}  # of each secondary artifact, by identifier
 
     @property
     def name(self) -> str:
@@ -184,6 +186,12 @@ class CodeBuildEmulator:
             (files or {}).get(source.get("buildspec") or "buildspec.yml", b"").decode(errors="replace")
         )
         resolved = s3_version or resolve_source_version(source_version)
+        secondary_sources, secondary_files = [], {}
+        for extra in params.get("secondarySourcesOverride") or []:
+            identifier = extra.get("sourceIdentifier", "")
+            if extra.get("type") == "S3":
+                secondary_files[identifier] = read_s3_source(extra.get("location", ""))[0]
+            secondary_sources.append(copy.deepcopy(extra))
 
         environment = copy.deepcopy(project.get("environment") or {})
         for key, field in (
@@ -226,10 +234,13 @@ class CodeBuildEmulator:
                 {"phaseType": "QUEUED", "startTime": ts(at)},
             ],
             "source": source,
-            "secondarySources": [],
+            "secondarySources": secondary_sources,
             "secondarySourceVersions": [],
             "artifacts": artifact_location(artifacts, name, build_uuid),
-            "secondaryArtifacts": [],
+            "secondaryArtifacts": [
+                {**artifact_location(extra, name, build_uuid), "artifactIdentifier": extra.get("artifactIdentifier")}
+                for extra in params.get("secondaryArtifactsOverride") or []
+            ],
             "cache": project.get("cache") or {"type": "NO_CACHE"},
             "environment": environment,
             "serviceRole": params.get("serviceRoleOverride") or project.get("serviceRole"),
@@ -284,7 +295,12 @@ class CodeBuildEmulator:
             doc.pop("serviceRole")
         build = Build(doc, region, project, spec, env, self.faults.for_project(name))
         build.source_files = files
+        build.secondary_files = secondary_files
         build.packaging = artifacts.get("packaging") or "NONE"
+        build.secondary_packaging = {
+            extra.get("artifactIdentifier"): extra.get("packaging") or "NONE"
+            for extra in params.get("secondaryArtifactsOverride") or []
+        }
         self.builds[build_id] = build
         if token:
             self.tokens[(region, name, token)] = (build_id, at)
@@ -508,7 +524,14 @@ class CodeBuildEmulator:
             log.exception("writing logs for %s", build.doc["id"])
 
     def _upload_artifacts(self, build: Build, at: float) -> None:
-        artifacts = build.doc["artifacts"]
+        self._upload_artifact(build, at, build.doc["artifacts"], build.packaging, None)
+        for extra in build.doc["secondaryArtifacts"]:
+            identifier = extra.get("artifactIdentifier")
+            self._upload_artifact(build, at, extra, build.secondary_packaging.get(identifier, "NONE"), identifier)
+
+    def _upload_artifact(
+        self, build: Build, at: float, artifacts: dict, packaging: str, identifier: str | None
+    ) -> None:
         location = artifacts.get("location", "")
         if not location.startswith("arn:aws:s3:::"):
             return
@@ -524,8 +547,8 @@ class CodeBuildEmulator:
             },
             indent=2,
         ).encode()
-        outputs = {**artifact_files(build), "build-info.json": manifest}
-        if build.packaging == "ZIP":
+        outputs = {**artifact_files(build, identifier), "build-info.json": manifest}
+        if packaging == "ZIP":
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w") as archive:
                 for path, content in sorted(outputs.items()):
@@ -570,9 +593,9 @@ def read_s3_source(location: str) -> tuple[dict[str, bytes], str | None]:
     try:
         obj = backend("s3", "aws").get_object(bucket, key)
     except Exception as error:
-        raise ApiError(400, "InvalidInputException", f"source s3://{bucket}/{key} cannot be read: {error}") from None
+        raise ApiError("InvalidInputException", f"source s3://{bucket}/{key} cannot be read: {error}") from None
     if obj is None:
-        raise ApiError(400, "InvalidInputException", f"source s3://{bucket}/{key} does not exist")
+        raise ApiError("InvalidInputException", f"source s3://{bucket}/{key} does not exist")
     try:
         with zipfile.ZipFile(io.BytesIO(obj.value)) as archive:
             files = {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
@@ -582,14 +605,19 @@ def read_s3_source(location: str) -> tuple[dict[str, bytes], str | None]:
     return files, version or hashlib.sha1(obj.value).hexdigest()
 
 
-def artifact_files(build: Build) -> dict[str, bytes]:
-    """What the buildspec's artifacts.files select from the source, plus the files its commands would write
+def artifact_files(build: Build, identifier: str | None = None) -> dict[str, bytes]:
+    """What the buildspec's artifacts.files (of secondary-artifacts.<identifier> for a secondary artifact) select
+    from the sources (secondary sources' files under their identifier), plus the files its commands would write
     that the emulation knows (imageDetail.json from IMAGE_URI)."""
-    patterns = ((build.spec.get("artifacts") or {}).get("files")) or ["**/*"]
+    section = build.spec.get("artifacts") or {}
+    if identifier is not None:
+        section = (section.get("secondary-artifacts") or {}).get(identifier) or {}
+    patterns = section.get("files") or ["**/*"]
+    sources = dict(build.source_files or {})
+    for source_id, files in build.secondary_files.items():
+        sources.update({f"{source_id}/{path}": content for path, content in files.items()})
     files = {
-        path: content
-        for path, content in (build.source_files or {}).items()
-        if any(_glob_match(path, pattern) for pattern in patterns)
+        path: content for path, content in sources.items() if any(_glob_match(path, pattern) for pattern in patterns)
     }
     if "imageDetail.json" in patterns and build.env.get("IMAGE_URI"):
         files["imageDetail.json"] = json.dumps({"ImageURI": build.env["IMAGE_URI"]}).encode()

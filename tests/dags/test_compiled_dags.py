@@ -56,16 +56,24 @@ def test_variables_become_params_and_mode_limits_runs(example_dag):
 
 def test_references_compile_to_run_time_lookups(example_dag):
     build = example_dag.task_dict["Build.Compile"]
-    assert build.source_version == "{{ release_output(ti, 'Source.Checkout', 'Source', 'CommitId') }}"
     env = {v["name"]: v["value"] for v in build.environment_variables}
+    assert env["COMMIT_ID"] == "{{ release_output(ti, 'Source.Checkout', 'Source', 'CommitId') }}"
     assert env["RELEASE_ID"] == "{{ run_id }}"
-    staging = example_dag.task_dict["Test.DeployStaging"]
-    assert staging.revision_s3_key == "{{ release_output(ti, 'Build.Compile', 'Build', 'ARTIFACT_KEY') }}"
     lam = example_dag.task_dict["Deploy.Lambda"]
     assert lam.deployment_config_name == "{{ params['deploy_config_lambda'] }}"
     assert lam.region_name == "eu-west-1"
+
+
+def test_artifacts_compile_to_where_each_reader_finds_them(example_dag):
+    store = "s3://release-artifacts/runs"
+    build = example_dag.task_dict["Build.Compile"]
+    assert build.artifacts["inputs"] == [{"name": "SourceCode", "store": store, "region": None}]
+    assert build.artifacts["outputs"] == [{"name": "BuildOutput"}]
     ecs = example_dag.task_dict["Deploy.ECS"]
-    assert Path(ecs.task_definition_template).is_absolute()  # relative to the spec's directory
+    assert ecs.input_names == ["BuildOutput"]
+    # A file in an artifact stays as written (read when the run gets there), unlike a file in the spec's folder.
+    assert ecs.task_definition_template == "BuildOutput::taskdef.json"
+    assert example_dag.task_dict["Deploy.Lambda"].artifacts == {}  # the Lambda deployment passes none
 
 
 def test_parallel_mode_allows_concurrent_runs():

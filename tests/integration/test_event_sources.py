@@ -199,7 +199,7 @@ def test_manual_start_overrides_source_revision_and_variables(airflow_env, api, 
     assert source["BranchName"] == "release/9.9"  # configuration branch: "#{variables.Branch}"
     build = api.xcom("ev-manual", run_id, "Build.Compile")
     assert build["ResolvedSourceVersion"] == commit  # source_version: "#{Source.CommitId}"
-    assert build["IMAGE_TAG"] == commit[:7]  # exported by the buildspec from the resolved version
+    assert build["IMAGE_TAG"] == commit[:7]  # exported by the buildspec from COMMIT_ID: "#{Source.CommitId}"
     # DEPLOY_ENV: "#{variables.DeployEnv}" reached CodeBuild resolved.
     [details] = aws["codebuild"].batch_get_builds(ids=[build["BuildId"]])["builds"]
     env = {v["name"]: v["value"] for v in details["environment"]["environmentVariables"]}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 import time
+import zipfile
 
 import pytest
 from botocore.exceptions import ClientError
@@ -45,6 +47,7 @@ def test_build_runs_through_phases_and_exports_variables(aws, wait_until):
         environmentVariablesOverride=[
             {"name": "RELEASE", "value": "r-1", "type": "PLAINTEXT"},
             {"name": "DB_PASSWORD", "value": "/webapp/db", "type": "PARAMETER_STORE"},
+            {"name": "COMMIT_ID", "value": "9fceb02d0ae598e95dc970b74767f19372d61af8", "type": "PLAINTEXT"},
         ],
     )["build"]
     assert re.fullmatch(rf"{r.BUILD_PROJECT}:[0-9a-f-]{{36}}", started["id"])
@@ -74,8 +77,9 @@ def test_build_runs_through_phases_and_exports_variables(aws, wait_until):
     sha = build["resolvedSourceVersion"]
     assert re.fullmatch(r"[0-9a-f]{40}", sha)
     exported = {v["name"]: v["value"] for v in build["exportedEnvironmentVariables"]}
-    assert exported["IMAGE_TAG"] == sha[:7]
-    assert exported["IMAGE_URI"] == f"{r.ACCOUNT_ID}.dkr.ecr.{r.REGION}.amazonaws.com/{r.ECR_REPOSITORY}:{sha[:7]}"
+    # The sample buildspec tags the image with the commit the pipeline passes (COMMIT_ID).
+    assert exported["IMAGE_TAG"] == "9fceb02"
+    assert exported["IMAGE_URI"] == f"{r.ACCOUNT_ID}.dkr.ecr.{r.REGION}.amazonaws.com/{r.ECR_REPOSITORY}:9fceb02"
     # The exported key is where the artifact really landed.
     assert aws("s3").head_object(Bucket=r.ARTIFACT_BUCKET, Key=exported["ARTIFACT_KEY"])
     assert build["artifacts"]["location"] == f"arn:aws:s3:::{r.ARTIFACT_BUCKET}/{exported['ARTIFACT_KEY']}"
@@ -236,3 +240,68 @@ def test_fail_tests_uploads_junit_report_with_failures(aws, control, wait_until)
     assert 'tests="12" failures="2"' in xml
     assert xml.count("<failure") == 2
     assert 'name="test_checkout_applies_discount"' in xml and 'name="test_order_confirmation_email"' in xml
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return buffer.getvalue()
+
+
+def test_zip_sources_from_s3_become_the_builds_files_and_its_artifacts(aws, wait_until):
+    """As a pipeline's input artifacts: the primary source, a secondary one, and two output artifacts."""
+    s3, codebuild = aws("s3"), aws("codebuild")
+    app = {"appspec.yml": "version: 0.0\n", "scripts/start.sh": "echo", "web/app.py": "print()"}
+    version = s3.put_object(Bucket=r.ARTIFACT_BUCKET, Key="cb-tests/src.zip", Body=zipped(app))["VersionId"]
+    s3.put_object(Bucket=r.ARTIFACT_BUCKET, Key="cb-tests/config.zip", Body=zipped({"prod.json": "{}"}))
+    buildspec = (
+        "version: 0.2\nphases:\n  build:\n    commands: ['true']\nartifacts:\n  files: [appspec.yml, 'scripts/**/*']\n"
+        "  secondary-artifacts:\n    Config:\n      files: ['Settings/*']\n"
+    )
+    started = codebuild.start_build(
+        projectName=r.BUILD_PROJECT,
+        buildspecOverride=buildspec,
+        sourceTypeOverride="S3",
+        sourceLocationOverride=f"{r.ARTIFACT_BUCKET}/cb-tests/src.zip",
+        secondarySourcesOverride=[
+            {"type": "S3", "location": f"{r.ARTIFACT_BUCKET}/cb-tests/config.zip", "sourceIdentifier": "Settings"}
+        ],
+        artifactsOverride={
+            "type": "S3",
+            "location": r.ARTIFACT_BUCKET,
+            "path": "cb-tests/out",
+            "name": "Bundle.zip",
+            "namespaceType": "NONE",
+            "packaging": "ZIP",
+        },
+        secondaryArtifactsOverride=[
+            {
+                "type": "S3",
+                "location": r.ARTIFACT_BUCKET,
+                "path": "cb-tests/out",
+                "name": "Config.zip",
+                "namespaceType": "NONE",
+                "packaging": "ZIP",
+                "artifactIdentifier": "Config",
+            }
+        ],
+    )["build"]
+    build = finished(codebuild, wait_until, started["id"])
+    assert build["buildStatus"] == "SUCCEEDED" and build["resolvedSourceVersion"] == version
+    assert build["secondarySources"][0]["sourceIdentifier"] == "Settings"
+
+    def contents(key: str) -> set[str]:
+        body = s3.get_object(Bucket=r.ARTIFACT_BUCKET, Key=key)["Body"].read()
+        return set(zipfile.ZipFile(io.BytesIO(body)).namelist())
+
+    assert contents("cb-tests/out/Bundle.zip") == {"appspec.yml", "scripts/start.sh", "build-info.json"}
+    assert contents("cb-tests/out/Config.zip") == {"Settings/prod.json", "build-info.json"}
+    # A source that is not there fails StartBuild, naming it.
+    with pytest.raises(ClientError, match="cb-tests/missing.zip"):
+        codebuild.start_build(
+            projectName=r.BUILD_PROJECT,
+            sourceTypeOverride="S3",
+            sourceLocationOverride=f"{r.ARTIFACT_BUCKET}/cb-tests/missing.zip",
+        )

@@ -545,3 +545,36 @@ def test_a_lambda_action_hands_its_function_the_input_artifacts_locations():
         }
     ]
     assert data["outputArtifacts"] == []
+
+
+def test_a_build_with_several_artifacts_names_its_source_and_gets_secondary_sources_and_artifacts(bucket):
+    found = errors_of(spec().replace("input_artifacts: [SourceCode]\n", "input_artifacts: [SourceCode, SourceCode]\n"))
+    assert found["Build/Compile/input_artifacts[1]"] == "artifact 'SourceCode' is named twice"
+    assert (
+        "with several input artifacts, name the build's source" in found["Build/Compile/configuration.primary_source"]
+    )
+
+    context = run_context()
+    for name in ("SourceCode", "Config"):
+        where = location(STORE, "art", context["dag_run"].run_id, name)
+        bucket.put_object(Bucket=where.bucket, Key=where.key, Body=b"zip")
+    op = CodeBuildOperator(
+        task_id="Compile",
+        project_name="webapp-build",
+        primary_source="Config",
+        artifacts={
+            **ARTIFACTS,
+            "inputs": [{"name": n, "store": STORE, "region": REGION} for n in ("SourceCode", "Config")],
+            "outputs": [{"name": "BuildOutput"}, {"name": "Reports"}],
+        },
+    )
+    overrides = op.start_overrides(context, 1)
+    config = location(STORE, "art", context["dag_run"].run_id, "Config")
+    source = location(STORE, "art", context["dag_run"].run_id, "SourceCode")
+    assert overrides["sourceLocationOverride"] == config.bucket_and_key  # the primary source named
+    assert overrides["secondarySourcesOverride"] == [
+        {"type": "S3", "location": source.bucket_and_key, "sourceIdentifier": "SourceCode"}
+    ]
+    assert overrides["artifactsOverride"]["name"] == "BuildOutput.zip"
+    [reports] = overrides["secondaryArtifactsOverride"]
+    assert (reports["name"], reports["artifactIdentifier"], reports["packaging"]) == ("Reports.zip", "Reports", "ZIP")

@@ -101,9 +101,8 @@ def test_v2_variables_triggers_and_parallel_mode():
         "object_key": "config.zip",
     }
     compile_, tests = p.stages[1].actions
-    # The primary input is the build's source; a secondary one is left out, saying so.
-    assert compile_.input_artifacts == ["SourceArtifact"]
-    assert any("ConfigArtifact left out: build.codebuild passes at most 1 input artifact" in n for n in result.notes)
+    # The primary input is the build's source; the other a secondary source.
+    assert compile_.input_artifacts == ["SourceArtifact", "ConfigArtifact"]
     assert compile_.configuration["primary_source"] == "SourceArtifact"
     assert compile_.configuration["environment_variables"] == {
         "COMMIT": "#{SourceVariables.CommitId}",
@@ -151,7 +150,9 @@ def test_step_functions_and_elastic_beanstalk():
     assert load.configuration["input"] == "tests/load-input.json"  # a file next to the spec
     # Its artifact comes from a CodeCommit source, which writes none here: the bundle is named by hand.
     assert any("'SourceArtifact', which no imported action writes: set source" in n for n in result.notes)
-    assert any("read tests/load-input.json from artifact 'SourceArtifact', which no imported action" in n for n in result.notes)
+    assert any(
+        "read tests/load-input.json from artifact 'SourceArtifact', which no imported action" in n for n in result.notes
+    )
     assert any("output variables" in n for n in result.notes)  # LoadReport is not written
     assert not any("has no equivalent" in n for n in result.notes)  # every CodePipeline key was mapped
 

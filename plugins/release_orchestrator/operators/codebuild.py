@@ -16,7 +16,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, mask_secret
 
-from release_orchestrator.artifacts import PassesArtifacts
+from release_orchestrator.artifacts import ArtifactLocation, PassesArtifacts
 from release_orchestrator.hooks.codebuild import (
     BUILD_TERMINAL_STATES,
     CodeBuildHook,
@@ -63,6 +63,19 @@ def normalize_environment_variables(value: Any) -> list[dict[str, str]]:
             raise ValueError(f"Environment variable {var.get('name')!r}: type must be one of {ENV_TYPES}")
         result.append({"name": str(var["name"]), "value": str(var.get("value", "")), "type": var_type})
     return result
+
+
+def s3_artifact(target: ArtifactLocation) -> dict[str, str]:
+    """StartBuild's override that puts a build artifact, zipped, at `target`'s key."""
+    folder, _, name = target.key.rpartition("/")
+    return {
+        "type": "S3",
+        "location": target.bucket,
+        "path": folder,
+        "name": name,
+        "namespaceType": "NONE",
+        "packaging": "ZIP",
+    }
 
 
 class CodeBuildOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeBuildHook]):
@@ -165,24 +178,28 @@ class CodeBuildOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeBuild
         if self.build_timeout_minutes not in (None, ""):
             overrides["timeoutInMinutesOverride"] = int(self.build_timeout_minutes)
         if self.input_names:
-            # The input artifact is the build's source (CodePipeline's override of the project's source).
-            primary = self.primary_source if self.primary_source in self.input_names else None
+            # The primary input artifact is the build's source (CodePipeline's override of the project's
+            # source); the others are secondary sources, found in CODEBUILD_SRC_DIR_<artifact name>.
+            primary = self.primary_source if self.primary_source in self.input_names else self.input_names[0]
             source = self.input_artifact(context, primary)
             overrides["sourceTypeOverride"] = "S3"
             overrides["sourceLocationOverride"] = source.bucket_and_key
+            secondary = [self.input_artifact(context, name) for name in self.input_names if name != primary]
+            if secondary:
+                overrides["secondarySourcesOverride"] = [
+                    {"type": "S3", "location": extra.bucket_and_key, "sourceIdentifier": extra.name}
+                    for extra in secondary
+                ]
         else:
             overrides.update(self._source_override())
         if self.output_names:
-            target = self.output_artifact(context)
-            folder, _, name = target.key.rpartition("/")
-            overrides["artifactsOverride"] = {
-                "type": "S3",
-                "location": target.bucket,
-                "path": folder,
-                "name": name,
-                "namespaceType": "NONE",
-                "packaging": "ZIP",
-            }
+            # The first output is the buildspec's `artifacts`; the others its `secondary-artifacts.<name>`.
+            first, *others = (self.output_artifact(context, name) for name in self.output_names)
+            overrides["artifactsOverride"] = s3_artifact(first)
+            if others:
+                overrides["secondaryArtifactsOverride"] = [
+                    {**s3_artifact(target), "artifactIdentifier": target.name} for target in others
+                ]
         return overrides
 
     def _source_override(self) -> dict[str, str]:

@@ -464,6 +464,10 @@ def _codebuild_artifacts(config: dict, inputs: list[str], outputs: list[str]) ->
     primary = config.get("primary_source")
     if isinstance(primary, str) and not has_reference(primary) and primary not in inputs:
         return [("primary_source", f"{primary!r} is not one of the input artifacts: {', '.join(inputs)}")]
+    if len(inputs) > 1 and not primary:
+        return [
+            ("primary_source", f"with several input artifacts, name the build's source: one of {', '.join(inputs)}")
+        ]
     return []
 
 
@@ -1217,7 +1221,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             open_outputs=True,
             check=_check_codebuild,
             operator=f"{_OPERATORS}.codebuild:CodeBuildOperator",
-            artifacts=ArtifactSlots(inputs=(0, 1), outputs=(0, 1), check=_codebuild_artifacts),
+            artifacts=ArtifactSlots(inputs=(0, 5), outputs=(0, 5), check=_codebuild_artifacts),
             imported_from={"Build/AWS/CodeBuild": "codebuild"},
             polls=True,
             resources=_codebuild_resources,
@@ -1237,7 +1241,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             open_outputs=True,
             check=_check_codebuild,
             operator=f"{_OPERATORS}.codebuild:TestCodeBuildOperator",
-            artifacts=ArtifactSlots(inputs=(0, 1), outputs=(0, 1), check=_codebuild_artifacts),
+            artifacts=ArtifactSlots(inputs=(0, 5), outputs=(0, 5), check=_codebuild_artifacts),
             imported_from={"Test/AWS/CodeBuild": "codebuild"},
             polls=True,
             resources=_codebuild_resources,

@@ -122,7 +122,9 @@ def artifact_problems(pipeline: Pipeline) -> list[tuple[Stage | None, Action | N
                 else:
                     written[name] = (stage, action)
             for i, name in enumerate(action.input_artifacts):
-                if problem := _input_problem(pipeline, s_index, action, name):
+                if isinstance(name, str) and name in action.input_artifacts[:i]:
+                    problems.append((stage, action, f"input_artifacts[{i}]", f"artifact '{name}' is named twice"))
+                elif problem := _input_problem(pipeline, s_index, action, name):
                     problems.append((stage, action, f"input_artifacts[{i}]", problem))
             if action_type is not None:
                 problems += [(stage, action, f, m) for f, m in _slot_problems(action_type, action)]
