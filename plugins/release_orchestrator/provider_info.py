@@ -5,7 +5,8 @@ shape is the one of the runtime schema (airflow/provider_info.schema.json), as i
 provider's get_provider_info.py. "package-name" must equal the distribution's name. The webhook
 plugin is registered on its own `airflow.plugins` entry point, so it is not listed under "plugins"
 here (listed in both places, Airflow would load it twice and report the second as a duplicate).
-The hooks use the amazon provider's `aws` connection type, so there are no connection types here.
+The AWS hooks use the amazon provider's `aws` connection type and the GitHub hook Airflow's `http` one, so
+there are no connection types here.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def get_provider_info() -> dict:
                 "integration-name": "AWS Elastic Beanstalk",
                 "external-doc-url": "https://aws.amazon.com/elasticbeanstalk/",
                 "tags": ["aws"],
+            },
+            {
+                "integration-name": "GitHub",
+                "external-doc-url": "https://docs.github.com/en/rest",
+                "tags": ["software"],
             },
         ],
         "operators": [
@@ -136,6 +142,10 @@ def get_provider_info() -> dict:
             {
                 "integration-name": "AWS Elastic Beanstalk",
                 "python-modules": [f"{_PACKAGE}.hooks.elasticbeanstalk"],
+            },
+            {
+                "integration-name": "GitHub",
+                "python-modules": [f"{_PACKAGE}.hooks.github"],
             },
         ],
         "triggers": [
