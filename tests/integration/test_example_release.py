@@ -163,7 +163,7 @@ def test_a_release_runs_end_to_end_and_the_next_ones_approval_lists_the_commits_
     assert commit in approval_msg["approval"]["customData"]
 
     # The next run: two more commits, started with no revision (the trigger form). It releases main's head,
-    # and its approval lists the commits since the release above; a rejection stops it before production.
+    # and its approval lists the commits since the release above.
     second, third = (push(airflow_env, label)["source"]["commit_id"] for label in ("next-1", "next-2"))
     run_id = api.trigger(PIPELINE)["dag_run_id"]
     wait_for_task_state(api, PIPELINE, run_id, APPROVAL, {"deferred"}, timeout=300)
@@ -190,14 +190,14 @@ def test_a_release_runs_end_to_end_and_the_next_ones_approval_lists_the_commits_
     ).json()
     waiting = next(a for a in console["approvals"] if a["run"]["run_id"] == run_id)
     assert waiting["outputs"]["Source.Checkout"]["CommitsSinceLastRelease"] == since
-    reviewer_api.set_task_state(PIPELINE, run_id, APPROVAL, "failed", note="Rejected by qa-lead: checkout broken")
-    run = wait_for_run(api, PIPELINE, run_id, timeout=120)
-    states = ti_states(api, PIPELINE, run_id)
-    assert run["state"] == "failed"
-    assert states[APPROVAL] == "failed"
-    assert all(states[t] in ("upstream_failed", None) for t in DEPLOY_TASKS), states
-    titles = subjects(inbox.drain(until=("FAILED: pipeline",)))
-    assert sum(t.startswith("FAILED: pipeline webapp-release") for t in titles) == 1, titles
+    reviewer_api.set_task_state(PIPELINE, run_id, APPROVAL, "success", note="Approved by qa-lead: two fixes")
+    run = wait_for_run(api, PIPELINE, run_id, timeout=300)
+    assert run["state"] == "success", ti_states(api, PIPELINE, run_id)
+    # What the EC2 group now runs is this run's bundle, built from main's head.
+    deployed = api.xcom(PIPELINE, run_id, "Deploy.EC2", key="artifacts")["inputs"]["BuildOutput"]
+    assert f"/{PIPELINE}/" in deployed and deployed.split("?")[0] != built["outputs"]["BuildOutput"]
+    titles = subjects(inbox.drain(until=("SUCCEEDED: pipeline",)))
+    assert sum(t.startswith("SUCCEEDED: pipeline webapp-release") for t in titles) == 1, titles
 
 
 def test_failed_build_stops_the_pipeline_and_notifies(airflow_env, api, inbox, pipeline_ready):

@@ -578,3 +578,46 @@ def test_a_build_with_several_artifacts_names_its_source_and_gets_secondary_sour
     assert overrides["artifactsOverride"]["name"] == "BuildOutput.zip"
     [reports] = overrides["secondaryArtifactsOverride"]
     assert (reports["name"], reports["artifactIdentifier"], reports["packaging"]) == ("Reports.zip", "Reports", "ZIP")
+
+
+def test_an_ecs_deployment_reads_its_task_definition_image_and_appspec_from_the_bundle(bucket):
+    context = run_context()
+    taskdef = {"family": "web", "containerDefinitions": [{"name": "web", "image": "<IMAGE1_NAME>"}]}
+    appspec = (
+        "version: 0.0\nResources:\n  - TargetService:\n      Type: AWS::ECS::Service\n      Properties:\n"
+        "        TaskDefinition: <TASK_DEFINITION>\n        LoadBalancerInfo:\n          ContainerName: web\n"
+        "          ContainerPort: 8080\n"
+    )
+    build_output(
+        bucket,
+        context,
+        {
+            "taskdef.json": json.dumps(taskdef),
+            "imageDetail.json": json.dumps({"ImageURI": "123.dkr.ecr/web:abc1234"}),
+            "appspec.yaml": appspec,
+        },
+    )
+    op = CodeDeployOperator(
+        task_id="ECS",
+        application_name="webapp-ecs",
+        deployment_group_name="production",
+        platform="ecs",
+        task_definition_template="BuildOutput::taskdef.json",
+        image="BuildOutput::imageDetail.json",
+        appspec_template="BuildOutput::appspec.yaml",
+        artifacts={**ARTIFACTS, "inputs": [{"name": "BuildOutput", "store": STORE, "region": REGION}]},
+    )
+    assert op.task_definition(context)["containerDefinitions"] == [{"name": "web", "image": "123.dkr.ecr/web:abc1234"}]
+    properties = op.ecs_appspec("arn:aws:ecs:us-east-1:1:task-definition/web:7", context)["Resources"][0]
+    assert properties["TargetService"]["Properties"] == {
+        "TaskDefinition": "arn:aws:ecs:us-east-1:1:task-definition/web:7",
+        "LoadBalancerInfo": {"ContainerName": "web", "ContainerPort": 8080},
+    }
+    found = errors_of(
+        spec(
+            deploy_config="            platform: ecs\n            task_definition_template: BuildOutput::taskdef.json\n"
+            "            image: BuildOutput::imageDetail.json\n            appspec_template: BuildOutput::appspec.yaml\n"
+            "            container_port: 80\n"
+        )
+    )
+    assert found == {"Deploy/EC2/configuration.container_port": "comes from appspec_template: remove it"}

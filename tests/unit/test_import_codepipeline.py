@@ -347,6 +347,7 @@ def test_a_typical_pipeline_passes_its_artifacts_with_no_placeholder_for_them():
     assert ecs.input_artifacts == ["BuildArtifact"]
     assert ecs.configuration["task_definition_template"] == "BuildArtifact::taskdef.json"
     assert ecs.configuration["image"] == "BuildArtifact::imageDetail.json"
-    # What is left to fill in is the AppSpec's container and port, never an artifact's place.
-    review = [n for n in result.notes if PLACEHOLDER in n or "placeholder" in n]
-    assert review and all("container_name and container_port" in n for n in review), review
+    assert ecs.configuration["appspec_template"] == "BuildArtifact::appspec.yaml"
+    assert "container_name" not in ecs.configuration  # the AppSpec template names the container and port
+    assert not [n for n in result.notes if PLACEHOLDER in n or "placeholder" in n]
+    assert PLACEHOLDER not in result.yaml

@@ -213,10 +213,7 @@ class CodeBuildOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeBuild
             if source.get("location"):
                 override["sourceLocationOverride"] = source["location"]
             return override
-        if source:
-            # An input artifact's name: the project's own source configuration applies.
-            self.log.info("Primary source: input artifact %s", source)
-        return {}
+        return {}  # an input artifact's name is handled by start_overrides (with the action's artifacts)
 
     def describe_request(self, overrides: dict[str, Any]) -> str:
         """The request for the log: variable names and types, never their values."""

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from airflow.providers.amazon.aws.hooks.ecs import EcsHook
 from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
@@ -59,6 +60,8 @@ BUNDLE_TYPES = {
 
 # What CodePipeline's ECS blue/green action replaces in a task definition template with the image (Image1).
 IMAGE_PLACEHOLDER = "<IMAGE1_NAME>"
+# ... and in an AppSpec template with the task definition it registered.
+TASK_DEFINITION_PLACEHOLDER = "<TASK_DEFINITION>"
 
 
 def as_bool(value: Any) -> bool | None:
@@ -121,6 +124,8 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
     :param task_definition_template: ecs: task definition, as a mapping or a path to a JSON file.
     :param spec_folder: the folder of the spec the action comes from: a template file is read only
         when it is inside (links followed). None (an operator in a DAG file) reads any path.
+    :param appspec_template: ecs: CodePipeline's AppSpec template in an input artifact ('BuildOutput::appspec.yaml'):
+        its <TASK_DEFINITION> becomes the registered task definition; the container, port and hooks come from it.
     :param container_name: ecs: the container receiving traffic (and the new image).
     :param container_port: ecs: its port.
     :param image: ecs: image to put into the container (default: the template's).
@@ -151,6 +156,7 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
         "revision_github_repository",
         "revision_github_commit",
         "task_definition_template",
+        "appspec_template",
         "container_name",
         "container_port",
         "image",
@@ -185,6 +191,7 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
         revision_github_repository: str | None = None,
         revision_github_commit: str | None = None,
         task_definition_template: dict[str, Any] | str | None = None,
+        appspec_template: str | None = None,
         container_name: str | None = None,
         container_port: int | str | None = None,
         image: str | None = None,
@@ -215,6 +222,7 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
         self.revision_github_repository = revision_github_repository
         self.revision_github_commit = revision_github_commit
         self.task_definition_template = task_definition_template
+        self.appspec_template = appspec_template
         self.container_name = container_name
         self.container_port = container_port
         self.image = image
@@ -399,7 +407,7 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
 
     def revision(self, context: Context | None = None) -> dict[str, Any]:
         if self._platform == "ecs":
-            return appspec_revision(self.ecs_appspec(self.register_task_definition(context)))
+            return appspec_revision(self.ecs_appspec(self.register_task_definition(context), context))
         if self._platform == "lambda":
             return appspec_revision(self.lambda_appspec(context))
         return self.server_revision(context)
@@ -484,7 +492,9 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
         self.log.info("Registered task definition %s", registered["taskDefinitionArn"])
         return registered["taskDefinitionArn"]
 
-    def ecs_appspec(self, task_definition_arn: str) -> dict[str, Any]:
+    def ecs_appspec(self, task_definition_arn: str, context: Context | None = None) -> dict[str, Any]:
+        if self.appspec_template:
+            return self._appspec_from_template(task_definition_arn, context)
         properties: dict[str, Any] = {"TaskDefinition": task_definition_arn}
         if self.container_name and self.container_port not in (None, ""):
             properties["LoadBalancerInfo"] = {
@@ -501,6 +511,28 @@ class CodeDeployOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeDepl
         }
         if hooks := appspec_hooks(self.hooks):
             appspec["Hooks"] = hooks
+        return appspec
+
+    def _appspec_from_template(self, task_definition_arn: str, context: Context | None) -> dict[str, Any]:
+        """CodePipeline's ECS blue/green AppSpec: the template's <TASK_DEFINITION> becomes the new definition."""
+        named = artifact_file(self.appspec_template)
+        if named is None or context is None:
+            raise ValueError(f"appspec_template: {self.appspec_template!r} is not a file in an input artifact")
+        try:
+            appspec = yaml.safe_load(self.read_input_file(context, *named))
+            services = [r["TargetService"] for r in appspec["Resources"] if "TargetService" in r]
+            properties = services[0]["Properties"]
+        except (yaml.YAMLError, KeyError, IndexError, TypeError) as error:
+            raise ValueError(f"appspec_template: {self.appspec_template} is no ECS AppSpec: {error!r}") from None
+        if properties.get("TaskDefinition") not in (TASK_DEFINITION_PLACEHOLDER, None):
+            self.log.warning(
+                "appspec_template names TaskDefinition %s: replaced by the new one", properties["TaskDefinition"]
+            )
+        properties["TaskDefinition"] = task_definition_arn
+        if self.platform_version:
+            properties["PlatformVersion"] = self.platform_version
+        if self.network_configuration:
+            properties["NetworkConfiguration"] = appspec_network_configuration(self.network_configuration)
         return appspec
 
     def lambda_appspec(self, context: Context | None = None) -> dict[str, Any]:

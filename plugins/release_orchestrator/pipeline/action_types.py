@@ -309,6 +309,7 @@ _SERVER_KEYS = (
 )
 _ECS_KEYS = (
     "task_definition_template",
+    "appspec_template",
     "container_name",
     "container_port",
     "image",
@@ -349,7 +350,13 @@ def _check_codedeploy(config: dict) -> list[tuple[str, str]]:
             require("revision_github_repository", "revision_github_commit")
         # With neither, the revision is the input artifact (_codedeploy_artifacts says when one is missing).
     elif platform == "ecs":
-        require("task_definition_template", "container_name", "container_port", "image")
+        if "appspec_template" in config:  # the container, port and hooks are the template's
+            require("task_definition_template", "image")
+            problems += [
+                (key, "comes from appspec_template: remove it") for key in ("container_port", "hooks") if key in config
+            ]
+        else:
+            require("task_definition_template", "container_name", "container_port", "image")
     else:
         require("function_name", "alias")
         has_target, publish = "target_version" in config, config.get("publish_version") is True
@@ -378,7 +385,7 @@ def _codedeploy_artifacts(config: dict, inputs: list[str], outputs: list[str]) -
     platform = config.get("platform", "server")
     if not isinstance(platform, str) or platform not in _PLATFORM_KEYS:
         return []  # the configuration check already reported it
-    most = {"server": 1, "lambda": 1, "ecs": 2}[platform]
+    most = {"server": 1, "lambda": 1, "ecs": 3}[platform]
     if len(inputs) > most:
         return [("input_artifacts", f"platform {platform} takes at most {most} input artifact(s)")]
     if platform == "server":
@@ -400,7 +407,9 @@ def _codedeploy_artifacts(config: dict, inputs: list[str], outputs: list[str]) -
             return [("publish_version", f"set publish_version: true to publish the code of '{inputs[0]}'")]
         return []
     problems, used = [], set()
-    for key in ("task_definition_template", "image"):
+    if "appspec_template" in config and not artifact_file(config.get("appspec_template")):
+        problems.append(("appspec_template", "expected a file in an input artifact, 'Artifact::appspec.yaml'"))
+    for key in ("task_definition_template", "image", "appspec_template"):
         named = artifact_file(config.get(key))
         if named and named[0] not in inputs:
             problems.append((key, f"'{named[0]}' is not an input artifact of this action: add it to input_artifacts"))
@@ -1093,8 +1102,8 @@ RETIRED_KEYS = {
     "DetectChanges / PollForSourceChanges into such a trigger",
     "connection_arn": "pushes reach the pipeline through the webhook endpoint, signed with the repository's "
     "secret (docs/triggers.md); no CodeStar connection is used",
-    "output_format": "actions do not pass source archives or clone references to each other; builds fetch "
-    "the revision themselves (source_version)",
+    "output_format": "a GitHub source's output artifact is always CODE_ZIP (the commit's files); there are no "
+    "clone references: a build that clones gets the commit through source_version",
 }
 
 _CODEBUILD_KEYS = (
@@ -1328,6 +1337,12 @@ ACTION_TYPES: dict[str, ActionType] = {
                     kind="str|mapping",
                     file=True,
                 ),
+                ConfigKey(
+                    "appspec_template",
+                    "ecs: CodePipeline's AppSpec template in an input artifact ('BuildOutput::appspec.yaml'): its "
+                    "<TASK_DEFINITION> becomes the registered task definition, and the container, port and hooks "
+                    "come from it",
+                ),
                 ConfigKey("container_name", "ecs: container that receives traffic"),
                 ConfigKey("container_port", "ecs: its port", kind="int", range=(1, 65535)),
                 ConfigKey(
@@ -1358,7 +1373,7 @@ ACTION_TYPES: dict[str, ActionType] = {
             ),
             outputs=("DeploymentId", "DeploymentStatus", "TaskDefinitionArn", "LambdaVersion", "ConsoleUrl"),
             check=_check_codedeploy,
-            artifacts=ArtifactSlots(inputs=(0, 2), check=_codedeploy_artifacts),
+            artifacts=ArtifactSlots(inputs=(0, 3), check=_codedeploy_artifacts),
             operator=f"{_OPERATORS}.codedeploy:CodeDeployOperator",
             imported_from={"Deploy/AWS/CodeDeploy": "codedeploy", "Deploy/AWS/CodeDeployToECS": "codedeploy_ecs"},
             polls=True,

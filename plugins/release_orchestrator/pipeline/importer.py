@@ -589,7 +589,10 @@ class _Importer:
                 "(add the repository's webhook and secret, docs/triggers.md)"
             )
         if cfg.pop("OutputArtifactFormat", "CODE_ZIP") != "CODE_ZIP":
-            notes.append("OutputArtifactFormat CODEBUILD_CLONE_REF left out: builds fetch the revision themselves")
+            notes.append(
+                "OutputArtifactFormat CODEBUILD_CLONE_REF left out: the source writes the commit's files (CODE_ZIP); "
+                "a build that must clone gets the commit through source_version"
+            )
         if _bool(cfg.pop("DetectChanges", True)) is not False:  # CodePipeline's default: true
             self.change_triggers.append(
                 {"source_action": action["name"], "push": [{"branches": {"includes": [out["branch"]]}}]}
@@ -750,12 +753,16 @@ class _Importer:
         # The container and port that take traffic are in the AppSpec template, which the definition only names.
         appspec = cfg.pop("AppSpecTemplatePath", "appspec.yaml")
         appspec_artifact = cfg.pop("AppSpecTemplateArtifact", "?")
-        out["container_name"] = PLACEHOLDER
-        out["container_port"] = 80
-        notes.append(
-            f"container_name and container_port are placeholders: use LoadBalancerInfo's ContainerName "
-            f"and ContainerPort from {appspec} in artifact '{appspec_artifact}' (its Hooks go in hooks)"
-        )
+        if self.carried(appspec_artifact):  # the container, port and hooks are read from it, as in CodePipeline
+            out["appspec_template"] = f"{appspec_artifact}::{appspec}"
+            read.append(appspec_artifact)
+        else:
+            out["container_name"] = PLACEHOLDER
+            out["container_port"] = 80
+            notes.append(
+                f"container_name and container_port are placeholders: use LoadBalancerInfo's ContainerName "
+                f"and ContainerPort from {appspec} in artifact '{appspec_artifact}' (its Hooks go in hooks)"
+            )
         # Image1ContainerName is the placeholder CodePipeline replaced in the task definition, not a container.
         placeholder = cfg.pop("Image1ContainerName", "IMAGE1_NAME")
         image_artifact = cfg.pop("Image1ArtifactName", None)
@@ -764,10 +771,11 @@ class _Importer:
             read.append(image_artifact)
         else:
             out["image"] = self.image(image_artifact, notes)
-        notes.append(
-            f"the task definition's <{placeholder}> was replaced by the image in CodePipeline; here "
-            "image is set on container_name instead"
-        )
+        if placeholder != "IMAGE1_NAME":  # the deployment replaces <IMAGE1_NAME>, else sets container_name's image
+            notes.append(
+                f"the task definition's <{placeholder}> was replaced by the image in CodePipeline; here the "
+                "image replaces <IMAGE1_NAME>, or else is set on container_name: rename the placeholder"
+            )
         extra = sorted(k for k in cfg if re.fullmatch(r"Image[2-4](ArtifactName|ContainerName)", k))
         if extra:
             notes.append(f"only one image is set per deployment; {', '.join(extra)} were left out")

@@ -326,7 +326,11 @@ PLATFORM_REQUIRED: dict[str, dict] = {
     # server: the revision is the input artifact, or these keys (the validator knows which: the schema of a
     # configuration does not see the action's input_artifacts).
     "server": {"dependencies": {"revision_s3_bucket": ["revision_s3_key"], "revision_s3_key": ["revision_s3_bucket"]}},
-    "ecs": {"required": ["task_definition_template", "container_name", "container_port", "image"]},
+    # ecs: the container and port that take traffic, or the AppSpec template that names them.
+    "ecs": {
+        "required": ["task_definition_template", "image"],
+        "anyOf": [{"required": ["appspec_template"]}, {"required": ["container_name", "container_port"]}],
+    },
     "lambda": {"required": ["function_name", "alias"]},
 }
 DEFAULT_PLATFORM = "server"
