@@ -261,7 +261,9 @@ class CodeBuildEmulator:
             ),
             "buildComplete": False,
             "initiator": caller,
-            "encryptionKey": project.get("encryptionKey") or f"arn:aws:kms:{region}:{ACCOUNT_ID}:alias/aws/s3",
+            "encryptionKey": params.get("encryptionKeyOverride")
+            or project.get("encryptionKey")
+            or f"arn:aws:kms:{region}:{ACCOUNT_ID}:alias/aws/s3",
             "exportedEnvironmentVariables": [],
             "reportArns": [],
         }

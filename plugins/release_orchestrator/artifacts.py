@@ -95,6 +95,12 @@ class PassesArtifacts:
     def _s3(self, region: str | None) -> Any:
         return S3Hook(aws_conn_id=self.artifacts.get("aws_conn_id"), region_name=region).conn
 
+    @property
+    def encryption(self) -> dict[str, str]:
+        """What every object this action writes to its store carries: SSE-KMS with the store's key, if it has one."""
+        key = self.artifacts.get("kms_key")
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key} if key else {}
+
     def input_artifact(self, context: Any, name: str | None = None) -> ArtifactLocation:
         """Where input artifact `name` (default: the first) is in this action's store; an artifact its
         producer wrote to another region's store is copied here first (once: a retry finds the copy)."""
@@ -106,7 +112,10 @@ class PassesArtifacts:
         if here != there:
             with aws_call("CopyObject", f"artifact '{item['name']}' from {there.uri} to {here.uri}"):
                 client.copy_object(
-                    Bucket=here.bucket, Key=here.key, CopySource={"Bucket": there.bucket, "Key": there.key}
+                    Bucket=here.bucket,
+                    Key=here.key,
+                    CopySource={"Bucket": there.bucket, "Key": there.key},
+                    **self.encryption,
                 )
             self.log.info("Copied input artifact %s from %s to this region's store: %s", here.name, there.uri, here.uri)
         with aws_call("HeadObject", f"input artifact '{item['name']}' at {here.uri}"):
@@ -163,7 +172,9 @@ class PassesArtifacts:
     def put_output(self, context: Any, body: bytes, name: str | None = None) -> ArtifactLocation:
         target = self.output_artifact(context, name)
         with aws_call("PutObject", f"output artifact '{target.name}' at {target.uri}"):
-            put = self._s3(self.artifacts.get("region")).put_object(Bucket=target.bucket, Key=target.key, Body=body)
+            put = self._s3(self.artifacts.get("region")).put_object(
+                Bucket=target.bucket, Key=target.key, Body=body, **self.encryption
+            )
         written = ArtifactLocation(target.name, target.bucket, target.key, put.get("VersionId"))
         self.log.info("Wrote output artifact %s: %s (%d bytes)", written.name, written.uri, len(body))
         self.record_output(context, written)
@@ -174,7 +185,7 @@ class PassesArtifacts:
         target = self.output_artifact(context, name)
         client = self._s3(self.artifacts.get("region"))
         with aws_call("PutObject", f"output artifact '{target.name}' at {target.uri}"):
-            client.upload_file(path, target.bucket, target.key)
+            client.upload_file(path, target.bucket, target.key, ExtraArgs=self.encryption or None)
             head = client.head_object(Bucket=target.bucket, Key=target.key)
         written = ArtifactLocation(target.name, target.bucket, target.key, head.get("VersionId"))
         self.log.info("Wrote output artifact %s: %s (%d bytes)", written.name, written.uri, head["ContentLength"])

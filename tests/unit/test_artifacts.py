@@ -209,6 +209,7 @@ def test_the_compiler_tells_a_reader_where_its_writer_put_the_artifact():
     deploy = pipeline.stages[2].actions[0]
     assert artifact_kwargs(pipeline, deploy) == {
         "store": "s3://release-artifacts-eu/runs",
+        "kms_key": None,
         "region": "eu-west-1",
         "aws_conn_id": "aws_default",
         "inputs": [{"name": "BuildOutput", "store": "s3://release-artifacts/runs", "region": "us-east-1"}],
@@ -621,3 +622,26 @@ def test_an_ecs_deployment_reads_its_task_definition_image_and_appspec_from_the_
         )
     )
     assert found == {"Deploy/EC2/configuration.container_port": "comes from appspec_template: remove it"}
+
+
+def test_artifacts_are_encrypted_with_the_stores_kms_key(bucket, github_api):
+    from release_orchestrator.pipeline.iam import policy
+
+    key_arn = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
+    text = spec().replace("  artifact_store:", f"  artifact_kms_key: {key_arn}\n  artifact_store:", 1)
+    assert errors_of(text) == {}
+    assert errors_of(text.replace(key_arn, "my-key"))["None/None/artifact_kms_key"].startswith(
+        "expected a KMS key ARN, key id or alias/<name>"
+    )
+    pipeline = load_spec_text(text)
+    wiring = artifact_kwargs(pipeline, pipeline.stages[0].actions[0])
+    assert wiring["kms_key"] == key_arn
+    statements = {s["Sid"]: s for s in policy(pipeline, account_id="123456789012", region=REGION)["Statement"]}
+    assert statements["KmsEncryptAndDecryptTheArtifacts"]["Resource"] == [key_arn]
+
+    op = GitSourceOperator(task_id="Checkout", repository="acme/webapp", branch="main", artifacts=wiring)
+    context = run_context()
+    op.execute(context)
+    where = location(STORE, "art", context["dag_run"].run_id, "SourceCode")
+    head = bucket.head_object(Bucket=where.bucket, Key=where.key)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", key_arn)

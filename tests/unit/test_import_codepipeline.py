@@ -338,6 +338,7 @@ def test_a_typical_pipeline_passes_its_artifacts_with_no_placeholder_for_them():
     """Source (GitHub) -> CodeBuild -> CodeDeploy to EC2 and ECS: the artifacts carry the release."""
     result, p = imported("github-build-ecs-ec2.json")
     assert result.errors == [] and p.artifact_store == "s3://codepipeline-us-east-1-123456789012"
+    assert p.artifact_kms_key == "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     (source,), (build,), (ec2, ecs) = (stage.actions for stage in p.stages)
     assert source.output_artifacts == ["SourceArtifact"]
     assert (build.input_artifacts, build.output_artifacts) == (["SourceArtifact"], ["BuildArtifact"])

@@ -300,6 +300,7 @@ CASES = [
             schedule="0 6 * * 1-5",
             tags=["a"],
             artifact_store="s3://bucket/p",
+            artifact_kms_key="alias/release-artifacts",
             aws_conn_id="aws_x",
             region="eu-west-1",
             description="d",

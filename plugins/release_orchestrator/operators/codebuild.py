@@ -196,6 +196,8 @@ class CodeBuildOperator(PassesArtifacts, StopsItsWork, AwsBaseOperator[CodeBuild
             # The first output is the buildspec's `artifacts`; the others its `secondary-artifacts.<name>`.
             first, *others = (self.output_artifact(context, name) for name in self.output_names)
             overrides["artifactsOverride"] = s3_artifact(first)
+            if self.artifacts.get("kms_key"):  # CodeBuild encrypts the artifacts it writes with the store's key
+                overrides["encryptionKeyOverride"] = self.artifacts["kms_key"]
             if others:
                 overrides["secondaryArtifactsOverride"] = [
                     {**s3_artifact(target), "artifactIdentifier": target.name} for target in others

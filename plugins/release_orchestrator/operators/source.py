@@ -246,7 +246,7 @@ class S3SourceOperator(PassesArtifacts, AwsBaseOperator[S3Hook]):
                 copied["VersionId"] = head["VersionId"]
             with aws_call("CopyObject", f"s3://{self.bucket}/{self.object_key} to artifact {target.uri}"):
                 put = self._s3(self.artifacts.get("region")).copy_object(
-                    Bucket=target.bucket, Key=target.key, CopySource=copied
+                    Bucket=target.bucket, Key=target.key, CopySource=copied, **self.encryption
                 )
             self.record_output(context, replace(target, version_id=put.get("VersionId")))
         return {

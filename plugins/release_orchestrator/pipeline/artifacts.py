@@ -63,6 +63,23 @@ def store_for(pipeline: Pipeline, action: Action) -> str | None:
     return None
 
 
+def kms_key_for(pipeline: Pipeline, action: Action) -> str | None:
+    """The KMS key that encrypts the artifacts of the store serving `action`'s region, if any."""
+    key = pipeline.artifact_kms_key
+    if isinstance(key, str):
+        return key if action.region in (None, pipeline.region) else None
+    if isinstance(key, dict):
+        region = action_region(pipeline, action)
+        value = key.get(region) if region else None
+        return value if isinstance(value, str) else None
+    return None
+
+
+_KMS_KEY_RE = re.compile(
+    r"^(arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/+=,.@-]+|alias/[\w/+=,.@-]+|[0-9a-f-]{36})$"
+)
+
+
 def uses_artifacts(action: Action) -> bool:
     return bool(action.input_artifacts or action.output_artifacts)
 
@@ -91,6 +108,13 @@ def artifact_problems(pipeline: Pipeline) -> list[tuple[Stage | None, Action | N
                 problems.append((None, None, f"artifact_store.{region}", problem))
     elif store is not None:
         problems.append((None, None, "artifact_store", "expected s3://bucket/prefix or a mapping of region to one"))
+    kms = pipeline.artifact_kms_key
+    for field, value in kms.items() if isinstance(kms, dict) else [(None, kms)] if kms is not None else []:
+        where = f"artifact_kms_key.{field}" if field else "artifact_kms_key"
+        if not isinstance(value, str) or not _KMS_KEY_RE.match(value):
+            problems.append((None, None, where, f"expected a KMS key ARN, key id or alias/<name>, got {value!r}"))
+        elif field and not (isinstance(store, dict) and field in store):
+            problems.append((None, None, where, f"no artifact store in {field}: artifact_store names none there"))
 
     written: dict[str, tuple[Stage, Action]] = {}
     for s_index, stage in enumerate(pipeline.stages):
@@ -209,6 +233,7 @@ def artifact_kwargs(pipeline: Pipeline, action: Action) -> dict[str, Any] | None
         )
     return {
         "store": own,
+        "kms_key": kms_key_for(pipeline, action),
         "region": action_region(pipeline, action),
         "aws_conn_id": action.aws_conn_id or pipeline.aws_conn_id,
         "inputs": inputs,
@@ -236,6 +261,14 @@ def artifact_permissions(pipeline: Pipeline, action: Action) -> list[Permission]
         ]
     if wiring["outputs"] or any(i["store"] != wiring["store"] for i in wiring["inputs"]):
         out.append(Permission("s3", ("s3:PutObject",), objects(wiring["store"]), "S3WriteTheRunsArtifacts"))
+    found = producers(pipeline)
+    writers = [found[name].action for name in action.input_artifacts if isinstance(name, str) and name in found]
+    keys = {kms_key_for(pipeline, action)} | {kms_key_for(pipeline, writer) for writer in writers}
+    for key in sorted(k for k in keys if k):
+        arn = (
+            key if key.startswith("arn:") else "arn:aws:kms:{region}:{account}:" + ("" if "/" in key else "key/") + key
+        )
+        out.append(Permission("kms", ("kms:Decrypt", "kms:GenerateDataKey"), arn, "KmsEncryptAndDecryptTheArtifacts"))
     config = action.configuration if isinstance(action.configuration, dict) else {}
     if action.type == "deploy.codedeploy" and config.get("platform") == "lambda" and action.input_artifacts:
         function = str(config.get("function_name"))

@@ -390,6 +390,8 @@ class _Importer:
         store = self.artifact_store(region)
         if store:
             spec["artifact_store"] = store
+        if kms_key := self.artifact_kms_key():
+            spec["artifact_kms_key"] = kms_key
         variables = [
             {"name": v.get("name"), "default": v.get("defaultValue"), "description": v.get("description")}
             for v in d.get("variables", [])
@@ -445,6 +447,19 @@ class _Importer:
             self.bucket = (stores.get(region) or next(iter(stores.values()))).removeprefix("s3://")
             return stores
         return None
+
+    def artifact_kms_key(self) -> str | dict[str, str] | None:
+        """The stores' encryptionKey ids (CodePipeline's customer managed keys), shaped as artifact_store."""
+
+        def key_of(store: Any) -> str | None:
+            key = store.get("encryptionKey") if isinstance(store, dict) else None
+            return key.get("id") if isinstance(key, dict) and isinstance(key.get("id"), str) else None
+
+        if self.d.get("artifactStore"):
+            return key_of(self.d["artifactStore"])
+        stores = self.d.get("artifactStores") or {}
+        keys = {region: key_of(store) for region, store in stores.items()} if isinstance(stores, dict) else {}
+        return {region: key for region, key in keys.items() if key} or None
 
     def drop_unwritten_inputs(self, stages: list) -> None:
         """An input artifact whose writer was not carried (an unmapped action, or a type that writes no

@@ -222,6 +222,7 @@ _PIPELINE_FIELDS = {
     "triggers": list,
     "notifications": dict,
     "artifact_store": (str, dict),
+    "artifact_kms_key": (str, dict),
     "aws_conn_id": str,
     "region": str,
     "tags": list,
@@ -360,8 +361,11 @@ class _Parser:
         ):
             if key in f:
                 setattr(p, key, f[key])
-        if isinstance(f.get("artifact_store"), dict):
-            p.artifact_store = _plain(f["artifact_store"], "artifact_store", p.lines)
+        for key in ("artifact_store", "artifact_kms_key"):
+            if isinstance(f.get(key), dict):
+                setattr(p, key, _plain(f[key], key, p.lines))
+            elif key in f:
+                setattr(p, key, f[key])
         if "tags" in f:
             p.tags = self.strings(f["tags"], "tags")
         if "triggers" in f:

@@ -66,6 +66,8 @@ class Pipeline:
     # Where runs keep their artifacts: s3://bucket/prefix, or {region: s3://bucket/prefix} for actions in
     # several regions; None: the ARTIFACT_STORE setting (pipeline/artifacts.py).
     artifact_store: str | dict[str, str] | None = None
+    # The KMS key (ARN or alias) that encrypts artifacts, for the store of the pipeline's region, or by region.
+    artifact_kms_key: str | dict[str, str] | None = None
     aws_conn_id: str = "aws_default"
     region: str | None = None
     tags: list[str] = field(default_factory=list)

@@ -121,6 +121,8 @@ FIELD_DOCS = {
         "artifact_store": "Where each run keeps the artifacts its actions pass: s3://bucket/prefix, or a mapping of "
         "region to s3://bucket/prefix when actions that pass artifacts work in several regions (default: the "
         "ARTIFACT_STORE setting).",
+        "artifact_kms_key": "KMS key (ARN, key id or alias/<name>) that encrypts the artifacts in the store (SSE-KMS), "
+        "or a mapping of region to one when artifact_store is a mapping.",
         "aws_conn_id": "Airflow connection used by actions that do not set their own (default aws_default).",
         "region": "AWS region of the pipeline's actions (default: the connection's).",
         "tags": "Labels for the pipeline (its DAG's tags).",
