@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -130,16 +131,17 @@ class PassesArtifacts:
             raise ValueError(f"'{name}::{path}' names no input artifact of this action; its inputs: {self.input_names}")
         cache = self.__dict__.setdefault("_input_zips", {})
         if name not in cache:
+            # On disk, not in memory: a bundle can be large, and only a few of its files are read.
             where = self.input_artifact(context, name)
             extra = {"VersionId": where.version_id} if where.version_id else {}
+            cache[name] = tempfile.TemporaryFile()
             with aws_call("GetObject", f"input artifact '{name}' at {where.uri}"):
-                cache[name] = (
-                    self._s3(self.artifacts.get("region"))
-                    .get_object(Bucket=where.bucket, Key=where.key, **extra)["Body"]
-                    .read()
+                self._s3(self.artifacts.get("region")).download_fileobj(
+                    where.bucket, where.key, cache[name], ExtraArgs=extra or None
                 )
         try:
-            with zipfile.ZipFile(io.BytesIO(cache[name])) as archive:
+            cache[name].seek(0)
+            with zipfile.ZipFile(cache[name]) as archive:
                 return archive.read(path)
         except KeyError:
             raise ValueError(f"input artifact '{name}' has no file {path!r}") from None

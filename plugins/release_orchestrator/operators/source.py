@@ -164,8 +164,12 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
         if not self.release_task_ids:
             return found
         dag_id, run_id = context["dag_run"].dag_id, context["dag_run"].run_id
-        released_run = last_release(dag_id, self.release_task_ids, run_id)
-        released = released_output(dag_id, self.task_id, released_run) if released_run else None
+        try:
+            released_run = last_release(dag_id, self.release_task_ids, run_id)
+            released = released_output(dag_id, self.task_id, released_run) if released_run else None
+        except Exception as error:  # noqa: BLE001 - release notes are informational: the release goes on
+            self.log.warning("Could not find the pipeline's last release: %s", error)
+            return found
         base = (released or {}).get("CommitId")
         if not base:
             self.log.info("No earlier release of this pipeline: no commits to compare with")

@@ -132,6 +132,8 @@ def artifact_problems(pipeline: Pipeline) -> list[tuple[Stage | None, Action | N
                             )
                         )
             for i, name in enumerate(action.output_artifacts):
+                if not isinstance(name, str):
+                    continue  # reported above
                 if name in written:
                     other_stage, other = written[name]
                     problems.append(
