@@ -352,3 +352,17 @@ def test_a_typical_pipeline_passes_its_artifacts_with_no_placeholder_for_them():
     assert "container_name" not in ecs.configuration  # the AppSpec template names the container and port
     assert not [n for n in result.notes if PLACEHOLDER in n or "placeholder" in n]
     assert PLACEHOLDER not in result.yaml
+
+
+def test_a_deployment_whose_artifact_no_imported_action_writes_names_its_bundle_by_hand():
+    definition = json.loads((FIXTURES / "github-build-ecs-ec2.json").read_text())["pipeline"]
+    definition["stages"][0]["actions"][0]["actionTypeId"]["provider"] = "CodeCommit"
+    definition["stages"][0]["actions"][0]["configuration"] = {"RepositoryName": "webapp", "BranchName": "main"}
+    del definition["stages"][1]  # the EC2 deployment now reads the CodeCommit source's artifact
+    definition["stages"][1]["actions"] = definition["stages"][1]["actions"][:1]
+    definition["stages"][1]["actions"][0]["inputArtifacts"] = [{"name": "SourceArtifact"}]
+    result = import_codepipeline(definition, source="inline.json")
+    assert result.errors == []
+    ec2 = load_spec_text(result.yaml).stages[1].actions[0]
+    assert ec2.input_artifacts == [] and ec2.configuration["revision_s3_key"] == f"{PLACEHOLDER}.zip"
+    assert any("the revision was artifact 'SourceArtifact', which no imported action writes" in n for n in result.notes)

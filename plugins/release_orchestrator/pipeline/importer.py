@@ -748,9 +748,13 @@ class _Importer:
             "deployment_group_name": cfg.pop("DeploymentGroupName", PLACEHOLDER),
             "platform": "server",
         }
-        if not action.get("input_artifacts"):  # the revision is the input artifact; without one, name it
+        artifact = (action.get("input_artifacts") or [None])[0]
+        if not self.carried(artifact):  # the revision is the input artifact; without one carried, name it
             out.update({"revision_s3_bucket": self.bucket or PLACEHOLDER, "revision_s3_key": f"{PLACEHOLDER}.zip"})
-            notes.append("the action had no input artifact: revision_s3_key is a placeholder, name the bundle")
+            notes.append(
+                f"the revision was artifact '{artifact or '?'}', which no imported action writes: revision_s3_key "
+                "is a placeholder, name the bundle"
+            )
         return out
 
     def codedeploy_ecs(self, cfg: dict, action: dict, notes: list) -> dict:
