@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -40,14 +39,14 @@ BUILD_SPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n"
 # project -> seconds each build takes (the sandbox's slow fault)
 PROJECTS = {
     "em-queued-build": 1,
-    "em-queued-test": 8,
+    # Long enough for what is done while the third run holds Test (below), on a loaded machine too.
+    "em-queued-test": 25,
     "em-superseded-build": 25,
     "em-transition-build": 1,
     "em-retry-steady": 1,
     "em-retry-flaky": 1,
 }
 TRANSITION, RETRY = "em-transition", "em-retry"
-THIRD_TEST_SECONDS = 25
 
 
 def push(label: str) -> dict:
@@ -95,18 +94,11 @@ def assert_one_at_a_time_in_order(times: list[tuple], what: str) -> None:
 
 
 def test_queued_runs_go_through_each_stage_one_at_a_time_first_in_first_out(
-    api, codebuild, sandbox, queued_runs, superseded_runs
+    api, codebuild, queued_runs, superseded_runs
 ):
     first, second, third = queued_runs
-    # The third run's test build takes long enough for what is done while it holds Test (below): the fault
-    # is set once the second run's test build has started, before the third run's can (checked below from
-    # the build's start; a state seen by polling can be missed on a loaded machine).
-    ti = wait_for_task_state(api, QUEUED, second, "Test.Suite", {"deferred", "success", "failed"}, timeout=240)
-    assert ti["state"] != "failed", helpers.ti_states(api, QUEUED, second)
-    sandbox.set_faults({"codebuild": {"em-queued-test": {"mode": "slow", "seconds": THIRD_TEST_SECONDS}}})
-    slowed_at = datetime.now(timezone.utc)
     for run_id in (first, second):
-        assert wait_for_run(api, QUEUED, run_id, timeout=240)["state"] == "success"
+        assert wait_for_run(api, QUEUED, run_id, timeout=300)["state"] == "success"
     # While the third run holds Test, someone clears the first run's Test action by hand (not its door):
     # the action refuses to run beside the run that entered the stage after its own.
     ti = wait_for_task_state(api, QUEUED, third, "Test.Suite", {"deferred", "success", "failed"}, timeout=120)
@@ -123,7 +115,6 @@ def test_queued_runs_go_through_each_stage_one_at_a_time_first_in_first_out(
     assert refusal in task_log(api, QUEUED, first, "Test.Suite", try_number=2, containing=(refusal,))
     assert wait_for_run(api, QUEUED, third, timeout=240)["state"] == "success"
     tests += build_times(codebuild, api, QUEUED, "Test.Suite", [third])
-    assert tests[2][0] >= slowed_at, f"the third run's test build started before it was made slow: {tests}"
     assert (
         len(codebuild.list_builds_for_project(projectName="em-queued-test")["ids"]) == 3
     )  # no build for the refused try
