@@ -9,6 +9,7 @@ with "Contents: read", or a classic token with ``repo`` for private repositories
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -58,29 +59,17 @@ class GitHubHook(BaseHook):
     def download_zipball(self, repository: str, ref: str, target: str) -> int:
         """Write the repository's files at `ref`, GitHub's zip archive (one top-level folder), to the file
         `target`, streaming (a large repository never sits in memory); returns its size in bytes."""
-        path = f"/repos/{repository}/zipball/{quote(ref, safe='')}"
-        with self._client() as client:
-            for attempt in range(1, ATTEMPTS + 1):
-                try:
-                    with client.stream("GET", path) as response:
-                        if response.status_code >= 400:
-                            response.read()
-                            if response.status_code not in RETRIED_STATUSES or attempt == ATTEMPTS:
-                                raise GitHubCallError(
-                                    f"GET {path}", response.status_code, _explain(response, self.github_conn_id)
-                                )
-                        else:
-                            size = 0
-                            with open(target, "wb") as out:
-                                for chunk in response.iter_bytes():
-                                    out.write(chunk)
-                                    size += len(chunk)
-                            return size
-                except httpx.HTTPError as error:
-                    if attempt == ATTEMPTS:
-                        raise GitHubCallError(f"GET {path}", None, f"{type(error).__name__}: {error}") from error
-                time.sleep(min(2**attempt, 10))
-        raise AssertionError("unreachable")
+        size = 0
+
+        def save(response: httpx.Response) -> None:
+            nonlocal size
+            with open(target, "wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+                    size += len(chunk)
+
+        self._get(f"/repos/{repository}/zipball/{quote(ref, safe='')}", consume=save)
+        return size
 
     # ---- plumbing -------------------------------------------------------------------------------
 
@@ -103,23 +92,26 @@ class GitHubHook(BaseHook):
         return httpx.Client(base_url=base, headers=headers, timeout=self.timeout, follow_redirects=True)
 
     def _get_json(self, path: str) -> dict[str, Any]:
-        return self._get(path).json()
+        return self._get(path, consume=lambda response: response.read()).json()
 
-    def _get(self, path: str) -> httpx.Response:
+    def _get(self, path: str, consume: Callable[[httpx.Response], Any]) -> httpx.Response:
+        """GET `path`, streamed to `consume` once it answers; retried with backoff on 429, 5xx and lost answers,
+        as GitHub asks of clients."""
         call = f"GET {path}"
         with self._client() as client:
             for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    response = client.get(path)
+                    with client.stream("GET", path) as response:
+                        if response.status_code < 400:
+                            consume(response)
+                            return response
+                        response.read()
+                        if response.status_code not in RETRIED_STATUSES or attempt == ATTEMPTS:
+                            raise GitHubCallError(call, response.status_code, _explain(response, self.github_conn_id))
                 except httpx.HTTPError as error:
                     if attempt == ATTEMPTS:
                         raise GitHubCallError(call, None, f"{type(error).__name__}: {error}") from error
-                else:
-                    if response.status_code < 400:
-                        return response
-                    if response.status_code not in RETRIED_STATUSES or attempt == ATTEMPTS:
-                        raise GitHubCallError(call, response.status_code, _explain(response, self.github_conn_id))
-                time.sleep(min(2**attempt, 10))  # GitHub asks clients to back off on 429 and 5xx
+                time.sleep(min(2**attempt, 10))
         raise AssertionError("unreachable")
 
 

@@ -117,6 +117,7 @@ def artifact_problems(pipeline: Pipeline) -> list[tuple[Stage | None, Action | N
             problems.append((None, None, where, f"no artifact store in {field}: artifact_store names none there"))
 
     written: dict[str, tuple[Stage, Action]] = {}
+    found = producers(pipeline)
     for s_index, stage in enumerate(pipeline.stages):
         for action in stage.actions:
             action_type = ACTION_TYPES.get(action.type) if isinstance(action.type, str) else None
@@ -150,7 +151,7 @@ def artifact_problems(pipeline: Pipeline) -> list[tuple[Stage | None, Action | N
             for i, name in enumerate(action.input_artifacts):
                 if isinstance(name, str) and name in action.input_artifacts[:i]:
                     problems.append((stage, action, f"input_artifacts[{i}]", f"artifact '{name}' is named twice"))
-                elif problem := _input_problem(pipeline, s_index, action, name):
+                elif problem := _input_problem(found, s_index, action, name):
                     problems.append((stage, action, f"input_artifacts[{i}]", problem))
             if action_type is not None:
                 problems += [(stage, action, f, m) for f, m in _slot_problems(action_type, action)]
@@ -166,8 +167,7 @@ def artifact_problems(pipeline: Pipeline) -> list[tuple[Stage | None, Action | N
     return problems
 
 
-def _input_problem(pipeline: Pipeline, s_index: int, action: Action, name: Any) -> str | None:
-    found = producers(pipeline)
+def _input_problem(found: dict[str, Producer], s_index: int, action: Action, name: Any) -> str | None:
     producer = found.get(name) if isinstance(name, str) else None
     if producer is None:
         known = ", ".join(found) or "none"
