@@ -15,17 +15,33 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+# Suites that start an Airflow environment of their own in the worker that runs them (the session fixtures of
+# tests/integration/conftest.py): the fault tests kill and restart its processes, so they get one apart.
+AIRFLOW_SUITES = ("integration", "integration-faults")
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """`make test` runs two workers (`-n 2`): the integration tests share one Airflow environment and the
-    sandbox tests one sandbox, so each of those suites goes to one worker as a whole while the other worker
-    takes the unit, DAG and package tests one by one."""
+    """`make test` runs two workers (`-n 2`). The integration tests share one Airflow environment, the fault
+    tests another and the sandbox tests one sandbox, so each of those suites goes to one worker as a whole,
+    the two Airflow suites to different workers, while the unit, DAG and package tests go one by one to
+    whichever worker is free."""
     from xdist.scheduler import LoadScopeScheduling
 
     class SuiteScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/integration/test_faults.py"):
+                return "integration-faults"
             suite = nodeid.split("/")[1] if nodeid.startswith("tests/") else ""
             return suite if suite in ("integration", "sandbox") else nodeid
+
+        def _assign_work_unit(self, node) -> None:
+            # A worker without an Airflow suite takes the next one first; a worker with one takes anything else.
+            holds_one = any(scope in AIRFLOW_SUITES for scope in self.assigned_work.get(node, {}))
+            preferred = [scope for scope in self.workqueue if (scope in AIRFLOW_SUITES) != holds_one]
+            if preferred:
+                self.workqueue.move_to_end(preferred[0], last=False)
+            super()._assign_work_unit(node)
 
     return SuiteScheduling(config, log)
 

@@ -4,10 +4,12 @@
   on (the seed switches them on for the artifact bucket).
 - ECR: moto sends nothing; after a successful PutImage the sandbox puts an "ECR Image Action" event
   (PUSH, SUCCESS, repository, digest, tag) on the default event bus, as ECR does.
-- CodeCommit: moto's CodeCommit has repositories but no git, so a push is simulated with a control
-  endpoint, which puts a "CodeCommit Repository State Change" event on the bus:
+- CodeCommit: moto's CodeCommit has repositories but no git, so a push is a control endpoint: it commits
+  `files` to the sandbox's git store (served by include/sandbox/codecommit.py) and puts a "CodeCommit
+  Repository State Change" event on the bus:
 
-      POST /_sandbox/codecommit/push {"repository": "webapp", "branch": "main", "commitId": "<40 hex, optional>",
+      POST /_sandbox/codecommit/push {"repository": "webapp", "branch": "main", "files": {"path": "text"},
+                                      "message": "...", "author": "...", "commitId": "<40 hex, optional>",
                                       "region": "us-east-1 (optional)", "delete": false}
       -> 200 {"eventId", "event": "referenceCreated|referenceUpdated|referenceDeleted", "commitId", "oldCommitId"}
       -> 404 when moto has no such repository, 400 for a malformed body
@@ -20,8 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -40,9 +40,6 @@ SOURCE_EVENT_PATTERN = {
 ECR_PUT_IMAGE = "AmazonEC2ContainerRegistry_V20150921.PutImage"
 CODECOMMIT_PUSH_PATH = "/_sandbox/codecommit/push"
 SHA_RE = re.compile(r"[0-9a-f]{40}")
-
-_heads: dict[tuple[str, str, str], str] = {}  # (region, repository, branch) -> commit
-_heads_lock = threading.Lock()
 
 
 def seed_events(endpoint_url: str, client: Callable[..., Any] | None = None) -> str:
@@ -68,7 +65,7 @@ def intercept(app, environ: dict, start_response):
     if environ.get("HTTP_X_AMZ_TARGET") == ECR_PUT_IMAGE:
         return _put_image(app, environ, start_response)
     if environ.get("PATH_INFO", "").rstrip("/") == CODECOMMIT_PUSH_PATH:
-        return _codecommit_push(environ, start_response)
+        return _codecommit_push(app, environ, start_response)
     return None
 
 
@@ -112,7 +109,7 @@ def _put_image(app, environ: dict, start_response):
     return [body]
 
 
-def _codecommit_push(environ: dict, start_response):
+def _codecommit_push(app, environ: dict, start_response):
     if environ.get("REQUEST_METHOD") != "POST":
         return _json(start_response, 405, {"error": "use POST"})
     try:
@@ -124,22 +121,28 @@ def _codecommit_push(environ: dict, start_response):
         return _json(start_response, 400, {"error": f"body: {err}"})
     repository, branch = request.get("repository"), request.get("branch")
     region = request.get("region") or REGION
-    commit = request.get("commitId") or uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    commit = request.get("commitId")
+    files = request.get("files") or {}
     if not isinstance(repository, str) or not isinstance(branch, str) or not repository or not branch:
         return _json(start_response, 400, {"error": "repository and branch are required strings"})
-    if not SHA_RE.fullmatch(str(commit)):
+    if commit is not None and not SHA_RE.fullmatch(str(commit)):
         return _json(start_response, 400, {"error": "commitId must be 40 lowercase hex digits"})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        return _json(start_response, 400, {"error": "files must map paths to text"})
     repositories = backend("codecommit", region).repositories
     if repository not in repositories:
         return _json(start_response, 404, {"error": f"no CodeCommit repository {repository!r} in {region}"})
     metadata = repositories[repository].repository_metadata
-    with _heads_lock:
-        old = _heads.get((region, repository, branch))
+    store, key = app.codecommit, app.codecommit.key(region, repository)
+    with store.lock:
+        old = store.head(key, branch)
         if request.get("delete"):
-            _heads.pop((region, repository, branch), None)
-            event, commit = "referenceDeleted", old or commit
+            store.delete_branch(key, branch)
+            event, commit = "referenceDeleted", old or commit or "0" * 40
         else:
-            _heads[(region, repository, branch)] = commit
+            message = str(request.get("message") or "Change")
+            pushed = store.push(key, branch, files, message, str(request.get("author") or "Demo Author"), sha=commit)
+            commit = pushed["sha"]
             event = "referenceUpdated" if old else "referenceCreated"
     detail = {
         "callerUserArn": f"arn:aws:iam::{ACCOUNT_ID}:user/sandbox",

@@ -19,16 +19,13 @@ A test or the demo pushes a commit with ``POST /_sandbox/github/push`` ({"reposi
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
-import threading
-import time
 import zipfile
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
+
+from include.sandbox.git_store import GitStore, Repository
 
 TOKEN = "sandbox-github-token"
 SEEDED_REPOSITORY = "acme/webapp"
@@ -39,67 +36,11 @@ _ROUTE = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<kind>branches
 _CODELOAD = re.compile(r"^/_codeload/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<sha>[0-9a-f]{40})\.zip$")
 
 
-@dataclass
-class Commit:
-    sha: str
-    message: str
-    author: str
-    date: str
-    parents: list[str]
-    files: dict[str, bytes]  # the whole tree at this commit
-    changed: list[str]
-
-
-@dataclass
-class Repository:
-    full_name: str
-    branches: dict[str, str] = field(default_factory=dict)  # name -> head sha
-    commits: dict[str, Commit] = field(default_factory=dict)
-
-
-class GitHubEmulator:
+class GitHubEmulator(GitStore):
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.repositories: dict[str, Repository] = {}
+        super().__init__()
         self.requests: list[str] = []  # "GET /repos/...", for tests that count calls
-        self.push(SEEDED_REPOSITORY, "main", _sample_app_files(), "Initial commit of the web application")
-
-    # ---- writing --------------------------------------------------------------------------------
-
-    def push(
-        self,
-        repository: str,
-        branch: str,
-        files: dict[str, str | bytes],
-        message: str,
-        author: str = "Demo Author",
-        delete: list[str] | None = None,
-    ) -> dict:
-        """A new commit on `branch` (created from nothing when new) changing `files`; returns its summary."""
-        with self.lock:
-            repo = self.repositories.setdefault(repository, Repository(repository))
-            before = repo.branches.get(branch)
-            tree = dict(repo.commits[before].files) if before else {}
-            for path, content in files.items():
-                tree[path] = content.encode() if isinstance(content, str) else content
-            for path in delete or []:
-                tree.pop(path, None)
-            date = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-            seed = f"{repository}\n{branch}\n{before}\n{message}\n{time.time_ns()}\n{sorted(files)}"
-            sha = hashlib.sha1(seed.encode()).hexdigest()
-            changed = sorted(set(files) | set(delete or []))
-            repo.commits[sha] = Commit(sha, message, author, date, [before] if before else [], tree, changed)
-            repo.branches[branch] = sha
-            return {
-                "repository": repository,
-                "branch": branch,
-                "sha": sha,
-                "before": before or "0" * 40,
-                "message": message,
-                "author": author,
-                "date": date,
-                "files": changed,
-            }
+        self.push(SEEDED_REPOSITORY, "main", sample_app_files(), "Initial commit of the web application")
 
     # ---- serving --------------------------------------------------------------------------------
 
@@ -129,11 +70,11 @@ class GitHubEmulator:
                 return _json(start_response, 200, {"name": ref, "commit": self._commit_doc(repo, sha)})
             if kind == "compare":
                 base, dots, head = ref.partition("...")
-                base_sha, head_sha = self._resolve(repo, base), self._resolve(repo, head)
+                base_sha, head_sha = self.resolve(repo, base), self.resolve(repo, head)
                 if not dots or base_sha is None or head_sha is None:
                     return _json(start_response, 404, {"message": "Not Found"})
                 return _json(start_response, 200, self._compare(repo, base_sha, head_sha))
-            sha = self._resolve(repo, ref)
+            sha = self.resolve(repo, ref)
             if sha is None:
                 return _json(start_response, 404, {"message": f"No commit found for SHA: {ref}"})
             if kind == "commits":
@@ -141,12 +82,6 @@ class GitHubEmulator:
         location = f"{_base_url(environ)}/_codeload/{repo.full_name}/{sha}.zip"
         start_response("302 Found", [("Location", location), ("Content-Length", "0")])
         return [b""]
-
-    def _resolve(self, repo: Repository, ref: str) -> str | None:
-        if ref in repo.branches:
-            return repo.branches[ref]
-        matches = [sha for sha in repo.commits if sha.startswith(ref.lower())] if len(ref) >= 7 else []
-        return matches[0] if len(matches) == 1 else None
 
     def _commit_doc(self, repo: Repository, sha: str, with_files: bool = False) -> dict:
         commit = repo.commits[sha]
@@ -167,12 +102,8 @@ class GitHubEmulator:
 
     def _compare(self, repo: Repository, base: str, head: str) -> dict:
         """Commits reachable from head back to (not including) base, oldest first, as GitHub lists them."""
-        chain, sha = [], head
-        while sha and sha != base:
-            chain.append(sha)
-            parents = repo.commits[sha].parents
-            sha = parents[0] if parents else None
-        if sha != base:  # base is not an ancestor of head: GitHub says "diverged"; we list head's history
+        chain, reached = self.first_parents(repo, head, base)
+        if not reached:  # base is not an ancestor of head: GitHub says "diverged"; we list head's history
             status = "diverged"
         else:
             status = "identical" if not chain else "ahead"
@@ -195,7 +126,7 @@ class GitHubEmulator:
         return [data]
 
 
-def _sample_app_files() -> dict[str, bytes]:
+def sample_app_files() -> dict[str, bytes]:
     return {
         str(p.relative_to(SAMPLE_APP)): p.read_bytes()
         for p in sorted(SAMPLE_APP.rglob("*"))

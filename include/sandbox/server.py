@@ -34,6 +34,7 @@ from werkzeug.serving import make_server
 from include.sandbox import (
     cloudformation,
     codebuild,
+    codecommit,
     codedeploy,
     ecs_rollout,
     elasticbeanstalk,
@@ -85,6 +86,7 @@ class SandboxApp:
         self.ecs = ecs_rollout.EcsRolloutEmulator(self.faults, deploy_seconds)
         self.moto = DomainDispatcherApplication(create_backend_app)
         self.github = github.GitHubEmulator()
+        self.codecommit = codecommit.CodeCommitEmulator()  # repositories' content (moto has none)
 
     def tick(self) -> None:
         with self.lock:
@@ -99,6 +101,8 @@ class SandboxApp:
     def __call__(self, environ, start_response):
         if (handled := sandbox_events.intercept(self, environ, start_response)) is not None:
             return handled  # ECR PutImage and the CodeCommit push endpoint emit source change events
+        if (handled := self.codecommit.intercept(environ, start_response)) is not None:
+            return handled
         if (handled := lambda_invoke.intercept(self, environ, start_response)) is not None:
             return handled  # moto would run the function in Docker
         if environ.get("PATH_INFO", "").startswith(github.PREFIX + "/"):

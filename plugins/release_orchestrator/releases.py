@@ -45,15 +45,16 @@ def released_output(dag_id: str, task_id: str, run_id: str) -> dict[str, Any] | 
     return value if isinstance(value, dict) else None
 
 
-def describe_commits(compared: dict[str, Any]) -> list[str]:
-    """GitHub's comparison as lines 'abc1234 First line of the message (author)', newest first."""
+def describe_commits(commits: list[tuple[str, str, str]], more: int = 0) -> list[str]:
+    """Commits (sha, message, author), newest first, as lines 'abc1234 First line of the message (author)';
+    a list longer than RELEASE_NOTES_MAX_COMMITS, or `more` commits not given, end with '... and N more'."""
     lines = []
-    for commit in reversed(compared.get("commits") or []):
-        detail = commit.get("commit") or {}
-        title = (detail.get("message") or "").splitlines()[0] if detail.get("message") else ""
-        author = (detail.get("author") or {}).get("name") or ""
-        lines.append(f"{commit.get('sha', '')[:7]} {title}" + (f" ({author})" if author else ""))
+    for sha, message, author in commits:
+        title = message.splitlines()[0] if message else ""
+        lines.append(f"{sha[:7]} {title}" + (f" ({author})" if author else ""))
     if len(lines) > RELEASE_NOTES_MAX_COMMITS:
-        more = len(lines) - RELEASE_NOTES_MAX_COMMITS
-        lines = lines[:RELEASE_NOTES_MAX_COMMITS] + [f"... and {more} more"]
+        more += len(lines) - RELEASE_NOTES_MAX_COMMITS
+        lines = lines[:RELEASE_NOTES_MAX_COMMITS]
+    if more:
+        lines.append(f"... and {more} more")
     return lines

@@ -67,13 +67,16 @@ def test_references_compile_to_run_time_lookups(example_dag):
 def test_artifacts_compile_to_where_each_reader_finds_them(example_dag):
     store = "s3://release-artifacts/runs"
     build = example_dag.task_dict["Build.Compile"]
-    assert build.artifacts["inputs"] == [{"name": "SourceCode", "store": store, "region": None}]
+    assert build.artifacts["inputs"] == [{"name": "SourceCode", "store": store, "region": "us-east-1"}]
     assert build.artifacts["outputs"] == [{"name": "BuildOutput"}]
     ecs = example_dag.task_dict["Deploy.ECS"]
     assert ecs.input_names == ["BuildOutput"]
     # A file in an artifact stays as written (read when the run gets there), unlike a file in the spec's folder.
     assert ecs.task_definition_template == "BuildOutput::taskdef.json"
-    assert example_dag.task_dict["Deploy.Lambda"].artifacts == {}  # the Lambda deployment passes none
+    # The Lambda deployment in eu-west-1 reads the bundle from that region's store (copied there first).
+    lam = example_dag.task_dict["Deploy.Lambda"].artifacts
+    assert (lam["store"], lam["region"]) == ("s3://release-artifacts-eu-west-1/runs", "eu-west-1")
+    assert lam["inputs"] == [{"name": "BuildOutput", "store": store, "region": "us-east-1"}]
 
 
 def test_parallel_mode_allows_concurrent_runs():

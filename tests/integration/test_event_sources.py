@@ -11,8 +11,10 @@ and wait for it.
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -93,15 +95,21 @@ def push_image(aws, tag: str) -> str:
     return image["image"]["imageId"]["imageDigest"]
 
 
-def push_commit(airflow_env, branch: str, delete: bool = False) -> str:
-    commit = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+def push_commit(airflow_env, branch: str, delete: bool = False, message: str = "Change") -> str:
+    """A commit of one file to `branch` of the CodeCommit repository (its push event goes on the bus)."""
     response = httpx.post(
         f"{airflow_env.sandbox_url}/_sandbox/codecommit/push",
-        json={"repository": CC_REPO, "branch": branch, "commitId": commit, "delete": delete},
+        json={
+            "repository": CC_REPO,
+            "branch": branch,
+            "delete": delete,
+            "files": {"app.txt": f"{branch} {uuid.uuid4().hex}\n"},
+            "message": message,
+        },
         timeout=30,
     )
     assert response.status_code == 200, response.text
-    return commit
+    return response.json()["commitId"]
 
 
 def test_s3_upload_starts_the_pipeline_with_that_object_version(api, aws):
@@ -136,16 +144,48 @@ def test_ecr_push_starts_the_pipeline_with_that_image_digest(api, aws):
     assert outputs["ImageURI"].endswith(f"/{ECR_REPO}@{digest}")
 
 
-def test_codecommit_push_starts_the_pipeline_with_that_commit_and_branch(airflow_env, api, aws):
+def test_codecommit_push_starts_the_pipeline_with_that_commit_its_files_and_the_commits_since(airflow_env, api, aws):
     before = run_ids(api, "ev-codecommit")
-    commit = push_commit(airflow_env, "release/2.0")  # matches includes "release/*"
+    commit = push_commit(airflow_env, "release/2.0", message="First of 2.0")  # matches includes "release/*"
 
     run = new_run(api, "ev-codecommit", before)
     assert wait_for_run(api, "ev-codecommit", run["dag_run_id"], timeout=180)["state"] == "success"
     outputs = api.xcom("ev-codecommit", run["dag_run_id"], "Source.Checkout")
     assert outputs["CommitId"] == commit
-    assert outputs["BranchName"] == "release/2.0"
-    assert outputs["RepositoryName"] == CC_REPO
+    assert (outputs["BranchName"], outputs["RepositoryName"], outputs["CommitMessage"]) == (
+        "release/2.0",
+        CC_REPO,
+        "First of 2.0",
+    )
+    # The commit's files, read from CodeCommit, are the run's source artifact.
+    stored = api.xcom("ev-codecommit", run["dag_run_id"], "Source.Checkout", key="artifacts")["outputs"]["SourceCode"]
+    bucket, _, key = stored.removeprefix("s3://").partition("/")
+    key, _, version = key.partition("?versionId=")
+    body = aws["s3"].get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read()
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert archive.read("app.txt").startswith(b"release/2.0 ")
+
+    # Two more pushes: the run releasing the second lists the commits since the release above (the Source stage
+    # is the pipeline's last). Both pushes may fold into one run, or start one each (PARALLEL).
+    before = run_ids(api, "ev-codecommit")
+    second = push_commit(airflow_env, "release/2.0", message="Fix one")
+    third = push_commit(airflow_env, "release/2.0", message="Fix two")
+
+    def released(commit_id: str) -> dict | None:
+        for run_id in run_ids(api, "ev-codecommit") - before:
+            if api.get_run("ev-codecommit", run_id)["state"] == "success":
+                out = api.xcom("ev-codecommit", run_id, "Source.Checkout")
+                if out["CommitId"] == commit_id:
+                    return out
+        return None
+
+    latest = wait_for(lambda: released(third), 240, what="the run releasing the third commit")
+    expected = [f"{third[:7]} Fix two (Demo Author)"]
+    if latest["LastReleasedCommitId"] == commit:  # no run of the second commit alone finished before it
+        expected.append(f"{second[:7]} Fix one (Demo Author)")
+    else:
+        assert latest["LastReleasedCommitId"] == second
+    assert latest["CommitsSinceLastRelease"] == expected
 
 
 def test_events_for_other_sources_start_nothing_and_leave_no_message_behind(airflow_env, api, aws):
@@ -187,16 +227,18 @@ def test_events_for_other_sources_start_nothing_and_leave_no_message_behind(airf
 
 
 def test_manual_start_overrides_source_revision_and_variables(airflow_env, api, aws):
-    commit = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    # A branch no trigger watches: the push starts nothing, and the manual run releases its commit.
+    commit = push_commit(airflow_env, "hotfix/9.9")
+    push_commit(airflow_env, "hotfix/9.9")  # the branch's head is not what the run asks for
     run_id = api.trigger(
-        "ev-manual", conf={"source_revision": commit, "Branch": "release/9.9", "DeployEnv": "production"}
+        "ev-manual", conf={"source_revision": commit, "Branch": "hotfix/9.9", "DeployEnv": "production"}
     )["dag_run_id"]
     run = wait_for_run(api, "ev-manual", run_id, timeout=240)
     assert run["state"] == "success"
 
     source = api.xcom("ev-manual", run_id, "Source.Checkout")
     assert source["CommitId"] == commit
-    assert source["BranchName"] == "release/9.9"  # configuration branch: "#{variables.Branch}"
+    assert source["BranchName"] == "hotfix/9.9"  # configuration branch: "#{variables.Branch}"
     build = api.xcom("ev-manual", run_id, "Build.Compile")
     assert build["ResolvedSourceVersion"] == commit  # source_version: "#{Source.CommitId}"
     assert build["IMAGE_TAG"] == commit[:7]  # exported by the buildspec from COMMIT_ID: "#{Source.CommitId}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import time
@@ -133,11 +135,19 @@ def test_a_release_runs_end_to_end_and_the_next_ones_approval_lists_the_commits_
         location = revision["deploymentInfo"]["revision"]["s3Location"]
         assert f"s3://{location['bucket']}/{location['key']}?versionId={location['version']}" == deployed
 
-    # The Lambda deploy went to the second region and moved the alias to the new version.
+    # The Lambda deploy went to the second region, published the bundle (copied to that region's store) as a
+    # new version and moved the alias to it.
     deployed = api.xcom(PIPELINE, run_id, "Deploy.Lambda")
     alias_after = lambda_client.get_alias(FunctionName=resources.LAMBDA_FUNCTION, Name=resources.LAMBDA_ALIAS)
     assert alias_after["FunctionVersion"] == str(deployed["LambdaVersion"])
     assert alias_after["FunctionVersion"] != alias_before["FunctionVersion"]
+    code = api.xcom(PIPELINE, run_id, "Deploy.Lambda", key="artifacts")["inputs"]["BuildOutput"]
+    assert code.startswith(f"s3://{resources.SECOND_ARTIFACT_BUCKET}/runs/{PIPELINE}/"), code
+    published = lambda_client.get_function(
+        FunctionName=resources.LAMBDA_FUNCTION, Qualifier=alias_after["FunctionVersion"]
+    )
+    bundle_bytes = s3_object(airflow_env, built["outputs"]["BuildOutput"])
+    assert published["Configuration"]["CodeSha256"] == base64.b64encode(hashlib.sha256(bundle_bytes).digest()).decode()
 
     # The ECS service runs the task definition the deploy registered.
     ecs_out = api.xcom(PIPELINE, run_id, "Deploy.ECS")

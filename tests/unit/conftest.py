@@ -10,6 +10,39 @@ from tests.unit.fakes import FakeStateStore, FakeTaskInstance, task_context
 REGION = "us-east-1"
 
 
+def sandbox_client(sb, service: str):
+    """A boto3 client of the running sandbox `sb`."""
+    from include.sandbox.common import client
+
+    return client(service, sb.url)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    """The sandbox over real HTTP in this process (include/sandbox/server.py), with the versioned artifact
+    bucket, an ECR and a CodeCommit repository named events-test, and the source events queue. moto's state is
+    the process's: a module's sandbox may find what an earlier one made."""
+    from botocore.exceptions import ClientError
+
+    from include.sandbox import resources
+    from include.sandbox.events import seed_events
+    from include.sandbox.server import start_sandbox
+
+    with start_sandbox(port=0) as sb:
+        s3 = sandbox_client(sb, "s3")
+        s3.create_bucket(Bucket=resources.ARTIFACT_BUCKET)
+        s3.put_bucket_versioning(Bucket=resources.ARTIFACT_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        for service in ("ecr", "codecommit"):
+            try:
+                sandbox_client(sb, service).create_repository(repositoryName="events-test")
+            except ClientError as error:
+                exists = ("RepositoryAlreadyExistsException", "RepositoryNameExistsException")
+                assert error.response["Error"]["Code"] in exists
+        sb.queue_url = seed_events(sb.url)
+        assert seed_events(sb.url) == sb.queue_url  # idempotent
+        yield sb
+
+
 @pytest.fixture
 def moto_aws(monkeypatch):
     """moto, and an Airflow AWS connection (aws_default) that points at it."""

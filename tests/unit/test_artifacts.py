@@ -423,16 +423,17 @@ def test_a_deployment_in_another_region_copies_the_artifact_to_its_store_and_dep
 
 
 def test_commits_since_the_last_release_read_newest_first_and_a_long_list_is_cut(github_api):
-    from release_orchestrator.hooks.github import GitHubHook
+    from release_orchestrator.operators.source import GitHubRepository
     from release_orchestrator.releases import RELEASE_NOTES_MAX_COMMITS, describe_commits
 
     base = github_api.push("acme/webapp", "main", {"a": "0"}, "released")["sha"]
     shas = [github_api.push("acme/webapp", "main", {"a": str(i)}, f"change {i}\n\nbody")["sha"] for i in range(3)]
-    lines = describe_commits(GitHubHook().compare("acme/webapp", base, shas[-1]))
+    lines = GitHubRepository("github_default", "acme/webapp").since(base, shas[-1])
     assert lines == [f"{sha[:7]} change {i} (Demo Author)" for i, sha in reversed(list(enumerate(shas)))]
-    many = {"commits": [{"sha": f"{i:040d}", "commit": {"message": f"c{i}"}} for i in range(60)]}
-    cut = describe_commits(many)
+    cut = describe_commits([(f"{i:040d}", f"c{i}", "") for i in range(60)])
     assert len(cut) == RELEASE_NOTES_MAX_COMMITS + 1 and cut[-1] == "... and 10 more"
+    # GitHub's comparison lists 250 commits of a longer range: the rest are counted too.
+    assert describe_commits([("a" * 40, "c", "")], more=300)[-1] == "... and 300 more"
 
 
 def test_s3_and_beanstalk_deployments_take_their_input_artifact_or_a_source(bucket):

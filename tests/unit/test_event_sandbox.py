@@ -5,38 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 
-import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 
 from include.sandbox import resources
-from include.sandbox.events import SOURCE_EVENTS_QUEUE, seed_events
-from include.sandbox.server import start_sandbox
+from include.sandbox.events import SOURCE_EVENTS_QUEUE
 from release_orchestrator.events.sources import changes_in_message
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with start_sandbox(port=0) as sb:
-        s3 = client(sb, "s3")
-        s3.create_bucket(Bucket=resources.ARTIFACT_BUCKET)
-        s3.put_bucket_versioning(Bucket=resources.ARTIFACT_BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        client(sb, "ecr").create_repository(repositoryName="events-test")
-        client(sb, "codecommit").create_repository(repositoryName="events-test")
-        sb.queue_url = seed_events(sb.url)
-        assert seed_events(sb.url) == sb.queue_url  # idempotent
-        yield sb
-
-
-def client(sb, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=sb.url,
-        region_name=resources.REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+from tests.unit.conftest import sandbox_client as client
 
 
 def drain(sb) -> list[dict]:

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from release_orchestrator.events.sources import PAYLOAD_KIND
 from release_orchestrator.events.trigger import SourceEventTrigger
-from release_orchestrator.operators.source import EcrSourceOperator, GitSourceOperator, S3SourceOperator
+from release_orchestrator.operators.source import EcrSourceOperator, GitSourceOperator, S3SourceOperator, run_source
 from release_orchestrator.pipeline import compiler
 from release_orchestrator.pipeline.api import action, pipeline, stage
 
@@ -213,12 +213,15 @@ def test_codecommit_source_releases_the_pushed_commit_and_branch(github_api):
             "commitId": "a" * 40,
         },
     }
+    # What the action releases (it then reads that commit from CodeCommit: tests/unit/test_codecommit_source.py).
     op = GitSourceOperator(task_id="Checkout", repository="webapp", branch="main", provider="codecommit")
-    out = op.execute(context(asset_events(event)))
-    assert (out["CommitId"], out["BranchName"], out["RepositoryName"]) == ("a" * 40, "release/3", "webapp")
+    released = run_source(context(asset_events(event)), op.accepts)
+    assert (released["commit_id"], released["branch"], released["repository"]) == ("a" * 40, "release/3", "webapp")
+    other = GitSourceOperator(task_id="Checkout", repository="other", branch="main", provider="codecommit")
+    assert run_source(context(asset_events(event)), other.accepts) == {}
     # A webhook's or manual run's conf["source"] comes before events.
-    manual = op.execute(context(asset_events(event), conf={"source": {"commit_id": "b" * 40}}))
-    assert manual["CommitId"] == "b" * 40
+    manual = run_source(context(asset_events(event), conf={"source": {"commit_id": "b" * 40}}), op.accepts)
+    assert manual["commit_id"] == "b" * 40
     # A GitHub source never takes a CodeCommit event: naming no revision, the run releases its branch's head.
     github = GitSourceOperator(task_id="Checkout", repository="acme/webapp", branch="main", provider="github")
     head = github_api.repositories["acme/webapp"].branches["main"]

@@ -104,6 +104,11 @@ EXPECTED = [
         "Resource": [arn("lambda", "function:webapp-api", "eu-west-1")],
     },
     {
+        "Sid": "LambdaUpdateTheCodeFromTheArtifact",
+        "Action": ["lambda:UpdateFunctionCode"],
+        "Resource": ["arn:aws:lambda:eu-west-1:123456789012:function:webapp-api"],
+    },
+    {
         "Sid": "LogsTailOfTheBuildLogInTheProjectsDefaultLogGroup",
         "Action": ["logs:GetLogEvents"],
         "Resource": [
@@ -115,12 +120,18 @@ EXPECTED = [
         # The artifact store, only under the pipeline's own folder.
         "Sid": "S3ReadTheRunsInputArtifacts",
         "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-        "Resource": ["arn:aws:s3:::release-artifacts/runs/webapp-release/*"],
+        "Resource": [
+            "arn:aws:s3:::release-artifacts-eu-west-1/runs/webapp-release/*",
+            "arn:aws:s3:::release-artifacts/runs/webapp-release/*",
+        ],
     },
     {
         "Sid": "S3WriteTheRunsArtifacts",
         "Action": ["s3:PutObject"],
-        "Resource": ["arn:aws:s3:::release-artifacts/runs/webapp-release/*"],
+        "Resource": [
+            "arn:aws:s3:::release-artifacts-eu-west-1/runs/webapp-release/*",
+            "arn:aws:s3:::release-artifacts/runs/webapp-release/*",
+        ],
     },
     {
         "Sid": "SnsPublishNotificationsAndApprovalRequests",
@@ -194,8 +205,13 @@ def test_sources_and_approval_topics_are_scoped_to_what_the_spec_names():
     assert statements["SqsReadTheEventTriggersQueue"]["Resource"] == [
         "arn:aws:sqs:eu-central-1:444455556666:webapp-events"
     ]
-    # The CodeCommit source calls nothing: its revision comes with the run.
-    assert not [s for s in statements.values() if any(a.startswith("codecommit:") for a in s["Action"])]
+    # The CodeCommit source reads the commit and its files, in its repository only.
+    assert statements["CodeCommitSourceReadsTheRepository"] == {
+        "Sid": "CodeCommitSourceReadsTheRepository",
+        "Effect": "Allow",
+        "Action": ["codecommit:GetBranch", "codecommit:GetCommit", "codecommit:GetFile", "codecommit:GetFolder"],
+        "Resource": ["arn:aws:codecommit:eu-central-1:444455556666:webapp"],
+    }
 
 
 def test_no_account_anywhere_is_an_error(capsys, tmp_path):
@@ -411,7 +427,7 @@ def test_preflight_true_grants_the_check_tasks_read_calls_on_what_it_looks_up():
             "Sid": "PreflightHeadsTheBuckets",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
-            "Resource": ["arn:aws:s3:::release-artifacts"],
+            "Resource": ["arn:aws:s3:::release-artifacts", "arn:aws:s3:::release-artifacts-eu-west-1"],
         },
         {
             "Sid": "PreflightReadsTheSnsTopics",

@@ -120,22 +120,21 @@ def test_ecs_blue_green():
     (deploy,) = p.stages[1].actions
     assert deploy.configuration["platform"] == "ecs"
     assert deploy.configuration["image"] == "#{Image.ImageURI}"
-    assert deploy.configuration["task_definition_template"] == "ecs/taskdef.json"
-    assert deploy.configuration["container_name"] == PLACEHOLDER
-    assert any("ContainerPort" in n for n in result.notes)
+    # The task definition and AppSpec are files of the CodeCommit source's artifact, read as CodePipeline does.
+    assert deploy.configuration["task_definition_template"] == "ManifestArtifact::ecs/taskdef.json"
+    assert deploy.configuration["appspec_template"] == "ManifestArtifact::ecs/appspec.yaml"
+    assert "container_name" not in deploy.configuration and PLACEHOLDER not in result.yaml
 
 
 def test_step_functions_and_elastic_beanstalk():
     result, p = imported("stepfunctions-beanstalk.json")
     assert result.complete and result.errors == []
     (beanstalk,) = p.stages[1].actions
-    assert (beanstalk.type, beanstalk.configuration) == (
+    # It deploys the CodeCommit source's artifact, as on CodePipeline.
+    assert (beanstalk.type, beanstalk.input_artifacts, beanstalk.configuration) == (
         "deploy.elasticbeanstalk",
-        {
-            "application_name": "webapp-eb",
-            "environment_name": "webapp-eb-production",
-            "source": f"s3://webapp-pipeline-artifacts/{PLACEHOLDER}/SourceArtifact.zip",
-        },
+        ["SourceArtifact"],
+        {"application_name": "webapp-eb", "environment_name": "webapp-eb-production"},
     )
     smoke, load = p.stages[2].actions
     assert (smoke.type, smoke.namespace, smoke.configuration) == (
@@ -147,12 +146,8 @@ def test_step_functions_and_elastic_beanstalk():
             "input": {"commit": "#{SourceVariables.CommitId}", "checks": 3},
         },
     )
-    assert load.configuration["input"] == "tests/load-input.json"  # a file next to the spec
-    # Its artifact comes from a CodeCommit source, which writes none here: the bundle is named by hand.
-    assert any("'SourceArtifact', which no imported action writes: set source" in n for n in result.notes)
-    assert any(
-        "read tests/load-input.json from artifact 'SourceArtifact', which no imported action" in n for n in result.notes
-    )
+    assert load.configuration["input"] == "SourceArtifact::tests/load-input.json"  # read from the source's files
+    assert not any("which no imported action writes" in n for n in result.notes)
     assert any("output variables" in n for n in result.notes)  # LoadReport is not written
     assert not any("has no equivalent" in n for n in result.notes)  # every CodePipeline key was mapped
 
@@ -178,8 +173,8 @@ def test_cloudformation_actions_import_with_every_key_mapped_or_noted():
         "action_mode": "CREATE_UPDATE",
         "stack_name": "webapp-staging",
         "role_arn": "arn:aws:iam::123456789012:role/cfn-deploy",
-        "template": "infra/webapp.yaml",
-        "template_configuration": "infra/staging.json",
+        "template": "SourceArtifact::infra/webapp.yaml",
+        "template_configuration": "SourceArtifact::infra/staging.json",
         "parameter_overrides": {"ImageTag": "#{variables.image_tag}", "BucketName": PLACEHOLDER},
         "capabilities": ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     }
@@ -195,7 +190,7 @@ def test_cloudformation_actions_import_with_every_key_mapped_or_noted():
     }
     assert delete.configuration["action_mode"] == "DELETE_ONLY"
     notes = "\n".join(result.notes) + result.yaml
-    assert "put that file next to this spec" in notes and "artifact 'SourceArtifact'" in notes
+    assert "put that file next to this spec" not in notes  # the templates are read from the source's artifact
     assert "OutputFileName outputs.json left out" in notes
     assert "TemplatePath left out: not used by ActionMode CHANGE_SET_EXECUTE" in notes
     assert "parameter_overrides.BucketName is a placeholder" in notes
@@ -356,13 +351,17 @@ def test_a_typical_pipeline_passes_its_artifacts_with_no_placeholder_for_them():
 
 def test_a_deployment_whose_artifact_no_imported_action_writes_names_its_bundle_by_hand():
     definition = json.loads((FIXTURES / "github-build-ecs-ec2.json").read_text())["pipeline"]
-    definition["stages"][0]["actions"][0]["actionTypeId"]["provider"] = "CodeCommit"
-    definition["stages"][0]["actions"][0]["configuration"] = {"RepositoryName": "webapp", "BranchName": "main"}
-    del definition["stages"][1]  # the EC2 deployment now reads the CodeCommit source's artifact
-    definition["stages"][1]["actions"] = definition["stages"][1]["actions"][:1]
-    definition["stages"][1]["actions"][0]["inputArtifacts"] = [{"name": "SourceArtifact"}]
+    # A Jenkins build (a custom action, not imported) wrote the bundle the EC2 deployment reads.
+    definition["stages"][1]["actions"][0]["actionTypeId"] = {
+        "category": "Build",
+        "owner": "Custom",
+        "provider": "Jenkins",
+        "version": "1",
+    }
+    definition["stages"][1]["actions"][0]["configuration"] = {"ProjectName": "webapp"}
+    definition["stages"][2]["actions"] = definition["stages"][2]["actions"][:1]
     result = import_codepipeline(definition, source="inline.json")
     assert result.errors == []
     ec2 = load_spec_text(result.yaml).stages[1].actions[0]
     assert ec2.input_artifacts == [] and ec2.configuration["revision_s3_key"] == f"{PLACEHOLDER}.zip"
-    assert any("the revision was artifact 'SourceArtifact', which no imported action writes" in n for n in result.notes)
+    assert any("the revision was artifact 'BuildArtifact', which no imported action writes" in n for n in result.notes)

@@ -7,8 +7,8 @@ A run learns its revision, first found wins, from
    push, S3 upload through EventBridge and SQS) has no conf; each event's extra carries the AWS event,
    and the source action takes the latest one about its own source (several events can fold into one
    run when they arrive before the scheduler creates it).
-When a run names none, a GitHub source releases the branch's head, S3 and ECR sources the latest object
-version / image digest, as CodePipeline does; a CodeCommit source needs one. With an output artifact, the
+When a run names none, a GitHub or CodeCommit source releases the branch's head, S3 and ECR sources the
+latest object version / image digest, as CodePipeline does. With an output artifact, the
 source stores what it releases in the artifact store (release_orchestrator/artifacts.py).
 """
 
@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 from airflow.providers.amazon.aws.hooks.ecr import EcrHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -29,9 +33,10 @@ from airflow.sdk import BaseOperator
 
 from release_orchestrator.artifacts import PassesArtifacts, without_top_folder, zip_files
 from release_orchestrator.events.sources import changes_in_asset_events, describe_change, describe_changes
-from release_orchestrator.hooks.base import aws_call
+from release_orchestrator.hooks.base import AwsCallError, aws_call
+from release_orchestrator.hooks.codecommit import CodeCommitHook
 from release_orchestrator.hooks.github import GitHubCallError, GitHubHook
-from release_orchestrator.releases import describe_commits, last_release, released_output
+from release_orchestrator.releases import RELEASE_NOTES_MAX_COMMITS, describe_commits, last_release, released_output
 
 SOURCE_REVISION_PARAM = "source_revision"
 
@@ -73,14 +78,95 @@ def event_source(context: Any, accepts: Callable[[dict[str, Any]], bool]) -> dic
     return mine[-1]
 
 
-class GitSourceOperator(PassesArtifacts, BaseOperator):
-    """source.github and source.codecommit: the commit this run releases, and for GitHub its files as the
-    output artifact.
+class GitHubRepository:
+    """A GitHub repository as the source action reads it (connection ``github_conn_id``)."""
 
-    A GitHub source asks GitHub (connection ``github_conn_id``) for the branch's head when the run names
-    no revision (a manual or scheduled run), and for the commit's message and author when the run did not
-    bring them; with an output artifact it stores the commit's files (GitHub's zipball, unpacked to the
-    root as CodePipeline's CODE_ZIP) in the artifact store.
+    def __init__(self, conn_id: str, repository: str):
+        self.hook, self.repository = GitHubHook(conn_id), repository
+
+    def commit(self, commit_id: str | None, branch: str) -> dict[str, Any]:
+        """The commit (the branch's head when none is named): its full id, message, author, date, link."""
+        if commit_id:
+            commit = self.hook.commit(self.repository, commit_id)
+        else:
+            commit = self.hook.branch_head(self.repository, branch)
+        detail = commit.get("commit") or {}
+        author = detail.get("author") or {}
+        return {
+            "commit_id": commit["sha"],
+            "commit_message": detail.get("message", ""),
+            "author": author.get("name", ""),
+            "author_date": author.get("date", ""),
+            "commit_url": commit.get("html_url", ""),
+        }
+
+    def write_artifact(self, commit_id: str, target: str) -> int:
+        """The commit's files (GitHub's zipball, unpacked to the root as CodePipeline's CODE_ZIP) as the zip
+        file `target`; returns the number of files."""
+        with tempfile.TemporaryDirectory(prefix="release-source-") as work:
+            fetched = os.path.join(work, "zipball.zip")
+            self.hook.download_zipball(self.repository, commit_id, fetched)
+            return without_top_folder(fetched, target)
+
+    def since(self, base: str, head: str) -> list[str]:
+        """The commits after `base` up to `head` (GitHub's compare), newest first, as lines."""
+        compared = self.hook.compare(self.repository, base, head)
+        listed = compared.get("commits") or []
+        commits = [
+            (
+                c.get("sha", ""),
+                (c.get("commit") or {}).get("message") or "",
+                ((c.get("commit") or {}).get("author") or {}).get("name") or "",
+            )
+            for c in reversed(listed)
+        ]
+        return describe_commits(commits, more=max(0, int(compared.get("total_commits") or 0) - len(listed)))
+
+
+class CodeCommitRepository:
+    """A CodeCommit repository as the source action reads it (an AWS connection and region)."""
+
+    def __init__(self, aws_conn_id: str | None, region_name: str | None, repository: str):
+        self.hook, self.repository = CodeCommitHook(aws_conn_id=aws_conn_id, region_name=region_name), repository
+
+    def commit(self, commit_id: str | None, branch: str) -> dict[str, Any]:
+        commit_id = commit_id or self.hook.branch_head(self.repository, branch)
+        commit = self.hook.commit(self.repository, commit_id)
+        author = commit.get("author") or {}
+        region = self.hook.conn.meta.region_name
+        return {
+            "commit_id": commit["commitId"],
+            "commit_message": (commit.get("message") or "").rstrip("\n"),
+            "author": author.get("name", ""),
+            "author_date": _git_date(author.get("date", "")),
+            "commit_url": f"https://{region}.console.aws.amazon.com/codesuite/codecommit/repositories/"
+            f"{quote(self.repository)}/commit/{commit['commitId']}?region={region}",
+        }
+
+    def write_artifact(self, commit_id: str, target: str) -> int:
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+            return self.hook.write_files(self.repository, commit_id, archive)
+
+    def since(self, base: str, head: str) -> list[str]:
+        """The commits after `base` up to `head` along first parents (CodeCommit has no compare call: one
+        GetCommit each, at most a message's worth), newest first, as lines."""
+        commits, stopped_at = self.hook.history(self.repository, head, base, RELEASE_NOTES_MAX_COMMITS)
+        lines = describe_commits(
+            [(c["commitId"], c.get("message") or "", (c.get("author") or {}).get("name", "")) for c in commits]
+        )
+        if stopped_at is None:
+            return [*lines, f"(the last release, {base[:7]}, is not in this branch's history)"]
+        return lines if stopped_at == base else [*lines, "... and earlier commits"]
+
+
+class GitSourceOperator(PassesArtifacts, BaseOperator):
+    """source.github and source.codecommit: the commit this run releases, its files as the output artifact,
+    and the commits since the pipeline's last release.
+
+    The source asks the repository (GitHub through connection ``github_conn_id``; CodeCommit through the AWS
+    connection) for the branch's head when the run names no revision (a manual or scheduled run), and for
+    the commit's message and author when the run did not bring them. With an output artifact it stores the
+    commit's files at the root of a zip (CodePipeline's CODE_ZIP) in the artifact store.
     """
 
     template_fields = ("repository", "branch")
@@ -93,6 +179,8 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
         branch: str,
         provider: str = "github",
         github_conn_id: str = GitHubHook.default_conn_name,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
         release_task_ids: list[str] | None = None,
         **kwargs: Any,
     ):
@@ -101,6 +189,7 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
         self.branch = branch
         self.provider = provider
         self.github_conn_id = github_conn_id
+        self.aws_conn_id, self.region_name = aws_conn_id, region_name
         # The actions of the pipeline's last stage: a run where they all succeeded is a release.
         self.release_task_ids = release_task_ids or []
 
@@ -112,25 +201,37 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
             and change.get("repository") == self.repository
         )
 
+    def repository_client(self) -> GitHubRepository | CodeCommitRepository:
+        if self.provider == "codecommit":
+            return CodeCommitRepository(self.aws_conn_id, self.region_name, self.repository)
+        return GitHubRepository(self.github_conn_id, self.repository)
+
     def execute(self, context: Any) -> dict[str, Any]:
         source = run_source(context, self.accepts)
         commit_id = source.get("revision") or source.get("commit_id")
         repository = source.get("repository") or self.repository
         branch = source.get("branch") or self.branch
-        github = GitHubHook(self.github_conn_id) if self.provider == "github" else None
-        if github is not None and (not commit_id or self.output_names):
+        # GitHub is asked only when the run lacks something (a webhook brings the commit's details), so a
+        # pipeline without artifacts needs no token; CodeCommit's events bring only the commit's id.
+        client = None
+        if self.provider == "codecommit" or not commit_id or self.output_names:
             if repository != self.repository:
                 raise SourceRevisionMissing(
                     f"source action {self.task_id}: the run names repository {repository!r}, and this action "
                     f"releases {self.repository!r}; a run cannot fetch another repository's files"
                 )
-            source = {**source, **self._from_github(github, commit_id, branch, source)}
+            client = self.repository_client()
+            if not commit_id:
+                self.log.info("The run names no revision: releasing the head of %s", branch)
+            found = client.commit(commit_id, branch)
+            # The commit is the repository's full id (a run may name a short one or a branch); for the rest,
+            # what the webhook brought wins (it is what the pusher saw) and the repository fills in the rest.
+            source = {key: value if key == "commit_id" else source.get(key) or value for key, value in found.items()}
             commit_id = source["commit_id"]
         if not commit_id:
             raise SourceRevisionMissing(
                 f"source action {self.task_id}: this run has no source revision for {self.repository}@{self.branch}. "
-                f"Start it from a CodeCommit push event, or trigger it with conf "
-                f'{{"source": {{"commit_id": "<sha>"}}}} or the \'{SOURCE_REVISION_PARAM}\' param.'
+                f'Trigger it with conf {{"source": {{"commit_id": "<sha>"}}}} or the \'{SOURCE_REVISION_PARAM}\' param.'
             )
         outputs = {
             "CommitId": commit_id,
@@ -147,19 +248,21 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
             "CommitsSinceLastRelease": [],
         }
         self.log.info("Releasing %s@%s commit %s: %s", repository, branch, commit_id, outputs["CommitMessage"])
-        if github is not None and self.output_names:
+        if client is not None and self.output_names:
             with tempfile.TemporaryDirectory(prefix="release-source-") as work:
-                fetched, artifact = os.path.join(work, "zipball.zip"), os.path.join(work, "artifact.zip")
-                size = github.download_zipball(self.repository, commit_id, fetched)
-                count = without_top_folder(fetched, artifact)
-                self.log.info("Fetched %d files (%d bytes) of %s at %s", count, size, self.repository, commit_id)
+                artifact = os.path.join(work, "artifact.zip")
+                count = client.write_artifact(commit_id, artifact)
+                self.log.info("Fetched %d files of %s at %s", count, self.repository, commit_id)
                 self.put_output_file(context, artifact)
-            outputs.update(self._since_last_release(context, github, commit_id))
+        if client is not None:
+            outputs.update(self._since_last_release(context, client, commit_id))
         return outputs
 
-    def _since_last_release(self, context: Any, github: GitHubHook, commit_id: str) -> dict[str, Any]:
-        """The last release's commit and the commits after it up to this one (GitHub's compare), for the
-        reviewer; informational, so a failure to find them is logged, not fatal."""
+    def _since_last_release(
+        self, context: Any, client: GitHubRepository | CodeCommitRepository, commit_id: str
+    ) -> dict[str, Any]:
+        """The last release's commit and the commits after it up to this one, for the reviewer;
+        informational, so a failure to find them is logged, not fatal."""
         found: dict[str, Any] = {"LastReleasedCommitId": "", "CommitsSinceLastRelease": []}
         if not self.release_task_ids:
             return found
@@ -176,8 +279,8 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
             return found
         found["LastReleasedCommitId"] = base
         try:
-            found["CommitsSinceLastRelease"] = describe_commits(github.compare(self.repository, base, commit_id))
-        except GitHubCallError as error:
+            found["CommitsSinceLastRelease"] = client.since(base, commit_id)
+        except (GitHubCallError, AwsCallError) as error:
             self.log.warning("Could not list the commits since the last release (%s): %s", base, error)
             return found
         self.log.info(
@@ -188,27 +291,15 @@ class GitSourceOperator(PassesArtifacts, BaseOperator):
         )
         return found
 
-    def _from_github(
-        self, github: GitHubHook, commit_id: str | None, branch: str, source: dict[str, Any]
-    ) -> dict[str, Any]:
-        """The commit (the branch's head when the run names none) and what the run did not bring about it."""
-        if commit_id:
-            commit = github.commit(self.repository, commit_id)
-        else:
-            commit = github.branch_head(self.repository, branch)
-            self.log.info("The run names no revision: releasing the head of %s, %s", branch, commit["sha"])
-        detail = commit.get("commit") or {}
-        author = detail.get("author") or {}
-        found = {
-            "commit_id": commit["sha"],
-            "commit_message": detail.get("message", ""),
-            "author": author.get("name", ""),
-            "author_date": author.get("date", ""),
-            "commit_url": commit.get("html_url", ""),
-        }
-        # The commit is GitHub's full sha (a run may name a short one or a branch); for the rest, what the
-        # webhook brought wins (it is what the pusher saw) and GitHub fills in what it did not.
-        return {key: value if key == "commit_id" else source.get(key) or value for key, value in found.items()}
+
+def _git_date(value: str) -> str:
+    """CodeCommit's git date ('1700000000 +0000') as ISO 8601, as GitHub gives it; anything else unchanged."""
+    seconds, _, offset = value.partition(" ")
+    if not seconds.isdigit() or not re.fullmatch(r"[+-]\d{4}", offset or "+0000"):
+        return value
+    sign = -1 if offset.startswith("-") else 1
+    zone = timezone(sign * timedelta(hours=int(offset[1:3] or 0), minutes=int(offset[3:5] or 0)))
+    return datetime.fromtimestamp(int(seconds), zone).isoformat().replace("+00:00", "Z")
 
 
 class S3SourceOperator(PassesArtifacts, AwsBaseOperator[S3Hook]):

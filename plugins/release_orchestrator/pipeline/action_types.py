@@ -1164,18 +1164,35 @@ ACTION_TYPES: dict[str, ActionType] = {
         ActionType(
             "source.codecommit",
             "Source",
-            "A branch of a CodeCommit repository.",
+            "A branch of a CodeCommit repository; its pushes start runs through an event trigger.",
             keys=(
                 ConfigKey("repository", "CodeCommit repository name", required=True),
                 ConfigKey("branch", "branch to follow", required=True),
             ),
-            outputs=("CommitId", "BranchName", "RepositoryName", "CommitMessage", "AuthorDate", "AuthorDisplayName"),
+            outputs=(
+                "CommitId",
+                "BranchName",
+                "RepositoryName",
+                "CommitMessage",
+                "AuthorDate",
+                "AuthorDisplayName",
+                "CommitUrl",
+                "LastReleasedCommitId",
+                "CommitsSinceLastRelease",
+            ),
             operator=f"{_OPERATORS}.source:GitSourceOperator",
             fixed_kwargs={"provider": "codecommit"},
+            artifacts=ArtifactSlots(outputs=(0, 1)),
             imported_from={"Source/AWS/CodeCommit": "codecommit"},
-            uses_aws=False,
-            # The revision comes with the run, so the action calls nothing; the repository should exist all the same.
             resources=lambda config: [Resource("codecommit_repository", config.get("repository"))],
+            permissions=lambda config: [
+                Permission(
+                    "codecommit",
+                    ("codecommit:GetBranch", "codecommit:GetCommit", "codecommit:GetFolder", "codecommit:GetFile"),
+                    regional_arn("codecommit", str(config.get("repository"))),
+                    "CodeCommitSourceReadsTheRepository",
+                )
+            ],
         ),
         ActionType(
             "source.s3",

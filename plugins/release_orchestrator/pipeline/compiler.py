@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 SOURCE_REVISION_PARAM = "source_revision"
 # Execution modes in which a stage holds one run at a time (an Enter task at each stage's door).
 ONE_RUN_PER_STAGE_MODES = ("QUEUED", "SUPERSEDED")
+# Git sources: they record the commits since the last release, which approvals after them list.
+GIT_SOURCE_TYPES = ("source.github", "source.codecommit")
 # Events an approval action publishes itself (the others are DAG or task callbacks).
 TAG = "release-pipeline"
 
@@ -312,10 +314,10 @@ def build_dag(pipeline: Pipeline):
     return dag
 
 
-def _github_sources_before(pipeline: Pipeline, stage: Stage) -> list[str]:
-    """The GitHub sources of the stages before `stage`: an approval lists the commits they release."""
+def _git_sources_before(pipeline: Pipeline, stage: Stage) -> list[str]:
+    """The git sources of the stages before `stage`: an approval lists the commits they release."""
     earlier = pipeline.stages[: pipeline.stages.index(stage)]
-    return [task_id_of(s.name, a.name) for s in earlier for a in s.actions if a.type == "source.github"]
+    return [task_id_of(s.name, a.name) for s in earlier for a in s.actions if a.type in GIT_SOURCE_TYPES]
 
 
 def _first_enter_task_id(pipeline: Pipeline) -> str:
@@ -402,14 +404,14 @@ def _build_task(
         kwargs["region_name"] = _literal(action.region or pipeline.region)
     if (artifacts := artifact_kwargs(pipeline, action)) is not None:
         kwargs["artifacts"] = artifacts
-    if action.type == "source.github":
+    if action.type in GIT_SOURCE_TYPES:
         kwargs["release_task_ids"] = [task_id_of(pipeline.stages[-1].name, a.name) for a in pipeline.stages[-1].actions]
     if action.type == "approval.manual":
         if "approval-needed" in (pipeline.notifications.events if pipeline.notifications else []):
             kwargs.setdefault("sns_topic_arn", _literal(pipeline.notifications.topic_arn))
         kwargs["supersede"] = supersedes_approvals(pipeline)
         kwargs["notifications"] = _approval_notifications(pipeline)
-        kwargs["release_source_task_ids"] = _github_sources_before(pipeline, stage)
+        kwargs["release_source_task_ids"] = _git_sources_before(pipeline, stage)
         if pipeline.execution_mode in ONE_RUN_PER_STAGE_MODES:
             kwargs["stage_door"] = {
                 "enter_task_id": task_id_of(stage.name, ENTER_TASK),
