@@ -71,6 +71,16 @@ def get_provider_info() -> dict:
                 "tags": ["aws"],
             },
             {
+                "integration-name": "AWS CodeCommit",
+                "external-doc-url": "https://aws.amazon.com/codecommit/",
+                "tags": ["aws"],
+            },
+            {
+                "integration-name": "Amazon CloudWatch",
+                "external-doc-url": "https://aws.amazon.com/cloudwatch/",
+                "tags": ["aws"],
+            },
+            {
                 "integration-name": "GitHub",
                 "external-doc-url": "https://docs.github.com/en/rest",
                 "tags": ["software"],
@@ -83,6 +93,7 @@ def get_provider_info() -> dict:
                     f"{_PACKAGE}.operators.source",
                     f"{_PACKAGE}.operators.approval",
                     f"{_PACKAGE}.operators.stage_entry",
+                    f"{_PACKAGE}.operators.stage_conditions",
                 ],
             },
             {
@@ -144,6 +155,14 @@ def get_provider_info() -> dict:
                 "python-modules": [f"{_PACKAGE}.hooks.elasticbeanstalk"],
             },
             {
+                "integration-name": "AWS CodeCommit",
+                "python-modules": [f"{_PACKAGE}.hooks.codecommit"],
+            },
+            {
+                "integration-name": "Amazon CloudWatch",
+                "python-modules": [f"{_PACKAGE}.hooks.cloudwatch"],
+            },
+            {
                 "integration-name": "GitHub",
                 "python-modules": [f"{_PACKAGE}.hooks.github"],
             },
@@ -154,6 +173,7 @@ def get_provider_info() -> dict:
                 "python-modules": [
                     f"{_PACKAGE}.triggers.approval",
                     f"{_PACKAGE}.triggers.stage_entry",
+                    f"{_PACKAGE}.triggers.stage_conditions",
                     f"{_PACKAGE}.events.trigger",
                 ],
             },

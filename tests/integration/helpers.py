@@ -83,6 +83,21 @@ class Inbox:
         return messages + self.read_published()
 
 
+def put_alarm(cloudwatch, name: str, state: str) -> None:
+    """A CloudWatch metric alarm in `state` (OK, ALARM, INSUFFICIENT_DATA), for entry conditions to read."""
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        MetricName="5xx",
+        Namespace="webapp",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test")
+
+
 def create_build_project(codebuild, name: str, repository: str, buildspec: str) -> None:
     """A CodeBuild project on the sandbox building `repository` (owner/name on GitHub), without artifacts."""
     codebuild.create_project(

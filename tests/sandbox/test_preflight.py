@@ -61,6 +61,7 @@ def test_check_passes_on_the_seeded_example_as_a_subprocess(sandbox):
         ("Deploy", "Lambda", f"lambda function webapp-api:live ({r.SECOND_REGION})"): PASS,
         ("-", "notifications", f"sns topic {r.SNS_TOPIC_ARN}"): PASS,
         ("-", "artifact_store", "s3 bucket release-artifacts"): PASS,  # the deployments' revisions are there
+        ("-", "artifact_store", "s3 bucket release-artifacts-eu-west-1"): PASS,  # the Lambda deployment's copy
     }
 
     table = cli("check", str(EXAMPLE), "--endpoint-url", sandbox.url, "--region", r.REGION)

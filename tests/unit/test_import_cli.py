@@ -86,12 +86,8 @@ def test_help_lists_every_command_and_each_command_runs():
         ("static-site-lambda.json", ["type: deploy.s3", "type: invoke.lambda"], []),
         ("stepfunctions-beanstalk.json", ["type: invoke.stepfunctions", "type: deploy.elasticbeanstalk"], []),
         ("ecs-rolling-commands.json", ["type: deploy.ecs", "type: compute.commands"], []),
-        # The spec validates beside the template files it names, which the note says to copy there.
-        (
-            "cloudformation.json",
-            ["type: deploy.cloudformation"],
-            ["template: CodePipeline read infra/webapp.yaml from artifact 'SourceArtifact'"],
-        ),
+        # The templates are files of the CodeCommit source's artifact, read when the run gets there.
+        ("cloudformation.json", ["type: deploy.cloudformation", "template: SourceArtifact::infra/webapp.yaml"], []),
     ],
 )
 def test_the_catalogues_providers_import_with_exit_0_and_validate(tmp_path, fixture, written, said):

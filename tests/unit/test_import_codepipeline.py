@@ -297,6 +297,57 @@ def test_stage_rules_and_action_timeouts_are_carried_or_listed_never_dropped():
     assert any("someFutureField='x' has no equivalent" in n for n in result.notes)
 
 
+def test_entry_conditions_are_carried_rule_by_rule():
+    definition = json.loads((FIXTURES / "v2-variables-triggers.json").read_text())
+    build = definition["stages"][1]
+
+    def rule(name: str, provider: str, configuration: dict) -> dict:
+        type_id = {"category": "Rule", "owner": "AWS", "provider": provider, "version": "1"}
+        return {"name": name, "ruleTypeId": type_id, "configuration": configuration}
+
+    build["beforeEntry"] = {
+        "conditions": [
+            {
+                "result": "FAIL",
+                "rules": [
+                    rule("Hours", "DeploymentWindow", {"Cron": "* * 9-16 ? * MON-FRI", "TimeZone": "Europe/Berlin"}),
+                    rule(
+                        "Healthy",
+                        "CloudWatchAlarm",
+                        {"AlarmName": "webapp-5xx", "AlarmStates": "ALARM, INSUFFICIENT_DATA", "WaitTime": "5"},
+                    ),
+                ],
+            }
+        ]
+    }
+    result = import_codepipeline(definition)
+    assert result.errors == [] and result.not_carried == []
+    stage = load_spec_text(result.yaml).stages[1]
+    assert stage.before_entry == {
+        "rules": [
+            {
+                "name": "Hours",
+                "type": "DeploymentWindow",
+                "configuration": {"cron": "* * 9-16 ? * MON-FRI", "time_zone": "Europe/Berlin"},
+            },
+            {
+                "name": "Healthy",
+                "type": "CloudWatchAlarm",
+                "configuration": {"alarm_name": "webapp-5xx", "alarm_states": ["ALARM", "INSUFFICIENT_DATA"]},
+            },
+        ]
+    }
+    # A rule type with no equivalent leaves the condition out, saying which.
+    build["beforeEntry"]["conditions"][0]["rules"].append(rule("Custom", "Commands", {}))
+    result = import_codepipeline(definition)
+    assert [(n.rule, n.reason) for n in result.not_carried] == [
+        (
+            "beforeEntry",
+            "rule 'Custom': rule type Commands has no equivalent; the stage starts as soon as the previous one succeeds",
+        )
+    ]
+
+
 def test_a_stage_rule_of_the_wrong_shape_is_refused_naming_where():
     definition = json.loads((FIXTURES / "v2-variables-triggers.json").read_text())
     definition["stages"][1]["onFailure"] = "ROLLBACK"

@@ -70,6 +70,7 @@ def test_plan_of_the_example_names_every_resource_with_its_region_and_connection
             "aws_default",
         ),
         ("-", "artifact_store", "s3_bucket", "release-artifacts", {}, "us-east-1", "aws_default"),
+        ("-", "artifact_store", "s3_bucket", "release-artifacts-eu-west-1", {}, "eu-west-1", "aws_default"),
     ]
 
 
@@ -86,15 +87,23 @@ def test_an_actions_own_connection_gets_its_own_credentials_check_and_the_option
 
 
 def test_the_artifact_stores_bucket_is_checked_in_each_region():
-    [store] = [c for c in plan(load_spec(EXAMPLE), region="us-east-1") if c.action == "artifact_store"]
-    assert (store.stage, store.kind, store.name, store.region) == ("-", "s3_bucket", "release-artifacts", "us-east-1")
+    stores = [(c.stage, c.kind, c.name, c.region) for c in plan(load_spec(EXAMPLE)) if c.action == "artifact_store"]
+    assert stores == [
+        ("-", "s3_bucket", "release-artifacts", "us-east-1"),
+        ("-", "s3_bucket", "release-artifacts-eu-west-1", "eu-west-1"),
+    ]
     text = EXAMPLE.read_text().replace(
-        "  artifact_store: s3://release-artifacts/runs\n",
-        "  region: us-east-1\n  artifact_store:\n    us-east-1: s3://release-artifacts/runs\n"
-        "    eu-west-1: s3://release-artifacts-eu/runs\n",
+        "  artifact_store:\n", "  artifact_store: s3://release-artifacts/runs\n  stores:\n"
     )
-    stores = [(c.name, c.region) for c in plan(load_spec_text(text)) if c.action == "artifact_store"]
-    assert stores == [("release-artifacts", "us-east-1"), ("release-artifacts-eu", "eu-west-1")]
+    text = text.replace(
+        "  stores:\n    us-east-1: s3://release-artifacts/runs\n    eu-west-1: s3://release-artifacts-eu-west-1/runs\n",
+        "",
+    )
+    text = text.replace(
+        "          input_artifacts: [BuildOutput]  # the function's new code", "          # no artifact"
+    )
+    [store] = [c for c in plan(load_spec_text(text), region="us-east-1") if c.action == "artifact_store"]
+    assert (store.name, store.region) == ("release-artifacts", "us-east-1")
 
 
 def test_table_has_one_row_per_check_and_counts_each_result():

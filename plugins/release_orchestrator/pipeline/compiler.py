@@ -30,6 +30,7 @@ from release_orchestrator.gate.policy import ApprovalsRequired
 from release_orchestrator.notifications.messages import APPROVAL_EVENTS
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.artifacts import artifact_kwargs
+from release_orchestrator.pipeline.conditions import CONDITIONS_TASK, parse_entry_condition
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
 from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline, Stage
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
@@ -219,7 +220,7 @@ def _dag_callbacks(pipeline: Pipeline, notifiers: dict[str, Any]) -> tuple[list[
 
 def build_dag(pipeline: Pipeline):
     """Compile one (validated) pipeline into an Airflow DAG."""
-    from airflow.sdk import DAG, Param, TaskGroup
+    from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 
     from release_orchestrator.events.assets import pipeline_schedule
 
@@ -274,6 +275,7 @@ def build_dag(pipeline: Pipeline):
     previous_enter = None
     doors = pipeline.execution_mode in ONE_RUN_PER_STAGE_MODES
     approvals_before: list[str] = []  # every action after an approval runs only if it was approved
+    skippable_before = False  # the previous stage's entry condition may skip it
     with dag:
         if pipeline.preflight:  # the first task of every run; the first stage waits for it
             previous_tasks = [_preflight_group(pipeline, notifiers, task_failure_callbacks)]
@@ -288,6 +290,16 @@ def build_dag(pipeline: Pipeline):
                         upstream >> enter  # the first door after Preflight.Check: nothing runs before it
                     previous_enter = enter
                     previous_tasks = [*previous_tasks, enter]
+                # After a stage that its entry condition may skip, the run goes on: the next tasks run
+                # unless something failed before them (a skipped stage skips only its own actions).
+                after_skippable = skippable_before
+                skippable_before = _entry_result(stage) == "SKIP"
+                if stage.before_entry is not None:
+                    conditions = _conditions_task(pipeline, stage, namespaces, task_failure_callbacks, after_skippable)
+                    after_skippable = False
+                    for upstream in previous_tasks:
+                        upstream >> conditions
+                    previous_tasks = [conditions]
                 ordered = sorted(stage.actions, key=lambda a: a.run_order)
                 for _, same_order in groupby(ordered, key=lambda a: a.run_order):
                     tasks = []
@@ -305,8 +317,11 @@ def build_dag(pipeline: Pipeline):
                         )
                         if action.type == "approval.manual":
                             approvals_here.append(task.task_id)
+                        if after_skippable:
+                            task.trigger_rule = TriggerRule.NONE_FAILED
                         first_task = False
                         tasks.append(task)
+                    after_skippable = False
                     approvals_before = approvals_before + approvals_here
                     for upstream in previous_tasks:
                         upstream >> tasks
@@ -336,11 +351,46 @@ class AllChecks:
 
 
 def _door(pipeline: Pipeline, stage: Stage) -> Door:
+    # A run waiting for the stage's deployment window, or checking its conditions, holds the stage too.
+    checks = (task_id_of(stage.name, CONDITIONS_TASK),) if stage.before_entry is not None else ()
     return Door(
         stage.name,
         task_id_of(stage.name, ENTER_TASK),
-        tuple(task_id_of(stage.name, action.name) for action in stage.actions),
+        checks + tuple(task_id_of(stage.name, action.name) for action in stage.actions),
         pipeline.execution_mode,
+    )
+
+
+def _entry_result(stage: Stage) -> str | None:
+    condition, _ = parse_entry_condition(stage.before_entry) if stage.before_entry is not None else (None, [])
+    return condition.result if condition is not None else None
+
+
+def _conditions_task(
+    pipeline: Pipeline, stage: Stage, namespaces: dict[str, str], failure_callbacks: list[Any], after_skippable: bool
+):
+    """The stage's Conditions task (operators/stage_conditions.py): its entry conditions, before its actions."""
+    from dataclasses import asdict
+
+    from airflow.sdk import TriggerRule
+
+    from release_orchestrator.operators.stage_conditions import StageConditionsOperator
+
+    condition, _ = parse_entry_condition(stage.before_entry)
+    rules = [to_jinja(asdict(rule), namespaces) for rule in condition.rules]
+    kwargs: dict[str, Any] = {"on_failure_callback": list(failure_callbacks)} if failure_callbacks else {}
+    if after_skippable:
+        kwargs["trigger_rule"] = TriggerRule.NONE_FAILED
+    names = ", ".join(f"{rule.name} ({rule.type})" for rule in condition.rules)
+    return StageConditionsOperator(
+        task_id=CONDITIONS_TASK,
+        stage=stage.name,
+        result=condition.result,
+        rules=rules,
+        aws_conn_id=_literal(pipeline.aws_conn_id),
+        region_name=_literal(pipeline.region),
+        doc_md=f"The entry conditions of stage **{stage.name}**: {names}; when not met: {condition.result}.",
+        **kwargs,
     )
 
 

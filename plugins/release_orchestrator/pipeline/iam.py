@@ -20,6 +20,7 @@ from release_orchestrator.events.spec import watched_sources
 
 from .action_types import ACTION_TYPES, Permission, topic_permission
 from .artifacts import artifact_permissions
+from .conditions import entry_rule_permissions
 from .files import is_file_path, spec_file
 from .model import Pipeline
 from .preflight import check_permissions, plan
@@ -85,6 +86,8 @@ def permissions(pipeline: Pipeline, account_id: str | None = None, region: str |
         out.append(Permission(permission.service, permission.actions, resource, sid, permission.condition))
 
     for stage in pipeline.stages:
+        for rule, permission in entry_rule_permissions(stage):
+            add(permission, rule.region or pipeline.region or region)
         for action in stage.actions:
             action_type = ACTION_TYPES.get(action.type)
             if action_type is None or action_type.permissions is None:

@@ -325,14 +325,27 @@ _ACTION_FIELDS = frozenset(
     }
 )
 
-# CodePipeline V2 stage rules, and why each is not carried.
+# CodePipeline V2 stage rules, and why each is not carried (beforeEntry: when a rule cannot be).
 _STAGE_RULES = {
-    "beforeEntry": "entry conditions (deployment windows, variable and alarm checks) are not supported yet: "
+    "beforeEntry": "entry conditions with rules that have no equivalent here are not carried: "
     "the stage starts as soon as the previous one succeeds",
     "onSuccess": "success conditions (e.g. an alarm watched after the stage) are not supported yet: the stage "
     "succeeds when its actions do",
     "onFailure": "only result FAIL (a failed stage fails the run) is supported yet: rollback, retry and "
     "failure conditions are not",
+}
+
+# A stage entry rule's configuration keys (pipeline/conditions.py).
+_RULE_KEYS = {
+    "Cron": "cron",
+    "TimeZone": "time_zone",
+    "AlarmName": "alarm_name",
+    "AlarmStates": "alarm_states",
+    "Variable": "variable",
+    "Value": "value",
+    "Operator": "operator",
+    "FunctionName": "function_name",
+    "UserParameters": "user_parameters",
 }
 
 # Why a provider has no action type (for providers without a mapper below).
@@ -363,6 +376,7 @@ class _Importer:
         self.unmapped: list[Unmapped] = []
         self.not_carried: list[NotCarried] = []
         self.stage_comments: dict[str, list[str]] = {}  # stage name -> comment lines above it
+        self.entry_conditions: dict[str, dict] = {}  # stage name -> before_entry
         self.connections: dict[str, str] = {}
         self.notes: list[str] = []  # pipeline-wide
         self.change_triggers: list[dict[str, Any]] = []  # source actions that detect changes, as triggers
@@ -410,7 +424,11 @@ class _Importer:
             spec["triggers"] = triggers
         text = _render(d, self.source, spec, stages, self)
         spec["stages"] = [
-            {"name": name, "actions": [item[1] for item in items if item[0] == "action"]}
+            {
+                "name": name,
+                **({"before_entry": self.entry_conditions[name]} if name in self.entry_conditions else {}),
+                "actions": [item[1] for item in items if item[0] == "action"],
+            }
             for name, items in stages
             if any(item[0] == "action" for item in items)
         ]
@@ -534,10 +552,49 @@ class _Importer:
                 continue
             if rule == "onFailure" and set(value) == {"result"} and value["result"] == "FAIL":
                 continue  # what a failed stage does here anyway: the run fails and later stages do not start
-            self.not_carried.append(NotCarried(stage["name"], rule, _STAGE_RULES[rule]))
-            shown.append(f"NOT CARRIED: {rule}: {_STAGE_RULES[rule]}")
+            reason = _STAGE_RULES[rule]
+            if rule == "beforeEntry":
+                condition, problem = self.entry_condition(value)
+                if condition is not None:
+                    self.entry_conditions[stage["name"]] = condition
+                    continue
+                reason = f"{problem}; the stage starts as soon as the previous one succeeds"
+            self.not_carried.append(NotCarried(stage["name"], rule, reason))
+            shown.append(f"NOT CARRIED: {rule}: {reason}")
             shown.append(f"  {rule}: {json.dumps(value, separators=(',', ':'))}")
         return shown
+
+    def entry_condition(self, value: dict) -> tuple[dict | None, str | None]:
+        """beforeEntry as `before_entry` (pipeline/conditions.py), or None and why it cannot be carried."""
+        from .conditions import RULE_TYPES
+
+        conditions = value.get("conditions") if isinstance(value, dict) else None
+        if not isinstance(conditions, list) or len(conditions) != 1 or not isinstance(conditions[0], dict):
+            return None, "beforeEntry holds one condition"
+        result = conditions[0].get("result") or "FAIL"
+        if result not in ("FAIL", "SKIP"):
+            return None, f"entry result {result} has no equivalent (FAIL or SKIP)"
+        rules = []
+        for rule in conditions[0].get("rules") or []:
+            provider = (rule.get("ruleTypeId") or {}).get("provider")
+            if provider not in RULE_TYPES:
+                return None, f"rule {rule.get('name')!r}: rule type {provider} has no equivalent"
+            configuration = {}
+            for key, item in (rule.get("configuration") or {}).items():
+                if key == "WaitTime":
+                    continue  # how long an alarm is watched after a stage: entry rules are checked once
+                if key not in _RULE_KEYS:
+                    return None, f"rule {rule.get('name')!r}: configuration key {key} has no equivalent"
+                if key == "AlarmStates" and isinstance(item, str):
+                    item = [state.strip() for state in item.split(",") if state.strip()]
+                configuration[_RULE_KEYS[key]] = item
+            carried: dict[str, Any] = {"name": rule.get("name"), "type": provider, "configuration": configuration}
+            if rule.get("region"):
+                carried["region"] = rule["region"]
+            if rule.get("roleArn"):
+                carried["aws_conn_id"] = self.connection(rule["roleArn"])
+            rules.append(carried)
+        return ({"result": result, "rules": rules} if result != "FAIL" else {"rules": rules}), None
 
     def stage(self, stage: dict) -> tuple[str, list]:
         """(name, items); an item is ("action", spec action, notes) or ("unmapped", CodePipeline action, reason)."""
@@ -1071,6 +1128,8 @@ def _render(d: dict, source: str, spec: dict, stages: list, imported: _Importer)
             out.append("    #   actions:")
         else:
             out += _dump([{"name": name}], 4)
+            if name in imported.entry_conditions:
+                out += _dump({"before_entry": imported.entry_conditions[name]}, 6)
             out.append("      actions:")
         for kind, action, extra in items:
             if kind == "action":

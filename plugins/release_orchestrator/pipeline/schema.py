@@ -53,6 +53,8 @@ from .action_types import (
     ConfigKey,
 )
 from .artifacts import ARTIFACT_NAME_RE
+from .conditions import ALARM_STATES, MAX_RULES, RULE_TYPES, VARIABLE_OPERATORS, RuleType
+from .conditions import RESULTS as CONDITION_RESULTS
 from .model import EXECUTION_MODES
 from .syntax import NAME_RE, NAMESPACE_RE, REFERENCE_RE, VARIABLE_NAME_RE
 from .validate import (
@@ -144,6 +146,9 @@ FIELD_DOCS = {
     "stage": {
         "name": "1-100 characters of letters, digits and . @ _ -; unique in the pipeline.",
         "actions": f"1 to {MAX_ACTIONS_PER_STAGE} actions; those with the same run_order run in parallel.",
+        "before_entry": "Entry conditions (CodePipeline V2): rules checked before the stage's actions; a "
+        "DeploymentWindow holds the run until it opens, another rule failing fails the stage (result FAIL) or "
+        "skips it (result SKIP).",
     },
     "action": {
         "name": "1-100 characters of letters, digits and . @ _ -; unique in its stage.",
@@ -185,6 +190,33 @@ LOADER_FIELDS = {
 _STRINGS = {"items": {"type": "string"}}
 _ARTIFACT_NAMES = {"items": {"type": "string", "pattern": _js(ARTIFACT_NAME_RE)}}
 _STORE_PATTERN = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+
+
+def _rule_schema(rule_type: RuleType) -> dict:
+    """One entry rule type (pipeline/conditions.py): its name, type and configuration keys."""
+    values: dict[str, dict] = {"alarm_states": {"type": ["array", "string"], "items": {"enum": list(ALARM_STATES)}}}
+    values["user_parameters"] = {"type": ["string", "object"]}
+    values["operator"] = {"enum": list(VARIABLE_OPERATORS), "default": "EQ"}
+    return {
+        "type": "object",
+        "description": f"{rule_type.name}: {rule_type.description}",
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9.@\\-_]{1,100}$"},
+            "type": {"const": rule_type.name},
+            "configuration": {
+                "type": "object",
+                "properties": {key: values.get(key, {"type": "string"}) for key in rule_type.keys},
+                "required": list(rule_type.required),
+                "additionalProperties": False,
+            },
+            "region": {"type": "string"},
+            "aws_conn_id": {"type": "string"},
+        },
+        "required": ["name", "type", "configuration"],
+        "additionalProperties": False,
+    }
+
+
 FIELD_RULES: dict[str, dict[str, dict]] = {
     "pipeline": {
         "name": {"pattern": _js(NAME_RE), "patternErrorMessage": NAME_MESSAGE},
@@ -220,6 +252,19 @@ FIELD_RULES: dict[str, dict[str, dict]] = {
     "stage": {
         "name": {"pattern": _js(NAME_RE), "patternErrorMessage": NAME_MESSAGE},
         "actions": {"items": {"$ref": "#/definitions/action"}, "minItems": 1, "maxItems": MAX_ACTIONS_PER_STAGE},
+        "before_entry": {
+            "properties": {
+                "result": {"enum": list(CONDITION_RESULTS), "default": CONDITION_RESULTS[0]},
+                "rules": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_RULES,
+                    "items": {"oneOf": [_rule_schema(rule_type) for rule_type in RULE_TYPES.values()]},
+                },
+            },
+            "required": ["rules"],
+            "additionalProperties": False,
+        },
     },
     "action": {
         "name": {"pattern": _js(NAME_RE), "patternErrorMessage": NAME_MESSAGE},

@@ -13,6 +13,7 @@ from release_orchestrator.stages.entry import ENTER_TASK
 
 from .action_types import ACTION_TYPES, KIND_NAMES, RETIRED_KEYS, ActionType
 from .artifacts import artifact_problems
+from .conditions import CONDITIONS_TASK, parse_entry_condition
 from .errors import SpecError
 from .files import file_problems
 from .model import EXECUTION_MODES, PREFLIGHT_GROUP, Action, Pipeline, Stage
@@ -92,7 +93,7 @@ class _Validator:
         if action is not None:
             line = _line(action.lines, field or "", action.line)
         elif stage is not None:
-            line = stage.line
+            line = _line(stage.lines, field or "", stage.line)
         else:
             line = _line(self.p.lines, field or "", None)
         self.errors.append(
@@ -210,6 +211,8 @@ class _Validator:
                 )
             if isinstance(stage.name, str):
                 seen_stages.setdefault(airflow_key(stage.name), stage.name)
+            if stage.before_entry is not None:
+                self.check_entry_condition(stage)
             if not 1 <= len(stage.actions) <= MAX_ACTIONS_PER_STAGE:
                 self.error(
                     f"a stage needs 1 to {MAX_ACTIONS_PER_STAGE} actions, this one has {len(stage.actions)}",
@@ -237,6 +240,14 @@ class _Validator:
                     )
                 if isinstance(action.name, str):
                     seen_actions.setdefault(airflow_key(action.name), action.name)
+                    if airflow_key(action.name) == CONDITIONS_TASK and stage.before_entry is not None:
+                        self.error(
+                            f"a stage with before_entry starts with the task {CONDITIONS_TASK}, which checks its "
+                            "entry conditions; rename this action",
+                            stage=stage,
+                            action=action,
+                            field="name",
+                        )
                     if airflow_key(action.name) == ENTER_TASK and self.p.execution_mode in ("QUEUED", "SUPERSEDED"):
                         self.error(
                             f"in a {self.p.execution_mode} pipeline each stage starts with the task "
@@ -246,6 +257,20 @@ class _Validator:
                             field="name",
                         )
                 self.check_action(stage, action)
+
+    def check_entry_condition(self, stage: Stage) -> None:
+        condition, problems = parse_entry_condition(stage.before_entry)
+        for field, message in problems:
+            self.error(message, stage=stage, field=field)
+        if condition is not None and condition.result == "SKIP":
+            if any(action.type == "approval.manual" for action in stage.actions):
+                # A variable anyone starting a run can set would otherwise let the release past its approval.
+                self.error(
+                    "result SKIP cannot skip a stage with an approval (the release would go on unapproved); "
+                    "use result FAIL, or move the approval to a stage of its own",
+                    stage=stage,
+                    field="before_entry.result",
+                )
 
     def check_action(self, stage: Stage, action: Action) -> None:
         def error(message: str, field: str) -> None:
@@ -315,6 +340,15 @@ class _Validator:
                         )
                         if problem:
                             self.error(f"{match.group(0)}: {problem}", stage=stage, action=action, field=path)
+            # Entry conditions are checked before any action of their stage: as if by an action running first.
+            before_all = Action(name=f"{stage.name} entry conditions", type="", run_order=0)
+            for path, text in iter_strings(stage.before_entry or {}, "before_entry"):
+                for match in REFERENCE_RE.finditer(text):
+                    problem = self.reference_problem(
+                        match.group(1), match.group(2), s_index, before_all, producers, declared
+                    )
+                    if problem:
+                        self.error(f"{match.group(0)}: {problem}", stage=stage, field=path)
 
     def reference_problem(
         self, ns: str, var: str, s_index: int, action: Action, producers: dict, declared: set

@@ -1,0 +1,93 @@
+"""<Stage>.Conditions: a stage's entry conditions (`before_entry`), checked before any of its actions.
+
+- Every rule passes: the task succeeds and the stage's actions start.
+- A deployment window is closed: the task defers until it opens (no worker slot); its trigger
+  (triggers/stage_conditions.py) checks the rules again then and ends the task itself.
+- A rule fails: with result FAIL the task fails (the stage and the run with it, notified as any failed
+  action); with result SKIP the task is skipped, so are the stage's actions, and the run goes on with the
+  next stage.
+
+What each rule saw is the task's output (`Result`, `Rules`), in the task log and in the failure's reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from release_orchestrator.notifications.messages import now_iso
+from release_orchestrator.notifications.notifier import failure_notices
+from release_orchestrator.stages.conditions import FAILED, SKIPPED, RuleContext, evaluate, not_met, outcome_record
+from release_orchestrator.triggers.stage_conditions import StageConditionsTrigger
+
+
+class EntryConditionFailed(AirflowFailException):
+    """A rule of the stage's entry condition failed (result FAIL); no retry would change that."""
+
+
+class StageConditionsOperator(BaseOperator):
+    """Check the entry conditions of `stage` (see the module docstring).
+
+    :param stage: the stage's name.
+    :param result: FAIL or SKIP: what a failed rule does.
+    :param rules: the rules as the spec gives them ({name, type, configuration, region?, aws_conn_id?}); the
+        configuration's ``#{...}`` references are resolved when the task runs.
+    :param aws_conn_id: / :param region_name: the pipeline's, for rules that name none.
+    """
+
+    template_fields = ("rules",)
+    ui_color = "#eef2f7"
+
+    def __init__(
+        self,
+        *,
+        stage: str,
+        result: str,
+        rules: list[dict[str, Any]],
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if result not in ("FAIL", "SKIP"):
+            raise ValueError(f"stage conditions: result must be FAIL or SKIP, not {result!r}")
+        self.stage, self.result, self.rules = stage, result, rules
+        self.aws_conn_id, self.region_name = aws_conn_id, region_name
+
+    def rule_context(self, context: Any) -> RuleContext:
+        ti = context["ti"]
+        return RuleContext(ti.dag_id, self.stage, ti.run_id, self.aws_conn_id, self.region_name)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        evaluation = evaluate(self.rules, self.rule_context(context))
+        if evaluation.opens_at is not None:
+            self.log.info(
+                "Stage %s: a deployment window is closed; waiting until %s (no worker slot is used)",
+                self.stage,
+                evaluation.opens_at.isoformat(),
+            )
+            self.defer(
+                trigger=StageConditionsTrigger(
+                    where=self.rule_context(context).__dict__,
+                    result=self.result,
+                    rules=self.rules,
+                    opens_at=evaluation.opens_at.isoformat(),
+                    since=now_iso(),
+                    failure_notices=failure_notices(self, context),
+                ),
+                method_name="execute_complete",
+            )
+        record = outcome_record(self.stage, self.result, evaluation, self.log)
+        if record["Result"] == SKIPPED:
+            context["ti"].xcom_push("return_value", record)
+            raise AirflowSkipException(f"skipped: {not_met(self.stage, evaluation)}")
+        if record["Result"] == FAILED:
+            context["ti"].xcom_push("return_value", record)
+            raise EntryConditionFailed(not_met(self.stage, evaluation))
+        return record
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Only for a trigger that fired a plain event instead of ending the task (it never does today)."""
+        return self.execute(context)
