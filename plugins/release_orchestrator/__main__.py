@@ -14,7 +14,7 @@ transition show PIPELINE                         each stage's transition: enable
 transition disable PIPELINE STAGE --reason TEXT  hold runs at the stage's door until it is enabled again
 transition enable PIPELINE STAGE                 let runs into the stage again
 retry PIPELINE RUN_ID STAGE [--all-actions]      run a failed stage again (its failed actions, or all)
-stop PIPELINE RUN_ID --reason TEXT               abandon a run: stop its builds and deployments now
+stop PIPELINE RUN_ID --reason TEXT [--wait]      abandon a run (or --wait: let actions at work finish)
     (the last four through the release console's API: --airflow-url, --user/--password or --token, or
      AIRFLOW_URL, AIRFLOW_USER/AIRFLOW_PASSWORD, AIRFLOW_TOKEN)
 """
@@ -309,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("pipeline", metavar="PIPELINE")
     stop.add_argument("run_id", metavar="RUN_ID")
     stop.add_argument("--reason", help="why (required; kept as the run's note)")
+    stop.add_argument(
+        "--wait",
+        action="store_true",
+        help="stop and wait: let the actions at work (builds, deployments, approvals) finish and start nothing more",
+    )
     console_options(stop)
     stop.set_defaults(run=cmd_stop)
 
@@ -376,7 +381,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return 2
 
     def call(client) -> str:
-        stopped = client.stop_run(args.pipeline, args.run_id, args.reason)
+        stopped = client.stop_run(args.pipeline, args.run_id, args.reason, "STOP_AND_WAIT" if args.wait else "ABANDON")
+        if args.wait:
+            return f"run {args.run_id} stopping: actions at work finish; not started: {', '.join(stopped) or 'none'}"
         return f"run {args.run_id} stopped; tasks ended: {', '.join(stopped) or 'none'}"
 
     return through_console(args, call)

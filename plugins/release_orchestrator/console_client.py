@@ -72,9 +72,9 @@ class ConsoleClient:
         path = f"/pipelines/{pipeline}/runs/{quote(run_id, safe='')}/stages/{quote(stage, safe='')}/retry"
         return self.request("POST", path, json={"mode": mode})["cleared"]
 
-    def stop_run(self, pipeline: str, run_id: str, reason: str) -> list[str]:
+    def stop_run(self, pipeline: str, run_id: str, reason: str, mode: str = "ABANDON") -> list[str]:
         path = f"/pipelines/{pipeline}/runs/{quote(run_id, safe='')}/stop"
-        return self.request("POST", path, json={"reason": reason})["stopped"]
+        return self.request("POST", path, json={"reason": reason, "mode": mode})["stopped"]
 
 
 def transitions_table(transitions: list[dict[str, Any]]) -> str:

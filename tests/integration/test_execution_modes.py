@@ -45,6 +45,7 @@ PROJECTS = {
     "em-transition-build": 1,
     "em-retry-steady": 1,
     "em-retry-flaky": 1,
+    "em-retry-release": 1,
 }
 TRANSITION, RETRY = "em-transition", "em-retry"
 
@@ -276,3 +277,27 @@ def test_a_failed_stage_is_retried_and_a_hanging_run_is_stopped(api, airflow_env
     )
     again = console_command(airflow_env, "release-manager", "stop", RETRY, hanging, "--reason", "twice")
     assert again.returncode == 1 and "has ended (failed): nothing to stop" in again.stderr, again
+
+
+def test_stop_and_wait_lets_the_build_at_work_finish_and_starts_nothing_after_it(
+    api, airflow_env, codebuild, sandbox, projects
+):
+    api.wait_for_dag(RETRY, timeout=240)
+    sandbox.set_faults({"codebuild": {"em-retry-flaky": {"mode": "slow", "seconds": 15}}})
+    try:
+        run_id = api.trigger(RETRY, conf=push("wait"))["dag_run_id"]
+        wait_for_task_state(api, RETRY, run_id, "Build.Flaky", {"deferred"}, timeout=120)
+        stopped = console_command(
+            airflow_env, "release-manager", "stop", RETRY, run_id, "--wait", "--reason", "code freeze"
+        )
+        assert stopped.returncode == 0, stopped.stderr
+        assert "actions at work finish" in stopped.stdout and "Release.Ship" in stopped.stdout, stopped.stdout
+        run = wait_for_run(api, RETRY, run_id, timeout=120)
+    finally:
+        sandbox.set_faults({"codebuild": {"em-retry-flaky": {"mode": "slow", "seconds": PROJECTS["em-retry-flaky"]}}})
+    states = helpers.ti_states(api, RETRY, run_id)
+    assert run["state"] == "failed" and run["note"] == "Stopped by release-manager (stop and wait): code freeze"
+    # The build at work finished (not stopped) and kept its outputs; the next stage never started.
+    assert (states["Build.Flaky"], states["Release.Ship"]) == ("success", "upstream_failed"), states
+    build_id = api.xcom(RETRY, run_id, "Build.Flaky")["BuildId"]
+    assert codebuild.batch_get_builds(ids=[build_id])["builds"][0]["buildStatus"] == "SUCCEEDED"

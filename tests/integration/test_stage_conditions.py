@@ -30,9 +30,9 @@ def started(api, run_id: str, task_id: str) -> datetime:
 
 
 def test_windows_alarms_and_variable_checks_hold_fail_or_skip_a_stage(api, alarms):
-    # A window that opens at the start of a minute at least 30 s away (its cron is by the minute).
+    # A window that opens at the start of the next minute at least 12 s away (its cron is by the minute).
     now = datetime.now(timezone.utc)
-    opens = (now + timedelta(minutes=2 if now.second > 30 else 1)).replace(second=0, microsecond=0)
+    opens = (now + timedelta(minutes=2 if now.second > 48 else 1)).replace(second=0, microsecond=0)
     waits = api.trigger(PIPELINE, conf={"window": f"* {opens.minute} {opens.hour} ? * *"})["dag_run_id"]
     firing = api.trigger(PIPELINE, conf={"alarm": "cond-firing"})["dag_run_id"]
     lite = api.trigger(PIPELINE, conf={"flavour": "lite"})["dag_run_id"]

@@ -232,7 +232,7 @@ def test_the_task_enters_fails_skips_or_defers_until_the_window_opens(alarms):
     with pytest.raises(EntryConditionFailed, match="stage Deploy: entry condition not met: rule Healthy"):
         conditions_op("FAIL", [alarm("firing")]).execute(context)
     assert context["ti"].xcom["return_value"]["Result"] == "FAILED"
-    with pytest.raises(AirflowSkipException, match="stage Deploy skipped"):
+    with pytest.raises(AirflowSkipException, match="skipped: stage Deploy: entry condition not met: rule Branch"):
         conditions_op("SKIP", [variable("release/1")]).execute(context)
     assert context["ti"].xcom["return_value"]["Result"] == "SKIPPED"
     next_minute = datetime.now(UTC) + timedelta(minutes=1)

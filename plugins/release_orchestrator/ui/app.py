@@ -13,8 +13,9 @@
     POST /releases/api/pipelines/{dag_id}/runs/{run_id}/stages/{stage}/retry
                                                  {"mode": "FAILED_ACTIONS" | "ALL_ACTIONS"}: run a failed stage
                                                  again (needs permission to change task instances)
-    POST /releases/api/pipelines/{dag_id}/runs/{run_id}/stop   {"reason": "..."}: abandon a run (needs
-                                                 permission to change runs)
+    POST /releases/api/pipelines/{dag_id}/runs/{run_id}/stop   {"reason": "...", "mode": "ABANDON" |
+                                                 "STOP_AND_WAIT"}: abandon a run, or let its actions at work
+                                                 finish and start nothing more (needs permission to change runs)
 
 Plugin apps are anonymous unless they ask: every route here depends on Airflow's own `get_user` (the
 session cookie the UI sets, or a bearer token) and shows only the pipelines the auth manager lets the
@@ -73,6 +74,8 @@ class RetryRequest(BaseModel):
 
 class StopRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=transitions.MAX_REASON, pattern=r"\S")
+    # ABANDON: stop the AWS work now; STOP_AND_WAIT: let the actions at work finish, start nothing more.
+    mode: Literal["ABANDON", "STOP_AND_WAIT"] = "ABANDON"
 
 
 @contextmanager
@@ -191,9 +194,10 @@ def create_app() -> FastAPI:
     ) -> dict[str, Any]:
         readable(dag_id, pipelines)
         require_change(user, dag_id, DagAccessEntity.RUN, "stop runs of")
+        how = operations.stop_and_wait if body.mode == "STOP_AND_WAIT" else operations.stop_run
         with refusals():
-            stopped = operations.stop_run(session, dag_id, run_id, Reviewer.of(user), body.reason.strip())
-        return {"pipeline": dag_id, "run_id": run_id, "stopped": stopped}
+            stopped = how(session, dag_id, run_id, Reviewer.of(user), body.reason.strip())
+        return {"pipeline": dag_id, "run_id": run_id, "mode": body.mode, "stopped": stopped}
 
     @app.get("/api/metrics")
     def metrics(

@@ -85,6 +85,47 @@ def retry_stage(session: Session, dag_id: str, run_id: str, stage: str, mode: st
     return names
 
 
+# Task states of a run's task that has not started its work (stop and wait ends these, nothing else).
+NOT_STARTED = (None, "scheduled", "queued", "up_for_retry", "up_for_reschedule")
+
+
+def stop_and_wait(session: Session, dag_id: str, run_id: str, reviewer: Reviewer, reason: str) -> list[str]:
+    """CodePipeline's "stop and wait": actions at work (a build, a deployment, an approval waiting for its
+    reviewer) finish as they would; nothing else starts. Every task not started yet, and a run waiting at a
+    stage's door or for a deployment window, ends upstream_failed, so the run ends failed once the actions at
+    work end. A run with nothing left to start ends as its last actions do."""
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    from release_orchestrator.pipeline.conditions import CONDITIONS_TASK
+    from release_orchestrator.stages.entry import ENTER_TASK
+
+    _, run = _dag_and_run(session, dag_id, run_id)
+    if run.state not in (DagRunState.QUEUED, DagRunState.RUNNING):
+        raise OperationRefused(f"run {run_id} of {dag_id} has ended ({run.state}): nothing to stop")
+    # Locked (PostgreSQL): a task the scheduler is about to queue waits for this, then finds it ended.
+    tis = session.scalars(
+        select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id).with_for_update()
+    ).all()
+    now = datetime.now(timezone.utc)
+    ended = []
+    for ti in tis:
+        waiting_to_enter = ti.task_id.rsplit(".", 1)[-1] in (ENTER_TASK, CONDITIONS_TASK) and ti.state == "deferred"
+        if ti.state in NOT_STARTED or waiting_to_enter:
+            ti.state, ti.end_date = TaskInstanceState.UPSTREAM_FAILED, now
+            ended.append(ti.task_id)
+    run.note = f"Stopped by {reviewer.name} (stop and wait): {reason}"
+    _audit(
+        session,
+        "run.stopped",
+        dag_id,
+        run_id,
+        reviewer.name,
+        f"stopped by {reviewer.name} (stop and wait: actions at work finish): {reason}",
+    )
+    session.commit()
+    return sorted(ended)
+
+
 def stop_run(session: Session, dag_id: str, run_id: str, reviewer: Reviewer, reason: str) -> list[str]:
     """Abandon a run: its running and waiting actions stop their AWS work now (on_kill: builds stopped,
     deployments stopped and rolled back where configured), nothing else starts, the run ends failed."""
