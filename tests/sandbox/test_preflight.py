@@ -66,7 +66,7 @@ def test_check_passes_on_the_seeded_example_as_a_subprocess(sandbox):
 
     table = cli("check", str(EXAMPLE), "--endpoint-url", sandbox.url, "--region", r.REGION)
     assert table.returncode == 0, table.stderr
-    assert "10 passed, 0 failed, 0 skipped (reference)" in table.stdout
+    assert "11 passed, 0 failed, 0 skipped (reference)" in table.stdout
 
 
 MISSPELLED_PROJECT = """
