@@ -39,8 +39,9 @@ BUILD_SPEC = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n"
 # project -> seconds each build takes (the sandbox's slow fault)
 PROJECTS = {
     "em-queued-build": 1,
-    # Long enough for what is done while the third run holds Test (below), on a loaded machine too.
-    "em-queued-test": 25,
+    "em-queued-test": 15,  # the second run builds while the first one tests (below)
+    # The third queued run's test: long enough for what is done while it holds Test (below), on a loaded machine.
+    "em-queued-test-long": 60,
     "em-superseded-build": 25,
     "em-transition-build": 1,
     "em-retry-steady": 1,
@@ -77,9 +78,10 @@ def projects(codebuild, sandbox):
 
 @pytest.fixture(scope="module")
 def queued_runs(api: AirflowAPI, projects) -> list[str]:
-    """Three em-queued runs started one right after the other (oldest first)."""
+    """Three em-queued runs started one right after the other (oldest first); the third one's test is long."""
     api.wait_for_dag(QUEUED, timeout=240)
-    return [api.trigger(QUEUED, conf=push(f"queued-{i}"))["dag_run_id"] for i in range(3)]
+    confs = [push("queued-0"), push("queued-1"), {**push("queued-2"), "test_project": "em-queued-test-long"}]
+    return [api.trigger(QUEUED, conf=conf)["dag_run_id"] for conf in confs]
 
 
 def build_times(codebuild, api: AirflowAPI, dag_id: str, task_id: str, run_ids: list[str]) -> list[tuple]:
@@ -116,9 +118,9 @@ def test_queued_runs_go_through_each_stage_one_at_a_time_first_in_first_out(
     assert refusal in task_log(api, QUEUED, first, "Test.Suite", try_number=2, containing=(refusal,))
     assert wait_for_run(api, QUEUED, third, timeout=240)["state"] == "success"
     tests += build_times(codebuild, api, QUEUED, "Test.Suite", [third])
-    assert (
-        len(codebuild.list_builds_for_project(projectName="em-queued-test")["ids"]) == 3
-    )  # no build for the refused try
+    # No build for the refused try.
+    assert len(codebuild.list_builds_for_project(projectName="em-queued-test")["ids"]) == 2
+    assert len(codebuild.list_builds_for_project(projectName="em-queued-test-long")["ids"]) == 1
 
     # Never two runs in a stage, and in the order the runs were started.
     assert_one_at_a_time_in_order(builds, "Build")
