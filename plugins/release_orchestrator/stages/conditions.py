@@ -102,11 +102,15 @@ def _configuration(rule: dict[str, Any]) -> dict[str, Any]:
 
 def _next_common_opening(windows: list[dict[str, Any]], now: datetime) -> datetime | None:
     """None when every window is open now, else the first minute at which all are."""
+    configurations = []
+    for rule in windows:
+        try:
+            configurations.append(_configuration(rule))
+        except ValueError as problem:  # a reference resolved to something that is no window
+            raise ValueError(f"rule {rule['name']} ({rule['type']}): {problem}") from None
     at = now
     for _ in range(MAX_WINDOW_STEPS):
-        closed = [
-            c for c in map(_configuration, windows) if not window_is_open(c["cron"], c.get("time_zone", "UTC"), at)
-        ]
+        closed = [c for c in configurations if not window_is_open(c["cron"], c.get("time_zone", "UTC"), at)]
         if not closed:
             return None if at is now else at
         at = max(window_opens(c["cron"], c.get("time_zone", "UTC"), at) for c in closed)
