@@ -21,8 +21,8 @@ demo: venv  ## run the example release pipeline end to end on the local sandbox
 up: venv  ## leave the sandbox and Airflow running for the UI on http://127.0.0.1:8080
 	$(PY) -m include.localenv up
 
-# Two workers: the integration tests (one Airflow environment) in one, the fault tests (another) in the other,
-# the rest beside them wherever there is room (tests/conftest.py).
+# Two workers: the integration tests (one Airflow environment) in one, the fault and execution-mode tests
+# (another) in the other, the rest beside them wherever there is room (tests/conftest.py).
 test: venv lint  ## lint, then every test: unit, sandbox, and integration against real Airflow processes
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 

@@ -16,22 +16,24 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 # Suites that start an Airflow environment of their own in the worker that runs them (the session fixtures of
-# tests/integration/conftest.py): the fault tests kill and restart its processes, so they get one apart.
-AIRFLOW_SUITES = ("integration", "integration-faults")
+# tests/integration/conftest.py). The fault tests kill and restart its processes, and the execution-mode tests
+# hold stages with long builds: they run apart from the rest of the integration suite, in the other worker.
+AIRFLOW_SUITES = ("integration", "integration-apart")
+APART = ("tests/integration/test_faults.py", "tests/integration/test_execution_modes.py")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """`make test` runs two workers (`-n 2`). The integration tests share one Airflow environment, the fault
-    tests another and the sandbox tests one sandbox, so each of those suites goes to one worker as a whole,
-    the two Airflow suites to different workers, while the unit, DAG and package tests go one by one to
-    whichever worker is free."""
+    """`make test` runs two workers (`-n 2`). The integration tests share one Airflow environment, the fault and
+    execution-mode tests another, and the sandbox tests one sandbox, so each of those suites goes to one worker
+    as a whole, the two Airflow suites to different workers, while the unit, DAG and package tests go one by
+    one to whichever worker is free."""
     from xdist.scheduler import LoadScopeScheduling
 
     class SuiteScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith("tests/integration/test_faults.py"):
-                return "integration-faults"
+            if nodeid.startswith(APART):
+                return "integration-apart"
             suite = nodeid.split("/")[1] if nodeid.startswith("tests/") else ""
             return suite if suite in ("integration", "sandbox") else nodeid
 

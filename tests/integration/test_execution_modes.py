@@ -91,6 +91,13 @@ def build_times(codebuild, api: AirflowAPI, dag_id: str, task_id: str, run_ids: 
     return [(builds[i]["startTime"], builds[i]["endTime"]) for i in ids]
 
 
+def builds_of(codebuild, project: str, conf: dict) -> list[str]:
+    """The builds of `project` for the commit a run was started with (other runs build the project too)."""
+    ids = codebuild.list_builds_for_project(projectName=project)["ids"]
+    builds = codebuild.batch_get_builds(ids=ids)["builds"] if ids else []
+    return [b["id"] for b in builds if b.get("sourceVersion") == conf["source"]["commit_id"]]
+
+
 def assert_one_at_a_time_in_order(times: list[tuple], what: str) -> None:
     for (_, earlier_end), (later_start, _) in zip(times, times[1:]):
         assert earlier_end <= later_start, f"{what}: builds of two runs overlap: {times}"
@@ -244,7 +251,8 @@ def test_a_disabled_transition_holds_runs_at_the_door_until_it_is_enabled(api, a
 def test_a_failed_stage_is_retried_and_a_hanging_run_is_stopped(api, airflow_env, codebuild, sandbox, projects):
     api.wait_for_dag(RETRY, timeout=240)
     sandbox.set_faults({"codebuild": {"em-retry-flaky": {"mode": "fail"}}})
-    run_id = api.trigger(RETRY, conf=push("retry"))["dag_run_id"]
+    conf = push("retry")
+    run_id = api.trigger(RETRY, conf=conf)["dag_run_id"]
     assert wait_for_run(api, RETRY, run_id, timeout=120)["state"] == "failed"
     steady_build = api.xcom(RETRY, run_id, "Build.Steady")["BuildId"]
 
@@ -260,14 +268,14 @@ def test_a_failed_stage_is_retried_and_a_hanging_run_is_stopped(api, airflow_env
     assert wait_for_run(api, RETRY, run_id, timeout=120)["state"] == "success"
     # Only the failed action built again; the steady one kept its build and outputs.
     assert api.xcom(RETRY, run_id, "Build.Steady")["BuildId"] == steady_build
-    assert codebuild.list_builds_for_project(projectName="em-retry-steady")["ids"] == [steady_build]
-    assert len(codebuild.list_builds_for_project(projectName="em-retry-flaky")["ids"]) == 2
+    assert builds_of(codebuild, "em-retry-steady", conf) == [steady_build]
+    assert len(builds_of(codebuild, "em-retry-flaky", conf)) == 2
 
     sandbox.set_faults({"codebuild": {"em-retry-flaky": {"mode": "hang"}}})
-    hanging = api.trigger(RETRY, conf=push("stop"))["dag_run_id"]
+    hanging_conf = push("stop")
+    hanging = api.trigger(RETRY, conf=hanging_conf)["dag_run_id"]
     wait_for_task_state(api, RETRY, hanging, "Build.Flaky", {"deferred"}, timeout=120)
-    ids = codebuild.list_builds_for_project(projectName="em-retry-flaky")["ids"]
-    [build_id] = [b["id"] for b in codebuild.batch_get_builds(ids=ids)["builds"] if b["buildStatus"] == "IN_PROGRESS"]
+    [build_id] = builds_of(codebuild, "em-retry-flaky", hanging_conf)
     stopped = console_command(airflow_env, "release-manager", "stop", RETRY, hanging, "--reason", "wrong branch")
     assert stopped.returncode == 0, stopped.stderr
     run = wait_for_run(api, RETRY, hanging, timeout=60)

@@ -121,6 +121,8 @@ def test_an_approver_approves_and_another_user_sees_why_they_cannot(
         "staging looks good",
     )
     for task in ("Release.Confirm", "Release.Record"):  # qa-lead alone may decide these two
+        # An approval is decided once it waits (deferred); the second starts when the first is decided.
+        wait_for_task_state(api, GATE, waiting_run, task, {"deferred"}, timeout=120)
         reviewer_api.set_task_state(GATE, waiting_run, task, "success", note="test ends the run")
     wait_for_run(api, GATE, waiting_run, timeout=120)
 
