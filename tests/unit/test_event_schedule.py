@@ -201,6 +201,20 @@ def test_ecr_source_releases_the_pushed_digest(aws):
     assert out["ImageURI"].endswith(f"/webapp@{digest}")
 
 
+def test_pushes_to_a_branch_are_ordered_by_their_commits_not_by_when_their_events_arrived():
+    def push(commit: str, old: str | None) -> dict:
+        detail = {"event": "referenceUpdated", "referenceType": "branch", "referenceName": "main"}
+        detail.update(repositoryName="webapp", commitId=commit, oldCommitId=old)
+        return {"source": "aws.codecommit", "detail-type": "CodeCommit Repository State Change", "detail": detail}
+
+    op = GitSourceOperator(task_id="Checkout", repository="webapp", branch="main", provider="codecommit")
+    # The queue handed the newer push (b, after a) over first: the run still releases b.
+    released = run_source(context(asset_events(push("b" * 40, "a" * 40), push("a" * 40, "0" * 40))), op.accepts)
+    assert released["commit_id"] == "b" * 40
+    in_order = run_source(context(asset_events(push("a" * 40, "0" * 40), push("b" * 40, "a" * 40))), op.accepts)
+    assert in_order["commit_id"] == "b" * 40
+
+
 def test_codecommit_source_releases_the_pushed_commit_and_branch(github_api):
     event = {
         "source": "aws.codecommit",

@@ -73,9 +73,19 @@ def event_source(context: Any, accepts: Callable[[dict[str, Any]], bool]) -> dic
         if logger:
             logger.info("Triggering events are about other sources: %s", describe_changes(changes))
         return None
+    latest = latest_change(mine)
     if logger:
-        logger.info("Started by %d source event(s); releasing the latest: %s", len(mine), describe_change(mine[-1]))
-    return mine[-1]
+        logger.info("Started by %d source event(s); releasing the latest: %s", len(mine), describe_change(latest))
+    return latest
+
+
+def latest_change(changes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The newest of several changes (oldest first by when their events arrived). SQS does not keep the order
+    of a standard queue, so pushes to a branch are ordered by their commits instead: the push whose commit no
+    other push replaced (none names it as its old commit) is the head; the arrival order decides the rest."""
+    replaced = {change.get("old_commit_id") for change in changes if change.get("provider") == "codecommit"}
+    heads = [c for c in changes if c.get("provider") != "codecommit" or c.get("commit_id") not in replaced]
+    return (heads or changes)[-1]
 
 
 class GitHubRepository:
