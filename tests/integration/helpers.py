@@ -157,6 +157,14 @@ def wait_for_task_state(
     return wait_for(check, timeout, what=f"{task_id} in {states}")
 
 
+def approve_in_turn(api: AirflowAPI, reviewer: AirflowAPI, dag_id: str, run_id: str, task_ids, note: str) -> None:
+    """Mark approvals success one after the other as `reviewer`, each once it waits for a decision (deferred):
+    the next one starts only when the one before is decided, and the gate refuses an approval not waiting."""
+    for task_id in task_ids:
+        wait_for_task_state(api, dag_id, run_id, task_id, {"deferred"}, timeout=120)
+        reviewer.set_task_state(dag_id, run_id, task_id, "success", note=note)
+
+
 def ti_states(api: AirflowAPI, dag_id: str, run_id: str) -> dict[str, str | None]:
     return {ti["task_id"]: ti["state"] for ti in api.task_instances(dag_id, run_id)}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration.helpers import wait_for, wait_for_run, wait_for_task_state
+from tests.integration.helpers import approve_in_turn, wait_for, wait_for_run, wait_for_task_state
 from tests.integration.test_approvals import push
 
 pytestmark = pytest.mark.integration
@@ -132,8 +132,8 @@ def test_approvals_inbox_shows_what_is_approved_and_only_approvers_may_decide(ai
         timeout=30,
         what="the approval to leave the inbox",
     )
-    for task in ("Release.Confirm", "Release.Record"):  # qa-lead alone may decide these two
-        reviewer_api.set_task_state(GATE, waiting_run, task, "success", note="test ends the run")
+    # qa-lead alone may decide these two.
+    approve_in_turn(api, reviewer_api, GATE, waiting_run, ("Release.Confirm", "Release.Record"), "test ends the run")
     wait_for_run(api, GATE, waiting_run, timeout=120)
 
 
