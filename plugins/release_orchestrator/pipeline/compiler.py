@@ -30,7 +30,7 @@ from release_orchestrator.gate.policy import ApprovalsRequired
 from release_orchestrator.notifications.messages import APPROVAL_EVENTS
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.artifacts import artifact_kwargs
-from release_orchestrator.pipeline.conditions import CONDITIONS_TASK, parse_entry_condition
+from release_orchestrator.pipeline.conditions import CONDITIONS_TASK, EntryCondition, parse_entry_condition
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
 from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline, Stage
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
@@ -293,9 +293,12 @@ def build_dag(pipeline: Pipeline):
                 # After a stage that its entry condition may skip, the run goes on: the next tasks run
                 # unless something failed before them (a skipped stage skips only its own actions).
                 after_skippable = skippable_before
-                skippable_before = _entry_result(stage) == "SKIP"
-                if stage.before_entry is not None:
-                    conditions = _conditions_task(pipeline, stage, namespaces, task_failure_callbacks, after_skippable)
+                condition = parse_entry_condition(stage.before_entry)[0] if stage.before_entry is not None else None
+                skippable_before = condition is not None and condition.result == "SKIP"
+                if condition is not None:
+                    conditions = _conditions_task(
+                        pipeline, stage, condition, namespaces, task_failure_callbacks, after_skippable
+                    )
                     after_skippable = False
                     for upstream in previous_tasks:
                         upstream >> conditions
@@ -361,13 +364,13 @@ def _door(pipeline: Pipeline, stage: Stage) -> Door:
     )
 
 
-def _entry_result(stage: Stage) -> str | None:
-    condition, _ = parse_entry_condition(stage.before_entry) if stage.before_entry is not None else (None, [])
-    return condition.result if condition is not None else None
-
-
 def _conditions_task(
-    pipeline: Pipeline, stage: Stage, namespaces: dict[str, str], failure_callbacks: list[Any], after_skippable: bool
+    pipeline: Pipeline,
+    stage: Stage,
+    condition: EntryCondition,
+    namespaces: dict[str, str],
+    failure_callbacks: list[Any],
+    after_skippable: bool,
 ):
     """The stage's Conditions task (operators/stage_conditions.py): its entry conditions, before its actions."""
     from dataclasses import asdict
@@ -376,7 +379,6 @@ def _conditions_task(
 
     from release_orchestrator.operators.stage_conditions import StageConditionsOperator
 
-    condition, _ = parse_entry_condition(stage.before_entry)
     rules = [to_jinja(asdict(rule), namespaces) for rule in condition.rules]
     kwargs: dict[str, Any] = {"on_failure_callback": list(failure_callbacks)} if failure_callbacks else {}
     if after_skippable:

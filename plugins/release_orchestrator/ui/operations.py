@@ -85,6 +85,16 @@ def retry_stage(session: Session, dag_id: str, run_id: str, stage: str, mode: st
     return names
 
 
+def _run_to_stop(session: Session, dag_id: str, run_id: str) -> tuple[Any, DagRun]:
+    """The DAG and the run, refused (409) when the run has ended."""
+    from airflow.utils.state import DagRunState
+
+    dag, run = _dag_and_run(session, dag_id, run_id)
+    if run.state not in (DagRunState.QUEUED, DagRunState.RUNNING):
+        raise OperationRefused(f"run {run_id} of {dag_id} has ended ({run.state}): nothing to stop")
+    return dag, run
+
+
 # Task states of a run's task that has not started its work (stop and wait ends these, nothing else).
 NOT_STARTED = (None, "scheduled", "queued", "up_for_retry", "up_for_reschedule")
 
@@ -94,14 +104,12 @@ def stop_and_wait(session: Session, dag_id: str, run_id: str, reviewer: Reviewer
     reviewer) finish as they would; nothing else starts. Every task not started yet, and a run waiting at a
     stage's door or for a deployment window, ends upstream_failed, so the run ends failed once the actions at
     work end. A run with nothing left to start ends as its last actions do."""
-    from airflow.utils.state import DagRunState, TaskInstanceState
+    from airflow.utils.state import TaskInstanceState
 
     from release_orchestrator.pipeline.conditions import CONDITIONS_TASK
     from release_orchestrator.stages.entry import ENTER_TASK
 
-    _, run = _dag_and_run(session, dag_id, run_id)
-    if run.state not in (DagRunState.QUEUED, DagRunState.RUNNING):
-        raise OperationRefused(f"run {run_id} of {dag_id} has ended ({run.state}): nothing to stop")
+    _, run = _run_to_stop(session, dag_id, run_id)
     # Locked (PostgreSQL): a task the scheduler is about to queue waits for this, then finds it ended.
     tis = session.scalars(
         select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id).with_for_update()
@@ -130,13 +138,10 @@ def stop_run(session: Session, dag_id: str, run_id: str, reviewer: Reviewer, rea
     """Abandon a run: its running and waiting actions stop their AWS work now (on_kill: builds stopped,
     deployments stopped and rolled back where configured), nothing else starts, the run ends failed."""
     from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
-    from airflow.utils.state import DagRunState
 
     from release_orchestrator.gate.enforcement import marking_whole_run
 
-    dag, run = _dag_and_run(session, dag_id, run_id)
-    if run.state not in (DagRunState.QUEUED, DagRunState.RUNNING):
-        raise OperationRefused(f"run {run_id} of {dag_id} has ended ({run.state}): nothing to stop")
+    dag, run = _run_to_stop(session, dag_id, run_id)
     # As marking the run failed in Airflow's UI does, the gate recording a waiting approval as Stopped.
     with marking_whole_run(dag_id, run_id, reviewer):
         stopped = set_dag_run_state_to_failed(dag=dag, run_id=run_id, commit=True, session=session)
