@@ -108,7 +108,7 @@ class PassesArtifacts:
         item = next(i for i in self.artifacts["inputs"] if name in (None, i["name"]))
         dag_id, run_id = context["dag_run"].dag_id, context["dag_run"].run_id
         here = location(self.artifacts["store"], dag_id, run_id, item["name"])
-        there = location(item["store"], dag_id, run_id, item["name"])
+        there = location(item["store"], dag_id, self.producing_run(context, item), item["name"])
         client = self._s3(self.artifacts.get("region"))
         if here != there:
             with aws_call("CopyObject", f"artifact '{item['name']}' from {there.uri} to {here.uri}"):
@@ -124,6 +124,15 @@ class PassesArtifacts:
         found = ArtifactLocation(here.name, here.bucket, here.key, head.get("VersionId"))
         self._record(context, "inputs", found)
         return found
+
+    @staticmethod
+    def producing_run(context: Any, item: dict[str, Any]) -> str:
+        """The run whose producer wrote input `item`: this one, or in a rollback run the run it rolls back to
+        (stages/rollback.py), whose artifact is copied into this run's folder like one from another region."""
+        from release_orchestrator.stages.rollback import results_run
+
+        producer = item.get("producer")
+        return results_run(context, producer) if producer else context["dag_run"].run_id
 
     def read_input_file(self, context: Any, name: str, path: str) -> bytes:
         """A file inside input artifact `name` (a zip), e.g. the task definition template of an ECS deployment."""

@@ -91,12 +91,17 @@ class ApprovalsRequired:
         self.approval_task_ids = list(approval_task_ids)
 
     def __call__(self, context: Any) -> None:
+        from release_orchestrator.stages.rollback import results_run
+
         ti = context["ti"]
         for task_id in self.approval_task_ids:
-            decision = ti.xcom_pull(task_ids=task_id, key=DECISION_XCOM_KEY)
+            # A rollback run's approvals before its stage are those of the run it rolls back to.
+            run_id = results_run(context, task_id)
+            decision = ti.xcom_pull(task_ids=task_id, key=DECISION_XCOM_KEY, run_id=run_id)
             outcome = decision.get("Outcome") if isinstance(decision, dict) else None
             if outcome != "Approved":
                 how = f"its decision is {outcome}" if outcome else "it has no recorded decision by an allowed approver"
+                where = "this run" if run_id == ti.run_id else f"run {run_id}, which this run rolls back to"
                 raise AirflowFailException(
-                    f"{ti.task_id} does not run: approval {task_id} was not approved in this run ({how})"
+                    f"{ti.task_id} does not run: approval {task_id} was not approved in {where} ({how})"
                 )

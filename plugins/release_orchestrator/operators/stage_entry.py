@@ -18,13 +18,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
 
 from release_orchestrator.notifications.approvals import ApprovalNotifications, publish_superseded
 from release_orchestrator.notifications.messages import now_iso
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
 from release_orchestrator.stages import snapshot, transitions
 from release_orchestrator.stages.entry import RUN_AFTER_XCOM_KEY, Door, entered, superseded_record
+from release_orchestrator.stages.rollback import RollbackRefused, held_for, run_rollback
 from release_orchestrator.triggers.stage_entry import StageEntryTrigger
 
 # How long a run let to the door out of turn steps back. Longer than a scheduler loop, so the
@@ -85,6 +86,7 @@ class StageEntryOperator(BaseOperator):
         run_after = context["dag_run"].run_after
         if self.task_id == self.first_enter_task_id:  # the run's place in line, for triggers to read
             ti.xcom_push(RUN_AFTER_XCOM_KEY, run_after.isoformat())
+        self.skip_in_rollback(context)
         snapshot.remember(ti.dag_id, ti.run_id, run_after)
         decision, closed = snapshot.decide_now(
             ti.dag_id, ti.run_id, self.door, self.first_enter_task_id, on_worker=True
@@ -120,6 +122,23 @@ class StageEntryOperator(BaseOperator):
             ),
             method_name="execute_complete",
         )
+
+    def skip_in_rollback(self, context: Any) -> None:
+        """A rollback run (stages/rollback.py) passes no door but its stage's, and not that one either while
+        the failed run that started it holds the stage for it."""
+        try:
+            rollback = run_rollback(context)
+        except RollbackRefused as refused:
+            raise AirflowFailException(str(refused)) from None
+        if rollback is None:
+            return
+        if not rollback.in_stage(self.task_id):
+            raise AirflowSkipException(f"rollback run of stage {rollback.stage}: stage {self.stage} does not run")
+        ti = context["ti"]
+        if held_for(ti.dag_id, ti.run_id, rollback):
+            raise AirflowSkipException(
+                f"run {rollback.held_by} holds stage {self.stage} for this rollback: its actions go in on that hold"
+            )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Only for a trigger that fired a plain event instead of ending the task (it never does today)."""

@@ -21,6 +21,7 @@ from release_orchestrator import settings
 
 from .action_types import ACTION_TYPES, Permission, regional_arn
 from .model import Action, Pipeline, Stage
+from .syntax import airflow_key
 
 ARTIFACT_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 _STORE_RE = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>[^\s]*))?$")
@@ -231,7 +232,12 @@ def artifact_kwargs(pipeline: Pipeline, action: Action) -> dict[str, Any] | None
     for name in action.input_artifacts:
         producer = found[name].action
         inputs.append(
-            {"name": name, "store": store_for(pipeline, producer), "region": action_region(pipeline, producer)}
+            {
+                "name": name,
+                "store": store_for(pipeline, producer),
+                "region": action_region(pipeline, producer),
+                "producer": f"{airflow_key(found[name].stage.name)}.{airflow_key(producer.name)}",
+            }
         )
     return {
         "store": own,

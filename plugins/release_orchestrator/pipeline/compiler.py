@@ -30,12 +30,18 @@ from release_orchestrator.gate.policy import ApprovalsRequired
 from release_orchestrator.notifications.messages import APPROVAL_EVENTS
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.artifacts import artifact_kwargs
-from release_orchestrator.pipeline.conditions import CONDITIONS_TASK, EntryCondition, parse_entry_condition
+from release_orchestrator.pipeline.conditions import (
+    CONDITIONS_TASK,
+    EntryCondition,
+    on_failure_result,
+    parse_entry_condition,
+)
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
 from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline, Stage
 from release_orchestrator.pipeline.syntax import REFERENCE_RE, airflow_key
 from release_orchestrator.stages.entry import ENTER_TASK, Door
 from release_orchestrator.stages.guard import StageHeld
+from release_orchestrator.stages.rollback import ROLLBACK_TASK, RollbackScope
 
 log = logging.getLogger(__name__)
 SOURCE_REVISION_PARAM = "source_revision"
@@ -57,10 +63,15 @@ def task_id_of(stage_name: str, action_name: str) -> str:
 
 # ---- run-time resolution of references ------------------------------------------------------
 def release_output(ti: Any, task_id: str, namespace: str, variable: str) -> Any:
-    """Value of `#{namespace.variable}`: an output of the action that owns the namespace."""
-    outputs = ti.xcom_pull(task_ids=task_id)
+    """Value of `#{namespace.variable}`: an output of the action that owns the namespace (in a rollback
+    run, of the run it rolls back to when the action is in another stage: stages/rollback.py)."""
+    from release_orchestrator.stages.rollback import results_run
+
+    run_id = results_run(ti.get_template_context(), task_id)
+    outputs = ti.xcom_pull(task_ids=task_id, run_id=run_id)
     if not isinstance(outputs, dict):
-        raise UnresolvedReference(f"#{{{namespace}.{variable}}}: action {task_id} recorded no outputs in this run")
+        where = "this run" if run_id == ti.run_id else f"run {run_id}, which this run rolls back to"
+        raise UnresolvedReference(f"#{{{namespace}.{variable}}}: action {task_id} recorded no outputs in {where}")
     if variable not in outputs:
         raise UnresolvedReference(
             f"#{{{namespace}.{variable}}}: action {task_id} has no output {variable!r}; "
@@ -275,34 +286,33 @@ def build_dag(pipeline: Pipeline):
     previous_enter = None
     doors = pipeline.execution_mode in ONE_RUN_PER_STAGE_MODES
     approvals_before: list[str] = []  # every action after an approval runs only if it was approved
-    skippable_before = False  # the previous stage's entry condition may skip it
     with dag:
         if pipeline.preflight:  # the first task of every run; the first stage waits for it
             previous_tasks = [_preflight_group(pipeline, notifiers, task_failure_callbacks)]
             first_task = False
-        for stage in pipeline.stages:
+        for index, stage in enumerate(pipeline.stages):
+            # A stage's first tasks run unless something before them failed: a stage skipped before them
+            # (its entry condition's SKIP, or a rollback run's other stages) skips only its own tasks.
+            entering = index > 0
             with TaskGroup(group_id=airflow_key(stage.name), tooltip=f"stage {stage.name}"):
                 if doors:
                     # The next stage's Enter waits for this one only: the run reserves it while still
                     # here (stages/entry.py), so its actions start as soon as this stage ends.
-                    enter = _enter_task(pipeline, stage)
+                    enter = _enter_task(pipeline, stage, entering)
                     for upstream in [previous_enter] if previous_enter is not None else previous_tasks:
                         upstream >> enter  # the first door after Preflight.Check: nothing runs before it
                     previous_enter = enter
                     previous_tasks = [*previous_tasks, enter]
-                # After a stage that its entry condition may skip, the run goes on: the next tasks run
-                # unless something failed before them (a skipped stage skips only its own actions).
-                after_skippable = skippable_before
                 condition = parse_entry_condition(stage.before_entry)[0] if stage.before_entry is not None else None
-                skippable_before = condition is not None and condition.result == "SKIP"
                 if condition is not None:
                     conditions = _conditions_task(
-                        pipeline, stage, condition, namespaces, task_failure_callbacks, after_skippable
+                        pipeline, stage, condition, namespaces, task_failure_callbacks, entering
                     )
-                    after_skippable = False
+                    entering = False
                     for upstream in previous_tasks:
                         upstream >> conditions
                     previous_tasks = [conditions]
+                stage_tasks = []
                 ordered = sorted(stage.actions, key=lambda a: a.run_order)
                 for _, same_order in groupby(ordered, key=lambda a: a.run_order):
                     tasks = []
@@ -320,15 +330,19 @@ def build_dag(pipeline: Pipeline):
                         )
                         if action.type == "approval.manual":
                             approvals_here.append(task.task_id)
-                        if after_skippable:
+                        if entering:
                             task.trigger_rule = TriggerRule.NONE_FAILED
                         first_task = False
                         tasks.append(task)
-                    after_skippable = False
+                    entering = False
                     approvals_before = approvals_before + approvals_here
                     for upstream in previous_tasks:
                         upstream >> tasks
                     previous_tasks = tasks
+                    stage_tasks += tasks
+                if on_failure_result(stage) == "ROLLBACK":
+                    # A side branch: the next stage never waits for it.
+                    stage_tasks >> _rollback_task(pipeline, stage, task_failure_callbacks)
     return dag
 
 
@@ -353,14 +367,39 @@ class AllChecks:
             check(context)
 
 
+def _action_task_ids(stage: Stage) -> list[str]:
+    return [task_id_of(stage.name, action.name) for action in stage.actions]
+
+
 def _door(pipeline: Pipeline, stage: Stage) -> Door:
-    # A run waiting for the stage's deployment window, or checking its conditions, holds the stage too.
+    # A run waiting for the stage's deployment window, or checking its conditions, holds the stage too;
+    # so does a failed run until its automatic rollback is done (operators/stage_rollback.py).
     checks = (task_id_of(stage.name, CONDITIONS_TASK),) if stage.before_entry is not None else ()
+    rollback = (task_id_of(stage.name, ROLLBACK_TASK),) if on_failure_result(stage) == "ROLLBACK" else ()
     return Door(
         stage.name,
         task_id_of(stage.name, ENTER_TASK),
-        checks + tuple(task_id_of(stage.name, action.name) for action in stage.actions),
+        checks + tuple(_action_task_ids(stage)) + rollback,
         pipeline.execution_mode,
+    )
+
+
+def _rollback_task(pipeline: Pipeline, stage: Stage, failure_callbacks: list[Any]):
+    """The stage's Rollback task (operators/stage_rollback.py): `on_failure: {result: ROLLBACK}`."""
+    from release_orchestrator.operators.stage_rollback import StageRollbackOperator
+
+    kwargs: dict[str, Any] = {"on_failure_callback": list(failure_callbacks)} if failure_callbacks else {}
+    if poll_interval := settings.POLL_INTERVAL.get():
+        kwargs["check_interval"] = poll_interval
+    return StageRollbackOperator(
+        task_id=ROLLBACK_TASK,
+        stage=stage.name,
+        stage_group=airflow_key(stage.name),
+        action_task_ids=_action_task_ids(stage),
+        doc_md=f"The automatic rollback of stage **{stage.name}** (on_failure ROLLBACK): when one of its actions "
+        "failed, a rollback run deploys the stage of the latest run in which it succeeded; this run holds the "
+        "stage until that is done.",
+        **kwargs,
     )
 
 
@@ -370,7 +409,7 @@ def _conditions_task(
     condition: EntryCondition,
     namespaces: dict[str, str],
     failure_callbacks: list[Any],
-    after_skippable: bool,
+    entering: bool,
 ):
     """The stage's Conditions task (operators/stage_conditions.py): its entry conditions, before its actions."""
     from dataclasses import asdict
@@ -381,7 +420,7 @@ def _conditions_task(
 
     rules = [to_jinja(asdict(rule), namespaces) for rule in condition.rules]
     kwargs: dict[str, Any] = {"on_failure_callback": list(failure_callbacks)} if failure_callbacks else {}
-    if after_skippable:
+    if entering:
         kwargs["trigger_rule"] = TriggerRule.NONE_FAILED
     names = ", ".join(f"{rule.name} ({rule.type})" for rule in condition.rules)
     return StageConditionsOperator(
@@ -392,15 +431,18 @@ def _conditions_task(
         aws_conn_id=_literal(pipeline.aws_conn_id),
         region_name=_literal(pipeline.region),
         doc_md=f"The entry conditions of stage **{stage.name}**: {names}; when not met: {condition.result}.",
+        pre_execute=RollbackScope(airflow_key(stage.name), _action_task_ids(stage)),
         **kwargs,
     )
 
 
-def _enter_task(pipeline: Pipeline, stage: Stage):
+def _enter_task(pipeline: Pipeline, stage: Stage, entering: bool):
     """The stage's Enter task (operators/stage_entry.py): one run in the stage at a time."""
+    from airflow.sdk import TriggerRule
+
     from release_orchestrator.operators.stage_entry import StageEntryOperator
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"trigger_rule": TriggerRule.NONE_FAILED} if entering else {}
     if poll_interval := settings.POLL_INTERVAL.get():
         kwargs["check_interval"] = poll_interval
     return StageEntryOperator(
@@ -477,7 +519,8 @@ def _build_task(
         kwargs["execution_timeout"] = timedelta(minutes=action.timeout_minutes)
     if failure_callbacks:
         kwargs["on_failure_callback"] = list(failure_callbacks)
-    checks: list[Any] = []
+    # First: in a rollback run, the other stages' actions skip themselves (stages/rollback.py).
+    checks: list[Any] = [RollbackScope(airflow_key(stage.name), _action_task_ids(stage))]
     if approvals_before:
         # Defence in depth behind the api-server's gate (gate/): a decision it did not record stops here.
         checks.append(ApprovalsRequired(list(approvals_before)))

@@ -31,6 +31,7 @@ from .syntax import did_you_mean, has_reference
 
 CONDITIONS_TASK = "Conditions"  # task id of a stage's entry check, inside the stage's group
 RESULTS = ("FAIL", "SKIP")
+FAILURE_RESULTS = ("FAIL", "ROLLBACK")  # a stage's on_failure (CodePipeline's onFailure; RETRY not yet)
 MAX_RULES = 5
 VARIABLE_OPERATORS = ("EQ", "NE", "CONTAINS", "MATCHES")
 DEFAULT_ALARM_STATES = ("ALARM",)
@@ -226,6 +227,26 @@ def value_problem(rule_type: str, key: str, value: Any) -> str | None:
     elif key == "operator" and value not in VARIABLE_OPERATORS:
         return f"{value!r} is not one of {', '.join(VARIABLE_OPERATORS)}"
     return None
+
+
+def parse_on_failure(value: Any) -> tuple[str | None, list[tuple[str, str]]]:
+    """A stage's `on_failure` ({result: FAIL | ROLLBACK}) as its result, and (field, message) for each problem."""
+    if not isinstance(value, dict):
+        return None, [("on_failure", "expected a mapping with result: FAIL or ROLLBACK")]
+    problems = [
+        (f"on_failure.{key}", f"unknown key{did_you_mean(str(key), ('result',))}") for key in value if key != "result"
+    ]
+    result = value.get("result")
+    if result == "RETRY":
+        problems.append(("on_failure.result", "RETRY is not supported yet; use FAIL or ROLLBACK"))
+    elif result not in FAILURE_RESULTS:
+        problems.append(("on_failure.result", f"{result!r} is not one of {', '.join(FAILURE_RESULTS)}"))
+    return (result if not problems else None), problems
+
+
+def on_failure_result(stage: Any) -> str:
+    """What the (validated) stage does when one of its actions fails: FAIL (the default) or ROLLBACK."""
+    return parse_on_failure(stage.on_failure)[0] or "FAIL" if stage.on_failure is not None else "FAIL"
 
 
 def entry_rule_permissions(stage: Any) -> list[tuple[Rule, Any]]:

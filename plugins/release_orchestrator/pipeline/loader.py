@@ -231,7 +231,7 @@ _PIPELINE_FIELDS = {
 }
 _VARIABLE_FIELDS = {"name": str, "default": _SCALAR, "description": str}
 _NOTIFICATION_FIELDS = {"topic_arn": str, "events": list, "aws_conn_id": str}
-_STAGE_FIELDS = {"name": str, "actions": list, "before_entry": dict}
+_STAGE_FIELDS = {"name": str, "actions": list, "before_entry": dict, "on_failure": dict}
 _ACTION_FIELDS = {
     "name": str,
     "type": str,
@@ -398,8 +398,9 @@ class _Parser:
         stage = Stage(name=f.get("name"), line=getattr(node, "line", None) or at[0])
         if isinstance(node, dict):
             stage.lines = _lines_of(node, skip=("actions",))
-        if "before_entry" in f:
-            stage.before_entry = _plain(f["before_entry"], "before_entry", {})
+        for key in ("before_entry", "on_failure"):
+            if key in f:
+                setattr(stage, key, _plain(f[key], key, {}))
         for index, item in enumerate(f.get("actions", [])):
             stage.actions.append(self.action(item, (f["actions"].item_lines[index], f"actions[{index}]"), **context))
         return stage

@@ -35,6 +35,8 @@ class Stage:
     actions: list[Action] = field(default_factory=list)
     # Entry conditions as written (pipeline/conditions.py reads and checks them): {result, rules}.
     before_entry: dict[str, Any] | None = None
+    # What a failed stage does, as written: {result: FAIL | ROLLBACK} (pipeline/conditions.py reads it).
+    on_failure: dict[str, Any] | None = None
     line: int | None = field(default=None, compare=False)
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)  # "before_entry.x" -> line
 

@@ -53,7 +53,7 @@ from .action_types import (
     ConfigKey,
 )
 from .artifacts import ARTIFACT_NAME_RE
-from .conditions import ALARM_STATES, MAX_RULES, RULE_TYPES, VARIABLE_OPERATORS, RuleType
+from .conditions import ALARM_STATES, FAILURE_RESULTS, MAX_RULES, RULE_TYPES, VARIABLE_OPERATORS, RuleType
 from .conditions import RESULTS as CONDITION_RESULTS
 from .model import EXECUTION_MODES
 from .syntax import NAME_RE, NAMESPACE_RE, REFERENCE_RE, VARIABLE_NAME_RE
@@ -149,6 +149,9 @@ FIELD_DOCS = {
         "before_entry": "Entry conditions (CodePipeline V2): rules checked before the stage's actions; a "
         "DeploymentWindow holds the run until it opens, another rule failing fails the stage (result FAIL) or "
         "skips it (result SKIP).",
+        "on_failure": "What a failed stage does (CodePipeline V2's onFailure): result FAIL (the default) fails the "
+        "run; result ROLLBACK also starts a rollback run that deploys the stage of the latest run in which it "
+        "succeeded.",
     },
     "action": {
         "name": "1-100 characters of letters, digits and . @ _ -; unique in its stage.",
@@ -263,6 +266,11 @@ FIELD_RULES: dict[str, dict[str, dict]] = {
                 },
             },
             "required": ["rules"],
+            "additionalProperties": False,
+        },
+        "on_failure": {
+            "properties": {"result": {"enum": list(FAILURE_RESULTS), "default": FAILURE_RESULTS[0]}},
+            "required": ["result"],
             "additionalProperties": False,
         },
     },

@@ -10,10 +10,11 @@ from typing import Any
 
 from release_orchestrator.notifications.messages import EVENTS
 from release_orchestrator.stages.entry import ENTER_TASK
+from release_orchestrator.stages.rollback import ROLLBACK_TASK
 
 from .action_types import ACTION_TYPES, KIND_NAMES, RETIRED_KEYS, ActionType
 from .artifacts import artifact_problems
-from .conditions import CONDITIONS_TASK, parse_entry_condition
+from .conditions import CONDITIONS_TASK, on_failure_result, parse_entry_condition, parse_on_failure
 from .errors import SpecError
 from .files import file_problems
 from .model import EXECUTION_MODES, PREFLIGHT_GROUP, Action, Pipeline, Stage
@@ -213,6 +214,8 @@ class _Validator:
                 seen_stages.setdefault(airflow_key(stage.name), stage.name)
             if stage.before_entry is not None:
                 self.check_entry_condition(stage)
+            if stage.on_failure is not None:
+                self.check_on_failure(stage, first=stage is self.p.stages[0])
             if not 1 <= len(stage.actions) <= MAX_ACTIONS_PER_STAGE:
                 self.error(
                     f"a stage needs 1 to {MAX_ACTIONS_PER_STAGE} actions, this one has {len(stage.actions)}",
@@ -248,6 +251,14 @@ class _Validator:
                             action=action,
                             field="name",
                         )
+                    if airflow_key(action.name) == ROLLBACK_TASK and on_failure_result(stage) == "ROLLBACK":
+                        self.error(
+                            f"a stage with on_failure ROLLBACK has the task {ROLLBACK_TASK}, which rolls it back "
+                            "when it fails; rename this action",
+                            stage=stage,
+                            action=action,
+                            field="name",
+                        )
                     if airflow_key(action.name) == ENTER_TASK and self.p.execution_mode in ("QUEUED", "SUPERSEDED"):
                         self.error(
                             f"in a {self.p.execution_mode} pipeline each stage starts with the task "
@@ -271,6 +282,18 @@ class _Validator:
                     stage=stage,
                     field="before_entry.result",
                 )
+
+    def check_on_failure(self, stage: Stage, first: bool) -> None:
+        result, problems = parse_on_failure(stage.on_failure)
+        for field, message in problems:
+            self.error(message, stage=stage, field=field)
+        if result == "ROLLBACK" and first:
+            self.error(
+                "the first stage cannot be rolled back (it has no earlier stage whose results a rollback reuses); "
+                "use result FAIL",
+                stage=stage,
+                field="on_failure.result",
+            )
 
     def check_action(self, stage: Stage, action: Action) -> None:
         def error(message: str, field: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from release_orchestrator.stages.entry import Door, holds, state_value
+from release_orchestrator.stages.rollback import held_for, run_rollback
 from release_orchestrator.stages.snapshot import door_states
 
 XCOM_RETURN_KEY = "return_value"
@@ -28,6 +29,9 @@ class StageHeld:
     def __call__(self, context: Any) -> None:
         ti = context["ti"]
         door = self.door
+        rollback = run_rollback(context)
+        if rollback is not None and held_for(ti.dag_id, ti.run_id, rollback):
+            return  # an automatic rollback, on the hold of the failed run that started it (stages/rollback.py)
         states = door_states(ti.dag_id, door)
         enter_state = state_value(states.get(ti.run_id, {}).get(door.enter_task_id))
         if enter_state != "success":
