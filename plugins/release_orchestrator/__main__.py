@@ -15,7 +15,10 @@ transition disable PIPELINE STAGE --reason TEXT  hold runs at the stage's door u
 transition enable PIPELINE STAGE                 let runs into the stage again
 retry PIPELINE RUN_ID STAGE [--all-actions]      run a failed stage again (its failed actions, or all)
 stop PIPELINE RUN_ID --reason TEXT [--wait]      abandon a run (or --wait: let actions at work finish)
-    (the last four through the release console's API: --airflow-url, --user/--password or --token, or
+rollback PIPELINE STAGE --reason TEXT [--to RUN_ID]
+                                                 redeploy a stage as an earlier run did (default: the latest
+                                                 run in which it succeeded), as a run of its own
+    (the last five through the release console's API: --airflow-url, --user/--password or --token, or
      AIRFLOW_URL, AIRFLOW_USER/AIRFLOW_PASSWORD, AIRFLOW_TOKEN)
 """
 
@@ -317,6 +320,20 @@ def main(argv: list[str] | None = None) -> int:
     console_options(stop)
     stop.set_defaults(run=cmd_stop)
 
+    rollback = commands.add_parser(
+        "rollback",
+        help="roll a stage back to an earlier successful run",
+        description="Start a run that deploys STAGE again with the artifacts and variables of an earlier run in "
+        "which the stage succeeded (default: the latest); the other stages are skipped (docs/operations.md). "
+        "Exit 1: refused or unreachable.",
+    )
+    rollback.add_argument("pipeline", metavar="PIPELINE")
+    rollback.add_argument("stage", metavar="STAGE")
+    rollback.add_argument("--to", dest="target_run_id", metavar="RUN_ID", help="the run to go back to")
+    rollback.add_argument("--reason", help="why (required; kept as the rollback run's note)")
+    console_options(rollback)
+    rollback.set_defaults(run=cmd_rollback)
+
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["events-setup"]:  # its own parser reads the rest, --help included
         return events_setup(argv[1:])
@@ -385,6 +402,20 @@ def cmd_stop(args: argparse.Namespace) -> int:
         if args.wait:
             return f"run {args.run_id} stopping: actions at work finish; not started: {', '.join(stopped) or 'none'}"
         return f"run {args.run_id} stopped; tasks ended: {', '.join(stopped) or 'none'}"
+
+    return through_console(args, call)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    if not (args.reason or "").strip():
+        print("rollback: give --reason (it is kept as the rollback run's note)", file=sys.stderr)
+        return 2
+
+    def call(client) -> str:
+        started = client.rollback_stage(args.pipeline, args.stage, args.reason, args.target_run_id)
+        return (
+            f"rollback run {started['run_id']} started: stage {args.stage} goes back to run {started['target_run_id']}"
+        )
 
     return through_console(args, call)
 

@@ -76,6 +76,10 @@ class ConsoleClient:
         path = f"/pipelines/{pipeline}/runs/{quote(run_id, safe='')}/stop"
         return self.request("POST", path, json={"reason": reason, "mode": mode})["stopped"]
 
+    def rollback_stage(self, pipeline: str, stage: str, reason: str, target_run_id: str | None = None) -> dict:
+        path = f"/pipelines/{pipeline}/stages/{quote(stage, safe='')}/rollback"
+        return self.request("POST", path, json={"reason": reason, "target_run_id": target_run_id})
+
 
 def transitions_table(transitions: list[dict[str, Any]]) -> str:
     rows = [("stage", "transition", "disabled by", "since", "reason")]

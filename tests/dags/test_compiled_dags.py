@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -67,7 +68,9 @@ def test_references_compile_to_run_time_lookups(example_dag):
 def test_artifacts_compile_to_where_each_reader_finds_them(example_dag):
     store = "s3://release-artifacts/runs"
     build = example_dag.task_dict["Build.Compile"]
-    assert build.artifacts["inputs"] == [{"name": "SourceCode", "store": store, "region": "us-east-1"}]
+    assert build.artifacts["inputs"] == [
+        {"name": "SourceCode", "store": store, "region": "us-east-1", "producer": "Source.Checkout"}
+    ]
     assert build.artifacts["outputs"] == [{"name": "BuildOutput"}]
     ecs = example_dag.task_dict["Deploy.ECS"]
     assert ecs.input_names == ["BuildOutput"]
@@ -76,7 +79,9 @@ def test_artifacts_compile_to_where_each_reader_finds_them(example_dag):
     # The Lambda deployment in eu-west-1 reads the bundle from that region's store (copied there first).
     lam = example_dag.task_dict["Deploy.Lambda"].artifacts
     assert (lam["store"], lam["region"]) == ("s3://release-artifacts-eu-west-1/runs", "eu-west-1")
-    assert lam["inputs"] == [{"name": "BuildOutput", "store": store, "region": "us-east-1"}]
+    assert lam["inputs"] == [
+        {"name": "BuildOutput", "store": store, "region": "us-east-1", "producer": "Build.Compile"}
+    ]
 
 
 def test_parallel_mode_allows_concurrent_runs():
@@ -90,19 +95,33 @@ def test_parallel_mode_allows_concurrent_runs():
 
 
 class FakeTI:
-    def __init__(self, outputs):
-        self.outputs = outputs
+    run_id = "run-2"
 
-    def xcom_pull(self, task_ids):
-        return self.outputs.get(task_ids)
+    def __init__(self, outputs, conf=None):
+        self.outputs, self.conf = outputs, conf or {}
+
+    def get_template_context(self):
+        return {"dag_run": SimpleNamespace(run_id=self.run_id, conf=self.conf)}
+
+    def xcom_pull(self, task_ids, run_id):
+        return self.outputs.get((run_id, task_ids))
 
 
 def test_release_output_resolves_and_explains_missing_values():
-    ti = FakeTI({"Build.Compile": {"IMAGE_URI": "repo:abc"}})
+    ti = FakeTI({("run-2", "Build.Compile"): {"IMAGE_URI": "repo:abc"}})
     assert compiler.release_output(ti, "Build.Compile", "Build", "IMAGE_URI") == "repo:abc"
     with pytest.raises(compiler.UnresolvedReference, match=r"#\{Build.NOPE\}.*has: IMAGE_URI"):
         compiler.release_output(ti, "Build.Compile", "Build", "NOPE")
     with pytest.raises(compiler.UnresolvedReference, match="recorded no outputs"):
+        compiler.release_output(ti, "Source.Checkout", "Source", "CommitId")
+
+
+def test_a_rollback_run_reads_the_outputs_of_earlier_stages_from_the_run_it_rolls_back_to():
+    outputs = {("run-1", "Build.Compile"): {"IMAGE_URI": "repo:old"}, ("run-2", "Deploy.Web"): {"Url": "new"}}
+    ti = FakeTI(outputs, conf={"rollback": {"stage": "Deploy", "target_run_id": "run-1"}})
+    assert compiler.release_output(ti, "Build.Compile", "Build", "IMAGE_URI") == "repo:old"
+    assert compiler.release_output(ti, "Deploy.Web", "Web", "Url") == "new"  # its own stage: this run's
+    with pytest.raises(compiler.UnresolvedReference, match="in run run-1, which this run rolls back to"):
         compiler.release_output(ti, "Source.Checkout", "Source", "CommitId")
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +17,7 @@ from include.localenv.environment import LocalEnvironment
 from include.sandbox import resources
 
 TEST_PIPELINES = Path(__file__).parent / "pipelines"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # The shortest approval timeout the integration environment lets specs set (ap-timeout.yaml runs out in seconds).
 APPROVAL_TIMEOUT_MIN_SECONDS = 10
 
@@ -203,3 +207,19 @@ class Mailbox:
             return pipeline, run_id
         detail = body.get("detail", {})
         return detail.get("pipeline"), detail.get("execution-id")
+
+
+def console_command(env: LocalEnvironment, user: str, *arguments: str) -> subprocess.CompletedProcess:
+    """`python -m release_orchestrator <arguments>` against the environment's api-server, as `user`."""
+    return subprocess.run(
+        [sys.executable, "-m", "release_orchestrator", *arguments, "--airflow-url", env.airflow_url],
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{REPO_ROOT / 'plugins'}{os.pathsep}{REPO_ROOT}",
+            "AIRFLOW_USER": user,
+            "AIRFLOW_PASSWORD": env.users[user],
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -16,9 +16,6 @@ whose build history (start and end of every build) shows which runs were in a st
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,7 +26,14 @@ from include.localenv.airflow_api import AirflowAPI, AirflowAPIError
 from include.sandbox.client import SandboxClient
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
 from tests.integration import helpers
-from tests.integration.helpers import aws_client, task_log, wait_for, wait_for_run, wait_for_task_state
+from tests.integration.helpers import (
+    aws_client,
+    console_command,
+    task_log,
+    wait_for,
+    wait_for_run,
+    wait_for_task_state,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -193,22 +197,6 @@ def test_a_newer_run_waiting_to_enter_a_stage_supersedes_the_one_waiting_there(
     mailbox.wait(SUPERSEDED, third, "SUCCEEDED")
     subjects = [m["Subject"] for m in mailbox.of(SUPERSEDED, second)]
     assert not [s for s in subjects if s.startswith("FAILED")], subjects
-
-
-def console_command(env, user: str, *arguments: str) -> subprocess.CompletedProcess:
-    """`python -m release_orchestrator <arguments>` against the environment's api-server, as `user`."""
-    return subprocess.run(
-        [sys.executable, "-m", "release_orchestrator", *arguments, "--airflow-url", env.airflow_url],
-        env={
-            **os.environ,
-            "PYTHONPATH": f"{REPO_ROOT / 'plugins'}{os.pathsep}{REPO_ROOT}",
-            "AIRFLOW_USER": user,
-            "AIRFLOW_PASSWORD": env.users[user],
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_a_disabled_transition_holds_runs_at_the_door_until_it_is_enabled(api, airflow_env, projects):

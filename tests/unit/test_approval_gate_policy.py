@@ -82,14 +82,31 @@ def test_who_started_a_run_the_triggering_user_and_the_webhooks_people():
 def test_actions_after_an_approval_run_only_when_it_was_approved():
     check = ApprovalsRequired([TASK, "Approval.Security"])
     decisions = {TASK: {"Outcome": "Approved"}}
-    ti = SimpleNamespace(task_id="Deploy.Web", xcom_pull=lambda task_ids, key: decisions.get(task_ids))
+    ti = SimpleNamespace(
+        task_id="Deploy.Web", run_id="r2", xcom_pull=lambda task_ids, key, run_id: decisions.get(task_ids)
+    )
+    context = {"ti": ti, "dag_run": SimpleNamespace(run_id="r2", conf={})}
     with pytest.raises(AirflowFailException, match="approval Approval.Security was not approved in this run"):
-        check({"ti": ti})
+        check(context)
     decisions["Approval.Security"] = {"Outcome": "Stopped"}
     with pytest.raises(AirflowFailException, match=r"\(its decision is Stopped\)"):
-        check({"ti": ti})
+        check(context)
     decisions["Approval.Security"] = {"Outcome": "Approved"}
-    check({"ti": ti})
+    check(context)
+
+
+def test_a_rollback_run_needs_the_approvals_of_the_run_it_rolls_back_to():
+    check = ApprovalsRequired([TASK])
+    decisions = {("r1", TASK): {"Outcome": "Approved"}}
+    ti = SimpleNamespace(
+        task_id="Deploy.Web", run_id="rb", xcom_pull=lambda task_ids, key, run_id: decisions.get((run_id, task_ids))
+    )
+    rollback = {"rollback": {"stage": "Deploy", "target_run_id": "r1"}}
+    check({"ti": ti, "dag_run": SimpleNamespace(run_id="rb", conf=rollback)})
+    rollback["rollback"]["target_run_id"] = "r0"  # a run whose approval was rejected
+    decisions[("r0", TASK)] = {"Outcome": "Rejected"}
+    with pytest.raises(AirflowFailException, match="not approved in run r0, which this run rolls back to"):
+        check({"ti": ti, "dag_run": SimpleNamespace(run_id="rb", conf=rollback)})
 
 
 def gated(*stages, **fields):
@@ -108,10 +125,16 @@ def test_the_compiler_puts_the_check_on_every_action_after_an_approval():
             execution_mode="PARALLEL",  # no stage doors, whose check would come with it (test_stage_entry.py)
         )
     )
-    hooks = {task_id: task._pre_execute_hook for task_id, task in dag.task_dict.items()}
-    assert hooks["Source.Checkout"] is None and hooks["Approval.SignOff"] is None
-    assert hooks["Approval.Security"].approval_task_ids == ["Approval.SignOff"]
-    assert hooks["Deploy.Confirm"].approval_task_ids == ["Approval.SignOff", "Approval.Security"]
+    required = {task_id: approvals_required(task) for task_id, task in dag.task_dict.items()}
+    assert required["Source.Checkout"] is None and required["Approval.SignOff"] is None
+    assert required["Approval.Security"] == ["Approval.SignOff"]
+    assert required["Deploy.Confirm"] == ["Approval.SignOff", "Approval.Security"]
+
+
+def approvals_required(task):
+    hook = task._pre_execute_hook
+    checks = getattr(hook, "checks", [hook])
+    return next((check.approval_task_ids for check in checks if isinstance(check, ApprovalsRequired)), None)
 
 
 @pytest.mark.parametrize(

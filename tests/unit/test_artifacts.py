@@ -212,7 +212,14 @@ def test_the_compiler_tells_a_reader_where_its_writer_put_the_artifact():
         "kms_key": None,
         "region": "eu-west-1",
         "aws_conn_id": "aws_default",
-        "inputs": [{"name": "BuildOutput", "store": "s3://release-artifacts/runs", "region": "us-east-1"}],
+        "inputs": [
+            {
+                "name": "BuildOutput",
+                "store": "s3://release-artifacts/runs",
+                "region": "us-east-1",
+                "producer": "Build.Compile",
+            }
+        ],
         "outputs": [],
     }
     assert artifact_kwargs(pipeline, pipeline.stages[0].actions[0])["outputs"] == [{"name": "SourceCode"}]
@@ -420,6 +427,30 @@ def test_a_deployment_in_another_region_copies_the_artifact_to_its_store_and_dep
     copied = boto3.client("s3", region_name="eu-west-1").get_object(Bucket=here.bucket, Key=here.key)
     assert copied["Body"].read() == b"bundle"
     assert context["ti"].xcom["artifacts"]["inputs"]["BuildOutput"].startswith(here.uri)
+
+
+def test_a_rollback_run_deploys_the_artifact_of_the_run_it_rolls_back_to_from_a_copy_of_its_own(bucket):
+    released = location(STORE, "art", "run-1", "BuildOutput")
+    bucket.put_object(Bucket=released.bucket, Key=released.key, Body=b"bundle of run 1")
+    failed = location(STORE, "art", "run-2", "BuildOutput")
+    bucket.put_object(Bucket=failed.bucket, Key=failed.key, Body=b"bundle of run 2")
+    context = run_context("rollback__Deploy__run-2", conf={"rollback": {"stage": "Deploy", "target_run_id": "run-1"}})
+    op = CodeDeployOperator(
+        task_id="EC2",
+        application_name="webapp-ec2",
+        deployment_group_name="production",
+        artifacts={
+            "store": STORE,
+            "region": REGION,
+            "aws_conn_id": "aws_default",
+            "inputs": [{"name": "BuildOutput", "store": STORE, "region": REGION, "producer": "Build.Compile"}],
+            "outputs": [],
+        },
+    )
+    revision = op.revision(context)
+    own = location(STORE, "art", "rollback__Deploy__run-2", "BuildOutput")
+    assert revision["s3Location"]["key"] == own.key
+    assert bucket.get_object(Bucket=own.bucket, Key=own.key)["Body"].read() == b"bundle of run 1"
 
 
 def test_commits_since_the_last_release_read_newest_first_and_a_long_list_is_cut(github_api):

@@ -159,10 +159,11 @@ def test_the_conditions_task_comes_before_the_stages_actions_and_a_skipped_stage
     assert conditions.rules[0]["configuration"]["variable"] == "{{ params['flavour'] }}"
     # The run holds the stage while it checks (or waits for a window), as while its actions run.
     assert dag.task_dict["Deploy.Enter"].action_task_ids == ["Deploy.Conditions", "Deploy.Ship"]
-    # The next stage runs after a skipped one (none failed); with result FAIL it keeps Airflow's default.
+    # The next stage runs after a skipped one (none failed), while a skipped Conditions skips its own stage.
     assert dag.task_dict["Final.Announce"].trigger_rule == "none_failed"
+    assert dag.task_dict["Deploy.Ship"].trigger_rule == "all_success"
     failing = build_dag(load_spec_text(spec(WINDOW_AND_ALARM, mode="PARALLEL")))
-    assert failing.task_dict["Final.Announce"].trigger_rule == "all_success"
+    assert failing.task_dict["Deploy.Conditions"].trigger_rule == "none_failed"
     assert failing.task_dict["Deploy.Conditions"].upstream_task_ids == {"Build.Compile"}
 
 

@@ -1,6 +1,7 @@
 """Who enters a stage (stages/entry.py) and how the compiler puts a door in front of each stage."""
 
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -166,6 +167,10 @@ class GuardTI:
         self.run_id = run_id
 
 
+def guard_context(run_id):
+    return {"ti": GuardTI(run_id), "dag_run": SimpleNamespace(run_id=run_id, conf={})}
+
+
 def guard_with(monkeypatch, states_by_run, entered_at):
     from release_orchestrator.stages import guard
 
@@ -180,7 +185,7 @@ def test_an_action_runs_while_its_run_holds_the_stage(monkeypatch):
         {"r1": states("success", "running"), "r2": states("deferred"), "r0": states("success", "success", "success")},
         {"r1": "2026-12-01T12:00:05.000001+00:00", "r0": "2026-12-01T12:00:00.000001+00:00"},
     )
-    check({"ti": GuardTI("r1")})
+    check(guard_context("r1"))
 
 
 def test_an_action_of_a_run_that_did_not_enter_its_stage_does_not_run(monkeypatch):
@@ -188,7 +193,7 @@ def test_an_action_of_a_run_that_did_not_enter_its_stage_does_not_run(monkeypatc
 
     check = guard_with(monkeypatch, {"r1": states("upstream_failed", "running")}, {})
     with pytest.raises(AirflowFailException, match="has not entered stage Deploy .Deploy.Enter is upstream_failed"):
-        check({"ti": GuardTI("r1")})
+        check(guard_context("r1"))
 
 
 def test_an_action_cleared_by_hand_does_not_run_beside_the_run_that_entered_after_its_own(monkeypatch):
@@ -199,24 +204,28 @@ def test_an_action_cleared_by_hand_does_not_run_beside_the_run_that_entered_afte
     entered = {"r1": "2026-12-01T12:00:00.000001+00:00", "r2": "2026-12-01T12:05:00.000001+00:00"}
     check = guard_with(monkeypatch, runs, entered)
     with pytest.raises(AirflowFailException, match="run r2 entered stage Deploy after this run and holds it"):
-        check({"ti": GuardTI("r1")})
-    check({"ti": GuardTI("r2")})  # the run that holds the stage goes on
+        check(guard_context("r1"))
+    check(guard_context("r2"))  # the run that holds the stage goes on
 
 
 def test_every_action_of_a_pipeline_with_doors_checks_its_stage_and_its_approvals():
     from release_orchestrator.gate.policy import ApprovalsRequired
     from release_orchestrator.pipeline.compiler import AllChecks
     from release_orchestrator.stages.guard import StageHeld
+    from release_orchestrator.stages.rollback import RollbackScope
 
     dag = build("QUEUED")
     checkout = dag.task_dict["Source.Checkout"]._pre_execute_hook
-    assert isinstance(checkout, StageHeld) and checkout.door.enter_task_id == "Source.Enter"
+    in_rollback, stage_check = checkout.checks
+    assert isinstance(in_rollback, RollbackScope) and in_rollback.stage == "Source"
+    assert isinstance(stage_check, StageHeld) and stage_check.door.enter_task_id == "Source.Enter"
     smoke = dag.task_dict["Deploy.Smoke"]._pre_execute_hook
     assert isinstance(smoke, AllChecks)
-    approvals, stage_check = smoke.checks
+    in_rollback, approvals, stage_check = smoke.checks
+    assert in_rollback.action_task_ids == ["Deploy.Web", "Deploy.Smoke"]
     assert isinstance(approvals, ApprovalsRequired) and approvals.approval_task_ids == ["Approval.SignOff"]
     assert stage_check.door == Door("Deploy", "Deploy.Enter", ("Deploy.Web", "Deploy.Smoke"), "QUEUED")
-    assert build("PARALLEL").task_dict["Source.Checkout"]._pre_execute_hook is None
+    assert isinstance(build("PARALLEL").task_dict["Source.Checkout"]._pre_execute_hook, RollbackScope)
 
 
 # ---- transitions (stages/transitions.py) --------------------------------------------------------

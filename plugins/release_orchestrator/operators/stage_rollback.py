@@ -87,7 +87,8 @@ class StageRollbackOperator(BaseOperator):
         except RollbackRefused as refused:
             raise AirflowFailException(f"stage {self.stage} failed and cannot be rolled back: {refused}") from None
         rollback = Rollback(self.stage_group, target.run_id, held_by=ti.run_id, reason=f"stage {self.stage} failed")
-        run_id = rollback_run_id(self.stage_group, ti.run_id, "")
+        # One per failure: a stage retried and failing again is rolled back again.
+        run_id = rollback_run_id(self.stage_group, f"{ti.run_id}__{ti.try_number}")
         started = {"RollbackRunId": run_id, "TargetRunId": target.run_id}
         # Recorded before the run exists: the rollback's actions go in on this run's hold only if it names them.
         ti.xcom_push("return_value", started)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from release_orchestrator.stages.entry import ENTER_TASK, state_value
+from release_orchestrator.stages.rollback import ROLLBACK_TASK
 
 RETRY_MODES = ("FAILED_ACTIONS", "ALL_ACTIONS")
 NOT_SUCCEEDED = frozenset({"failed", "upstream_failed", "skipped", "removed", None})
@@ -40,7 +41,7 @@ def tasks_to_retry(
         raise RetryRefused(f"no stage {stage!r}; the stages are {', '.join(names)}")
     index = names.index(stage)
     _, tasks = stages[index]
-    actions = [task for task in tasks if task.rpartition(".")[2] != ENTER_TASK]
+    actions = [task for task in tasks if task.rpartition(".")[2] not in (ENTER_TASK, ROLLBACK_TASK)]
     # Its own action failed (or was marked failed): a stage only waiting behind an earlier failure has
     # nothing of its own to retry, and running it would skip the stage that failed.
     if not any(state_value(states.get(task)) == "failed" for task in actions):

@@ -217,6 +217,15 @@ def held_for(dag_id: str, run_id: str, rollback: Rollback) -> bool:
     return state_value(states.get(rollback.held_by, {}).get(task_id)) in BUSY_STATES
 
 
-def rollback_run_id(stage: str, failed_run_id: str | None, at: str) -> str:
-    """The run id of a rollback: one per failed run (a retried rollback task finds its run), else per time."""
-    return f"{ROLLBACK_RUN_PREFIX}{stage}__{failed_run_id or at}"[:250]
+def rollback_run_id(stage: str, cause: str) -> str:
+    """The run id of a rollback of `stage`: `cause` is the failure's try, or the time of a manual rollback."""
+    return f"{ROLLBACK_RUN_PREFIX}{stage}__{cause}"[:250]
+
+
+def stage_actions(task_ids: Iterable[str]) -> list[str]:
+    """A stage's actions among its task ids (not its door, entry conditions or rollback)."""
+    from release_orchestrator.pipeline.conditions import CONDITIONS_TASK
+    from release_orchestrator.stages.entry import ENTER_TASK
+
+    helpers = (ENTER_TASK, CONDITIONS_TASK, ROLLBACK_TASK)
+    return [task_id for task_id in task_ids if task_id.rpartition(".")[2] not in helpers]

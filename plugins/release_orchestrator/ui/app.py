@@ -16,6 +16,9 @@
     POST /releases/api/pipelines/{dag_id}/runs/{run_id}/stop   {"reason": "...", "mode": "ABANDON" |
                                                  "STOP_AND_WAIT"}: abandon a run, or let its actions at work
                                                  finish and start nothing more (needs permission to change runs)
+    POST /releases/api/pipelines/{dag_id}/stages/{stage}/rollback   {"reason": "...", "target_run_id": null}:
+                                                 start a run that rolls the stage back to an earlier successful
+                                                 run (needs permission to trigger runs; stages/rollback.py)
 
 Plugin apps are anonymous unless they ask: every route here depends on Airflow's own `get_user` (the
 session cookie the UI sets, or a bearer token) and shows only the pipelines the auth manager lets the
@@ -72,6 +75,11 @@ class RetryRequest(BaseModel):
     mode: Literal["FAILED_ACTIONS", "ALL_ACTIONS"] = "FAILED_ACTIONS"
 
 
+class RollbackRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=transitions.MAX_REASON, pattern=r"\S")
+    target_run_id: str | None = Field(None, min_length=1, max_length=250)  # default: the latest that succeeded
+
+
 class StopRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=transitions.MAX_REASON, pattern=r"\S")
     # ABANDON: stop the AWS work now; STOP_AND_WAIT: let the actions at work finish, start nothing more.
@@ -87,17 +95,17 @@ def refusals() -> Iterator[None]:
         raise HTTPException(refused.status, str(refused)) from None
 
 
-def may_change(user: Any, dag_id: str, entity: DagAccessEntity | None = None) -> bool:
+def may_change(user: Any, dag_id: str, entity: DagAccessEntity | None = None, method: str = "PUT") -> bool:
     """Whether the auth manager lets `user` change the pipeline itself (no `entity`), or its runs or task
-    instances."""
+    instances (POST on runs: trigger one)."""
     return get_auth_manager().is_authorized_dag(
-        method="PUT", access_entity=entity, details=DagDetails(id=dag_id), user=user
+        method=method, access_entity=entity, details=DagDetails(id=dag_id), user=user
     )
 
 
-def require_change(user: Any, dag_id: str, entity: DagAccessEntity | None, doing: str) -> None:
+def require_change(user: Any, dag_id: str, entity: DagAccessEntity | None, doing: str, method: str = "PUT") -> None:
     """403 unless `user` may change what `doing` changes (see may_change)."""
-    if not may_change(user, dag_id, entity):
+    if not may_change(user, dag_id, entity, method):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"{Reviewer.of(user).name} may not {doing} {dag_id}")
 
 
@@ -198,6 +206,18 @@ def create_app() -> FastAPI:
         with refusals():
             stopped = how(session, dag_id, run_id, Reviewer.of(user), body.reason.strip())
         return {"pipeline": dag_id, "run_id": run_id, "mode": body.mode, "stopped": stopped}
+
+    @app.post("/api/pipelines/{dag_id}/stages/{stage}/rollback")
+    def rollback(
+        dag_id: str, stage: str, body: RollbackRequest, user: GetUserDep, session: SessionDep, pipelines: Pipelines
+    ) -> dict[str, Any]:
+        readable(dag_id, pipelines)
+        require_change(user, dag_id, DagAccessEntity.RUN, "roll back stages of", method="POST")
+        with refusals():
+            started = operations.rollback_stage(
+                session, dag_id, stage, body.target_run_id, Reviewer.of(user), body.reason.strip()
+            )
+        return {"pipeline": dag_id, **started}
 
     @app.get("/api/metrics")
     def metrics(

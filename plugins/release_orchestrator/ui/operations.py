@@ -1,4 +1,5 @@
-"""What the release console's API changes (ui/app.py): transitions, retrying a failed stage, stopping a run.
+"""What the release console's API changes (ui/app.py): transitions, retrying a failed stage, stopping a run,
+rolling a stage back.
 
 Each runs in the api-server with the request's database session, after the route checked the user's
 permission, and leaves an entry in Airflow's audit log naming the user.
@@ -51,14 +52,20 @@ def set_transition(session: Session, dag_id: str, stage: str, *, enabled: bool, 
 
 
 # ---- runs -------------------------------------------------------------------------------------------
-def _dag_and_run(session: Session, dag_id: str, run_id: str) -> tuple[Any, DagRun]:
+def _dag(session: Session, dag_id: str) -> Any:
     from airflow.models.serialized_dag import SerializedDagModel
 
-    run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
     dag = SerializedDagModel.get_dag(dag_id, session=session)
-    if run is None or dag is None:
+    if dag is None:
+        raise OperationRefused(f"no pipeline {dag_id!r}", status=404)
+    return dag
+
+
+def _dag_and_run(session: Session, dag_id: str, run_id: str) -> tuple[Any, DagRun]:
+    run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+    if run is None:
         raise OperationRefused(f"pipeline {dag_id!r} has no run {run_id!r}", status=404)
-    return dag, run
+    return _dag(session, dag_id), run
 
 
 def retry_stage(session: Session, dag_id: str, run_id: str, stage: str, mode: str, by: str) -> list[str]:
@@ -150,3 +157,64 @@ def stop_run(session: Session, dag_id: str, run_id: str, reviewer: Reviewer, rea
         session.flush()
     session.commit()
     return sorted({ti.task_id for tis in stopped for ti in tis})
+
+
+# ---- rollback (stages/rollback.py) ---------------------------------------------------------------------
+def rollback_stage(
+    session: Session, dag_id: str, stage: str, target_run_id: str | None, reviewer: Reviewer, reason: str
+) -> dict[str, str]:
+    """Start a run that rolls `stage` back to `target_run_id` (default: the latest run in which the stage
+    succeeded). It passes the stage's door like any run."""
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.utils.types import DagRunTriggeredByType
+
+    from release_orchestrator.stages.rollback import (
+        Candidate,
+        Rollback,
+        RollbackRefused,
+        choose_target,
+        rollback_run_conf,
+        rollback_run_id,
+        stage_actions,
+    )
+
+    dag = _dag(session, dag_id)
+    stages = stages_in_order(dag)
+    names = [name for name, _ in stages]
+    if stage not in names:
+        raise OperationRefused(f"pipeline {dag_id!r} has no stage {stage!r}; its stages: {', '.join(names)}", 404)
+    if stage == names[0]:
+        raise OperationRefused(f"stage {stage} is the pipeline's first: there is no earlier stage to reuse")
+    actions = stage_actions(dict(stages)[stage])
+    states: dict[str, dict[str, Any]] = {}
+    for run_id, task_id, state in session.execute(
+        select(TaskInstance.run_id, TaskInstance.task_id, TaskInstance.state).where(
+            TaskInstance.dag_id == dag_id, TaskInstance.task_id.in_(actions), TaskInstance.map_index < 0
+        )
+    ):
+        states.setdefault(run_id, {})[task_id] = state
+    runs = session.execute(
+        select(DagRun.run_id, DagRun.run_after, DagRun.conf).where(
+            DagRun.dag_id == dag_id, DagRun.run_id.in_(list(states))
+        )
+    )
+    candidates = [Candidate(run_id, run_after, conf, states[run_id]) for run_id, run_after, conf in runs]
+    try:
+        target = choose_target(candidates, stage, actions, wanted=target_run_id, excluding=None)
+    except RollbackRefused as refused:
+        raise OperationRefused(str(refused)) from None
+    at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    rollback = Rollback(stage, target.run_id, reason=f"{reviewer.name}: {reason}")
+    run = trigger_dag(
+        dag_id,
+        triggered_by=DagRunTriggeredByType.REST_API,
+        triggering_user_name=reviewer.name,
+        run_id=rollback_run_id(stage, at),
+        conf=rollback_run_conf(target.conf, rollback),
+        note=f"Rollback of stage {stage} to run {target.run_id} by {reviewer.name}: {reason}",
+        session=session,
+    )
+    text = f"rollback of stage {stage} to run {target.run_id} by {reviewer.name}: {reason}"
+    _audit(session, "stage.rolled_back", dag_id, run.run_id, reviewer.name, text)
+    session.commit()
+    return {"run_id": run.run_id, "target_run_id": target.run_id, "stage": stage}
