@@ -285,15 +285,20 @@ def test_stage_rules_and_action_timeouts_are_carried_or_listed_never_dropped():
     source["onFailure"] = {"result": "FAIL"}  # what a failed stage does here: carried, nothing to write
     build["beforeEntry"] = {"conditions": [{"result": "FAIL", "rules": [{"name": "Window"}]}]}
     build["onFailure"] = {"result": "ROLLBACK"}
+    definition["stages"][2]["onFailure"] = {"result": "RETRY", "retryConfiguration": {"retryMode": "ALL_ACTIONS"}}
     result = import_codepipeline(definition)
     pipeline = load_spec_text(result.yaml)
     assert pipeline.stages[1].actions[0].timeout_minutes == 45
+    assert pipeline.stages[1].on_failure == {"result": "ROLLBACK"}
     assert [(n.stage, n.rule) for n in result.not_carried] == [
         (build["name"], "beforeEntry"),
-        (build["name"], "onFailure"),
+        (definition["stages"][2]["name"], "onFailure"),
     ]
     assert not result.complete and result.errors == []  # exit 3: the spec is written, something was left out
-    assert '#   onFailure: {"result":"ROLLBACK"}' in result.yaml and "# NOT CARRIED: beforeEntry" in result.yaml
+    assert '#   onFailure: {"result":"RETRY",' in result.yaml and "# NOT CARRIED: beforeEntry" in result.yaml
+    # The first stage has nothing before it to reuse: its ROLLBACK is listed, not carried.
+    source["onFailure"] = {"result": "ROLLBACK"}
+    assert ("Source", "onFailure") in [(n.stage, n.rule) for n in import_codepipeline(definition).not_carried]
     assert any("someFutureField='x' has no equivalent" in n for n in result.notes)
 
 

@@ -167,14 +167,23 @@ def test_a_rollback_runs_conf_carries_the_targets_variables_and_a_malformed_one_
 
 # ---- a rollback run's tasks ----------------------------------------------------------------------------------
 def scope_context(conf):
-    return {"ti": SimpleNamespace(dag_id="rb", run_id="rb-1"), "dag_run": SimpleNamespace(run_id="rb-1", conf=conf)}
+    return {
+        "ti": SimpleNamespace(dag_id="rb", run_id="rb-1", task_id="Build.Compile"),
+        "dag_run": SimpleNamespace(run_id="rb-1", conf=conf),
+        "dag": SimpleNamespace(task_ids=["Build.Compile", *ACTIONS]),
+    }
 
 
 def test_in_a_rollback_run_only_the_stage_runs_and_only_when_its_target_checks_out(monkeypatch):
+    from airflow.sdk.execution_time import task_runner
+
+    sent = []
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", SimpleNamespace(send=sent.append), raising=False)
     conf = {"rollback": {"stage": "Deploy", "target_run_id": "r1"}}
     RollbackScope("Deploy", ACTIONS)(scope_context({}))  # an ordinary run: nothing to check
     with pytest.raises(AirflowSkipException, match="rollback run of stage Deploy: stage Build does not run"):
         RollbackScope("Build", ["Build.Compile"])(scope_context(conf))
+    assert sent == []  # no other stage's task to skip (a pipeline without doors: no door held)
     targets = {"r1": run("r1", 1, "success", "success")}
     monkeypatch.setattr(RollbackScope, "read_target", lambda self, dag_id, run_id: targets.get(run_id))
     RollbackScope("Deploy", ACTIONS)(scope_context(conf))
@@ -231,3 +240,38 @@ def test_the_failed_run_waits_until_its_rollbacks_actions_have_ended(monkeypatch
         "the rollback of stage Deploy to run r1 (run rollback__Deploy__r2) failed: Deploy.Smoke failed"
         in (written["failure_reason"])
     )
+
+
+def test_a_rollback_run_at_a_door_supersedes_no_release_but_a_newer_release_supersedes_it():
+    from release_orchestrator.stages.entry import Door, decide
+
+    door = Door("Deploy", "Deploy.Enter", tuple(ACTIONS), "SUPERSEDED")
+    rollback = "rollback__Deploy__2026-12-01T12:05:00"
+    order = {"r1": (T0, "r1"), rollback: (T0 + timedelta(minutes=5), rollback), "r3": (T0 + timedelta(minutes=9), "r3")}
+    waiting = {"Deploy.Enter": "scheduled"}
+    runs = {"r1": {"Deploy.Enter": "deferred"}, rollback: waiting}
+    assert decide(door, "r1", runs, order.get, may_yield=False).kind == "enter"
+    runs = {rollback: {"Deploy.Enter": "deferred"}, "r3": waiting}
+    assert decide(door, rollback, runs, order.get, may_yield=False).kind == "superseded"
+
+
+def test_the_first_task_of_another_stage_skips_the_rest_of_the_rollback_run_at_once(monkeypatch):
+    from airflow.sdk.execution_time import task_runner
+
+    from release_orchestrator.stages import rollback as module
+
+    sent = []
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", SimpleNamespace(send=sent.append), raising=False)
+    dag = build_dag(load_spec_text(spec()))
+    context = {
+        "ti": SimpleNamespace(dag_id="rb", run_id="rb-1", task_id="Build.Enter"),
+        "dag_run": SimpleNamespace(run_id="rb-1", conf={"rollback": {"stage": "Deploy", "target_run_id": "r1"}}),
+        "dag": dag,
+    }
+    held = {"now": False}
+    monkeypatch.setattr(module, "held_for", lambda dag_id, run_id, rollback: held["now"])
+    module.skip_other_stages(context, rollback_of(context["dag_run"].conf))
+    assert sorted(sent[-1].tasks) == ["Build.Compile", "Final.Announce", "Final.Enter"]
+    held["now"] = True  # the failed run holds Deploy for this rollback: its door is skipped too
+    module.skip_other_stages(context, rollback_of(context["dag_run"].conf))
+    assert sorted(sent[-1].tasks) == ["Build.Compile", "Deploy.Enter", "Final.Announce", "Final.Enter"]

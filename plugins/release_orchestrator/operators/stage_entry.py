@@ -25,7 +25,7 @@ from release_orchestrator.notifications.messages import now_iso
 from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY
 from release_orchestrator.stages import snapshot, transitions
 from release_orchestrator.stages.entry import RUN_AFTER_XCOM_KEY, Door, entered, superseded_record
-from release_orchestrator.stages.rollback import RollbackRefused, held_for, run_rollback
+from release_orchestrator.stages.rollback import RollbackRefused, held_for, run_rollback, skip_other_stages
 from release_orchestrator.triggers.stage_entry import StageEntryTrigger
 
 # How long a run let to the door out of turn steps back. Longer than a scheduler loop, so the
@@ -133,6 +133,7 @@ class StageEntryOperator(BaseOperator):
         if rollback is None:
             return
         if not rollback.in_stage(self.task_id):
+            skip_other_stages(context, rollback)
             raise AirflowSkipException(f"rollback run of stage {rollback.stage}: stage {self.stage} does not run")
         ti = context["ti"]
         if held_for(ti.dag_id, ti.run_id, rollback):

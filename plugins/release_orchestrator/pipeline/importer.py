@@ -331,8 +331,7 @@ _STAGE_RULES = {
     "the stage starts as soon as the previous one succeeds",
     "onSuccess": "success conditions (e.g. an alarm watched after the stage) are not supported yet: the stage "
     "succeeds when its actions do",
-    "onFailure": "only result FAIL (a failed stage fails the run) is supported yet: rollback, retry and "
-    "failure conditions are not",
+    "onFailure": "only results FAIL and ROLLBACK are supported yet: retry and failure conditions are not",
 }
 
 # A stage entry rule's configuration keys (pipeline/conditions.py).
@@ -376,7 +375,7 @@ class _Importer:
         self.unmapped: list[Unmapped] = []
         self.not_carried: list[NotCarried] = []
         self.stage_comments: dict[str, list[str]] = {}  # stage name -> comment lines above it
-        self.entry_conditions: dict[str, dict] = {}  # stage name -> before_entry
+        self.stage_fields: dict[str, dict] = {}  # stage name -> its before_entry and on_failure
         self.connections: dict[str, str] = {}
         self.notes: list[str] = []  # pipeline-wide
         self.change_triggers: list[dict[str, Any]] = []  # source actions that detect changes, as triggers
@@ -414,7 +413,7 @@ class _Importer:
             spec["variables"] = [{k: v for k, v in var.items() if v is not None} for var in variables]
         stages = [self.stage(s) for s in d["stages"]]
         self.drop_unwritten_inputs(stages)
-        self.stage_comments = {s["name"]: self.stage_rules(s) for s in d["stages"]}
+        self.stage_comments = {s["name"]: self.stage_rules(s, s is d["stages"][0]) for s in d["stages"]}
         triggers = [self.trigger(t) for t in d.get("triggers") or []]
         # CodePipeline starts a run on a source change when the action detects changes and no trigger of
         # the pipeline names that action (a trigger overrides DetectChanges): the same, as a trigger.
@@ -426,7 +425,7 @@ class _Importer:
         spec["stages"] = [
             {
                 "name": name,
-                **({"before_entry": self.entry_conditions[name]} if name in self.entry_conditions else {}),
+                **self.stage_fields.get(name, {}),
                 "actions": [item[1] for item in items if item[0] == "action"],
             }
             for name, items in stages
@@ -542,7 +541,7 @@ class _Importer:
                 )
         return out
 
-    def stage_rules(self, stage: dict) -> list[str]:
+    def stage_rules(self, stage: dict, first: bool) -> list[str]:
         """The stage's V2 rules (beforeEntry, onSuccess, onFailure), each carried or listed as not carried;
         returns the comment lines that show the ones left out in the written spec."""
         shown = []
@@ -553,10 +552,15 @@ class _Importer:
             if rule == "onFailure" and set(value) == {"result"} and value["result"] == "FAIL":
                 continue  # what a failed stage does here anyway: the run fails and later stages do not start
             reason = _STAGE_RULES[rule]
+            if rule == "onFailure" and set(value) == {"result"} and value["result"] == "ROLLBACK":
+                if not first:
+                    self.stage_fields.setdefault(stage["name"], {})["on_failure"] = {"result": "ROLLBACK"}
+                    continue
+                reason = "the first stage cannot be rolled back here (there is no earlier stage to reuse)"
             if rule == "beforeEntry":
                 condition, problem = self.entry_condition(value)
                 if condition is not None:
-                    self.entry_conditions[stage["name"]] = condition
+                    self.stage_fields.setdefault(stage["name"], {})["before_entry"] = condition
                     continue
                 reason = f"{problem}; the stage starts as soon as the previous one succeeds"
             self.not_carried.append(NotCarried(stage["name"], rule, reason))
@@ -1128,8 +1132,8 @@ def _render(d: dict, source: str, spec: dict, stages: list, imported: _Importer)
             out.append("    #   actions:")
         else:
             out += _dump([{"name": name}], 4)
-            if name in imported.entry_conditions:
-                out += _dump({"before_entry": imported.entry_conditions[name]}, 6)
+            if name in imported.stage_fields:
+                out += _dump(imported.stage_fields[name], 6)
             out.append("      actions:")
         for kind, action, extra in items:
             if kind == "action":

@@ -66,6 +66,13 @@ class Decision:
         return self.kind if self.other is None else f"{self.kind} ({self.other})"
 
 
+ROLLBACK_RUN_PREFIX = "rollback__"  # the run id of a rollback run starts with it (stages/rollback.py)
+
+
+def is_rollback_run(run_id: str) -> bool:
+    return run_id.startswith(ROLLBACK_RUN_PREFIX)
+
+
 def state_value(state: Any) -> str | None:
     """A task state as its plain string (the Task SDK may give enum members)."""
     return getattr(state, "value", state)
@@ -118,7 +125,8 @@ def decide(
     others = {other: states for other, states in states_by_run.items() if other != run_id}
     if door.mode == "SUPERSEDED":
         for other, states in sorted(others.items()):
-            if (waits(door, states) or passed(door, states)) and newer(other):
+            # A rollback (stages/rollback.py) restores an earlier release: it supersedes no release.
+            if (waits(door, states) or passed(door, states)) and newer(other) and not is_rollback_run(other):
                 return Decision("superseded", other)
     elif may_yield:
         older_waiting = sorted(

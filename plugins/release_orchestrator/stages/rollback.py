@@ -4,8 +4,9 @@ A rollback is a run of its own, of the same pipeline, whose conf names the stage
 to (``{"rollback": {"stage": ..., "target_run_id": ...}}``; the target run's other conf is copied beside
 it, so ``#{variables.*}`` are the target's). In that run:
 
-- only the stage's tasks work; every other stage's tasks skip themselves (`RollbackScope`, and the doors in
-  operators/stage_entry.py), so the grid shows what ran;
+- only the stage's tasks work: the first task of another stage to run (its first door, or its first action
+  when it has no doors) skips every other stage's tasks at once (`skip_other_stages`), so the grid shows what
+  ran and no door is waited at for nothing;
 - what the stage's actions read from earlier stages (``#{Namespace.Var}`` outputs, input artifacts,
   approval decisions) is read from the target run (`results_run`): the stage deploys exactly what that
   run deployed;
@@ -25,11 +26,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from release_orchestrator.stages.entry import state_value
+from release_orchestrator.stages.entry import ROLLBACK_RUN_PREFIX, state_value
 
 ROLLBACK_CONF_KEY = "rollback"
 ROLLBACK_TASK = "Rollback"  # task id, inside a stage's group, of the automatic rollback (on_failure ROLLBACK)
-ROLLBACK_RUN_PREFIX = "rollback__"
 ROLLBACK_XCOM_KEYS = ("RollbackRunId", "TargetRunId")
 
 
@@ -181,9 +181,10 @@ class RollbackScope:
             rollback = run_rollback(context)
             if rollback is None:
                 return
-            if rollback.stage != self.stage:
-                raise AirflowSkipException(f"rollback run of stage {rollback.stage}: stage {self.stage} does not run")
             ti = context["ti"]
+            if rollback.stage != self.stage:
+                skip_other_stages(context, rollback)
+                raise AirflowSkipException(f"rollback run of stage {rollback.stage}: stage {self.stage} does not run")
             check_target(rollback, ti.run_id, self.read_target(ti.dag_id, rollback.target_run_id), self.action_task_ids)
         except RollbackRefused as refused:
             raise AirflowFailException(str(refused)) from None
@@ -197,6 +198,30 @@ class RollbackScope:
             return None
         states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, task_ids=self.action_task_ids, run_ids=[run_id])
         return Candidate(run_id, run.run_after, run.conf, states.get(run_id, {}))
+
+
+def skip_other_stages(context: Any, rollback: Rollback) -> None:
+    """Skip, in one call, every task of a rollback run outside its stage (Preflight aside), and the stage's door
+    when the failed run holds the stage for it: the first such task to run does it for all, so none of them
+    waits for a worker, or for a door another run is waiting at (a door lets one run's Enter be active at a
+    time, and a held rollback must not wait behind the runs the hold keeps out)."""
+    from airflow.sdk.execution_time.comms import SkipDownstreamTasks
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    from release_orchestrator.pipeline.model import PREFLIGHT_GROUP
+    from release_orchestrator.stages.entry import ENTER_TASK
+
+    ti = context["ti"]
+    others = [
+        task_id
+        for task_id in context["dag"].task_ids
+        if task_id != ti.task_id and not rollback.in_stage(task_id) and not task_id.startswith(f"{PREFLIGHT_GROUP}.")
+    ]
+    door = f"{rollback.stage}.{ENTER_TASK}"
+    if door in context["dag"].task_ids and held_for(ti.dag_id, ti.run_id, rollback):
+        others.append(door)
+    if others:
+        SUPERVISOR_COMMS.send(SkipDownstreamTasks(tasks=others))
 
 
 def held_for(dag_id: str, run_id: str, rollback: Rollback) -> bool:

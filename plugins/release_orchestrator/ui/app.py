@@ -134,7 +134,7 @@ def create_app() -> FastAPI:
         offset: int = Query(0, ge=0),
         limit: int = Query(25, ge=1, le=MAX_PAGE),
         state: str | None = Query(None, pattern="^(queued|running|success|failed)$"),
-        started_by: str | None = Query(None, pattern="^(webhook|event|schedule|manual|backfill)$"),
+        started_by: str | None = Query(None, pattern="^(webhook|event|schedule|manual|backfill|rollback)$"),
     ) -> dict[str, Any]:
         readable(dag_id, pipelines)
         return queries.history(session, dag_id, offset=offset, limit=limit, state=state, how=started_by)

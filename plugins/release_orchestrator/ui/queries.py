@@ -29,6 +29,7 @@ from release_orchestrator.gate.policy import APPROVAL_OPERATORS, run_authors
 from release_orchestrator.notifications.publishing import WAIT_XCOM_KEY
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.compiler import TAG
+from release_orchestrator.stages.rollback import ROLLBACK_RUN_PREFIX
 
 RUNNING_STATES = frozenset({"running", "queued", "scheduled", "deferred", "up_for_retry", "up_for_reschedule"})
 FAILED_STATES = frozenset({"failed", "upstream_failed"})
@@ -78,9 +79,11 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def started_by(run: DagRun) -> str:
-    """How a run started: webhook, event, schedule, manual, or (later) rollback."""
+    """How a run started: webhook, event, schedule, manual, backfill or rollback (stages/rollback.py)."""
     if run.run_id.startswith("webhook__"):
         return "webhook"
+    if run.run_id.startswith(ROLLBACK_RUN_PREFIX):
+        return "rollback"
     if run.run_type == "asset_triggered":
         return "event"
     if run.run_type == "scheduled":
@@ -268,13 +271,14 @@ def history(
     conditions = [DagRun.dag_id == dag_id]
     if state:
         conditions.append(DagRun.state == state)
-    if how == "webhook":
-        conditions.append(DagRun.run_id.startswith("webhook__"))
+    prefixes = {"webhook": "webhook__", "rollback": ROLLBACK_RUN_PREFIX}
+    if how in prefixes:
+        conditions.append(DagRun.run_id.startswith(prefixes[how]))
     elif how:
         run_type = {"event": "asset_triggered", "schedule": "scheduled", "backfill": "backfill"}.get(how, "manual")
         conditions.append(DagRun.run_type == run_type)
         if how == "manual":
-            conditions.append(~DagRun.run_id.startswith("webhook__"))
+            conditions += [~DagRun.run_id.startswith(prefix) for prefix in prefixes.values()]
     total = session.scalar(select(func.count()).select_from(DagRun).where(*conditions)) or 0
     runs = session.scalars(
         select(DagRun)
