@@ -94,6 +94,7 @@ def get_provider_info() -> dict:
                     f"{_PACKAGE}.operators.approval",
                     f"{_PACKAGE}.operators.stage_entry",
                     f"{_PACKAGE}.operators.stage_conditions",
+                    f"{_PACKAGE}.operators.stage_rollback",
                 ],
             },
             {
@@ -174,6 +175,7 @@ def get_provider_info() -> dict:
                     f"{_PACKAGE}.triggers.approval",
                     f"{_PACKAGE}.triggers.stage_entry",
                     f"{_PACKAGE}.triggers.stage_conditions",
+                    f"{_PACKAGE}.triggers.stage_rollback",
                     f"{_PACKAGE}.events.trigger",
                 ],
             },

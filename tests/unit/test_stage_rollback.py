@@ -86,7 +86,7 @@ def test_on_failure_errors_name_the_stage_and_field(text, where, message):
 def test_a_stage_that_rolls_back_gets_a_rollback_task_beside_its_actions_that_holds_the_stage():
     dag = build_dag(load_spec_text(spec()))
     rollback = dag.task_dict["Deploy.Rollback"]
-    assert rollback.trigger_rule == "all_done"
+    assert rollback.is_teardown and rollback.trigger_rule == "all_done_setup_success"  # runs once they all ended
     assert rollback.upstream_task_ids == set(ACTIONS)
     assert rollback.downstream_task_ids == set()  # the next stage never waits for it
     assert rollback.action_task_ids == ACTIONS and rollback.stage_group == "Deploy"

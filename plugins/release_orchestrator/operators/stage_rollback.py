@@ -1,6 +1,7 @@
 """<Stage>.Rollback: a stage's automatic rollback (`on_failure: {result: ROLLBACK}`, stages/rollback.py).
 
-It runs once the stage's actions have all ended (trigger rule all_done):
+It runs once the stage's actions have all ended, as an Airflow teardown task (its own result does not decide the
+run's: a run whose stage failed ends failed):
 - no action of the stage failed in this run (it succeeded, or an earlier stage failed): skipped;
 - this run is a rollback itself: skipped (a failed rollback is not rolled back again);
 - otherwise it starts a rollback run of the stage to the latest run in which the stage succeeded, and
@@ -56,11 +57,13 @@ class StageRollbackOperator(BaseOperator):
         check_interval: float = DEFAULT_CHECK_INTERVAL,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.stage, self.stage_group = stage, stage_group
         self.action_task_ids = list(action_task_ids)
         self.check_interval = float(check_interval)
+        # A teardown: it runs once the actions have all ended, whatever they did, and the run's result is theirs
+        # (a run whose stage failed ends failed, however its rollback went).
+        self.as_teardown()
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
