@@ -14,12 +14,15 @@ RELEASE_NOTES_MAX_COMMITS = 50  # a longer list in an approval message is cut, s
 
 
 def last_release(dag_id: str, final_task_ids: list[str], current_run_id: str) -> str | None:
-    """The run id of the pipeline's last release before `current_run_id`, or None.
+    """The run id of the pipeline's last release before `current_run_id` (for a rollback: the run it rolled
+    back to, whose sources it released), or None.
 
     One call for the final actions' states in every run, then one per release to learn when it ended: the
     cost grows with the releases the metadata DB keeps."""
     from airflow.sdk.execution_time.comms import DagRunResult, GetDagRun
     from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS, RuntimeTaskInstance
+
+    from release_orchestrator.stages.rollback import rollback_of
 
     states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, task_ids=list(final_task_ids))
     released = [
@@ -33,7 +36,9 @@ def last_release(dag_id: str, final_task_ids: list[str], current_run_id: str) ->
     for run_id in released:
         run = SUPERVISOR_COMMS.send(GetDagRun(dag_id=dag_id, run_id=run_id))
         if isinstance(run, DagRunResult):
-            ended.append((run.end_date or run.run_after, run_id))
+            # A rollback released what the run it rolled back to had (stages/rollback.py): its sources' outputs.
+            rollback = rollback_of(run.conf)
+            ended.append((run.end_date or run.run_after, rollback.target_run_id if rollback else run_id))
     return max(ended)[1] if ended else None
 
 

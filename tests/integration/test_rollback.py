@@ -28,6 +28,7 @@ from tests.integration.helpers import (
     wait_for_run,
     wait_for_task_state,
 )
+from tests.integration.test_release_console import Session
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ PIPELINE = "rb-release"
 FUNCTION = "rb-tests-function"
 SOURCE_KEY = "rb-tests/function.zip"
 DEPLOYED_KEY = "rb-tests/deployed/function.zip"
-SMOKE_OK, SMOKE_FAIL = "rb-smoke-ok", "rb-smoke-fail"
+SMOKE_OK, SMOKE_FAIL, SMOKE_HANG = "rb-smoke-ok", "rb-smoke-fail", "rb-smoke-hang"
 
 
 def function_zip(marker: str) -> bytes:
@@ -51,7 +52,7 @@ def sha256(code: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def world(airflow_env, api):
-    """The function (version 1 behind `live`), the two smoke projects (one fails: a sandbox fault)."""
+    """The function (version 1 behind `live`), the smoke projects (one fails, one hangs: sandbox faults)."""
     api.wait_for_dag(PIPELINE, timeout=240)
     functions = aws_client(airflow_env, "lambda", resources.SECOND_REGION)
     functions.create_function(
@@ -64,9 +65,10 @@ def world(airflow_env, api):
     )
     functions.create_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS, FunctionVersion="1")
     codebuild = aws_client(airflow_env, "codebuild")
-    for project in (SMOKE_OK, SMOKE_FAIL):
+    for project in (SMOKE_OK, SMOKE_FAIL, SMOKE_HANG):
         create_build_project(codebuild, project, "acme/rollback", "version: 0.2\nphases: {build: {commands: [make]}}\n")
-    SandboxClient(airflow_env.sandbox_url).set_faults({"codebuild": {SMOKE_FAIL: {"mode": "fail"}}})
+    faults = {SMOKE_FAIL: {"mode": "fail"}, SMOKE_HANG: {"mode": "hang"}}
+    SandboxClient(airflow_env.sandbox_url).set_faults({"codebuild": faults})
     return {"lambda": functions, "s3": aws_client(airflow_env, "s3"), "codebuild": codebuild}
 
 
@@ -168,6 +170,12 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     assert live_code(api, world, manual) == sha256(first_code)
     assert world["s3"].get_object(Bucket=resources.ARTIFACT_BUCKET, Key=DEPLOYED_KEY)["Body"].read() == first_code
 
+    # The console's run history tells rollbacks apart.
+    console = Session(airflow_env, "developer")
+    history = console.get(f"/releases/api/pipelines/{PIPELINE}/runs", started_by="rollback").json()
+    assert {r["run_id"] for r in history["runs"]} == {rollback, manual}
+    assert all(r["started_by"] == "rollback" for r in history["runs"])
+
 
 def test_a_run_started_with_a_forged_rollback_deploys_nothing(api, world):
     # Someone who may trigger runs names, as the run to go back to, one whose Deploy never succeeded.
@@ -186,3 +194,16 @@ def test_a_run_started_with_a_forged_rollback_deploys_nothing(api, world):
     assert world["lambda"].get_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS)["FunctionVersion"] == before
     log = api.task_log(PIPELINE, forged, "Deploy.Lambda")
     assert f"its actions did not all succeed in run {never}" in log
+
+
+def test_a_run_marked_failed_as_a_whole_ends_failed_and_is_not_rolled_back(api, world):
+    # Airflow leaves a run with a teardown (the Rollback task) still to run unset, to decide later from its
+    # last tasks, which the marking skipped: the gate ends it failed and skips its Rollback.
+    run_id = release(api, world, function_zip(f"stopped {time.time()}"), smoke_project=SMOKE_HANG)
+    wait_for_task_state(api, PIPELINE, run_id, "Deploy.Smoke", {"deferred"}, timeout=240)
+    api.request("PATCH", f"/dags/{PIPELINE}/dagRuns/{run_id}", json={"state": "failed"})
+    assert wait_for_run(api, PIPELINE, run_id, timeout=60)["state"] == "failed"
+    states = ti_states(api, PIPELINE, run_id)
+    assert (states["Deploy.Smoke"], states["Deploy.Rollback"]) == ("failed", "skipped"), states
+    runs = api.request("GET", f"/dags/{PIPELINE}/dagRuns", params={"limit": 100})["dag_runs"]
+    assert not [r for r in runs if r["dag_run_id"].startswith(f"rollback__Deploy__{run_id}")]

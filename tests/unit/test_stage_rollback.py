@@ -275,3 +275,36 @@ def test_the_first_task_of_another_stage_skips_the_rest_of_the_rollback_run_at_o
     held["now"] = True  # the failed run holds Deploy for this rollback: its door is skipped too
     module.skip_other_stages(context, rollback_of(context["dag_run"].conf))
     assert sorted(sent[-1].tasks) == ["Build.Compile", "Deploy.Enter", "Final.Announce", "Final.Enter"]
+
+
+def test_after_a_rollback_the_last_release_is_the_run_it_rolled_back_to(monkeypatch):
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import DagRunResult
+
+    from release_orchestrator.releases import last_release
+
+    def run_result(run_id, minutes, conf=None):
+        at = T0 + timedelta(minutes=minutes)
+        return DagRunResult(
+            dag_id="rb", run_id=run_id, logical_date=None, data_interval_start=None, data_interval_end=None,
+            run_after=at, start_date=at, end_date=at, run_type="manual", state="success", conf=conf,
+            consumed_asset_events=[], partition_key=None,
+        )  # fmt: skip
+
+    runs = {
+        "r1": run_result("r1", 1),
+        "r2": run_result("r2", 2),
+        "rollback__Deploy__r2": run_result(
+            "rollback__Deploy__r2", 3, {"rollback": {"stage": "Deploy", "target_run_id": "r1"}}
+        ),
+    }
+    states = {
+        "r1": {"Deploy.Ship": "success"},
+        "r2": {"Deploy.Ship": "failed"},
+        "rollback__Deploy__r2": {"Deploy.Ship": "success"},
+    }
+    monkeypatch.setattr(task_runner.RuntimeTaskInstance, "get_task_states", staticmethod(lambda **kwargs: states))
+    monkeypatch.setattr(
+        task_runner, "SUPERVISOR_COMMS", SimpleNamespace(send=lambda msg: runs[msg.run_id]), raising=False
+    )
+    assert last_release("rb", ["Deploy.Ship"], "r4") == "r1"

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -188,9 +189,12 @@ def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
 
     variables = [obj for obj in [*session.new, *session.dirty, *session.deleted] if isinstance(obj, Variable)]
     _refuse_transition_keys(request, [obj.key for obj in variables])
+    marked_runs = set()
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, TaskInstance):
             new_state = _changed_to(obj, "state")
+            if request.marks_whole_run and new_state is not None:
+                marked_runs.add((obj.dag_id, obj.run_id))
             if new_state is not None:  # a waiting action abandoned: its work is stopped after the commit
                 abandon.note_if_abandoned(session, obj, _committed_state(obj), getattr(new_state, "value", new_state))
             if obj.operator in APPROVAL_OPERATORS and new_state is not None:
@@ -212,6 +216,40 @@ def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
                     obj.task_id,
                     f"XCom {obj.key!r} of approval {obj.task_id} is written only by the approval itself",
                 )
+    for dag_id, run_id in marked_runs:
+        _end_pending_rollbacks(session, dag_id, run_id)
+
+
+def _end_pending_rollbacks(session: Any, dag_id: str, run_id: str) -> None:
+    """A run marked failed as a whole (the UI, the REST API, the console's stop) does not roll back: its
+    `<Stage>.Rollback` tasks not started yet are skipped, and the run is set failed here. Airflow leaves a
+    run with a teardown still to run unset, to be decided later from its last tasks, which the marking
+    skipped: the run would end successful."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from sqlalchemy import select
+
+    from release_orchestrator.stages.rollback import ROLLBACK_TASK
+
+    with session.no_autoflush:
+        pending = session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.task_id.like(f"%.{ROLLBACK_TASK}"),
+                TaskInstance.operator == "StageRollbackOperator",
+                (TaskInstance.state.is_(None)) | (TaskInstance.state.in_(("scheduled", "queued", "up_for_retry"))),
+            )
+        ).all()
+        if not pending:
+            return
+        now = datetime.now(timezone.utc)
+        for ti in pending:
+            ti.state, ti.start_date, ti.end_date = TaskInstanceState.SKIPPED, ti.start_date or now, now
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        if run is not None and run.state in (DagRunState.QUEUED, DagRunState.RUNNING):
+            run.state, run.end_date = DagRunState.FAILED, now
 
 
 def _changed_to(obj: Any, attribute: str) -> Any:

@@ -22,10 +22,10 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from release_orchestrator.notifications.notifier import failure_notices
 from release_orchestrator.stages.rollback import (
-    Candidate,
     Rollback,
     RollbackRefused,
     choose_target,
+    read_candidate,
     rollback_run_conf,
     rollback_run_id,
     run_rollback,
@@ -74,8 +74,9 @@ class StageRollbackOperator(BaseOperator):
         states = RuntimeTaskInstance.get_task_states(dag_id=ti.dag_id, task_ids=self.action_task_ids)
         if not stage_failed(states.get(ti.run_id, {}), self.action_task_ids):
             raise AirflowSkipException(f"no action of stage {self.stage} failed in this run: nothing to roll back")
+        # Each run in which the stage succeeded, and when it was created (one GetDagRun each).
         candidates = [
-            self.candidate(ti.dag_id, run_id, run_states)
+            read_candidate(ti.dag_id, run_id, run_states)
             for run_id, run_states in states.items()
             if run_id != ti.run_id and stage_succeeded(run_states, self.action_task_ids)
         ]
@@ -108,13 +109,6 @@ class StageRollbackOperator(BaseOperator):
             ),
             method_name="execute_complete",
         )
-
-    def candidate(self, dag_id: str, run_id: str, states: dict[str, Any]) -> Candidate | None:
-        from airflow.sdk.execution_time.comms import DagRunResult, GetDagRun
-        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
-
-        run = SUPERVISOR_COMMS.send(GetDagRun(dag_id=dag_id, run_id=run_id))
-        return Candidate(run_id, run.run_after, run.conf, states) if isinstance(run, DagRunResult) else None
 
     def start_run(self, dag_id: str, run_id: str, conf: dict[str, Any], rollback: Rollback) -> None:
         from airflow.sdk.execution_time.comms import ErrorResponse, TriggerDagRun

@@ -190,14 +190,19 @@ class RollbackScope:
             raise AirflowFailException(str(refused)) from None
 
     def read_target(self, dag_id: str, run_id: str) -> Candidate | None:
-        from airflow.sdk.execution_time.comms import DagRunResult, GetDagRun
-        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS, RuntimeTaskInstance
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
-        run = SUPERVISOR_COMMS.send(GetDagRun(dag_id=dag_id, run_id=run_id))
-        if not isinstance(run, DagRunResult):
-            return None
         states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, task_ids=self.action_task_ids, run_ids=[run_id])
-        return Candidate(run_id, run.run_after, run.conf, states.get(run_id, {}))
+        return read_candidate(dag_id, run_id, states.get(run_id, {}))
+
+
+def read_candidate(dag_id: str, run_id: str, states: Mapping[str, Any]) -> Candidate | None:
+    """A run (with the given task states) as a candidate to roll back to, read through the Task SDK (workers)."""
+    from airflow.sdk.execution_time.comms import DagRunResult, GetDagRun
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    run = SUPERVISOR_COMMS.send(GetDagRun(dag_id=dag_id, run_id=run_id))
+    return Candidate(run_id, run.run_after, run.conf, states) if isinstance(run, DagRunResult) else None
 
 
 def skip_other_stages(context: Any, rollback: Rollback) -> None:
