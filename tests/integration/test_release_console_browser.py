@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import approve_in_turn, wait_for_run, wait_for_task_state
-from tests.integration.test_release_console import APPROVAL, GATE, start_waiting_run
+from tests.integration.helpers import approve_in_turn, wait_for, wait_for_run, wait_for_task_state
+from tests.integration.test_execution_modes import push as push_modes
+from tests.integration.test_release_console import APPROVAL, GATE, Session, start_waiting_run
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +26,7 @@ CHROMIUM = (
     os.environ.get("RELEASE_ORCHESTRATOR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 )
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "ui"
+MODES = "em-transition"  # a QUEUED pipeline: its stages have doors
 
 if not CHROMIUM:
     pytest.skip(
@@ -55,6 +57,14 @@ def signed_in(browser, airflow_env, user: str):
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/releases/**")
     return page
+
+
+def console_transitions(airflow_env, dag_id: str) -> list[dict]:
+    return Session(airflow_env, "developer").get(f"/releases/api/pipelines/{dag_id}/transitions").json()["transitions"]
+
+
+def task(api, dag_id: str, run_id: str, task_id: str) -> dict:
+    return next(ti for ti in api.task_instances(dag_id, run_id) if ti["task_id"] == task_id)
 
 
 def screenshot(page, name: str) -> None:
@@ -135,3 +145,57 @@ def test_metrics_page_shows_the_four_keys(browser, airflow_env):
     page.get_by_label("Window").select_option("90")
     page.locator('svg[aria-label="deployments per day"] rect').nth(89).wait_for(state="attached")
     screenshot(page, "metrics")
+
+
+def test_operations_ask_for_a_reason_and_a_confirmation_and_refuse_who_may_not(browser, airflow_env, api, reviewer_api):
+    # A QUEUED pipeline whose build fails here (no such project in this sandbox): a stage with a door to close,
+    # and a failed stage to retry.
+    api.wait_for_dag(MODES, timeout=240)
+    failed = api.trigger(MODES, conf=push_modes("browser-operations"))["dag_run_id"]
+    assert wait_for_run(api, MODES, failed, timeout=180)["state"] == "failed"
+
+    page = signed_in(browser, airflow_env, "release-manager")
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept("change freeze" if dialog.type == "prompt" else None)
+
+    page.on("dialog", answer)
+    card = page.locator(f'[data-pipeline="{MODES}"]')
+    card.locator('[data-op="disable"][data-op-stage="Build"]').click()
+    page.locator('[data-op-done="disable"]').wait_for()
+    assert "Disable the transition into Build" in asked[0] and "Reason: change freeze" in asked[1]
+    closed = card.locator('[data-transition="disabled"]')
+    closed.wait_for()
+    assert "disabled by release-manager" in closed.inner_text() and "change freeze" in closed.inner_text()
+    screenshot(page, "operations")
+    card.locator('[data-op="enable"][data-op-stage="Build"]').click()
+    page.locator('[data-op-done="enable"]').wait_for()
+    assert all(t["enabled"] for t in console_transitions(airflow_env, MODES))
+
+    # Retry the failed stage: its build runs (and fails) again.
+    card.locator('[data-op="retry-failed"][data-op-stage="Build"]').click()
+    page.locator('[data-op-done="retry-failed"]').wait_for()
+    wait_for(
+        lambda: (t := task(api, MODES, failed, "Build.Compile"))["try_number"] >= 2 and t["state"] == "failed",
+        120,
+        what="the retried build to fail again",
+    )
+
+    # Stop a run waiting for its approval.
+    waiting = start_waiting_run(api, reviewer_api, "browser-stop")
+    page.reload()
+    page.locator(f'[data-run="{waiting}"] [data-op="stop"]').click()
+    page.locator('[data-op-done="stop"]').wait_for()
+    run = wait_for_run(api, GATE, waiting, timeout=60)
+    assert (run["state"], run["note"]) == ("failed", "Stopped by release-manager: change freeze")
+
+    # Someone who may only read sees the buttons, and the refusal when using one; nothing changes.
+    viewer = signed_in(browser, airflow_env, "developer")
+    viewer.on("dialog", lambda dialog: dialog.accept("mine" if dialog.type == "prompt" else None))
+    viewer.locator(f'[data-pipeline="{MODES}"] [data-op="disable"][data-op-stage="Build"]').click()
+    refusal = viewer.locator("#op-result [data-refusal]")
+    refusal.wait_for()
+    assert f"developer may not edit pipeline {MODES}" in refusal.inner_text()
+    assert all(t["enabled"] for t in console_transitions(airflow_env, MODES))

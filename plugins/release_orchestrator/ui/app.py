@@ -73,6 +73,7 @@ class TransitionChange(BaseModel):
 
 class RetryRequest(BaseModel):
     mode: Literal["FAILED_ACTIONS", "ALL_ACTIONS"] = "FAILED_ACTIONS"
+    reason: str | None = Field(None, max_length=transitions.MAX_REASON)  # kept in the audit log
 
 
 class RollbackRequest(BaseModel):
@@ -193,7 +194,9 @@ def create_app() -> FastAPI:
         readable(dag_id, pipelines)
         require_change(user, dag_id, DagAccessEntity.TASK_INSTANCE, "retry stages of")
         with refusals():
-            cleared = operations.retry_stage(session, dag_id, run_id, stage, body.mode, Reviewer.of(user).name)
+            cleared = operations.retry_stage(
+                session, dag_id, run_id, stage, body.mode, Reviewer.of(user).name, (body.reason or "").strip()
+            )
         return {"pipeline": dag_id, "run_id": run_id, "stage": stage, "mode": body.mode, "cleared": cleared}
 
     @app.post("/api/pipelines/{dag_id}/runs/{run_id}/stop")

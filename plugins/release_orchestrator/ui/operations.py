@@ -43,7 +43,8 @@ def set_transition(session: Session, dag_id: str, stage: str, *, enabled: bool, 
     key = variable_key(dag_id, stage)
     if enabled:
         Variable.delete(key, session=session)
-        _audit(session, "transition.enabled", dag_id, None, by, f"transition into {stage} enabled by {by}")
+        why = f": {reason}" if reason else ""
+        _audit(session, "transition.enabled", dag_id, None, by, f"transition into {stage} enabled by {by}{why}")
     else:
         at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         Variable.set(key, disabled_record(by=by, reason=reason, at=at), session=session)
@@ -68,7 +69,9 @@ def _dag_and_run(session: Session, dag_id: str, run_id: str) -> tuple[Any, DagRu
     return _dag(session, dag_id), run
 
 
-def retry_stage(session: Session, dag_id: str, run_id: str, stage: str, mode: str, by: str) -> list[str]:
+def retry_stage(
+    session: Session, dag_id: str, run_id: str, stage: str, mode: str, by: str, reason: str = ""
+) -> list[str]:
     """Clear the stage's failed (or all) actions, its door and everything after it (stages/retry.py)."""
     from airflow.models.taskinstance import clear_task_instances
     from airflow.utils.state import DagRunState
@@ -87,7 +90,9 @@ def retry_stage(session: Session, dag_id: str, run_id: str, stage: str, mode: st
     cleared = [ti for ti in tis if ti.task_id in task_ids and ti.state is not None]
     clear_task_instances(cleared, session, dag_run_state=DagRunState.QUEUED)
     names = sorted(ti.task_id for ti in cleared)
-    _audit(session, "stage.retried", dag_id, run_id, by, f"{mode} retry of stage {stage} by {by}: {', '.join(names)}")
+    why = f" ({reason})" if reason else ""
+    text = f"{mode} retry of stage {stage} by {by}{why}: {', '.join(names)}"
+    _audit(session, "stage.retried", dag_id, run_id, by, text)
     session.commit()
     return names
 

@@ -248,14 +248,31 @@ def overview(session: Session, dag_ids: list[str], per_pipeline: int = 1) -> lis
     paused = dict(
         session.execute(select(DagModel.dag_id, DagModel.is_paused).where(DagModel.dag_id.in_(dag_ids))).all()
     )
+    closed = disabled_transitions(session)
     return [
         {
             "pipeline": dag_id,
             "paused": bool(paused.get(dag_id)),
+            "disabled_transitions": closed.get(dag_id, {}),
             "runs": [{**run_summary(run), "stages": stages.get(run.id, [])} for run in runs[dag_id]],
         }
         for dag_id in dag_ids
     ]
+
+
+def disabled_transitions(session: Session) -> dict[str, dict[str, dict[str, Any]]]:
+    """dag_id -> stage -> who disabled the transition into it, when and why: one query for every pipeline."""
+    from airflow.models.variable import Variable
+
+    from release_orchestrator.stages.transitions import VARIABLE_PREFIX, parse
+
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for variable in session.scalars(select(Variable).where(Variable.key.startswith(VARIABLE_PREFIX))):
+        dag_id, _, stage = variable.key.removeprefix(VARIABLE_PREFIX).rpartition(".")
+        record = parse(variable.val)  # .val decrypts
+        if dag_id and record is not None:
+            out[dag_id][stage] = record
+    return out
 
 
 def history(
