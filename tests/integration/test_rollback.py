@@ -1,6 +1,7 @@
 """Rolling a stage back in the real Airflow processes on the sandbox (tests/integration/pipelines/rb-release.yaml,
 QUEUED): a failed Deploy rolls back by itself to the last release, before the run waiting at its door goes in; a
-rollback by hand through the CLI to a chosen run; a run started with a forged rollback conf deploys nothing.
+rollback by hand through the CLI to a chosen run; a run marked failed as a whole is not rolled back; a run started
+with a forged rollback conf deploys nothing.
 
 What was deployed is read from the sandbox: the Lambda version each run published (its code), the object the S3
 deployment wrote, and the environment of each smoke build (the source version it was given).
@@ -24,7 +25,6 @@ from tests.integration.helpers import (
     console_command,
     create_build_project,
     ti_states,
-    wait_for,
     wait_for_run,
     wait_for_task_state,
 )
@@ -177,26 +177,7 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     assert all(r["started_by"] == "rollback" for r in history["runs"])
 
 
-def test_a_run_started_with_a_forged_rollback_deploys_nothing(api, world):
-    # Someone who may trigger runs names, as the run to go back to, one whose Deploy never succeeded.
-    never = release(api, world, function_zip(f"never {time.time()}"), smoke_project=SMOKE_FAIL)
-    wait_for_run(api, PIPELINE, never, timeout=300)
-    wait_for(
-        lambda: ti_states(api, PIPELINE, never).get("Deploy.Rollback") in ("success", "failed"),
-        120,
-        what="the rollback of the failed run",
-    )
-    before = world["lambda"].get_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS)["FunctionVersion"]
-    forged = api.trigger(PIPELINE, conf={"rollback": {"stage": "Deploy", "target_run_id": never}})["dag_run_id"]
-    assert wait_for_run(api, PIPELINE, forged, timeout=180)["state"] == "failed"
-    states = ti_states(api, PIPELINE, forged)
-    assert states["Deploy.Lambda"] == "failed" and states["Deploy.Bucket"] == "failed", states
-    assert world["lambda"].get_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS)["FunctionVersion"] == before
-    log = api.task_log(PIPELINE, forged, "Deploy.Lambda")
-    assert f"its actions did not all succeed in run {never}" in log
-
-
-def test_a_run_marked_failed_as_a_whole_ends_failed_and_is_not_rolled_back(api, world):
+def test_a_run_marked_failed_is_not_rolled_back_and_a_forged_rollback_to_it_deploys_nothing(api, world):
     # Airflow leaves a run with a teardown (the Rollback task) still to run unset, to decide later from its
     # last tasks, which the marking skipped: the gate ends it failed and skips its Rollback.
     run_id = release(api, world, function_zip(f"stopped {time.time()}"), smoke_project=SMOKE_HANG)
@@ -207,3 +188,13 @@ def test_a_run_marked_failed_as_a_whole_ends_failed_and_is_not_rolled_back(api, 
     assert (states["Deploy.Smoke"], states["Deploy.Rollback"]) == ("failed", "skipped"), states
     runs = api.request("GET", f"/dags/{PIPELINE}/dagRuns", params={"limit": 100})["dag_runs"]
     assert not [r for r in runs if r["dag_run_id"].startswith(f"rollback__Deploy__{run_id}")]
+
+    # Someone who may trigger runs names it as the run to go back to: its Deploy never succeeded.
+    before = world["lambda"].get_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS)["FunctionVersion"]
+    forged = api.trigger(PIPELINE, conf={"rollback": {"stage": "Deploy", "target_run_id": run_id}})["dag_run_id"]
+    assert wait_for_run(api, PIPELINE, forged, timeout=180)["state"] == "failed"
+    states = ti_states(api, PIPELINE, forged)
+    assert states["Deploy.Lambda"] == "failed" and states["Deploy.Bucket"] == "failed", states
+    assert world["lambda"].get_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS)["FunctionVersion"] == before
+    log = api.task_log(PIPELINE, forged, "Deploy.Lambda")
+    assert f"its actions did not all succeed in run {run_id}" in log
