@@ -34,6 +34,7 @@ from tests.integration.helpers import (
     wait_for_run,
     wait_for_task_state,
 )
+from tests.integration.test_release_console import Session
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +174,7 @@ def superseded_runs(api: AirflowAPI, sandbox, inbox, projects) -> dict:
 
 
 def test_a_newer_run_waiting_to_enter_a_stage_supersedes_the_one_waiting_there(
-    api, codebuild, superseded_runs, queued_runs
+    api, airflow_env, codebuild, superseded_runs, queued_runs
 ):
     superseded_runs["thread"].join(timeout=400)
     if "error" in superseded_runs:
@@ -198,6 +199,16 @@ def test_a_newer_run_waiting_to_enter_a_stage_supersedes_the_one_waiting_there(
     subjects = [m["Subject"] for m in mailbox.of(SUPERSEDED, second)]
     assert not [s for s in subjects if s.startswith("FAILED")], subjects
 
+    # The release console shows who superseded it.
+    shown = console_overview(airflow_env, SUPERSEDED, runs=3)
+    assert shown[second]["superseded_by"] == third and shown[third]["superseded_by"] is None
+
+
+def console_overview(airflow_env, dag_id: str, runs: int = 1) -> dict[str, dict]:
+    """run id -> the run as the release console's overview shows it."""
+    pipelines = Session(airflow_env, "developer").get("/releases/api/pipelines", runs=runs).json()["pipelines"]
+    return {run["run_id"]: run for run in next(p for p in pipelines if p["pipeline"] == dag_id)["runs"]}
+
 
 def test_a_disabled_transition_holds_runs_at_the_door_until_it_is_enabled(api, airflow_env, projects):
     api.wait_for_dag(TRANSITION, timeout=240)
@@ -214,6 +225,12 @@ def test_a_disabled_transition_holds_runs_at_the_door_until_it_is_enabled(api, a
     said = "The transition into stage Build is disabled by release-manager"
     log = task_log(api, TRANSITION, run_id, "Build.Enter", containing=(said,))
     assert said in log and "code freeze" in log
+    # The release console shows the run waiting at the door, and who closed it and why.
+    build = next(s for s in console_overview(airflow_env, TRANSITION)[run_id]["stages"] if s["name"] == "Build")
+    assert build["waiting"] == "waiting at the door for the stage to be free", build
+    closed = Session(airflow_env, "developer").get("/releases/api/pipelines", runs=1).json()["pipelines"]
+    record = next(p for p in closed if p["pipeline"] == TRANSITION)["disabled_transitions"]["Build"]
+    assert (record["disabled_by"], record["reason"]) == ("release-manager", "code freeze")
 
     # Nobody opens it around the record: not through Airflow's Variables API, not without edit permission.
     key = f"release_orchestrator.transition.{TRANSITION}.Build"

@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session
 
 from release_orchestrator import links as link_classes
 from release_orchestrator.gate.policy import APPROVAL_OPERATORS, run_authors
-from release_orchestrator.notifications.publishing import WAIT_XCOM_KEY
+from release_orchestrator.notifications.publishing import DECISION_XCOM_KEY, WAIT_XCOM_KEY
 from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.compiler import TAG
+from release_orchestrator.stages.entry import ENTER_TASK
 from release_orchestrator.stages.rollback import ROLLBACK_RUN_PREFIX
 
 RUNNING_STATES = frozenset({"running", "queued", "scheduled", "deferred", "up_for_retry", "up_for_reschedule"})
@@ -184,7 +185,7 @@ def stages_of(session: Session, runs: list[DagRun]) -> dict[int, list[dict[str, 
             TaskInstance.try_number,
         ).where(tuple_(TaskInstance.dag_id, TaskInstance.run_id).in_(list(by_key)), TaskInstance.map_index == -1)
     ).all()
-    xcoms = _xcoms(session, runs, LINKS)
+    xcoms = _xcoms(session, runs, [*LINKS, DECISION_XCOM_KEY])
     grouped: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for ti in tis:
         run = by_key[(ti.dag_id, ti.run_id)]
@@ -200,6 +201,7 @@ def stages_of(session: Session, runs: list[DagRun]) -> dict[int, list[dict[str, 
                 "duration_seconds": _seconds(ti.start_date, ti.end_date),
                 "try_number": ti.try_number,
                 "links": _links(xcoms.get((run.id, ti.task_id), {})),
+                "superseded_by": _superseded_by(xcoms.get((run.id, ti.task_id), {})),
                 "_weight": ti.priority_weight or 0,
             }
         )
@@ -211,8 +213,32 @@ def stages_of(session: Session, runs: list[DagRun]) -> dict[int, list[dict[str, 
             actions.sort(key=lambda a: (-a["_weight"], a["name"]))
             for action in actions:
                 del action["_weight"]
-            out[run_id].append({"name": name, "state": stage_state([a["state"] for a in actions]), "actions": actions})
+            state = stage_state([a["state"] for a in actions])
+            out[run_id].append({"name": name, "state": state, "waiting": door_wait(actions), "actions": actions})
     return out
+
+
+def _superseded_by(xcoms: dict[str, Any]) -> str | None:
+    """The newer run that superseded this run at an approval or a stage's door (their decision record)."""
+    decision = xcoms.get(DECISION_XCOM_KEY)
+    if isinstance(decision, dict) and decision.get("Outcome") == "Superseded":
+        return str(decision.get("SupersededBy") or "") or None
+    return None
+
+
+# A stage's door (Enter) in these states: the run waits to enter the stage (operations.md).
+DOOR_WAITS = {
+    "scheduled": "waiting in line at the door",
+    "queued": "at the door",
+    "up_for_reschedule": "waiting in line at the door (an older run goes first)",
+    "deferred": "waiting at the door for the stage to be free",
+}
+
+
+def door_wait(actions: list[dict[str, Any]]) -> str | None:
+    """How the run waits at the stage's door, if it does (QUEUED and SUPERSEDED pipelines)."""
+    enter = next((a for a in actions if a["name"] == ENTER_TASK), None)
+    return DOOR_WAITS.get(enter["state"]) if enter else None
 
 
 def latest_runs(session: Session, dag_ids: list[str], per_pipeline: int) -> dict[str, list[DagRun]]:
@@ -254,10 +280,15 @@ def overview(session: Session, dag_ids: list[str], per_pipeline: int = 1) -> lis
             "pipeline": dag_id,
             "paused": bool(paused.get(dag_id)),
             "disabled_transitions": closed.get(dag_id, {}),
-            "runs": [{**run_summary(run), "stages": stages.get(run.id, [])} for run in runs[dag_id]],
+            "runs": [_with_stages(run, stages.get(run.id, [])) for run in runs[dag_id]],
         }
         for dag_id in dag_ids
     ]
+
+
+def _with_stages(run: DagRun, stages: list[dict[str, Any]]) -> dict[str, Any]:
+    superseded = [a["superseded_by"] for s in stages for a in s["actions"] if a["superseded_by"]]
+    return {**run_summary(run), "superseded_by": superseded[0] if superseded else None, "stages": stages}
 
 
 def disabled_transitions(session: Session) -> dict[str, dict[str, dict[str, Any]]]:
@@ -517,7 +548,6 @@ def transitions(session: Session, dag_id: str) -> list[dict[str, Any]]:
     from airflow.models.serialized_dag import SerializedDagModel
     from airflow.models.variable import Variable
 
-    from release_orchestrator.stages.entry import ENTER_TASK
     from release_orchestrator.stages.transitions import parse, variable_key
 
     dag = SerializedDagModel.get_dag(dag_id, session=session)
