@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from release_orchestrator.ui.queries import Finished, dora_keys, stage_state
+from release_orchestrator.ui.queries import Finished, _superseded_by, door_wait, dora_keys, stage_state
 
 SINCE = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -66,3 +66,16 @@ def test_restore_is_measured_to_the_same_pipelines_next_success():
 )
 def test_stage_state(states, expected):
     assert stage_state(states) == expected
+
+
+def test_a_run_waiting_at_a_door_and_a_superseded_run_read_as_such():
+    def stage(enter_state):
+        return [{"name": "Enter", "state": enter_state}, {"name": "Compile", "state": None}]
+
+    assert door_wait(stage("deferred")) == "waiting at the door for the stage to be free"
+    assert door_wait(stage("scheduled")) == "waiting in line at the door"
+    assert door_wait(stage("success")) is None
+    assert door_wait([{"name": "Compile", "state": "running"}]) is None  # no door (PARALLEL)
+    assert _superseded_by({"approval_decision": {"Outcome": "Superseded", "SupersededBy": "r3"}}) == "r3"
+    assert _superseded_by({"approval_decision": {"Outcome": "Approved"}}) is None
+    assert _superseded_by({}) is None

@@ -30,7 +30,6 @@ from release_orchestrator.stages.entry import ROLLBACK_RUN_PREFIX, state_value
 
 ROLLBACK_CONF_KEY = "rollback"
 ROLLBACK_TASK = "Rollback"  # task id, inside a stage's group, of the automatic rollback (on_failure ROLLBACK)
-ROLLBACK_XCOM_KEYS = ("RollbackRunId", "TargetRunId")
 
 
 class RollbackRefused(ValueError):
