@@ -25,6 +25,11 @@ class AirflowAPI:
             raise AirflowAPIError(f"login as {username!r} failed: HTTP {response.status_code} {response.text}")
         self._http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
+    @property
+    def authorization(self) -> str:
+        """The `Authorization` header this client sends (a bearer token), for other clients of the same server."""
+        return self._http.headers["Authorization"]
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, f"/api/v2{path}", **kwargs)
         if response.status_code >= 400:

@@ -19,10 +19,14 @@ PROCESS = "fab-api-server"  # its name among the environment's processes (and it
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 # A role of FAB's own (no permissions: a group), named in ap-gate-fab.yaml's approvers.
 APPROVER_ROLE = "release-managers"
-# FAB's `User` role may change task instances; only the gate tells these two apart.
+# A role that may read one pipeline only (FAB's per-DAG permission), for the release console's checks.
+READER_ROLE, READABLE_PIPELINE = "ap-gate-fab-readers", "ap-gate-fab"
+# FAB's `User` role may change task instances; only the gate tells these two apart. fab-reader may only read
+# one pipeline.
 USERS: dict[str, tuple[str, ...]] = {
     "fab-approver": ("User", APPROVER_ROLE),
     "fab-outsider": ("User",),
+    "fab-reader": (READER_ROLE,),
 }
 
 
@@ -30,7 +34,7 @@ USERS: dict[str, tuple[str, ...]] = {
 class FabApiServer:
     env: LocalEnvironment
     port: int = field(default_factory=free_port)
-    setup_seconds: float = 0.0  # FAB's role and users (four CLI calls)
+    setup_seconds: float = 0.0  # FAB's roles and users (five CLI calls)
     startup_seconds: float = 0.0  # from the api-server's start until it answers its health check
 
     @property
@@ -53,7 +57,7 @@ class FabApiServer:
         started = time.monotonic()
         # FAB's tables (ab_user, ab_role, ...) are there already: the environment's `airflow db migrate`
         # makes them while the FAB provider is installed (a db-manager it declares).
-        self._airflow("roles", "create", APPROVER_ROLE)
+        self._airflow("roles", "create", APPROVER_ROLE, READER_ROLE)
         for user, (role, *more) in USERS.items():
             self._airflow(
                 "users", "create", "--username", user, "--password", password_of(user), "--role", role,
@@ -71,6 +75,12 @@ class FabApiServer:
             timeout=timeout,
         )
         self.startup_seconds = time.monotonic() - started
+
+    def grant_read(self, role: str, dag_id: str) -> None:
+        """Let `role` read one pipeline: FAB's per-DAG resource exists once its permissions are synced with
+        the DAGs the metadata DB holds (the pipeline must be parsed by then)."""
+        self._airflow("sync-perm", "--include-dags")
+        self._airflow("roles", "add-perms", role, "-r", f"DAG:{dag_id}", "-a", "can_read")
 
     def stop(self) -> None:
         """Ends the api-server if it runs (also after a failed start)."""
