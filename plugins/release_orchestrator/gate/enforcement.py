@@ -193,8 +193,8 @@ def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
     for obj in list(session.new) + list(session.dirty):
         if isinstance(obj, TaskInstance):
             new_state = _changed_to(obj, "state")
-            if request.marks_whole_run and new_state is not None:
-                marked_runs.add((obj.dag_id, obj.run_id))
+            if request.marks_whole_run and getattr(new_state, "value", new_state) in ("failed", "skipped"):
+                marked_runs.add((obj.dag_id, obj.run_id))  # marked failed (marking it successful fails none)
             if new_state is not None:  # a waiting action abandoned: its work is stopped after the commit
                 abandon.note_if_abandoned(session, obj, _committed_state(obj), getattr(new_state, "value", new_state))
             if obj.operator in APPROVAL_OPERATORS and new_state is not None:
