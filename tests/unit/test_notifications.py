@@ -124,6 +124,20 @@ def test_pipeline_failed_names_the_failed_stage(topic_and_queue):
     assert envelope["Subject"].startswith("FAILED: pipeline webapp-release at Deploy.ECS")
 
 
+def test_a_rollback_runs_events_say_so_and_name_the_run_it_rolled_back_to(topic_and_queue):
+    topic, received = topic_and_queue
+    notifier = PipelineEventNotifier(event="pipeline-succeeded", pipeline="webapp-release", target_arn=topic)
+    conf = {"rollback": {"stage": "Deploy", "target_run_id": "manual__0", "held_by": "manual__1"}}
+    notifier.notify({"run_id": "rollback__Deploy__manual__1__1", "dag_run": SimpleNamespace(conf=conf)})
+    notifier.notify({"run_id": "manual__2", "dag_run": SimpleNamespace(conf={"flavour": "full"})})
+    details = {d["execution-type"]: d for d in (json.loads(e["Message"])["detail"] for e in received())}
+    rollback, standard = details["ROLLBACK"], details["STANDARD"]
+    assert rollback["execution-type"] == "ROLLBACK"
+    assert rollback["execution-trigger"] == {"trigger-type": "AutomatedRollback"}
+    assert rollback["rollback-metadata"] == {"rollback-target-pipeline-execution": "manual__0", "stage": "Deploy"}
+    assert standard["execution-type"] == "STANDARD" and "rollback-metadata" not in standard
+
+
 def test_a_task_ended_by_its_trigger_reports_the_reason_from_its_xcom(topic_and_queue):
     """Airflow passes no exception to callbacks of tasks failed by their trigger (TaskFailedEvent)."""
     topic, received = topic_and_queue

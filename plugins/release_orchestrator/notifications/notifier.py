@@ -33,6 +33,24 @@ FAILURE_NOTICES_XCOM_KEY = "failure_notices"
 FAILURE_EVENTS = ("action-failed", "stage-failed")
 
 
+def execution_type(conf: Any) -> dict[str, Any]:
+    """A pipeline event's execution type, as CodePipeline's (STANDARD, or ROLLBACK with the run rolled back
+    to and whether a failure or a person started it: stages/rollback.py)."""
+    from release_orchestrator.stages.rollback import RollbackRefused, rollback_of
+
+    try:
+        rollback = rollback_of(conf if isinstance(conf, dict) else None)
+    except RollbackRefused:
+        rollback = None
+    if rollback is None:
+        return {"execution-type": "STANDARD"}
+    return {
+        "execution-type": "ROLLBACK",
+        "execution-trigger": {"trigger-type": "AutomatedRollback" if rollback.held_by else "ManualRollback"},
+        "rollback-metadata": {"rollback-target-pipeline-execution": rollback.target_run_id, "stage": rollback.stage},
+    }
+
+
 def is_superseded(error: Any) -> bool:
     """Whether a task failed because a newer run superseded it (not a failure of the release)."""
     return getattr(error, "superseded_by", None) is not None
@@ -83,6 +101,7 @@ class PipelineEventNotifier(SnsNotifier):
                 extra.update({"failed-stage": stage, "failed-action": action, "airflow-log-link": links["task"]})
             if error:
                 extra["reason"] = str(error)
+            extra.update(execution_type(getattr(context.get("dag_run"), "conf", None)))
             event = messages.state_change_event(
                 level="pipeline", pipeline=self.pipeline, execution_id=run_id, state=state, region=region, extra=extra
             )
