@@ -118,7 +118,11 @@ def create_app() -> FastAPI:
         try:
             await get_user(request, None, None)
         except HTTPException:
-            return RedirectResponse(f"/auth/login?next={UI_URL_PREFIX}/", status_code=status.HTTP_303_SEE_OTHER)
+            # Airflow may be served under a path (its api base_url): this page is at <that path>/releases/.
+            base = request.url.path.rpartition(UI_URL_PREFIX)[0]
+            return RedirectResponse(
+                f"{base}/auth/login?next={base}{UI_URL_PREFIX}/", status_code=status.HTTP_303_SEE_OTHER
+            )
         return HTMLResponse(resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8"))
 
     @app.get("/api/pipelines")
