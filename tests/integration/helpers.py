@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import boto3
@@ -223,3 +227,31 @@ def console_command(env: LocalEnvironment, user: str, *arguments: str) -> subpro
         text=True,
         timeout=60,
     )
+
+
+def function_zip(marker: str) -> bytes:
+    """A Lambda function's code (a zip) whose handler returns `marker`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", f"def handler(event, context):\n    return {marker!r}\n")
+    return buffer.getvalue()
+
+
+def code_sha256(code: bytes) -> str:
+    """Lambda's CodeSha256 of a function's code."""
+    return base64.b64encode(hashlib.sha256(code).digest()).decode()
+
+
+def function_behind_alias(env: LocalEnvironment, name: str):
+    """A function of a test's own in the second region, version 1 behind alias `live`; its Lambda client."""
+    functions = aws_client(env, "lambda", resources.SECOND_REGION)
+    functions.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=resources.SERVICE_ROLE_ARN,
+        Handler="handler.handler",
+        Code={"ZipFile": function_zip("first")},
+        Publish=True,
+    )
+    functions.create_alias(FunctionName=name, Name=resources.LAMBDA_ALIAS, FunctionVersion="1")
+    return functions

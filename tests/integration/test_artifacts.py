@@ -4,16 +4,12 @@ release (test_example_release.py) follows source -> build -> server and ECS depl
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import time
-import zipfile
 
 import pytest
 
 from include.sandbox import resources
-from tests.integration.helpers import aws_client, wait_for_run
+from tests.integration.helpers import aws_client, code_sha256, function_behind_alias, function_zip, wait_for_run
 
 pytestmark = pytest.mark.integration
 
@@ -21,27 +17,10 @@ PIPELINE = "art-lambda"
 FUNCTION = "art-tests-function"
 
 
-def function_zip(marker: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", f"def handler(event, context):\n    return {marker!r}\n")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def function(airflow_env):
     """A function of this module's own in eu-west-1, version 1 behind alias `live`."""
-    functions = aws_client(airflow_env, "lambda", resources.SECOND_REGION)
-    functions.create_function(
-        FunctionName=FUNCTION,
-        Runtime="python3.12",
-        Role=resources.SERVICE_ROLE_ARN,
-        Handler="handler.handler",
-        Code={"ZipFile": function_zip("first")},
-        Publish=True,
-    )
-    functions.create_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS, FunctionVersion="1")
-    return functions
+    return function_behind_alias(airflow_env, FUNCTION)
 
 
 def test_a_function_built_in_one_region_is_deployed_from_its_copy_in_the_other(airflow_env, api, function):
@@ -68,6 +47,6 @@ def test_a_function_built_in_one_region_is_deployed_from_its_copy_in_the_other(a
     # The published version runs that code, and the alias moved to it.
     version = str(api.xcom(PIPELINE, run_id, "Deploy.Lambda")["LambdaVersion"])
     published = function.get_function(FunctionName=FUNCTION, Qualifier=version)
-    assert published["Configuration"]["CodeSha256"] == base64.b64encode(hashlib.sha256(code).digest()).decode()
+    assert published["Configuration"]["CodeSha256"] == code_sha256(code)
     assert version != "1"
     assert function.get_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS)["FunctionVersion"] == version

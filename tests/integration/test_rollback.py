@@ -9,11 +9,7 @@ deployment wrote, and the environment of each smoke build (the source version it
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import time
-import zipfile
 from datetime import datetime
 
 import pytest
@@ -22,8 +18,11 @@ from include.sandbox import resources
 from include.sandbox.client import SandboxClient
 from tests.integration.helpers import (
     aws_client,
+    code_sha256,
     console_command,
     create_build_project,
+    function_behind_alias,
+    function_zip,
     ti_states,
     wait_for_run,
     wait_for_task_state,
@@ -39,31 +38,11 @@ DEPLOYED_KEY = "rb-tests/deployed/function.zip"
 SMOKE_OK, SMOKE_FAIL, SMOKE_HANG = "rb-smoke-ok", "rb-smoke-fail", "rb-smoke-hang"
 
 
-def function_zip(marker: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("handler.py", f"def handler(event, context):\n    return {marker!r}\n")
-    return buffer.getvalue()
-
-
-def sha256(code: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(code).digest()).decode()
-
-
 @pytest.fixture(scope="module")
 def world(airflow_env, api):
     """The function (version 1 behind `live`), the smoke projects (one fails, one hangs: sandbox faults)."""
     api.wait_for_dag(PIPELINE, timeout=240)
-    functions = aws_client(airflow_env, "lambda", resources.SECOND_REGION)
-    functions.create_function(
-        FunctionName=FUNCTION,
-        Runtime="python3.12",
-        Role=resources.SERVICE_ROLE_ARN,
-        Handler="handler.handler",
-        Code={"ZipFile": function_zip("first")},
-        Publish=True,
-    )
-    functions.create_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS, FunctionVersion="1")
+    functions = function_behind_alias(airflow_env, FUNCTION)
     codebuild = aws_client(airflow_env, "codebuild")
     for project in (SMOKE_OK, SMOKE_FAIL, SMOKE_HANG):
         create_build_project(codebuild, project, "acme/rollback", "version: 0.2\nphases: {build: {commands: [make]}}\n")
@@ -133,7 +112,7 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     # It went in on the failed run's hold, not through the door the third run was waiting at.
     assert states["Deploy.Enter"] == "skipped" and states["Deploy.Rollback"] == "skipped"
     assert {states[t] for t in ("Deploy.Lambda", "Deploy.Bucket", "Deploy.Smoke")} == {"success"}
-    assert live_code(api, world, rollback) == sha256(first_code)
+    assert live_code(api, world, rollback) == code_sha256(first_code)
     smoke = smoke_build(api, world, rollback)
     assert smoke["projectName"] == SMOKE_OK  # the first run's variables
     assert {"name": "SOURCE_VERSION", "value": first_version, "type": "PLAINTEXT"} in smoke["environment"][
@@ -147,7 +126,7 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     assert when(task(api, third, "Deploy.Lambda"), "start_date") >= when(
         task(api, rollback, "Deploy.Smoke"), "end_date"
     )
-    assert live_code(api, world, third) == sha256(next_code)
+    assert live_code(api, world, third) == code_sha256(next_code)
     # The bucket's history (a versioned bucket), oldest first: each deployment in turn.
     assert bucket_history(world)[-4:] == [first_code, failing_code, first_code, next_code]
 
@@ -167,7 +146,7 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     assert run["state"] == "success"
     assert run["note"] == f"Rollback of stage Deploy to run {first} by release-manager: three is slow"
     assert ti_states(api, PIPELINE, manual)["Deploy.Enter"] == "success"
-    assert live_code(api, world, manual) == sha256(first_code)
+    assert live_code(api, world, manual) == code_sha256(first_code)
     assert world["s3"].get_object(Bucket=resources.ARTIFACT_BUCKET, Key=DEPLOYED_KEY)["Body"].read() == first_code
 
     # The console's run history tells rollbacks apart.
