@@ -147,7 +147,7 @@ def test_metrics_page_shows_the_four_keys(browser, airflow_env):
     screenshot(page, "metrics")
 
 
-def test_operations_ask_for_a_reason_and_a_confirmation_and_refuse_who_may_not(browser, airflow_env, api, reviewer_api):
+def test_operations_ask_for_a_reason_and_a_confirmation_and_refuse_who_may_not(browser, airflow_env, api):
     # A QUEUED pipeline whose build fails here (no such project in this sandbox): a stage with a door to close,
     # and a failed stage to retry.
     api.wait_for_dag(MODES, timeout=240)
@@ -163,33 +163,37 @@ def test_operations_ask_for_a_reason_and_a_confirmation_and_refuse_who_may_not(b
 
     page.on("dialog", answer)
     card = page.locator(f'[data-pipeline="{MODES}"]')
-    card.locator('[data-op="disable"][data-op-stage="Build"]').click()
-    page.locator('[data-op-done="disable"]').wait_for()
-    assert "Disable the transition into Build" in asked[0] and "Reason: change freeze" in asked[1]
-    closed = card.locator('[data-transition="disabled"]')
-    closed.wait_for()
-    assert "disabled by release-manager" in closed.inner_text() and "change freeze" in closed.inner_text()
-    screenshot(page, "operations")
-    card.locator('[data-op="enable"][data-op-stage="Build"]').click()
-    page.locator('[data-op-done="enable"]').wait_for()
-    assert all(t["enabled"] for t in console_transitions(airflow_env, MODES))
-
     # Retry the failed stage: its build runs (and fails) again.
     card.locator('[data-op="retry-failed"][data-op-stage="Build"]').click()
     page.locator('[data-op-done="retry-failed"]').wait_for()
+    assert "Run the failed actions of Build" in asked[0] and "Reason: change freeze" in asked[1]
     wait_for(
         lambda: (t := task(api, MODES, failed, "Build.Compile"))["try_number"] >= 2 and t["state"] == "failed",
         120,
         what="the retried build to fail again",
     )
 
-    # Stop a run waiting for its approval.
-    waiting = start_waiting_run(api, reviewer_api, "browser-stop")
+    # Close the transition into Build: the next run waits at its door, and is stopped from the page there. Only
+    # this pipeline's runs are made here (the page shows each pipeline's latest run; other tests read ap-gate's).
+    card.locator('[data-op="disable"][data-op-stage="Build"]').click()
+    page.locator('[data-op-done="disable"]').wait_for()
+    closed = card.locator('[data-transition="disabled"]')
+    closed.wait_for()
+    assert "disabled by release-manager" in closed.inner_text() and "change freeze" in closed.inner_text()
+    waiting = api.trigger(MODES, conf=push_modes("browser-stop"))["dag_run_id"]
+    wait_for_task_state(api, MODES, waiting, "Build.Enter", {"deferred"}, timeout=120)
     page.reload()
-    page.locator(f'[data-run="{waiting}"] [data-op="stop"]').click()
+    held = page.locator(f'[data-run="{waiting}"]')
+    assert "waiting at the door" in held.locator('[data-stage="Build"] [data-waiting]').inner_text()
+    held.scroll_into_view_if_needed()
+    screenshot(page, "operations")
+    held.locator('[data-op="stop"]').click()
     page.locator('[data-op-done="stop"]').wait_for()
-    run = wait_for_run(api, GATE, waiting, timeout=60)
+    run = wait_for_run(api, MODES, waiting, timeout=60)
     assert (run["state"], run["note"]) == ("failed", "Stopped by release-manager: change freeze")
+    page.locator(f'[data-pipeline="{MODES}"] [data-op="enable"][data-op-stage="Build"]').click()
+    page.locator('[data-op-done="enable"]').wait_for()
+    assert all(t["enabled"] for t in console_transitions(airflow_env, MODES))
 
     # Someone who may only read sees the buttons, and the refusal when using one; nothing changes.
     viewer = signed_in(browser, airflow_env, "developer")
