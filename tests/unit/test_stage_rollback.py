@@ -70,8 +70,7 @@ def errors_of(text: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     "text, where, message",
     [
-        (spec("{result: ROLL}"), "Deploy:on_failure.result", "'ROLL' is not one of FAIL, ROLLBACK"),
-        (spec("{result: RETRY}"), "Deploy:on_failure.result", "RETRY is not supported yet"),
+        (spec("{result: ROLL}"), "Deploy:on_failure.result", "'ROLL' is not one of FAIL, ROLLBACK, RETRY"),
         (spec("{result: FAIL, mode: X}"), "Deploy:on_failure.mode", "unknown key"),
         (spec(build_on_failure="      on_failure: {result: ROLLBACK}\n"), "Build:on_failure.result", "first stage"),
         (spec(deploy_name="Rollback"), "Deploy:name", "has the task Rollback"),

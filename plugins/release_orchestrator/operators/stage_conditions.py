@@ -1,4 +1,5 @@
-"""<Stage>.Conditions: a stage's entry conditions (`before_entry`), checked before any of its actions.
+"""<Stage>.Conditions: a stage's entry conditions (`before_entry`), checked before any of its actions;
+<Stage>.SuccessConditions: its success conditions (`on_success`), after them (StageSuccessConditionsOperator).
 
 - Every rule passes: the task succeeds and the stage's actions start.
 - A deployment window is closed: the task defers until it opens (no worker slot); its trigger
@@ -19,8 +20,21 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from release_orchestrator.notifications.messages import now_iso
 from release_orchestrator.notifications.notifier import failure_notices
-from release_orchestrator.stages.conditions import FAILED, SKIPPED, RuleContext, evaluate, not_met, outcome_record
-from release_orchestrator.triggers.stage_conditions import StageConditionsTrigger
+from release_orchestrator.stages.conditions import (
+    FAILED,
+    SKIPPED,
+    RuleContext,
+    evaluate,
+    not_met,
+    outcome_record,
+    success_not_met,
+    success_record,
+    watch_seconds,
+    watched_rules,
+)
+from release_orchestrator.triggers.stage_conditions import StageConditionsTrigger, StageSuccessWatchTrigger
+
+DEFAULT_WATCH_INTERVAL = 30.0  # seconds between looks at an alarm a success condition watches
 
 
 class EntryConditionFailed(AirflowFailException):
@@ -91,3 +105,81 @@ class StageConditionsOperator(BaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Only for a trigger that fired a plain event instead of ending the task (it never does today)."""
         return self.execute(context)
+
+
+class SuccessConditionFailed(AirflowFailException):
+    """A rule of the stage's success condition failed (its alarm went into ALARM while watched...)."""
+
+
+class StageSuccessConditionsOperator(BaseOperator):
+    """<Stage>.SuccessConditions: check the success conditions of `stage` once its actions all succeeded.
+
+    - Every rule passes, and no rule watches an alarm: the task succeeds and the run goes on.
+    - A CloudWatchAlarm rule has a `wait_time`: the task defers (no worker slot) and its trigger watches the
+      alarm that long; it ends the task itself, failed as soon as the alarm is in one of `alarm_states`.
+    - A rule fails: the task fails. With result FAIL the stage and the run fail; with result ROLLBACK the
+      stage's Rollback task (operators/stage_rollback.py) also rolls the stage back.
+    - In a rollback run the task is skipped: a rollback is the remedy, not a release to watch.
+
+    :param stage: / :param result: / :param rules: / :param aws_conn_id: / :param region_name: as
+        StageConditionsOperator's; result is FAIL or ROLLBACK.
+    :param check_interval: seconds between looks at the watched alarms.
+    """
+
+    template_fields = ("rules",)
+    ui_color = "#eef2f7"
+
+    def __init__(
+        self,
+        *,
+        stage: str,
+        result: str,
+        rules: list[dict[str, Any]],
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        check_interval: float = DEFAULT_WATCH_INTERVAL,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if result not in ("FAIL", "ROLLBACK"):
+            raise ValueError(f"stage success conditions: result must be FAIL or ROLLBACK, not {result!r}")
+        self.stage, self.result, self.rules = stage, result, rules
+        self.aws_conn_id, self.region_name = aws_conn_id, region_name
+        self.check_interval = float(check_interval)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from release_orchestrator.stages.rollback import run_rollback
+
+        if run_rollback(context) is not None:
+            raise AirflowSkipException(f"this run is a rollback of stage {self.stage}: its success is not watched")
+        ti = context["ti"]
+        where = RuleContext(ti.dag_id, self.stage, ti.run_id, self.aws_conn_id, self.region_name)
+        evaluation = evaluate(self.rules, where)
+        watched = watched_rules(self.rules)
+        if evaluation.met and watched:
+            self.log.info(
+                "Stage %s: watching %s for %.0f s (no worker slot is used)",
+                self.stage,
+                ", ".join(f"alarm '{r['configuration']['alarm_name']}'" for r in watched),
+                watch_seconds(self.rules),
+            )
+            self.defer(
+                trigger=StageSuccessWatchTrigger(
+                    where=where.__dict__,
+                    result=self.result,
+                    rules=watched,
+                    since=now_iso(),
+                    check_interval=self.check_interval,
+                    failure_notices=failure_notices(self, context),
+                ),
+                method_name="execute_complete",
+            )
+        record = success_record(self.stage, evaluation, self.log)
+        if record["Result"] == FAILED:
+            ti.xcom_push("return_value", record)
+            raise SuccessConditionFailed(success_not_met(self.stage, self.result, evaluation))
+        return record
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> None:
+        """Only for a trigger that fired a plain event instead of ending the task (it never does today)."""
+        raise AirflowFailException(f"success conditions of stage {self.stage}: unexpected event {event!r}")

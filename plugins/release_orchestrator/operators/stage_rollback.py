@@ -1,8 +1,10 @@
-"""<Stage>.Rollback: a stage's automatic rollback (`on_failure: {result: ROLLBACK}`, stages/rollback.py).
+"""<Stage>.Rollback: a stage's automatic rollback (`on_failure: {result: ROLLBACK}`, or a success condition's
+`on_success: {result: ROLLBACK}`; stages/rollback.py).
 
-It runs once the stage's actions have all ended, as an Airflow teardown task (its own result does not decide the
-run's: a run whose stage failed ends failed):
-- no action of the stage failed in this run (it succeeded, or an earlier stage failed): skipped;
+It runs once the stage's actions (and success conditions) have all ended, as an Airflow teardown task (its own
+result does not decide the run's: a run whose stage failed ends failed):
+- none of the tasks whose failure rolls the stage back failed in this run (it succeeded, or an earlier stage
+  failed): skipped;
 - this run is a rollback itself: skipped (a failed rollback is not rolled back again);
 - otherwise it starts a rollback run of the stage to the latest run in which the stage succeeded, and
   waits for that run's actions in the stage to end (deferred, no worker slot; the trigger ends the task:
@@ -42,7 +44,10 @@ class StageRollbackOperator(BaseOperator):
 
     :param stage: the stage's name (for messages).
     :param stage_group: the stage's task group id.
-    :param action_task_ids: task ids of the stage's actions (its entry conditions included).
+    :param action_task_ids: task ids of the stage's actions: the rollback run's, waited for.
+    :param success_task_ids: what succeeded in a run to roll back to (the actions, and the success conditions
+        when the stage has some); default: the actions.
+    :param cause_task_ids: the tasks whose failure rolls the stage back; default: the actions.
     :param check_interval: seconds between looks at the rollback run.
     """
 
@@ -54,12 +59,16 @@ class StageRollbackOperator(BaseOperator):
         stage: str,
         stage_group: str,
         action_task_ids: list[str],
+        success_task_ids: list[str] | None = None,
+        cause_task_ids: list[str] | None = None,
         check_interval: float = DEFAULT_CHECK_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.stage, self.stage_group = stage, stage_group
         self.action_task_ids = list(action_task_ids)
+        self.success_task_ids = list(success_task_ids if success_task_ids is not None else action_task_ids)
+        self.cause_task_ids = list(cause_task_ids if cause_task_ids is not None else action_task_ids)
         self.check_interval = float(check_interval)
         # A teardown: it runs once the actions have all ended, whatever they did, and the run's result is theirs
         # (a run whose stage failed ends failed, however its rollback went).
@@ -71,20 +80,23 @@ class StageRollbackOperator(BaseOperator):
         ti = context["ti"]
         if run_rollback(context) is not None:
             raise AirflowSkipException(f"this run is a rollback of stage {self.stage}: it is not rolled back again")
-        states = RuntimeTaskInstance.get_task_states(dag_id=ti.dag_id, task_ids=self.action_task_ids)
-        if not stage_failed(states.get(ti.run_id, {}), self.action_task_ids):
-            raise AirflowSkipException(f"no action of stage {self.stage} failed in this run: nothing to roll back")
+        task_ids = sorted(set(self.success_task_ids) | set(self.cause_task_ids))
+        states = RuntimeTaskInstance.get_task_states(dag_id=ti.dag_id, task_ids=task_ids)
+        if not stage_failed(states.get(ti.run_id, {}), self.cause_task_ids):
+            raise AirflowSkipException(
+                f"none of {', '.join(self.cause_task_ids)} failed in this run: nothing to roll back"
+            )
         # Each run in which the stage succeeded, and when it was created (one GetDagRun each).
         candidates = [
             read_candidate(ti.dag_id, run_id, run_states)
             for run_id, run_states in states.items()
-            if run_id != ti.run_id and stage_succeeded(run_states, self.action_task_ids)
+            if run_id != ti.run_id and stage_succeeded(run_states, self.success_task_ids)
         ]
         try:
             target = choose_target(
                 [c for c in candidates if c is not None],
                 self.stage,
-                self.action_task_ids,
+                self.success_task_ids,
                 wanted=None,
                 excluding=ti.run_id,
             )

@@ -32,9 +32,13 @@ from release_orchestrator.pipeline.action_types import ACTION_TYPES
 from release_orchestrator.pipeline.artifacts import artifact_kwargs
 from release_orchestrator.pipeline.conditions import (
     CONDITIONS_TASK,
+    SUCCESS_CONDITIONS_TASK,
     EntryCondition,
+    failure_rule,
     on_failure_result,
     parse_entry_condition,
+    rolls_back,
+    success_condition,
 )
 from release_orchestrator.pipeline.files import is_file_path, spec_file, spec_folder
 from release_orchestrator.pipeline.model import PREFLIGHT_GROUP, Action, Pipeline, Stage
@@ -340,7 +344,13 @@ def build_dag(pipeline: Pipeline):
                         upstream >> tasks
                     previous_tasks = tasks
                     stage_tasks += tasks
-                if on_failure_result(stage) == "ROLLBACK":
+                if (success := success_condition(stage)) is not None:
+                    check = _success_conditions_task(pipeline, stage, success, namespaces, task_failure_callbacks)
+                    for upstream in previous_tasks:
+                        upstream >> check
+                    previous_tasks = [check]
+                    stage_tasks.append(check)
+                if rolls_back(stage):
                     # A side branch: the next stage never waits for it.
                     stage_tasks >> _rollback_task(pipeline, stage, task_failure_callbacks)
     return dag
@@ -371,21 +381,37 @@ def _action_task_ids(stage: Stage) -> list[str]:
     return [task_id_of(stage.name, action.name) for action in stage.actions]
 
 
+def _success_task_ids(stage: Stage) -> list[str]:
+    """What succeeded in a run in which the stage succeeded: its actions, and its success conditions."""
+    check = [task_id_of(stage.name, SUCCESS_CONDITIONS_TASK)] if stage.on_success is not None else []
+    return _action_task_ids(stage) + check
+
+
+def _rollback_cause_task_ids(stage: Stage) -> list[str]:
+    """The tasks whose failure rolls the stage back: its actions (on_failure ROLLBACK), its success
+    conditions (on_success ROLLBACK)."""
+    success = success_condition(stage)
+    actions = _action_task_ids(stage) if on_failure_result(stage) == "ROLLBACK" else []
+    check = [task_id_of(stage.name, SUCCESS_CONDITIONS_TASK)] if success and success.result == "ROLLBACK" else []
+    return actions + check
+
+
 def _door(pipeline: Pipeline, stage: Stage) -> Door:
-    # A run waiting for the stage's deployment window, or checking its conditions, holds the stage too;
-    # so does a failed run until its automatic rollback is done (operators/stage_rollback.py).
+    # A run waiting for the stage's deployment window, checking its conditions or watching its alarms
+    # holds the stage too; so does a failed run until its automatic rollback is done
+    # (operators/stage_rollback.py).
     checks = (task_id_of(stage.name, CONDITIONS_TASK),) if stage.before_entry is not None else ()
-    rollback = (task_id_of(stage.name, ROLLBACK_TASK),) if on_failure_result(stage) == "ROLLBACK" else ()
+    rollback = (task_id_of(stage.name, ROLLBACK_TASK),) if rolls_back(stage) else ()
     return Door(
         stage.name,
         task_id_of(stage.name, ENTER_TASK),
-        checks + tuple(_action_task_ids(stage)) + rollback,
+        checks + tuple(_success_task_ids(stage)) + rollback,
         pipeline.execution_mode,
     )
 
 
 def _rollback_task(pipeline: Pipeline, stage: Stage, failure_callbacks: list[Any]):
-    """The stage's Rollback task (operators/stage_rollback.py): `on_failure: {result: ROLLBACK}`."""
+    """The stage's Rollback task (operators/stage_rollback.py): on_failure or on_success ROLLBACK."""
     from release_orchestrator.operators.stage_rollback import StageRollbackOperator
 
     kwargs: dict[str, Any] = {"on_failure_callback": list(failure_callbacks)} if failure_callbacks else {}
@@ -396,8 +422,11 @@ def _rollback_task(pipeline: Pipeline, stage: Stage, failure_callbacks: list[Any
         stage=stage.name,
         stage_group=airflow_key(stage.name),
         action_task_ids=_action_task_ids(stage),
-        doc_md=f"The automatic rollback of stage **{stage.name}** (on_failure ROLLBACK): when one of its actions "
-        "failed, a rollback run deploys the stage of the latest run in which it succeeded; this run holds the "
+        success_task_ids=_success_task_ids(stage),
+        cause_task_ids=_rollback_cause_task_ids(stage),
+        doc_md=f"The automatic rollback of stage **{stage.name}**: when "
+        + " or ".join(_rollback_cause_task_ids(stage))
+        + " failed, a rollback run deploys the stage of the latest run in which it succeeded; this run holds the "
         "stage until that is done.",
         **kwargs,
     )
@@ -431,7 +460,36 @@ def _conditions_task(
         aws_conn_id=_literal(pipeline.aws_conn_id),
         region_name=_literal(pipeline.region),
         doc_md=f"The entry conditions of stage **{stage.name}**: {names}; when not met: {condition.result}.",
-        pre_execute=RollbackScope(airflow_key(stage.name), _action_task_ids(stage)),
+        pre_execute=RollbackScope(airflow_key(stage.name), _success_task_ids(stage)),
+        **kwargs,
+    )
+
+
+def _success_conditions_task(
+    pipeline: Pipeline,
+    stage: Stage,
+    condition: EntryCondition,
+    namespaces: dict[str, str],
+    failure_callbacks: list[Any],
+):
+    """The stage's SuccessConditions task (operators/stage_conditions.py): after its actions, before the next stage."""
+    from dataclasses import asdict
+
+    from release_orchestrator.operators.stage_conditions import StageSuccessConditionsOperator
+
+    kwargs: dict[str, Any] = {"on_failure_callback": list(failure_callbacks)} if failure_callbacks else {}
+    if poll_interval := settings.POLL_INTERVAL.get():
+        kwargs["check_interval"] = poll_interval
+    names = ", ".join(f"{rule.name} ({rule.type})" for rule in condition.rules)
+    return StageSuccessConditionsOperator(
+        task_id=SUCCESS_CONDITIONS_TASK,
+        stage=stage.name,
+        result=condition.result,
+        rules=[to_jinja(asdict(rule), namespaces) for rule in condition.rules],
+        aws_conn_id=_literal(pipeline.aws_conn_id),
+        region_name=_literal(pipeline.region),
+        doc_md=f"The success conditions of stage **{stage.name}**: {names}; when not met: {condition.result}.",
+        pre_execute=RollbackScope(airflow_key(stage.name), _success_task_ids(stage)),
         **kwargs,
     )
 
@@ -517,10 +575,14 @@ def _build_task(
         kwargs["poll_interval"] = poll_interval
     if action.timeout_minutes:
         kwargs["execution_timeout"] = timedelta(minutes=action.timeout_minutes)
+    if (on_failure := failure_rule(stage)).result == "RETRY" and action.type != "approval.manual":
+        # on_failure RETRY (FAILED_ACTIONS): a failed action runs again at once, in the same run; a rejected
+        # approval is a decision, not a failure to retry.
+        kwargs.update(retries=on_failure.max_attempts, retry_delay=timedelta(0))
     if failure_callbacks:
         kwargs["on_failure_callback"] = list(failure_callbacks)
     # First: in a rollback run, the other stages' actions skip themselves (stages/rollback.py).
-    checks: list[Any] = [RollbackScope(airflow_key(stage.name), _action_task_ids(stage))]
+    checks: list[Any] = [RollbackScope(airflow_key(stage.name), _success_task_ids(stage))]
     if approvals_before:
         # Defence in depth behind the api-server's gate (gate/): a decision it did not record stops here.
         checks.append(ApprovalsRequired(list(approvals_before)))

@@ -1,4 +1,6 @@
-"""Entry conditions of a stage (`before_entry`), CodePipeline V2's stage conditions: what the spec says.
+"""A stage's conditions and failure rule, CodePipeline V2's: what the spec says.
+
+Entry conditions (`before_entry`), checked before the stage's actions:
 
     - name: Deploy
       before_entry:
@@ -15,8 +17,22 @@
             configuration: {variable: "#{Source.BranchName}", operator: EQ, value: main}
 
 A DeploymentWindow holds the run (at no cost) until the window opens; every other rule is checked once
-when the run reaches the stage, after the window opened. Airflow-free: the runtime side is
-stages/conditions.py, the task operators/stage_conditions.py.
+when the run reaches the stage, after the window opened.
+
+Success conditions (`on_success`), checked once every action of the stage succeeded, before the run goes
+on; a CloudWatchAlarm rule with a `wait_time` (minutes) watches its alarm for that long:
+
+      on_success:
+        result: ROLLBACK        # or FAIL
+        rules:
+          - name: No5xx
+            type: CloudWatchAlarm
+            configuration: {alarm_name: webapp-5xx, wait_time: 10}
+
+The failure rule (`on_failure`): result FAIL (the default), ROLLBACK, or RETRY (the failed actions run
+again, `max_attempts` times at most).
+
+Airflow-free: the runtime side is stages/conditions.py, the tasks operators/stage_conditions.py.
 """
 
 from __future__ import annotations
@@ -30,8 +46,13 @@ from typing import Any
 from .syntax import did_you_mean, has_reference
 
 CONDITIONS_TASK = "Conditions"  # task id of a stage's entry check, inside the stage's group
+SUCCESS_CONDITIONS_TASK = "SuccessConditions"  # task id of its success check, after its actions
 RESULTS = ("FAIL", "SKIP")
-FAILURE_RESULTS = ("FAIL", "ROLLBACK")  # a stage's on_failure (CodePipeline's onFailure; RETRY not yet)
+SUCCESS_RESULTS = ("FAIL", "ROLLBACK")
+FAILURE_RESULTS = ("FAIL", "ROLLBACK", "RETRY")  # a stage's on_failure (CodePipeline's onFailure)
+RETRY_MODES = ("FAILED_ACTIONS",)  # automatic retries; ALL_ACTIONS is a manual retry's only (stages/retry.py)
+MAX_RETRY_ATTEMPTS = 5
+MAX_WAIT_MINUTES = 24 * 60  # how long a success condition may watch an alarm
 MAX_RULES = 5
 VARIABLE_OPERATORS = ("EQ", "NE", "CONTAINS", "MATCHES")
 DEFAULT_ALARM_STATES = ("ALARM",)
@@ -67,10 +88,11 @@ RULE_TYPES: dict[str, RuleType] = {
         RuleType(
             "CloudWatchAlarm",
             ("alarm_name",),
-            ("alarm_states",),
+            ("alarm_states", "wait_time"),
             skippable=False,
             aws=True,
-            description="fails while the alarm is in one of `alarm_states` (default [ALARM])",
+            description="fails while the alarm is in one of `alarm_states` (default [ALARM]); in `on_success`, "
+            "`wait_time` (minutes, fractions allowed) watches it for that long and fails when it gets there",
         ),
         RuleType(
             "VariableCheck",
@@ -112,23 +134,32 @@ class EntryCondition:
 
 def parse_entry_condition(raw: Any) -> tuple[EntryCondition | None, list[tuple[str, str]]]:
     """The stage's `before_entry` as a model, and (field path under before_entry, message) for each problem."""
+    return _parse_condition(raw, "before_entry", RESULTS)
+
+
+def parse_success_condition(raw: Any) -> tuple[EntryCondition | None, list[tuple[str, str]]]:
+    """The stage's `on_success` as a model, and (field path under on_success, message) for each problem."""
+    return _parse_condition(raw, "on_success", SUCCESS_RESULTS)
+
+
+def _parse_condition(raw: Any, key: str, results: tuple[str, ...]) -> tuple[EntryCondition | None, list]:
     problems: list[tuple[str, str]] = []
     if not isinstance(raw, dict):
-        return None, [("before_entry", "expected a mapping with result and rules")]
-    for key in raw:
-        if key not in ("result", "rules"):
-            problems.append((f"before_entry.{key}", f"unknown key{did_you_mean(str(key), ('result', 'rules'))}"))
+        return None, [(key, "expected a mapping with result and rules")]
+    for name in raw:
+        if name not in ("result", "rules"):
+            problems.append((f"{key}.{name}", f"unknown key{did_you_mean(str(name), ('result', 'rules'))}"))
     result = raw.get("result", "FAIL")
-    if result not in RESULTS:
-        problems.append(("before_entry.result", f"{result!r} is not one of {', '.join(RESULTS)}"))
+    if result not in results:
+        problems.append((f"{key}.result", f"{result!r} is not one of {', '.join(results)}"))
     rules_raw = raw.get("rules")
     if not isinstance(rules_raw, list) or not 1 <= len(rules_raw) <= MAX_RULES:
-        problems.append(("before_entry.rules", f"expected a list of 1 to {MAX_RULES} rules"))
+        problems.append((f"{key}.rules", f"expected a list of 1 to {MAX_RULES} rules"))
         return None, problems
     condition = EntryCondition(result=result if isinstance(result, str) else "FAIL")
     names: set[str] = set()
     for index, item in enumerate(rules_raw):
-        where = f"before_entry.rules[{index}]"
+        where = f"{key}.rules[{index}]"
         rule, rule_problems = _parse_rule(item, where)
         problems += rule_problems
         if rule is None:
@@ -136,11 +167,22 @@ def parse_entry_condition(raw: Any) -> tuple[EntryCondition | None, list[tuple[s
         if rule.name in names:
             problems.append((f"{where}.name", f"rule name '{rule.name}' is used twice in this condition"))
         names.add(rule.name)
-        if result == "SKIP" and rule.type in RULE_TYPES and not RULE_TYPES[rule.type].skippable:
-            allowed = ", ".join(t.name for t in RULE_TYPES.values() if t.skippable)
-            problems.append(
-                (f"{where}.type", f"result SKIP takes {allowed} rules only (as CodePipeline); use result FAIL")
-            )
+        if key == "before_entry":
+            if result == "SKIP" and rule.type in RULE_TYPES and not RULE_TYPES[rule.type].skippable:
+                allowed = ", ".join(t.name for t in RULE_TYPES.values() if t.skippable)
+                problems.append(
+                    (f"{where}.type", f"result SKIP takes {allowed} rules only (as CodePipeline); use result FAIL")
+                )
+            if "wait_time" in rule.configuration:
+                problems.append(
+                    (
+                        f"{where}.configuration.wait_time",
+                        "an entry rule is checked once when the run reaches the stage; wait_time (watching the "
+                        "alarm) belongs to on_success rules",
+                    )
+                )
+        elif rule.type == "DeploymentWindow":
+            problems.append((f"{where}.type", "a DeploymentWindow holds runs before a stage: put it in before_entry"))
         condition.rules.append(rule)
     return condition, problems
 
@@ -212,6 +254,10 @@ def value_problem(rule_type: str, key: str, value: Any) -> str | None:
         return None
     if key == "user_parameters":
         return None if isinstance(value, (str, dict)) else "expected a string or a mapping"
+    if key == "wait_time":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_WAIT_MINUTES:
+            return f"expected a number of minutes above 0 and at most {MAX_WAIT_MINUTES} (fractions allowed)"
+        return None
     if not isinstance(value, str):
         return "expected a string"
     if key == "cron":
@@ -229,33 +275,90 @@ def value_problem(rule_type: str, key: str, value: Any) -> str | None:
     return None
 
 
-def parse_on_failure(value: Any) -> tuple[str | None, list[tuple[str, str]]]:
-    """A stage's `on_failure` ({result: FAIL | ROLLBACK}) as its result, and (field, message) for each problem."""
+@dataclass(frozen=True)
+class FailureRule:
+    """A stage's `on_failure`: its result, and for RETRY how many more attempts a failed action gets."""
+
+    result: str = "FAIL"
+    retry_mode: str = "FAILED_ACTIONS"
+    max_attempts: int = 1
+
+
+ON_FAILURE_KEYS = ("result", "retry_mode", "max_attempts")
+
+
+def parse_on_failure(value: Any) -> tuple[FailureRule | None, list[tuple[str, str]]]:
+    """A stage's `on_failure` ({result: FAIL | ROLLBACK | RETRY, retry_mode?, max_attempts?}) as a model, and
+    (field, message) for each problem."""
     if not isinstance(value, dict):
-        return None, [("on_failure", "expected a mapping with result: FAIL or ROLLBACK")]
+        return None, [("on_failure", "expected a mapping with result: FAIL, ROLLBACK or RETRY")]
     problems = [
-        (f"on_failure.{key}", f"unknown key{did_you_mean(str(key), ('result',))}") for key in value if key != "result"
+        (
+            f"on_failure.{key}",
+            f"unknown key{did_you_mean(str(key), ON_FAILURE_KEYS)}; allowed keys: {', '.join(ON_FAILURE_KEYS)}",
+        )
+        for key in value
+        if key not in ON_FAILURE_KEYS
     ]
     result = value.get("result")
-    if result == "RETRY":
-        problems.append(("on_failure.result", "RETRY is not supported yet; use FAIL or ROLLBACK"))
-    elif result not in FAILURE_RESULTS:
+    if result not in FAILURE_RESULTS:
         problems.append(("on_failure.result", f"{result!r} is not one of {', '.join(FAILURE_RESULTS)}"))
-    return (result if not problems else None), problems
+    mode, attempts = value.get("retry_mode", "FAILED_ACTIONS"), value.get("max_attempts", 1)
+    if result != "RETRY":
+        problems += [
+            (f"on_failure.{key}", f"only result RETRY takes {key}")
+            for key in ("retry_mode", "max_attempts")
+            if key in value
+        ]
+    elif mode == "ALL_ACTIONS":
+        problems.append(
+            (
+                "on_failure.retry_mode",
+                "ALL_ACTIONS is not retried automatically (the actions that succeeded would have to run again in "
+                "the same run); use FAILED_ACTIONS, or retry all actions by hand (docs/operations.md)",
+            )
+        )
+    elif mode not in RETRY_MODES:
+        problems.append(("on_failure.retry_mode", f"{mode!r} is not one of {', '.join(RETRY_MODES)}"))
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_RETRY_ATTEMPTS:
+        problems.append(("on_failure.max_attempts", f"expected a whole number from 1 to {MAX_RETRY_ATTEMPTS}"))
+    if problems:
+        return None, problems
+    return FailureRule(result, mode, attempts), []
+
+
+def failure_rule(stage: Any) -> FailureRule:
+    """What the (validated) stage does when one of its actions fails: FAIL (the default), ROLLBACK or RETRY."""
+    rule = parse_on_failure(stage.on_failure)[0] if stage.on_failure is not None else None
+    return rule or FailureRule()
 
 
 def on_failure_result(stage: Any) -> str:
-    """What the (validated) stage does when one of its actions fails: FAIL (the default) or ROLLBACK."""
-    return parse_on_failure(stage.on_failure)[0] or "FAIL" if stage.on_failure is not None else "FAIL"
+    return failure_rule(stage).result
+
+
+def success_condition(stage: Any) -> EntryCondition | None:
+    """The (validated) stage's `on_success`, or None."""
+    return parse_success_condition(stage.on_success)[0] if stage.on_success is not None else None
+
+
+def rolls_back(stage: Any) -> bool:
+    """Whether the stage has a Rollback task: on_failure ROLLBACK, or on_success ROLLBACK."""
+    condition = success_condition(stage)
+    return on_failure_result(stage) == "ROLLBACK" or (condition is not None and condition.result == "ROLLBACK")
 
 
 def entry_rule_permissions(stage: Any) -> list[tuple[Rule, Any]]:
-    """(rule, Permission) for each rule of the stage's entry condition that calls AWS (pipeline/iam.py)."""
+    """(rule, Permission) for each rule of the stage's entry and success conditions that calls AWS
+    (pipeline/iam.py)."""
     from .action_types import Permission
 
-    condition, _ = parse_entry_condition(stage.before_entry) if stage.before_entry is not None else (None, [])
+    entry, _ = parse_entry_condition(stage.before_entry) if stage.before_entry is not None else (None, [])
+    rules = [
+        rule for condition in (entry, success_condition(stage)) if condition is not None for rule in condition.rules
+    ]
     out = []
-    for rule in condition.rules if condition is not None else []:
+    for rule in rules:
         if rule.type == "CloudWatchAlarm":
             resource = f"arn:aws:cloudwatch:{{region}}:{{account}}:alarm:{rule.configuration.get('alarm_name')}"
             out.append(

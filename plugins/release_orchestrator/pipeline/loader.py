@@ -231,7 +231,7 @@ _PIPELINE_FIELDS = {
 }
 _VARIABLE_FIELDS = {"name": str, "default": _SCALAR, "description": str}
 _NOTIFICATION_FIELDS = {"topic_arn": str, "events": list, "aws_conn_id": str}
-_STAGE_FIELDS = {"name": str, "actions": list, "before_entry": dict, "on_failure": dict}
+_STAGE_FIELDS = {"name": str, "actions": list, "before_entry": dict, "on_failure": dict, "on_success": dict}
 _ACTION_FIELDS = {
     "name": str,
     "type": str,
@@ -398,7 +398,7 @@ class _Parser:
         stage = Stage(name=f.get("name"), line=getattr(node, "line", None) or at[0])
         if isinstance(node, dict):
             stage.lines = _lines_of(node, skip=("actions",))
-        for key in ("before_entry", "on_failure"):
+        for key in ("before_entry", "on_failure", "on_success"):
             if key in f:
                 setattr(stage, key, _plain(f[key], key, {}))
         for index, item in enumerate(f.get("actions", [])):

@@ -37,6 +37,7 @@ class Stage:
     before_entry: dict[str, Any] | None = None
     # What a failed stage does, as written: {result: FAIL | ROLLBACK} (pipeline/conditions.py reads it).
     on_failure: dict[str, Any] | None = None
+    on_success: dict[str, Any] | None = None
     line: int | None = field(default=None, compare=False)
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)  # "before_entry.x" -> line
 

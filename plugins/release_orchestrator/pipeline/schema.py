@@ -53,7 +53,18 @@ from .action_types import (
     ConfigKey,
 )
 from .artifacts import ARTIFACT_NAME_RE
-from .conditions import ALARM_STATES, FAILURE_RESULTS, MAX_RULES, RULE_TYPES, VARIABLE_OPERATORS, RuleType
+from .conditions import (
+    ALARM_STATES,
+    FAILURE_RESULTS,
+    MAX_RETRY_ATTEMPTS,
+    MAX_RULES,
+    MAX_WAIT_MINUTES,
+    RETRY_MODES,
+    RULE_TYPES,
+    SUCCESS_RESULTS,
+    VARIABLE_OPERATORS,
+    RuleType,
+)
 from .conditions import RESULTS as CONDITION_RESULTS
 from .model import EXECUTION_MODES
 from .syntax import NAME_RE, NAMESPACE_RE, REFERENCE_RE, VARIABLE_NAME_RE
@@ -151,7 +162,10 @@ FIELD_DOCS = {
         "skips it (result SKIP).",
         "on_failure": "What a failed stage does (CodePipeline V2's onFailure): result FAIL (the default) fails the "
         "run; result ROLLBACK also starts a rollback run that deploys the stage of the latest run in which it "
-        "succeeded.",
+        "succeeded; result RETRY runs the failed actions again, max_attempts times at most.",
+        "on_success": "Success conditions (CodePipeline V2's onSuccess): rules checked once the stage's actions "
+        "succeeded, before the run goes on (a CloudWatchAlarm with wait_time watches its alarm that many minutes); "
+        "a rule failing fails the stage (result FAIL) or also rolls it back (result ROLLBACK).",
     },
     "action": {
         "name": "1-100 characters of letters, digits and . @ _ -; unique in its stage.",
@@ -200,6 +214,7 @@ def _rule_schema(rule_type: RuleType) -> dict:
     values: dict[str, dict] = {"alarm_states": {"type": ["array", "string"], "items": {"enum": list(ALARM_STATES)}}}
     values["user_parameters"] = {"type": ["string", "object"]}
     values["operator"] = {"enum": list(VARIABLE_OPERATORS), "default": "EQ"}
+    values["wait_time"] = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT_MINUTES}
     return {
         "type": "object",
         "description": f"{rule_type.name}: {rule_type.description}",
@@ -216,6 +231,23 @@ def _rule_schema(rule_type: RuleType) -> dict:
             "aws_conn_id": {"type": "string"},
         },
         "required": ["name", "type", "configuration"],
+        "additionalProperties": False,
+    }
+
+
+def _condition_schema(results: tuple[str, ...], rule_types: Any) -> dict:
+    """A stage condition (before_entry, on_success): its result and 1 to MAX_RULES rules."""
+    return {
+        "properties": {
+            "result": {"enum": list(results), "default": results[0]},
+            "rules": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_RULES,
+                "items": {"oneOf": [_rule_schema(rule_type) for rule_type in rule_types]},
+            },
+        },
+        "required": ["rules"],
         "additionalProperties": False,
     }
 
@@ -255,21 +287,16 @@ FIELD_RULES: dict[str, dict[str, dict]] = {
     "stage": {
         "name": {"pattern": _js(NAME_RE), "patternErrorMessage": NAME_MESSAGE},
         "actions": {"items": {"$ref": "#/definitions/action"}, "minItems": 1, "maxItems": MAX_ACTIONS_PER_STAGE},
-        "before_entry": {
-            "properties": {
-                "result": {"enum": list(CONDITION_RESULTS), "default": CONDITION_RESULTS[0]},
-                "rules": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": MAX_RULES,
-                    "items": {"oneOf": [_rule_schema(rule_type) for rule_type in RULE_TYPES.values()]},
-                },
-            },
-            "required": ["rules"],
-            "additionalProperties": False,
-        },
+        "before_entry": _condition_schema(CONDITION_RESULTS, RULE_TYPES.values()),
+        "on_success": _condition_schema(
+            SUCCESS_RESULTS, [rule_type for rule_type in RULE_TYPES.values() if rule_type.name != "DeploymentWindow"]
+        ),
         "on_failure": {
-            "properties": {"result": {"enum": list(FAILURE_RESULTS), "default": FAILURE_RESULTS[0]}},
+            "properties": {
+                "result": {"enum": list(FAILURE_RESULTS), "default": FAILURE_RESULTS[0]},
+                "retry_mode": {"enum": list(RETRY_MODES), "default": RETRY_MODES[0]},
+                "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_RETRY_ATTEMPTS, "default": 1},
+            },
             "required": ["result"],
             "additionalProperties": False,
         },

@@ -14,7 +14,14 @@ from release_orchestrator.stages.rollback import ROLLBACK_TASK
 
 from .action_types import ACTION_TYPES, KIND_NAMES, RETIRED_KEYS, ActionType
 from .artifacts import artifact_problems
-from .conditions import CONDITIONS_TASK, on_failure_result, parse_entry_condition, parse_on_failure
+from .conditions import (
+    CONDITIONS_TASK,
+    SUCCESS_CONDITIONS_TASK,
+    parse_entry_condition,
+    parse_on_failure,
+    parse_success_condition,
+    rolls_back,
+)
 from .errors import SpecError
 from .files import file_problems
 from .model import EXECUTION_MODES, PREFLIGHT_GROUP, Action, Pipeline, Stage
@@ -216,6 +223,8 @@ class _Validator:
                 self.check_entry_condition(stage)
             if stage.on_failure is not None:
                 self.check_on_failure(stage, first=stage is self.p.stages[0])
+            if stage.on_success is not None:
+                self.check_success_condition(stage, first=stage is self.p.stages[0])
             if not 1 <= len(stage.actions) <= MAX_ACTIONS_PER_STAGE:
                 self.error(
                     f"a stage needs 1 to {MAX_ACTIONS_PER_STAGE} actions, this one has {len(stage.actions)}",
@@ -251,9 +260,17 @@ class _Validator:
                             action=action,
                             field="name",
                         )
-                    if airflow_key(action.name) == ROLLBACK_TASK and on_failure_result(stage) == "ROLLBACK":
+                    if airflow_key(action.name) == SUCCESS_CONDITIONS_TASK and stage.on_success is not None:
                         self.error(
-                            f"a stage with on_failure ROLLBACK has the task {ROLLBACK_TASK}, which rolls it back "
+                            f"a stage with on_success ends with the task {SUCCESS_CONDITIONS_TASK}, which checks its "
+                            "success conditions; rename this action",
+                            stage=stage,
+                            action=action,
+                            field="name",
+                        )
+                    if airflow_key(action.name) == ROLLBACK_TASK and rolls_back(stage):
+                        self.error(
+                            f"a stage with a ROLLBACK result has the task {ROLLBACK_TASK}, which rolls it back "
                             "when it fails; rename this action",
                             stage=stage,
                             action=action,
@@ -284,15 +301,27 @@ class _Validator:
                 )
 
     def check_on_failure(self, stage: Stage, first: bool) -> None:
-        result, problems = parse_on_failure(stage.on_failure)
+        rule, problems = parse_on_failure(stage.on_failure)
         for field, message in problems:
             self.error(message, stage=stage, field=field)
-        if result == "ROLLBACK" and first:
+        if rule is not None and rule.result == "ROLLBACK" and first:
             self.error(
                 "the first stage cannot be rolled back (it has no earlier stage whose results a rollback reuses); "
                 "use result FAIL",
                 stage=stage,
                 field="on_failure.result",
+            )
+
+    def check_success_condition(self, stage: Stage, first: bool) -> None:
+        condition, problems = parse_success_condition(stage.on_success)
+        for field, message in problems:
+            self.error(message, stage=stage, field=field)
+        if condition is not None and condition.result == "ROLLBACK" and first:
+            self.error(
+                "the first stage cannot be rolled back (it has no earlier stage whose results a rollback reuses); "
+                "use result FAIL",
+                stage=stage,
+                field="on_success.result",
             )
 
     def check_action(self, stage: Stage, action: Action) -> None:
@@ -365,13 +394,16 @@ class _Validator:
                             self.error(f"{match.group(0)}: {problem}", stage=stage, action=action, field=path)
             # Entry conditions are checked before any action of their stage: as if by an action running first.
             before_all = Action(name=f"{stage.name} entry conditions", type="", run_order=0)
-            for path, text in iter_strings(stage.before_entry or {}, "before_entry"):
-                for match in REFERENCE_RE.finditer(text):
-                    problem = self.reference_problem(
-                        match.group(1), match.group(2), s_index, before_all, producers, declared
-                    )
-                    if problem:
-                        self.error(f"{match.group(0)}: {problem}", stage=stage, field=path)
+            # ... and success conditions after all of them, as if by an action running last.
+            after_all = Action(name=f"{stage.name} success conditions", type="", run_order=10**6)
+            for key, reader in (("before_entry", before_all), ("on_success", after_all)):
+                for path, text in iter_strings(getattr(stage, key) or {}, key):
+                    for match in REFERENCE_RE.finditer(text):
+                        problem = self.reference_problem(
+                            match.group(1), match.group(2), s_index, reader, producers, declared
+                        )
+                        if problem:
+                            self.error(f"{match.group(0)}: {problem}", stage=stage, field=path)
 
     def reference_problem(
         self, ns: str, var: str, s_index: int, action: Action, producers: dict, declared: set

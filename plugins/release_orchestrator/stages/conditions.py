@@ -1,9 +1,11 @@
-"""A stage's entry conditions at run time: each rule checked against the clock, CloudWatch, a variable or
-a Lambda function (the spec side is pipeline/conditions.py).
+"""A stage's entry and success conditions at run time: each rule checked against the clock, CloudWatch, a
+variable or a Lambda function (the spec side is pipeline/conditions.py).
 
 `evaluate` is called by the Conditions task on a worker and again by its trigger when a deployment window
 opens (operators/stage_conditions.py, triggers/stage_conditions.py). Windows come first: while one is
 closed nothing else is asked, so an alarm is read when the run is about to enter, not hours before.
+Success conditions are evaluated once the stage's actions succeeded; the alarms of rules with a
+`wait_time` are then watched (`watched_rules`) by the SuccessConditions task's trigger.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from release_orchestrator.pipeline.conditions import (
 )
 
 ENTERED, SKIPPED, FAILED = "ENTERED", "SKIPPED", "FAILED"
+SUCCEEDED = "SUCCEEDED"  # a success condition met (its alarms watched for their wait_time)
 MAX_WINDOW_STEPS = 1000  # several windows: how many openings to try before giving up on a common minute
 
 
@@ -43,6 +46,11 @@ class Evaluation:
     @property
     def met(self) -> bool:
         return self.opens_at is None and all(rule["passed"] for rule in self.checked)
+
+    @property
+    def unanswered(self) -> bool:
+        """Not met only because AWS did not answer (a throttled or failed call): worth asking again."""
+        return not self.met and all(rule["passed"] or rule.get("unanswered") for rule in self.checked)
 
     def failures(self) -> str:
         return "; ".join(f"rule {r['rule']} ({r['type']}): {r['detail']}" for r in self.checked if not r["passed"])
@@ -66,12 +74,16 @@ def evaluate(rules: list[dict[str, Any]], where: RuleContext, now: datetime | No
         return Evaluation(opens_at=opens_at)
     evaluation = Evaluation()
     for rule in rules:
+        unanswered = False
         try:
             detail = _check(rule, where, now)
             passed = True
-        except (ConditionNotMet, AwsCallError, ValueError) as problem:
+        except (ConditionNotMet, ValueError) as problem:
             detail, passed = str(problem), False
-        evaluation.checked.append({"rule": rule["name"], "type": rule["type"], "passed": passed, "detail": detail})
+        except AwsCallError as problem:
+            detail, passed, unanswered = str(problem), False, True
+        checked = {"rule": rule["name"], "type": rule["type"], "passed": passed, "detail": detail}
+        evaluation.checked.append({**checked, "unanswered": True} if unanswered else checked)
     return evaluation
 
 
@@ -79,15 +91,41 @@ def outcome_record(
     stage: str, result: str, evaluation: Evaluation, log: Any, waited_seconds: float = 0.0
 ) -> dict[str, Any]:
     """The Conditions task's outputs: ENTERED, or SKIPPED / FAILED by the condition's result (each rule logged)."""
-    for rule in evaluation.checked:
-        verdict = "passed" if rule["passed"] else "FAILED"
-        log.info("Rule %s (%s): %s: %s", rule["rule"], rule["type"], verdict, rule["detail"])
+    _log_rules(evaluation, log)
     state = ENTERED if evaluation.met else SKIPPED if result == "SKIP" else FAILED
     return {"Stage": stage, "Result": state, "WaitedSeconds": round(waited_seconds, 1), "Rules": evaluation.checked}
 
 
+def success_record(stage: str, evaluation: Evaluation, log: Any, watched_seconds: float = 0.0) -> dict[str, Any]:
+    """The SuccessConditions task's outputs: SUCCEEDED or FAILED, how long alarms were watched, each rule."""
+    _log_rules(evaluation, log)
+    state = SUCCEEDED if evaluation.met else FAILED
+    return {"Stage": stage, "Result": state, "WatchedSeconds": round(watched_seconds, 1), "Rules": evaluation.checked}
+
+
+def _log_rules(evaluation: Evaluation, log: Any) -> None:
+    for rule in evaluation.checked:
+        verdict = "passed" if rule["passed"] else "FAILED"
+        log.info("Rule %s (%s): %s: %s", rule["rule"], rule["type"], verdict, rule["detail"])
+
+
 def not_met(stage: str, evaluation: Evaluation) -> str:
     return f"stage {stage}: entry condition not met: {evaluation.failures()}"
+
+
+def success_not_met(stage: str, result: str, evaluation: Evaluation) -> str:
+    then = "; it is rolled back" if result == "ROLLBACK" else ""
+    return f"stage {stage}: success condition not met: {evaluation.failures()}{then}"
+
+
+def watched_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rules whose alarm is watched after the stage succeeded: CloudWatchAlarm rules with a wait_time."""
+    return [r for r in rules if r["type"] == "CloudWatchAlarm" and (r.get("configuration") or {}).get("wait_time")]
+
+
+def watch_seconds(rules: list[dict[str, Any]]) -> float:
+    """How long the longest watch lasts (wait_time is in minutes, as CodePipeline's WaitTime)."""
+    return max((float(r["configuration"]["wait_time"]) * 60 for r in watched_rules(rules)), default=0.0)
 
 
 def _configuration(rule: dict[str, Any]) -> dict[str, Any]:

@@ -89,9 +89,18 @@ def rollback_run_conf(target_conf: Mapping[str, Any] | None, rollback: Rollback)
     return {**conf, ROLLBACK_CONF_KEY: rollback.to_conf()}
 
 
-def stage_succeeded(states: Mapping[str, Any], action_task_ids: Iterable[str]) -> bool:
-    ids = list(action_task_ids)
-    return bool(ids) and all(state_value(states.get(task_id)) == "success" for task_id in ids)
+def stage_succeeded(states: Mapping[str, Any], task_ids: Iterable[str]) -> bool:
+    """Every action of the stage succeeded in the run, and its success conditions passed: a run from before the
+    stage had success conditions has no such task, and its actions decide."""
+    from release_orchestrator.pipeline.conditions import SUCCESS_CONDITIONS_TASK
+
+    def succeeded(task_id: str) -> bool:
+        if task_id.rpartition(".")[2] == SUCCESS_CONDITIONS_TASK and task_id not in states:
+            return True
+        return state_value(states.get(task_id)) == "success"
+
+    ids = list(task_ids)
+    return bool(ids) and all(map(succeeded, ids))
 
 
 def stage_failed(states: Mapping[str, Any], action_task_ids: Iterable[str]) -> bool:
@@ -252,7 +261,8 @@ def rollback_run_id(stage: str, cause: str) -> str:
 
 
 def stage_actions(task_ids: Iterable[str]) -> list[str]:
-    """A stage's actions among its task ids (not its door, entry conditions or rollback)."""
+    """A stage's actions among its task ids (not its door, entry conditions or rollback), with its success
+    conditions: what succeeded in a run in which the stage succeeded."""
     from release_orchestrator.pipeline.conditions import CONDITIONS_TASK
     from release_orchestrator.stages.entry import ENTER_TASK
 

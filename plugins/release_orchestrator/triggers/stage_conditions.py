@@ -1,4 +1,5 @@
-"""The wait for a stage's deployment window (operators/stage_conditions.py).
+"""The wait for a stage's deployment window, and the watch of its success conditions' alarms
+(operators/stage_conditions.py).
 
 It sleeps until the window opens, checks every rule of the condition again (stages/conditions.py, in a
 thread) and ends the task itself: TaskSuccessEvent when the condition is met, TaskSkippedEvent (result SKIP)
@@ -11,12 +12,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 
-from release_orchestrator.stages.conditions import ENTERED, SKIPPED, RuleContext, evaluate, not_met, outcome_record
+from release_orchestrator.stages.conditions import (
+    ENTERED,
+    SKIPPED,
+    Evaluation,
+    RuleContext,
+    evaluate,
+    not_met,
+    outcome_record,
+    success_not_met,
+    success_record,
+)
 from release_orchestrator.triggers import base as trigger_base
 
 MAX_SLEEP_SECONDS = 300.0  # look at the clock again at least this often (a suspended host, a clock change)
@@ -82,4 +93,77 @@ class StageConditionsTrigger(BaseTrigger):
     def fail(self, reason: str) -> TriggerEvent:
         ti = self.task_instance
         write = lambda key, value: trigger_base.write_task_xcom(ti, key, value)  # noqa: E731
+        return trigger_base.failed_task_event(write, self.failure_notices, ti, reason, self.log)
+
+
+class StageSuccessWatchTrigger(BaseTrigger):
+    """Watches the alarms of a stage's success conditions (CloudWatchAlarm rules with a `wait_time`), each
+    from `since` for its wait_time, looking every `check_interval` seconds and once more at the end.
+
+    It ends the task itself: TaskFailedEvent (with the reason and the failure notifications) as soon as an
+    alarm is in one of its rule's `alarm_states` (or is gone), TaskSuccessEvent when every watch is over. An
+    alarm CloudWatch did not tell about (an AWS error) is asked again, until its deadline.
+    The deadlines count from `since`, so a trigger started again after a triggerer restart watches only
+    what is left.
+    """
+
+    def __init__(
+        self,
+        *,
+        where: dict[str, Any],
+        result: str,
+        rules: list[dict[str, Any]],
+        since: str,
+        check_interval: float,
+        failure_notices: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.where, self.result, self.rules = dict(where), result, list(rules)
+        self.since, self.check_interval, self.failure_notices = since, float(check_interval), failure_notices
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "where": self.where,
+                "result": self.result,
+                "rules": self.rules,
+                "since": self.since,
+                "check_interval": self.check_interval,
+                "failure_notices": self.failure_notices,
+            },
+        )
+
+    def deadlines(self) -> list[tuple[dict[str, Any], datetime]]:
+        since = datetime.fromisoformat(self.since)
+        return [(rule, since + timedelta(minutes=float(rule["configuration"]["wait_time"]))) for rule in self.rules]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        deadlines = self.deadlines()
+        while True:
+            now = datetime.now(timezone.utc)
+            # A rule is looked at until its deadline, and once at or after it.
+            watching = [rule for rule, until in deadlines if until > now]
+            evaluation = await asyncio.to_thread(evaluate, [rule for rule, _ in deadlines], RuleContext(**self.where))
+            if evaluation.unanswered and watching:
+                # A failed DescribeAlarms is no alarm: ask again (at the deadline, it fails the stage).
+                self.log.warning("Could not read an alarm, looking again: %s", evaluation.failures())
+            elif not evaluation.met or not watching:
+                yield await asyncio.to_thread(self.finish, evaluation)
+                return
+            deadlines = [(rule, until) for rule, until in deadlines if rule in watching]
+            remaining = min(until for _, until in deadlines) - datetime.now(timezone.utc)
+            await asyncio.sleep(max(0.0, min(self.check_interval, remaining.total_seconds())))
+
+    def finish(self, evaluation: Evaluation) -> TriggerEvent:
+        ti = self.task_instance
+        stage = self.where["stage"]
+        watched = (datetime.now(timezone.utc) - datetime.fromisoformat(self.since)).total_seconds()
+        trigger_base.write_task_xcom(
+            ti, trigger_base.XCOM_RETURN_KEY, success_record(stage, evaluation, self.log, watched)
+        )
+        if evaluation.met:
+            return TaskSuccessEvent()
+        write = lambda key, value: trigger_base.write_task_xcom(ti, key, value)  # noqa: E731
+        reason = success_not_met(stage, self.result, evaluation)
         return trigger_base.failed_task_event(write, self.failure_notices, ti, reason, self.log)
