@@ -1,6 +1,6 @@
 """Rolling a stage back in the real Airflow processes on the sandbox (tests/integration/pipelines/rb-release.yaml,
-QUEUED): a failed Deploy rolls back by itself to the last release, before the run waiting at its door goes in; a
-rollback by hand through the CLI to a chosen run; a run marked failed as a whole is not rolled back; a run started
+QUEUED): a failed Deploy rolls back by itself to the last release, before the run waiting at its door goes in; so
+does a Deploy whose alarm goes off while it is watched after the stage succeeded; a rollback by hand through the CLI to a chosen run; a run marked failed as a whole is not rolled back; a run started
 with a forged rollback conf deploys nothing.
 
 What was deployed is read from the sandbox: the Lambda version each run published (its code), the object the S3
@@ -23,6 +23,7 @@ from tests.integration.helpers import (
     create_build_project,
     function_behind_alias,
     function_zip,
+    put_alarm,
     ti_states,
     wait_for_run,
     wait_for_task_state,
@@ -36,6 +37,7 @@ FUNCTION = "rb-tests-function"
 SOURCE_KEY = "rb-tests/function.zip"
 DEPLOYED_KEY = "rb-tests/deployed/function.zip"
 SMOKE_OK, SMOKE_FAIL, SMOKE_HANG = "rb-smoke-ok", "rb-smoke-fail", "rb-smoke-hang"
+ALARM = "rb-health"  # Deploy's success condition watches it
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,9 @@ def world(airflow_env, api):
         create_build_project(codebuild, project, "acme/rollback", "version: 0.2\nphases: {build: {commands: [make]}}\n")
     faults = {SMOKE_FAIL: {"mode": "fail"}, SMOKE_HANG: {"mode": "hang"}}
     SandboxClient(airflow_env.sandbox_url).set_faults({"codebuild": faults})
-    return {"lambda": functions, "s3": aws_client(airflow_env, "s3"), "codebuild": codebuild}
+    cloudwatch = aws_client(airflow_env, "cloudwatch")
+    put_alarm(cloudwatch, ALARM, "OK")
+    return {"lambda": functions, "s3": aws_client(airflow_env, "s3"), "codebuild": codebuild, "cloudwatch": cloudwatch}
 
 
 def release(api, world, code: bytes, **conf) -> str:
@@ -154,6 +158,38 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     history = console.get(f"/releases/api/pipelines/{PIPELINE}/runs", started_by="rollback").json()
     assert {r["run_id"] for r in history["runs"]} == {rollback, manual}
     assert all(r["started_by"] == "rollback" for r in history["runs"])
+
+
+def test_an_alarm_going_off_while_the_stage_is_watched_rolls_it_back(api, world):
+    good_code, bad_code = (function_zip(f"{label} {time.time()}") for label in ("good", "bad"))
+    good = release(api, world, good_code)
+    assert wait_for_run(api, PIPELINE, good, timeout=240)["state"] == "success"
+    assert api.xcom(PIPELINE, good, "Deploy.SuccessConditions")["Result"] == "SUCCEEDED"
+
+    # The next release deploys, then its alarm goes off while it is watched (for up to 5 minutes).
+    bad = release(api, world, bad_code, watch_minutes="5")
+    wait_for_task_state(api, PIPELINE, bad, "Deploy.SuccessConditions", {"deferred"}, timeout=240)
+    assert live_code(api, world, bad) == code_sha256(bad_code)
+    try:
+        world["cloudwatch"].set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="5xx above 1")
+        assert wait_for_run(api, PIPELINE, bad, timeout=120)["state"] == "failed"
+    finally:
+        world["cloudwatch"].set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="test over")
+    states = ti_states(api, PIPELINE, bad)
+    assert {states[t] for t in ("Deploy.Lambda", "Deploy.Bucket", "Deploy.Smoke")} == {"success"}
+    assert (states["Deploy.SuccessConditions"], states["Deploy.Rollback"]) == ("failed", "success"), states
+    watched = api.xcom(PIPELINE, bad, "Deploy.SuccessConditions")
+    assert watched["Result"] == "FAILED" and watched["WatchedSeconds"] < 120
+    assert watched["Rules"][0]["detail"] == f"alarm '{ALARM}' is in state ALARM"
+    started = api.xcom(PIPELINE, bad, "Deploy.Rollback")
+    assert (started["TargetRunId"], started["Result"]) == (good, "Succeeded")
+
+    # The rollback run deployed the good release again, and was not watched itself.
+    rollback = started["RollbackRunId"]
+    assert wait_for_run(api, PIPELINE, rollback, timeout=60)["state"] == "success"
+    assert ti_states(api, PIPELINE, rollback)["Deploy.SuccessConditions"] == "skipped"
+    assert live_code(api, world, rollback) == code_sha256(good_code)
+    assert world["s3"].get_object(Bucket=resources.ARTIFACT_BUCKET, Key=DEPLOYED_KEY)["Body"].read() == good_code
 
 
 def test_a_run_marked_failed_is_not_rolled_back_and_a_forged_rollback_to_it_deploys_nothing(api, world):

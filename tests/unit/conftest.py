@@ -117,3 +117,21 @@ def github_api(monkeypatch):
     yield emulator
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def sdk_xcoms(monkeypatch):
+    """XCom through the Task SDK (the triggerer's), kept in a dict by (task id, key)."""
+    store = {}
+
+    class FakeXCom:
+        @staticmethod
+        def get_one(key, dag_id, task_id, run_id, map_index):
+            return store.get((task_id, key))
+
+        @staticmethod
+        def set(key, value, dag_id, task_id, run_id, map_index):
+            store[(task_id, key)] = value
+
+    monkeypatch.setattr("airflow.sdk.execution_time.xcom.XCom", FakeXCom)
+    return store

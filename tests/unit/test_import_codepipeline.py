@@ -353,6 +353,46 @@ def test_entry_conditions_are_carried_rule_by_rule():
     ]
 
 
+def test_success_conditions_and_a_retry_of_failed_actions_are_carried():
+    definition = json.loads((FIXTURES / "v2-variables-triggers.json").read_text())
+    build = definition["stages"][1]
+    alarm = {"category": "Rule", "owner": "AWS", "provider": "CloudWatchAlarm", "version": "1"}
+    build["onSuccess"] = {
+        "conditions": [
+            {
+                "result": "ROLLBACK",
+                "rules": [
+                    {
+                        "name": "No5xx",
+                        "ruleTypeId": alarm,
+                        "configuration": {"AlarmName": "webapp-5xx", "WaitTime": "15"},
+                    }
+                ],
+            }
+        ]
+    }
+    build["onFailure"] = {"result": "RETRY", "retryConfiguration": {"retryMode": "FAILED_ACTIONS"}}
+    result = import_codepipeline(definition)
+    assert result.errors == [] and result.not_carried == []
+    stage = load_spec_text(result.yaml).stages[1]
+    assert stage.on_success == {
+        "result": "ROLLBACK",
+        "rules": [
+            {"name": "No5xx", "type": "CloudWatchAlarm", "configuration": {"alarm_name": "webapp-5xx", "wait_time": 15}}
+        ],
+    }
+    assert stage.on_failure == {"result": "RETRY", "retry_mode": "FAILED_ACTIONS", "max_attempts": 1}
+    # A window is no success condition: the condition is listed, not carried.
+    window = {**alarm, "provider": "DeploymentWindow"}
+    build["onSuccess"]["conditions"][0]["rules"].append({"name": "Hours", "ruleTypeId": window, "configuration": {}})
+    assert [(n.rule, n.reason) for n in import_codepipeline(definition).not_carried] == [
+        (
+            "onSuccess",
+            "rule 'Hours': rule type DeploymentWindow has no equivalent; the stage succeeds when its actions do",
+        )
+    ]
+
+
 def test_a_stage_rule_of_the_wrong_shape_is_refused_naming_where():
     definition = json.loads((FIXTURES / "v2-variables-triggers.json").read_text())
     definition["stages"][1]["onFailure"] = "ROLLBACK"

@@ -352,23 +352,6 @@ class TriggerTI:
         self.xcoms = {}
 
 
-@pytest.fixture
-def sdk_xcoms(monkeypatch):
-    store = {}
-
-    class FakeXCom:
-        @staticmethod
-        def get_one(key, dag_id, task_id, run_id, map_index):
-            return store.get((task_id, key))
-
-        @staticmethod
-        def set(key, value, dag_id, task_id, run_id, map_index):
-            store[(task_id, key)] = value
-
-    monkeypatch.setattr("airflow.sdk.execution_time.xcom.XCom", FakeXCom)
-    return store
-
-
 def test_the_trigger_publishes_the_failure_once_and_the_callback_then_does_not(topic_and_queue, sdk_xcoms):
     from release_orchestrator.notifications.notifier import announce_failure
 

@@ -81,6 +81,7 @@ def errors_of(text: str) -> dict[str, str]:
         (spec(watch("RETRY")), "Deploy:on_success.result", "'RETRY' is not one of FAIL, ROLLBACK"),
         (spec(watch(wait="0")), "Deploy:on_success.rules[0].configuration.wait_time", "above 0 and at most 1440"),
         (spec(watch(wait="soon")), "Deploy:on_success.rules[0].configuration.wait_time", "expected a number"),
+        (spec(watch(wait="'2000'")), "Deploy:on_success.rules[0].configuration.wait_time", "at most 1440"),
         (spec(build_extra=watch()), "Build:on_success.result", "first stage cannot be rolled back"),
         (spec(watch(), deploy_name="SuccessConditions"), "Deploy:name", "ends with the task SuccessConditions"),
         (spec(watch(), deploy_name="Rollback"), "Deploy:name", "has the task Rollback"),

@@ -19,6 +19,7 @@ from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 from release_orchestrator.notifications import messages
 from release_orchestrator.notifications.publishing import (
     DECISION_XCOM_KEY,
+    SentLog,
     airflow_base_url,
     publish,
     publish_once,
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 # XCom of a task its trigger failed: the failure events the trigger published itself.
 FAILURE_NOTICES_XCOM_KEY = "failure_notices"
 FAILURE_EVENTS = ("action-failed", "stage-failed")
+# XCom of a task its trigger ended successfully: the success events the trigger published itself.
+SUCCESS_NOTICES_XCOM_KEY = "success_notices"
+SUCCESS_EVENTS = ("action-succeeded",)
+# Stages and actions starting and succeeding: opt-in, attached by notifications/lifecycle.py.
+LIFECYCLE_EVENTS = ("stage-started", "stage-succeeded", "action-started", "action-succeeded")
 
 
 def execution_type(conf: Any) -> dict[str, Any]:
@@ -69,6 +75,8 @@ class PipelineEventNotifier(SnsNotifier):
         aws_conn_id: str | None = "aws_default",
         superseding_task_ids: list[str] | None = None,
         console_links: list[str] | None = None,
+        stages: dict[str, list[str]] | None = None,
+        at_run_end: bool = False,
         **kwargs: Any,
     ):
         if event not in messages.EVENTS:
@@ -82,6 +90,11 @@ class PipelineEventNotifier(SnsNotifier):
         # The failed task's console links (see console_links), for a trigger, which has no operator to
         # read them from; None: read them from the callback context's task.
         self.console_links = console_links
+        # stage-started / stage-succeeded: the stage reported (its group id) with its actions' task ids.
+        # at_run_end (stage-succeeded as the run's success callback): every stage, of which the run's last
+        # is reported, or the stage a rollback run runs.
+        self.stages = {stage: list(task_ids) for stage, task_ids in (stages or {}).items()}
+        self.at_run_end = at_run_end
 
     def build(self, context: Any) -> tuple[str, dict[str, Any]]:
         """Subject and message for this event, from the callback context."""
@@ -140,10 +153,15 @@ class PipelineEventNotifier(SnsNotifier):
             "aws_conn_id": self.aws_conn_id,
             "superseding_task_ids": self.superseding_task_ids,
             "console_links": self.console_links,
+            "stages": self.stages,
+            "at_run_end": self.at_run_end,
         }
 
     def notify(self, context: Any) -> None:
-        if self.event in FAILURE_EVENTS and self._published_by_trigger(context):
+        if self.event in LIFECYCLE_EVENTS:
+            self._notify_lifecycle(context)
+            return
+        if self.event in FAILURE_EVENTS and self._published_by_trigger(context, FAILURE_NOTICES_XCOM_KEY):
             log.info("Not publishing %s: the trigger that failed the task published it", self.event)
             return
         error = context.get("exception")
@@ -162,9 +180,100 @@ class PipelineEventNotifier(SnsNotifier):
         else:
             publish(self.hook, self.target_arn, subject, message, attributes)
 
-    def _published_by_trigger(self, context: Any) -> bool:
-        sent = own_xcom(context.get("ti") or context.get("task_instance"), FAILURE_NOTICES_XCOM_KEY)
+    def _published_by_trigger(self, context: Any, key: str) -> bool:
+        sent = own_xcom(context.get("ti") or context.get("task_instance"), key)
         return isinstance(sent, dict) and self.event in sent
+
+    # ---- stages and actions starting and succeeding ------------------------------------------------
+    def _notify_lifecycle(self, context: Any) -> None:
+        """Publish a stage or action lifecycle event, once per occasion.
+
+        In a task's on_execute_callback (the started events, and stage-succeeded of the stage before) Airflow
+        runs the callback on every try and again on every resumption after a deferral: the event is recorded
+        in the task's state store under the task's round (`max_tries`, raised by each clear: a stage retried
+        starts again). action-succeeded runs once per successful try (on_success_callback in the worker,
+        or the trigger that ended the task); the run's success callback once per run end.
+        """
+        if self.event == "action-succeeded":
+            if self._published_by_trigger(context, SUCCESS_NOTICES_XCOM_KEY):
+                log.info("Not publishing %s: the trigger that ended the task published it", self.event)
+                return
+            subject, message = self.build_lifecycle(context)
+            publish(self.hook, self.target_arn, subject, message, self._attributes())
+            return
+        stage = self._reported_stage(context)
+        subject, message = self.build_lifecycle(context, stage)
+        if self.at_run_end:
+            if stage is not None and self._stage_succeeded(context, stage):
+                publish(self.hook, self.target_arn, subject, message, self._attributes())
+            return
+        ident = f"{self.event}:{stage}@{_round(context)}" if stage else f"{self.event}@{_round(context)}"
+        if self.event == "stage-succeeded":
+            if ident in SentLog(context):  # a resumption: the states need no second read
+                log.info("Notification %s was already published for this task instance", ident)
+                return
+            if not self._stage_succeeded(context, stage):
+                log.info("Not publishing %s for stage %s: it was skipped", self.event, stage)
+                return
+        publish_once(context, ident, self.hook, self.target_arn, subject, message, self._attributes())
+
+    def _attributes(self) -> dict[str, str]:
+        return {"event": self.event, "pipeline": self.pipeline}
+
+    def _reported_stage(self, context: Any) -> str | None:
+        """The stage a stage event reports: its own, or at the run's end the last stage (a rollback run's stage)."""
+        if not self.at_run_end:
+            return next(iter(self.stages), None)
+        rollback = execution_type(getattr(context.get("dag_run"), "conf", None)).get("rollback-metadata")
+        if rollback and rollback.get("stage") in self.stages:
+            return rollback["stage"]
+        return next(reversed(self.stages), None)
+
+    def _stage_succeeded(self, context: Any, stage: str) -> bool:
+        """Whether the tasks `stages` names for `stage` all succeeded in this run (not skipped by its entry
+        conditions or by a rollback run); one read of their states. Unreadable states count as succeeded: the
+        stage's successor only runs when nothing before it failed."""
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        task_ids = self.stages.get(stage) or []
+        ti = context.get("ti") or context.get("task_instance")
+        dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(ti, "dag_id", None) or self.pipeline
+        run_id = context.get("run_id") or getattr(ti, "run_id", None) or getattr(context.get("dag_run"), "run_id", "")
+        try:
+            states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, task_ids=task_ids, run_ids=[run_id])
+        except Exception:  # noqa: BLE001 - a notification never changes the outcome
+            log.warning("Could not read the states of stage %s; reporting it as succeeded", stage, exc_info=True)
+            return True
+        states = states.get(run_id, {})
+        return bool(task_ids) and all(_state_name(states.get(task_id)) == "success" for task_id in task_ids)
+
+    def build_lifecycle(self, context: Any, stage: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Subject and message of a stage or action lifecycle event."""
+        run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", "")
+        ti = context.get("ti") or context.get("task_instance")
+        task_id = getattr(ti, "task_id", None)
+        level, _, what = self.event.partition("-")
+        state = what.upper()
+        region = self.region_name or self.hook.conn_region_name or ""
+        if level == "stage":
+            action = None
+            links = messages.airflow_links(airflow_base_url(), self.pipeline, run_id)
+            extra, what = {"airflow-run-link": links["run"]}, f"stage {stage}"
+        else:
+            stage, action = split_task_id(task_id) if task_id else ("", "")
+            links = messages.airflow_links(airflow_base_url(), self.pipeline, run_id, task_id)
+            extra, what = messages.task_links(links), f"action {stage}.{action}"
+        event = messages.state_change_event(
+            level=level,
+            pipeline=self.pipeline,
+            execution_id=run_id,
+            state=state,
+            region=region,
+            stage=stage,
+            action=action,
+            extra=extra,
+        )
+        return f"{state}: {what} of pipeline {self.pipeline} (run {run_id})", event
 
     @staticmethod
     def _task_superseded(context: Any) -> bool:
@@ -186,6 +295,19 @@ class PipelineEventNotifier(SnsNotifier):
             if isinstance(decision, dict) and decision.get("Outcome") == "Superseded":
                 return decision.get("SupersededBy") or "?"
         return None
+
+
+def _round(context: Any) -> int:
+    """The task instance's round: its `max_tries`, the same for every try and resumption, raised by a clear."""
+    ti = context.get("ti") or context.get("task_instance")
+    try:
+        return int(getattr(ti, "max_tries", None) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _state_name(state: Any) -> str | None:
+    return None if state is None else str(getattr(state, "value", state))
 
 
 def console_links(task: Any) -> list[str]:
@@ -231,6 +353,15 @@ def failure_notices(operator: Any, context: Any) -> list[dict[str, Any]] | None:
     return None if retries_left else notices
 
 
+def success_notices(operator: Any) -> list[dict[str, Any]] | None:
+    """The action-succeeded notifier of a task about to defer, for its trigger to publish should it end the
+    task successfully (Airflow 3.3.2 runs no success callback of a task its trigger ends)."""
+    callbacks = getattr(operator, "on_success_callback", None) or []
+    callbacks = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+    notices = [c.to_dict() for c in callbacks if isinstance(c, PipelineEventNotifier) and c.event in SUCCESS_EVENTS]
+    return notices or None
+
+
 class _TriggerTaskInstance:
     """What the notifier reads of a task instance, for a trigger (XCom through the Task SDK)."""
 
@@ -257,15 +388,27 @@ def announce_failure(notices: list[dict[str, Any]] | None, ti: Any, reason: str)
     `failure_notices`) keeps the callbacks from publishing them again. A trigger run again after a
     crash skips what the record already holds.
     """
+    _announce(notices, ti, FAILURE_NOTICES_XCOM_KEY, {"exception": reason})
+
+
+def announce_success(notices: list[dict[str, Any]] | None, ti: Any) -> None:
+    """In a trigger about to end its task successfully (its outputs written): publish the task's success
+    events and record them (XCom `success_notices`), as `announce_failure` does for failures."""
+    _announce(notices, ti, SUCCESS_NOTICES_XCOM_KEY, {})
+
+
+def _announce(notices: list[dict[str, Any]] | None, ti: Any, key: str, extra: dict[str, Any]) -> None:
     if not notices or ti is None:
         return
     task = _TriggerTaskInstance(ti)
     try:
-        sent = dict(task.xcom_pull(task.task_id, FAILURE_NOTICES_XCOM_KEY) or {})
+        sent = dict(task.xcom_pull(task.task_id, key) or {})
     except Exception:  # noqa: BLE001 - then the callbacks publish
-        log.warning("Could not read which failure events were published; leaving them to the callbacks", exc_info=True)
+        log.warning(
+            "Could not read which events were published (%s); leaving them to the callbacks", key, exc_info=True
+        )
         return
-    context = {"run_id": task.run_id, "ti": task, "exception": reason}
+    context = {"run_id": task.run_id, "ti": task, **extra}
     for notice in notices:
         notifier = PipelineEventNotifier(**notice)
         if notifier.event in sent:
@@ -273,6 +416,6 @@ def announce_failure(notices: list[dict[str, Any]] | None, ti: Any, reason: str)
         notifier.notify(context)
         sent[notifier.event] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         try:
-            task.xcom_push(FAILURE_NOTICES_XCOM_KEY, sent)
+            task.xcom_push(key, sent)
         except Exception:  # noqa: BLE001 - at worst the callback publishes it again
             log.warning("Could not record that %s was published", notifier.event, exc_info=True)

@@ -42,14 +42,15 @@ def defer_timeout(operator: AwsBaseOperator, context: Context) -> timedelta | No
 
 def trigger_kwargs(operator: AwsBaseOperator, context: Context, result: Any) -> dict[str, Any]:
     """What every action's BatchPolledTrigger takes from its operator besides the id: the connection, the
-    poll interval, the result that ends the task and the failure notices."""
-    from release_orchestrator.notifications.notifier import failure_notices
+    poll interval, the result that ends the task and the notices it publishes when it ends the task."""
+    from release_orchestrator.notifications.notifier import failure_notices, success_notices
 
     return {
         **connection_kwargs(operator),
         "poll_interval": operator.poll_interval,
         "result": result.to_dict(),
         "failure_notices": failure_notices(operator, context),
+        "success_notices": success_notices(operator),
     }
 
 

@@ -353,6 +353,10 @@ def build_dag(pipeline: Pipeline):
                 if rolls_back(stage):
                     # A side branch: the next stage never waits for it.
                     stage_tasks >> _rollback_task(pipeline, stage, task_failure_callbacks)
+    if notifiers:
+        from release_orchestrator.notifications.lifecycle import attach_lifecycle_notifiers
+
+        attach_lifecycle_notifiers(dag, pipeline, notifiers)  # stages and actions starting and succeeding
     return dag
 
 

@@ -245,6 +245,16 @@ def _configuration_problems(rule_type: RuleType, configuration: dict[str, Any]) 
     return problems
 
 
+def wait_minutes(value: Any) -> float | None:
+    """A rule's wait_time in minutes, or None when it is no number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def value_problem(rule_type: str, key: str, value: Any) -> str | None:
     """What is wrong with one configuration value of a rule (also asked at run time, once references are
     resolved), or None."""
@@ -254,8 +264,9 @@ def value_problem(rule_type: str, key: str, value: Any) -> str | None:
         return None
     if key == "user_parameters":
         return None if isinstance(value, (str, dict)) else "expected a string or a mapping"
-    if key == "wait_time":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_WAIT_MINUTES:
+    if key == "wait_time":  # a number, or its text (CodePipeline's WaitTime, a #{...} reference resolved)
+        minutes = wait_minutes(value)
+        if minutes is None or not 0 < minutes <= MAX_WAIT_MINUTES:
             return f"expected a number of minutes above 0 and at most {MAX_WAIT_MINUTES} (fractions allowed)"
         return None
     if not isinstance(value, str):

@@ -329,9 +329,10 @@ _ACTION_FIELDS = frozenset(
 _STAGE_RULES = {
     "beforeEntry": "entry conditions with rules that have no equivalent here are not carried: "
     "the stage starts as soon as the previous one succeeds",
-    "onSuccess": "success conditions (e.g. an alarm watched after the stage) are not supported yet: the stage "
+    "onSuccess": "success conditions with rules that have no equivalent here are not carried: the stage "
     "succeeds when its actions do",
-    "onFailure": "only results FAIL and ROLLBACK are supported yet: retry and failure conditions are not",
+    "onFailure": "results FAIL, ROLLBACK and RETRY of failed actions are carried; failure conditions, and a "
+    "retry of all actions, are not",
 }
 
 # A stage entry rule's configuration keys (pipeline/conditions.py).
@@ -345,6 +346,7 @@ _RULE_KEYS = {
     "Operator": "operator",
     "FunctionName": "function_name",
     "UserParameters": "user_parameters",
+    "WaitTime": "wait_time",
 }
 
 # Why a provider has no action type (for providers without a mapper below).
@@ -375,7 +377,7 @@ class _Importer:
         self.unmapped: list[Unmapped] = []
         self.not_carried: list[NotCarried] = []
         self.stage_comments: dict[str, list[str]] = {}  # stage name -> comment lines above it
-        self.stage_fields: dict[str, dict] = {}  # stage name -> its before_entry and on_failure
+        self.stage_fields: dict[str, dict] = {}  # stage name -> its before_entry, on_success and on_failure
         self.connections: dict[str, str] = {}
         self.notes: list[str] = []  # pipeline-wide
         self.change_triggers: list[dict[str, Any]] = []  # source actions that detect changes, as triggers
@@ -557,40 +559,67 @@ class _Importer:
                     self.stage_fields.setdefault(stage["name"], {})["on_failure"] = {"result": "ROLLBACK"}
                     continue
                 reason = "the first stage cannot be rolled back here (there is no earlier stage to reuse)"
-            if rule == "beforeEntry":
-                condition, problem = self.entry_condition(value)
-                if condition is not None:
-                    self.stage_fields.setdefault(stage["name"], {})["before_entry"] = condition
+            if (
+                rule == "onFailure"
+                and value.get("result") == "RETRY"
+                and set(value) <= {"result", "retryConfiguration"}
+            ):
+                mode = (value.get("retryConfiguration") or {}).get("retryMode") or "FAILED_ACTIONS"
+                if mode == "FAILED_ACTIONS":
+                    carried = {"result": "RETRY", "retry_mode": mode, "max_attempts": 1}
+                    self.stage_fields.setdefault(stage["name"], {})["on_failure"] = carried
                     continue
-                reason = f"{problem}; the stage starts as soon as the previous one succeeds"
+                reason = f"retry mode {mode} is not retried automatically here (retry all actions by hand)"
+            if rule in ("beforeEntry", "onSuccess"):
+                condition, problem = self.condition(value, rule)
+                if condition is not None and rule == "onSuccess" and condition.get("result") == "ROLLBACK" and first:
+                    condition, problem = None, "the first stage cannot be rolled back here"
+                if condition is not None:
+                    key = "before_entry" if rule == "beforeEntry" else "on_success"
+                    self.stage_fields.setdefault(stage["name"], {})[key] = condition
+                    continue
+                then = (
+                    "starts as soon as the previous one succeeds"
+                    if rule == "beforeEntry"
+                    else "succeeds when its actions do"
+                )
+                reason = f"{problem}; the stage {then}"
             self.not_carried.append(NotCarried(stage["name"], rule, reason))
             shown.append(f"NOT CARRIED: {rule}: {reason}")
             shown.append(f"  {rule}: {json.dumps(value, separators=(',', ':'))}")
         return shown
 
-    def entry_condition(self, value: dict) -> tuple[dict | None, str | None]:
-        """beforeEntry as `before_entry` (pipeline/conditions.py), or None and why it cannot be carried."""
-        from .conditions import RULE_TYPES
+    def condition(self, value: dict, rule_name: str) -> tuple[dict | None, str | None]:
+        """beforeEntry as `before_entry`, onSuccess as `on_success` (pipeline/conditions.py), or None and why it
+        cannot be carried."""
+        from .conditions import RESULTS, RULE_TYPES, SUCCESS_RESULTS
 
+        entry = rule_name == "beforeEntry"
+        results = RESULTS if entry else SUCCESS_RESULTS
         conditions = value.get("conditions") if isinstance(value, dict) else None
         if not isinstance(conditions, list) or len(conditions) != 1 or not isinstance(conditions[0], dict):
-            return None, "beforeEntry holds one condition"
+            return None, f"{rule_name} holds one condition"
         result = conditions[0].get("result") or "FAIL"
-        if result not in ("FAIL", "SKIP"):
-            return None, f"entry result {result} has no equivalent (FAIL or SKIP)"
+        if result not in results:
+            return None, f"result {result} has no equivalent ({' or '.join(results)})"
         rules = []
         for rule in conditions[0].get("rules") or []:
             provider = (rule.get("ruleTypeId") or {}).get("provider")
-            if provider not in RULE_TYPES:
+            if provider not in RULE_TYPES or (provider == "DeploymentWindow" and not entry):
                 return None, f"rule {rule.get('name')!r}: rule type {provider} has no equivalent"
             configuration = {}
             for key, item in (rule.get("configuration") or {}).items():
-                if key == "WaitTime":
+                if key == "WaitTime" and entry:
                     continue  # how long an alarm is watched after a stage: entry rules are checked once
                 if key not in _RULE_KEYS:
                     return None, f"rule {rule.get('name')!r}: configuration key {key} has no equivalent"
                 if key == "AlarmStates" and isinstance(item, str):
                     item = [state.strip() for state in item.split(",") if state.strip()]
+                if key == "WaitTime":
+                    try:
+                        item = float(item) if "." in str(item) else int(item)
+                    except ValueError:
+                        return None, f"rule {rule.get('name')!r}: WaitTime {item!r} is not a number of minutes"
                 configuration[_RULE_KEYS[key]] = item
             carried: dict[str, Any] = {"name": rule.get("name"), "type": provider, "configuration": configuration}
             if rule.get("region"):

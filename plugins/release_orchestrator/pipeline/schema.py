@@ -214,7 +214,10 @@ def _rule_schema(rule_type: RuleType) -> dict:
     values: dict[str, dict] = {"alarm_states": {"type": ["array", "string"], "items": {"enum": list(ALARM_STATES)}}}
     values["user_parameters"] = {"type": ["string", "object"]}
     values["operator"] = {"enum": list(VARIABLE_OPERATORS), "default": "EQ"}
-    values["wait_time"] = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_WAIT_MINUTES}
+    values["wait_time"] = {
+        "type": ["number", "string"],
+        "description": f"minutes (fractions allowed), above 0 and at most {MAX_WAIT_MINUTES}",
+    }
     return {
         "type": "object",
         "description": f"{rule_type.name}: {rule_type.description}",

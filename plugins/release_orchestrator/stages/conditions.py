@@ -22,6 +22,7 @@ from release_orchestrator.pipeline.conditions import (
     RULE_TYPES,
     value_problem,
     variable_check,
+    wait_minutes,
     window_is_open,
     window_opens,
 )
@@ -125,7 +126,8 @@ def watched_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def watch_seconds(rules: list[dict[str, Any]]) -> float:
     """How long the longest watch lasts (wait_time is in minutes, as CodePipeline's WaitTime)."""
-    return max((float(r["configuration"]["wait_time"]) * 60 for r in watched_rules(rules)), default=0.0)
+    minutes = [wait_minutes(rule["configuration"]["wait_time"]) or 0.0 for rule in watched_rules(rules)]
+    return max(minutes, default=0.0) * 60
 
 
 def _configuration(rule: dict[str, Any]) -> dict[str, Any]:

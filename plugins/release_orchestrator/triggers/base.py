@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.triggers.base import BaseTrigger, TaskFailedEvent, TaskSuccessEvent, TriggerEvent
 
-from release_orchestrator.notifications.notifier import announce_failure
+from release_orchestrator.notifications.notifier import announce_failure, announce_success
 from release_orchestrator.results import FAILURE_XCOM_KEY, ActionFailed
 from release_orchestrator.triggers.poller import BatchPoller, BatchSpec, get_poller, loop_shared
 
@@ -176,10 +176,12 @@ class BatchPolledTrigger(BaseTrigger):
         botocore_config: dict | None = None,
         result: dict[str, Any] | None = None,
         failure_notices: list[dict[str, Any]] | None = None,
+        success_notices: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.item_id = item_id
         self.failure_notices = failure_notices
+        self.success_notices = success_notices  # action-succeeded: Airflow runs no success callback for it
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.poll_interval = float(poll_interval)
@@ -215,6 +217,7 @@ class BatchPolledTrigger(BaseTrigger):
                 "botocore_config": self.botocore_config,
                 "result": self.result,
                 "failure_notices": self.failure_notices,
+                "success_notices": self.success_notices,
                 **self.extra_kwargs(),
             },
         )
@@ -294,6 +297,8 @@ class BatchPolledTrigger(BaseTrigger):
         # The outputs first: the task must not succeed without them (a failed write fails the trigger,
         # and Airflow then fails the task).
         await asyncio.to_thread(self.write_xcom, XCOM_RETURN_KEY, json_safe(outputs))
+        if self.success_notices:
+            await asyncio.to_thread(announce_success, self.success_notices, self.task_instance)
         yield TaskSuccessEvent()
 
     async def fail_task(self, reason: str) -> TaskFailedEvent:

@@ -58,6 +58,7 @@ class CodeBuildBuildTrigger(BatchPolledTrigger):
         botocore_config: dict | None = None,
         result: dict[str, Any] | None = None,
         failure_notices: list[dict[str, Any]] | None = None,
+        success_notices: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(
             item_id=build_id,
@@ -68,6 +69,7 @@ class CodeBuildBuildTrigger(BatchPolledTrigger):
             botocore_config=botocore_config,
             result=result,
             failure_notices=failure_notices,
+            success_notices=success_notices,
         )
 
     @property

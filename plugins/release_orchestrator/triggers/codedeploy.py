@@ -63,6 +63,7 @@ class CodeDeployDeploymentTrigger(BatchPolledTrigger):
         botocore_config: dict | None = None,
         result: dict[str, Any] | None = None,
         failure_notices: list[dict[str, Any]] | None = None,
+        success_notices: list[dict[str, Any]] | None = None,
         stop_at_ready: bool = False,
     ) -> None:
         super().__init__(
@@ -74,6 +75,7 @@ class CodeDeployDeploymentTrigger(BatchPolledTrigger):
             botocore_config=botocore_config,
             result=result,
             failure_notices=failure_notices,
+            success_notices=success_notices,
         )
         self.continue_at_ready = bool(continue_at_ready)
         self.stop_at_ready = bool(stop_at_ready)

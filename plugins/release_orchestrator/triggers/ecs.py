@@ -59,6 +59,7 @@ class EcsDeploymentTrigger(BatchPolledTrigger):
         botocore_config: dict | None = None,
         result: dict[str, Any] | None = None,
         failure_notices: list[dict[str, Any]] | None = None,
+        success_notices: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(
             item_id=deployment,
@@ -69,6 +70,7 @@ class EcsDeploymentTrigger(BatchPolledTrigger):
             botocore_config=botocore_config,
             result=result,
             failure_notices=failure_notices,
+            success_notices=success_notices,
         )
         self.deadline = deadline
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TaskSuccessEvent, TriggerEvent
 
+from release_orchestrator.pipeline.conditions import wait_minutes
 from release_orchestrator.stages.conditions import (
     ENTERED,
     SKIPPED,
@@ -136,7 +137,10 @@ class StageSuccessWatchTrigger(BaseTrigger):
 
     def deadlines(self) -> list[tuple[dict[str, Any], datetime]]:
         since = datetime.fromisoformat(self.since)
-        return [(rule, since + timedelta(minutes=float(rule["configuration"]["wait_time"]))) for rule in self.rules]
+        return [
+            (rule, since + timedelta(minutes=wait_minutes(rule["configuration"]["wait_time"]) or 0))
+            for rule in self.rules
+        ]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadlines = self.deadlines()
