@@ -3,12 +3,13 @@ stacks misbehave, and how.
 
 Document shape (GET/PUT /_sandbox/faults):
     {"codebuild":  {"<project>": {"mode": "fail" | "hang" | "throttle" | "fail-tests" | "slow",
-                                  "rate": 0.5, "seconds": 60}},
+                                  "rate": 0.5, "seconds": 60, "times": 2}},
      "codedeploy": {"<application>/<group>" or "<application>": {"mode": ..., "event": "AfterInstall"}},
      "ecs":        {"<cluster>/<service>" or "<cluster>": {"mode": "fail" | "hang"}},
      "elasticbeanstalk": {"<application>/<environment>" or "<application>": {"mode": "fail" | "rollback" | "hang"}},
      "cloudformation": {"<stack name>": {"mode": "fail" | "hang"}}}
-A PUT merges into what is set; `"mode": null` (or "none") removes one entry.
+A PUT merges into what is set; `"mode": null` (or "none") removes one entry. A CodeBuild fault with `"times": n`
+(not throttle) applies to the project's next n builds, then goes away (a build that fails, then passes on a retry).
 """
 
 from __future__ import annotations
@@ -67,8 +68,14 @@ class Faults:
             self._calls.clear()
 
     def for_project(self, project: str) -> dict | None:
+        """The fault of a build of `project` starting now (one of its `times`, if counted)."""
         with self._lock:
-            return self._faults["codebuild"].get(project)
+            spec = self._faults["codebuild"].get(project)
+            if spec and "times" in spec:
+                spec["times"] -= 1
+                if spec["times"] <= 0:
+                    del self._faults["codebuild"][project]
+            return spec
 
     def for_group(self, application: str, group: str | None) -> dict | None:
         # The group-specific entry wins over an application-wide one.
@@ -132,6 +139,13 @@ def _validated(service: str, target: str, spec) -> dict | None:
     if mode == "hang" and service == "codebuild" and "timeout_seconds" in spec:
         # Tests: the hung build times out after this many seconds instead of its timeoutInMinutes.
         result["timeout_seconds"] = _seconds(service, target, "timeout_seconds", spec["timeout_seconds"])
+    if "times" in spec:
+        times = spec["times"]
+        if service != "codebuild" or mode == "throttle":
+            raise FaultError(f"{service}/{target}: times counts CodeBuild builds (not throttled calls)")
+        if isinstance(times, bool) or not isinstance(times, int) or not 1 <= times <= 100:
+            raise FaultError(f"{service}/{target}: times must be a whole number from 1 to 100")
+        result["times"] = times
     if service == "codedeploy" and spec.get("event"):
         result["event"] = str(spec["event"])
     return result

@@ -194,6 +194,14 @@ def test_slow_build_takes_its_own_time(aws, control, wait_until, build_seconds):
         control.set_fault("codebuild", r.BUILD_PROJECT, "slow", seconds=0)
 
 
+def test_a_counted_fault_fails_that_many_builds_then_goes_away(aws, control, wait_until):
+    control.set_fault("codebuild", r.BUILD_PROJECT, "fail", times=2)
+    codebuild = aws("codebuild")
+    started = [codebuild.start_build(projectName=r.BUILD_PROJECT)["build"]["id"] for _ in range(3)]
+    assert [finished(codebuild, wait_until, b)["buildStatus"] for b in started] == ["FAILED", "FAILED", "SUCCEEDED"]
+    assert r.BUILD_PROJECT not in control.faults()["codebuild"]
+
+
 def test_throttled_project_refuses_some_calls(aws, control):
     control.set_fault("codebuild", r.BUILD_PROJECT, "throttle", rate=0.5)
     codebuild = aws("codebuild", retry=False)

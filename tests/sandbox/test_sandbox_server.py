@@ -44,6 +44,10 @@ def test_health_and_fault_document(control):
         control.set_fault("cloudformation", "webapp-stack", "throttle")
     with pytest.raises(SandboxError, match="HTTP 404"):
         control._call("GET", "/_sandbox/nothing")
+    with pytest.raises(SandboxError, match="times counts CodeBuild builds"):
+        control.set_fault("codebuild", r.BUILD_PROJECT, "throttle", times=2)
+    with pytest.raises(SandboxError, match="times must be a whole number"):
+        control.set_fault("codebuild", r.BUILD_PROJECT, "fail", times=0)
 
 
 def test_seeding_twice_changes_nothing(sandbox, aws):
