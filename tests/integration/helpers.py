@@ -255,3 +255,40 @@ def function_behind_alias(env: LocalEnvironment, name: str):
     )
     functions.create_alias(FunctionName=name, Name=resources.LAMBDA_ALIAS, FunctionVersion="1")
     return functions
+
+
+def topic_inbox(env, topic_name: str):
+    """A topic of a test pipeline's own, with a queue subscribed: tests reading the shared inbox never see its
+    messages. Returns `read(until, timeout=120)`: every message up to the one whose subject starts with `until`,
+    and what comes in 3 s after it (a late duplicate would show up then)."""
+    sns, sqs = aws_client(env, "sns"), aws_client(env, "sqs")
+    topic = sns.create_topic(Name=topic_name)["TopicArn"]
+    assert topic == f"arn:aws:sns:{resources.REGION}:{resources.ACCOUNT_ID}:{topic_name}"
+    queue = sqs.create_queue(QueueName=f"{topic_name}-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+    def read(until: str, timeout: float = 120) -> list[dict]:
+        messages: list[dict] = []
+        deadline = time.monotonic() + timeout
+        quiet_until = None
+        while quiet_until is None or time.monotonic() < quiet_until:
+            assert time.monotonic() < deadline, f"no {until!r} within {timeout:.0f}s: {messages}"
+            batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            for message in batch:
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+                messages.append(json.loads(message["Body"]))
+            if quiet_until is None and any(m["Subject"].startswith(until) for m in messages):
+                quiet_until = time.monotonic() + 3
+        return messages
+
+    return read
+
+
+def event_of(envelope: dict) -> tuple[str, ...]:
+    """(level, state, stage.action) of a message, from its CodePipeline-shaped body."""
+    event = json.loads(envelope["Message"])
+    detail = event["detail"]
+    level = event["detail-type"].removeprefix("CodePipeline ").split()[0].lower()
+    where = ".".join(part for part in (detail.get("stage"), detail.get("action")) if part)
+    return (level, detail["state"], where) if where else (level, detail["state"])

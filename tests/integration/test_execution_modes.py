@@ -16,6 +16,7 @@ whose build history (start and end of every build) shows which runs were in a st
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -253,13 +254,26 @@ def test_a_disabled_transition_holds_runs_at_the_door_until_it_is_enabled(api, a
     assert api.xcom(TRANSITION, run_id, "Build.Enter")["WaitedSeconds"] > 0
 
 
-def test_a_failed_stage_is_retried_and_a_hanging_run_is_stopped(api, airflow_env, codebuild, sandbox, projects):
+@pytest.fixture(scope="module")
+def retry_inbox(airflow_env):
+    """em-retry's own topic: what stopping and retrying its runs publish."""
+    return helpers.topic_inbox(airflow_env, "em-retry")
+
+
+def stop_detail(message: dict) -> dict:
+    return json.loads(message["Message"])["detail"]
+
+
+def test_a_failed_stage_is_retried_and_a_hanging_run_is_stopped(
+    api, airflow_env, codebuild, sandbox, projects, retry_inbox
+):
     api.wait_for_dag(RETRY, timeout=240)
     sandbox.set_faults({"codebuild": {"em-retry-flaky": {"mode": "fail"}}})
     conf = push("retry")
     run_id = api.trigger(RETRY, conf=conf)["dag_run_id"]
     assert wait_for_run(api, RETRY, run_id, timeout=120)["state"] == "failed"
     steady_build = api.xcom(RETRY, run_id, "Build.Steady")["BuildId"]
+    assert [helpers.event_of(m) for m in retry_inbox(until="FAILED: pipeline")] == [("pipeline", "FAILED")]
 
     refused = console_command(airflow_env, "developer", "retry", RETRY, run_id, "Build")
     assert refused.returncode == 1 and "HTTP 403" in refused.stderr, refused
@@ -270,6 +284,14 @@ def test_a_failed_stage_is_retried_and_a_hanging_run_is_stopped(api, airflow_env
     retried = console_command(airflow_env, "release-manager", "retry", RETRY, run_id, "Build")
     assert retried.returncode == 0, retried.stderr
     assert "cleared: Build.Enter, Build.Flaky" in retried.stdout
+    resumed = retry_inbox(until="RESUMED: stage")
+    assert [helpers.event_of(m) for m in resumed] == [("pipeline", "RESUMED"), ("stage", "RESUMED", "Build")]
+    assert stop_detail(resumed[1])["retry"] == {
+        "stage": "Build",
+        "mode": "FAILED_ACTIONS",
+        "user": "release-manager",
+        "reason": "",
+    }
     assert wait_for_run(api, RETRY, run_id, timeout=120)["state"] == "success"
     # Only the failed action built again; the steady one kept its build and outputs.
     assert api.xcom(RETRY, run_id, "Build.Steady")["BuildId"] == steady_build
@@ -292,10 +314,19 @@ def test_a_failed_stage_is_retried_and_a_hanging_run_is_stopped(api, airflow_env
     )
     again = console_command(airflow_env, "release-manager", "stop", RETRY, hanging, "--reason", "twice")
     assert again.returncode == 1 and "has ended (failed): nothing to stop" in again.stderr, again
+    # Stopped, not failed: one STOPPED (the run marked failed gets no failure callback), nothing else.
+    stopped = retry_inbox(until="STOPPED: pipeline")
+    assert [helpers.event_of(m) for m in stopped] == [("pipeline", "STOPPED")]
+    assert stop_detail(stopped[0])["execution-id"] == hanging
+    assert stop_detail(stopped[0])["stop-execution-trigger"] == {
+        "abandon": True,
+        "reason": "wrong branch",
+        "user": "release-manager",
+    }
 
 
 def test_stop_and_wait_lets_the_build_at_work_finish_and_starts_nothing_after_it(
-    api, airflow_env, codebuild, sandbox, projects
+    api, airflow_env, codebuild, sandbox, projects, retry_inbox
 ):
     api.wait_for_dag(RETRY, timeout=240)
     sandbox.set_faults({"codebuild": {"em-retry-flaky": {"mode": "slow", "seconds": 15}}})
@@ -316,3 +347,7 @@ def test_stop_and_wait_lets_the_build_at_work_finish_and_starts_nothing_after_it
     assert (states["Build.Flaky"], states["Release.Ship"]) == ("success", "upstream_failed"), states
     build_id = api.xcom(RETRY, run_id, "Build.Flaky")["BuildId"]
     assert codebuild.batch_get_builds(ids=[build_id])["builds"][0]["buildStatus"] == "SUCCEEDED"
+    # STOPPING when asked (the api-server), STOPPED when the run ended (its failure callback), never FAILED.
+    told = retry_inbox(until="STOPPED: pipeline")
+    assert [helpers.event_of(m) for m in told] == [("pipeline", "STOPPING"), ("pipeline", "STOPPED")]
+    assert stop_detail(told[0])["stop-execution-trigger"]["abandon"] is False

@@ -110,6 +110,8 @@ class PipelineEventNotifier(SnsNotifier):
 
         if self.event.startswith("pipeline-"):
             state = self.event.removeprefix("pipeline-").upper()
+            if self.event == "pipeline-stopped":
+                extra["stop-execution-trigger"] = {"abandon": False}  # stopped and waited for (the API said who)
             if self.event == "pipeline-failed" and task_id:
                 extra.update({"failed-stage": stage, "failed-action": action, "airflow-log-link": links["task"]})
             if error:
@@ -171,6 +173,12 @@ class PipelineEventNotifier(SnsNotifier):
         if self.event == "pipeline-failed" and (newer := self._superseded_by(context)):
             log.info("Not publishing pipeline-failed: the run was superseded by run %s", newer)
             return
+        if self.event in ("pipeline-failed", "pipeline-stopped"):
+            # One of the two, by how the run ended: stopped and waited for, or failed.
+            stopped = stopped_and_waited(context)
+            if stopped != (self.event == "pipeline-stopped"):
+                log.info("Not publishing %s: the run %s", self.event, "was stopped" if stopped else "failed")
+                return
         subject, message = self.build(context)
         attributes = {"event": self.event, "pipeline": self.pipeline}
         if self.event == "pipeline-started":
@@ -295,6 +303,26 @@ class PipelineEventNotifier(SnsNotifier):
             if isinstance(decision, dict) and decision.get("Outcome") == "Superseded":
                 return decision.get("SupersededBy") or "?"
         return None
+
+
+def stopped_and_waited(context: Any) -> bool:
+    """Whether the run that ended failed was stopped and waited for (ui/operations.py `stop_and_wait`): its
+    tasks not started then ended upstream_failed, and no task failed. Nothing else ends tasks upstream_failed
+    without a failed one upstream; a run stopped (abandoned) is marked failed and gets no callback."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(ti, "dag_id", None)
+    run_id = context.get("run_id") or getattr(ti, "run_id", None)
+    if not dag_id or not run_id:
+        return False
+    try:
+        states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, run_ids=[run_id]).get(run_id, {})
+    except Exception:  # noqa: BLE001 - then it is reported as the failure it looks like
+        log.warning("Could not read the run's task states; reporting it as failed", exc_info=True)
+        return False
+    ended = {_state_name(state) for state in states.values()}
+    return "upstream_failed" in ended and "failed" not in ended
 
 
 def _round(context: Any) -> int:

@@ -220,7 +220,8 @@ def _approval_task_ids(pipeline: Pipeline) -> list[str]:
 def _dag_callbacks(pipeline: Pipeline, notifiers: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     """on_success_callback and on_failure_callback of the DAG."""
     on_success = [notifiers["pipeline-succeeded"]] if "pipeline-succeeded" in notifiers else []
-    on_failure = [notifiers["pipeline-failed"]] if "pipeline-failed" in notifiers else []
+    # pipeline-stopped: a run stopped and waiting ends failed with nothing failed (notifier.py).
+    on_failure = [notifiers[e] for e in ("pipeline-failed", "pipeline-stopped") if e in notifiers]
     approvals = _approval_task_ids(pipeline)
     config = _approval_notifications(pipeline)
     if approvals and config and {"approval-approved", "approval-rejected"} & set(config["events"]):

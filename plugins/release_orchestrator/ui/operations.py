@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from release_orchestrator.gate.policy import Reviewer
+from release_orchestrator.notifications.run_events import announce
 from release_orchestrator.stages.retry import tasks_to_retry
 from release_orchestrator.ui.queries import stages_in_order
 
@@ -94,6 +95,8 @@ def retry_stage(
     text = f"{mode} retry of stage {stage} by {by}{why}: {', '.join(names)}"
     _audit(session, "stage.retried", dag_id, run_id, by, text)
     session.commit()
+    retry = {"retry": {"stage": stage, "mode": mode, "user": by, "reason": reason}}
+    announce(dag_id, run_id, ["pipeline-resumed", "stage-resumed"], retry, stage=stage)
     return names
 
 
@@ -143,6 +146,7 @@ def stop_and_wait(session: Session, dag_id: str, run_id: str, reviewer: Reviewer
         f"stopped by {reviewer.name} (stop and wait: actions at work finish): {reason}",
     )
     session.commit()
+    announce(dag_id, run_id, ["pipeline-stopping"], _stop_trigger(reviewer, reason, abandon=False))
     return sorted(ended)
 
 
@@ -161,7 +165,14 @@ def stop_run(session: Session, dag_id: str, run_id: str, reviewer: Reviewer, rea
         _audit(session, "run.stopped", dag_id, run_id, reviewer.name, f"stopped by {reviewer.name}: {reason}")
         session.flush()
     session.commit()
+    # A run marked failed gets no DAG failure callback: this is the only word of its end.
+    announce(dag_id, run_id, ["pipeline-stopped"], _stop_trigger(reviewer, reason, abandon=True))
     return sorted({ti.task_id for tis in stopped for ti in tis})
+
+
+def _stop_trigger(reviewer: Reviewer, reason: str, abandon: bool) -> dict[str, Any]:
+    """What a stop event says of the stop (CodePipeline's StopPipelineExecution: abandon, reason; and who)."""
+    return {"stop-execution-trigger": {"abandon": abandon, "reason": reason, "user": reviewer.name}}
 
 
 # ---- rollback (stages/rollback.py) ---------------------------------------------------------------------
