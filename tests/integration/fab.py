@@ -1,7 +1,9 @@
 """A second api-server with the FAB auth manager, on the session's environment (same DB, JWT secret, plugins).
 
-Airflow runs one auth manager per api-server, so the gate's FAB case needs an api-server of its own. It
-shares everything else with the session's environment: what a FAB user decides there, the scheduler,
+Airflow runs one auth manager per api-server, so the gate's FAB case needs an api-server of its own. It is
+served under a path (`[api] base_url` http://127.0.0.1:<port>/airflow, as behind a proxy that serves Airflow
+at a path), so the gate and the release console are tested there too. It shares everything else with the
+session's environment: what a FAB user decides there, the scheduler,
 workers and the simple-auth api-server see. Its users and roles live in FAB's tables of the same
 metadata database (made by `airflow db migrate` with the provider installed); its users are made with FAB's
 own CLI as an operator would.
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from include.localenv.airflow_api import AirflowAPI
 from include.localenv.environment import LocalEnvironment, free_port
 
-PROCESS = "fab-api-server"  # its name among the environment's processes (and its log, process-logs/<name>.log)
+PROCESS = "fab-api-server"
+BASE_PATH = "/airflow"  # where this api-server serves Airflow (its base_url's path)  # its name among the environment's processes (and its log, process-logs/<name>.log)
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 # A role of FAB's own (no permissions: a group), named in ap-gate-fab.yaml's approvers.
 APPROVER_ROLE = "release-managers"
@@ -39,7 +42,7 @@ class FabApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}{BASE_PATH}"
 
     def airflow_env(self) -> dict[str, str]:
         return {

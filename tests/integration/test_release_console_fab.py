@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration.fab import READABLE_PIPELINE, READER_ROLE
+from tests.integration.fab import BASE_PATH, READABLE_PIPELINE, READER_ROLE
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +49,13 @@ def test_a_user_sees_only_the_pipelines_fab_lets_them_read_and_changes_none(fab_
     assert stopped.status_code == 403
     # Without a token: 401.
     assert httpx.get(f"{fab_api_server.url}/releases/api/pipelines", timeout=30).status_code == 401
+
+
+def test_under_a_base_path_the_page_signs_in_and_links_there(fab_api_server):
+    # fab.py serves Airflow under BASE_PATH: whoever is not signed in goes to its sign-in there, and back.
+    page = httpx.get(f"{fab_api_server.url}/releases/", timeout=30)
+    assert page.status_code == 303
+    assert page.headers["location"] == f"{BASE_PATH}/auth/login?next={BASE_PATH}/releases/"
+    token = fab_api_server.client("fab-outsider").authorization.removeprefix("Bearer ")
+    signed_in = httpx.get(f"{fab_api_server.url}/releases/", cookies={"_token": token}, timeout=30)  # a browser's
+    assert signed_in.status_code == 200 and "Releases" in signed_in.text

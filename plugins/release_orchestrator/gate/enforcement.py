@@ -102,6 +102,16 @@ async def _reviewer(scope: dict[str, Any]) -> Reviewer | None:
         return None
 
 
+def route_path(scope: dict[str, Any]) -> str:
+    """The request's path inside Airflow: without the path Airflow is served under (`[api] base_url`
+    https://host/airflow: the api-server's root_path), which requests carry. Matching the full path would
+    let every request under such a base URL past the gate."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and (path == root or path.startswith(root.rstrip("/") + "/")):
+        return path[len(root.rstrip("/")) :] or "/"
+    return path
+
+
 class ApprovalGateMiddleware:
     """Root ASGI middleware of the api-server: who makes each changing REST/UI request."""
 
@@ -110,7 +120,7 @@ class ApprovalGateMiddleware:
         install()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("path", "")
+        path = route_path(scope)
         if scope.get("type") != "http" or scope.get("method") not in CHANGING_METHODS:
             return await self.app(scope, receive, send)
         if not path.startswith(GUARDED_PREFIXES):
