@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import approve_in_turn, wait_for, wait_for_run, wait_for_task_state
+from tests.integration.test_example_release import APPROVAL as EXAMPLE_APPROVAL
+from tests.integration.test_example_release import PIPELINE as EXAMPLE
+from tests.integration.test_example_release import push as push_example
 from tests.integration.test_execution_modes import push as push_modes
 from tests.integration.test_release_console import APPROVAL, GATE, Session, start_waiting_run
 
@@ -106,6 +109,45 @@ def test_sign_in_find_releases_in_airflows_navigation_and_see_a_run_stage_by_sta
     page.get_by_role("link", name="Releases").first.wait_for()
 
 
+def test_the_example_release_is_seen_stage_by_stage_and_approved_by_its_reviewer_only(browser, airflow_env, api, inbox):
+    """The example pipeline (include/pipelines/webapp-release.yaml): a push waits at its approval; a developer
+    sees it stage by stage and why they cannot approve; qa-lead approves it with a comment and it deploys."""
+    api.wait_for_dag(EXAMPLE, timeout=240)
+    inbox.drain()
+    conf = push_example(airflow_env, "browser")
+    run_id = api.trigger(EXAMPLE, conf=conf)["dag_run_id"]
+    wait_for_task_state(api, EXAMPLE, run_id, EXAMPLE_APPROVAL, {"deferred"}, timeout=300)
+
+    developer = signed_in(browser, airflow_env, "developer")
+    run = developer.locator(f'[data-pipeline="{EXAMPLE}"] [data-run="{run_id}"]')
+    run.wait_for()
+    stages = [s.get_attribute("data-stage") for s in run.locator("[data-stage]").all()]
+    assert stages == ["Source", "Build", "Test", "Approval", "Deploy"]
+    assert "test browser" in run.locator("[data-revision]").inner_text()
+    developer.get_by_role("tab", name="Approvals").click()
+    card = developer.locator(f'[data-approval="{EXAMPLE}/{EXAMPLE_APPROVAL}"]').filter(has_text=run_id)
+    what = card.inner_text()  # what is approved: the release's commit, its test report
+    assert conf["source"]["commit_id"][:7] in what and "integration tests passed" in what
+    assert "developer is not among its approvers" in card.locator("[data-refusal]").inner_text()
+    assert card.get_by_role("button", name="Approve").count() == 0
+
+    reviewer = signed_in(browser, airflow_env, "qa-lead")
+    reviewer.get_by_role("tab", name="Approvals").click()
+    mine = reviewer.locator(f'[data-approval="{EXAMPLE}/{EXAMPLE_APPROVAL}"]').filter(has_text=run_id)
+    mine.locator("textarea").fill("staging is green")
+    screenshot(reviewer, "approvals")
+    reviewer.once("dialog", lambda dialog: dialog.accept())
+    mine.get_by_role("button", name="Approve").click()
+    assert wait_for_run(api, EXAMPLE, run_id, timeout=300)["state"] == "success"
+    decision = api.xcom(EXAMPLE, run_id, EXAMPLE_APPROVAL, key="approval_decision")
+    assert (decision["Outcome"], decision["Reviewer"], decision["Comment"]) == (
+        "Approved",
+        "qa-lead",
+        "staging is green",
+    )
+    inbox.drain(until=("SUCCEEDED: pipeline",))  # its messages are not another test's
+
+
 def test_an_approver_approves_and_another_user_sees_why_they_cannot(
     browser, airflow_env, api, reviewer_api, waiting_run
 ):
@@ -120,7 +162,6 @@ def test_an_approver_approves_and_another_user_sees_why_they_cannot(
     manager.get_by_role("tab", name="Approvals").click()
     mine = manager.locator(card).filter(has_text=waiting_run)
     mine.locator("textarea").fill("staging looks good")
-    screenshot(manager, "approvals")
     manager.once("dialog", lambda dialog: dialog.accept())
     mine.get_by_role("button", name="Approve").click()
     wait_for_task_state(api, GATE, waiting_run, "Release.Confirm", {"deferred"}, timeout=120)
