@@ -4,12 +4,17 @@ does a Deploy whose alarm goes off while it is watched after the stage succeeded
 with a forged rollback conf deploys nothing.
 
 What was deployed is read from the sandbox: the Lambda version each run published (its code), the object the S3
-deployment wrote, and the environment of each smoke build (the source version it was given).
+deployment wrote, the bundle each CodeDeploy deployment to the EC2 servers installed, the task definition the
+ECS service runs (its image), and the environment of each smoke build (the source version it was given).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import time
+import zipfile
 from datetime import datetime
 
 import pytest
@@ -38,11 +43,53 @@ SOURCE_KEY = "rb-tests/function.zip"
 DEPLOYED_KEY = "rb-tests/deployed/function.zip"
 SMOKE_OK, SMOKE_FAIL, SMOKE_HANG = "rb-smoke-ok", "rb-smoke-fail", "rb-smoke-hang"
 ALARM = "rb-health"  # Deploy's success condition watches it
+# Deploy.EC2 (in place) and Deploy.ECS (blue/green) deploy to these, created here: not the example's.
+EC2_APPLICATION, ECS_APPLICATION, DEPLOYMENT_GROUP = "rb-tests-ec2", "rb-tests-ecs", "production"
+CLUSTER, SERVICE, TASK_FAMILY, CONTAINER = "rb-tests", "rb-tests-web", "rb-tests-web", "web"
+IMAGE_REPOSITORY = f"{resources.ACCOUNT_ID}.dkr.ecr.{resources.REGION}.amazonaws.com/rb-tests-web"
+DEPLOY_ACTIONS = ("Deploy.Lambda", "Deploy.Bucket", "Deploy.EC2", "Deploy.ECS")  # Deploy's run_order 1
+
+
+def task_definition(image: str) -> dict:
+    return {
+        "family": TASK_FAMILY,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "executionRoleArn": resources.SERVICE_ROLE_ARN,
+        "containerDefinitions": [
+            {
+                "name": CONTAINER,
+                "image": image,
+                "essential": True,
+                "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+            }
+        ],
+    }
+
+
+def release_bundle(marker: str) -> bytes:
+    """One zip per release, as a build would make it: the function's code, the servers' appspec.yml, and
+    CodePipeline's taskdef.json and imageDetail.json with an image of this release's own."""
+    buffer = io.BytesIO(function_zip(marker))
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("appspec.yml", "version: 0.0\nos: linux\nfiles:\n  - {source: /, destination: /opt/rb}\n")
+        archive.writestr("taskdef.json", json.dumps(task_definition("<IMAGE1_NAME>")))
+        tag = hashlib.sha256(marker.encode()).hexdigest()[:12]
+        archive.writestr("imageDetail.json", json.dumps({"ImageURI": f"{IMAGE_REPOSITORY}:{tag}"}))
+    return buffer.getvalue()
+
+
+def bundle_image(bundle: bytes) -> str:
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        return json.loads(archive.read("imageDetail.json"))["ImageURI"]
 
 
 @pytest.fixture(scope="module")
 def world(airflow_env, api):
-    """The function (version 1 behind `live`), the smoke projects (one fails, one hangs: sandbox faults)."""
+    """The function (version 1 behind `live`), the smoke projects (one fails, one hangs: sandbox faults), the
+    ECS service (CODE_DEPLOY controller) on a baseline task definition, the CodeDeploy applications and groups."""
     api.wait_for_dag(PIPELINE, timeout=240)
     functions = function_behind_alias(airflow_env, FUNCTION)
     codebuild = aws_client(airflow_env, "codebuild")
@@ -52,7 +99,47 @@ def world(airflow_env, api):
     SandboxClient(airflow_env.sandbox_url).set_faults({"codebuild": faults})
     cloudwatch = aws_client(airflow_env, "cloudwatch")
     put_alarm(cloudwatch, ALARM, "OK")
-    return {"lambda": functions, "s3": aws_client(airflow_env, "s3"), "codebuild": codebuild, "cloudwatch": cloudwatch}
+
+    ecs, codedeploy = aws_client(airflow_env, "ecs"), aws_client(airflow_env, "codedeploy")
+    ecs.create_cluster(clusterName=CLUSTER)
+    baseline = ecs.register_task_definition(**task_definition(f"{IMAGE_REPOSITORY}:baseline"))["taskDefinition"]
+    ecs.create_service(
+        cluster=CLUSTER,
+        serviceName=SERVICE,
+        taskDefinition=baseline["taskDefinitionArn"],
+        desiredCount=1,
+        launchType="FARGATE",
+        deploymentController={"type": "CODE_DEPLOY"},
+    )
+    codedeploy.create_application(applicationName=EC2_APPLICATION, computePlatform="Server")
+    codedeploy.create_deployment_group(
+        applicationName=EC2_APPLICATION,
+        deploymentGroupName=DEPLOYMENT_GROUP,
+        serviceRoleArn=resources.SERVICE_ROLE_ARN,
+        deploymentConfigName="CodeDeployDefault.AllAtOnce",
+        ec2TagFilters=[{"Key": "app", "Value": "rb-tests", "Type": "KEY_AND_VALUE"}],
+    )
+    codedeploy.create_application(applicationName=ECS_APPLICATION, computePlatform="ECS")
+    codedeploy.create_deployment_group(
+        applicationName=ECS_APPLICATION,
+        deploymentGroupName=DEPLOYMENT_GROUP,
+        serviceRoleArn=resources.SERVICE_ROLE_ARN,
+        deploymentConfigName="CodeDeployDefault.ECSAllAtOnce",
+        deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+        blueGreenDeploymentConfiguration={
+            "terminateBlueInstancesOnDeploymentSuccess": {"action": "TERMINATE", "terminationWaitTimeInMinutes": 0},
+            "deploymentReadyOption": {"actionOnTimeout": "CONTINUE_DEPLOYMENT", "waitTimeInMinutes": 0},
+        },
+        ecsServices=[{"serviceName": SERVICE, "clusterName": CLUSTER}],
+    )
+    return {
+        "lambda": functions,
+        "s3": aws_client(airflow_env, "s3"),
+        "codebuild": codebuild,
+        "cloudwatch": cloudwatch,
+        "ecs": ecs,
+        "codedeploy": codedeploy,
+    }
 
 
 def release(api, world, code: bytes, **conf) -> str:
@@ -81,6 +168,69 @@ def bucket_history(world) -> list[bytes]:
     ]
 
 
+def deployment_ids(world, application: str, *statuses: str) -> list[str]:
+    """The deployments to the application's group (in those statuses), newest first."""
+    return world["codedeploy"].list_deployments(
+        applicationName=application, deploymentGroupName=DEPLOYMENT_GROUP, includeOnlyStatuses=list(statuses)
+    )["deployments"]
+
+
+def succeeded_deployments(world, application: str, count: int) -> list[dict]:
+    """The last `count` successful deployments to the application's group, oldest first."""
+    ids = deployment_ids(world, application, "Succeeded")[:count]
+    return [world["codedeploy"].get_deployment(deploymentId=i)["deploymentInfo"] for i in reversed(ids)]
+
+
+def installed_bundle(world, deployment: dict) -> bytes:
+    """The bundle an EC2 deployment installed: the S3 object version its revision names."""
+    location = deployment["revision"]["s3Location"]
+    pinned = {"VersionId": location["version"]} if location.get("version") else {}
+    return world["s3"].get_object(Bucket=location["bucket"], Key=location["key"], **pinned)["Body"].read()
+
+
+def server_history(world, count: int) -> list[bytes]:
+    return [installed_bundle(world, d) for d in succeeded_deployments(world, EC2_APPLICATION, count)]
+
+
+def live_server_bundle(world) -> bytes:
+    """What the EC2 servers run: the bundle of the group's latest successful deployment."""
+    group = world["codedeploy"].get_deployment_group(
+        applicationName=EC2_APPLICATION, deploymentGroupName=DEPLOYMENT_GROUP
+    )["deploymentGroupInfo"]
+    deployment_id = group["lastSuccessfulDeployment"]["deploymentId"]
+    return installed_bundle(world, world["codedeploy"].get_deployment(deploymentId=deployment_id)["deploymentInfo"])
+
+
+def containers(world, task_definition_arn: str) -> list[dict]:
+    return world["ecs"].describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"][
+        "containerDefinitions"
+    ]
+
+
+def service_history(world, count: int) -> list[str]:
+    """The images the ECS group's last `count` successful deployments moved the service to, oldest first."""
+    images = []
+    for deployment in succeeded_deployments(world, ECS_APPLICATION, count):
+        appspec = json.loads(deployment["revision"]["appSpecContent"]["content"])
+        arn = appspec["Resources"][0]["TargetService"]["Properties"]["TaskDefinition"]
+        images.append(containers(world, arn)[0]["image"])
+    return images
+
+
+def service_task_definition(world) -> str:
+    """The task definition the ECS service runs."""
+    return world["ecs"].describe_services(cluster=CLUSTER, services=[SERVICE])["services"][0]["taskDefinition"]
+
+
+def live_containers(world) -> list[dict]:
+    return containers(world, service_task_definition(world))
+
+
+def deployed_containers(api, world, run_id: str) -> list[dict]:
+    """The containers of the task definition a run's Deploy.ECS registered and deployed."""
+    return containers(world, api.xcom(PIPELINE, run_id, "Deploy.ECS")["TaskDefinitionArn"])
+
+
 def when(ti: dict, key: str) -> datetime:
     return datetime.fromisoformat(ti[key].replace("Z", "+00:00"))
 
@@ -90,7 +240,9 @@ def task(api, run_id: str, task_id: str) -> dict:
 
 
 def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_in(api, world, airflow_env):
-    first_code, failing_code, next_code = (function_zip(f"{label} {time.time()}") for label in ("one", "two", "three"))
+    first_code, failing_code, next_code = (
+        release_bundle(f"{label} {time.time()}") for label in ("one", "two", "three")
+    )
     first = release(api, world, first_code)
     assert wait_for_run(api, PIPELINE, first, timeout=240)["state"] == "success"
     first_version = api.xcom(PIPELINE, first, "Source.Code")["VersionId"]
@@ -115,8 +267,14 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     assert states["Source.Code"] == "skipped" and states["Source.Enter"] == "skipped"
     # It went in on the failed run's hold, not through the door the third run was waiting at.
     assert states["Deploy.Enter"] == "skipped" and states["Deploy.Rollback"] == "skipped"
-    assert {states[t] for t in ("Deploy.Lambda", "Deploy.Bucket", "Deploy.Smoke")} == {"success"}
+    assert {states[t] for t in (*DEPLOY_ACTIONS, "Deploy.Smoke")} == {"success"}
     assert live_code(api, world, rollback) == code_sha256(first_code)
+    # The service got the first run's task definition again (its image), the servers the first run's bundle.
+    assert deployed_containers(api, world, rollback) == deployed_containers(api, world, first)
+    assert deployed_containers(api, world, rollback)[0]["image"] == bundle_image(first_code)
+    rollback_deployment = api.xcom(PIPELINE, rollback, "Deploy.EC2")["DeploymentId"]
+    deployment = world["codedeploy"].get_deployment(deploymentId=rollback_deployment)["deploymentInfo"]
+    assert installed_bundle(world, deployment) == first_code
     smoke = smoke_build(api, world, rollback)
     assert smoke["projectName"] == SMOKE_OK  # the first run's variables
     assert {"name": "SOURCE_VERSION", "value": first_version, "type": "PLAINTEXT"} in smoke["environment"][
@@ -133,6 +291,9 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     assert live_code(api, world, third) == code_sha256(next_code)
     # The bucket's history (a versioned bucket), oldest first: each deployment in turn.
     assert bucket_history(world)[-4:] == [first_code, failing_code, first_code, next_code]
+    # So were the servers' and the service's: the first release was live again until the third went in.
+    assert server_history(world, 4) == [first_code, failing_code, first_code, next_code]
+    assert service_history(world, 4) == [bundle_image(c) for c in (first_code, failing_code, first_code, next_code)]
 
     # By hand, through the CLI: back to the first run, through the stage's door, as a run of its own.
     refused = console_command(airflow_env, "developer", "rollback", PIPELINE, "Deploy", "--reason", "bad release")
@@ -152,6 +313,8 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     assert ti_states(api, PIPELINE, manual)["Deploy.Enter"] == "success"
     assert live_code(api, world, manual) == code_sha256(first_code)
     assert world["s3"].get_object(Bucket=resources.ARTIFACT_BUCKET, Key=DEPLOYED_KEY)["Body"].read() == first_code
+    assert live_server_bundle(world) == first_code
+    assert live_containers(world) == deployed_containers(api, world, first)
 
     # The console's run history tells rollbacks apart.
     console = Session(airflow_env, "developer")
@@ -161,7 +324,7 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
 
 
 def test_an_alarm_going_off_while_the_stage_is_watched_rolls_it_back(api, world):
-    good_code, bad_code = (function_zip(f"{label} {time.time()}") for label in ("good", "bad"))
+    good_code, bad_code = (release_bundle(f"{label} {time.time()}") for label in ("good", "bad"))
     good = release(api, world, good_code)
     assert wait_for_run(api, PIPELINE, good, timeout=240)["state"] == "success"
     assert api.xcom(PIPELINE, good, "Deploy.SuccessConditions")["Result"] == "SUCCEEDED"
@@ -170,13 +333,15 @@ def test_an_alarm_going_off_while_the_stage_is_watched_rolls_it_back(api, world)
     bad = release(api, world, bad_code, watch_minutes="5")
     wait_for_task_state(api, PIPELINE, bad, "Deploy.SuccessConditions", {"deferred"}, timeout=240)
     assert live_code(api, world, bad) == code_sha256(bad_code)
+    assert live_server_bundle(world) == bad_code
+    assert live_containers(world)[0]["image"] == bundle_image(bad_code)
     try:
         world["cloudwatch"].set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="5xx above 1")
         assert wait_for_run(api, PIPELINE, bad, timeout=120)["state"] == "failed"
     finally:
         world["cloudwatch"].set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="test over")
     states = ti_states(api, PIPELINE, bad)
-    assert {states[t] for t in ("Deploy.Lambda", "Deploy.Bucket", "Deploy.Smoke")} == {"success"}
+    assert {states[t] for t in (*DEPLOY_ACTIONS, "Deploy.Smoke")} == {"success"}
     assert (states["Deploy.SuccessConditions"], states["Deploy.Rollback"]) == ("failed", "success"), states
     watched = api.xcom(PIPELINE, bad, "Deploy.SuccessConditions")
     assert watched["Result"] == "FAILED" and watched["WatchedSeconds"] < 120
@@ -190,12 +355,15 @@ def test_an_alarm_going_off_while_the_stage_is_watched_rolls_it_back(api, world)
     assert ti_states(api, PIPELINE, rollback)["Deploy.SuccessConditions"] == "skipped"
     assert live_code(api, world, rollback) == code_sha256(good_code)
     assert world["s3"].get_object(Bucket=resources.ARTIFACT_BUCKET, Key=DEPLOYED_KEY)["Body"].read() == good_code
+    assert live_server_bundle(world) == good_code
+    assert live_containers(world) == deployed_containers(api, world, good)
+    assert live_containers(world)[0]["image"] == bundle_image(good_code)
 
 
 def test_a_run_marked_failed_is_not_rolled_back_and_a_forged_rollback_to_it_deploys_nothing(api, world):
     # Airflow leaves a run with a teardown (the Rollback task) still to run unset, to decide later from its
     # last tasks, which the marking skipped: the gate ends it failed and skips its Rollback.
-    run_id = release(api, world, function_zip(f"stopped {time.time()}"), smoke_project=SMOKE_HANG)
+    run_id = release(api, world, release_bundle(f"stopped {time.time()}"), smoke_project=SMOKE_HANG)
     wait_for_task_state(api, PIPELINE, run_id, "Deploy.Smoke", {"deferred"}, timeout=240)
     api.request("PATCH", f"/dags/{PIPELINE}/dagRuns/{run_id}", json={"state": "failed"})
     assert wait_for_run(api, PIPELINE, run_id, timeout=60)["state"] == "failed"
@@ -206,10 +374,15 @@ def test_a_run_marked_failed_is_not_rolled_back_and_a_forged_rollback_to_it_depl
 
     # Someone who may trigger runs names it as the run to go back to: its Deploy never succeeded.
     before = world["lambda"].get_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS)["FunctionVersion"]
+    deployments_before = {app: deployment_ids(world, app) for app in (EC2_APPLICATION, ECS_APPLICATION)}
+    task_definition_before = service_task_definition(world)
     forged = api.trigger(PIPELINE, conf={"rollback": {"stage": "Deploy", "target_run_id": run_id}})["dag_run_id"]
     assert wait_for_run(api, PIPELINE, forged, timeout=180)["state"] == "failed"
     states = ti_states(api, PIPELINE, forged)
     assert states["Deploy.Lambda"] == "failed" and states["Deploy.Bucket"] == "failed", states
+    assert {states[t] for t in DEPLOY_ACTIONS} == {"failed"}, states
     assert world["lambda"].get_alias(FunctionName=FUNCTION, Name=resources.LAMBDA_ALIAS)["FunctionVersion"] == before
+    assert {app: deployment_ids(world, app) for app in deployments_before} == deployments_before
+    assert service_task_definition(world) == task_definition_before
     log = api.task_log(PIPELINE, forged, "Deploy.Lambda")
     assert f"its actions did not all succeed in run {run_id}" in log
