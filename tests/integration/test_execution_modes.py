@@ -314,9 +314,10 @@ def test_a_failed_stage_is_retried_and_a_hanging_run_is_stopped(
     )
     again = console_command(airflow_env, "release-manager", "stop", RETRY, hanging, "--reason", "twice")
     assert again.returncode == 1 and "has ended (failed): nothing to stop" in again.stderr, again
-    # Stopped, not failed: one STOPPED (the run marked failed gets no failure callback), nothing else.
-    stopped = retry_inbox(until="STOPPED: pipeline")
-    assert [helpers.event_of(m) for m in stopped] == [("pipeline", "STOPPED")]
+    # Stopped, not failed: STOPPED, with the stage it was at work in (the run marked failed gets no failure
+    # callback), nothing else.
+    stopped = retry_inbox(until="STOPPED: stage")
+    assert [helpers.event_of(m) for m in stopped] == [("pipeline", "STOPPED"), ("stage", "STOPPED", "Build")]
     assert stop_detail(stopped[0])["execution-id"] == hanging
     assert stop_detail(stopped[0])["stop-execution-trigger"] == {
         "abandon": True,
@@ -349,5 +350,9 @@ def test_stop_and_wait_lets_the_build_at_work_finish_and_starts_nothing_after_it
     assert codebuild.batch_get_builds(ids=[build_id])["builds"][0]["buildStatus"] == "SUCCEEDED"
     # STOPPING when asked (the api-server), STOPPED when the run ended (its failure callback), never FAILED.
     told = retry_inbox(until="STOPPED: pipeline")
-    assert [helpers.event_of(m) for m in told] == [("pipeline", "STOPPING"), ("pipeline", "STOPPED")]
+    assert [helpers.event_of(m) for m in told] == [
+        ("pipeline", "STOPPING"),
+        ("stage", "STOPPING", "Build"),
+        ("pipeline", "STOPPED"),
+    ]
     assert stop_detail(told[0])["stop-execution-trigger"]["abandon"] is False

@@ -52,7 +52,7 @@ def test_stop_and_retry_publish_what_the_pipeline_asks_for(topic_and_queue, monk
         "STANDARD",
     )
     retry = {"retry": {"stage": "Build", "mode": "FAILED_ACTIONS", "user": "qa-lead", "reason": "flaky"}}
-    run_events.announce("ops", "manual__1", ["pipeline-resumed", "stage-resumed"], retry, stage="Build")
+    run_events.announce("ops", "manual__1", ["pipeline-resumed", "stage-resumed"], retry, stages=["Build"])
     published = subjects_and_details(received)
     assert [s for s, _ in published] == [
         "RESUMED: pipeline ops (run manual__1)",
@@ -60,6 +60,10 @@ def test_stop_and_retry_publish_what_the_pipeline_asks_for(topic_and_queue, monk
     ]
     assert published[1][1]["stage"] == "Build" and published[1][1]["retry"]["user"] == "qa-lead"
     assert "stage" not in published[0][1]
+    # A stage event for each stage named.
+    spec.notifications.events.append("stage-stopped")
+    run_events.announce("ops", "manual__1", ["stage-stopped"], stop, stages=["Build", "Deploy"])
+    assert [d["stage"] for _, d in subjects_and_details(received)] == ["Build", "Deploy"]
     # A pipeline the api-server has no spec of publishes nothing, and the operation goes on.
     run_events.announce("gone", "manual__1", ["pipeline-stopped"], stop)
     assert received() == []

@@ -21,6 +21,8 @@ EVENTS = (
     "stage-started",
     "stage-succeeded",
     "stage-failed",
+    "stage-stopping",
+    "stage-stopped",
     "stage-resumed",
     "action-started",
     "action-succeeded",

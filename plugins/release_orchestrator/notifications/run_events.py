@@ -1,6 +1,7 @@
 """Events of what people do to a run through the release console's API (ui/operations.py): a run stopped
-(`pipeline-stopping` for stop and wait, `pipeline-stopped` for stop) and a failed stage retried
-(`pipeline-resumed`, `stage-resumed`).
+(`pipeline-stopping` and `stage-stopping` for the stages with actions at work, for stop and wait;
+`pipeline-stopped` and `stage-stopped` for stop) and a failed stage retried (`pipeline-resumed`,
+`stage-resumed`).
 
 They are published from the api-server, once the change is committed, one per request. Airflow keeps no
 callbacks in the serialized DAG, so the pipeline's notification settings are read from its spec (the spec
@@ -19,12 +20,19 @@ from release_orchestrator.notifications.publishing import airflow_base_url, publ
 
 log = logging.getLogger(__name__)
 
-OPERATION_EVENTS = ("pipeline-stopping", "pipeline-stopped", "pipeline-resumed", "stage-resumed")
+OPERATION_EVENTS = (
+    "pipeline-stopping",
+    "pipeline-stopped",
+    "pipeline-resumed",
+    "stage-stopping",
+    "stage-stopped",
+    "stage-resumed",
+)
 
 
-def announce(dag_id: str, run_id: str, events: list[str], detail: dict[str, Any], stage: str | None = None) -> None:
-    """Publish those of `events` the pipeline asks for (each `level-state`; stage events name `stage`), with
-    `detail` (who and why) in each; never raises."""
+def announce(dag_id: str, run_id: str, events: list[str], detail: dict[str, Any], stages: list[str] = ()) -> None:
+    """Publish those of `events` the pipeline asks for (each `level-state`; a stage event once for each of
+    `stages`, their group ids), with `detail` (who and why) in each; never raises."""
     try:
         pipeline = _pipeline(dag_id)
         wanted = [
@@ -40,7 +48,8 @@ def announce(dag_id: str, run_id: str, events: list[str], detail: dict[str, Any]
         hook = SnsHook(aws_conn_id=n.aws_conn_id or pipeline.aws_conn_id, region_name=pipeline.region)
         region = pipeline.region or hook.conn_region_name or ""
         links = messages.airflow_links(airflow_base_url(), dag_id, run_id)
-        for event in wanted:
+        occasions = [(event, stage) for event in wanted for stage in (stages if event.startswith("stage-") else [None])]
+        for event, stage in occasions:
             level, _, state = event.partition("-")
             extra = {"airflow-run-link": links["run"], **detail}
             if level == "pipeline":
@@ -51,7 +60,7 @@ def announce(dag_id: str, run_id: str, events: list[str], detail: dict[str, Any]
                 execution_id=run_id,
                 state=state.upper(),
                 region=region,
-                stage=stage if level == "stage" else None,
+                stage=stage,
                 extra=extra,
             )
             what = f"stage {stage} of pipeline {pipeline.name}" if level == "stage" else f"pipeline {pipeline.name}"

@@ -96,7 +96,7 @@ def retry_stage(
     _audit(session, "stage.retried", dag_id, run_id, by, text)
     session.commit()
     retry = {"retry": {"stage": stage, "mode": mode, "user": by, "reason": reason}}
-    announce(dag_id, run_id, ["pipeline-resumed", "stage-resumed"], retry, stage=stage)
+    announce(dag_id, run_id, ["pipeline-resumed", "stage-resumed"], retry, stages=[stage])
     return names
 
 
@@ -130,12 +130,14 @@ def stop_and_wait(session: Session, dag_id: str, run_id: str, reviewer: Reviewer
         select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id).with_for_update()
     ).all()
     now = datetime.now(timezone.utc)
-    ended = []
+    ended, at_work = [], []
     for ti in tis:
         waiting_to_enter = ti.task_id.rsplit(".", 1)[-1] in (ENTER_TASK, CONDITIONS_TASK) and ti.state == "deferred"
         if ti.state in NOT_STARTED or waiting_to_enter:
             ti.state, ti.end_date = TaskInstanceState.UPSTREAM_FAILED, now
             ended.append(ti.task_id)
+        elif ti.state in ("running", "deferred"):
+            at_work.append(ti)
     run.note = f"Stopped by {reviewer.name} (stop and wait): {reason}"
     _audit(
         session,
@@ -146,7 +148,8 @@ def stop_and_wait(session: Session, dag_id: str, run_id: str, reviewer: Reviewer
         f"stopped by {reviewer.name} (stop and wait: actions at work finish): {reason}",
     )
     session.commit()
-    announce(dag_id, run_id, ["pipeline-stopping"], _stop_trigger(reviewer, reason, abandon=False))
+    stop = _stop_trigger(reviewer, reason, abandon=False)
+    announce(dag_id, run_id, ["pipeline-stopping", "stage-stopping"], stop, stages=_stages_at_work(at_work))
     return sorted(ended)
 
 
@@ -166,8 +169,24 @@ def stop_run(session: Session, dag_id: str, run_id: str, reviewer: Reviewer, rea
         session.flush()
     session.commit()
     # A run marked failed gets no DAG failure callback: this is the only word of its end.
-    announce(dag_id, run_id, ["pipeline-stopped"], _stop_trigger(reviewer, reason, abandon=True))
+    stop = _stop_trigger(reviewer, reason, abandon=True)
+    _, killed = stopped
+    announce(dag_id, run_id, ["pipeline-stopped", "stage-stopped"], stop, stages=_stages_at_work(killed))
     return sorted({ti.task_id for tis in stopped for ti in tis})
+
+
+def _stages_at_work(task_instances: Any) -> list[str]:
+    """The stages (group ids) in which these task instances were at work (a run waiting at a stage's door is
+    not in that stage yet)."""
+    from release_orchestrator.stages.entry import ENTER_TASK
+
+    return sorted(
+        {
+            stage
+            for stage, _, task in (ti.task_id.partition(".") for ti in task_instances)
+            if task and task != ENTER_TASK
+        }
+    )
 
 
 def _stop_trigger(reviewer: Reviewer, reason: str, abandon: bool) -> dict[str, Any]:
