@@ -355,6 +355,21 @@ def test_a_retry_that_does_not_apply_says_why(stage, mode, message):
         tasks_to_retry(STAGES, states, stage, mode)
 
 
+@pytest.mark.parametrize("rollback", ["success", "failed"])
+def test_a_stage_rolled_back_in_the_run_is_retried_with_all_its_actions_only(rollback):
+    from release_orchestrator.stages.retry import RetryRefused, tasks_to_retry
+
+    stages = [*STAGES[:1], ("Build", [*STAGES[1][1], "Build.Rollback"]), *STAGES[2:]]
+    states = {**FAILED_BUILD, "Build.Rollback": rollback}
+    with pytest.raises(RetryRefused, match="was rolled back after it failed in this run: retry all its actions"):
+        tasks_to_retry(stages, states, "Build", "FAILED_ACTIONS")
+    assert "Build.Steady" in tasks_to_retry(stages, states, "Build", "ALL_ACTIONS")
+    # Not rolled back (its Rollback skipped itself): the failed actions alone may run again.
+    assert "Build.Steady" not in tasks_to_retry(
+        stages, {**states, "Build.Rollback": "skipped"}, "Build", "FAILED_ACTIONS"
+    )
+
+
 def test_the_stages_of_a_compiled_pipeline_come_in_order_without_preflight():
     from release_orchestrator.ui.queries import stages_in_order
 

@@ -46,6 +46,14 @@ def tasks_to_retry(
     # nothing of its own to retry, and running it would skip the stage that failed.
     if not any(state_value(states.get(task)) == "failed" for task in actions):
         raise RetryRefused(f"stage {stage} has no failed action in this run: nothing to retry")
+    rollback = next((task for task in tasks if task.rpartition(".")[2] == ROLLBACK_TASK), None)
+    if mode == "FAILED_ACTIONS" and rollback and state_value(states.get(rollback)) in ("success", "failed"):
+        # What is live is the release rolled back to (or whatever a failed rollback left): the actions that
+        # succeeded in this run would not deploy this run's release again.
+        raise RetryRefused(
+            f"stage {stage} was rolled back after it failed in this run: retry all its actions (ALL_ACTIONS) to "
+            "deploy this run's release again"
+        )
     if mode == "ALL_ACTIONS":
         chosen = list(tasks)
     else:
