@@ -216,7 +216,9 @@ def watch(monkeypatch, *rounds):
         async for event in trigger.run():
             return event
 
-    return asyncio.run(first()), written
+    event = asyncio.run(first())
+    assert list(states) == [], "the wait ended before the last round"
+    return event, written
 
 
 def test_the_failed_run_waits_until_its_rollbacks_actions_have_ended(monkeypatch):
@@ -232,6 +234,16 @@ def test_the_failed_run_waits_until_its_rollbacks_actions_have_ended(monkeypatch
         "TargetRunId": "r1",
         "Result": "Succeeded",
     }
+    # The rollback run still holds the stage (its success conditions and Rollback to end): the wait goes on,
+    # or a run waiting at the door would go in while the stage is taken. A skipped check is no failure.
+    done = {"Deploy.Ship": "success", "Deploy.Smoke": "success"}
+    event, written = watch(
+        monkeypatch,
+        {**done, "Deploy.SuccessConditions": None, "Deploy.Rollback": None},
+        {**done, "Deploy.SuccessConditions": "skipped", "Deploy.Rollback": None},
+        {**done, "Deploy.SuccessConditions": "skipped", "Deploy.Rollback": "skipped"},
+    )
+    assert isinstance(event, TaskSuccessEvent) and written["return_value"]["Result"] == "Succeeded"
     event, written = watch(monkeypatch, {"Deploy.Ship": "success", "Deploy.Smoke": "failed"})
     assert isinstance(event, TaskFailedEvent)
     assert written["return_value"]["Result"] == "Failed"

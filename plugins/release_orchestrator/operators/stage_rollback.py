@@ -116,6 +116,7 @@ class StageRollbackOperator(BaseOperator):
                 rollback_run_id=run_id,
                 target_run_id=target.run_id,
                 action_task_ids=self.action_task_ids,
+                holding_task_ids=[*self.success_task_ids, ti.task_id],
                 check_interval=self.check_interval,
                 failure_notices=failure_notices(self, context),
             ),
