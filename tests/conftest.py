@@ -17,23 +17,35 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 # Suites that start an Airflow environment of their own in the worker that runs them (the session fixtures of
 # tests/integration/conftest.py). The fault tests kill and restart its processes, and the execution-mode tests
-# hold stages with long builds: they run apart from the rest of the integration suite, in the other worker.
-AIRFLOW_SUITES = ("integration", "integration-apart")
-APART = ("tests/integration/test_faults.py", "tests/integration/test_execution_modes.py")
+# hold stages with long builds: they run apart from the rest of the integration suite. The stage-control and
+# browser tests take a third environment: most of an integration test's time is waiting on Airflow's loops, so
+# three suites side by side keep two cores busier than two do.
+SUITE_MODULES = {
+    "integration-apart": ("tests/integration/test_faults.py", "tests/integration/test_execution_modes.py"),
+    "integration-stages": (
+        "tests/integration/test_rollback.py",
+        "tests/integration/test_stage_retry.py",
+        "tests/integration/test_stage_conditions.py",
+        "tests/integration/test_notifications_lifecycle.py",
+        "tests/integration/test_release_console_browser.py",
+    ),
+}
+AIRFLOW_SUITES = ("integration", *SUITE_MODULES)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """`make test` runs two workers (`-n 2`). The integration tests share one Airflow environment, the fault and
-    execution-mode tests another, and the sandbox tests one sandbox, so each of those suites goes to one worker
-    as a whole, the two Airflow suites to different workers, while the unit, DAG and package tests go one by
-    one to whichever worker is free."""
+    """`make test` runs three workers (`-n 3`). Each Airflow suite (AIRFLOW_SUITES) shares one Airflow
+    environment and the sandbox tests one sandbox, so each of those suites goes to one worker as a whole, the
+    Airflow suites to different workers, while the unit, DAG and package tests go one by one to whichever
+    worker is free."""
     from xdist.scheduler import LoadScopeScheduling
 
     class SuiteScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith(APART):
-                return "integration-apart"
+            for suite, modules in SUITE_MODULES.items():
+                if nodeid.startswith(modules):
+                    return suite
             suite = nodeid.split("/")[1] if nodeid.startswith("tests/") else ""
             return suite if suite in ("integration", "sandbox") else nodeid
 
