@@ -21,11 +21,10 @@ demo: venv  ## run the example release pipeline end to end on the local sandbox
 up: venv  ## leave the sandbox and Airflow running for the UI on http://127.0.0.1:8080
 	$(PY) -m include.localenv up
 
-# Three workers: three Airflow environments (the integration tests; the fault and execution-mode tests; the
-# stage-control and browser tests), one per worker, the rest beside them wherever there is room
-# (tests/conftest.py).
+# Two workers: the integration tests (one Airflow environment) in one, the fault, execution-mode and
+# stage-control tests (another) in the other, the rest beside them wherever there is room (tests/conftest.py).
 test: venv lint  ## lint, then every test: unit, sandbox, and integration against real Airflow processes
-	$(PY) -m pytest -n 3 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: venv  ## ruff: lint rules and formatting (pyproject.toml [tool.ruff])
 	$(VENV)/bin/ruff check .

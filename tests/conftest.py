@@ -16,18 +16,16 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 # Suites that start an Airflow environment of their own in the worker that runs them (the session fixtures of
-# tests/integration/conftest.py). The fault tests kill and restart its processes, and the execution-mode tests
-# hold stages with long builds: they run apart from the rest of the integration suite. The stage-control and
-# browser tests take a third environment: most of an integration test's time is waiting on Airflow's loops, so
-# three suites side by side keep two cores busier than two do.
+# tests/integration/conftest.py). The fault tests kill and restart its processes, the execution-mode tests hold
+# stages with long builds, and the stage-control tests (rollback, retry, lifecycle events) hold a stage for a
+# minute at a time: they run apart from the rest of the integration suite, in the other worker.
 SUITE_MODULES = {
-    "integration-apart": ("tests/integration/test_faults.py", "tests/integration/test_execution_modes.py"),
-    "integration-stages": (
+    "integration-apart": (
+        "tests/integration/test_faults.py",
+        "tests/integration/test_execution_modes.py",
         "tests/integration/test_rollback.py",
         "tests/integration/test_stage_retry.py",
-        "tests/integration/test_stage_conditions.py",
         "tests/integration/test_notifications_lifecycle.py",
-        "tests/integration/test_release_console_browser.py",
     ),
 }
 AIRFLOW_SUITES = ("integration", *SUITE_MODULES)
@@ -35,7 +33,7 @@ AIRFLOW_SUITES = ("integration", *SUITE_MODULES)
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """`make test` runs three workers (`-n 3`). Each Airflow suite (AIRFLOW_SUITES) shares one Airflow
+    """`make test` runs two workers (`-n 2`). Each Airflow suite (AIRFLOW_SUITES) shares one Airflow
     environment and the sandbox tests one sandbox, so each of those suites goes to one worker as a whole, the
     Airflow suites to different workers, while the unit, DAG and package tests go one by one to whichever
     worker is free."""

@@ -260,7 +260,7 @@ def function_behind_alias(env: LocalEnvironment, name: str):
 def topic_inbox(env, topic_name: str):
     """A topic of a test pipeline's own, with a queue subscribed: tests reading the shared inbox never see its
     messages. Returns `read(until, timeout=120)`: every message up to the one whose subject starts with `until`,
-    and what comes in 3 s after it (a late duplicate would show up then)."""
+    and what comes in 1.5 s after it (a late duplicate would show up then)."""
     sns, sqs = aws_client(env, "sns"), aws_client(env, "sqs")
     topic = sns.create_topic(Name=topic_name)["TopicArn"]
     assert topic == f"arn:aws:sns:{resources.REGION}:{resources.ACCOUNT_ID}:{topic_name}"
@@ -279,7 +279,7 @@ def topic_inbox(env, topic_name: str):
                 sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
                 messages.append(json.loads(message["Body"]))
             if quiet_until is None and any(m["Subject"].startswith(until) for m in messages):
-                quiet_until = time.monotonic() + 3
+                quiet_until = time.monotonic() + 1.5
         return messages
 
     return read

@@ -1,7 +1,8 @@
 """Rolling a stage back in the real Airflow processes on the sandbox (tests/integration/pipelines/rb-release.yaml,
 QUEUED): a failed Deploy rolls back by itself to the last release, before the run waiting at its door goes in; so
-does a Deploy whose alarm goes off while it is watched after the stage succeeded; a rollback by hand through the CLI to a chosen run; a run marked failed as a whole is not rolled back; a run started
-with a forged rollback conf deploys nothing.
+does a Deploy whose alarm goes off while it is watched after the stage succeeded; a rollback by hand through the
+CLI to a chosen run; a run marked failed as a whole is not rolled back; a run started with a forged rollback conf
+deploys nothing.
 
 What was deployed is read from the sandbox: the Lambda version each run published (its code), the object the S3
 deployment wrote, the bundle each CodeDeploy deployment to the EC2 servers installed, the task definition the
@@ -239,7 +240,7 @@ def task(api, run_id: str, task_id: str) -> dict:
     return next(ti for ti in api.task_instances(PIPELINE, run_id) if ti["task_id"] == task_id)
 
 
-def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_in(api, world, airflow_env):
+def test_a_failed_or_alarming_stage_rolls_back_to_the_last_release_before_the_next_run_goes_in(api, world, airflow_env):
     first_code, failing_code, next_code = (
         release_bundle(f"{label} {time.time()}") for label in ("one", "two", "three")
     )
@@ -295,6 +296,38 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     assert server_history(world, 4) == [first_code, failing_code, first_code, next_code]
     assert service_history(world, 4) == [bundle_image(c) for c in (first_code, failing_code, first_code, next_code)]
 
+    assert api.xcom(PIPELINE, third, "Deploy.SuccessConditions")["Result"] == "SUCCEEDED"
+
+    # The next release deploys, then its alarm goes off while it is watched (for up to 5 minutes): back to the
+    # third run, the latest in which the stage and its success conditions succeeded.
+    bad_code = release_bundle(f"bad {time.time()}")
+    bad = release(api, world, bad_code, watch_minutes="5")
+    wait_for_task_state(api, PIPELINE, bad, "Deploy.SuccessConditions", {"deferred"}, timeout=240)
+    assert live_code(api, world, bad) == code_sha256(bad_code)
+    assert live_server_bundle(world) == bad_code
+    assert live_containers(world)[0]["image"] == bundle_image(bad_code)
+    try:
+        world["cloudwatch"].set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="5xx above 1")
+        assert wait_for_run(api, PIPELINE, bad, timeout=120)["state"] == "failed"
+    finally:
+        world["cloudwatch"].set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="test over")
+    states = ti_states(api, PIPELINE, bad)
+    assert {states[t] for t in (*DEPLOY_ACTIONS, "Deploy.Smoke")} == {"success"}
+    assert (states["Deploy.SuccessConditions"], states["Deploy.Rollback"]) == ("failed", "success"), states
+    watched = api.xcom(PIPELINE, bad, "Deploy.SuccessConditions")
+    assert watched["Result"] == "FAILED" and watched["WatchedSeconds"] < 120
+    assert watched["Rules"][0]["detail"] == f"alarm '{ALARM}' is in state ALARM"
+    started = api.xcom(PIPELINE, bad, "Deploy.Rollback")
+    assert (started["TargetRunId"], started["Result"]) == (third, "Succeeded")
+    # The rollback run deployed the third release again, and was not watched itself.
+    alarm_rollback = started["RollbackRunId"]
+    assert wait_for_run(api, PIPELINE, alarm_rollback, timeout=60)["state"] == "success"
+    assert ti_states(api, PIPELINE, alarm_rollback)["Deploy.SuccessConditions"] == "skipped"
+    assert live_code(api, world, alarm_rollback) == code_sha256(next_code)
+    assert world["s3"].get_object(Bucket=resources.ARTIFACT_BUCKET, Key=DEPLOYED_KEY)["Body"].read() == next_code
+    assert live_server_bundle(world) == next_code
+    assert live_containers(world) == deployed_containers(api, world, third)
+
     # By hand, through the CLI: back to the first run, through the stage's door, as a run of its own.
     refused = console_command(airflow_env, "developer", "rollback", PIPELINE, "Deploy", "--reason", "bad release")
     assert refused.returncode == 1 and "403" in refused.stderr, refused.stderr
@@ -319,45 +352,8 @@ def test_a_failed_stage_rolls_back_to_the_last_release_before_the_next_run_goes_
     # The console's run history tells rollbacks apart.
     console = Session(airflow_env, "developer")
     history = console.get(f"/releases/api/pipelines/{PIPELINE}/runs", started_by="rollback").json()
-    assert {r["run_id"] for r in history["runs"]} == {rollback, manual}
+    assert {r["run_id"] for r in history["runs"]} == {rollback, alarm_rollback, manual}
     assert all(r["started_by"] == "rollback" for r in history["runs"])
-
-
-def test_an_alarm_going_off_while_the_stage_is_watched_rolls_it_back(api, world):
-    good_code, bad_code = (release_bundle(f"{label} {time.time()}") for label in ("good", "bad"))
-    good = release(api, world, good_code)
-    assert wait_for_run(api, PIPELINE, good, timeout=240)["state"] == "success"
-    assert api.xcom(PIPELINE, good, "Deploy.SuccessConditions")["Result"] == "SUCCEEDED"
-
-    # The next release deploys, then its alarm goes off while it is watched (for up to 5 minutes).
-    bad = release(api, world, bad_code, watch_minutes="5")
-    wait_for_task_state(api, PIPELINE, bad, "Deploy.SuccessConditions", {"deferred"}, timeout=240)
-    assert live_code(api, world, bad) == code_sha256(bad_code)
-    assert live_server_bundle(world) == bad_code
-    assert live_containers(world)[0]["image"] == bundle_image(bad_code)
-    try:
-        world["cloudwatch"].set_alarm_state(AlarmName=ALARM, StateValue="ALARM", StateReason="5xx above 1")
-        assert wait_for_run(api, PIPELINE, bad, timeout=120)["state"] == "failed"
-    finally:
-        world["cloudwatch"].set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="test over")
-    states = ti_states(api, PIPELINE, bad)
-    assert {states[t] for t in (*DEPLOY_ACTIONS, "Deploy.Smoke")} == {"success"}
-    assert (states["Deploy.SuccessConditions"], states["Deploy.Rollback"]) == ("failed", "success"), states
-    watched = api.xcom(PIPELINE, bad, "Deploy.SuccessConditions")
-    assert watched["Result"] == "FAILED" and watched["WatchedSeconds"] < 120
-    assert watched["Rules"][0]["detail"] == f"alarm '{ALARM}' is in state ALARM"
-    started = api.xcom(PIPELINE, bad, "Deploy.Rollback")
-    assert (started["TargetRunId"], started["Result"]) == (good, "Succeeded")
-
-    # The rollback run deployed the good release again, and was not watched itself.
-    rollback = started["RollbackRunId"]
-    assert wait_for_run(api, PIPELINE, rollback, timeout=60)["state"] == "success"
-    assert ti_states(api, PIPELINE, rollback)["Deploy.SuccessConditions"] == "skipped"
-    assert live_code(api, world, rollback) == code_sha256(good_code)
-    assert world["s3"].get_object(Bucket=resources.ARTIFACT_BUCKET, Key=DEPLOYED_KEY)["Body"].read() == good_code
-    assert live_server_bundle(world) == good_code
-    assert live_containers(world) == deployed_containers(api, world, good)
-    assert live_containers(world)[0]["image"] == bundle_image(good_code)
 
 
 def test_a_run_marked_failed_is_not_rolled_back_and_a_forged_rollback_to_it_deploys_nothing(api, world):
