@@ -146,18 +146,21 @@ class StageSuccessWatchTrigger(BaseTrigger):
         deadlines = self.deadlines()
         while True:
             now = datetime.now(timezone.utc)
-            # A rule is looked at until its deadline, and once at or after it.
-            watching = [rule for rule, until in deadlines if until > now]
             evaluation = await asyncio.to_thread(evaluate, [rule for rule, _ in deadlines], RuleContext(**self.where))
-            if evaluation.unanswered and watching:
-                # A failed DescribeAlarms is no alarm: ask again (at the deadline, it fails the stage).
-                self.log.warning("Could not read an alarm, looking again: %s", evaluation.failures())
-            elif not evaluation.met or not watching:
+            time_left = any(until > now for _, until in deadlines)
+            # An alarm in one of its states fails the watch at once; one CloudWatch did not answer for (an AWS
+            # error) is asked again while any watch has time left, and fails it after.
+            if (not evaluation.met and not evaluation.unanswered) or not time_left:
                 yield await asyncio.to_thread(self.finish, evaluation)
                 return
-            deadlines = [(rule, until) for rule, until in deadlines if rule in watching]
-            remaining = min(until for _, until in deadlines) - datetime.now(timezone.utc)
-            await asyncio.sleep(max(0.0, min(self.check_interval, remaining.total_seconds())))
+            if evaluation.unanswered:
+                self.log.warning("Could not read an alarm, looking again: %s", evaluation.failures())
+            unanswered = {check["rule"] for check in evaluation.checked if check.get("unanswered")}
+            # A rule is looked at until its deadline and once at or after it (again while unanswered).
+            deadlines = [(rule, until) for rule, until in deadlines if until > now or rule["name"] in unanswered]
+            next_deadline = min(until for _, until in deadlines if until > now)
+            wait = (next_deadline - datetime.now(timezone.utc)).total_seconds()
+            await asyncio.sleep(max(0.0, min(self.check_interval, wait)))
 
     def finish(self, evaluation: Evaluation) -> TriggerEvent:
         ti = self.task_instance
