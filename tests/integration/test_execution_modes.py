@@ -47,7 +47,7 @@ PROJECTS = {
     "em-queued-build": 1,
     "em-queued-test": 15,  # the second run builds while the first one tests (below)
     # The third queued run's test: long enough for what is done while it holds Test (below), on a loaded machine.
-    "em-queued-test-long": 60,
+    "em-queued-test-long": 90,
     "em-superseded-build": 25,
     "em-transition-build": 1,
     "em-retry-steady": 1,
