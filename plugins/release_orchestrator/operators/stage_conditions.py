@@ -41,16 +41,17 @@ class EntryConditionFailed(AirflowFailException):
     """A rule of the stage's entry condition failed (result FAIL); no retry would change that."""
 
 
-class StageConditionsOperator(BaseOperator):
-    """Check the entry conditions of `stage` (see the module docstring).
+class _StageRulesOperator(BaseOperator):
+    """What a stage's entry and success conditions tasks share: the stage, its rules and what a failed one does.
 
     :param stage: the stage's name.
-    :param result: FAIL or SKIP: what a failed rule does.
+    :param result: what a failed rule does: one of RESULTS.
     :param rules: the rules as the spec gives them ({name, type, configuration, region?, aws_conn_id?}); the
         configuration's ``#{...}`` references are resolved when the task runs.
     :param aws_conn_id: / :param region_name: the pipeline's, for rules that name none.
     """
 
+    RESULTS: tuple[str, ...] = ()
     template_fields = ("rules",)
     ui_color = "#eef2f7"
 
@@ -65,14 +66,20 @@ class StageConditionsOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if result not in ("FAIL", "SKIP"):
-            raise ValueError(f"stage conditions: result must be FAIL or SKIP, not {result!r}")
+        if result not in self.RESULTS:
+            raise ValueError(f"{self.__class__.__name__}: result must be {' or '.join(self.RESULTS)}, not {result!r}")
         self.stage, self.result, self.rules = stage, result, rules
         self.aws_conn_id, self.region_name = aws_conn_id, region_name
 
     def rule_context(self, context: Any) -> RuleContext:
         ti = context["ti"]
         return RuleContext(ti.dag_id, self.stage, ti.run_id, self.aws_conn_id, self.region_name)
+
+
+class StageConditionsOperator(_StageRulesOperator):
+    """Check the entry conditions of `stage` (see the module docstring); result FAIL or SKIP."""
+
+    RESULTS = ("FAIL", "SKIP")
 
     def execute(self, context: Any) -> dict[str, Any]:
         evaluation = evaluate(self.rules, self.rule_context(context))
@@ -111,7 +118,7 @@ class SuccessConditionFailed(AirflowFailException):
     """A rule of the stage's success condition failed (its alarm went into ALARM while watched...)."""
 
 
-class StageSuccessConditionsOperator(BaseOperator):
+class StageSuccessConditionsOperator(_StageRulesOperator):
     """<Stage>.SuccessConditions: check the success conditions of `stage` once its actions all succeeded.
 
     - Every rule passes, and no rule watches an alarm: the task succeeds and the run goes on.
@@ -122,29 +129,14 @@ class StageSuccessConditionsOperator(BaseOperator):
     - In a rollback run the task is skipped: a rollback is the remedy, not a release to watch.
 
     :param stage: / :param result: / :param rules: / :param aws_conn_id: / :param region_name: as
-        StageConditionsOperator's; result is FAIL or ROLLBACK.
+        _StageRulesOperator's; result is FAIL or ROLLBACK.
     :param check_interval: seconds between looks at the watched alarms.
     """
 
-    template_fields = ("rules",)
-    ui_color = "#eef2f7"
+    RESULTS = ("FAIL", "ROLLBACK")
 
-    def __init__(
-        self,
-        *,
-        stage: str,
-        result: str,
-        rules: list[dict[str, Any]],
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
-        check_interval: float = DEFAULT_WATCH_INTERVAL,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, check_interval: float = DEFAULT_WATCH_INTERVAL, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if result not in ("FAIL", "ROLLBACK"):
-            raise ValueError(f"stage success conditions: result must be FAIL or ROLLBACK, not {result!r}")
-        self.stage, self.result, self.rules = stage, result, rules
-        self.aws_conn_id, self.region_name = aws_conn_id, region_name
         self.check_interval = float(check_interval)
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -153,7 +145,7 @@ class StageSuccessConditionsOperator(BaseOperator):
         if run_rollback(context) is not None:
             raise AirflowSkipException(f"this run is a rollback of stage {self.stage}: its success is not watched")
         ti = context["ti"]
-        where = RuleContext(ti.dag_id, self.stage, ti.run_id, self.aws_conn_id, self.region_name)
+        where = self.rule_context(context)
         evaluation = evaluate(self.rules, where)
         watched = watched_rules(self.rules)
         if evaluation.met and watched:

@@ -34,6 +34,13 @@ from release_orchestrator.triggers import base as trigger_base
 MAX_SLEEP_SECONDS = 300.0  # look at the clock again at least this often (a suspended host, a clock change)
 
 
+def fail_task(trigger: Any, reason: str) -> TriggerEvent:
+    """The event that fails a conditions trigger's task, its reason recorded and its failure notices published."""
+    ti = trigger.task_instance
+    write = lambda key, value: trigger_base.write_task_xcom(ti, key, value)  # noqa: E731
+    return trigger_base.failed_task_event(write, trigger.failure_notices, ti, reason, trigger.log)
+
+
 class StageConditionsTrigger(BaseTrigger):
     def __init__(
         self,
@@ -92,9 +99,7 @@ class StageConditionsTrigger(BaseTrigger):
         return self.fail(not_met(self.where["stage"], evaluation))
 
     def fail(self, reason: str) -> TriggerEvent:
-        ti = self.task_instance
-        write = lambda key, value: trigger_base.write_task_xcom(ti, key, value)  # noqa: E731
-        return trigger_base.failed_task_event(write, self.failure_notices, ti, reason, self.log)
+        return fail_task(self, reason)
 
 
 class StageSuccessWatchTrigger(BaseTrigger):
@@ -171,6 +176,4 @@ class StageSuccessWatchTrigger(BaseTrigger):
         )
         if evaluation.met:
             return TaskSuccessEvent()
-        write = lambda key, value: trigger_base.write_task_xcom(ti, key, value)  # noqa: E731
-        reason = success_not_met(stage, self.result, evaluation)
-        return trigger_base.failed_task_event(write, self.failure_notices, ti, reason, self.log)
+        return fail_task(self, success_not_met(stage, self.result, evaluation))
